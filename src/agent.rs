@@ -1,0 +1,80 @@
+//! The peer side: `certherd agent`, started by sshd as the forced command. It reads one JSON
+//! request per line on stdin and answers one JSON line on stdout. Every path and command comes
+//! from this node's own config; a request only ever names a token (or, later, a lineage).
+
+use std::io::{BufReader, Write};
+
+use crate::config::Config;
+use crate::protocol::{parse_request, read_line_limited, ErrorKind, LineError, Request, Response, MAX_REQUEST_LINE, OPS, PROTOCOL_VERSION};
+use crate::tokens::TokenStore;
+
+/// The agent's state: what it may touch, from its own config.
+pub struct Agent {
+    node: String,
+    tokens: TokenStore,
+}
+
+impl Agent {
+    /// An agent for this node's config.
+    pub fn new(config: &Config) -> Self {
+        Agent { node: config.node_name(), tokens: TokenStore::new(&config.webroot) }
+    }
+
+    /// Answers one request line. Never panics on hostile input.
+    pub fn handle_line(&self, line: &[u8]) -> Response {
+        match parse_request(line) {
+            Ok(request) => self.handle(request),
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// Carries out one validated request.
+    pub fn handle(&self, request: Request) -> Response {
+        let done = |r: crate::Result<bool>| match r {
+            Ok(changed) => Response::Done { changed },
+            Err(e) => Response::error(ErrorKind::Io, e.to_string()),
+        };
+        match request {
+            Request::Hello { .. } => Response::Hello {
+                agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+                protocol: PROTOCOL_VERSION,
+                node: self.node.clone(),
+                ops: OPS.iter().map(|s| s.to_string()).collect(),
+            },
+            Request::PutToken { token, key_authorization } => done(self.tokens.put(&token, &key_authorization)),
+            Request::RemoveToken { token } => done(self.tokens.remove(&token)),
+        }
+    }
+
+    /// Serves requests from stdin until it closes. Returns the process exit code.
+    pub fn serve(&self) -> i32 {
+        let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+        let mut output = std::io::stdout().lock();
+        loop {
+            let (response, last) = match read_line_limited(&mut input, MAX_REQUEST_LINE) {
+                Ok(None) => return 0,
+                Ok(Some(line)) => (self.handle_line(&line), false),
+                // The rest of an oversized line cannot be trusted to be a request boundary:
+                // answer once and hang up.
+                Err(LineError::TooLong(limit)) => (
+                    Response::error(ErrorKind::TooLarge, format!("request line longer than {limit} bytes refused")),
+                    true,
+                ),
+                Err(LineError::Io(e)) => {
+                    crate::error!("agent: reading request: {e}");
+                    return 1;
+                }
+            };
+            let mut text = serde_json::to_string(&response).unwrap_or_else(|e| {
+                format!(r#"{{"result":"error","kind":"io","message":"cannot encode response: {e}"}}"#)
+            });
+            text.push('\n');
+            if output.write_all(text.as_bytes()).and_then(|()| output.flush()).is_err() {
+                return 1;
+            }
+            if last {
+                return 2;
+            }
+        }
+    }
+}

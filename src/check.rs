@@ -1,0 +1,237 @@
+//! The self-check: fetch `http://DOMAIN/.well-known/acme-challenge/TOKEN` through each node's own
+//! address, the way the CA would, and compare the body with the key authorization.
+//!
+//! Like Let's Encrypt: at most 10 redirects, only http/https on ports 80/443, the body compared
+//! after trimming whitespace, bodies read only up to a small limit. A redirect that points back
+//! at the domain stays pinned to the node being checked, because the CA's perspective that
+//! reached this node would resolve the same name again and may well land on it.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+
+use crate::names::{Domain, KeyAuthorization, Token};
+
+/// Let's Encrypt follows at most this many redirects.
+pub const MAX_REDIRECTS: usize = 10;
+/// Bytes of body we read; a correct answer is under 200.
+const MAX_BODY: usize = 4096;
+/// One HTTP attempt may take this long.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A node as the self-check sees it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Node name for messages.
+    pub node: String,
+    /// `host:port` of its HTTP listener.
+    pub http: String,
+    /// `host:port` of its HTTPS listener (for redirects to https).
+    pub https: String,
+    /// A failure on an optional node only warns.
+    pub optional: bool,
+}
+
+/// Why a node did not answer with the key authorization.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckFailure {
+    /// TCP or TLS failed.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// A status other than 200 (404: token missing or location wrong; 403: permissions).
+    #[error("HTTP {status} from {url}{}", hint(*status))]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The URL that answered.
+        url: String,
+    },
+    /// 200, but not the key authorization (another vhost or site answered).
+    #[error("wrong body from {url}: got {got}, expected the key authorization")]
+    WrongBody {
+        /// The URL that answered.
+        url: String,
+        /// What it served, shortened.
+        got: String,
+    },
+    /// The redirects came back to a URL already visited.
+    #[error("redirect loop at {0}")]
+    RedirectLoop(String),
+    /// More than [`MAX_REDIRECTS`].
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    TooManyRedirects,
+    /// A redirect the CA would refuse (other scheme or port, unparsable Location).
+    #[error("redirect the CA would refuse: {0}")]
+    BadRedirect(String),
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        404 => " (token not there: webroot or acme location wrong, or the token never arrived)",
+        403 => " (forbidden: the web server cannot read the token file or directory)",
+        _ => "",
+    }
+}
+
+/// One challenge to check on every node.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    /// Host header and URL host.
+    pub domain: Domain,
+    /// Path component.
+    pub token: Token,
+    /// Expected body.
+    pub key_authorization: KeyAuthorization,
+}
+
+/// A node's verdict for one expectation.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// Which node.
+    pub target: Target,
+    /// Which name.
+    pub domain: Domain,
+    /// `Ok` or the last failure before the deadline.
+    pub result: Result<(), CheckFailure>,
+}
+
+/// Checks every (node, expectation) pair concurrently, each retrying until it passes or
+/// `deadline` passes. The retry loop is bounded by the deadline; attempts back off to 1 s.
+pub async fn check_all(targets: &[Target], expectations: &[Expectation], deadline: Duration) -> Vec<Verdict> {
+    let until = Instant::now() + deadline;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut index = 0;
+    for target in targets {
+        for exp in expectations {
+            let (target, exp) = (target.clone(), exp.clone());
+            let i = index;
+            index += 1;
+            tasks.spawn(async move {
+                let mut delay = Duration::from_millis(50);
+                loop {
+                    let result = fetch(&target, &exp).await;
+                    if result.is_ok() || Instant::now() + delay >= until {
+                        return (i, Verdict { target, domain: exp.domain, result });
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            });
+        }
+    }
+    let mut verdicts = Vec::with_capacity(index);
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(v) = joined {
+            verdicts.push(v);
+        }
+    }
+    verdicts.sort_by_key(|(i, _)| *i);
+    verdicts.into_iter().map(|(_, v)| v).collect()
+}
+
+/// One attempt: GET through the node, following redirects like the CA.
+pub async fn fetch(target: &Target, exp: &Expectation) -> Result<(), CheckFailure> {
+    let domain = exp.domain.as_str();
+    let mut url = Url::parse(&format!("http://{domain}/.well-known/acme-challenge/{}", exp.token))
+        .map_err(|e| CheckFailure::BadRedirect(e.to_string()))?;
+    let mut seen = HashSet::new();
+    for _ in 0..=MAX_REDIRECTS {
+        if !seen.insert(url.to_string()) {
+            return Err(CheckFailure::RedirectLoop(url.to_string()));
+        }
+        let client = client_for(&url, target, domain).await?;
+        let response = client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| CheckFailure::Unreachable(format!("{} ({}): {}", url, pinned_addr(&url, target, domain), error_chain(&e))))?;
+        let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| CheckFailure::BadRedirect(format!("HTTP {} from {url} without Location", status.as_u16())))?;
+            let next = url.join(location).map_err(|e| CheckFailure::BadRedirect(format!("Location {location:?}: {e}")))?;
+            if !matches!(next.scheme(), "http" | "https") || !matches!(next.port(), None | Some(80) | Some(443)) {
+                return Err(CheckFailure::BadRedirect(format!("{next} (only http/https on ports 80/443)")));
+            }
+            url = next;
+            continue;
+        }
+        if status.as_u16() != 200 {
+            return Err(CheckFailure::Status { status: status.as_u16(), url: url.to_string() });
+        }
+        let body = read_limited(response).await.map_err(|e| CheckFailure::Unreachable(format!("{url}: {e}")))?;
+        let text = String::from_utf8_lossy(&body);
+        return if text.trim() == exp.key_authorization.as_str() {
+            Ok(())
+        } else {
+            Err(CheckFailure::WrongBody { url: url.to_string(), got: crate::names::printable(text.trim()) })
+        };
+    }
+    Err(CheckFailure::TooManyRedirects)
+}
+
+fn pinned_addr(url: &Url, target: &Target, domain: &str) -> String {
+    match (url.host_str() == Some(domain), url.scheme()) {
+        (true, "https") => target.https.clone(),
+        (true, _) => target.http.clone(),
+        _ => url.host_str().unwrap_or("?").to_owned(),
+    }
+}
+
+/// A client for one hop: the domain pinned to the node's address for that scheme; certificates
+/// not verified, as the CA does not verify them on HTTP-01 redirects either.
+async fn client_for(url: &Url, target: &Target, domain: &str) -> Result<reqwest::Client, CheckFailure> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(true)
+        .no_proxy()
+        .timeout(ATTEMPT_TIMEOUT)
+        .user_agent(concat!("certherd/", env!("CARGO_PKG_VERSION"), " self-check"));
+    if url.host_str() == Some(domain) {
+        let addr = pinned_addr(url, target, domain);
+        builder = builder.resolve(domain, resolve_first(&addr).await?);
+    }
+    builder.build().map_err(|e| CheckFailure::Unreachable(e.to_string()))
+}
+
+/// Like the CA, use the first address the name resolves to.
+async fn resolve_first(addr: &str) -> Result<SocketAddr, CheckFailure> {
+    if let Ok(a) = addr.parse() {
+        return Ok(a);
+    }
+    tokio::net::lookup_host(addr)
+        .await
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or_else(|| CheckFailure::Unreachable(format!("cannot resolve {addr}")))
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX_BODY {
+            body.truncate(MAX_BODY);
+            break;
+        }
+    }
+    Ok(body)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,113 @@
+//! `certherd issue -d DOMAIN…`: a pre-flight fan-out and self-check with a throwaway token for
+//! every name, then `certbot certonly --manual` with certherd's hooks filled in.
+//!
+//! The pre-flight exists because certbot asks the CA to validate even when the auth hook fails
+//! (certbot issue #7990), and every failed validation spends the CA's failure rate limit.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::check::Expectation;
+use crate::cli::IssueFlags;
+use crate::commands::publish;
+use crate::config::{self, Config};
+use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
+use crate::names::{Domain, KeyAuthorization, Token};
+
+/// Runs the pre-flight, then certbot; returns certbot's exit code.
+pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Result<i32> {
+    let domains = flags.domains.iter().map(|d| Domain::parse(d)).collect::<std::result::Result<Vec<_>, _>>()?;
+    if !flags.skip_preflight {
+        let ok = preflight(config, &domains).await?;
+        if !ok {
+            crate::error!("pre-flight failed: not calling certbot (fix the nodes above, or pass --skip-preflight)");
+            return Ok(EXIT_FAILED);
+        }
+        crate::info!("pre-flight passed: every node serves tokens for {}", names(&domains));
+        if flags.preflight_only {
+            return Ok(EXIT_OK);
+        }
+    }
+    let argv = certbot_argv(config_path, flags, &domains)?;
+    crate::verbose!("running {}", argv.join(" "));
+    let status = std::process::Command::new(&flags.certbot)
+        .args(&argv)
+        .status()
+        .map_err(|e| Error::Failed(format!("cannot run {}: {e}", flags.certbot)))?;
+    Ok(status.code().unwrap_or(EXIT_FAILED))
+}
+
+fn names(domains: &[Domain]) -> String {
+    domains.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Puts one throwaway token everywhere, checks it for every name on every node, removes it.
+pub async fn preflight(config: &Config, domains: &[Domain]) -> Result<bool> {
+    let token = Token::parse(&format!("certherd-preflight-{}", random_suffix()?))?;
+    let key_authorization = KeyAuthorization::parse(&format!("{token}.certherd-preflight"))?;
+    let expectations: Vec<_> = domains
+        .iter()
+        .map(|d| Expectation { domain: d.clone(), token: token.clone(), key_authorization: key_authorization.clone() })
+        .collect();
+    let (ok, _) = publish::publish_and_check(config, &expectations).await;
+    publish::remove_everywhere(config, &token).await;
+    Ok(ok)
+}
+
+fn random_suffix() -> Result<String> {
+    let mut bytes = [0u8; 12];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::io("cannot read", "/dev/urandom", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// certbot's arguments: the manual plugin with certherd's hooks, the names, then pass-through.
+pub fn certbot_argv(config_path: &Path, flags: &IssueFlags, domains: &[Domain]) -> Result<Vec<String>> {
+    let exe = std::env::current_exe().map_err(|e| Error::Failed(format!("cannot find my own path: {e}")))?;
+    let mut hook = shell_quote(&exe.to_string_lossy());
+    if config_path != Path::new(config::DEFAULT_PATH) {
+        hook.push_str(" --config ");
+        hook.push_str(&shell_quote(&config_path.to_string_lossy()));
+    }
+    let mut argv: Vec<String> = [
+        "certonly",
+        "--manual",
+        "--preferred-challenges",
+        "http",
+        "--manual-auth-hook",
+        &format!("{hook} auth"),
+        "--manual-cleanup-hook",
+        &format!("{hook} cleanup"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for d in domains {
+        argv.push("-d".into());
+        argv.push(d.to_string());
+    }
+    argv.extend(flags.certbot_args.iter().cloned());
+    Ok(argv)
+}
+
+/// Quotes a string for `sh` (certbot runs hooks through a shell).
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b)) {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/usr/bin/certherd"), "/usr/bin/certherd");
+        assert_eq!(shell_quote("/a b/c"), "'/a b/c'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("$(id)"), "'$(id)'");
+    }
+}

@@ -1,0 +1,165 @@
+//! The fan-out steps shared by `auth`, `cleanup` and `issue`: put or remove a token on this node
+//! and every managed peer, and self-check that every node serves it.
+
+use std::time::{Duration, Instant};
+
+use crate::check::{self, Expectation, Target};
+use crate::config::{Config, Mode};
+use crate::fleet;
+use crate::names::{KeyAuthorization, Token};
+use crate::protocol::Request;
+use crate::tokens::TokenStore;
+
+/// What happened on one node.
+#[derive(Debug)]
+pub struct NodeReport {
+    /// Node name.
+    pub node: String,
+    /// Failures on optional nodes only warn.
+    pub optional: bool,
+    /// `Ok` or one line saying why.
+    pub result: Result<(), String>,
+    /// Time taken on this node.
+    pub elapsed: Duration,
+}
+
+impl NodeReport {
+    /// Prints a failure as an error (required node) or a warning (optional node).
+    pub fn print_failure(&self, what: &str) {
+        if let Err(why) = &self.result {
+            if self.optional {
+                crate::warn!("{}: {what} failed (optional node): {why}", self.node);
+            } else {
+                crate::error!("{}: {what} failed: {why}", self.node);
+            }
+        }
+    }
+}
+
+/// Token request for every node.
+pub enum TokenOp<'a> {
+    /// Write the token with this content.
+    Put(&'a Token, &'a KeyAuthorization),
+    /// Remove the token.
+    Remove(&'a Token),
+}
+
+/// Applies `op` on this node and, concurrently, on every managed peer. In stateless mode
+/// nothing is written anywhere: the nodes compute the answer themselves.
+pub async fn apply_everywhere(config: &Config, op: TokenOp<'_>) -> Vec<NodeReport> {
+    if config.mode == Mode::Stateless {
+        return Vec::new();
+    }
+    let peers: Vec<_> = config.managed_peers().cloned().collect();
+    let request = match &op {
+        TokenOp::Put(token, ka) => Request::PutToken { token: (*token).clone(), key_authorization: (*ka).clone() },
+        TokenOp::Remove(token) => Request::RemoveToken { token: (*token).clone() },
+    };
+    let remote = fleet::run(&config.ssh, &peers, std::slice::from_ref(&request));
+    let start = Instant::now();
+    let store = TokenStore::new(&config.webroot);
+    let local = match op {
+        TokenOp::Put(token, ka) => store.put(token, ka),
+        TokenOp::Remove(token) => store.remove(token),
+    };
+    let mut reports = vec![NodeReport {
+        node: config.node_name(),
+        optional: false,
+        result: local.map(|_| ()).map_err(|e| e.to_string()),
+        elapsed: start.elapsed(),
+    }];
+    for outcome in remote.await {
+        reports.push(NodeReport {
+            node: outcome.peer.name.clone(),
+            optional: outcome.peer.optional,
+            result: outcome.result.map(|_| ()).map_err(|e| e.to_string()),
+            elapsed: outcome.elapsed,
+        });
+    }
+    reports
+}
+
+/// Every node the self-check visits: this one, then every peer (managed or check-only),
+/// except those named in `skip` (they already failed and were reported).
+pub fn targets(config: &Config, skip: &[String]) -> Vec<Target> {
+    let mut targets = vec![Target {
+        node: config.node_name(),
+        http: config.http.clone(),
+        https: config.https.clone(),
+        optional: false,
+    }];
+    targets.extend(config.peers.iter().map(|p| Target {
+        node: p.name.clone(),
+        http: p.http_addr(),
+        https: p.https_addr(),
+        optional: p.optional,
+    }));
+    targets.retain(|t| !skip.contains(&t.node));
+    targets
+}
+
+/// Self-checks every node for every expectation within `[check] timeout`; prints one line per
+/// failure and returns whether every required node passed.
+pub async fn self_check(config: &Config, expectations: &[Expectation], skip: &[String]) -> bool {
+    let verdicts = check::check_all(&targets(config, skip), expectations, config.check.timeout).await;
+    let mut ok = true;
+    for v in &verdicts {
+        match &v.result {
+            Ok(()) => crate::verbose!("{}: serves the token for {}", v.target.node, v.domain),
+            Err(why) if v.target.optional => {
+                crate::warn!("{}: self-check for {} failed (optional node): {why}", v.target.node, v.domain)
+            }
+            Err(why) => {
+                ok = false;
+                crate::error!("{}: self-check for {} failed: {why}", v.target.node, v.domain);
+            }
+        }
+    }
+    ok
+}
+
+/// Puts the token everywhere and self-checks it; returns (every required node ok, nodes that
+/// hold the token).
+pub async fn publish_and_check(config: &Config, expectations: &[Expectation]) -> (bool, Vec<String>) {
+    let mut ok = true;
+    let mut skip = Vec::new();
+    let mut holders = Vec::new();
+    for exp in unique_tokens(expectations) {
+        for report in apply_everywhere(config, TokenOp::Put(&exp.token, &exp.key_authorization)).await {
+            match &report.result {
+                Ok(()) => {
+                    crate::verbose!("{}: token {} written in {:.0?}", report.node, exp.token, report.elapsed);
+                    if !holders.contains(&report.node) {
+                        holders.push(report.node.clone());
+                    }
+                }
+                Err(_) => {
+                    report.print_failure("writing the token");
+                    ok &= report.optional;
+                    skip.push(report.node.clone());
+                }
+            }
+        }
+    }
+    ok &= self_check(config, expectations, &skip).await;
+    (ok, holders)
+}
+
+fn unique_tokens(expectations: &[Expectation]) -> Vec<&Expectation> {
+    let mut seen: Vec<&Expectation> = Vec::new();
+    for e in expectations {
+        if !seen.iter().any(|s| s.token == e.token) {
+            seen.push(e);
+        }
+    }
+    seen
+}
+
+/// Removes a token everywhere; failures are warnings (a leftover token is harmless).
+pub async fn remove_everywhere(config: &Config, token: &Token) {
+    for report in apply_everywhere(config, TokenOp::Remove(token)).await {
+        if let Err(why) = &report.result {
+            crate::warn!("{}: removing token {token} failed: {why}", report.node);
+        }
+    }
+}

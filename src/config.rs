@@ -1,0 +1,431 @@
+//! The one TOML config file, the same shape on every node. Loaded once at start-up; an unknown key
+//! or a bad value is an error naming the key and the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+
+/// Where the config is read from when neither `--config` nor `$CERTHERD_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/certherd/certherd.toml";
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's name; default: the host name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// certbot's config directory (`live/`, `archive/`, `renewal/`).
+    #[serde(default = "default_letsencrypt_dir")]
+    pub letsencrypt_dir: PathBuf,
+    /// Tokens live in `<webroot>/.well-known/acme-challenge/<token>`.
+    #[serde(default = "default_webroot")]
+    pub webroot: PathBuf,
+    /// Where checks reach this node's own web server over HTTP.
+    #[serde(default = "default_http")]
+    pub http: String,
+    /// Where checks reach this node's own web server over HTTPS.
+    #[serde(default = "default_https")]
+    pub https: String,
+    /// `fanout` (default): tokens are written on every node. `stateless`: nodes answer tokens
+    /// themselves from the account thumbprint; `auth` only self-checks.
+    #[serde(default)]
+    pub mode: Mode,
+    /// How certherd reaches its peers.
+    #[serde(default)]
+    pub ssh: SshConfig,
+    /// The self-check.
+    #[serde(default)]
+    pub check: CheckConfig,
+    /// This node's own test and reload commands.
+    #[serde(default)]
+    pub reload: ReloadConfig,
+    /// Where failures are reported.
+    #[serde(default)]
+    pub alert: AlertConfig,
+    /// `certherd renew` settings.
+    #[serde(default)]
+    pub renew: RenewConfig,
+    /// The other nodes.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    /// Set after loading: the file this came from, for error messages.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// How tokens reach the nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Write every token on every node (default).
+    #[default]
+    Fanout,
+    /// Nodes answer any token from the account thumbprint; nothing is sent.
+    Stateless,
+}
+
+/// `[ssh]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    /// Remote user the agent runs as.
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    /// Private key that authenticates to the peers (its path; the key is never read by certherd).
+    #[serde(default = "default_identity")]
+    pub identity: PathBuf,
+    /// The only known_hosts file consulted; host keys are checked strictly, never added.
+    #[serde(default = "default_known_hosts")]
+    pub known_hosts: PathBuf,
+    /// How long to wait for a TCP connection and the SSH handshake.
+    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// How long an idle shared connection stays open for the next hook call (`0s`: close at exit).
+    #[serde(default = "default_persist", deserialize_with = "duration")]
+    pub persist: Duration,
+    /// Where control sockets of shared connections live (a 0700 directory owned by this user).
+    #[serde(default)]
+    pub control_dir: Option<PathBuf>,
+    /// How long one agent request may take, answer included.
+    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// How many peers are worked on at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+/// `[check]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// How long the self-check keeps retrying before it reports failure.
+    #[serde(default = "default_check_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+/// `[reload]`: argv arrays, run without a shell.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Config test, e.g. `["nginx", "-t"]`.
+    #[serde(default)]
+    pub test: Vec<String>,
+    /// Reload, e.g. `["systemctl", "reload", "nginx"]`.
+    #[serde(default)]
+    pub reload: Vec<String>,
+    /// How long either command may run before it is killed.
+    #[serde(default = "default_command_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+/// `[alert]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// URLs that receive a JSON POST.
+    #[serde(default)]
+    pub webhook: Vec<String>,
+    /// InfluxDB line-protocol write URL (Telegraf listener).
+    #[serde(default)]
+    pub influx: Option<String>,
+    /// Also alert on success.
+    #[serde(default)]
+    pub on_success: bool,
+}
+
+/// `[renew]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewConfig {
+    /// The node name that renews.
+    #[serde(default)]
+    pub primary: Option<String>,
+    /// Or: whichever node holds this address renews.
+    #[serde(default)]
+    pub vip: Option<String>,
+    /// Random delay before renewing.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub jitter: Option<Duration>,
+}
+
+/// `[[peers]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Name used in reports.
+    pub name: String,
+    /// SSH address (host name or IP).
+    pub host: String,
+    /// SSH port.
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Where the self-check fetches tokens (default `host:80`).
+    #[serde(default)]
+    pub http: Option<String>,
+    /// Where served certificates are checked (default `host:443`).
+    #[serde(default)]
+    pub https: Option<String>,
+    /// An unreachable optional peer warns instead of failing.
+    #[serde(default)]
+    pub optional: bool,
+    /// certherd does not manage this node over SSH; it only checks that the node answers (for a
+    /// web server that proxies or redirects the ACME path elsewhere).
+    #[serde(default)]
+    pub check_only: bool,
+}
+
+impl Peer {
+    /// HTTP address for the self-check.
+    pub fn http_addr(&self) -> String {
+        self.http.clone().unwrap_or_else(|| join_host_port(&self.host, 80))
+    }
+
+    /// HTTPS address for the served-certificate check.
+    pub fn https_addr(&self) -> String {
+        self.https.clone().unwrap_or_else(|| join_host_port(&self.host, 443))
+    }
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            user: default_ssh_user(),
+            identity: default_identity(),
+            known_hosts: default_known_hosts(),
+            connect_timeout: default_connect_timeout(),
+            persist: default_persist(),
+            control_dir: None,
+            request_timeout: default_request_timeout(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig { timeout: default_check_timeout() }
+    }
+}
+
+fn default_letsencrypt_dir() -> PathBuf {
+    "/etc/letsencrypt".into()
+}
+fn default_webroot() -> PathBuf {
+    "/var/lib/certherd/webroot".into()
+}
+fn default_http() -> String {
+    "127.0.0.1:80".into()
+}
+fn default_https() -> String {
+    "127.0.0.1:443".into()
+}
+fn default_ssh_user() -> String {
+    "certherd".into()
+}
+fn default_identity() -> PathBuf {
+    "/etc/certherd/id_ed25519".into()
+}
+fn default_known_hosts() -> PathBuf {
+    "/etc/certherd/known_hosts".into()
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_persist() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_concurrency() -> usize {
+    32
+}
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!("invalid duration {s:?} ({e}): expected e.g. \"5s\", \"2m\", \"1h\""))
+    })
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+impl Config {
+    /// Which file to read: `--config`, else `$CERTHERD_CONFIG`, else the default path.
+    pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+        if let Some(p) = flag {
+            return p.to_owned();
+        }
+        match std::env::var_os("CERTHERD_CONFIG") {
+            Some(p) if !p.is_empty() => p.into(),
+            _ => DEFAULT_PATH.into(),
+        }
+    }
+
+    /// Reads and validates the config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let mut config: Config = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: one_line(e.message()),
+            key: e.span().map(|s| text[s].lines().next().unwrap_or("").to_owned()),
+        })?;
+        config.path = path.to_owned();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn invalid(&self, key: &str, message: String) -> Error {
+        Error::Config { path: self.path.clone(), message, key: Some(key.to_owned()) }
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_addr(&self.http).map_err(|m| self.invalid("http", m))?;
+        check_addr(&self.https).map_err(|m| self.invalid("https", m))?;
+        if self.ssh.concurrency == 0 {
+            return Err(self.invalid("ssh.concurrency", "must be at least 1".into()));
+        }
+        let mut names = vec![self.node_name()];
+        for (i, peer) in self.peers.iter().enumerate() {
+            let key = |k: &str| format!("peers[{i}].{k}");
+            if peer.name.is_empty() || names.contains(&peer.name) {
+                return Err(self.invalid(&key("name"), format!("{:?} is empty or not unique among nodes", peer.name)));
+            }
+            names.push(peer.name.clone());
+            if peer.host.is_empty() || peer.host.starts_with('-') || peer.host.contains(char::is_whitespace) {
+                return Err(self.invalid(&key("host"), format!("{:?} is not a host name or address", peer.host)));
+            }
+            check_addr(&peer.http_addr()).map_err(|m| self.invalid(&key("http"), m))?;
+            check_addr(&peer.https_addr()).map_err(|m| self.invalid(&key("https"), m))?;
+        }
+        for (key, argv) in [("reload.test", &self.reload.test), ("reload.reload", &self.reload.reload)] {
+            if argv.first().is_some_and(|a| a.is_empty()) {
+                return Err(self.invalid(key, "the program name is empty".into()));
+            }
+        }
+        if self.renew.primary.is_some() && self.renew.vip.is_some() {
+            return Err(self.invalid("renew", "set either primary or vip, not both".into()));
+        }
+        Ok(())
+    }
+
+    /// This node's name: the config's `name`, else the host name.
+    pub fn node_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into())
+    }
+
+    /// Peers that certherd talks to over SSH.
+    pub fn managed_peers(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.iter().filter(|p| !p.check_only)
+    }
+}
+
+/// `host:port` where host is a name, an IPv4 address or a bracketed IPv6 address.
+fn check_addr(s: &str) -> std::result::Result<(), String> {
+    if s.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.contains(['/', ' ']) && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("{s:?} is not an address: expected host:port, e.g. 192.0.2.12:80")),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config> {
+        Config::parse(s, Path::new("/x/certherd.toml"))
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let c = parse(
+            r#"
+name = "web1"
+letsencrypt_dir = "/etc/letsencrypt"
+webroot = "/var/lib/certherd/webroot"
+[ssh]
+user = "certherd"
+identity = "/etc/certherd/id_ed25519"
+known_hosts = "/etc/certherd/known_hosts"
+connect_timeout = "5s"
+[[peers]]
+name = "web2"
+host = "192.0.2.12"
+[reload]
+test = ["nginx", "-t"]
+reload = ["systemctl", "reload", "nginx"]
+[alert]
+webhook = ["https://hooks.example.com/T000/B000"]
+influx = "http://127.0.0.1:8186/write?db=certherd"
+[renew]
+primary = "web1"
+jitter = "1h"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.peers[0].http_addr(), "192.0.2.12:80");
+        assert_eq!(c.ssh.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.renew.jitter, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("name = \"a\"\nwebrot = \"/x\"\n").unwrap_err().to_string();
+        assert!(e.contains("webrot"), "{e}");
+        assert!(e.contains("/x/certherd.toml"), "{e}");
+        let e = parse("[ssh]\nuser = \"a\"\nidentty = \"/x\"\n").unwrap_err().to_string();
+        assert!(e.contains("identty"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = parse("[ssh]\nconnect_timeout = \"soon\"\n").unwrap_err().to_string();
+        assert!(e.contains("soon"), "{e}");
+        let e = parse("[[peers]]\nname = \"a\"\nhost = \"h\"\nhttp = \"nope\"\n").unwrap_err().to_string();
+        assert!(e.contains("peers[0].http") && e.contains("nope"), "{e}");
+        let e = parse("name = \"a\"\n[[peers]]\nname = \"a\"\nhost = \"h\"\n").unwrap_err().to_string();
+        assert!(e.contains("peers[0].name"), "{e}");
+    }
+}

@@ -1,0 +1,57 @@
+//! The crate's error type. Each variant carries the data (path, key, value); `Display` is the one
+//! line a user reads, naming the offending value and what was expected.
+
+use std::path::PathBuf;
+
+use crate::names::NameError;
+
+/// Result with the crate's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the operation failed (a node did not get or serve what it should).
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: bad usage, config or input; nothing was changed.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Everything that can go wrong, by layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    ConfigRead { path: PathBuf, source: std::io::Error },
+    /// The config file is invalid.
+    #[error("config {path}: {}{message}", key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+    Config { path: PathBuf, message: String, key: Option<String> },
+    /// A name from certbot, the command line or a request was refused.
+    #[error("{0}")]
+    Name(#[from] NameError),
+    /// Input is missing or malformed (message names the value).
+    #[error("{0}")]
+    Input(String),
+    /// A local file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    /// An operation ran but did not succeed everywhere it had to (details were already printed).
+    #[error("{0}")]
+    Failed(String),
+    /// Not built yet; says so rather than pretending.
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
+}
+
+impl Error {
+    /// The documented process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::ConfigRead { .. } | Error::Config { .. } | Error::Name(_) | Error::Input(_) => EXIT_USAGE,
+            Error::Io { .. } | Error::Failed(_) | Error::NotImplemented(_) => EXIT_FAILED,
+        }
+    }
+
+    /// Shorthand for an I/O error on a path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+}

@@ -1,0 +1,39 @@
+//! `certherd`: parse, load config, dispatch. Each command lives in `commands/`.
+
+use clap::Parser;
+
+use certherd::cli::{Cli, Command};
+use certherd::commands;
+use certherd::config::Config;
+
+fn main() {
+    let cli = Cli::parse();
+    certherd::log::set_level(if cli.quiet { -1 } else { cli.verbose.min(2) as i8 });
+    let path = Config::resolve_path(cli.config.as_deref());
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            certherd::error!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    };
+    let result = match cli.command {
+        // The agent is synchronous: no runtime, so sshd's forced command starts fast.
+        Command::Agent => Ok(commands::agent::run(&config)),
+        command => runtime().block_on(commands::dispatch(&config, &path, command)),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            certherd::error!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| {
+        certherd::error!("cannot start the async runtime: {e}");
+        std::process::exit(certherd::error::EXIT_FAILED);
+    })
+}

@@ -1,0 +1,229 @@
+//! The agent protocol, shared by both ends: one JSON object per line, one request then one
+//! response, over the SSH channel's stdin/stdout. The first exchange is `hello`.
+//!
+//! Both ends treat the other as hostile: lines are size-limited before they are parsed, requests
+//! are validated into typed names, and unknown fields or ops are refused.
+
+use std::io::BufRead;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+use crate::names::{printable, KeyAuthorization, Token};
+
+/// Version of this protocol; `hello` tells the other end.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest request line the agent reads (a certificate chain and key fit many times over).
+pub const MAX_REQUEST_LINE: usize = 1 << 20;
+/// Longest response line the primary reads.
+pub const MAX_RESPONSE_LINE: usize = 1 << 20;
+
+/// A request from the primary to a peer's agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Opens every conversation: versions and capabilities.
+    Hello {
+        /// The primary's protocol version.
+        protocol: u32,
+    },
+    /// Write `<webroot>/.well-known/acme-challenge/<token>` containing the key authorization.
+    PutToken {
+        /// The token, also the file name.
+        token: Token,
+        /// The file's content.
+        key_authorization: KeyAuthorization,
+    },
+    /// Remove a token file; removing a missing one is not an error.
+    RemoveToken {
+        /// The token to remove.
+        token: Token,
+    },
+}
+
+/// Every op the agent understands, for `hello` and for naming unknown ops.
+pub const OPS: &[&str] = &["hello", "put_token", "remove_token"];
+
+/// The agent's answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to `hello`.
+    Hello {
+        /// certherd version of the agent binary.
+        agent_version: String,
+        /// The agent's protocol version.
+        protocol: u32,
+        /// The agent node's configured name.
+        node: String,
+        /// Ops this agent supports.
+        ops: Vec<String>,
+    },
+    /// The op succeeded; `changed` says whether anything on disk changed.
+    Done {
+        /// Whether the node's state changed.
+        changed: bool,
+    },
+    /// The request was refused or failed; nothing was changed unless `kind` says `io`.
+    Error {
+        /// Machine-readable class.
+        kind: ErrorKind,
+        /// One human line.
+        message: String,
+    },
+}
+
+/// Classes of agent errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The line exceeded the size limit.
+    TooLarge,
+    /// Not a JSON object with an `op`.
+    Malformed,
+    /// An op this agent does not know.
+    UnknownOp,
+    /// A known op with invalid or missing fields.
+    Invalid,
+    /// The agent could not carry out a valid request (disk, permissions).
+    Io,
+}
+
+impl Response {
+    /// Shorthand for an error response.
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Response::Error { kind, message: message.into() }
+    }
+}
+
+/// Parses one request line, refusing anything that is not exactly a known, valid request.
+pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
+    let value: serde_json::Value = serde_json::from_slice(line)
+        .map_err(|e| Response::error(ErrorKind::Malformed, format!("request is not JSON: {e}")))?;
+    let op = match value.get("op") {
+        Some(serde_json::Value::String(op)) => op.clone(),
+        _ => return Err(Response::error(ErrorKind::Malformed, "request has no string field \"op\"")),
+    };
+    if !OPS.contains(&op.as_str()) {
+        return Err(Response::error(
+            ErrorKind::UnknownOp,
+            format!("unknown op {}: expected one of {}", printable(&op), OPS.join(", ")),
+        ));
+    }
+    let request: Request = serde_json::from_value(value)
+        .map_err(|e| Response::error(ErrorKind::Invalid, format!("invalid {op} request: {e}")))?;
+    if let Request::PutToken { token, key_authorization } = &request {
+        if key_authorization.token() != token.as_str() {
+            return Err(Response::error(
+                ErrorKind::Invalid,
+                format!("key_authorization {} does not start with the token", printable(key_authorization.as_str())),
+            ));
+        }
+    }
+    Ok(request)
+}
+
+/// A line that could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// The line is longer than the limit; the rest of the stream is not trusted.
+    #[error("line longer than {0} bytes")]
+    TooLong(usize),
+    /// Reading failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one `\n`-terminated line of at most `limit` bytes, without ever buffering more than
+/// that. `Ok(None)` at a clean end of stream.
+pub fn read_line_limited(reader: &mut impl BufRead, limit: usize) -> Result<Option<Vec<u8>>, LineError> {
+    let mut line = Vec::new();
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() { None } else { Some(line) });
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if line.len() + chunk.len() > limit {
+            return Err(LineError::TooLong(limit));
+        }
+        line.extend_from_slice(chunk);
+        let used = done.unwrap_or(buf.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(line));
+        }
+    }
+}
+
+/// Async twin of [`read_line_limited`] for the primary side.
+pub async fn read_line_limited_async<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, LineError> {
+    let mut line = Vec::new();
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() { None } else { Some(line) });
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if line.len() + chunk.len() > limit {
+            return Err(LineError::TooLong(limit));
+        }
+        line.extend_from_slice(chunk);
+        let used = done.unwrap_or(buf.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(line));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(line: &str) -> ErrorKind {
+        match parse_request(line.as_bytes()) {
+            Err(Response::Error { kind, .. }) => kind,
+            other => panic!("expected an error for {line}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let r = Request::PutToken {
+            token: Token::parse("abc").unwrap(),
+            key_authorization: KeyAuthorization::parse("abc.xyz").unwrap(),
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(line, r#"{"op":"put_token","token":"abc","key_authorization":"abc.xyz"}"#);
+        assert!(matches!(parse_request(line.as_bytes()), Ok(Request::PutToken { .. })));
+    }
+
+    #[test]
+    fn hostile_requests_are_refused() {
+        assert_eq!(kind("not json"), ErrorKind::Malformed);
+        assert_eq!(kind(r#"{"token":"a"}"#), ErrorKind::Malformed);
+        assert_eq!(kind(r#"{"op":"exec","cmd":"id"}"#), ErrorKind::UnknownOp);
+        assert_eq!(kind(r#"{"op":"remove_token","token":"../../etc/passwd"}"#), ErrorKind::Invalid);
+        assert_eq!(kind(r#"{"op":"remove_token","token":"a","path":"/etc"}"#), ErrorKind::Invalid);
+        assert_eq!(kind(r#"{"op":"put_token","token":"a","key_authorization":"b.c"}"#), ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn lines_are_limited() {
+        let mut r = std::io::Cursor::new(b"short\nxxxxxxxxxxxxxxxx\n".to_vec());
+        assert_eq!(read_line_limited(&mut r, 8).unwrap().unwrap(), b"short");
+        assert!(matches!(read_line_limited(&mut r, 8), Err(LineError::TooLong(8))));
+        let mut r = std::io::Cursor::new(b"".to_vec());
+        assert!(read_line_limited(&mut r, 8).unwrap().is_none());
+    }
+}

@@ -1,0 +1,314 @@
+//! SSH to peers through the system `ssh` (via the `openssh` crate), with one shared connection
+//! (a ControlMaster) per peer that outlives the process for `[ssh] persist`, so the second and
+//! later hook calls of one certbot run skip the TCP, key-exchange and authentication round trips.
+//!
+//! Host keys are checked strictly against the configured known_hosts only; ssh never prompts
+//! (BatchMode) and never reads the user's ~/.ssh/config. On top of a connection we start the
+//! peer's forced command (`certherd agent`) and speak [`crate::protocol`] over its stdin/stdout.
+
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssh::{Child, ChildStderr, ChildStdin, ChildStdout, Session};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+
+use crate::config::{Peer, SshConfig};
+use crate::protocol::{read_line_limited_async, LineError, Request, Response, MAX_RESPONSE_LINE, PROTOCOL_VERSION};
+
+/// Why talking to one peer failed. Each is a one-line explanation naming the cause.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    /// No SSH connection could be made (network, host key, authentication).
+    #[error("ssh connection failed: {0}")]
+    Connect(String),
+    /// Connected, but the agent could not be started or talked to.
+    #[error("agent: {0}")]
+    Agent(String),
+    /// No answer within the deadline.
+    #[error("timed out after {0:?} {1}")]
+    Timeout(Duration, &'static str),
+    /// The agent answered with something that is not a valid response.
+    #[error("bad response from agent: {0}")]
+    Protocol(String),
+    /// The agent refused or failed the request.
+    #[error("agent refused: {message} ({kind:?})")]
+    Refused {
+        /// The agent's error class.
+        kind: crate::protocol::ErrorKind,
+        /// The agent's message.
+        message: String,
+    },
+}
+
+/// The directory for control sockets: configured, else `/run/certherd` for root, else
+/// `$XDG_RUNTIME_DIR/certherd`, else `/tmp/certherd-<uid>`. Created 0700; refused when it is
+/// not ours or others can enter it, since a socket there is a live login to every peer.
+pub fn control_dir(config: &SshConfig) -> Result<PathBuf, PeerError> {
+    let uid = nix::unistd::getuid();
+    let dir = match &config.control_dir {
+        Some(d) => d.clone(),
+        None if uid.is_root() => PathBuf::from("/run/certherd"),
+        None => match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(r) if !r.is_empty() => PathBuf::from(r).join("certherd"),
+            _ => PathBuf::from(format!("/tmp/certherd-{uid}")),
+        },
+    };
+    match std::fs::DirBuilder::new().mode(0o700).recursive(false).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(PeerError::Connect(format!("cannot create control directory {}: {e}", dir.display()))),
+    }
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| PeerError::Connect(format!("control directory {}: {e}", dir.display())))?;
+    if !meta.is_dir() || meta.uid() != uid.as_raw() || meta.permissions().mode() & 0o077 != 0 {
+        return Err(PeerError::Connect(format!(
+            "control directory {} must be a directory owned by uid {} with mode 0700",
+            dir.display(),
+            uid
+        )));
+    }
+    Ok(dir)
+}
+
+/// The common `ssh` options: strict host keys, our key only, no prompts, no user config.
+fn ssh_options(config: &SshConfig, peer: &Peer) -> Vec<String> {
+    let secs = config.connect_timeout.as_secs().max(1);
+    let mut args: Vec<String> = vec!["-F".into(), "/dev/null".into()];
+    for opt in [
+        "BatchMode=yes".to_owned(),
+        "StrictHostKeyChecking=yes".to_owned(),
+        format!("UserKnownHostsFile={}", config.known_hosts.display()),
+        "GlobalKnownHostsFile=/dev/null".to_owned(),
+        "IdentitiesOnly=yes".to_owned(),
+        format!("IdentityFile={}", config.identity.display()),
+        format!("ConnectTimeout={secs}"),
+        "ServerAliveInterval=10".to_owned(),
+        "ServerAliveCountMax=3".to_owned(),
+        "ForwardAgent=no".to_owned(),
+        "ForwardX11=no".to_owned(),
+        "ClearAllForwardings=yes".to_owned(),
+        "LogLevel=ERROR".to_owned(),
+    ] {
+        args.push("-o".into());
+        args.push(opt);
+    }
+    args.extend(["-p".into(), peer.port.to_string(), "-l".into(), config.user.clone(), "--".into(), peer.host.clone()]);
+    args
+}
+
+/// A stable, short socket name per (peer, credentials): the same peer reached the same way
+/// reuses the master; a changed key or known_hosts file gets a fresh one.
+fn socket_path(dir: &Path, config: &SshConfig, peer: &Peer) -> PathBuf {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&config.user, &config.identity, &config.known_hosts, &peer.host, peer.port).hash(&mut h);
+    dir.join(format!("{:016x}", h.finish()))
+}
+
+/// A shared connection to one peer.
+pub struct Connection {
+    session: Arc<Session>,
+    peer: String,
+    request_timeout: Duration,
+}
+
+impl Connection {
+    /// Reuses the peer's live master connection or starts one.
+    pub async fn open(config: &SshConfig, peer: &Peer) -> Result<Connection, PeerError> {
+        let dir = control_dir(config)?;
+        let sock = socket_path(&dir, config, peer);
+        let log = sock.with_extension("log");
+        if !master_alive(&sock).await {
+            // Serialise start-up per socket across processes: two `ssh -M` on one path would
+            // leave the loser running as an unshared background connection.
+            let lock = lock_file(&sock.with_extension("lock")).await?;
+            if !master_alive(&sock).await {
+                let _ = std::fs::remove_file(&sock);
+                start_master(config, peer, &sock, &log).await?;
+            }
+            drop(lock);
+        }
+        Ok(Connection {
+            session: Arc::new(Session::resume(sock.into_boxed_path(), Some(log.into_boxed_path()))),
+            peer: peer.name.clone(),
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    /// Starts the agent on the peer. The command we send is ignored by a forced command, but
+    /// names the agent for installations without one.
+    pub async fn agent(&self) -> Result<AgentChannel, PeerError> {
+        let mut child = self
+            .session
+            .clone()
+            .arc_command("certherd")
+            .arg("agent")
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| PeerError::Agent(format!("cannot start: {e}")))?;
+        let stdin = child.stdin().take().ok_or_else(|| PeerError::Agent("no stdin".into()))?;
+        let stdout = child.stdout().take().ok_or_else(|| PeerError::Agent("no stdout".into()))?;
+        let stderr = child.stderr().take();
+        Ok(AgentChannel {
+            peer: self.peer.clone(),
+            child,
+            stdin,
+            stdout: BufReader::with_capacity(64 * 1024, stdout),
+            stderr,
+            timeout: self.request_timeout,
+        })
+    }
+}
+
+async fn master_alive(sock: &Path) -> bool {
+    if !sock.exists() {
+        return false;
+    }
+    let status = tokio::process::Command::new("ssh")
+        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-S"])
+        .arg(sock)
+        .args(["-O", "check", "none"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    matches!(tokio::time::timeout(Duration::from_secs(5), status).await, Ok(Ok(s)) if s.success())
+}
+
+async fn lock_file(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, PeerError> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| PeerError::Connect(format!("cannot open lock {}: {e}", path.display())))?;
+    // Bounded wait: another process may be mid-handshake with the same peer.
+    for _ in 0..300 {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                file = f;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err((_, e)) => return Err(PeerError::Connect(format!("cannot lock {}: {e}", path.display()))),
+        }
+    }
+    Err(PeerError::Timeout(Duration::from_secs(15), "waiting for another certherd to connect"))
+}
+
+async fn start_master(config: &SshConfig, peer: &Peer, sock: &Path, log: &Path) -> Result<(), PeerError> {
+    let _ = std::fs::remove_file(log);
+    let persist = config.persist.as_secs().max(1);
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(["-M", "-f", "-N", "-E"])
+        .arg(log)
+        .arg("-S")
+        .arg(sock)
+        .args(["-o", &format!("ControlPersist={persist}")])
+        .args(ssh_options(config, peer))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let limit = config.connect_timeout + Duration::from_secs(5);
+    let status = match tokio::time::timeout(limit, cmd.status()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(PeerError::Connect(format!("cannot run ssh: {e}"))),
+        Err(_) => return Err(PeerError::Timeout(limit, "connecting")),
+    };
+    if status.success() && sock.exists() {
+        return Ok(());
+    }
+    let why = std::fs::read_to_string(log).unwrap_or_default();
+    let why = why.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("ssh exited without a message").trim();
+    Err(PeerError::Connect(format!("{}@{}:{}: {why}", config.user, peer.host, peer.port)))
+}
+
+/// A running agent on one peer.
+pub struct AgentChannel {
+    peer: String,
+    child: Child<Arc<Session>>,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    timeout: Duration,
+}
+
+impl AgentChannel {
+    /// The peer's name.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Sends one request and reads its response, within the request timeout.
+    pub async fn request(&mut self, request: &Request) -> Result<Response, PeerError> {
+        let mut line = serde_json::to_vec(request).map_err(|e| PeerError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        let exchange = async {
+            if let Err(e) = self.stdin.write_all(&line).await {
+                return Err(PeerError::Agent(format!("sending request: {e}")));
+            }
+            self.stdin.flush().await.map_err(|e| PeerError::Agent(format!("sending request: {e}")))?;
+            match read_line_limited_async(&mut self.stdout, MAX_RESPONSE_LINE).await {
+                Ok(Some(line)) => serde_json::from_slice::<Response>(&line)
+                    .map_err(|e| PeerError::Protocol(format!("{e} in {}", crate::names::printable(&String::from_utf8_lossy(&line))))),
+                Ok(None) => Err(PeerError::Agent("closed the connection without answering".into())),
+                Err(LineError::TooLong(n)) => Err(PeerError::Protocol(format!("response line longer than {n} bytes"))),
+                Err(LineError::Io(e)) => Err(PeerError::Agent(format!("reading response: {e}"))),
+            }
+        };
+        let result = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(PeerError::Timeout(self.timeout, "waiting for the agent")),
+        };
+        match result {
+            Ok(Response::Error { kind, message }) => Err(PeerError::Refused { kind, message }),
+            Ok(r) => Ok(r),
+            Err(PeerError::Agent(msg)) => Err(PeerError::Agent(self.explain(msg).await)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the conversation and checks the agent speaks our protocol.
+    pub async fn hello(&mut self) -> Result<Response, PeerError> {
+        let r = self.request(&Request::Hello { protocol: PROTOCOL_VERSION }).await?;
+        match &r {
+            Response::Hello { protocol, .. } if *protocol == PROTOCOL_VERSION => Ok(r),
+            Response::Hello { protocol, agent_version, .. } => Err(PeerError::Protocol(format!(
+                "agent {agent_version} speaks protocol {protocol}, expected {PROTOCOL_VERSION}: install the same certherd version on every node"
+            ))),
+            other => Err(PeerError::Protocol(format!("expected hello, got {other:?}"))),
+        }
+    }
+
+    /// Adds what the remote side printed on stderr (e.g. `certherd: not found`) to a message.
+    async fn explain(&mut self, msg: String) -> String {
+        let Some(mut err) = self.stderr.take() else { return msg };
+        let mut buf = vec![0u8; 4096];
+        let n = match tokio::time::timeout(Duration::from_millis(500), err.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() {
+            msg
+        } else {
+            format!("{msg}; remote said: {}", crate::names::printable(&text))
+        }
+    }
+
+    /// Ends the conversation: closes stdin so the agent exits, and reaps the channel.
+    pub async fn close(self) {
+        let AgentChannel { child, stdin, .. } = self;
+        drop(stdin);
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    }
+}
