@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian 12 machine (as root) for certherd's test bed, e2e tests and benchmarks:
+# certbot, pebble (+ pebble-challtestsrv), nginx, openssh-server, influxdb, rsync, openssl, and a
+# C toolchain for building. Idempotent: safe to run again.
+#
+# The packages' own services are NOT started (the test bed runs its own daemons on 127.0.B.x
+# loopback addresses; a system nginx/sshd listening on 0.0.0.0 would take ports 80/22 from it).
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup-debian.sh: run me as root" >&2
+    exit 1
+fi
+
+PACKAGES=(
+    certbot pebble nginx openssh-server openssh-client influxdb rsync openssl
+    ca-certificates curl build-essential pkg-config
+)
+
+# Keep maintainer scripts from starting services: a policy-rc.d that denies everything, unless
+# the machine already has its own policy (then we leave it alone).
+POLICY=/usr/sbin/policy-rc.d
+created_policy=0
+cleanup() {
+    if [ "$created_policy" -eq 1 ]; then
+        rm -f "$POLICY"
+    fi
+}
+trap cleanup EXIT
+if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\n# temporary, from certherd scripts/setup-debian.sh\nexit 101\n' > "$POLICY"
+    chmod 0755 "$POLICY"
+    created_policy=1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+
+cleanup
+created_policy=0
+
+# sshd's privilege separation directory (normally created by its systemd unit).
+mkdir -p /run/sshd
+chmod 0755 /run/sshd
+
+# Tell about system daemons that run anyway: they may hold ports on 0.0.0.0.
+running_system_daemon() {
+    # $1: executable path. Matches processes whose executable is exactly that file.
+    local exe=$1 pid
+    for pid in /proc/[0-9]*; do
+        if [ "$(readlink "$pid/exe" 2>/dev/null || true)" = "$exe" ]; then
+            return 0
+        fi
+    done
+    return 1
+}
+for exe in /usr/sbin/nginx /usr/sbin/sshd /usr/bin/influxd; do
+    if running_system_daemon "$exe"; then
+        echo "NOTE: $exe is running on this machine. If it listens on 0.0.0.0 (ports 80/443/22/8086)" \
+             "it can keep the test bed's daemons from binding 127.0.B.x; consider stopping it" \
+             "(e.g. systemctl stop $(basename "$exe")) or check with: ss -ltnp" >&2
+    fi
+done
+
+missing=()
+for bin in /usr/bin/certbot /usr/bin/pebble /usr/bin/pebble-challtestsrv /usr/sbin/nginx \
+           /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/bin/influxd /usr/bin/rsync \
+           /usr/bin/openssl; do
+    if [ ! -x "$bin" ]; then
+        missing+=("$bin")
+    fi
+done
+if [ "${#missing[@]}" -ne 0 ]; then
+    echo "ERROR: missing after install: ${missing[*]}" >&2
+    exit 1
+fi
+
+if command -v cargo >/dev/null 2>&1; then
+    echo "Rust: $(cargo --version)"
+else
+    echo "Rust toolchain not found: install it with rustup (https://rustup.rs), e.g." >&2
+    echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y" >&2
+    echo "then re-run this script or just: cargo build --bins && cargo test" >&2
+fi
+
+echo "OK: test bed prerequisites are installed (certbot $(certbot --version 2>&1 | awk '{print $2}')," \
+     "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(ssh -V 2>&1 | cut -d, -f1))."

@@ -1,0 +1,229 @@
+//! `certherd-bed demo [--keep]`: start a 3-node test bed with a pebble CA, point `site.test` at
+//! nodes 2 and 3 only, issue a certificate with certbot on node 1 through certherd's hooks, and
+//! show which nodes served the ACME token.
+//!
+//! Needs root and the packages from `scripts/setup-debian.sh`; finds `certherd` next to itself.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+use certherd::testbed::{Bed, BedOptions};
+
+#[derive(Parser)]
+#[command(name = "certherd-bed", about = "certherd's test bed: loopback nodes, sshd, nginx, pebble")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Issue a certificate for site.test (DNS: nodes 2 and 3) with certbot on node 1 via certherd.
+    Demo {
+        /// Keep the bed running after the demo, until Enter or ctrl-c.
+        #[arg(long)]
+        keep: bool,
+        /// Number of nodes (at least 3).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// certherd binary (default: `certherd` next to this program).
+        #[arg(long)]
+        certherd: Option<PathBuf>,
+    },
+}
+
+const DOMAIN: &str = "site.test";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Demo {
+            keep,
+            nodes,
+            certherd,
+        } => match demo(keep, nodes, certherd) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("certherd-bed: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn default_certherd() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| format!("{} has no parent dir", exe.display()))?;
+    Ok(dir.join("certherd"))
+}
+
+fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, String> {
+    if nodes < 3 {
+        return Err("--nodes must be at least 3".into());
+    }
+    let certherd = match certherd {
+        Some(p) => p,
+        None => default_certherd()?,
+    };
+    if !certherd.is_file() {
+        return Err(format!(
+            "certherd binary not found at {} (build it: cargo build --bins)",
+            certherd.display()
+        ));
+    }
+    let t0 = Instant::now();
+    println!("== starting a {nodes}-node bed with a pebble CA");
+    let bed = Bed::start(BedOptions {
+        nodes,
+        ca: true,
+        certherd: certherd.clone(),
+    })?;
+    println!("   bed {} at {} ({:.2?})", bed.index(), bed.root().display(), t0.elapsed());
+    for i in 1..=nodes {
+        println!("   node{i}: {}  (sshd :22, nginx :80)", bed.ip(i));
+    }
+    println!("   CA:    {}", bed.pebble_url());
+
+    let dns_nodes: Vec<usize> = (2..=nodes).collect();
+    bed.dns(DOMAIN, &dns_nodes)?;
+    let dns_ips: Vec<String> = dns_nodes.iter().map(|&i| bed.ip(i).to_string()).collect();
+    println!("== DNS: {DOMAIN} -> {} (node 1, where certbot runs, is NOT in DNS)", dns_ips.join(", "));
+
+    let cfg = bed.config_path(1);
+    let hook = |what: &str| format!("{} --config {} {what}", certherd.display(), cfg.display());
+    let auth = hook("auth");
+    let cleanup = hook("cleanup");
+    println!("== certbot certonly on node1 with hooks:\n   auth:    {auth}\n   cleanup: {cleanup}");
+    let t1 = Instant::now();
+    let out = bed.certbot(&[
+        "certonly",
+        "--manual",
+        "--preferred-challenges",
+        "http",
+        "--manual-auth-hook",
+        &auth,
+        "--manual-cleanup-hook",
+        &cleanup,
+        "-d",
+        DOMAIN,
+    ]);
+    let certbot_ok = out.status.success();
+    println!("   certbot exited with {} after {:.2?}", out.status, t1.elapsed());
+    if !certbot_ok {
+        println!("   --- certbot stdout ---");
+        print_tail(&String::from_utf8_lossy(&out.stdout), 30);
+        println!("   --- certbot stderr ---");
+        print_tail(&String::from_utf8_lossy(&out.stderr), 40);
+    }
+
+    println!("== who served /.well-known/acme-challenge/ (nginx access logs)");
+    println!("   {:<6} {:<14} {:>8}  by user agent", "node", "ip", "requests");
+    for i in 1..=nodes {
+        let (total, by_ua) = challenge_hits(&bed.access_log(i));
+        let uas: Vec<String> = by_ua.iter().map(|(ua, n)| format!("{n}× {ua}")).collect();
+        let role = if i == 1 { " (certbot)" } else if dns_nodes.contains(&i) { " (in DNS)" } else { "" };
+        println!(
+            "   node{:<2} {:<14} {:>8}  {}{}",
+            i,
+            bed.ip(i).to_string(),
+            total,
+            if uas.is_empty() { "-".to_string() } else { uas.join(", ") },
+            role
+        );
+    }
+
+    let live = bed.letsencrypt_dir(1).join("live").join(DOMAIN);
+    let files = ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"];
+    let have: Vec<bool> = files.iter().map(|f| live.join(f).exists()).collect();
+    let cert_ok = have.iter().all(|&b| b);
+    println!("== certificate in {}", live.display());
+    for (f, h) in files.iter().zip(&have) {
+        println!("   {:<14} {}", f, if *h { "present" } else { "MISSING" });
+    }
+
+    let ok = certbot_ok && cert_ok;
+    println!("== {}", if ok { "demo OK" } else { "demo FAILED" });
+
+    if keep {
+        println!();
+        println!("Bed kept running at {}", bed.root().display());
+        println!("  ssh to node 2's agent: ssh {} {}", bed.ssh_args().join(" "), bed.ip(2));
+        println!("  node configs:          {}/node<i>/certherd.toml", bed.root().display());
+        println!("  certbot env:           REQUESTS_CA_BUNDLE={}", bed.ca_bundle().display());
+        println!("Press Enter (or ctrl-c) to stop it.");
+        wait_enter_or_signal();
+        println!("stopping the bed...");
+    }
+    drop(bed);
+    Ok(ok)
+}
+
+/// (total, [(user agent, count)]) of requests for challenge paths in an nginx combined log.
+fn challenge_hits(log: &Path) -> (usize, Vec<(String, usize)>) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut by: Vec<(String, usize)> = Vec::new();
+    let mut total = 0;
+    for line in text.lines().filter(|l| l.contains("/.well-known/acme-challenge/")) {
+        total += 1;
+        // combined: ... "request" status bytes "referer" "user agent"
+        let ua = line
+            .rsplit('"')
+            .nth(1)
+            .map(|s| s.split('/').next().unwrap_or(s).trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "?".into());
+        match by.iter_mut().find(|(u, _)| *u == ua) {
+            Some((_, n)) => *n += 1,
+            None => by.push((ua, 1)),
+        }
+    }
+    (total, by)
+}
+
+fn print_tail(text: &str, n: usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    for l in &lines[lines.len().saturating_sub(n)..] {
+        println!("   | {l}");
+    }
+}
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Blocks until a line (or EOF) on stdin, SIGINT or SIGTERM. The bed's daemons share our process
+/// group, so a terminal ctrl-c reaches them too; `Drop` then just reaps them and cleans up.
+fn wait_enter_or_signal() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        let _ = sigaction(Signal::SIGINT, &act);
+        let _ = sigaction(Signal::SIGTERM, &act);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        let _ = tx.send(());
+    });
+    loop {
+        if SIGNALLED.load(Ordering::SeqCst) {
+            return;
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+}

@@ -1,0 +1,640 @@
+//! The test bed: N web "nodes" on loopback, each with its own sshd and nginx, plus (optionally) a
+//! pebble ACME CA with pebble-challtestsrv as its DNS.
+//!
+//! Used by the end-to-end tests, the `certherd-bed` demo binary and the benchmarks. Synchronous
+//! std code only. Needs root (sshd, ports 22/80/443) and the Debian packages that
+//! `scripts/setup-debian.sh` installs.
+//!
+//! Addresses: a bed takes a free index B in 1..=250 (an exclusive `flock` on
+//! `/tmp/certherd-beds/B.lock`, held for the bed's lifetime); node i is `127.0.B.i`, the CA and
+//! its DNS listen on `127.0.B.250`. Many beds can run at once, in threads or processes.
+//!
+//! ```no_run
+//! use certherd::testbed::{Bed, BedOptions};
+//! let bed = Bed::start(BedOptions { nodes: 3, ca: true, certherd: "target/debug/certherd".into() })?;
+//! bed.dns("site.test", &[2, 3])?;
+//! let out = bed.certbot(&["certonly", "--manual", "-d", "site.test"]);
+//! # Ok::<(), String>(())
+//! ```
+//!
+//! Environment: `CERTHERD_KEEP_BED=1` keeps the bed's directory (logs, configs) after `Drop`; the
+//! daemons are stopped anyway.
+
+mod node;
+mod pebble;
+mod proc;
+mod slot;
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use node::{mkdir, q, qp, write, NodePaths};
+use proc::{run_bounded, run_ok, stop_all, Daemon};
+use slot::Slot;
+
+/// How long a daemon gets to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a daemon gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// certbot runs are killed after this.
+const CERTBOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Highest node number (127.0.B.250 is the CA's).
+pub const MAX_NODES: usize = 249;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// One `[[peers]]` entry of a node's certherd config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// 1-based node number.
+    pub node: usize,
+    pub optional: bool,
+    pub check_only: bool,
+}
+
+impl PeerSpec {
+    /// A required, fully managed peer.
+    pub fn new(node: usize) -> PeerSpec {
+        PeerSpec {
+            node,
+            optional: false,
+            check_only: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BedOptions {
+    /// Number of nodes (1..=249); node 1 is the primary.
+    pub nodes: usize,
+    /// Also start pebble and pebble-challtestsrv.
+    pub ca: bool,
+    /// Path to the built `certherd` binary (the peers' forced command and the hooks).
+    pub certherd: PathBuf,
+}
+
+impl Default for BedOptions {
+    fn default() -> Self {
+        BedOptions {
+            nodes: 3,
+            ca: false,
+            certherd: PathBuf::from("certherd"),
+        }
+    }
+}
+
+/// A running test bed. Dropping it stops every daemon (by PID) and removes its directory.
+pub struct Bed {
+    // Field order matters for Drop: the lock (in `slot`) is released last.
+    root: PathBuf,
+    index: u8,
+    nodes: Vec<NodePaths>,
+    ca: bool,
+    certherd: PathBuf,
+    daemons: Mutex<HashMap<String, Daemon>>,
+    slot: Slot,
+}
+
+impl Bed {
+    /// Starts a bed: directories, keys, configs, one sshd and one nginx per node, and the CA if
+    /// asked. The error says what failed, with the failing daemon's log tail.
+    pub fn start(opts: BedOptions) -> Result<Bed, String> {
+        if opts.nodes == 0 || opts.nodes > MAX_NODES {
+            return Err(format!("nodes must be in 1..={MAX_NODES}, got {}", opts.nodes));
+        }
+        let certherd = if opts.certherd.is_absolute() {
+            opts.certherd.clone()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| format!("current dir: {e}"))?
+                .join(&opts.certherd)
+        };
+        let slot = Slot::acquire(opts.nodes, opts.ca)?;
+        let b = slot.index;
+        let root = PathBuf::from(format!(
+            "/tmp/certherd-bed-{b}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        if root.exists() {
+            let _ = fs::remove_dir_all(&root);
+        }
+        let bed = Bed {
+            nodes: (1..=opts.nodes).map(|i| NodePaths::new(&root, b, i)).collect(),
+            root,
+            index: b,
+            ca: opts.ca,
+            certherd,
+            daemons: Mutex::new(HashMap::new()),
+            slot,
+        };
+        // From here on, an early return drops `bed`, which stops whatever was started.
+        bed.setup()?;
+        Ok(bed)
+    }
+
+    fn setup(&self) -> Result<(), String> {
+        let t0 = Instant::now();
+        mkdir(&self.root, 0o755)?;
+        mkdir(&self.root.join("ssh"), 0o700)?;
+        mkdir(&self.ssh_dir().join("cm"), 0o700)?;
+        mkdir(&self.root.join("certbot"), 0o755)?;
+        fs::create_dir_all("/run/sshd").map_err(|e| format!("mkdir /run/sshd: {e}"))?;
+
+        // Keys: the client key and every host key, generated in parallel.
+        let t = Duration::from_secs(20);
+        let mut keygens = vec![self.ssh_dir().join("id_ed25519")];
+        keygens.extend(self.nodes.iter().map(|n| n.host_key.clone()));
+        for n in &self.nodes {
+            mkdir(&n.dir, 0o755)?;
+            mkdir(&n.sshd_dir, 0o700)?;
+        }
+        std::thread::scope(|s| {
+            let hs: Vec<_> = keygens
+                .iter()
+                .map(|k| {
+                    s.spawn(move || {
+                        run_ok(
+                            Command::new("/usr/bin/ssh-keygen")
+                                .args(["-q", "-t", "ed25519", "-N", "", "-C", "certherd-bed", "-f"])
+                                .arg(k),
+                            t,
+                        )
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("ssh-keygen thread panicked".into())))
+                .collect::<Result<Vec<_>, String>>()
+        })?;
+        let read_pub = |k: &Path| -> Result<String, String> {
+            let p = k.with_extension("pub");
+            let text = fs::read_to_string(&p).map_err(|e| format!("read {}: {e}", p.display()))?;
+            // "ssh-ed25519 AAAA... comment" -> "ssh-ed25519 AAAA..."
+            Ok(text.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        };
+        let client_pub = read_pub(&self.ssh_dir().join("id_ed25519"))?;
+        let mut known_hosts = String::new();
+        for n in &self.nodes {
+            known_hosts.push_str(&format!("{} {}\n", n.ip, read_pub(&n.host_key)?));
+            node::prepare(n, &self.certherd, &format!("{client_pub} certherd-bed"))?;
+        }
+        write(&self.ssh_dir().join("known_hosts"), &known_hosts)?;
+
+        // Default certherd configs: node 1 lists all others as peers; the others list none.
+        let all_peers: Vec<PeerSpec> = (2..=self.nodes.len()).map(PeerSpec::new).collect();
+        for n in &self.nodes {
+            let peers: &[PeerSpec] = if n.i == 1 { &all_peers } else { &[] };
+            self.write_config(n.i, peers, "")?;
+        }
+
+        // Spawn everything, then wait for everything.
+        let ca_ip = self.ca_ip();
+        if self.ca {
+            pebble::prepare(&self.root, ca_ip)?;
+            self.insert("challtestsrv", pebble::spawn_challtestsrv(&self.root, ca_ip)?);
+            self.insert("pebble", pebble::spawn_pebble(&self.root, ca_ip)?);
+        }
+        for n in &self.nodes {
+            self.insert(&key_sshd(n.i), node::spawn_sshd(n)?);
+            self.insert(&key_nginx(n.i), node::spawn_nginx(n)?);
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut waits: Vec<(String, SocketAddr)> = Vec::new();
+        if self.ca {
+            waits.push(("challtestsrv".into(), sa(ca_ip, pebble::CHALL_MGMT_PORT)));
+            waits.push(("pebble".into(), sa(ca_ip, pebble::ACME_PORT)));
+        }
+        for n in &self.nodes {
+            waits.push((key_sshd(n.i), sa(n.ip, 22)));
+            waits.push((key_nginx(n.i), sa(n.ip, 80)));
+        }
+        for (key, addr) in waits {
+            self.wait_daemon(&key, addr, deadline)?;
+        }
+        if std::env::var_os("CERTHERD_BED_VERBOSE").is_some() {
+            eprintln!(
+                "testbed: bed {} ({} nodes{}) up in {:?} at {}",
+                self.index,
+                self.nodes.len(),
+                if self.ca { " + CA" } else { "" },
+                t0.elapsed(),
+                self.root.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Daemon>> {
+        self.daemons.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, key: &str, d: Daemon) {
+        self.slot.record(d.pid(), &self.root);
+        if let Some(old) = self.lock().insert(key.to_string(), d) {
+            stop_all(vec![old], STOP_GRACE);
+        }
+    }
+
+    fn wait_daemon(&self, key: &str, addr: SocketAddr, deadline: Instant) -> Result<(), String> {
+        let mut map = self.lock();
+        let d = map
+            .get_mut(key)
+            .ok_or_else(|| format!("{key} was not started"))?;
+        d.wait_tcp(addr, deadline)
+    }
+
+    fn stop_key(&self, key: &str) {
+        let d = self.lock().remove(key);
+        if let Some(d) = d {
+            stop_all(vec![d], STOP_GRACE);
+        }
+    }
+
+    fn running(&self, key: &str) -> bool {
+        self.lock()
+            .get_mut(key)
+            .is_some_and(|d| d.exited().is_none())
+    }
+
+    fn node(&self, node: usize) -> &NodePaths {
+        assert!(
+            node >= 1 && node <= self.nodes.len(),
+            "node {node} out of range 1..={}",
+            self.nodes.len()
+        );
+        &self.nodes[node - 1]
+    }
+
+    fn ssh_dir(&self) -> PathBuf {
+        self.root.join("ssh")
+    }
+
+    fn ca_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.index, 250)
+    }
+
+    /// The bed's index B (node i is 127.0.B.i).
+    pub fn index(&self) -> u8 {
+        self.index
+    }
+
+    /// Number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `127.0.B.<node>`; `node` is 1-based.
+    pub fn ip(&self, node: usize) -> Ipv4Addr {
+        self.node(node).ip
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn node_dir(&self, node: usize) -> PathBuf {
+        self.node(node).dir.clone()
+    }
+
+    /// Tokens live in `<webroot>/.well-known/acme-challenge/`.
+    pub fn webroot(&self, node: usize) -> PathBuf {
+        self.node(node).webroot.clone()
+    }
+
+    pub fn letsencrypt_dir(&self, node: usize) -> PathBuf {
+        self.node(node).letsencrypt.clone()
+    }
+
+    /// The node's `certherd.toml`.
+    pub fn config_path(&self, node: usize) -> PathBuf {
+        self.node(node).config.clone()
+    }
+
+    /// The node's nginx config file (`nginx -c` argument).
+    pub fn nginx_conf(&self, node: usize) -> PathBuf {
+        self.node(node).nginx_conf.clone()
+    }
+
+    /// The file nginx.conf includes at http level for the node's TLS (:443) server; initially
+    /// only a comment. Write a `server { listen <ip>:443 ssl; ... }` block there and reload.
+    pub fn nginx_tls_conf(&self, node: usize) -> PathBuf {
+        self.node(node).nginx_dir.join("tls.conf")
+    }
+
+    /// The node's nginx access log (combined format).
+    pub fn access_log(&self, node: usize) -> PathBuf {
+        self.node(node).access_log()
+    }
+
+    /// The node's sshd log (its stderr, LogLevel ERROR).
+    pub fn sshd_log(&self, node: usize) -> PathBuf {
+        self.node(node).sshd_log()
+    }
+
+    /// The client's private key (`<root>/ssh/id_ed25519`).
+    pub fn ssh_identity(&self) -> PathBuf {
+        self.ssh_dir().join("id_ed25519")
+    }
+
+    /// `<root>/ssh/known_hosts`, one line per node.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.ssh_dir().join("known_hosts")
+    }
+
+    /// Rewrites a node's certherd.toml.
+    ///
+    /// Layout: top-level keys (`name`, `letsencrypt_dir`, `webroot`, `http`, `https`), then
+    /// `[ssh]`, `[check]`, `[reload]`, then `extra` verbatim, then one `[[peers]]` table per
+    /// `PeerSpec`. Because `extra` comes after `[reload]`, top-level keys in it would land inside
+    /// `[reload]`: give `extra` its own section header(s) (e.g. `[alert]\n...` or `[renew]\n...`).
+    pub fn write_config(&self, node: usize, peers: &[PeerSpec], extra: &str) -> Result<(), String> {
+        let n = self.node(node);
+        let ssh = self.ssh_dir();
+        let mut t = String::new();
+        t.push_str(&format!("# certherd test bed {}, node{}\n", self.index, n.i));
+        t.push_str(&format!("name = {}\n", q(format!("node{}", n.i))));
+        t.push_str(&format!("letsencrypt_dir = {}\n", qp(&n.letsencrypt)));
+        t.push_str(&format!("webroot = {}\n", qp(&n.webroot)));
+        t.push_str(&format!("http = {}\n", q(format!("{}:80", n.ip))));
+        t.push_str(&format!("https = {}\n", q(format!("{}:443", n.ip))));
+        t.push_str("\n[ssh]\nuser = \"root\"\n");
+        t.push_str(&format!("identity = {}\n", qp(&ssh.join("id_ed25519"))));
+        t.push_str(&format!("known_hosts = {}\n", qp(&ssh.join("known_hosts"))));
+        t.push_str("connect_timeout = \"5s\"\n");
+        t.push_str(&format!("control_dir = {}\n", qp(&ssh.join("cm"))));
+        t.push_str("\n[check]\ntimeout = \"10s\"\n");
+        let conf = n.nginx_conf.to_string_lossy();
+        t.push_str(&format!(
+            "\n[reload]\ntest = [\"/usr/sbin/nginx\", \"-t\", \"-q\", \"-c\", {c}]\nreload = [\"/usr/sbin/nginx\", \"-s\", \"reload\", \"-c\", {c}]\n",
+            c = q(&*conf)
+        ));
+        if !extra.trim().is_empty() {
+            t.push('\n');
+            t.push_str(extra);
+            if !extra.ends_with('\n') {
+                t.push('\n');
+            }
+        }
+        for p in peers {
+            if p.node < 1 || p.node > self.nodes.len() {
+                return Err(format!("peer node {} out of range 1..={}", p.node, self.nodes.len()));
+            }
+            let ip = self.ip(p.node);
+            t.push_str(&format!("\n[[peers]]\nname = {}\n", q(format!("node{}", p.node))));
+            t.push_str(&format!("host = {}\n", q(ip.to_string())));
+            t.push_str(&format!("http = {}\n", q(format!("{ip}:80"))));
+            t.push_str(&format!("https = {}\n", q(format!("{ip}:443"))));
+            if p.optional {
+                t.push_str("optional = true\n");
+            }
+            if p.check_only {
+                t.push_str("check_only = true\n");
+            }
+        }
+        write(&n.config, &t)
+    }
+
+    /// Makes `name` resolve (in challtestsrv, pebble's DNS) to these nodes' IPs, in this order.
+    /// pebble validates against the first address only.
+    pub fn dns(&self, name: &str, nodes: &[usize]) -> Result<(), String> {
+        if !self.ca {
+            return Err("dns(): this bed has no CA (BedOptions.ca = false)".into());
+        }
+        let host = format!("{}.", name.trim_end_matches('.'));
+        let addrs: Vec<String> = nodes.iter().map(|&i| self.ip(i).to_string()).collect();
+        pebble::mgmt_post(self.ca_ip(), "/clear-a", &serde_json::json!({ "host": host }))?;
+        if !addrs.is_empty() {
+            pebble::mgmt_post(
+                self.ca_ip(),
+                "/add-a",
+                &serde_json::json!({ "host": host, "addresses": addrs }),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The bed's common certbot arguments (appended after the caller's in `certbot()`).
+    pub fn certbot_common_args(&self) -> Vec<String> {
+        let s = |p: PathBuf| p.to_string_lossy().into_owned();
+        vec![
+            "--server".into(),
+            self.pebble_url(),
+            "--config-dir".into(),
+            s(self.letsencrypt_dir(1)),
+            "--work-dir".into(),
+            s(self.root.join("certbot/work")),
+            "--logs-dir".into(),
+            s(self.root.join("certbot/logs")),
+            "--non-interactive".into(),
+            "--agree-tos".into(),
+            "--register-unsafely-without-email".into(),
+        ]
+    }
+
+    /// Runs `/usr/bin/certbot <args> <common args>` on node 1 with `REQUESTS_CA_BUNDLE` set to
+    /// the bed's CA; killed after 120 s (then stderr ends with a `[testbed: killed ...]` note).
+    pub fn certbot(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("/usr/bin/certbot");
+        cmd.args(args)
+            .args(self.certbot_common_args())
+            .env("REQUESTS_CA_BUNDLE", self.ca_bundle())
+            .current_dir(&self.root);
+        match run_bounded(&mut cmd, CERTBOT_TIMEOUT) {
+            Ok(o) => o,
+            Err(e) => Output {
+                status: failed_status(),
+                stdout: Vec::new(),
+                stderr: format!("testbed: cannot run /usr/bin/certbot: {e}\n").into_bytes(),
+            },
+        }
+    }
+
+    /// `<certherd> --config <node's certherd.toml> <args...>`, not yet run.
+    pub fn certherd(&self, node: usize, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.certherd);
+        cmd.arg("--config").arg(self.config_path(node)).args(args);
+        cmd
+    }
+
+    /// The path of the certherd binary the bed was started with.
+    pub fn certherd_bin(&self) -> &Path {
+        &self.certherd
+    }
+
+    /// Plain `ssh` to the node's sshd with the bed's key and known_hosts (BatchMode, strict host
+    /// key checking, no control master, no user ssh config). The forced command starts
+    /// `certherd agent`; the caller sets stdin/stdout.
+    pub fn ssh_agent_command(&self, node: usize) -> Command {
+        let mut cmd = Command::new("/usr/bin/ssh");
+        cmd.args(self.ssh_args()).arg(self.ip(node).to_string());
+        cmd
+    }
+
+    /// The options `ssh_agent_command` uses, before the host (for baselines that run their own ssh).
+    pub fn ssh_args(&self) -> Vec<String> {
+        let ssh = self.ssh_dir();
+        let s = |p: PathBuf| p.to_string_lossy().into_owned();
+        vec![
+            "-F".into(),
+            "/dev/null".into(),
+            "-T".into(),
+            "-i".into(),
+            s(ssh.join("id_ed25519")),
+            "-l".into(),
+            "root".into(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", s(ssh.join("known_hosts"))),
+            "-o".into(),
+            "GlobalKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            "ControlMaster=no".into(),
+            "-o".into(),
+            "ControlPath=none".into(),
+            "-o".into(),
+            "ConnectTimeout=5".into(),
+            "-o".into(),
+            "LogLevel=ERROR".into(),
+        ]
+    }
+
+    pub fn stop_sshd(&self, node: usize) {
+        self.stop_key(&key_sshd(self.node(node).i));
+    }
+
+    /// Starts the node's sshd again (no-op if running); waits until port 22 accepts.
+    pub fn start_sshd(&self, node: usize) -> Result<(), String> {
+        let n = self.node(node).clone();
+        let key = key_sshd(n.i);
+        if self.running(&key) {
+            return Ok(());
+        }
+        self.insert(&key, node::spawn_sshd(&n)?);
+        self.wait_daemon(&key, sa(n.ip, 22), Instant::now() + START_TIMEOUT)
+    }
+
+    pub fn stop_nginx(&self, node: usize) {
+        self.stop_key(&key_nginx(self.node(node).i));
+    }
+
+    /// Starts the node's nginx again (no-op if running); waits until port 80 accepts.
+    pub fn start_nginx(&self, node: usize) -> Result<(), String> {
+        let n = self.node(node).clone();
+        let key = key_nginx(n.i);
+        if self.running(&key) {
+            return Ok(());
+        }
+        self.insert(&key, node::spawn_nginx(&n)?);
+        self.wait_daemon(&key, sa(n.ip, 80), Instant::now() + START_TIMEOUT)
+    }
+
+    /// `https://127.0.B.250:14000/dir`
+    pub fn pebble_url(&self) -> String {
+        format!("https://{}:{}/dir", self.ca_ip(), pebble::ACME_PORT)
+    }
+
+    /// pebble's management interface, e.g. `<url>/roots/0` for the issuing root.
+    pub fn pebble_management_url(&self) -> String {
+        format!("https://{}:{}", self.ca_ip(), pebble::PEBBLE_MGMT_PORT)
+    }
+
+    /// The PEM CA certificate that signs pebble's own HTTPS certificate (what certbot trusts).
+    pub fn ca_bundle(&self) -> PathBuf {
+        pebble::paths(&self.root).ca_pem
+    }
+
+    /// Asks every ssh control master under `<root>/ssh/cm` to exit (bounded, in parallel).
+    pub fn close_control_masters(&self) {
+        let mut socks = Vec::new();
+        find_sockets(&self.ssh_dir().join("cm"), 0, &mut socks);
+        let mut children = Vec::new();
+        for s in socks {
+            let c = Command::new("/usr/bin/ssh")
+                .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-S"])
+                .arg(&s)
+                .args(["-O", "exit", "x"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            if let Ok(c) = c {
+                children.push(c);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for mut c in children {
+            loop {
+                if c.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(proc::POLL);
+            }
+        }
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.close_control_masters();
+        let daemons: Vec<Daemon> = self.lock().drain().map(|(_, d)| d).collect();
+        stop_all(daemons, STOP_GRACE);
+        self.slot.clear_record();
+        if std::env::var_os("CERTHERD_KEEP_BED").is_some() {
+            eprintln!("testbed: keeping {} (CERTHERD_KEEP_BED)", self.root.display());
+        } else if self.root.starts_with("/tmp") && self.root.exists() {
+            if let Err(e) = fs::remove_dir_all(&self.root) {
+                eprintln!("testbed: cannot remove {}: {e}", self.root.display());
+            }
+        }
+    }
+}
+
+fn key_sshd(i: usize) -> String {
+    format!("sshd{i}")
+}
+
+fn key_nginx(i: usize) -> String {
+    format!("nginx{i}")
+}
+
+fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(ip, port))
+}
+
+fn find_sockets(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    if depth > 3 {
+        return;
+    }
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_socket() {
+            out.push(e.path());
+        } else if ft.is_dir() {
+            find_sockets(&e.path(), depth + 1, out);
+        }
+    }
+}
+
+fn failed_status() -> std::process::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    std::process::ExitStatus::from_raw(1 << 8)
+}

@@ -1,0 +1,304 @@
+//! Daemon start/stop by PID, bounded waits, bounded command runs.
+//!
+//! Everything here is synchronous std code. A daemon is a `Child` we spawned ourselves; it is only
+//! ever signalled through its own PID (and the PIDs of its descendants, found via `/proc` and
+//! identified by PID + start time so a recycled PID is never hit).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Poll interval for every bounded wait.
+pub(crate) const POLL: Duration = Duration::from_millis(20);
+
+/// A daemon we spawned. Its stdout and stderr go to `log`.
+pub(crate) struct Daemon {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Spawns `cmd` with stdin from /dev/null and stdout+stderr appended to `log`.
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Daemon, String> {
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{name}: cannot open log {}: {e}", log.display()))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| format!("{name}: cannot dup log fd: {e}"))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("{name}: cannot spawn {:?}: {e}", cmd.get_program()))?;
+        Ok(Daemon {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(status)` once the daemon has exited (and is reaped).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits (bounded by `deadline`) until `addr` accepts a TCP connection. Fails early, with the
+    /// log tail, if the daemon exits first.
+    pub fn wait_tcp(&mut self, addr: SocketAddr, deadline: Instant) -> Result<(), String> {
+        loop {
+            if let Some(st) = self.exited() {
+                return Err(format!(
+                    "{} exited ({st}) before listening on {addr}; log {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    log_tail(&self.log, 20)
+                ));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} (pid {}) not listening on {addr} in time; log {}:\n{}",
+                    self.name,
+                    self.pid(),
+                    self.log.display(),
+                    log_tail(&self.log, 20)
+                ));
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+/// The last `lines` lines of a (log) file, or a note that it could not be read.
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return format!("  (cannot read {}: {e})", path.display()),
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(16 * 1024);
+    let _ = f.seek(SeekFrom::Start(start));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    let tail = &all[all.len().saturating_sub(lines)..];
+    if tail.is_empty() {
+        return "  (log is empty)".to_string();
+    }
+    tail.iter().map(|l| format!("  | {l}\n")).collect()
+}
+
+/// A process identified by PID and its start time (field 22 of /proc/PID/stat), so that a
+/// recycled PID is never signalled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProcId {
+    pub pid: i32,
+    pub start: u64,
+}
+
+impl ProcId {
+    pub fn of(pid: i32) -> Option<ProcId> {
+        stat(pid).map(|(_, start)| ProcId { pid, start })
+    }
+    pub fn alive(&self) -> bool {
+        matches!(stat(self.pid), Some((_, s)) if s == self.start)
+    }
+    pub fn signal(&self, sig: Signal) {
+        if self.alive() {
+            let _ = kill(Pid::from_raw(self.pid), sig);
+        }
+    }
+}
+
+/// (ppid, starttime) of a process, from /proc/PID/stat. Zombies count as not running.
+fn stat(pid: i32) -> Option<(i32, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces and parentheses: split after the last ')'.
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] = state (field 3), f[1] = ppid (field 4), f[19] = starttime (field 22)
+    if f.first() == Some(&"Z") || f.first() == Some(&"X") {
+        return None;
+    }
+    Some((f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
+}
+
+/// All live descendants of `pid` (not including `pid` itself), found by scanning /proc.
+pub(crate) fn descendants(pid: i32) -> Vec<ProcId> {
+    let mut children: HashMap<i32, Vec<ProcId>> = HashMap::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if let Some((ppid, start)) = stat(p) {
+                children.entry(ppid).or_default().push(ProcId { pid: p, start });
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        if let Some(cs) = children.get(&p) {
+            for c in cs {
+                if !out.contains(c) {
+                    out.push(*c);
+                    queue.push(c.pid);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Stops daemons: SIGTERM to each daemon and its descendants (all at once), waits until `grace`
+/// has passed for all of them together, then SIGKILLs whatever is left. Always reaps our children
+/// (bounded).
+pub(crate) fn stop_all(mut daemons: Vec<Daemon>, grace: Duration) {
+    let mut family: Vec<ProcId> = Vec::new();
+    for d in daemons.iter_mut() {
+        if d.exited().is_some() {
+            continue;
+        }
+        family.extend(descendants(d.pid() as i32));
+        let _ = kill(Pid::from_raw(d.pid() as i32), Signal::SIGTERM);
+    }
+    for p in &family {
+        p.signal(Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    loop {
+        let mut running = false;
+        for d in daemons.iter_mut() {
+            if d.exited().is_none() {
+                running = true;
+            }
+        }
+        running |= family.iter().any(|p| p.alive());
+        if !running || Instant::now() >= deadline {
+            break;
+        }
+        thread::sleep(POLL);
+    }
+    for d in daemons.iter_mut() {
+        if d.exited().is_none() {
+            eprintln!("testbed: {} (pid {}) ignored SIGTERM, sending SIGKILL", d.name, d.pid());
+            let _ = d.child.kill();
+        }
+    }
+    for p in &family {
+        p.signal(Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for d in daemons.iter_mut() {
+        while d.exited().is_none() && Instant::now() < deadline {
+            thread::sleep(POLL);
+        }
+    }
+}
+
+/// Runs `cmd` to completion with captured stdout/stderr, killing it (by its PID) after `timeout`.
+/// On timeout the returned stderr ends with a `[testbed: killed after ...]` note.
+pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration) -> std::io::Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let so = child.stdout.take().expect("piped stdout");
+    let se = child.stderr.take().expect("piped stderr");
+    let (out_buf, out_done) = drain(so);
+    let (err_buf, err_done) = drain(se);
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            // Kill the child and anything it started that would keep our pipes open.
+            let fam = descendants(child.id() as i32);
+            let _ = child.kill();
+            for p in fam {
+                p.signal(Signal::SIGKILL);
+            }
+            break child.wait()?;
+        }
+        thread::sleep(POLL);
+    };
+    // A grandchild that daemonized (an ssh control master, say) may hold our pipes open forever:
+    // wait for EOF only briefly after the child itself has exited.
+    let eof_deadline = Instant::now() + Duration::from_secs(2);
+    while !(out_done.load(Ordering::SeqCst) && err_done.load(Ordering::SeqCst))
+        && Instant::now() < eof_deadline
+    {
+        thread::sleep(POLL);
+    }
+    let stdout = std::mem::take(&mut *out_buf.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut stderr = std::mem::take(&mut *err_buf.lock().unwrap_or_else(|e| e.into_inner()));
+    if timed_out {
+        stderr.extend_from_slice(
+            format!("\n[testbed: killed after {}]\n", humantime::format_duration(timeout)).as_bytes(),
+        );
+    }
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Reads `r` to EOF on a thread, into a shared buffer; the flag is set at EOF.
+fn drain<R: Read + Send + 'static>(mut r: R) -> (Arc<Mutex<Vec<u8>>>, Arc<AtomicBool>) {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let (b, d) = (buf.clone(), done.clone());
+    thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match r.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => b.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&chunk[..n]),
+            }
+        }
+        d.store(true, Ordering::SeqCst);
+    });
+    (buf, done)
+}
+
+/// Runs a short helper (openssl, ssh-keygen, ...) bounded, failing with its stderr unless it exits 0.
+pub(crate) fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+    let what = format!("{cmd:?}");
+    let out = run_bounded(cmd, timeout).map_err(|e| format!("cannot run {what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out)
+}

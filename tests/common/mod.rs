@@ -1,0 +1,139 @@
+//! Shared helpers for the e2e tests: each test starts its own bed (own loopback addresses, own
+//! directories, own daemons) so tests run in parallel and never share state.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub use certherd::testbed::{Bed, BedOptions, PeerSpec};
+
+/// Starts a bed with `nodes` nodes, with pebble when `ca`. Fails the test loudly when a daemon
+/// is missing or does not start: that is an install bug, never a reason to skip.
+pub fn bed(nodes: usize, ca: bool) -> Bed {
+    Bed::start(BedOptions { nodes, ca, certherd: env!("CARGO_BIN_EXE_certherd").into() })
+        .unwrap_or_else(|e| panic!("test bed did not start: {e}"))
+}
+
+/// Runs `certherd auth` on `node` with certbot's environment.
+pub fn auth(bed: &Bed, node: usize, domain: &str, token: &str, validation: &str) -> Output {
+    bed.certherd(node, &["auth"])
+        .env("CERTBOT_DOMAIN", domain)
+        .env("CERTBOT_TOKEN", token)
+        .env("CERTBOT_VALIDATION", validation)
+        .output()
+        .expect("run certherd auth")
+}
+
+/// Runs `certherd cleanup` on `node` with certbot's environment.
+pub fn cleanup(bed: &Bed, node: usize, domain: &str, token: &str) -> Output {
+    bed.certherd(node, &["cleanup"])
+        .env("CERTBOT_DOMAIN", domain)
+        .env("CERTBOT_TOKEN", token)
+        .output()
+        .expect("run certherd cleanup")
+}
+
+/// certbot's hook flags pointing at certherd with node 1's config.
+pub fn hook_args(bed: &Bed) -> Vec<String> {
+    let hook = format!("{} --config {}", bed.certherd_bin().display(), bed.config_path(1).display());
+    vec![
+        "certonly".into(),
+        "--manual".into(),
+        "--preferred-challenges".into(),
+        "http".into(),
+        "--manual-auth-hook".into(),
+        format!("{hook} auth"),
+        "--manual-cleanup-hook".into(),
+        format!("{hook} cleanup"),
+    ]
+}
+
+/// Runs certbot certonly with certherd's hooks for these names.
+pub fn certbot_certonly(bed: &Bed, domains: &[&str]) -> Output {
+    let mut args = hook_args(bed);
+    for d in domains {
+        args.push("-d".into());
+        args.push(d.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    bed.certbot(&args)
+}
+
+/// Every token file on every node.
+pub fn token_files(bed: &Bed) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for n in 1..=bed.nodes() {
+        let dir = bed.webroot(n).join(".well-known/acme-challenge");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            out.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    out
+}
+
+/// Whether node `n` holds token `t` with content `ka`.
+pub fn has_token(bed: &Bed, n: usize, t: &str, ka: &str) -> bool {
+    std::fs::read_to_string(bed.webroot(n).join(".well-known/acme-challenge").join(t)).is_ok_and(|c| c == ka)
+}
+
+/// Every file, directory and symlink under every node's webroot and letsencrypt dir, with
+/// content, mode and link target: "changes nothing anywhere" is `snapshot` equal before and after.
+pub fn snapshot(bed: &Bed) -> BTreeMap<PathBuf, String> {
+    let mut map = BTreeMap::new();
+    for n in 1..=bed.nodes() {
+        walk(&bed.webroot(n), &mut map);
+        walk(&bed.letsencrypt_dir(n), &mut map);
+    }
+    map
+}
+
+fn walk(path: &Path, map: &mut BTreeMap<PathBuf, String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return };
+    let mode = meta.permissions().mode();
+    if meta.is_symlink() {
+        map.insert(path.into(), format!("link {:?}", std::fs::read_link(path).ok()));
+    } else if meta.is_dir() {
+        map.insert(path.into(), format!("dir {mode:o}"));
+        for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            walk(&e.path(), map);
+        }
+    } else {
+        map.insert(path.into(), format!("file {mode:o} {:?}", std::fs::read(path).ok()));
+    }
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// stderr alone.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The certificate certbot wrote for a lineage on node 1, as `openssl x509 -text`.
+pub fn cert_text(bed: &Bed, lineage: &str) -> Option<String> {
+    let pem = bed.letsencrypt_dir(1).join("live").join(lineage).join("cert.pem");
+    if !pem.exists() {
+        return None;
+    }
+    let out = std::process::Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&pem).output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// How many ACME challenge requests node `n`'s nginx has logged.
+pub fn challenge_hits(bed: &Bed, n: usize) -> usize {
+    std::fs::read_to_string(bed.access_log(n))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("/.well-known/acme-challenge/"))
+        .count()
+}

@@ -1,0 +1,117 @@
+//! Guarantee 5: hostile input is refused with a clear one-line error and changes nothing.
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::process::Stdio;
+
+/// Hostile certbot environments: exit 2, one line naming the value and what was expected, and
+/// not a byte changed on any node.
+#[test]
+fn hostile_hook_input_is_refused_and_changes_nothing() {
+    let bed = bed(3, false);
+    let before = snapshot(&bed);
+    let long = "A".repeat(10_000);
+    let cases: Vec<(&str, &str, String)> = vec![
+        ("site.test", "../../etc/passwd", "../../etc/passwd".into()),
+        ("site.test", "a/b", "a/b".into()),
+        ("site.test", "x;rm -rf /", "x;rm -rf /".into()),
+        ("site.test", "", String::new()),
+        ("site.test", &long, "AAAA".into()),
+        ("site test", "tok", "site test".into()),
+        ("site.test;reboot", "tok", "site.test;reboot".into()),
+        ("$(touch /tmp/pwned).test", "tok", "$(touch /tmp/pwned).test".into()),
+    ];
+    for (domain, token, named) in &cases {
+        let out = auth(&bed, 1, domain, token, &format!("{token}.thumb"));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "domain {domain:?} token {token:?}: {}", text(&out));
+        assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+        assert!(err.contains(named.as_str()) && err.contains("expected"), "must name the value: {err}");
+        assert!(err.len() < 300, "hostile value echoed whole: {} bytes", err.len());
+    }
+    let out = auth(&bed, 1, "site.test", "tok", "other.thumb");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(snapshot(&bed), before, "hostile input changed files on a node");
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+}
+
+/// Sends raw lines to a node's agent through its real sshd and forced command.
+fn agent_session(bed: &Bed, node: usize, input: &[u8]) -> Vec<serde_json::Value> {
+    let mut child = bed
+        .ssh_agent_command(node)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Write from a thread: the agent may hang up before reading all of a huge line.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("agent answered non-JSON {l:?}: {e}")))
+        .collect()
+}
+
+/// Straight to the agent: unknown ops, path tricks and a 10 MB line are refused, nothing changes.
+#[test]
+fn agent_refuses_hostile_requests() {
+    let bed = bed(2, false);
+    let before = snapshot(&bed);
+    let answers = agent_session(
+        &bed,
+        2,
+        concat!(
+            "{\"op\":\"hello\",\"protocol\":1}\n",
+            "{\"op\":\"exec\",\"cmd\":\"id\"}\n",
+            "{\"op\":\"put_token\",\"token\":\"../../etc/passwd\",\"key_authorization\":\"x.y\"}\n",
+            "{\"op\":\"put_token\",\"token\":\"abc\",\"key_authorization\":\"abc.y\",\"path\":\"/etc\"}\n",
+            "garbage\n",
+        )
+        .as_bytes(),
+    );
+    assert_eq!(answers.len(), 5, "{answers:?}");
+    assert_eq!(answers[0]["result"], "hello");
+    assert_eq!(answers[0]["node"], "node2");
+    assert_eq!(answers[1]["kind"], "unknown_op", "{}", answers[1]);
+    assert!(answers[1]["message"].as_str().unwrap().contains("exec"));
+    assert_eq!(answers[2]["kind"], "invalid", "{}", answers[2]);
+    assert_eq!(answers[3]["kind"], "invalid", "{}", answers[3]);
+    assert_eq!(answers[4]["kind"], "malformed", "{}", answers[4]);
+
+    let mut huge = vec![b'{'; 10 * 1024 * 1024];
+    huge.push(b'\n');
+    let answers = agent_session(&bed, 2, &huge);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0]["kind"], "too_large", "{}", answers[0]);
+    assert_eq!(snapshot(&bed), before, "a refused request changed files");
+}
+
+/// A peer whose host key is not in known_hosts is refused before anything is sent to it; the
+/// other nodes still get the token and the failure names the peer.
+#[test]
+fn unknown_host_key_is_refused_before_anything_is_sent() {
+    let bed = bed(3, false);
+    let known = std::fs::read_to_string(bed.known_hosts()).unwrap();
+    let without3: String = known.lines().filter(|l| !l.starts_with(&format!("{} ", bed.ip(3)))).map(|l| format!("{l}\n")).collect();
+    assert_ne!(known, without3, "node 3's key was in known_hosts");
+    let partial = bed.root().join("ssh/known_hosts.partial");
+    std::fs::write(&partial, without3).unwrap();
+    let config = std::fs::read_to_string(bed.config_path(1)).unwrap();
+    let config = config.replace(&bed.known_hosts().display().to_string(), &partial.display().to_string());
+    std::fs::write(bed.config_path(1), config).unwrap();
+
+    let out = auth(&bed, 1, "site.test", "tokhk", "tokhk.thumb");
+
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("node3") && err.to_lowercase().contains("host key"), "{err}");
+    assert!(has_token(&bed, 1, "tokhk", "tokhk.thumb") && has_token(&bed, 2, "tokhk", "tokhk.thumb"));
+    assert!(!has_token(&bed, 3, "tokhk", "tokhk.thumb"), "token reached a peer with an unknown host key");
+}
