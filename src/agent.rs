@@ -5,7 +5,10 @@
 use std::io::{BufReader, Write};
 
 use crate::config::Config;
-use crate::protocol::{parse_request, read_line_limited, ErrorKind, LineError, Request, Response, MAX_REQUEST_LINE, OPS, PROTOCOL_VERSION};
+use crate::protocol::{
+    parse_request, read_line_limited, ErrorKind, LineError, Request, Response, MAX_REQUEST_LINE,
+    OPS, PROTOCOL_VERSION,
+};
 use crate::tokens::TokenStore;
 
 /// The agent's state: what it may touch, from its own config.
@@ -17,7 +20,10 @@ pub struct Agent {
 impl Agent {
     /// An agent for this node's config.
     pub fn new(config: &Config) -> Self {
-        Agent { node: config.node_name(), tokens: TokenStore::new(&config.webroot) }
+        Agent {
+            node: config.node_name(),
+            tokens: TokenStore::new(&config.webroot),
+        }
     }
 
     /// Answers one request line. Never panics on hostile input.
@@ -41,7 +47,10 @@ impl Agent {
                 node: self.node.clone(),
                 ops: OPS.iter().map(|s| s.to_string()).collect(),
             },
-            Request::PutToken { token, key_authorization } => done(self.tokens.put(&token, &key_authorization)),
+            Request::PutToken {
+                token,
+                key_authorization,
+            } => done(self.tokens.put(&token, &key_authorization)),
             Request::RemoveToken { token } => done(self.tokens.remove(&token)),
         }
     }
@@ -57,7 +66,10 @@ impl Agent {
                 // The rest of an oversized line cannot be trusted to be a request boundary:
                 // answer once and hang up.
                 Err(LineError::TooLong(limit)) => (
-                    Response::error(ErrorKind::TooLarge, format!("request line longer than {limit} bytes refused")),
+                    Response::error(
+                        ErrorKind::TooLarge,
+                        format!("request line longer than {limit} bytes refused"),
+                    ),
                     true,
                 ),
                 Err(LineError::Io(e)) => {
@@ -66,10 +78,16 @@ impl Agent {
                 }
             };
             let mut text = serde_json::to_string(&response).unwrap_or_else(|e| {
-                format!(r#"{{"result":"error","kind":"io","message":"cannot encode response: {e}"}}"#)
+                format!(
+                    r#"{{"result":"error","kind":"io","message":"cannot encode response: {e}"}}"#
+                )
             });
             text.push('\n');
-            if output.write_all(text.as_bytes()).and_then(|()| output.flush()).is_err() {
+            if output
+                .write_all(text.as_bytes())
+                .and_then(|()| output.flush())
+                .is_err()
+            {
                 return 1;
             }
             if last {

@@ -45,7 +45,11 @@ impl Challenge {
     /// Reads a challenge; `need_validation` is true for `auth`.
     pub fn from_env(args: &ChallengeArgs, need_validation: bool) -> Result<Challenge> {
         // certbot >= 2.3 also passes CERTBOT_IDENTIFIER; older ones only CERTBOT_DOMAIN.
-        let domain = from_flag_or_env(&args.domain, &["CERTBOT_DOMAIN", "CERTBOT_IDENTIFIER"], "domain")?;
+        let domain = from_flag_or_env(
+            &args.domain,
+            &["CERTBOT_DOMAIN", "CERTBOT_IDENTIFIER"],
+            "domain",
+        )?;
         let domain = Domain::parse(&domain)?;
         let token = Token::parse(&from_flag_or_env(&args.token, &["CERTBOT_TOKEN"], "token")?)?;
         let key_authorization = if need_validation {
@@ -54,6 +58,10 @@ impl Challenge {
         } else {
             None
         };
-        Ok(Challenge { domain, token, key_authorization })
+        Ok(Challenge {
+            domain,
+            token,
+            key_authorization,
+        })
     }
 }

@@ -99,7 +99,11 @@ pub struct Verdict {
 
 /// Checks every (node, expectation) pair concurrently, each retrying until it passes or
 /// `deadline` passes. The retry loop is bounded by the deadline; attempts back off to 1 s.
-pub async fn check_all(targets: &[Target], expectations: &[Expectation], deadline: Duration) -> Vec<Verdict> {
+pub async fn check_all(
+    targets: &[Target],
+    expectations: &[Expectation],
+    deadline: Duration,
+) -> Vec<Verdict> {
     let until = Instant::now() + deadline;
     let mut tasks = tokio::task::JoinSet::new();
     let mut index = 0;
@@ -113,7 +117,14 @@ pub async fn check_all(targets: &[Target], expectations: &[Expectation], deadlin
                 loop {
                     let result = fetch(&target, &exp).await;
                     if result.is_ok() || Instant::now() + delay >= until {
-                        return (i, Verdict { target, domain: exp.domain, result });
+                        return (
+                            i,
+                            Verdict {
+                                target,
+                                domain: exp.domain,
+                                result,
+                            },
+                        );
                     }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(1));
@@ -134,42 +145,67 @@ pub async fn check_all(targets: &[Target], expectations: &[Expectation], deadlin
 /// One attempt: GET through the node, following redirects like the CA.
 pub async fn fetch(target: &Target, exp: &Expectation) -> Result<(), CheckFailure> {
     let domain = exp.domain.as_str();
-    let mut url = Url::parse(&format!("http://{domain}/.well-known/acme-challenge/{}", exp.token))
-        .map_err(|e| CheckFailure::BadRedirect(e.to_string()))?;
+    let mut url = Url::parse(&format!(
+        "http://{domain}/.well-known/acme-challenge/{}",
+        exp.token
+    ))
+    .map_err(|e| CheckFailure::BadRedirect(e.to_string()))?;
     let mut seen = HashSet::new();
     for _ in 0..=MAX_REDIRECTS {
         if !seen.insert(url.to_string()) {
             return Err(CheckFailure::RedirectLoop(url.to_string()));
         }
         let client = client_for(&url, target, domain).await?;
-        let response = client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| CheckFailure::Unreachable(format!("{} ({}): {}", url, pinned_addr(&url, target, domain), error_chain(&e))))?;
+        let response = client.get(url.clone()).send().await.map_err(|e| {
+            CheckFailure::Unreachable(format!(
+                "{} ({}): {}",
+                url,
+                pinned_addr(&url, target, domain),
+                error_chain(&e)
+            ))
+        })?;
         let status = response.status();
         if status.is_redirection() {
             let location = response
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| CheckFailure::BadRedirect(format!("HTTP {} from {url} without Location", status.as_u16())))?;
-            let next = url.join(location).map_err(|e| CheckFailure::BadRedirect(format!("Location {location:?}: {e}")))?;
-            if !matches!(next.scheme(), "http" | "https") || !matches!(next.port(), None | Some(80) | Some(443)) {
-                return Err(CheckFailure::BadRedirect(format!("{next} (only http/https on ports 80/443)")));
+                .ok_or_else(|| {
+                    CheckFailure::BadRedirect(format!(
+                        "HTTP {} from {url} without Location",
+                        status.as_u16()
+                    ))
+                })?;
+            let next = url
+                .join(location)
+                .map_err(|e| CheckFailure::BadRedirect(format!("Location {location:?}: {e}")))?;
+            if !matches!(next.scheme(), "http" | "https")
+                || !matches!(next.port(), None | Some(80) | Some(443))
+            {
+                return Err(CheckFailure::BadRedirect(format!(
+                    "{next} (only http/https on ports 80/443)"
+                )));
             }
             url = next;
             continue;
         }
         if status.as_u16() != 200 {
-            return Err(CheckFailure::Status { status: status.as_u16(), url: url.to_string() });
+            return Err(CheckFailure::Status {
+                status: status.as_u16(),
+                url: url.to_string(),
+            });
         }
-        let body = read_limited(response).await.map_err(|e| CheckFailure::Unreachable(format!("{url}: {e}")))?;
+        let body = read_limited(response)
+            .await
+            .map_err(|e| CheckFailure::Unreachable(format!("{url}: {e}")))?;
         let text = String::from_utf8_lossy(&body);
         return if text.trim() == exp.key_authorization.as_str() {
             Ok(())
         } else {
-            Err(CheckFailure::WrongBody { url: url.to_string(), got: crate::names::printable(text.trim()) })
+            Err(CheckFailure::WrongBody {
+                url: url.to_string(),
+                got: crate::names::printable(text.trim()),
+            })
         };
     }
     Err(CheckFailure::TooManyRedirects)
@@ -185,18 +221,28 @@ fn pinned_addr(url: &Url, target: &Target, domain: &str) -> String {
 
 /// A client for one hop: the domain pinned to the node's address for that scheme; certificates
 /// not verified, as the CA does not verify them on HTTP-01 redirects either.
-async fn client_for(url: &Url, target: &Target, domain: &str) -> Result<reqwest::Client, CheckFailure> {
+async fn client_for(
+    url: &Url,
+    target: &Target,
+    domain: &str,
+) -> Result<reqwest::Client, CheckFailure> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .danger_accept_invalid_certs(true)
         .no_proxy()
         .timeout(ATTEMPT_TIMEOUT)
-        .user_agent(concat!("certherd/", env!("CARGO_PKG_VERSION"), " self-check"));
+        .user_agent(concat!(
+            "certherd/",
+            env!("CARGO_PKG_VERSION"),
+            " self-check"
+        ));
     if url.host_str() == Some(domain) {
         let addr = pinned_addr(url, target, domain);
         builder = builder.resolve(domain, resolve_first(&addr).await?);
     }
-    builder.build().map_err(|e| CheckFailure::Unreachable(e.to_string()))
+    builder
+        .build()
+        .map_err(|e| CheckFailure::Unreachable(e.to_string()))
 }
 
 /// Like the CA, use the first address the name resolves to.

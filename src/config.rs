@@ -182,12 +182,16 @@ pub struct Peer {
 impl Peer {
     /// HTTP address for the self-check.
     pub fn http_addr(&self) -> String {
-        self.http.clone().unwrap_or_else(|| join_host_port(&self.host, 80))
+        self.http
+            .clone()
+            .unwrap_or_else(|| join_host_port(&self.host, 80))
     }
 
     /// HTTPS address for the served-certificate check.
     pub fn https_addr(&self) -> String {
-        self.https.clone().unwrap_or_else(|| join_host_port(&self.host, 443))
+        self.https
+            .clone()
+            .unwrap_or_else(|| join_host_port(&self.host, 443))
     }
 }
 
@@ -216,7 +220,9 @@ impl Default for SshConfig {
 
 impl Default for CheckConfig {
     fn default() -> Self {
-        CheckConfig { timeout: default_check_timeout() }
+        CheckConfig {
+            timeout: default_check_timeout(),
+        }
     }
 }
 
@@ -266,11 +272,15 @@ fn default_ssh_port() -> u16 {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!("invalid duration {s:?} ({e}): expected e.g. \"5s\", \"2m\", \"1h\""))
+        serde::de::Error::custom(format!(
+            "invalid duration {s:?} ({e}): expected e.g. \"5s\", \"2m\", \"1h\""
+        ))
     })
 }
 
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+fn opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
 }
 
@@ -288,7 +298,10 @@ impl Config {
 
     /// Reads and validates the config file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -297,7 +310,9 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_owned(),
             message: one_line(e.message()),
-            key: e.span().map(|s| text[s].lines().next().unwrap_or("").to_owned()),
+            key: e
+                .span()
+                .map(|s| text[s].lines().next().unwrap_or("").to_owned()),
         })?;
         config.path = path.to_owned();
         config.validate()?;
@@ -305,7 +320,11 @@ impl Config {
     }
 
     fn invalid(&self, key: &str, message: String) -> Error {
-        Error::Config { path: self.path.clone(), message, key: Some(key.to_owned()) }
+        Error::Config {
+            path: self.path.clone(),
+            message,
+            key: Some(key.to_owned()),
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -318,16 +337,28 @@ impl Config {
         for (i, peer) in self.peers.iter().enumerate() {
             let key = |k: &str| format!("peers[{i}].{k}");
             if peer.name.is_empty() || names.contains(&peer.name) {
-                return Err(self.invalid(&key("name"), format!("{:?} is empty or not unique among nodes", peer.name)));
+                return Err(self.invalid(
+                    &key("name"),
+                    format!("{:?} is empty or not unique among nodes", peer.name),
+                ));
             }
             names.push(peer.name.clone());
-            if peer.host.is_empty() || peer.host.starts_with('-') || peer.host.contains(char::is_whitespace) {
-                return Err(self.invalid(&key("host"), format!("{:?} is not a host name or address", peer.host)));
+            if peer.host.is_empty()
+                || peer.host.starts_with('-')
+                || peer.host.contains(char::is_whitespace)
+            {
+                return Err(self.invalid(
+                    &key("host"),
+                    format!("{:?} is not a host name or address", peer.host),
+                ));
             }
             check_addr(&peer.http_addr()).map_err(|m| self.invalid(&key("http"), m))?;
             check_addr(&peer.https_addr()).map_err(|m| self.invalid(&key("https"), m))?;
         }
-        for (key, argv) in [("reload.test", &self.reload.test), ("reload.reload", &self.reload.reload)] {
+        for (key, argv) in [
+            ("reload.test", &self.reload.test),
+            ("reload.reload", &self.reload.reload),
+        ] {
             if argv.first().is_some_and(|a| a.is_empty()) {
                 return Err(self.invalid(key, "the program name is empty".into()));
             }
@@ -361,8 +392,14 @@ fn check_addr(s: &str) -> std::result::Result<(), String> {
         return Ok(());
     }
     match s.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains(['/', ' ']) && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!("{s:?} is not an address: expected host:port, e.g. 192.0.2.12:80")),
+        Some((host, port))
+            if !host.is_empty() && !host.contains(['/', ' ']) && port.parse::<u16>().is_ok() =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{s:?} is not an address: expected host:port, e.g. 192.0.2.12:80"
+        )),
     }
 }
 
@@ -412,20 +449,30 @@ jitter = "1h"
 
     #[test]
     fn unknown_key_is_named() {
-        let e = parse("name = \"a\"\nwebrot = \"/x\"\n").unwrap_err().to_string();
+        let e = parse("name = \"a\"\nwebrot = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("webrot"), "{e}");
         assert!(e.contains("/x/certherd.toml"), "{e}");
-        let e = parse("[ssh]\nuser = \"a\"\nidentty = \"/x\"\n").unwrap_err().to_string();
+        let e = parse("[ssh]\nuser = \"a\"\nidentty = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("identty"), "{e}");
     }
 
     #[test]
     fn bad_values_are_named() {
-        let e = parse("[ssh]\nconnect_timeout = \"soon\"\n").unwrap_err().to_string();
+        let e = parse("[ssh]\nconnect_timeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("soon"), "{e}");
-        let e = parse("[[peers]]\nname = \"a\"\nhost = \"h\"\nhttp = \"nope\"\n").unwrap_err().to_string();
+        let e = parse("[[peers]]\nname = \"a\"\nhost = \"h\"\nhttp = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("peers[0].http") && e.contains("nope"), "{e}");
-        let e = parse("name = \"a\"\n[[peers]]\nname = \"a\"\nhost = \"h\"\n").unwrap_err().to_string();
+        let e = parse("name = \"a\"\n[[peers]]\nname = \"a\"\nhost = \"h\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("peers[0].name"), "{e}");
     }
 }

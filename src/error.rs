@@ -20,10 +20,17 @@ pub const EXIT_USAGE: i32 = 2;
 pub enum Error {
     /// The config file could not be read.
     #[error("cannot read config {path}: {source}")]
-    ConfigRead { path: PathBuf, source: std::io::Error },
+    ConfigRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The config file is invalid.
     #[error("config {path}: {}{message}", key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
-    Config { path: PathBuf, message: String, key: Option<String> },
+    Config {
+        path: PathBuf,
+        message: String,
+        key: Option<String>,
+    },
     /// A name from certbot, the command line or a request was refused.
     #[error("{0}")]
     Name(#[from] NameError),
@@ -32,7 +39,11 @@ pub enum Error {
     Input(String),
     /// A local file operation failed.
     #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// An operation ran but did not succeed everywhere it had to (details were already printed).
     #[error("{0}")]
     Failed(String),
@@ -45,13 +56,19 @@ impl Error {
     /// The documented process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::ConfigRead { .. } | Error::Config { .. } | Error::Name(_) | Error::Input(_) => EXIT_USAGE,
+            Error::ConfigRead { .. } | Error::Config { .. } | Error::Name(_) | Error::Input(_) => {
+                EXIT_USAGE
+            }
             Error::Io { .. } | Error::Failed(_) | Error::NotImplemented(_) => EXIT_FAILED,
         }
     }
 
     /// Shorthand for an I/O error on a path.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -42,7 +42,14 @@ pub async fn run(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Vec<P
             let _permit = limit.acquire_owned().await;
             let start = Instant::now();
             let result = on_peer(&ssh, &peer, &requests).await;
-            (index, PeerOutcome { peer, result, elapsed: start.elapsed() })
+            (
+                index,
+                PeerOutcome {
+                    peer,
+                    result,
+                    elapsed: start.elapsed(),
+                },
+            )
         });
     }
     let mut outcomes: Vec<Option<PeerOutcome>> = peers.iter().map(|_| None).collect();
@@ -64,7 +71,11 @@ pub async fn run(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Vec<P
         .collect()
 }
 
-async fn on_peer(ssh: &SshConfig, peer: &Peer, requests: &[Request]) -> Result<Vec<Response>, PeerError> {
+async fn on_peer(
+    ssh: &SshConfig,
+    peer: &Peer,
+    requests: &[Request],
+) -> Result<Vec<Response>, PeerError> {
     let conn = Connection::open(ssh, peer).await?;
     let mut agent = conn.agent().await?;
     let result = async {

@@ -8,7 +8,11 @@ use certherd::config::Config;
 
 fn main() {
     let cli = Cli::parse();
-    certherd::log::set_level(if cli.quiet { -1 } else { cli.verbose.min(2) as i8 });
+    certherd::log::set_level(if cli.quiet {
+        -1
+    } else {
+        cli.verbose.min(2) as i8
+    });
     let path = Config::resolve_path(cli.config.as_deref());
     let config = match Config::load(&path) {
         Ok(c) => c,
@@ -32,8 +36,11 @@ fn main() {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| {
-        certherd::error!("cannot start the async runtime: {e}");
-        std::process::exit(certherd::error::EXIT_FAILED);
-    })
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| {
+            certherd::error!("cannot start the async runtime: {e}");
+            std::process::exit(certherd::error::EXIT_FAILED);
+        })
 }

@@ -25,7 +25,11 @@ pub struct NameError {
 
 impl NameError {
     fn new(what: &'static str, value: &str, expected: &'static str) -> Self {
-        NameError { what, shown: printable(value), expected }
+        NameError {
+            what,
+            shown: printable(value),
+            expected,
+        }
     }
 }
 
@@ -46,7 +50,8 @@ pub fn printable(value: &str) -> String {
 }
 
 fn is_base64url(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 macro_rules! string_newtype {
@@ -91,7 +96,11 @@ impl Token {
     /// Validates a token.
     pub fn parse(s: &str) -> Result<Self, NameError> {
         if s.is_empty() || s.len() > MAX_TOKEN_LEN || !is_base64url(s) {
-            return Err(NameError::new("token", s, "1 to 128 characters of A-Z a-z 0-9 _ -"));
+            return Err(NameError::new(
+                "token",
+                s,
+                "1 to 128 characters of A-Z a-z 0-9 _ -",
+            ));
         }
         Ok(Token(s.to_owned()))
     }
@@ -123,7 +132,11 @@ impl KeyAuthorization {
     pub fn for_token(token: &Token, s: &str) -> Result<Self, NameError> {
         let ka = Self::parse(s)?;
         if ka.token() != token.as_str() {
-            return Err(NameError::new("validation", s, "a value starting with the token and a dot"));
+            return Err(NameError::new(
+                "validation",
+                s,
+                "a value starting with the token and a dot",
+            ));
         }
         Ok(ka)
     }
@@ -151,7 +164,9 @@ impl Domain {
                     && label.len() <= 63
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if !ok {
             return Err(NameError::new("domain", s, expected));
@@ -174,7 +189,10 @@ impl LineageName {
             return Ok(LineageName(s.to_owned()));
         }
         if let Some((base, num)) = s.rsplit_once('-') {
-            if num.len() == 4 && num.bytes().all(|b| b.is_ascii_digit()) && Domain::parse(base).is_ok() {
+            if num.len() == 4
+                && num.bytes().all(|b| b.is_ascii_digit())
+                && Domain::parse(base).is_ok()
+            {
                 return Ok(LineageName(s.to_owned()));
             }
         }
@@ -189,7 +207,15 @@ mod tests {
     #[test]
     fn tokens() {
         assert!(Token::parse("abc_DEF-123").is_ok());
-        for bad in ["", "../../etc/passwd", "a/b", "x;rm -rf /", "a.b", "tok en", "é"] {
+        for bad in [
+            "",
+            "../../etc/passwd",
+            "a/b",
+            "x;rm -rf /",
+            "a.b",
+            "tok en",
+            "é",
+        ] {
             let err = Token::parse(bad).unwrap_err();
             assert_eq!(err.what, "token", "{bad}");
         }
@@ -219,8 +245,20 @@ mod tests {
 
     #[test]
     fn domains() {
-        assert_eq!(Domain::parse("WWW.Example.com").unwrap().as_str(), "www.example.com");
-        for bad in ["", "*.example.com", "a b.com", "a;b.com", "$(id).com", "example.com.", "-a.com", "a..b"] {
+        assert_eq!(
+            Domain::parse("WWW.Example.com").unwrap().as_str(),
+            "www.example.com"
+        );
+        for bad in [
+            "",
+            "*.example.com",
+            "a b.com",
+            "a;b.com",
+            "$(id).com",
+            "example.com.",
+            "-a.com",
+            "a..b",
+        ] {
             assert!(Domain::parse(bad).is_err(), "{bad}");
         }
     }

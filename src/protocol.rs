@@ -92,7 +92,10 @@ pub enum ErrorKind {
 impl Response {
     /// Shorthand for an error response.
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Response::Error { kind, message: message.into() }
+        Response::Error {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -102,21 +105,37 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
         .map_err(|e| Response::error(ErrorKind::Malformed, format!("request is not JSON: {e}")))?;
     let op = match value.get("op") {
         Some(serde_json::Value::String(op)) => op.clone(),
-        _ => return Err(Response::error(ErrorKind::Malformed, "request has no string field \"op\"")),
+        _ => {
+            return Err(Response::error(
+                ErrorKind::Malformed,
+                "request has no string field \"op\"",
+            ))
+        }
     };
     if !OPS.contains(&op.as_str()) {
         return Err(Response::error(
             ErrorKind::UnknownOp,
-            format!("unknown op {}: expected one of {}", printable(&op), OPS.join(", ")),
+            format!(
+                "unknown op {}: expected one of {}",
+                printable(&op),
+                OPS.join(", ")
+            ),
         ));
     }
     let request: Request = serde_json::from_value(value)
         .map_err(|e| Response::error(ErrorKind::Invalid, format!("invalid {op} request: {e}")))?;
-    if let Request::PutToken { token, key_authorization } = &request {
+    if let Request::PutToken {
+        token,
+        key_authorization,
+    } = &request
+    {
         if key_authorization.token() != token.as_str() {
             return Err(Response::error(
                 ErrorKind::Invalid,
-                format!("key_authorization {} does not start with the token", printable(key_authorization.as_str())),
+                format!(
+                    "key_authorization {} does not start with the token",
+                    printable(key_authorization.as_str())
+                ),
             ));
         }
     }
@@ -136,7 +155,10 @@ pub enum LineError {
 
 /// Reads one `\n`-terminated line of at most `limit` bytes, without ever buffering more than
 /// that. `Ok(None)` at a clean end of stream.
-pub fn read_line_limited(reader: &mut impl BufRead, limit: usize) -> Result<Option<Vec<u8>>, LineError> {
+pub fn read_line_limited(
+    reader: &mut impl BufRead,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, LineError> {
     let mut line = Vec::new();
     loop {
         let buf = reader.fill_buf()?;
@@ -204,8 +226,14 @@ mod tests {
             key_authorization: KeyAuthorization::parse("abc.xyz").unwrap(),
         };
         let line = serde_json::to_string(&r).unwrap();
-        assert_eq!(line, r#"{"op":"put_token","token":"abc","key_authorization":"abc.xyz"}"#);
-        assert!(matches!(parse_request(line.as_bytes()), Ok(Request::PutToken { .. })));
+        assert_eq!(
+            line,
+            r#"{"op":"put_token","token":"abc","key_authorization":"abc.xyz"}"#
+        );
+        assert!(matches!(
+            parse_request(line.as_bytes()),
+            Ok(Request::PutToken { .. })
+        ));
     }
 
     #[test]
@@ -213,16 +241,28 @@ mod tests {
         assert_eq!(kind("not json"), ErrorKind::Malformed);
         assert_eq!(kind(r#"{"token":"a"}"#), ErrorKind::Malformed);
         assert_eq!(kind(r#"{"op":"exec","cmd":"id"}"#), ErrorKind::UnknownOp);
-        assert_eq!(kind(r#"{"op":"remove_token","token":"../../etc/passwd"}"#), ErrorKind::Invalid);
-        assert_eq!(kind(r#"{"op":"remove_token","token":"a","path":"/etc"}"#), ErrorKind::Invalid);
-        assert_eq!(kind(r#"{"op":"put_token","token":"a","key_authorization":"b.c"}"#), ErrorKind::Invalid);
+        assert_eq!(
+            kind(r#"{"op":"remove_token","token":"../../etc/passwd"}"#),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            kind(r#"{"op":"remove_token","token":"a","path":"/etc"}"#),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            kind(r#"{"op":"put_token","token":"a","key_authorization":"b.c"}"#),
+            ErrorKind::Invalid
+        );
     }
 
     #[test]
     fn lines_are_limited() {
         let mut r = std::io::Cursor::new(b"short\nxxxxxxxxxxxxxxxx\n".to_vec());
         assert_eq!(read_line_limited(&mut r, 8).unwrap().unwrap(), b"short");
-        assert!(matches!(read_line_limited(&mut r, 8), Err(LineError::TooLong(8))));
+        assert!(matches!(
+            read_line_limited(&mut r, 8),
+            Err(LineError::TooLong(8))
+        ));
         let mut r = std::io::Cursor::new(b"".to_vec());
         assert!(read_line_limited(&mut r, 8).unwrap().is_none());
     }

@@ -17,7 +17,9 @@ use openssh::{Child, ChildStderr, ChildStdin, ChildStdout, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::config::{Peer, SshConfig};
-use crate::protocol::{read_line_limited_async, LineError, Request, Response, MAX_RESPONSE_LINE, PROTOCOL_VERSION};
+use crate::protocol::{
+    read_line_limited_async, LineError, Request, Response, MAX_RESPONSE_LINE, PROTOCOL_VERSION,
+};
 
 /// Why talking to one peer failed. Each is a one-line explanation naming the cause.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -57,10 +59,19 @@ pub fn control_dir(config: &SshConfig) -> Result<PathBuf, PeerError> {
             _ => PathBuf::from(format!("/tmp/certherd-{uid}")),
         },
     };
-    match std::fs::DirBuilder::new().mode(0o700).recursive(false).create(&dir) {
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(false)
+        .create(&dir)
+    {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(PeerError::Connect(format!("cannot create control directory {}: {e}", dir.display()))),
+        Err(e) => {
+            return Err(PeerError::Connect(format!(
+                "cannot create control directory {}: {e}",
+                dir.display()
+            )))
+        }
     }
     let meta = std::fs::symlink_metadata(&dir)
         .map_err(|e| PeerError::Connect(format!("control directory {}: {e}", dir.display())))?;
@@ -96,7 +107,14 @@ fn ssh_options(config: &SshConfig, peer: &Peer) -> Vec<String> {
         args.push("-o".into());
         args.push(opt);
     }
-    args.extend(["-p".into(), peer.port.to_string(), "-l".into(), config.user.clone(), "--".into(), peer.host.clone()]);
+    args.extend([
+        "-p".into(),
+        peer.port.to_string(),
+        "-l".into(),
+        config.user.clone(),
+        "--".into(),
+        peer.host.clone(),
+    ]);
     args
 }
 
@@ -104,7 +122,14 @@ fn ssh_options(config: &SshConfig, peer: &Peer) -> Vec<String> {
 /// reuses the master; a changed key or known_hosts file gets a fresh one.
 fn socket_path(dir: &Path, config: &SshConfig, peer: &Peer) -> PathBuf {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&config.user, &config.identity, &config.known_hosts, &peer.host, peer.port).hash(&mut h);
+    (
+        &config.user,
+        &config.identity,
+        &config.known_hosts,
+        &peer.host,
+        peer.port,
+    )
+        .hash(&mut h);
     dir.join(format!("{:016x}", h.finish()))
 }
 
@@ -132,7 +157,10 @@ impl Connection {
             drop(lock);
         }
         Ok(Connection {
-            session: Arc::new(Session::resume(sock.into_boxed_path(), Some(log.into_boxed_path()))),
+            session: Arc::new(Session::resume(
+                sock.into_boxed_path(),
+                Some(log.into_boxed_path()),
+            )),
             peer: peer.name.clone(),
             request_timeout: config.request_timeout,
         })
@@ -152,8 +180,14 @@ impl Connection {
             .spawn()
             .await
             .map_err(|e| PeerError::Agent(format!("cannot start: {e}")))?;
-        let stdin = child.stdin().take().ok_or_else(|| PeerError::Agent("no stdin".into()))?;
-        let stdout = child.stdout().take().ok_or_else(|| PeerError::Agent("no stdout".into()))?;
+        let stdin = child
+            .stdin()
+            .take()
+            .ok_or_else(|| PeerError::Agent("no stdin".into()))?;
+        let stdout = child
+            .stdout()
+            .take()
+            .ok_or_else(|| PeerError::Agent("no stdout".into()))?;
         let stderr = child.stderr().take();
         Ok(AgentChannel {
             peer: self.peer.clone(),
@@ -197,13 +231,26 @@ async fn lock_file(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Peer
                 file = f;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err((_, e)) => return Err(PeerError::Connect(format!("cannot lock {}: {e}", path.display()))),
+            Err((_, e)) => {
+                return Err(PeerError::Connect(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )))
+            }
         }
     }
-    Err(PeerError::Timeout(Duration::from_secs(15), "waiting for another certherd to connect"))
+    Err(PeerError::Timeout(
+        Duration::from_secs(15),
+        "waiting for another certherd to connect",
+    ))
 }
 
-async fn start_master(config: &SshConfig, peer: &Peer, sock: &Path, log: &Path) -> Result<(), PeerError> {
+async fn start_master(
+    config: &SshConfig,
+    peer: &Peer,
+    sock: &Path,
+    log: &Path,
+) -> Result<(), PeerError> {
     let _ = std::fs::remove_file(log);
     let persist = config.persist.as_secs().max(1);
     let mut cmd = tokio::process::Command::new("ssh");
@@ -227,8 +274,16 @@ async fn start_master(config: &SshConfig, peer: &Peer, sock: &Path, log: &Path) 
         return Ok(());
     }
     let why = std::fs::read_to_string(log).unwrap_or_default();
-    let why = why.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("ssh exited without a message").trim();
-    Err(PeerError::Connect(format!("{}@{}:{}: {why}", config.user, peer.host, peer.port)))
+    let why = why
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("ssh exited without a message")
+        .trim();
+    Err(PeerError::Connect(format!(
+        "{}@{}:{}: {why}",
+        config.user, peer.host, peer.port
+    )))
 }
 
 /// A running agent on one peer.
@@ -249,18 +304,30 @@ impl AgentChannel {
 
     /// Sends one request and reads its response, within the request timeout.
     pub async fn request(&mut self, request: &Request) -> Result<Response, PeerError> {
-        let mut line = serde_json::to_vec(request).map_err(|e| PeerError::Protocol(e.to_string()))?;
+        let mut line =
+            serde_json::to_vec(request).map_err(|e| PeerError::Protocol(e.to_string()))?;
         line.push(b'\n');
         let exchange = async {
             if let Err(e) = self.stdin.write_all(&line).await {
                 return Err(PeerError::Agent(format!("sending request: {e}")));
             }
-            self.stdin.flush().await.map_err(|e| PeerError::Agent(format!("sending request: {e}")))?;
+            self.stdin
+                .flush()
+                .await
+                .map_err(|e| PeerError::Agent(format!("sending request: {e}")))?;
             match read_line_limited_async(&mut self.stdout, MAX_RESPONSE_LINE).await {
-                Ok(Some(line)) => serde_json::from_slice::<Response>(&line)
-                    .map_err(|e| PeerError::Protocol(format!("{e} in {}", crate::names::printable(&String::from_utf8_lossy(&line))))),
-                Ok(None) => Err(PeerError::Agent("closed the connection without answering".into())),
-                Err(LineError::TooLong(n)) => Err(PeerError::Protocol(format!("response line longer than {n} bytes"))),
+                Ok(Some(line)) => serde_json::from_slice::<Response>(&line).map_err(|e| {
+                    PeerError::Protocol(format!(
+                        "{e} in {}",
+                        crate::names::printable(&String::from_utf8_lossy(&line))
+                    ))
+                }),
+                Ok(None) => Err(PeerError::Agent(
+                    "closed the connection without answering".into(),
+                )),
+                Err(LineError::TooLong(n)) => Err(PeerError::Protocol(format!(
+                    "response line longer than {n} bytes"
+                ))),
                 Err(LineError::Io(e)) => Err(PeerError::Agent(format!("reading response: {e}"))),
             }
         };
@@ -278,7 +345,11 @@ impl AgentChannel {
 
     /// Opens the conversation and checks the agent speaks our protocol.
     pub async fn hello(&mut self) -> Result<Response, PeerError> {
-        let r = self.request(&Request::Hello { protocol: PROTOCOL_VERSION }).await?;
+        let r = self
+            .request(&Request::Hello {
+                protocol: PROTOCOL_VERSION,
+            })
+            .await?;
         match &r {
             Response::Hello { protocol, .. } if *protocol == PROTOCOL_VERSION => Ok(r),
             Response::Hello { protocol, agent_version, .. } => Err(PeerError::Protocol(format!(
@@ -290,7 +361,9 @@ impl AgentChannel {
 
     /// Adds what the remote side printed on stderr (e.g. `certherd: not found`) to a message.
     async fn explain(&mut self, msg: String) -> String {
-        let Some(mut err) = self.stderr.take() else { return msg };
+        let Some(mut err) = self.stderr.take() else {
+            return msg;
+        };
         let mut buf = vec![0u8; 4096];
         let n = match tokio::time::timeout(Duration::from_millis(500), err.read(&mut buf)).await {
             Ok(Ok(n)) => n,

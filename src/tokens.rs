@@ -29,7 +29,9 @@ pub struct TokenStore {
 impl TokenStore {
     /// A store rooted at the configured webroot.
     pub fn new(webroot: impl Into<PathBuf>) -> Self {
-        TokenStore { webroot: webroot.into() }
+        TokenStore {
+            webroot: webroot.into(),
+        }
     }
 
     /// The directory tokens are written to.
@@ -47,7 +49,11 @@ impl TokenStore {
         let fd = openat(
             Some(dir.as_raw_fd()),
             tmp.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_TRUNC
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o644),
         )
         .map_err(io)?;
@@ -60,9 +66,19 @@ impl TokenStore {
             .map_err(|e| Error::io("cannot write token", &path, e))
             .and_then(|()| fchmod(file.as_raw_fd(), Mode::from_bits_truncate(0o644)).map_err(io));
         if let Err(e) = written.and_then(|()| {
-            renameat(Some(dir.as_raw_fd()), tmp.as_str(), Some(dir.as_raw_fd()), token.as_str()).map_err(io)
+            renameat(
+                Some(dir.as_raw_fd()),
+                tmp.as_str(),
+                Some(dir.as_raw_fd()),
+                token.as_str(),
+            )
+            .map_err(io)
         }) {
-            let _ = unlinkat(Some(dir.as_raw_fd()), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            let _ = unlinkat(
+                Some(dir.as_raw_fd()),
+                tmp.as_str(),
+                UnlinkatFlags::NoRemoveDir,
+            );
             return Err(e);
         }
         Ok(true)
@@ -73,10 +89,18 @@ impl TokenStore {
         let Some(dir) = self.open_challenge_dir(false)? else {
             return Ok(false);
         };
-        match unlinkat(Some(dir.as_raw_fd()), token.as_str(), UnlinkatFlags::NoRemoveDir) {
+        match unlinkat(
+            Some(dir.as_raw_fd()),
+            token.as_str(),
+            UnlinkatFlags::NoRemoveDir,
+        ) {
             Ok(()) => Ok(true),
             Err(Errno::ENOENT) => Ok(false),
-            Err(e) => Err(Error::io("cannot remove token", self.dir().join(token.as_str()), e.into())),
+            Err(e) => Err(Error::io(
+                "cannot remove token",
+                self.dir().join(token.as_str()),
+                e.into(),
+            )),
         }
     }
 
@@ -142,11 +166,16 @@ mod tests {
         let root = tmpdir("put");
         let store = TokenStore::new(&root);
         let t = Token::parse("tok").unwrap();
-        store.put(&t, &KeyAuthorization::parse("tok.thumb").unwrap()).unwrap();
+        store
+            .put(&t, &KeyAuthorization::parse("tok.thumb").unwrap())
+            .unwrap();
         let file = root.join(".well-known/acme-challenge/tok");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "tok.thumb");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         assert!(store.remove(&t).unwrap());
         assert!(!store.remove(&t).unwrap());
         assert!(!file.exists());
@@ -160,7 +189,9 @@ mod tests {
         std::os::unix::fs::symlink(&target, root.join(".well-known")).unwrap();
         let store = TokenStore::new(&root);
         let t = Token::parse("tok").unwrap();
-        let err = store.put(&t, &KeyAuthorization::parse("tok.x").unwrap()).unwrap_err();
+        let err = store
+            .put(&t, &KeyAuthorization::parse("tok.x").unwrap())
+            .unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
         assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
 
@@ -170,9 +201,15 @@ mod tests {
         let victim = target.join("victim");
         std::fs::write(&victim, "precious").unwrap();
         std::os::unix::fs::symlink(&victim, root.join(".well-known/acme-challenge/tok")).unwrap();
-        store.put(&t, &KeyAuthorization::parse("tok.x").unwrap()).unwrap();
+        store
+            .put(&t, &KeyAuthorization::parse("tok.x").unwrap())
+            .unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-        assert!(!std::fs::symlink_metadata(root.join(".well-known/acme-challenge/tok")).unwrap().is_symlink());
+        assert!(
+            !std::fs::symlink_metadata(root.join(".well-known/acme-challenge/tok"))
+                .unwrap()
+                .is_symlink()
+        );
         std::fs::remove_dir_all(&root).unwrap();
         std::fs::remove_dir_all(&target).unwrap();
     }

@@ -11,18 +11,39 @@ fn auth_then_cleanup_on_every_node() {
     let out = auth(&bed, 1, "site.test", "tok1", "tok1.thumbprint");
     assert!(out.status.success(), "{}", text(&out));
     for n in 1..=3 {
-        assert!(has_token(&bed, n, "tok1", "tok1.thumbprint"), "node {n} lacks the token");
+        assert!(
+            has_token(&bed, n, "tok1", "tok1.thumbprint"),
+            "node {n} lacks the token"
+        );
     }
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
-    assert_eq!(json["nodes"], serde_json::json!(["node1", "node2", "node3"]));
-    assert!(challenge_hits(&bed, 3) > 0, "the self-check fetched through node 3");
+    assert_eq!(
+        json["nodes"],
+        serde_json::json!(["node1", "node2", "node3"])
+    );
+    assert!(
+        challenge_hits(&bed, 3) > 0,
+        "the self-check fetched through node 3"
+    );
 
     // A second hook call reuses the shared connection made by the first.
-    let sockets = std::fs::read_dir(bed.root().join("ssh/cm")).unwrap().count();
+    let sockets = std::fs::read_dir(bed.root().join("ssh/cm"))
+        .unwrap()
+        .count();
     let out = cleanup(&bed, 1, "site.test", "tok1");
     assert!(out.status.success(), "{}", text(&out));
-    assert!(token_files(&bed).is_empty(), "left: {:?}", token_files(&bed));
-    assert_eq!(std::fs::read_dir(bed.root().join("ssh/cm")).unwrap().count(), sockets, "no new control sockets");
+    assert!(
+        token_files(&bed).is_empty(),
+        "left: {:?}",
+        token_files(&bed)
+    );
+    assert_eq!(
+        std::fs::read_dir(bed.root().join("ssh/cm"))
+            .unwrap()
+            .count(),
+        sockets,
+        "no new control sockets"
+    );
 }
 
 /// Guarantee 3: a required peer that is down fails auth naming it, without stopping the others;
@@ -34,9 +55,24 @@ fn down_peer_fails_required_warns_optional() {
     let out = auth(&bed, 1, "site.test", "tokd", "tokd.x");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(stderr(&out).contains("node3"), "{}", text(&out));
-    assert!(has_token(&bed, 2, "tokd", "tokd.x"), "node 2 must still get the token");
+    assert!(
+        has_token(&bed, 2, "tokd", "tokd.x"),
+        "node 2 must still get the token"
+    );
 
-    bed.write_config(1, &[PeerSpec::new(2), PeerSpec { node: 3, optional: true, check_only: false }], "").unwrap();
+    bed.write_config(
+        1,
+        &[
+            PeerSpec::new(2),
+            PeerSpec {
+                node: 3,
+                optional: true,
+                check_only: false,
+            },
+        ],
+        "",
+    )
+    .unwrap();
     let out = auth(&bed, 1, "site.test", "toko", "toko.x");
     assert!(out.status.success(), "{}", text(&out));
     assert!(stderr(&out).contains("warning: node3"), "{}", text(&out));
@@ -56,7 +92,10 @@ fn config_errors_name_key_and_file() {
     let out = auth(&bed, 1, "site.test", "t", "t.x");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = stderr(&out);
-    assert!(err.contains("webrot") && err.contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.contains("webrot") && err.contains(&path.display().to_string()),
+        "{err}"
+    );
     assert!(token_files(&bed).is_empty());
 }
 
@@ -64,7 +103,10 @@ fn config_errors_name_key_and_file() {
 #[test]
 fn deploy_is_not_pretending() {
     let bed = bed(1, false);
-    let out = bed.certherd(1, &["deploy", "--lineage", "site.test"]).output().unwrap();
+    let out = bed
+        .certherd(1, &["deploy", "--lineage", "site.test"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not implemented"), "{}", text(&out));
 }

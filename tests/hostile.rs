@@ -20,19 +20,43 @@ fn hostile_hook_input_is_refused_and_changes_nothing() {
         ("site.test", &long, "AAAA".into()),
         ("site test", "tok", "site test".into()),
         ("site.test;reboot", "tok", "site.test;reboot".into()),
-        ("$(touch /tmp/pwned).test", "tok", "$(touch /tmp/pwned).test".into()),
+        (
+            "$(touch /tmp/pwned).test",
+            "tok",
+            "$(touch /tmp/pwned).test".into(),
+        ),
     ];
     for (domain, token, named) in &cases {
         let out = auth(&bed, 1, domain, token, &format!("{token}.thumb"));
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "domain {domain:?} token {token:?}: {}", text(&out));
-        assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
-        assert!(err.contains(named.as_str()) && err.contains("expected"), "must name the value: {err}");
-        assert!(err.len() < 300, "hostile value echoed whole: {} bytes", err.len());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "domain {domain:?} token {token:?}: {}",
+            text(&out)
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one line expected: {err}"
+        );
+        assert!(
+            err.contains(named.as_str()) && err.contains("expected"),
+            "must name the value: {err}"
+        );
+        assert!(
+            err.len() < 300,
+            "hostile value echoed whole: {} bytes",
+            err.len()
+        );
     }
     let out = auth(&bed, 1, "site.test", "tok", "other.thumb");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert_eq!(snapshot(&bed), before, "hostile input changed files on a node");
+    assert_eq!(
+        snapshot(&bed),
+        before,
+        "hostile input changed files on a node"
+    );
     assert!(!std::path::Path::new("/tmp/pwned").exists());
 }
 
@@ -55,7 +79,9 @@ fn agent_session(bed: &Bed, node: usize, input: &[u8]) -> Vec<serde_json::Value>
     let _ = writer.join();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("agent answered non-JSON {l:?}: {e}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("agent answered non-JSON {l:?}: {e}"))
+        })
         .collect()
 }
 
@@ -99,19 +125,34 @@ fn agent_refuses_hostile_requests() {
 fn unknown_host_key_is_refused_before_anything_is_sent() {
     let bed = bed(3, false);
     let known = std::fs::read_to_string(bed.known_hosts()).unwrap();
-    let without3: String = known.lines().filter(|l| !l.starts_with(&format!("{} ", bed.ip(3)))).map(|l| format!("{l}\n")).collect();
+    let without3: String = known
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{} ", bed.ip(3))))
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert_ne!(known, without3, "node 3's key was in known_hosts");
     let partial = bed.root().join("ssh/known_hosts.partial");
     std::fs::write(&partial, without3).unwrap();
     let config = std::fs::read_to_string(bed.config_path(1)).unwrap();
-    let config = config.replace(&bed.known_hosts().display().to_string(), &partial.display().to_string());
+    let config = config.replace(
+        &bed.known_hosts().display().to_string(),
+        &partial.display().to_string(),
+    );
     std::fs::write(bed.config_path(1), config).unwrap();
 
     let out = auth(&bed, 1, "site.test", "tokhk", "tokhk.thumb");
 
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = stderr(&out);
-    assert!(err.contains("node3") && err.to_lowercase().contains("host key"), "{err}");
-    assert!(has_token(&bed, 1, "tokhk", "tokhk.thumb") && has_token(&bed, 2, "tokhk", "tokhk.thumb"));
-    assert!(!has_token(&bed, 3, "tokhk", "tokhk.thumb"), "token reached a peer with an unknown host key");
+    assert!(
+        err.contains("node3") && err.to_lowercase().contains("host key"),
+        "{err}"
+    );
+    assert!(
+        has_token(&bed, 1, "tokhk", "tokhk.thumb") && has_token(&bed, 2, "tokhk", "tokhk.thumb")
+    );
+    assert!(
+        !has_token(&bed, 3, "tokhk", "tokhk.thumb"),
+        "token reached a peer with an unknown host key"
+    );
 }

@@ -15,7 +15,10 @@ use clap::{Parser, Subcommand};
 use certherd::testbed::{Bed, BedOptions};
 
 #[derive(Parser)]
-#[command(name = "certherd-bed", about = "certherd's test bed: loopback nodes, sshd, nginx, pebble")]
+#[command(
+    name = "certherd-bed",
+    about = "certherd's test bed: loopback nodes, sshd, nginx, pebble"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -86,7 +89,12 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
         ca: true,
         certherd: certherd.clone(),
     })?;
-    println!("   bed {} at {} ({:.2?})", bed.index(), bed.root().display(), t0.elapsed());
+    println!(
+        "   bed {} at {} ({:.2?})",
+        bed.index(),
+        bed.root().display(),
+        t0.elapsed()
+    );
     for i in 1..=nodes {
         println!("   node{i}: {}  (sshd :22, nginx :80)", bed.ip(i));
     }
@@ -95,7 +103,10 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
     let dns_nodes: Vec<usize> = (2..=nodes).collect();
     bed.dns(DOMAIN, &dns_nodes)?;
     let dns_ips: Vec<String> = dns_nodes.iter().map(|&i| bed.ip(i).to_string()).collect();
-    println!("== DNS: {DOMAIN} -> {} (node 1, where certbot runs, is NOT in DNS)", dns_ips.join(", "));
+    println!(
+        "== DNS: {DOMAIN} -> {} (node 1, where certbot runs, is NOT in DNS)",
+        dns_ips.join(", ")
+    );
 
     let cfg = bed.config_path(1);
     let hook = |what: &str| format!("{} --config {} {what}", certherd.display(), cfg.display());
@@ -116,7 +127,11 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
         DOMAIN,
     ]);
     let certbot_ok = out.status.success();
-    println!("   certbot exited with {} after {:.2?}", out.status, t1.elapsed());
+    println!(
+        "   certbot exited with {} after {:.2?}",
+        out.status,
+        t1.elapsed()
+    );
     if !certbot_ok {
         println!("   --- certbot stdout ---");
         print_tail(&String::from_utf8_lossy(&out.stdout), 30);
@@ -125,17 +140,30 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
     }
 
     println!("== who served /.well-known/acme-challenge/ (nginx access logs)");
-    println!("   {:<6} {:<14} {:>8}  by user agent", "node", "ip", "requests");
+    println!(
+        "   {:<6} {:<14} {:>8}  by user agent",
+        "node", "ip", "requests"
+    );
     for i in 1..=nodes {
         let (total, by_ua) = challenge_hits(&bed.access_log(i));
         let uas: Vec<String> = by_ua.iter().map(|(ua, n)| format!("{n}× {ua}")).collect();
-        let role = if i == 1 { " (certbot)" } else if dns_nodes.contains(&i) { " (in DNS)" } else { "" };
+        let role = if i == 1 {
+            " (certbot)"
+        } else if dns_nodes.contains(&i) {
+            " (in DNS)"
+        } else {
+            ""
+        };
         println!(
             "   node{:<2} {:<14} {:>8}  {}{}",
             i,
             bed.ip(i).to_string(),
             total,
-            if uas.is_empty() { "-".to_string() } else { uas.join(", ") },
+            if uas.is_empty() {
+                "-".to_string()
+            } else {
+                uas.join(", ")
+            },
             role
         );
     }
@@ -155,9 +183,19 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
     if keep {
         println!();
         println!("Bed kept running at {}", bed.root().display());
-        println!("  ssh to node 2's agent: ssh {} {}", bed.ssh_args().join(" "), bed.ip(2));
-        println!("  node configs:          {}/node<i>/certherd.toml", bed.root().display());
-        println!("  certbot env:           REQUESTS_CA_BUNDLE={}", bed.ca_bundle().display());
+        println!(
+            "  ssh to node 2's agent: ssh {} {}",
+            bed.ssh_args().join(" "),
+            bed.ip(2)
+        );
+        println!(
+            "  node configs:          {}/node<i>/certherd.toml",
+            bed.root().display()
+        );
+        println!(
+            "  certbot env:           REQUESTS_CA_BUNDLE={}",
+            bed.ca_bundle().display()
+        );
         println!("Press Enter (or ctrl-c) to stop it.");
         wait_enter_or_signal();
         println!("stopping the bed...");
@@ -171,7 +209,10 @@ fn challenge_hits(log: &Path) -> (usize, Vec<(String, usize)>) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let mut by: Vec<(String, usize)> = Vec::new();
     let mut total = 0;
-    for line in text.lines().filter(|l| l.contains("/.well-known/acme-challenge/")) {
+    for line in text
+        .lines()
+        .filter(|l| l.contains("/.well-known/acme-challenge/"))
+    {
         total += 1;
         // combined: ... "request" status bytes "referer" "user agent"
         let ua = line
@@ -205,7 +246,11 @@ extern "C" fn on_signal(_: nix::libc::c_int) {
 /// group, so a terminal ctrl-c reaches them too; `Drop` then just reaps them and cleans up.
 fn wait_enter_or_signal() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         let _ = sigaction(Signal::SIGINT, &act);

@@ -15,8 +15,13 @@ pub async fn run(config: &Config, flags: &ChallengeFlags) -> Result<i32> {
     let Some(key_authorization) = challenge.key_authorization else {
         unreachable!("from_env(.., true) always reads the validation")
     };
-    let expectation = Expectation { domain: challenge.domain.clone(), token: challenge.token.clone(), key_authorization };
-    let (ok, holders) = publish::publish_and_check(config, std::slice::from_ref(&expectation)).await;
+    let expectation = Expectation {
+        domain: challenge.domain.clone(),
+        token: challenge.token.clone(),
+        key_authorization,
+    };
+    let (ok, holders) =
+        publish::publish_and_check(config, std::slice::from_ref(&expectation)).await;
     println!(
         "{}",
         serde_json::json!({ "domain": challenge.domain, "token": challenge.token, "nodes": holders, "ok": ok })
@@ -25,12 +30,19 @@ pub async fn run(config: &Config, flags: &ChallengeFlags) -> Result<i32> {
         crate::info!("every node serves the token for {}", challenge.domain);
         Ok(EXIT_OK)
     } else {
-        crate::error!("not every node serves the token for {}: the CA's validation may fail", challenge.domain);
+        crate::error!(
+            "not every node serves the token for {}: the CA's validation may fail",
+            challenge.domain
+        );
         Ok(EXIT_FAILED)
     }
 }
 
 /// Flags to the shared parser.
 pub fn args(flags: &ChallengeFlags) -> ChallengeArgs {
-    ChallengeArgs { domain: flags.domain.clone(), token: flags.token.clone(), validation: flags.validation.clone() }
+    ChallengeArgs {
+        domain: flags.domain.clone(),
+        token: flags.token.clone(),
+        validation: flags.validation.clone(),
+    }
 }

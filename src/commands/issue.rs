@@ -16,14 +16,21 @@ use crate::names::{Domain, KeyAuthorization, Token};
 
 /// Runs the pre-flight, then certbot; returns certbot's exit code.
 pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Result<i32> {
-    let domains = flags.domains.iter().map(|d| Domain::parse(d)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let domains = flags
+        .domains
+        .iter()
+        .map(|d| Domain::parse(d))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     if !flags.skip_preflight {
         let ok = preflight(config, &domains).await?;
         if !ok {
             crate::error!("pre-flight failed: not calling certbot (fix the nodes above, or pass --skip-preflight)");
             return Ok(EXIT_FAILED);
         }
-        crate::info!("pre-flight passed: every node serves tokens for {}", names(&domains));
+        crate::info!(
+            "pre-flight passed: every node serves tokens for {}",
+            names(&domains)
+        );
         if flags.preflight_only {
             return Ok(EXIT_OK);
         }
@@ -38,7 +45,11 @@ pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Res
 }
 
 fn names(domains: &[Domain]) -> String {
-    domains.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+    domains
+        .iter()
+        .map(|d| d.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Puts one throwaway token everywhere, checks it for every name on every node, removes it.
@@ -47,7 +58,11 @@ pub async fn preflight(config: &Config, domains: &[Domain]) -> Result<bool> {
     let key_authorization = KeyAuthorization::parse(&format!("{token}.certherd-preflight"))?;
     let expectations: Vec<_> = domains
         .iter()
-        .map(|d| Expectation { domain: d.clone(), token: token.clone(), key_authorization: key_authorization.clone() })
+        .map(|d| Expectation {
+            domain: d.clone(),
+            token: token.clone(),
+            key_authorization: key_authorization.clone(),
+        })
         .collect();
     let (ok, _) = publish::publish_and_check(config, &expectations).await;
     publish::remove_everywhere(config, &token).await;
@@ -63,8 +78,13 @@ fn random_suffix() -> Result<String> {
 }
 
 /// certbot's arguments: the manual plugin with certherd's hooks, the names, then pass-through.
-pub fn certbot_argv(config_path: &Path, flags: &IssueFlags, domains: &[Domain]) -> Result<Vec<String>> {
-    let exe = std::env::current_exe().map_err(|e| Error::Failed(format!("cannot find my own path: {e}")))?;
+pub fn certbot_argv(
+    config_path: &Path,
+    flags: &IssueFlags,
+    domains: &[Domain],
+) -> Result<Vec<String>> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Failed(format!("cannot find my own path: {e}")))?;
     let mut hook = shell_quote(&exe.to_string_lossy());
     if config_path != Path::new(config::DEFAULT_PATH) {
         hook.push_str(" --config ");
@@ -93,7 +113,10 @@ pub fn certbot_argv(config_path: &Path, flags: &IssueFlags, domains: &[Domain]) 
 
 /// Quotes a string for `sh` (certbot runs hooks through a shell).
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
+    {
         return s.to_owned();
     }
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -52,8 +52,13 @@ pub async fn apply_everywhere(config: &Config, op: TokenOp<'_>) -> Vec<NodeRepor
     }
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let request = match &op {
-        TokenOp::Put(token, ka) => Request::PutToken { token: (*token).clone(), key_authorization: (*ka).clone() },
-        TokenOp::Remove(token) => Request::RemoveToken { token: (*token).clone() },
+        TokenOp::Put(token, ka) => Request::PutToken {
+            token: (*token).clone(),
+            key_authorization: (*ka).clone(),
+        },
+        TokenOp::Remove(token) => Request::RemoveToken {
+            token: (*token).clone(),
+        },
     };
     let remote = fleet::run(&config.ssh, &peers, std::slice::from_ref(&request));
     let start = Instant::now();
@@ -101,17 +106,26 @@ pub fn targets(config: &Config, skip: &[String]) -> Vec<Target> {
 /// Self-checks every node for every expectation within `[check] timeout`; prints one line per
 /// failure and returns whether every required node passed.
 pub async fn self_check(config: &Config, expectations: &[Expectation], skip: &[String]) -> bool {
-    let verdicts = check::check_all(&targets(config, skip), expectations, config.check.timeout).await;
+    let verdicts =
+        check::check_all(&targets(config, skip), expectations, config.check.timeout).await;
     let mut ok = true;
     for v in &verdicts {
         match &v.result {
             Ok(()) => crate::verbose!("{}: serves the token for {}", v.target.node, v.domain),
             Err(why) if v.target.optional => {
-                crate::warn!("{}: self-check for {} failed (optional node): {why}", v.target.node, v.domain)
+                crate::warn!(
+                    "{}: self-check for {} failed (optional node): {why}",
+                    v.target.node,
+                    v.domain
+                )
             }
             Err(why) => {
                 ok = false;
-                crate::error!("{}: self-check for {} failed: {why}", v.target.node, v.domain);
+                crate::error!(
+                    "{}: self-check for {} failed: {why}",
+                    v.target.node,
+                    v.domain
+                );
             }
         }
     }
@@ -120,15 +134,25 @@ pub async fn self_check(config: &Config, expectations: &[Expectation], skip: &[S
 
 /// Puts the token everywhere and self-checks it; returns (every required node ok, nodes that
 /// hold the token).
-pub async fn publish_and_check(config: &Config, expectations: &[Expectation]) -> (bool, Vec<String>) {
+pub async fn publish_and_check(
+    config: &Config,
+    expectations: &[Expectation],
+) -> (bool, Vec<String>) {
     let mut ok = true;
     let mut skip = Vec::new();
     let mut holders = Vec::new();
     for exp in unique_tokens(expectations) {
-        for report in apply_everywhere(config, TokenOp::Put(&exp.token, &exp.key_authorization)).await {
+        for report in
+            apply_everywhere(config, TokenOp::Put(&exp.token, &exp.key_authorization)).await
+        {
             match &report.result {
                 Ok(()) => {
-                    crate::verbose!("{}: token {} written in {:.0?}", report.node, exp.token, report.elapsed);
+                    crate::verbose!(
+                        "{}: token {} written in {:.0?}",
+                        report.node,
+                        exp.token,
+                        report.elapsed
+                    );
                     if !holders.contains(&report.node) {
                         holders.push(report.node.clone());
                     }

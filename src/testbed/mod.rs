@@ -107,7 +107,10 @@ impl Bed {
     /// asked. The error says what failed, with the failing daemon's log tail.
     pub fn start(opts: BedOptions) -> Result<Bed, String> {
         if opts.nodes == 0 || opts.nodes > MAX_NODES {
-            return Err(format!("nodes must be in 1..={MAX_NODES}, got {}", opts.nodes));
+            return Err(format!(
+                "nodes must be in 1..={MAX_NODES}, got {}",
+                opts.nodes
+            ));
         }
         let certherd = if opts.certherd.is_absolute() {
             opts.certherd.clone()
@@ -127,7 +130,9 @@ impl Bed {
             let _ = fs::remove_dir_all(&root);
         }
         let bed = Bed {
-            nodes: (1..=opts.nodes).map(|i| NodePaths::new(&root, b, i)).collect(),
+            nodes: (1..=opts.nodes)
+                .map(|i| NodePaths::new(&root, b, i))
+                .collect(),
             root,
             index: b,
             ca: opts.ca,
@@ -171,14 +176,21 @@ impl Bed {
                 })
                 .collect();
             hs.into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err("ssh-keygen thread panicked".into())))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("ssh-keygen thread panicked".into()))
+                })
                 .collect::<Result<Vec<_>, String>>()
         })?;
         let read_pub = |k: &Path| -> Result<String, String> {
             let p = k.with_extension("pub");
             let text = fs::read_to_string(&p).map_err(|e| format!("read {}: {e}", p.display()))?;
             // "ssh-ed25519 AAAA... comment" -> "ssh-ed25519 AAAA..."
-            Ok(text.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            Ok(text
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" "))
         };
         let client_pub = read_pub(&self.ssh_dir().join("id_ed25519"))?;
         let mut known_hosts = String::new();
@@ -199,7 +211,10 @@ impl Bed {
         let ca_ip = self.ca_ip();
         if self.ca {
             pebble::prepare(&self.root, ca_ip)?;
-            self.insert("challtestsrv", pebble::spawn_challtestsrv(&self.root, ca_ip)?);
+            self.insert(
+                "challtestsrv",
+                pebble::spawn_challtestsrv(&self.root, ca_ip)?,
+            );
             self.insert("pebble", pebble::spawn_pebble(&self.root, ca_ip)?);
         }
         for n in &self.nodes {
@@ -359,7 +374,10 @@ impl Bed {
         let n = self.node(node);
         let ssh = self.ssh_dir();
         let mut t = String::new();
-        t.push_str(&format!("# certherd test bed {}, node{}\n", self.index, n.i));
+        t.push_str(&format!(
+            "# certherd test bed {}, node{}\n",
+            self.index, n.i
+        ));
         t.push_str(&format!("name = {}\n", q(format!("node{}", n.i))));
         t.push_str(&format!("letsencrypt_dir = {}\n", qp(&n.letsencrypt)));
         t.push_str(&format!("webroot = {}\n", qp(&n.webroot)));
@@ -385,10 +403,17 @@ impl Bed {
         }
         for p in peers {
             if p.node < 1 || p.node > self.nodes.len() {
-                return Err(format!("peer node {} out of range 1..={}", p.node, self.nodes.len()));
+                return Err(format!(
+                    "peer node {} out of range 1..={}",
+                    p.node,
+                    self.nodes.len()
+                ));
             }
             let ip = self.ip(p.node);
-            t.push_str(&format!("\n[[peers]]\nname = {}\n", q(format!("node{}", p.node))));
+            t.push_str(&format!(
+                "\n[[peers]]\nname = {}\n",
+                q(format!("node{}", p.node))
+            ));
             t.push_str(&format!("host = {}\n", q(ip.to_string())));
             t.push_str(&format!("http = {}\n", q(format!("{ip}:80"))));
             t.push_str(&format!("https = {}\n", q(format!("{ip}:443"))));
@@ -410,7 +435,11 @@ impl Bed {
         }
         let host = format!("{}.", name.trim_end_matches('.'));
         let addrs: Vec<String> = nodes.iter().map(|&i| self.ip(i).to_string()).collect();
-        pebble::mgmt_post(self.ca_ip(), "/clear-a", &serde_json::json!({ "host": host }))?;
+        pebble::mgmt_post(
+            self.ca_ip(),
+            "/clear-a",
+            &serde_json::json!({ "host": host }),
+        )?;
         if !addrs.is_empty() {
             pebble::mgmt_post(
                 self.ca_ip(),
@@ -598,7 +627,10 @@ impl Drop for Bed {
         stop_all(daemons, STOP_GRACE);
         self.slot.clear_record();
         if std::env::var_os("CERTHERD_KEEP_BED").is_some() {
-            eprintln!("testbed: keeping {} (CERTHERD_KEEP_BED)", self.root.display());
+            eprintln!(
+                "testbed: keeping {} (CERTHERD_KEEP_BED)",
+                self.root.display()
+            );
         } else if self.root.starts_with("/tmp") && self.root.exists() {
             if let Err(e) = fs::remove_dir_all(&self.root) {
                 eprintln!("testbed: cannot remove {}: {e}", self.root.display());

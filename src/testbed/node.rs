@@ -187,7 +187,11 @@ fn write_sshd_conf(n: &NodePaths) -> Result<(), String> {
 pub(crate) fn spawn_sshd(n: &NodePaths) -> Result<Daemon, String> {
     Daemon::spawn(
         &format!("sshd node{}", n.i),
-        Command::new(SSHD).arg("-D").arg("-e").arg("-f").arg(&n.sshd_conf),
+        Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&n.sshd_conf),
         &n.sshd_log(),
     )
 }

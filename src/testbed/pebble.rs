@@ -44,8 +44,22 @@ pub(crate) fn prepare(root: &Path, ip: Ipv4Addr) -> Result<CaPaths, String> {
     let ext = d.join("leaf.ext");
     run_ok(
         Command::new("openssl")
-            .args(["req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
-            .args(["-nodes", "-days", "3650", "-subj", "/CN=certherd test bed CA"])
+            .args([
+                "req",
+                "-x509",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "3650",
+                "-subj",
+                "/CN=certherd test bed CA",
+            ])
             .args(["-addext", "basicConstraints=critical,CA:TRUE"])
             .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
             .arg("-keyout")
@@ -56,7 +70,15 @@ pub(crate) fn prepare(root: &Path, ip: Ipv4Addr) -> Result<CaPaths, String> {
     )?;
     run_ok(
         Command::new("openssl")
-            .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
             .args(["-subj", "/CN=pebble"])
             .arg("-keyout")
             .arg(&leaf_key)
@@ -149,14 +171,16 @@ pub(crate) fn mgmt_post(ip: Ipv4Addr, path: &str, body: &serde_json::Value) -> R
     let body = body.to_string();
     let what = format!("POST http://{addr}{path} {body}");
     let t = Duration::from_secs(5);
-    let mut s = TcpStream::connect_timeout(&addr, t).map_err(|e| format!("{what}: connect: {e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, t).map_err(|e| format!("{what}: connect: {e}"))?;
     let _ = s.set_read_timeout(Some(t));
     let _ = s.set_write_timeout(Some(t));
     let req = format!(
         "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).map_err(|e| format!("{what}: write: {e}"))?;
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("{what}: write: {e}"))?;
     let mut resp = Vec::new();
     let deadline = Instant::now() + t;
     let mut chunk = [0u8; 4096];

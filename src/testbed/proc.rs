@@ -154,7 +154,10 @@ pub(crate) fn descendants(pid: i32) -> Vec<ProcId> {
                 continue;
             };
             if let Some((ppid, start)) = stat(p) {
-                children.entry(ppid).or_default().push(ProcId { pid: p, start });
+                children
+                    .entry(ppid)
+                    .or_default()
+                    .push(ProcId { pid: p, start });
             }
         }
     }
@@ -204,7 +207,11 @@ pub(crate) fn stop_all(mut daemons: Vec<Daemon>, grace: Duration) {
     }
     for d in daemons.iter_mut() {
         if d.exited().is_none() {
-            eprintln!("testbed: {} (pid {}) ignored SIGTERM, sending SIGKILL", d.name, d.pid());
+            eprintln!(
+                "testbed: {} (pid {}) ignored SIGTERM, sending SIGKILL",
+                d.name,
+                d.pid()
+            );
             let _ = d.child.kill();
         }
     }
@@ -261,7 +268,11 @@ pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration) -> std::io::Resu
     let mut stderr = std::mem::take(&mut *err_buf.lock().unwrap_or_else(|e| e.into_inner()));
     if timed_out {
         stderr.extend_from_slice(
-            format!("\n[testbed: killed after {}]\n", humantime::format_duration(timeout)).as_bytes(),
+            format!(
+                "\n[testbed: killed after {}]\n",
+                humantime::format_duration(timeout)
+            )
+            .as_bytes(),
         );
     }
     Ok(Output {
@@ -281,7 +292,10 @@ fn drain<R: Read + Send + 'static>(mut r: R) -> (Arc<Mutex<Vec<u8>>>, Arc<Atomic
         loop {
             match r.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => b.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&chunk[..n]),
+                Ok(n) => b
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&chunk[..n]),
             }
         }
         d.store(true, Ordering::SeqCst);

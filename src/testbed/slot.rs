@@ -67,7 +67,11 @@ impl Slot {
 
     /// Records a daemon PID so a later owner of this index can clean up after a crash.
     pub fn record(&self, pid: u32, root: &Path) {
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&self.pids_path) {
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.pids_path)
+        {
             let _ = writeln!(f, "{pid} {}", root.display());
         }
     }
@@ -91,7 +95,9 @@ fn reap(pids_path: &Path) {
         if root.starts_with("/tmp/certherd-bed-") && !roots.contains(&root) {
             roots.push(root);
         }
-        let Ok(pid) = pid.parse::<i32>() else { continue };
+        let Ok(pid) = pid.parse::<i32>() else {
+            continue;
+        };
         if root.len() < 10 {
             continue;
         }

@@ -6,13 +6,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+#[allow(unused_imports)]
 pub use certherd::testbed::{Bed, BedOptions, PeerSpec};
 
 /// Starts a bed with `nodes` nodes, with pebble when `ca`. Fails the test loudly when a daemon
 /// is missing or does not start: that is an install bug, never a reason to skip.
 pub fn bed(nodes: usize, ca: bool) -> Bed {
-    Bed::start(BedOptions { nodes, ca, certherd: env!("CARGO_BIN_EXE_certherd").into() })
-        .unwrap_or_else(|e| panic!("test bed did not start: {e}"))
+    Bed::start(BedOptions {
+        nodes,
+        ca,
+        certherd: env!("CARGO_BIN_EXE_certherd").into(),
+    })
+    .unwrap_or_else(|e| panic!("test bed did not start: {e}"))
 }
 
 /// Runs `certherd auth` on `node` with certbot's environment.
@@ -36,7 +41,11 @@ pub fn cleanup(bed: &Bed, node: usize, domain: &str, token: &str) -> Output {
 
 /// certbot's hook flags pointing at certherd with node 1's config.
 pub fn hook_args(bed: &Bed) -> Vec<String> {
-    let hook = format!("{} --config {}", bed.certherd_bin().display(), bed.config_path(1).display());
+    let hook = format!(
+        "{} --config {}",
+        bed.certherd_bin().display(),
+        bed.config_path(1).display()
+    );
     vec![
         "certonly".into(),
         "--manual".into(),
@@ -74,7 +83,8 @@ pub fn token_files(bed: &Bed) -> Vec<PathBuf> {
 
 /// Whether node `n` holds token `t` with content `ka`.
 pub fn has_token(bed: &Bed, n: usize, t: &str, ka: &str) -> bool {
-    std::fs::read_to_string(bed.webroot(n).join(".well-known/acme-challenge").join(t)).is_ok_and(|c| c == ka)
+    std::fs::read_to_string(bed.webroot(n).join(".well-known/acme-challenge").join(t))
+        .is_ok_and(|c| c == ka)
 }
 
 /// Every file, directory and symlink under every node's webroot and letsencrypt dir, with
@@ -90,17 +100,25 @@ pub fn snapshot(bed: &Bed) -> BTreeMap<PathBuf, String> {
 
 fn walk(path: &Path, map: &mut BTreeMap<PathBuf, String>) {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
     let mode = meta.permissions().mode();
     if meta.is_symlink() {
-        map.insert(path.into(), format!("link {:?}", std::fs::read_link(path).ok()));
+        map.insert(
+            path.into(),
+            format!("link {:?}", std::fs::read_link(path).ok()),
+        );
     } else if meta.is_dir() {
         map.insert(path.into(), format!("dir {mode:o}"));
         for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
             walk(&e.path(), map);
         }
     } else {
-        map.insert(path.into(), format!("file {mode:o} {:?}", std::fs::read(path).ok()));
+        map.insert(
+            path.into(),
+            format!("file {mode:o} {:?}", std::fs::read(path).ok()),
+        );
     }
 }
 
@@ -121,11 +139,19 @@ pub fn stderr(o: &Output) -> String {
 
 /// The certificate certbot wrote for a lineage on node 1, as `openssl x509 -text`.
 pub fn cert_text(bed: &Bed, lineage: &str) -> Option<String> {
-    let pem = bed.letsencrypt_dir(1).join("live").join(lineage).join("cert.pem");
+    let pem = bed
+        .letsencrypt_dir(1)
+        .join("live")
+        .join(lineage)
+        .join("cert.pem");
     if !pem.exists() {
         return None;
     }
-    let out = std::process::Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&pem).output().ok()?;
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&pem)
+        .output()
+        .ok()?;
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command (README, CI): install what the tests need, then format check, clippy and every
+# test — unit tests and the e2e tests that run certbot, pebble, nginx and sshd for real on
+# loopback. Run as root on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-debian.sh
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
