@@ -50,7 +50,13 @@ running_system_daemon() {
     local exe=$1 pid
     for pid in /proc/[0-9]*; do
         if [ "$(readlink "$pid/exe" 2>/dev/null || true)" = "$exe" ]; then
-            return 0
+            # a running test bed's daemons (or their workers, via the parent) name their bed dir
+            local ppid
+            ppid=$(awk '{print $4}' "$pid/stat" 2>/dev/null || echo 0)
+            if ! cat "$pid/cmdline" "/proc/$ppid/cmdline" 2>/dev/null | tr '\0' ' ' \
+                    | grep -q 'certherd-bed-'; then
+                return 0
+            fi
         fi
     done
     return 1

@@ -5,6 +5,7 @@
 use std::io::{BufReader, Write};
 
 use crate::config::Config;
+use crate::lineage::{Commands, InstallError, Layout};
 use crate::protocol::{
     parse_request, read_line_limited, ErrorKind, LineError, Request, Response, MAX_REQUEST_LINE,
     OPS, PROTOCOL_VERSION,
@@ -15,6 +16,8 @@ use crate::tokens::TokenStore;
 pub struct Agent {
     node: String,
     tokens: TokenStore,
+    layout: Layout,
+    commands: Commands,
 }
 
 impl Agent {
@@ -23,6 +26,8 @@ impl Agent {
         Agent {
             node: config.node_name(),
             tokens: TokenStore::new(&config.webroot),
+            layout: Layout::new(&config.letsencrypt_dir),
+            commands: config.commands(),
         }
     }
 
@@ -52,6 +57,31 @@ impl Agent {
                 key_authorization,
             } => done(self.tokens.put(&token, &key_authorization)),
             Request::RemoveToken { token } => done(self.tokens.remove(&token)),
+            Request::Install {
+                lineage,
+                version,
+                files,
+            } => {
+                match self
+                    .layout
+                    .install(&lineage, version, &files, &self.commands)
+                {
+                    Ok(i) => Response::Installed {
+                        before: i.before,
+                        after: i.after,
+                        changed: i.changed,
+                    },
+                    Err(e @ InstallError::TestFailed { .. }) => {
+                        Response::error(ErrorKind::TestFailed, e.to_string())
+                    }
+                    Err(e @ InstallError::ReloadFailed(_)) => {
+                        Response::error(ErrorKind::ReloadFailed, e.to_string())
+                    }
+                    Err(e @ InstallError::Other(_)) => {
+                        Response::error(ErrorKind::Io, e.to_string())
+                    }
+                }
+            }
         }
     }
 

@@ -9,7 +9,7 @@ Config: --config PATH, else $CERTHERD_CONFIG, else /etc/certherd/certherd.toml.
 
 Exit codes:
   0  success
-  1  the operation failed (a node did not get, or did not serve, what it should)
+  1  the operation failed (a node did not get, install or serve what it should)
   2  bad usage, config or input; nothing was changed
 
 certbot flags:
@@ -50,7 +50,7 @@ pub enum Command {
     /// For cron/systemd on every node: run `certbot renew` where this node is the primary.
     Renew,
     /// Push every lineage's current version to every peer that lacks it.
-    Sync,
+    Sync(SyncFlags),
     /// Deploy lineages changed by other means (inotify).
     Watch,
     /// Every node × every lineage: versions, expiry, what each node serves.
@@ -79,6 +79,13 @@ pub struct DeployFlags {
     /// Lineage name (default: from $RENEWED_LINEAGE).
     #[arg(long)]
     pub lineage: Option<String>,
+}
+
+/// `sync` flags.
+#[derive(Debug, Clone, Args)]
+pub struct SyncFlags {
+    /// Lineages to sync (default: every lineage under live/).
+    pub lineages: Vec<String>,
 }
 
 /// `issue` flags.

@@ -380,6 +380,15 @@ impl Config {
             .unwrap_or_else(|| "localhost".into())
     }
 
+    /// This node's `[reload]` commands.
+    pub fn commands(&self) -> crate::lineage::Commands {
+        crate::lineage::Commands {
+            test: self.reload.test.clone(),
+            reload: self.reload.reload.clone(),
+            timeout: self.reload.timeout,
+        }
+    }
+
     /// Peers that certherd talks to over SSH.
     pub fn managed_peers(&self) -> impl Iterator<Item = &Peer> {
         self.peers.iter().filter(|p| !p.check_only)

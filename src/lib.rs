@@ -6,6 +6,7 @@
 //! peer [`agent`], and the per-node results are reported.
 
 pub mod agent;
+pub mod alert;
 pub mod certbot_env;
 pub mod check;
 pub mod cli;
@@ -13,11 +14,14 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod lineage;
 pub mod log;
 pub mod names;
+pub mod pem;
 pub mod protocol;
 pub mod ssh;
 pub mod testbed;
+pub mod tls;
 pub mod tokens;
 
 pub use config::Config;

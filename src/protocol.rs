@@ -9,7 +9,8 @@ use std::io::BufRead;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use crate::names::{printable, KeyAuthorization, Token};
+use crate::lineage::LineageFiles;
+use crate::names::{printable, KeyAuthorization, LineageName, Token};
 
 /// Version of this protocol; `hello` tells the other end.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -39,10 +40,19 @@ pub enum Request {
         /// The token to remove.
         token: Token,
     },
+    /// Install a certificate version into certbot's layout, test, reload (or roll back).
+    Install {
+        /// certbot lineage name (directory under live/ and archive/).
+        lineage: LineageName,
+        /// Archive version number N.
+        version: u32,
+        /// The four files of version N.
+        files: LineageFiles,
+    },
 }
 
 /// Every op the agent understands, for `hello` and for naming unknown ops.
-pub const OPS: &[&str] = &["hello", "put_token", "remove_token"];
+pub const OPS: &[&str] = &["hello", "put_token", "remove_token", "install"];
 
 /// The agent's answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +72,15 @@ pub enum Response {
     /// The op succeeded; `changed` says whether anything on disk changed.
     Done {
         /// Whether the node's state changed.
+        changed: bool,
+    },
+    /// Answer to `install`.
+    Installed {
+        /// Version before (None: no certificate yet).
+        before: Option<u32>,
+        /// Version now installed.
+        after: u32,
+        /// Whether anything changed.
         changed: bool,
     },
     /// The request was refused or failed; nothing was changed unless `kind` says `io`.
@@ -87,6 +106,10 @@ pub enum ErrorKind {
     Invalid,
     /// The agent could not carry out a valid request (disk, permissions).
     Io,
+    /// `install`: the node's config test failed; its previous certificate was restored.
+    TestFailed,
+    /// `install`: the reload failed after a passing config test.
+    ReloadFailed,
 }
 
 impl Response {

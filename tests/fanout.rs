@@ -98,15 +98,3 @@ fn config_errors_name_key_and_file() {
     );
     assert!(token_files(&bed).is_empty());
 }
-
-/// Until the deploy issue lands, deploy says so and fails.
-#[test]
-fn deploy_is_not_pretending() {
-    let bed = bed(1, false);
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", "site.test"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not implemented"), "{}", text(&out));
-}

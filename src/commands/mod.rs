@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 pub mod agent;
 pub mod auth;
 pub mod cleanup;
+pub mod deploy;
 pub mod issue;
 pub mod publish;
 
@@ -19,9 +20,9 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
         Command::Cleanup(flags) => cleanup::run(config, &flags).await,
         Command::Issue(flags) => issue::run(config, config_path, &flags).await,
         Command::Agent => Ok(agent::run(config)),
-        Command::Deploy(_) => Err(Error::NotImplemented("certherd deploy")),
+        Command::Deploy(flags) => deploy::run(config, &flags).await,
         Command::Renew => Err(Error::NotImplemented("certherd renew")),
-        Command::Sync => Err(Error::NotImplemented("certherd sync")),
+        Command::Sync(flags) => deploy::sync(config, &flags.lineages).await,
         Command::Watch => Err(Error::NotImplemented("certherd watch")),
         Command::Status => Err(Error::NotImplemented("certherd status")),
         Command::Doctor => Err(Error::NotImplemented("certherd doctor")),

@@ -59,9 +59,16 @@ impl Slot {
                 _lock: lock,
             });
         }
+        let more = busy.len().saturating_sub(3);
+        busy.truncate(3);
         Err(format!(
-            "no free test bed index in 1..={MAX_INDEX} (locks in {LOCK_DIR}); busy addresses: {}",
-            busy.join("; ")
+            "no free test bed index in 1..={MAX_INDEX} (locks in {LOCK_DIR}); busy addresses: {}{}",
+            busy.join("; "),
+            if more > 0 {
+                format!("; and {more} more (a daemon on 0.0.0.0? see ss -ltnp)")
+            } else {
+                String::new()
+            }
         ))
     }
 

@@ -163,3 +163,110 @@ pub fn challenge_hits(bed: &Bed, n: usize) -> usize {
         .filter(|l| l.contains("/.well-known/acme-challenge/"))
         .count()
 }
+
+pub mod influx;
+
+/// Gives every node an nginx TLS server on :443 using `live/<lineage>/` and reloads the nodes
+/// that already have the certificate (the others pick it up when certherd installs it).
+pub fn enable_tls(bed: &Bed, lineage: &str) {
+    for n in 1..=bed.nodes() {
+        let live = bed.letsencrypt_dir(n).join("live").join(lineage);
+        std::fs::write(
+            bed.nginx_tls_conf(n),
+            format!(
+                "server {{\n  listen {ip}:443 ssl;\n  server_name _;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {l}/privkey.pem;\n  location / {{ return 200 \"node{n}\\n\"; }}\n}}\n",
+                ip = bed.ip(n),
+                l = live.display()
+            ),
+        )
+        .unwrap();
+        if live.join("fullchain.pem").exists() {
+            reload_nginx(bed, n);
+        }
+    }
+}
+
+/// `nginx -s reload` for node `n`, asserting it worked.
+pub fn reload_nginx(bed: &Bed, n: usize) {
+    let out = std::process::Command::new("/usr/sbin/nginx")
+        .arg("-s")
+        .arg("reload")
+        .arg("-c")
+        .arg(bed.nginx_conf(n))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nginx reload on node {n}: {}",
+        text(&out)
+    );
+}
+
+/// The serial of the certificate node `n` serves for `sni`, read independently with
+/// `openssl s_client` (empty when nothing is served).
+pub fn served_serial(bed: &Bed, n: usize, sni: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {}:443 -servername {sni} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+            bed.ip(n)
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
+
+/// The serial of node 1's current certificate for `lineage`.
+pub fn current_serial(bed: &Bed, lineage: &str) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(
+            bed.letsencrypt_dir(1)
+                .join("live")
+                .join(lineage)
+                .join("cert.pem"),
+        )
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
+
+/// Relative link targets of `live/<lineage>/*.pem` on node `n`.
+pub fn live_links(bed: &Bed, n: usize, lineage: &str) -> Vec<String> {
+    ["cert", "chain", "fullchain", "privkey"]
+        .iter()
+        .map(|k| {
+            std::fs::read_link(
+                bed.letsencrypt_dir(n)
+                    .join("live")
+                    .join(lineage)
+                    .join(format!("{k}.pem")),
+            )
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "<missing>".into())
+        })
+        .collect()
+}
+
+/// certbot certonly with certherd's auth, cleanup and deploy hooks.
+pub fn certbot_with_deploy(bed: &Bed, domains: &[&str]) -> Output {
+    let mut args = hook_args(bed);
+    args.push("--deploy-hook".into());
+    args.push(format!(
+        "{} --config {} deploy",
+        bed.certherd_bin().display(),
+        bed.config_path(1).display()
+    ));
+    for d in domains {
+        args.push("-d".into());
+        args.push(d.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    bed.certbot(&args)
+}

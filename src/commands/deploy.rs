@@ -1,0 +1,306 @@
+//! `certherd deploy` (certbot's deploy hook) and `certherd sync`: bring a lineage's current
+//! version to every node — agents install it atomically, test, reload or roll back — then check
+//! over TLS that every node serves it, print a table, alert on failure.
+
+use std::time::{Duration, Instant};
+
+use crate::alert::{self, DeployAlert, NodeAlert};
+use crate::cli::DeployFlags;
+use crate::config::Config;
+use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
+use crate::fleet;
+use crate::lineage::{Layout, LineageFiles};
+use crate::names::LineageName;
+use crate::pem;
+use crate::protocol::{Request, Response};
+
+/// How long a node gets to serve the new certificate after its reload.
+const SERVE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One node's row of the result table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Node name.
+    pub node: String,
+    /// Failures of optional nodes only warn.
+    pub optional: bool,
+    /// Version before.
+    pub before: Option<u32>,
+    /// Version after.
+    pub after: Option<u32>,
+    /// Install/test/reload step result.
+    pub install: std::result::Result<bool, String>,
+    /// What it serves now: Ok(true) the new certificate, Ok(false) another one.
+    pub served: std::result::Result<bool, String>,
+    /// Time on this node.
+    pub elapsed: Duration,
+}
+
+impl Row {
+    fn ok(&self) -> bool {
+        self.install.is_ok() && self.served == Ok(true)
+    }
+}
+
+/// `certherd deploy`.
+pub async fn run(config: &Config, flags: &DeployFlags) -> Result<i32> {
+    let lineage = lineage_from(flags)?;
+    let sni = std::env::var("RENEWED_DOMAINS")
+        .ok()
+        .and_then(|d| d.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| base_domain(&lineage));
+    push(config, "deploy", &lineage, &sni, true).await
+}
+
+/// `certherd sync [LINEAGE…]`: every lineage (or the named ones) to every peer that lacks it.
+pub async fn sync(config: &Config, names: &[String]) -> Result<i32> {
+    let layout = Layout::new(&config.letsencrypt_dir);
+    let lineages = if names.is_empty() {
+        layout.lineages()?
+    } else {
+        names
+            .iter()
+            .map(|n| LineageName::parse(n))
+            .collect::<std::result::Result<Vec<_>, _>>()?
+    };
+    let mut code = EXIT_OK;
+    for lineage in &lineages {
+        if push(config, "sync", lineage, &base_domain(lineage), false).await? != EXIT_OK {
+            code = EXIT_FAILED;
+        }
+    }
+    if lineages.is_empty() {
+        crate::info!(
+            "no lineages under {}",
+            config.letsencrypt_dir.join("live").display()
+        );
+    }
+    Ok(code)
+}
+
+fn lineage_from(flags: &DeployFlags) -> Result<LineageName> {
+    if let Some(name) = &flags.lineage {
+        return Ok(LineageName::parse(name)?);
+    }
+    let dir = std::env::var("RENEWED_LINEAGE").map_err(|_| {
+        Error::Input(
+            "missing lineage: expected $RENEWED_LINEAGE (set by certbot) or --lineage NAME".into(),
+        )
+    })?;
+    let name = std::path::Path::new(&dir)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(LineageName::parse(&name)?)
+}
+
+/// The lineage name without certbot's `-NNNN` suffix: its first domain, used as SNI.
+fn base_domain(lineage: &LineageName) -> String {
+    let s = lineage.as_str();
+    match s.rsplit_once('-') {
+        Some((base, n)) if n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()) => base.to_owned(),
+        _ => s.to_owned(),
+    }
+}
+
+async fn push(
+    config: &Config,
+    event: &'static str,
+    lineage: &LineageName,
+    sni: &str,
+    run_local: bool,
+) -> Result<i32> {
+    let layout = Layout::new(&config.letsencrypt_dir);
+    let version = layout.current_version(lineage)?;
+    let files: LineageFiles = layout.read_version(lineage, version)?;
+    let info = pem::info_pem(&files.cert).ok_or_else(|| {
+        Error::Failed(format!(
+            "{}: cert{version}.pem is not a readable certificate",
+            lineage
+        ))
+    })?;
+
+    let peers: Vec<_> = config.managed_peers().cloned().collect();
+    let request = Request::Install {
+        lineage: lineage.clone(),
+        version,
+        files,
+    };
+    let start = Instant::now();
+    let remote = fleet::run(&config.ssh, &peers, std::slice::from_ref(&request));
+    let commands = config.commands();
+    let local = async {
+        if !run_local {
+            return Ok(false);
+        }
+        tokio::task::spawn_blocking(move || {
+            commands
+                .test()
+                .and_then(|()| commands.reload())
+                .map(|()| true)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+    };
+    let (remote, local) = tokio::join!(remote, local);
+
+    let mut rows = vec![Row {
+        node: config.node_name(),
+        optional: false,
+        before: Some(version),
+        after: Some(version),
+        install: local,
+        served: Ok(false),
+        elapsed: start.elapsed(),
+    }];
+    let mut addrs = vec![config.https.clone()];
+    for (outcome, peer) in remote.into_iter().zip(&peers) {
+        let (before, after, install) = match outcome.result {
+            Ok(responses) => match responses.last() {
+                Some(Response::Installed {
+                    before,
+                    after,
+                    changed,
+                }) => (*before, Some(*after), Ok(*changed)),
+                other => (None, None, Err(format!("unexpected answer {other:?}"))),
+            },
+            Err(e) => (None, None, Err(e.to_string())),
+        };
+        rows.push(Row {
+            node: peer.name.clone(),
+            optional: peer.optional,
+            before,
+            after,
+            install,
+            served: Ok(false),
+            elapsed: outcome.elapsed,
+        });
+        addrs.push(peer.https_addr());
+    }
+
+    // Every node, even one whose install failed, is asked what it serves: the table then shows
+    // honestly whether it still runs on its previous certificate.
+    let checks = rows.iter().zip(&addrs).map(|(row, addr)| {
+        let wait = if row.install.is_ok() {
+            SERVE_DEADLINE
+        } else {
+            Duration::ZERO
+        };
+        served(addr.clone(), sni.to_owned(), info.fingerprint.clone(), wait)
+    });
+    let served_results = join_all(checks.collect()).await;
+    for (row, s) in rows.iter_mut().zip(served_results) {
+        row.served = s;
+        row.elapsed = row.elapsed.max(start.elapsed());
+    }
+
+    print_table(lineage, version, &rows);
+    let alert = DeployAlert::new(
+        event,
+        config.node_name(),
+        lineage.to_string(),
+        version,
+        Some(info.not_after),
+        rows.iter()
+            .map(|r| NodeAlert {
+                node: r.node.clone(),
+                ok: r.ok(),
+                required: !r.optional,
+                before: r.before,
+                version: r.after,
+                duration_ms: r.elapsed.as_millis() as u64,
+                error: failure(r),
+            })
+            .collect(),
+    );
+    for r in &rows {
+        if let Some(why) = failure(r) {
+            if r.optional {
+                crate::warn!(
+                    "{}: {event} of {lineage} failed (optional node): {why}",
+                    r.node
+                );
+            } else {
+                crate::error!("{}: {event} of {lineage} failed: {why}", r.node);
+            }
+        }
+    }
+    alert::send(&config.alert, &alert).await;
+    Ok(if alert.ok { EXIT_OK } else { EXIT_FAILED })
+}
+
+fn failure(r: &Row) -> Option<String> {
+    match (&r.install, &r.served) {
+        (Err(e), _) => Some(e.clone()),
+        (Ok(_), Err(e)) => Some(format!("not serving: {e}")),
+        (Ok(_), Ok(false)) => Some("still serves another certificate".into()),
+        _ => None,
+    }
+}
+
+async fn join_all<T: Send + 'static>(
+    futures: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.await {
+            Ok(v) => out.push(v),
+            Err(e) => panic!("served-certificate check panicked: {e}"),
+        }
+    }
+    out
+}
+
+/// Polls the node until it serves `fingerprint` or `wait` passes (one attempt when zero).
+async fn served(
+    addr: String,
+    sni: String,
+    fingerprint: String,
+    wait: Duration,
+) -> std::result::Result<bool, String> {
+    let until = Instant::now() + wait;
+    loop {
+        let result = crate::tls::served_leaf(&addr, &sni, Duration::from_secs(3))
+            .await
+            .map(|der| {
+                pem::hex(ring::digest::digest(&ring::digest::SHA256, &der).as_ref()) == fingerprint
+            });
+        if result == Ok(true) || Instant::now() >= until {
+            return result;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_table(lineage: &LineageName, version: u32, rows: &[Row]) {
+    let v = |x: Option<u32>| x.map_or("-".to_owned(), |v| v.to_string());
+    println!("{lineage} version {version}");
+    println!(
+        "{:<16} {:>6} {:>6}  {:<10} {:<8} {:>7}",
+        "NODE", "BEFORE", "AFTER", "INSTALL", "SERVED", "TIME"
+    );
+    for r in rows {
+        let install = match &r.install {
+            Ok(true) => "ok",
+            Ok(false) => "unchanged",
+            Err(e) if e.contains("config test failed") => "TEST-FAIL",
+            Err(e) if e.contains("reload failed") => "RELOAD-FAIL",
+            Err(_) => "FAILED",
+        };
+        let served = match &r.served {
+            Ok(true) => "new",
+            Ok(false) => "OLD",
+            Err(_) => "NONE",
+        };
+        println!(
+            "{:<16} {:>6} {:>6}  {:<10} {:<8} {:>6.1}s",
+            r.node,
+            v(r.before),
+            v(r.after),
+            install,
+            served,
+            r.elapsed.as_secs_f64()
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! Flow 2 end to end: certbot's deploy hook brings each new certificate to every node.
+
+mod common;
+use common::influx::{Influx, Webhook};
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+
+/// Issues site.test (DNS on nodes 2 and 3) with the deploy hook, TLS enabled on every node.
+fn issued_bed() -> Bed {
+    let bed = bed(3, true);
+    bed.dns("site.test", &[2, 3]).unwrap();
+    enable_tls(&bed, "site.test");
+    let out = certbot_with_deploy(&bed, &["site.test"]);
+    assert!(out.status.success(), "certbot failed:\n{}", text(&out));
+    bed
+}
+
+fn renew(bed: &Bed) -> std::process::Output {
+    let out = bed.certbot(&["renew", "--force-renewal", "--no-random-sleep-on-renew"]);
+    assert!(
+        out.status.success(),
+        "certbot renew failed:\n{}",
+        text(&out)
+    );
+    out
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A renewal reaches every node: each serves the new serial (checked with openssl s_client,
+/// independently of certherd) and each peer's layout matches the primary's.
+#[test]
+fn renewal_reaches_every_node_with_certbots_layout() {
+    let bed = issued_bed();
+    let first = current_serial(&bed, "site.test");
+    for n in 1..=3 {
+        assert_eq!(
+            served_serial(&bed, n, "site.test"),
+            first,
+            "node {n} after issuance"
+        );
+    }
+
+    renew(&bed);
+
+    let second = current_serial(&bed, "site.test");
+    assert_ne!(first, second, "renewal made a new certificate");
+    for n in 1..=3 {
+        assert_eq!(
+            served_serial(&bed, n, "site.test"),
+            second,
+            "node {n} after renewal"
+        );
+        assert_eq!(
+            live_links(&bed, n, "site.test"),
+            live_links(&bed, 1, "site.test"),
+            "node {n} links"
+        );
+    }
+    assert_eq!(
+        live_links(&bed, 2, "site.test")[0],
+        "../../archive/site.test/cert2.pem"
+    );
+    for n in 2..=3 {
+        let le = bed.letsencrypt_dir(n);
+        assert_eq!(mode(&le.join("archive")), 0o700);
+        assert_eq!(mode(&le.join("live")), 0o700);
+        for v in 1..=2 {
+            assert_eq!(
+                mode(&le.join(format!("archive/site.test/privkey{v}.pem"))),
+                0o600,
+                "node {n} privkey{v}"
+            );
+            let want = std::fs::read(
+                bed.letsencrypt_dir(1)
+                    .join(format!("archive/site.test/fullchain{v}.pem")),
+            )
+            .unwrap();
+            assert_eq!(
+                std::fs::read(le.join(format!("archive/site.test/fullchain{v}.pem"))).unwrap(),
+                want
+            );
+        }
+    }
+
+    // Re-running deploy is a no-op success.
+    let out = bed
+        .certherd(1, &["deploy", "--lineage", "site.test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("unchanged"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Guarantee 2: a node whose config test fails keeps its previous certificate and links; the
+/// others move on; deploy fails naming the node and the test's message; the alert reaches a real
+/// InfluxDB and a webhook.
+#[test]
+fn broken_config_on_one_node_rolls_back_and_alerts() {
+    let bed = issued_bed();
+    let influx = Influx::start(
+        &bed.root().join("influx"),
+        &format!("127.0.{}.250", bed.index()),
+        "certherd",
+    );
+    let hook = Webhook::start("127.0.0.1");
+    let alert = format!(
+        "[alert]\nwebhook = [\"{}\"]\ninflux = \"{}\"\n",
+        hook.url,
+        influx.write_url("certherd")
+    );
+    bed.write_config(1, &[PeerSpec::new(2), PeerSpec::new(3)], &alert)
+        .unwrap();
+    let old = current_serial(&bed, "site.test");
+    let links_before = live_links(&bed, 3, "site.test");
+    // Break node 3's nginx config (the running nginx keeps its old config).
+    let acme = bed.node_dir(3).join("nginx/acme.conf");
+    let good = std::fs::read_to_string(&acme).unwrap();
+    std::fs::write(&acme, format!("{good}\nthis_is_not_a_directive on;\n")).unwrap();
+
+    renew(&bed);
+    let out = bed
+        .certherd(1, &["deploy", "--lineage", "site.test"])
+        .output()
+        .unwrap();
+
+    let new = current_serial(&bed, "site.test");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("node3") && err.contains("this_is_not_a_directive"),
+        "{err}"
+    );
+    assert_eq!(served_serial(&bed, 1, "site.test"), new);
+    assert_eq!(served_serial(&bed, 2, "site.test"), new);
+    assert_eq!(
+        served_serial(&bed, 3, "site.test"),
+        old,
+        "node 3 must keep serving its previous certificate"
+    );
+    assert_eq!(
+        live_links(&bed, 3, "site.test"),
+        links_before,
+        "node 3's links restored exactly"
+    );
+
+    let bodies = hook.bodies();
+    assert!(!bodies.is_empty(), "webhook received nothing");
+    let alert: serde_json::Value = serde_json::from_str(bodies.last().unwrap()).unwrap();
+    assert_eq!(alert["ok"], false);
+    assert!(alert["text"].as_str().unwrap().contains("node3"), "{alert}");
+    let rows = influx.query(
+        "certherd",
+        "SELECT ok, version FROM certherd_deploy WHERE node = 'node3'",
+    );
+    let values = &rows["results"][0]["series"][0]["values"];
+    assert!(
+        values
+            .as_array()
+            .is_some_and(|v| v.iter().any(|row| row[1] == false)),
+        "influx rows: {rows}"
+    );
+    std::fs::write(&acme, good).unwrap();
+}
+
+/// Guarantee 3: a peer that is down does not stop the others; `sync` catches it up later, and a
+/// second `sync` changes nothing.
+#[test]
+fn down_peer_is_caught_up_by_sync() {
+    let bed = issued_bed();
+    bed.stop_sshd(2);
+    // The CA validates through node 3 only; node 2 is down for the whole renewal.
+    bed.dns("site.test", &[3]).unwrap();
+    renew(&bed);
+    let new = current_serial(&bed, "site.test");
+    assert_eq!(served_serial(&bed, 3, "site.test"), new);
+    assert_ne!(served_serial(&bed, 2, "site.test"), new);
+    let out = bed
+        .certherd(1, &["deploy", "--lineage", "site.test"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("node2"), "{}", text(&out));
+
+    bed.start_sshd(2).unwrap();
+    let out = bed.certherd(1, &["sync"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(served_serial(&bed, 2, "site.test"), new);
+    assert_eq!(
+        live_links(&bed, 2, "site.test"),
+        live_links(&bed, 1, "site.test")
+    );
+
+    let before = snapshot(&bed);
+    let out = bed.certherd(1, &["sync"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("unchanged")
+            .count(),
+        2,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(snapshot(&bed), before, "a second sync changed files");
+}
+
+/// Guarantee 6: the agent SIGKILLed at varied points of an install; after the next `sync` every
+/// node's links name one version, nginx -t passes and no archive file is truncated.
+#[test]
+fn agent_killed_mid_install_is_repaired_by_sync() {
+    let bed = issued_bed();
+    renew(&bed);
+    let primary = certherd::lineage::Layout::new(bed.letsencrypt_dir(1));
+    let lineage = certherd::LineageName::parse("site.test").unwrap();
+    let v1 = primary.read_version(&lineage, 1).unwrap();
+    for (i, delay_ms) in [0u64, 1, 2, 3, 5, 8, 12, 20, 30, 50, 80, 120]
+        .iter()
+        .enumerate()
+    {
+        // Install version 1 on node 2 (currently on 2) through an agent we started ourselves,
+        // and kill it by its PID after `delay_ms`.
+        let request =
+            serde_json::json!({"op": "install", "lineage": "site.test", "version": 1, "files": v1});
+        let mut agent = std::process::Command::new(bed.certherd_bin())
+            .args(["agent", "--config"])
+            .arg(bed.config_path(2))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = agent.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, format!("{request}\n").as_bytes()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(*delay_ms));
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        drop(stdin);
+
+        let out = bed.certherd(1, &["sync"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "round {i} (kill after {delay_ms} ms): {}",
+            text(&out)
+        );
+        let links = live_links(&bed, 2, "site.test");
+        assert!(
+            links.iter().all(|l| l.ends_with("2.pem")),
+            "round {i}: links {links:?}"
+        );
+        let test = std::process::Command::new("/usr/sbin/nginx")
+            .args(["-t", "-q", "-c"])
+            .arg(bed.nginx_conf(2))
+            .output()
+            .unwrap();
+        assert!(
+            test.status.success(),
+            "round {i}: nginx -t: {}",
+            text(&test)
+        );
+        for v in 1..=2 {
+            for kind in ["cert", "chain", "fullchain", "privkey"] {
+                let rel = format!("archive/site.test/{kind}{v}.pem");
+                let want = std::fs::read(bed.letsencrypt_dir(1).join(&rel)).unwrap();
+                if let Ok(got) = std::fs::read(bed.letsencrypt_dir(2).join(&rel)) {
+                    assert_eq!(got, want, "round {i}: {rel} truncated or corrupt");
+                }
+            }
+        }
+    }
+}
+
+/// Guarantee 4: the private key never appears in any process's argv or environment during a
+/// deploy, nor in certherd's output.
+#[test]
+fn private_key_never_in_argv_env_or_output() {
+    let bed = issued_bed();
+    renew(&bed);
+    let key =
+        std::fs::read_to_string(bed.letsencrypt_dir(1).join("live/site.test/privkey.pem")).unwrap();
+    let needle: String = key.lines().nth(1).expect("PEM body line").to_owned();
+    // Make node 3 need the install again so the key travels during the watch.
+    let _ = std::fs::remove_file(bed.letsencrypt_dir(3).join("live/site.test/cert.pem"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop2, needle2) = (stop.clone(), needle.clone());
+    let watcher = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut scans = 0;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            scans += 1;
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                for file in ["cmdline", "environ"] {
+                    if let Ok(bytes) = std::fs::read(entry.path().join(file)) {
+                        if String::from_utf8_lossy(&bytes).contains(&needle2) {
+                            seen.push(format!("{}/{file}", entry.path().display()));
+                        }
+                    }
+                }
+            }
+        }
+        (seen, scans)
+    });
+    let out = bed.certherd(1, &["-v", "sync"]).output().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, scans) = watcher.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(scans > 0);
+    assert!(seen.is_empty(), "private key visible in {seen:?}");
+    assert!(
+        !text(&out).contains(&needle),
+        "private key in certherd's output"
+    );
+    assert_eq!(
+        served_serial(&bed, 3, "site.test"),
+        current_serial(&bed, "site.test")
+    );
+}
