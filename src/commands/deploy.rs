@@ -253,6 +253,8 @@ async fn join_all<T: Send + 'static>(
 }
 
 /// Polls the node until it serves `fingerprint` or `wait` passes (one attempt when zero).
+/// A match counts only when a second handshake 200 ms later agrees: during a graceful nginx
+/// reload the old workers may still accept a connection or two with the old certificate.
 async fn served(
     addr: String,
     sni: String,
@@ -260,16 +262,24 @@ async fn served(
     wait: Duration,
 ) -> std::result::Result<bool, String> {
     let until = Instant::now() + wait;
-    loop {
-        let result = crate::tls::served_leaf(&addr, &sni, Duration::from_secs(3))
+    let attempt = || async {
+        crate::tls::served_leaf(&addr, &sni, Duration::from_secs(3))
             .await
             .map(|der| {
                 pem::hex(ring::digest::digest(&ring::digest::SHA256, &der).as_ref()) == fingerprint
-            });
-        if result == Ok(true) || Instant::now() >= until {
+            })
+    };
+    let mut confirmed = false;
+    loop {
+        let result = attempt().await;
+        if result == Ok(true) && (confirmed || wait.is_zero()) {
             return result;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if Instant::now() >= until {
+            return result;
+        }
+        confirmed = result == Ok(true);
+        tokio::time::sleep(Duration::from_millis(if confirmed { 200 } else { 100 })).await;
     }
 }
 
