@@ -77,7 +77,8 @@ fn random_suffix() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// certbot's arguments: the manual plugin with certherd's hooks, the names, then pass-through.
+/// certbot's arguments: the manual plugin with certherd's three hooks (certbot stores them in
+/// the lineage's renewal config, so `certbot renew` reuses them), the names, then pass-through.
 pub fn certbot_argv(
     config_path: &Path,
     flags: &IssueFlags,
@@ -99,6 +100,8 @@ pub fn certbot_argv(
         &format!("{hook} auth"),
         "--manual-cleanup-hook",
         &format!("{hook} cleanup"),
+        "--deploy-hook",
+        &format!("{hook} deploy"),
     ]
     .iter()
     .map(|s| s.to_string())
