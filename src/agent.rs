@@ -57,6 +57,10 @@ impl Agent {
                 key_authorization,
             } => done(self.tokens.put(&token, &key_authorization)),
             Request::RemoveToken { token } => done(self.tokens.remove(&token)),
+            Request::Status {} => match self.layout.status_all() {
+                Ok(lineages) => Response::Status { lineages },
+                Err(e) => Response::error(ErrorKind::Io, e.to_string()),
+            },
             Request::Install {
                 lineage,
                 version,

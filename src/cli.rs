@@ -48,15 +48,17 @@ pub enum Command {
     /// Check every node can answer for DOMAIN, then run certbot certonly with the hooks filled in.
     Issue(IssueFlags),
     /// For cron/systemd on every node: run `certbot renew` where this node is the primary.
-    Renew,
+    Renew(RenewFlags),
     /// Push every lineage's current version to every peer that lacks it.
     Sync(SyncFlags),
-    /// Deploy lineages changed by other means (inotify).
-    Watch,
-    /// Every node × every lineage: versions, expiry, what each node serves.
-    Status,
-    /// Explain what is misconfigured.
-    Doctor,
+    /// Deploy lineages changed by other means (inotify); run it on the primary only.
+    Watch(WatchFlags),
+    /// Every node × every lineage: versions, expiry, what each node serves (exit 0 ok, 1 warning,
+    /// 2 critical, 3 unknown).
+    Status(StatusFlags),
+    /// Explain what is misconfigured: config, SSH and agents, and (with -d) whether every node
+    /// serves tokens for each domain.
+    Doctor(DoctorFlags),
 }
 
 /// Manual overrides for certbot's CERTBOT_* variables.
@@ -79,6 +81,47 @@ pub struct DeployFlags {
     /// Lineage name (default: from $RENEWED_LINEAGE).
     #[arg(long)]
     pub lineage: Option<String>,
+}
+
+/// `doctor` flags.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorFlags {
+    /// Check that every node serves tokens for this name; repeat for more.
+    #[arg(short = 'd', long = "domain")]
+    pub domains: Vec<String>,
+}
+
+/// `watch` flags.
+#[derive(Debug, Clone, Args)]
+pub struct WatchFlags {
+    /// Quiet time after the last change before deploying.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub settle: std::time::Duration,
+}
+
+/// `renew` flags.
+#[derive(Debug, Clone, Args)]
+pub struct RenewFlags {
+    /// Random delay before renewing, up to this (default: `[renew] jitter`, else none; `0s`: none).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub jitter: Option<std::time::Duration>,
+    /// Further certbot arguments, after `--`.
+    #[arg(last = true)]
+    pub certbot_args: Vec<String>,
+}
+
+/// `status` flags.
+#[derive(Debug, Clone, Args)]
+pub struct StatusFlags {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::commands::status::Format,
+    /// Warning (exit 1) when a certificate expires within this, or a node drifted.
+    #[arg(long, default_value = "21d", value_parser = humantime::parse_duration)]
+    pub warn: std::time::Duration,
+    /// Critical (exit 2) when a certificate expires within this.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub crit: std::time::Duration,
 }
 
 /// `sync` flags.

@@ -151,6 +151,10 @@ pub struct RenewConfig {
     /// Random delay before renewing.
     #[serde(default, deserialize_with = "opt_duration")]
     pub jitter: Option<Duration>,
+    /// The certbot command (argv prefix; `renew` and the flags follow), e.g.
+    /// `["certbot", "--config-dir", "/etc/letsencrypt"]`. Default `["certbot"]`.
+    #[serde(default)]
+    pub certbot: Vec<String>,
 }
 
 /// `[[peers]]`

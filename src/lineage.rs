@@ -144,6 +144,24 @@ impl Layout {
         }
     }
 
+    /// What is installed for one lineage (for `status`).
+    pub fn status(&self, lineage: &LineageName) -> crate::protocol::LineageStatus {
+        let version = self.current_version(lineage).ok();
+        let info = fs::read_to_string(self.live_dir(lineage).join("cert.pem")).ok().and_then(|p| crate::pem::info_pem(&p));
+        crate::protocol::LineageStatus {
+            lineage: lineage.to_string(),
+            version,
+            fingerprint: info.as_ref().map(|i| i.fingerprint.clone()),
+            serial: info.as_ref().map(|i| i.serial.clone()),
+            not_after: info.map(|i| i.not_after),
+        }
+    }
+
+    /// Status of every lineage.
+    pub fn status_all(&self) -> Result<Vec<crate::protocol::LineageStatus>> {
+        Ok(self.lineages()?.iter().map(|l| self.status(l)).collect())
+    }
+
     /// Reads a version's files from the archive.
     pub fn read_version(&self, lineage: &LineageName, version: u32) -> Result<LineageFiles> {
         let dir = self.archive_dir(lineage);

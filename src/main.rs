@@ -13,14 +13,20 @@ fn main() {
     } else {
         cli.verbose.min(2) as i8
     });
+    // `status` is a monitoring plugin: any error of its own is UNKNOWN (3), not a usage code.
+    let exit_for = |e: &certherd::Error| match cli.command {
+        Command::Status(_) => 3,
+        _ => e.exit_code(),
+    };
     let path = Config::resolve_path(cli.config.as_deref());
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
             certherd::error!("{e}");
-            std::process::exit(e.exit_code());
+            std::process::exit(exit_for(&e));
         }
     };
+    let status_codes = matches!(cli.command, Command::Status(_));
     let result = match cli.command {
         // The agent is synchronous: no runtime, so sshd's forced command starts fast.
         Command::Agent => Ok(commands::agent::run(&config)),
@@ -30,7 +36,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             certherd::error!("{e}");
-            std::process::exit(e.exit_code());
+            std::process::exit(if status_codes { 3 } else { e.exit_code() });
         }
     }
 }

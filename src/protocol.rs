@@ -49,10 +49,12 @@ pub enum Request {
         /// The four files of version N.
         files: LineageFiles,
     },
+    /// Report every lineage installed on this node.
+    Status {},
 }
 
 /// Every op the agent understands, for `hello` and for naming unknown ops.
-pub const OPS: &[&str] = &["hello", "put_token", "remove_token", "install"];
+pub const OPS: &[&str] = &["hello", "put_token", "remove_token", "install", "status"];
 
 /// The agent's answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +85,11 @@ pub enum Response {
         /// Whether anything changed.
         changed: bool,
     },
+    /// Answer to `status`.
+    Status {
+        /// One entry per lineage under live/.
+        lineages: Vec<LineageStatus>,
+    },
     /// The request was refused or failed; nothing was changed unless `kind` says `io`.
     Error {
         /// Machine-readable class.
@@ -90,6 +97,21 @@ pub enum Response {
         /// One human line.
         message: String,
     },
+}
+
+/// One lineage as installed on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineageStatus {
+    /// Lineage name.
+    pub lineage: String,
+    /// Version the live links name when all four agree.
+    pub version: Option<u32>,
+    /// SHA-256 of the live certificate.
+    pub fingerprint: Option<String>,
+    /// Serial of the live certificate (hex).
+    pub serial: Option<String>,
+    /// Expiry (Unix seconds).
+    pub not_after: Option<i64>,
 }
 
 /// Classes of agent errors.

@@ -95,7 +95,7 @@ fn lineage_from(flags: &DeployFlags) -> Result<LineageName> {
 }
 
 /// The lineage name without certbot's `-NNNN` suffix: its first domain, used as SNI.
-fn base_domain(lineage: &LineageName) -> String {
+pub(crate) fn base_domain(lineage: &LineageName) -> String {
     let s = lineage.as_str();
     match s.rsplit_once('-') {
         Some((base, n)) if n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()) => base.to_owned(),
@@ -103,7 +103,7 @@ fn base_domain(lineage: &LineageName) -> String {
     }
 }
 
-async fn push(
+pub(crate) async fn push(
     config: &Config,
     event: &'static str,
     lineage: &LineageName,

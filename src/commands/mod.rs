@@ -4,14 +4,18 @@ use std::path::Path;
 
 use crate::cli::Command;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub mod agent;
 pub mod auth;
 pub mod cleanup;
 pub mod deploy;
+pub mod doctor;
 pub mod issue;
 pub mod publish;
+pub mod renew;
+pub mod status;
+pub mod watch;
 
 /// Runs an async subcommand; returns the process exit code.
 pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> Result<i32> {
@@ -21,10 +25,16 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
         Command::Issue(flags) => issue::run(config, config_path, &flags).await,
         Command::Agent => Ok(agent::run(config)),
         Command::Deploy(flags) => deploy::run(config, &flags).await,
-        Command::Renew => Err(Error::NotImplemented("certherd renew")),
+        Command::Renew(flags) => {
+            let options = renew::Options { jitter: flags.jitter, certbot_args: flags.certbot_args };
+            renew::run(config, &options).await
+        }
         Command::Sync(flags) => deploy::sync(config, &flags.lineages).await,
-        Command::Watch => Err(Error::NotImplemented("certherd watch")),
-        Command::Status => Err(Error::NotImplemented("certherd status")),
-        Command::Doctor => Err(Error::NotImplemented("certherd doctor")),
+        Command::Watch(flags) => watch::run(config, flags.settle).await,
+        Command::Status(flags) => {
+            let options = status::Options { format: flags.format, warn: flags.warn, crit: flags.crit };
+            status::run(config, &options).await
+        }
+        Command::Doctor(flags) => doctor::run(config, &flags.domains).await,
     }
 }

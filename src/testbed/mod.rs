@@ -20,6 +20,7 @@
 //! Environment: `CERTHERD_KEEP_BED=1` keeps the bed's directory (logs, configs) after `Drop`; the
 //! daemons are stopped anyway.
 
+pub mod delay;
 mod node;
 mod pebble;
 mod proc;
@@ -669,4 +670,112 @@ fn find_sockets(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 fn failed_status() -> std::process::ExitStatus {
     use std::os::unix::process::ExitStatusExt;
     std::process::ExitStatus::from_raw(1 << 8)
+}
+
+/// Where a node is reached when something (e.g. a [`delay::DelayProxy`]) stands in front of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddrs {
+    /// sshd address (`host` and `port` in the peer's config).
+    pub ssh: SocketAddr,
+    /// Where the self-check fetches tokens.
+    pub http: SocketAddr,
+    /// Where the served certificate is checked.
+    pub https: SocketAddr,
+}
+
+/// Additions for the benchmarks (`certherd-bench`): plain logins for the hand-made baselines and
+/// peers reached through other addresses.
+impl Bed {
+    /// A second client key, `<root>/ssh/id_plain`, whose `authorized_keys` line on every node has
+    /// no forced command: a plain root shell, for baselines (`ssh host cmd`, rsync) that run their
+    /// own commands. Idempotent; returns the private key's path. Use with [`Bed::ssh_args`] after
+    /// replacing its `-i` value.
+    pub fn enable_plain_login(&self) -> Result<PathBuf, String> {
+        let key = self.ssh_dir().join("id_plain");
+        if key.exists() {
+            return Ok(key);
+        }
+        run_ok(
+            Command::new("/usr/bin/ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "certherd-bed-plain", "-f"])
+                .arg(&key),
+            Duration::from_secs(20),
+        )?;
+        let pub_path = key.with_extension("pub");
+        let public = fs::read_to_string(&pub_path)
+            .map_err(|e| format!("read {}: {e}", pub_path.display()))?;
+        let line = format!("{}\n", public.trim());
+        for n in &self.nodes {
+            let ak = n.sshd_dir.join("authorized_keys");
+            let mut text =
+                fs::read_to_string(&ak).map_err(|e| format!("read {}: {e}", ak.display()))?;
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&line);
+            write(&ak, &text)?;
+        }
+        Ok(key)
+    }
+
+    /// Adds a line to the bed's known_hosts naming `node`'s host key under `addr` (ssh checks the
+    /// key by the address it connects to, so a proxy in front of a node needs its own line).
+    pub fn add_known_host(&self, node: usize, addr: SocketAddr) -> Result<(), String> {
+        let n = self.node(node);
+        let p = n.host_key.with_extension("pub");
+        let key = fs::read_to_string(&p).map_err(|e| format!("read {}: {e}", p.display()))?;
+        let key: Vec<&str> = key.split_whitespace().take(2).collect();
+        let host = if addr.port() == 22 {
+            addr.ip().to_string()
+        } else {
+            format!("[{}]:{}", addr.ip(), addr.port())
+        };
+        let path = self.known_hosts();
+        let mut text =
+            fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let line = format!("{host} {}\n", key.join(" "));
+        if !text.lines().any(|l| format!("{l}\n") == line) {
+            text.push_str(&line);
+            write(&path, &text)?;
+        }
+        Ok(())
+    }
+
+    /// Like [`Bed::write_config`], but each peer is reached at the given addresses instead of
+    /// its own `127.0.B.i` (e.g. through a delay proxy).
+    pub fn write_config_addrs(
+        &self,
+        node: usize,
+        peers: &[(PeerSpec, PeerAddrs)],
+        extra: &str,
+    ) -> Result<(), String> {
+        self.write_config(node, &[], extra)?;
+        let path = self.config_path(node);
+        let mut t =
+            fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        for (p, a) in peers {
+            if p.node < 1 || p.node > self.nodes.len() {
+                return Err(format!(
+                    "peer node {} out of range 1..={}",
+                    p.node,
+                    self.nodes.len()
+                ));
+            }
+            t.push_str(&format!(
+                "\n[[peers]]\nname = {}\n",
+                q(format!("node{}", p.node))
+            ));
+            t.push_str(&format!("host = {}\n", q(a.ssh.ip().to_string())));
+            t.push_str(&format!("port = {}\n", a.ssh.port()));
+            t.push_str(&format!("http = {}\n", q(a.http.to_string())));
+            t.push_str(&format!("https = {}\n", q(a.https.to_string())));
+            if p.optional {
+                t.push_str("optional = true\n");
+            }
+            if p.check_only {
+                t.push_str("check_only = true\n");
+            }
+        }
+        write(&path, &t)
+    }
 }

@@ -1,0 +1,132 @@
+//! `certherd doctor [-d DOMAIN…]`: explains what is misconfigured. Checks the config, SSH and the
+//! agent on every peer, then — for each domain — puts a throwaway token on every node, fetches it
+//! through every node as the CA would, and removes it. Every failure comes with its likely cause
+//! and the fix.
+
+use crate::check::{self, CheckFailure, Expectation};
+use crate::config::Config;
+use crate::error::{Result, EXIT_FAILED, EXIT_OK};
+use crate::fleet;
+use crate::names::{Domain, KeyAuthorization, Token};
+use crate::protocol::{Request, Response};
+use crate::ssh::PeerError;
+
+use super::publish::{self, TokenOp};
+
+fn ok(what: &str) {
+    println!("ok    {what}");
+}
+
+fn fail(what: &str, why: &str, fix: &str) {
+    println!("FAIL  {what}: {why}\n      fix: {fix}");
+}
+
+/// Explains an SSH/agent failure.
+pub fn explain_peer(e: &PeerError) -> &'static str {
+    let text = e.to_string().to_lowercase();
+    if text.contains("host key verification failed") || text.contains("host key") {
+        "the peer's host key is not in [ssh] known_hosts (or changed): verify it and add it, e.g. ssh-keyscan -t ed25519 HOST >> KNOWN_HOSTS"
+    } else if text.contains("permission denied") {
+        "the peer refused our key: add [ssh] identity's .pub to the agent user's authorized_keys with restrict,command=\"certherd agent\""
+    } else if text.contains("connection refused") {
+        "nothing listens on the peer's SSH port: is sshd running, is `port` right?"
+    } else if text.contains("timed out") || text.contains("timeout") {
+        "no answer: a firewall drops SSH, or the host is down"
+    } else if text.contains("not found") || text.contains("closed the connection") {
+        "the forced command did not start certherd agent: check the path in authorized_keys and that certherd is installed"
+    } else if text.contains("protocol") {
+        "the peer runs another certherd version: install the same version on every node"
+    } else {
+        "see the message; run with -v for more"
+    }
+}
+
+/// Explains a self-check failure.
+pub fn explain_check(f: &CheckFailure) -> &'static str {
+    match f {
+        CheckFailure::Unreachable(m) if m.to_lowercase().contains("refused") => {
+            "port closed: the web server does not listen on the node's http address (port 80)"
+        }
+        CheckFailure::Unreachable(m) if m.starts_with("https") || m.contains("tls") || m.contains("TLS") => {
+            "a redirect to https with no working certificate yet: exempt /.well-known/acme-challenge/ from the https redirect"
+        }
+        CheckFailure::Unreachable(_) => "the node's web server is not reachable: check its http address and firewall",
+        CheckFailure::Status { status: 404, .. } => {
+            "404: the acme location is missing or points elsewhere: include contrib/nginx/acme-challenge.conf and make $certherd_webroot the configured webroot"
+        }
+        CheckFailure::Status { status: 403, .. } => {
+            "403: the web server cannot read the webroot: directories must be searchable (0755) by its user"
+        }
+        CheckFailure::Status { .. } => "the web server answered with an error: see its error log",
+        CheckFailure::WrongBody { .. } => {
+            "another vhost or application answered: put the acme location in the server that handles this name (or the default server)"
+        }
+        CheckFailure::RedirectLoop(_) | CheckFailure::TooManyRedirects => {
+            "redirect loop: exempt /.well-known/acme-challenge/ from redirects on every node"
+        }
+        CheckFailure::BadRedirect(_) => "a redirect the CA will not follow (only http/https on ports 80 and 443)",
+    }
+}
+
+/// Runs every check; returns 0 when all pass.
+pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
+    let domains = domains.iter().map(|d| Domain::parse(d)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut healthy = true;
+    ok(&format!("config {} ({} peers)", config.path.display(), config.peers.len()));
+
+    let peers: Vec<_> = config.managed_peers().cloned().collect();
+    let hello = Request::Hello { protocol: crate::protocol::PROTOCOL_VERSION };
+    for outcome in fleet::run(&config.ssh, &peers, &[hello]).await {
+        let name = &outcome.peer.name;
+        match outcome.result {
+            Ok(r) => {
+                if let Some(Response::Hello { agent_version, node, .. }) = r.last() {
+                    let same = agent_version == env!("CARGO_PKG_VERSION");
+                    let what = format!("{name}: ssh and agent certherd {agent_version} (calls itself {node:?}, {:.1?})", outcome.elapsed);
+                    if same {
+                        ok(&what);
+                    } else {
+                        println!("WARN  {what}: this node runs certherd {}", env!("CARGO_PKG_VERSION"));
+                    }
+                }
+            }
+            Err(e) => {
+                healthy &= outcome.peer.optional;
+                fail(&format!("{name}: ssh/agent"), &e.to_string(), explain_peer(&e));
+            }
+        }
+    }
+
+    for domain in &domains {
+        let token = Token::parse(&format!("certherd-doctor-{}", std::process::id()))?;
+        let ka = KeyAuthorization::parse(&format!("{token}.certherd-doctor"))?;
+        let mut skip = Vec::new();
+        for report in publish::apply_everywhere(config, TokenOp::Put(&token, &ka)).await {
+            if let Err(why) = &report.result {
+                skip.push(report.node.clone());
+                healthy &= report.optional;
+                fail(&format!("{}: writing a token", report.node), why, "see the ssh/agent line above, or the webroot's permissions");
+            }
+        }
+        let expectation = Expectation { domain: domain.clone(), token: token.clone(), key_authorization: ka };
+        // One attempt per node: doctor explains, it does not wait for propagation.
+        let verdicts = check::check_all(&publish::targets(config, &skip), std::slice::from_ref(&expectation), std::time::Duration::from_secs(3)).await;
+        for v in verdicts {
+            match &v.result {
+                Ok(()) => ok(&format!("{}: serves tokens for {domain}", v.target.node)),
+                Err(f) => {
+                    healthy &= v.target.optional;
+                    fail(&format!("{}: token for {domain} via {}", v.target.node, v.target.http), &f.to_string(), explain_check(f));
+                }
+            }
+        }
+        publish::remove_everywhere(config, &token).await;
+    }
+    if healthy {
+        println!("doctor: everything checked is fine");
+        Ok(EXIT_OK)
+    } else {
+        println!("doctor: found problems (see the FAIL lines)");
+        Ok(EXIT_FAILED)
+    }
+}

@@ -1,0 +1,380 @@
+//! `certherd status`: every node × every lineage — installed version, expiry, fingerprint, what
+//! the node actually serves over TLS, and drift from this node — as a table, JSON, InfluxDB lines
+//! or Prometheus text, with monitoring-plugin exit codes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::fleet;
+use crate::lineage::Layout;
+use crate::names::LineageName;
+use crate::pem;
+use crate::protocol::{LineageStatus, Request, Response};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human table.
+    Table,
+    /// One JSON document.
+    Json,
+    /// InfluxDB line protocol (Telegraf inputs.exec).
+    Influx,
+    /// Prometheus text exposition (node_exporter textfile collector).
+    Prometheus,
+}
+
+/// Monitoring-plugin states; the numeric value is the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// 0: everything current and far from expiry.
+    Ok = 0,
+    /// 1: expires within `--warn`, or a node drifted from this one.
+    Warning = 1,
+    /// 2: expires within `--crit`.
+    Critical = 2,
+    /// 3: a node could not be asked.
+    Unknown = 3,
+}
+
+impl State {
+    /// Severity for combining: critical > unknown > warning > ok.
+    fn rank(self) -> u8 {
+        match self {
+            State::Ok => 0,
+            State::Warning => 1,
+            State::Unknown => 2,
+            State::Critical => 3,
+        }
+    }
+
+    fn worst(self, other: State) -> State {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// One node × lineage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Node name.
+    pub node: String,
+    /// Lineage name.
+    pub lineage: String,
+    /// The node's agent answered (always true for this node).
+    pub up: bool,
+    /// Why it is not up.
+    pub error: Option<String>,
+    /// Installed version (None: missing or links disagree).
+    pub version: Option<u32>,
+    /// Installed certificate's SHA-256.
+    pub fingerprint: Option<String>,
+    /// Installed certificate's serial.
+    pub serial: Option<String>,
+    /// Installed certificate's expiry, Unix seconds.
+    pub not_after: Option<i64>,
+    /// Seconds until expiry.
+    pub expires_in: Option<i64>,
+    /// SHA-256 of the certificate the node serves for the lineage's name.
+    pub served_fingerprint: Option<String>,
+    /// Why nothing was served.
+    pub served_error: Option<String>,
+    /// Differs from this node (version, certificate or what is served).
+    pub drift: bool,
+    /// This row's state.
+    pub state: State,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The node that ran the check.
+    pub from: String,
+    /// Unix seconds.
+    pub checked_at: i64,
+    /// Worst state over all rows.
+    pub state: State,
+    /// Node × lineage.
+    pub rows: Vec<Row>,
+}
+
+/// `status` flags, parsed.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Output format.
+    pub format: Format,
+    /// Warning threshold.
+    pub warn: Duration,
+    /// Critical threshold.
+    pub crit: Duration,
+}
+
+/// Runs `status`; returns the monitoring exit code.
+pub async fn run(config: &Config, options: &Options) -> Result<i32> {
+    let report = collect(config, options).await?;
+    print!("{}", render(&report, options.format));
+    Ok(report.state as i32)
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
+}
+
+/// Asks every node and checks what each serves.
+pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
+    let layout = Layout::new(&config.letsencrypt_dir);
+    let local = layout.status_all()?;
+    let peers: Vec<_> = config.managed_peers().cloned().collect();
+    let outcomes = fleet::run(&config.ssh, &peers, &[Request::Status {}]).await;
+
+    // (node, https address, Ok(lineages) | Err(why))
+    let mut nodes: Vec<(String, String, std::result::Result<Vec<LineageStatus>, String>)> =
+        vec![(config.node_name(), config.https.clone(), Ok(local.clone()))];
+    for o in outcomes {
+        let result = match o.result {
+            Ok(r) => match r.last() {
+                Some(Response::Status { lineages }) => Ok(lineages.clone()),
+                other => Err(format!("unexpected answer {other:?}")),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        nodes.push((o.peer.name.clone(), o.peer.https_addr(), result));
+    }
+
+    let primary: BTreeMap<&str, &LineageStatus> = local.iter().map(|l| (l.lineage.as_str(), l)).collect();
+    let now = now();
+    let mut rows = Vec::new();
+    let mut probes = tokio::task::JoinSet::new();
+    for (node, addr, result) in &nodes {
+        for (lineage, reference) in &primary {
+            let index = rows.len();
+            let mut row = Row {
+                node: node.clone(),
+                lineage: lineage.to_string(),
+                up: result.is_ok(),
+                error: result.as_ref().err().cloned(),
+                version: None,
+                fingerprint: None,
+                serial: None,
+                not_after: None,
+                expires_in: None,
+                served_fingerprint: None,
+                served_error: None,
+                drift: false,
+                state: State::Ok,
+            };
+            if let Ok(lineages) = result {
+                if let Some(l) = lineages.iter().find(|l| l.lineage == *lineage) {
+                    row.version = l.version;
+                    row.fingerprint = l.fingerprint.clone();
+                    row.serial = l.serial.clone();
+                    row.not_after = l.not_after;
+                    row.expires_in = l.not_after.map(|t| t - now);
+                }
+                let _ = reference;
+                let (addr, sni) = (addr.clone(), sni_for(lineage));
+                probes.spawn(async move {
+                    let served = crate::tls::served_leaf(&addr, &sni, Duration::from_secs(3)).await;
+                    (index, served.map(|der| pem::hex(ring::digest::digest(&ring::digest::SHA256, &der).as_ref())))
+                });
+            }
+            rows.push(row);
+        }
+    }
+    while let Some(Ok((index, served))) = probes.join_next().await {
+        match served {
+            Ok(fp) => rows[index].served_fingerprint = Some(fp),
+            Err(e) => rows[index].served_error = Some(e),
+        }
+    }
+
+    let mut overall = State::Ok;
+    for row in &mut rows {
+        let reference = primary[row.lineage.as_str()];
+        row.drift = row.up
+            && (row.version != reference.version
+                || row.fingerprint != reference.fingerprint
+                || row.served_fingerprint != reference.fingerprint);
+        row.state = if !row.up {
+            State::Unknown
+        } else {
+            let remaining = row.expires_in.unwrap_or(i64::MIN);
+            if remaining < options.crit.as_secs() as i64 {
+                State::Critical
+            } else if remaining < options.warn.as_secs() as i64 || row.drift {
+                State::Warning
+            } else {
+                State::Ok
+            }
+        };
+        overall = overall.worst(row.state);
+    }
+    // A node that is down still counts when this node holds no lineage at all.
+    for (_, _, result) in &nodes {
+        if result.is_err() {
+            overall = overall.worst(State::Unknown);
+        }
+    }
+    Ok(Report { from: config.node_name(), checked_at: now, state: overall, rows })
+}
+
+/// The name a lineage is served under: its name without certbot's `-NNNN` suffix.
+pub fn sni_for(lineage: &str) -> String {
+    match LineageName::parse(lineage).ok().and_then(|_| lineage.rsplit_once('-')) {
+        Some((base, n)) if n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()) => base.to_owned(),
+        _ => lineage.to_owned(),
+    }
+}
+
+/// Formats the report.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
+        Format::Table => table(report),
+        Format::Influx => influx(report),
+        Format::Prometheus => prometheus(report),
+    }
+}
+
+fn short(fp: &Option<String>) -> String {
+    fp.as_deref().map_or("-".into(), |f| f[..f.len().min(12)].to_owned())
+}
+
+fn table(report: &Report) -> String {
+    let mut out = format!(
+        "{:<14} {:<24} {:>7} {:<20} {:>9} {:<12} {:<12} {:<8}\n",
+        "NODE", "LINEAGE", "VERSION", "NOT_AFTER", "EXPIRES", "INSTALLED", "SERVED", "STATE"
+    );
+    for r in &report.rows {
+        let not_after = r.not_after.map_or("-".into(), |t| {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
+        });
+        let expires = r.expires_in.map_or("-".into(), |s| format!("{}d", s.div_euclid(86400)));
+        let served = if !r.up {
+            "DOWN".to_owned()
+        } else if r.served_fingerprint.is_none() {
+            "NONE".to_owned()
+        } else {
+            short(&r.served_fingerprint)
+        };
+        let state = format!("{:?}{}", r.state, if r.drift { " drift" } else { "" }).to_uppercase();
+        out.push_str(&format!(
+            "{:<14} {:<24} {:>7} {:<20} {:>9} {:<12} {:<12} {:<8}\n",
+            r.node,
+            r.lineage,
+            r.version.map_or("-".into(), |v| v.to_string()),
+            not_after,
+            expires,
+            short(&r.fingerprint),
+            served,
+            state
+        ));
+        if let Some(e) = &r.error {
+            out.push_str(&format!("  {}: {e}\n", r.node));
+        }
+    }
+    out.push_str(&format!("certherd status {:?}\n", report.state).to_uppercase().replace("CERTHERD STATUS", "certherd status"));
+    out
+}
+
+fn influx_tag(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            ',' | '=' | ' ' => vec!['\\', c],
+            c if c.is_control() => vec!['_'],
+            c => vec![c],
+        })
+        .collect()
+}
+
+fn influx(report: &Report) -> String {
+    let ns = report.checked_at as i128 * 1_000_000_000;
+    let mut out = String::new();
+    for r in &report.rows {
+        let mut fields = vec![
+            format!("up={}", r.up),
+            format!("drift={}", r.drift),
+            format!("state={}i", r.state as i32),
+            format!("served_match={}", r.served_fingerprint.is_some() && r.served_fingerprint == r.fingerprint),
+        ];
+        if let Some(v) = r.version {
+            fields.push(format!("version={v}i"));
+        }
+        if let Some(t) = r.not_after {
+            fields.push(format!("not_after={t}i"));
+        }
+        if let Some(s) = r.expires_in {
+            fields.push(format!("expires_in={s}i"));
+        }
+        out.push_str(&format!(
+            "certherd_status,node={},lineage={},from={} {} {ns}\n",
+            influx_tag(&r.node),
+            influx_tag(&r.lineage),
+            influx_tag(&report.from),
+            fields.join(",")
+        ));
+    }
+    out
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn prometheus(report: &Report) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, values: Vec<(String, f64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (labels, v) in values {
+            out.push_str(&format!("{name}{{{labels}}} {v}\n"));
+        }
+    };
+    let labels = |r: &Row| format!("node=\"{}\",lineage=\"{}\"", label(&r.node), label(&r.lineage));
+    let mut up: Vec<(String, f64)> = Vec::new();
+    for r in &report.rows {
+        let l = format!("node=\"{}\"", label(&r.node));
+        if !up.iter().any(|(x, _)| *x == l) {
+            up.push((l, if r.up { 1.0 } else { 0.0 }));
+        }
+    }
+    metric("certherd_node_up", "Whether the node's certherd agent answered.", up);
+    metric(
+        "certherd_certificate_not_after_seconds",
+        "Expiry of the installed certificate, Unix time.",
+        report.rows.iter().filter_map(|r| Some((labels(r), r.not_after? as f64))).collect(),
+    );
+    metric(
+        "certherd_certificate_version",
+        "Archive version the live symlinks name.",
+        report.rows.iter().filter_map(|r| Some((labels(r), r.version? as f64))).collect(),
+    );
+    metric(
+        "certherd_certificate_served_match",
+        "1 when the node serves the certificate it has installed.",
+        report
+            .rows
+            .iter()
+            .filter(|r| r.up)
+            .map(|r| (labels(r), (r.served_fingerprint.is_some() && r.served_fingerprint == r.fingerprint) as u8 as f64))
+            .collect(),
+    );
+    metric(
+        "certherd_certificate_drift",
+        "1 when the node differs from the node that ran the check.",
+        report.rows.iter().map(|r| (labels(r), r.drift as u8 as f64)).collect(),
+    );
+    metric(
+        "certherd_status_state",
+        "Overall monitoring state: 0 ok, 1 warning, 2 critical, 3 unknown.",
+        vec![(format!("from=\"{}\"", label(&report.from)), report.state as i32 as f64)],
+    );
+    out
+}
