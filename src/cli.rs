@@ -56,6 +56,9 @@ pub enum Command {
     /// Every node × every lineage: versions, expiry, what each node serves (exit 0 ok, 1 warning,
     /// 2 critical, 3 unknown).
     Status(StatusFlags),
+    /// Print the ACME account thumbprint and the nginx snippet that answers any token without
+    /// fan-out (use with `mode = "stateless"`).
+    Stateless,
     /// Explain what is misconfigured: config, SSH and agents, and (with -d) whether every node
     /// serves tokens for each domain.
     Doctor(DoctorFlags),

@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod issue;
 pub mod publish;
 pub mod renew;
+pub mod stateless;
 pub mod status;
 pub mod watch;
 
@@ -35,6 +36,7 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
             let options = status::Options { format: flags.format, warn: flags.warn, crit: flags.crit };
             status::run(config, &options).await
         }
+        Command::Stateless => stateless::run(config),
         Command::Doctor(flags) => doctor::run(config, &flags.domains).await,
     }
 }

@@ -91,6 +91,11 @@ pub(crate) fn prepare(n: &NodePaths, certherd: &Path, client_pubkey: &str) -> Re
     )
 }
 
+/// contrib/nginx/acme-challenge.conf of this source tree: the bed tests the file users copy.
+pub(crate) fn contrib_acme_snippet() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/nginx/acme-challenge.conf")
+}
+
 fn write_nginx_conf(n: &NodePaths) -> Result<(), String> {
     let d = n.nginx_dir.display();
     let acme = n.nginx_dir.join("acme.conf");
@@ -98,10 +103,10 @@ fn write_nginx_conf(n: &NodePaths) -> Result<(), String> {
     write(
         &acme,
         &format!(
-            "# ACME HTTP-01 tokens, as certherd's docs suggest for a real node.\n\
-             location ^~ /.well-known/acme-challenge/ {{\n    root {};\n    default_type text/plain;\n    try_files $uri =404;\n}}\n\
+            "# ACME HTTP-01 tokens: the snippet users copy from contrib/, included as shipped.\n\
+             include {};\n\
              location / {{ return 404; }}\n",
-            n.webroot.display()
+            contrib_acme_snippet().display()
         ),
     )?;
     // TLS: the test bed's place for the :443 server of this node. Empty for now; a later version of
@@ -134,6 +139,7 @@ fn write_nginx_conf(n: &NodePaths) -> Result<(), String> {
              \x20   uwsgi_temp_path {d}/uwsgi;\n\
              \x20   scgi_temp_path {d}/scgi;\n\
              \x20   server_tokens off;\n\
+             \x20   map $host $certherd_webroot {{ default {webroot}; }}\n\
              \x20   server {{\n\
              \x20       listen {ip}:80 default_server;\n\
              \x20       server_name _;\n\
@@ -146,6 +152,7 @@ fn write_nginx_conf(n: &NodePaths) -> Result<(), String> {
             ip = n.ip,
             acme = acme.display(),
             tls = tls.display(),
+            webroot = n.webroot.display(),
         ),
     )
 }
