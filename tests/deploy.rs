@@ -5,16 +5,6 @@ use common::influx::{Influx, Webhook};
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 
-/// Issues site.test (DNS on nodes 2 and 3) with the deploy hook, TLS enabled on every node.
-fn issued_bed() -> Bed {
-    let bed = bed(3, true);
-    bed.dns("site.test", &[2, 3]).unwrap();
-    enable_tls(&bed, "site.test");
-    let out = certbot_with_deploy(&bed, &["site.test"]);
-    assert!(out.status.success(), "certbot failed:\n{}", text(&out));
-    bed
-}
-
 fn renew(bed: &Bed) -> std::process::Output {
     let out = bed.certbot(&["renew", "--force-renewal", "--no-random-sleep-on-renew"]);
     assert!(

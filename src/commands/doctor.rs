@@ -70,29 +70,50 @@ pub fn explain_check(f: &CheckFailure) -> &'static str {
 
 /// Runs every check; returns 0 when all pass.
 pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
-    let domains = domains.iter().map(|d| Domain::parse(d)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let domains = domains
+        .iter()
+        .map(|d| Domain::parse(d))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut healthy = true;
-    ok(&format!("config {} ({} peers)", config.path.display(), config.peers.len()));
+    ok(&format!(
+        "config {} ({} peers)",
+        config.path.display(),
+        config.peers.len()
+    ));
 
     let peers: Vec<_> = config.managed_peers().cloned().collect();
-    let hello = Request::Hello { protocol: crate::protocol::PROTOCOL_VERSION };
+    let hello = Request::Hello {
+        protocol: crate::protocol::PROTOCOL_VERSION,
+    };
     for outcome in fleet::run(&config.ssh, &peers, &[hello]).await {
         let name = &outcome.peer.name;
         match outcome.result {
             Ok(r) => {
-                if let Some(Response::Hello { agent_version, node, .. }) = r.last() {
+                if let Some(Response::Hello {
+                    agent_version,
+                    node,
+                    ..
+                }) = r.last()
+                {
                     let same = agent_version == env!("CARGO_PKG_VERSION");
                     let what = format!("{name}: ssh and agent certherd {agent_version} (calls itself {node:?}, {:.1?})", outcome.elapsed);
                     if same {
                         ok(&what);
                     } else {
-                        println!("WARN  {what}: this node runs certherd {}", env!("CARGO_PKG_VERSION"));
+                        println!(
+                            "WARN  {what}: this node runs certherd {}",
+                            env!("CARGO_PKG_VERSION")
+                        );
                     }
                 }
             }
             Err(e) => {
                 healthy &= outcome.peer.optional;
-                fail(&format!("{name}: ssh/agent"), &e.to_string(), explain_peer(&e));
+                fail(
+                    &format!("{name}: ssh/agent"),
+                    &e.to_string(),
+                    explain_peer(&e),
+                );
             }
         }
     }
@@ -105,18 +126,38 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
             if let Err(why) = &report.result {
                 skip.push(report.node.clone());
                 healthy &= report.optional;
-                fail(&format!("{}: writing a token", report.node), why, "see the ssh/agent line above, or the webroot's permissions");
+                fail(
+                    &format!("{}: writing a token", report.node),
+                    why,
+                    "see the ssh/agent line above, or the webroot's permissions",
+                );
             }
         }
-        let expectation = Expectation { domain: domain.clone(), token: token.clone(), key_authorization: ka };
+        let expectation = Expectation {
+            domain: domain.clone(),
+            token: token.clone(),
+            key_authorization: ka,
+        };
         // One attempt per node: doctor explains, it does not wait for propagation.
-        let verdicts = check::check_all(&publish::targets(config, &skip), std::slice::from_ref(&expectation), std::time::Duration::from_secs(3)).await;
+        let verdicts = check::check_all(
+            &publish::targets(config, &skip),
+            std::slice::from_ref(&expectation),
+            std::time::Duration::from_secs(3),
+        )
+        .await;
         for v in verdicts {
             match &v.result {
                 Ok(()) => ok(&format!("{}: serves tokens for {domain}", v.target.node)),
                 Err(f) => {
                     healthy &= v.target.optional;
-                    fail(&format!("{}: token for {domain} via {}", v.target.node, v.target.http), &f.to_string(), explain_check(f));
+                    fail(
+                        &format!(
+                            "{}: token for {domain} via {}",
+                            v.target.node, v.target.http
+                        ),
+                        &f.to_string(),
+                        explain_check(f),
+                    );
                 }
             }
         }

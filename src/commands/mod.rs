@@ -27,13 +27,20 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
         Command::Agent => Ok(agent::run(config)),
         Command::Deploy(flags) => deploy::run(config, &flags).await,
         Command::Renew(flags) => {
-            let options = renew::Options { jitter: flags.jitter, certbot_args: flags.certbot_args };
+            let options = renew::Options {
+                jitter: flags.jitter,
+                certbot_args: flags.certbot_args,
+            };
             renew::run(config, &options).await
         }
         Command::Sync(flags) => deploy::sync(config, &flags.lineages).await,
         Command::Watch(flags) => watch::run(config, flags.settle).await,
         Command::Status(flags) => {
-            let options = status::Options { format: flags.format, warn: flags.warn, crit: flags.crit };
+            let options = status::Options {
+                format: flags.format,
+                warn: flags.warn,
+                crit: flags.crit,
+            };
             status::run(config, &options).await
         }
         Command::Stateless => stateless::run(config),

@@ -28,7 +28,10 @@ pub struct Options {
 pub fn primary_reason(config: &Config) -> Result<(bool, String)> {
     let name = config.node_name();
     if let Some(primary) = &config.renew.primary {
-        return Ok((primary == &name, format!("[renew] primary = {primary:?}, this node is {name:?}")));
+        return Ok((
+            primary == &name,
+            format!("[renew] primary = {primary:?}, this node is {name:?}"),
+        ));
     }
     if let Some(vip) = &config.renew.vip {
         let ip: IpAddr = vip.parse().map_err(|_| Error::Config {
@@ -37,14 +40,24 @@ pub fn primary_reason(config: &Config) -> Result<(bool, String)> {
             key: Some("renew.vip".into()),
         })?;
         let held = local_addresses()?.contains(&ip);
-        return Ok((held, format!("[renew] vip = {vip} is {} a local interface", if held { "on" } else { "not on" })));
+        return Ok((
+            held,
+            format!(
+                "[renew] vip = {vip} is {} a local interface",
+                if held { "on" } else { "not on" }
+            ),
+        ));
     }
-    Ok((true, "no [renew] primary or vip set: every node that runs renew is a primary".into()))
+    Ok((
+        true,
+        "no [renew] primary or vip set: every node that runs renew is a primary".into(),
+    ))
 }
 
 /// Addresses of the local interfaces (getifaddrs).
 fn local_addresses() -> Result<Vec<IpAddr>> {
-    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| Error::Failed(format!("getifaddrs: {e}")))?;
+    let addrs =
+        nix::ifaddrs::getifaddrs().map_err(|e| Error::Failed(format!("getifaddrs: {e}")))?;
     Ok(addrs
         .filter_map(|a| {
             let a = a.address?;
@@ -66,24 +79,40 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
     let jitter = options.jitter.or(config.renew.jitter).unwrap_or_default();
     if !jitter.is_zero() {
         let delay = jitter.mul_f64(random_fraction()?);
-        crate::verbose!("sleeping {} of jitter", humantime::format_duration(Duration::from_secs(delay.as_secs())));
+        crate::verbose!(
+            "sleeping {} of jitter",
+            humantime::format_duration(Duration::from_secs(delay.as_secs()))
+        );
         tokio::time::sleep(delay).await;
     }
     let lock_path = config.letsencrypt_dir.join(".certherd-renew.lock");
     let Some(_lock) = try_lock(&lock_path)? else {
-        crate::info!("another certherd renew is running ({} is locked): leaving it to that one", lock_path.display());
+        crate::info!(
+            "another certherd renew is running ({} is locked): leaving it to that one",
+            lock_path.display()
+        );
         return Ok(EXIT_OK);
     };
-    let mut argv = if config.renew.certbot.is_empty() { vec!["certbot".to_owned()] } else { config.renew.certbot.clone() };
+    let mut argv = if config.renew.certbot.is_empty() {
+        vec!["certbot".to_owned()]
+    } else {
+        config.renew.certbot.clone()
+    };
     argv.push("renew".into());
     // certherd has its own jitter; certbot's would add up to 8 minutes more when not on a TTY.
     argv.push("--no-random-sleep-on-renew".into());
     argv.extend(options.certbot_args.iter().cloned());
     crate::verbose!("running {}", argv.join(" "));
-    let status = tokio::process::Command::new(&argv[0]).args(&argv[1..]).status().await;
+    let status = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .status()
+        .await;
     let (code, failure) = match status {
         Ok(s) if s.success() => (EXIT_OK, None),
-        Ok(s) => (s.code().unwrap_or(EXIT_FAILED), Some(format!("{} exited with {s}", argv[0]))),
+        Ok(s) => (
+            s.code().unwrap_or(EXIT_FAILED),
+            Some(format!("{} exited with {s}", argv[0])),
+        ),
         Err(e) => (EXIT_FAILED, Some(format!("cannot run {}: {e}", argv[0]))),
     };
     if let Some(why) = failure {

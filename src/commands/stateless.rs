@@ -13,11 +13,18 @@ pub fn thumbprint(jwk: &serde_json::Value) -> Option<String> {
     let s = |k: &str| jwk.get(k).and_then(|v| v.as_str());
     let canonical = match s("kty")? {
         "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, s("e")?, s("n")?),
-        "EC" => format!(r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#, s("crv")?, s("x")?, s("y")?),
+        "EC" => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            s("crv")?,
+            s("x")?,
+            s("y")?
+        ),
         "OKP" => format!(r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#, s("crv")?, s("x")?),
         _ => return None,
     };
-    Some(base64url(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref()))
+    Some(base64url(
+        ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref(),
+    ))
 }
 
 /// base64url without padding.
@@ -25,7 +32,10 @@ pub fn base64url(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -69,10 +79,19 @@ pub fn run(config: &Config) -> Result<i32> {
     }
     for key in keys {
         let text = std::fs::read_to_string(&key).map_err(|e| Error::io("cannot read", &key, e))?;
-        let jwk: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::Failed(format!("{}: not a JWK: {}", key.display(), e.classify_name())))?;
-        let thumb = thumbprint(&jwk)
-            .ok_or_else(|| Error::Failed(format!("{}: unsupported key type (expected RSA, EC or OKP)", key.display())))?;
+        let jwk: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::Failed(format!(
+                "{}: not a JWK: {}",
+                key.display(),
+                e.classify_name()
+            ))
+        })?;
+        let thumb = thumbprint(&jwk).ok_or_else(|| {
+            Error::Failed(format!(
+                "{}: unsupported key type (expected RSA, EC or OKP)",
+                key.display()
+            ))
+        })?;
         let account = key.parent().unwrap_or(Path::new(""));
         println!("# account {}", account.display());
         println!("# thumbprint: {thumb}");
@@ -111,7 +130,10 @@ mod tests {
             "alg": "RS256",
             "kid": "2011-04-29"
         });
-        assert_eq!(thumbprint(&jwk).unwrap(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&jwk).unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]

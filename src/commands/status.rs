@@ -125,7 +125,10 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
 }
 
 /// Asks every node and checks what each serves.
@@ -136,8 +139,11 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
     let outcomes = fleet::run(&config.ssh, &peers, &[Request::Status {}]).await;
 
     // (node, https address, Ok(lineages) | Err(why))
-    let mut nodes: Vec<(String, String, std::result::Result<Vec<LineageStatus>, String>)> =
-        vec![(config.node_name(), config.https.clone(), Ok(local.clone()))];
+    let mut nodes: Vec<(
+        String,
+        String,
+        std::result::Result<Vec<LineageStatus>, String>,
+    )> = vec![(config.node_name(), config.https.clone(), Ok(local.clone()))];
     for o in outcomes {
         let result = match o.result {
             Ok(r) => match r.last() {
@@ -149,7 +155,8 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
         nodes.push((o.peer.name.clone(), o.peer.https_addr(), result));
     }
 
-    let primary: BTreeMap<&str, &LineageStatus> = local.iter().map(|l| (l.lineage.as_str(), l)).collect();
+    let primary: BTreeMap<&str, &LineageStatus> =
+        local.iter().map(|l| (l.lineage.as_str(), l)).collect();
     let now = now();
     let mut rows = Vec::new();
     let mut probes = tokio::task::JoinSet::new();
@@ -183,7 +190,12 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                 let (addr, sni) = (addr.clone(), sni_for(lineage));
                 probes.spawn(async move {
                     let served = crate::tls::served_leaf(&addr, &sni, Duration::from_secs(3)).await;
-                    (index, served.map(|der| pem::hex(ring::digest::digest(&ring::digest::SHA256, &der).as_ref())))
+                    (
+                        index,
+                        served.map(|der| {
+                            pem::hex(ring::digest::digest(&ring::digest::SHA256, &der).as_ref())
+                        }),
+                    )
                 });
             }
             rows.push(row);
@@ -223,12 +235,20 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
             overall = overall.worst(State::Unknown);
         }
     }
-    Ok(Report { from: config.node_name(), checked_at: now, state: overall, rows })
+    Ok(Report {
+        from: config.node_name(),
+        checked_at: now,
+        state: overall,
+        rows,
+    })
 }
 
 /// The name a lineage is served under: its name without certbot's `-NNNN` suffix.
 pub fn sni_for(lineage: &str) -> String {
-    match LineageName::parse(lineage).ok().and_then(|_| lineage.rsplit_once('-')) {
+    match LineageName::parse(lineage)
+        .ok()
+        .and_then(|_| lineage.rsplit_once('-'))
+    {
         Some((base, n)) if n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()) => base.to_owned(),
         _ => lineage.to_owned(),
     }
@@ -245,7 +265,8 @@ pub fn render(report: &Report, format: Format) -> String {
 }
 
 fn short(fp: &Option<String>) -> String {
-    fp.as_deref().map_or("-".into(), |f| f[..f.len().min(12)].to_owned())
+    fp.as_deref()
+        .map_or("-".into(), |f| f[..f.len().min(12)].to_owned())
 }
 
 fn table(report: &Report) -> String {
@@ -255,9 +276,12 @@ fn table(report: &Report) -> String {
     );
     for r in &report.rows {
         let not_after = r.not_after.map_or("-".into(), |t| {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64))
+                .to_string()
         });
-        let expires = r.expires_in.map_or("-".into(), |s| format!("{}d", s.div_euclid(86400)));
+        let expires = r
+            .expires_in
+            .map_or("-".into(), |s| format!("{}d", s.div_euclid(86400)));
         let served = if !r.up {
             "DOWN".to_owned()
         } else if r.served_fingerprint.is_none() {
@@ -281,7 +305,11 @@ fn table(report: &Report) -> String {
             out.push_str(&format!("  {}: {e}\n", r.node));
         }
     }
-    out.push_str(&format!("certherd status {:?}\n", report.state).to_uppercase().replace("CERTHERD STATUS", "certherd status"));
+    out.push_str(
+        &format!("certherd status {:?}\n", report.state)
+            .to_uppercase()
+            .replace("CERTHERD STATUS", "certherd status"),
+    );
     out
 }
 
@@ -303,7 +331,10 @@ fn influx(report: &Report) -> String {
             format!("up={}", r.up),
             format!("drift={}", r.drift),
             format!("state={}i", r.state as i32),
-            format!("served_match={}", r.served_fingerprint.is_some() && r.served_fingerprint == r.fingerprint),
+            format!(
+                "served_match={}",
+                r.served_fingerprint.is_some() && r.served_fingerprint == r.fingerprint
+            ),
         ];
         if let Some(v) = r.version {
             fields.push(format!("version={v}i"));
@@ -326,7 +357,9 @@ fn influx(report: &Report) -> String {
 }
 
 fn label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn prometheus(report: &Report) -> String {
@@ -337,7 +370,13 @@ fn prometheus(report: &Report) -> String {
             out.push_str(&format!("{name}{{{labels}}} {v}\n"));
         }
     };
-    let labels = |r: &Row| format!("node=\"{}\",lineage=\"{}\"", label(&r.node), label(&r.lineage));
+    let labels = |r: &Row| {
+        format!(
+            "node=\"{}\",lineage=\"{}\"",
+            label(&r.node),
+            label(&r.lineage)
+        )
+    };
     let mut up: Vec<(String, f64)> = Vec::new();
     for r in &report.rows {
         let l = format!("node=\"{}\"", label(&r.node));
@@ -345,16 +384,28 @@ fn prometheus(report: &Report) -> String {
             up.push((l, if r.up { 1.0 } else { 0.0 }));
         }
     }
-    metric("certherd_node_up", "Whether the node's certherd agent answered.", up);
+    metric(
+        "certherd_node_up",
+        "Whether the node's certherd agent answered.",
+        up,
+    );
     metric(
         "certherd_certificate_not_after_seconds",
         "Expiry of the installed certificate, Unix time.",
-        report.rows.iter().filter_map(|r| Some((labels(r), r.not_after? as f64))).collect(),
+        report
+            .rows
+            .iter()
+            .filter_map(|r| Some((labels(r), r.not_after? as f64)))
+            .collect(),
     );
     metric(
         "certherd_certificate_version",
         "Archive version the live symlinks name.",
-        report.rows.iter().filter_map(|r| Some((labels(r), r.version? as f64))).collect(),
+        report
+            .rows
+            .iter()
+            .filter_map(|r| Some((labels(r), r.version? as f64)))
+            .collect(),
     );
     metric(
         "certherd_certificate_served_match",
@@ -363,18 +414,31 @@ fn prometheus(report: &Report) -> String {
             .rows
             .iter()
             .filter(|r| r.up)
-            .map(|r| (labels(r), (r.served_fingerprint.is_some() && r.served_fingerprint == r.fingerprint) as u8 as f64))
+            .map(|r| {
+                (
+                    labels(r),
+                    (r.served_fingerprint.is_some() && r.served_fingerprint == r.fingerprint) as u8
+                        as f64,
+                )
+            })
             .collect(),
     );
     metric(
         "certherd_certificate_drift",
         "1 when the node differs from the node that ran the check.",
-        report.rows.iter().map(|r| (labels(r), r.drift as u8 as f64)).collect(),
+        report
+            .rows
+            .iter()
+            .map(|r| (labels(r), r.drift as u8 as f64))
+            .collect(),
     );
     metric(
         "certherd_status_state",
         "Overall monitoring state: 0 ok, 1 warning, 2 critical, 3 unknown.",
-        vec![(format!("from=\"{}\"", label(&report.from)), report.state as i32 as f64)],
+        vec![(
+            format!("from=\"{}\"", label(&report.from)),
+            report.state as i32 as f64,
+        )],
     );
     out
 }

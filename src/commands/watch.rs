@@ -42,8 +42,10 @@ pub async fn run(config: &Config, settle: Duration) -> Result<i32> {
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
     let inotify = Inotify::init().map_err(|e| Error::Failed(format!("inotify: {e}")))?;
     std::thread::spawn(move || watch_tree(inotify, root, tx));
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Failed(format!("signal: {e}")))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Failed(format!("signal: {e}")))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| Error::Failed(format!("signal: {e}")))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| Error::Failed(format!("signal: {e}")))?;
     crate::info!(
         "watching {} ({} lineages), settle {}",
         config.letsencrypt_dir.display(),
@@ -51,7 +53,7 @@ pub async fn run(config: &Config, settle: Duration) -> Result<i32> {
         humantime::format_duration(settle)
     );
     let mut dirty = false;
-    loop {
+    'watching: loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -67,8 +69,16 @@ pub async fn run(config: &Config, settle: Duration) -> Result<i32> {
                     }
                     crate::info!("{lineage} is now version {}: deploying", state.0);
                     let sni = deploy::base_domain(&lineage);
-                    if let Err(e) = deploy::push(config, "watch", &lineage, &sni, true).await {
-                        crate::error!("deploying {lineage}: {e}");
+                    // A stop request does not wait for the deploy: every agent install is atomic
+                    // on its own, and what is cut short here is finished by the next sync.
+                    tokio::select! {
+                        result = deploy::push(config, "watch", &lineage, &sni, true) => {
+                            if let Err(e) = result {
+                                crate::error!("deploying {lineage}: {e}");
+                            }
+                        }
+                        _ = term.recv() => break 'watching,
+                        _ = int.recv() => break 'watching,
                     }
                     deployed.insert(lineage, state);
                 }
@@ -120,7 +130,9 @@ fn watch_tree(mut inotify: Inotify, root: PathBuf, tx: tokio::sync::mpsc::Unboun
         for dir in new_dirs {
             // live/ or archive/ appearing, or a lineage directory inside them.
             let depth_ok = dir.parent() == Some(root.as_path())
-                || dir.parent().is_some_and(|p| p == root.join("live") || p == root.join("archive"));
+                || dir
+                    .parent()
+                    .is_some_and(|p| p == root.join("live") || p == root.join("archive"));
             if depth_ok {
                 add(&mut inotify, &mut dirs, &dir);
                 for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

@@ -270,3 +270,36 @@ pub fn certbot_with_deploy(bed: &Bed, domains: &[&str]) -> Output {
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     bed.certbot(&args)
 }
+
+/// A bed where site.test (DNS: nodes 2 and 3) was issued with certherd's three hooks and every
+/// node serves it over TLS.
+pub fn issued_bed() -> Bed {
+    let bed = bed(3, true);
+    bed.dns("site.test", &[2, 3]).unwrap();
+    enable_tls(&bed, "site.test");
+    let out = certbot_with_deploy(&bed, &["site.test"]);
+    assert!(out.status.success(), "certbot failed:\n{}", text(&out));
+    bed
+}
+
+/// Replaces `from` with `to` in node `n`'s certherd.toml (for keys write_config does not set).
+pub fn edit_config(bed: &Bed, n: usize, from: &str, to: &str) {
+    let path = bed.config_path(n);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Polls `f` every 100 ms until it is true or `secs` pass; returns whether it became true.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
