@@ -15,6 +15,7 @@ use crate::tokens::TokenStore;
 /// The agent's state: what it may touch, from its own config.
 pub struct Agent {
     node: String,
+    config_path: std::path::PathBuf,
     tokens: TokenStore,
     layout: Layout,
     commands: Commands,
@@ -25,6 +26,7 @@ impl Agent {
     pub fn new(config: &Config) -> Self {
         Agent {
             node: config.node_name(),
+            config_path: config.path.clone(),
             tokens: TokenStore::new(&config.webroot),
             layout: Layout::new(&config.letsencrypt_dir),
             commands: config.commands(),
@@ -57,6 +59,17 @@ impl Agent {
                 key_authorization,
             } => done(self.tokens.put(&token, &key_authorization)),
             Request::RemoveToken { token } => done(self.tokens.remove(&token)),
+            Request::PutRenewal { lineage, bundle } => {
+                match crate::standby::install(
+                    &self.layout.root(),
+                    &self.config_path,
+                    &lineage,
+                    &bundle,
+                ) {
+                    Ok(changed) => Response::Done { changed },
+                    Err(e) => Response::error(ErrorKind::Invalid, e),
+                }
+            }
             Request::Status {} => match self.layout.status_all() {
                 Ok(lineages) => Response::Status { lineages },
                 Err(e) => Response::error(ErrorKind::Io, e.to_string()),

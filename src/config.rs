@@ -181,6 +181,10 @@ pub struct Peer {
     /// web server that proxies or redirects the ACME path elsewhere).
     #[serde(default)]
     pub check_only: bool,
+    /// Can take over as primary: also receives certbot's renewal config and account, so that
+    /// `certherd renew` works there after failover.
+    #[serde(default)]
+    pub standby: bool,
 }
 
 impl Peer {

@@ -20,6 +20,7 @@ pub mod names;
 pub mod pem;
 pub mod protocol;
 pub mod ssh;
+pub mod standby;
 pub mod testbed;
 pub mod tls;
 pub mod tokens;

@@ -51,10 +51,24 @@ pub enum Request {
     },
     /// Report every lineage installed on this node.
     Status {},
+    /// Standby nodes: certbot's renewal config for the lineage and the account it names.
+    PutRenewal {
+        /// certbot lineage name.
+        lineage: LineageName,
+        /// The files.
+        bundle: crate::standby::RenewalBundle,
+    },
 }
 
 /// Every op the agent understands, for `hello` and for naming unknown ops.
-pub const OPS: &[&str] = &["hello", "put_token", "remove_token", "install", "status"];
+pub const OPS: &[&str] = &[
+    "hello",
+    "put_token",
+    "remove_token",
+    "install",
+    "status",
+    "put_renewal",
+];
 
 /// The agent's answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -143,6 +143,7 @@ pub(crate) async fn push(
         .unwrap_or_else(|e| Err(e.to_string()))
     };
     let (remote, local) = tokio::join!(remote, local);
+    let standby_errors = copy_renewal_to_standbys(config, lineage, &peers).await;
 
     let mut rows = vec![Row {
         node: config.node_name(),
@@ -165,6 +166,10 @@ pub(crate) async fn push(
                 other => (None, None, Err(format!("unexpected answer {other:?}"))),
             },
             Err(e) => (None, None, Err(e.to_string())),
+        };
+        let install = match (install, standby_errors.get(&peer.name)) {
+            (Ok(_), Some(why)) => Err(why.clone()),
+            (install, _) => install,
         };
         rows.push(Row {
             node: peer.name.clone(),
@@ -227,6 +232,45 @@ pub(crate) async fn push(
     }
     alert::send(&config.alert, &alert).await;
     Ok(if alert.ok { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// Standby peers also get certbot's renewal config and account (see [`crate::standby`]).
+/// Returns, per standby that did not get them, why.
+async fn copy_renewal_to_standbys(
+    config: &Config,
+    lineage: &LineageName,
+    peers: &[crate::config::Peer],
+) -> std::collections::HashMap<String, String> {
+    let standbys: Vec<_> = peers.iter().filter(|p| p.standby).cloned().collect();
+    let mut errors = std::collections::HashMap::new();
+    if standbys.is_empty() {
+        return errors;
+    }
+    match crate::standby::read(&config.letsencrypt_dir, &config.path, lineage) {
+        Ok(bundle) => {
+            let request = Request::PutRenewal {
+                lineage: lineage.clone(),
+                bundle,
+            };
+            for o in fleet::run(&config.ssh, &standbys, std::slice::from_ref(&request)).await {
+                if let Err(e) = o.result {
+                    errors.insert(
+                        o.peer.name.clone(),
+                        format!("standby: renewal config not copied: {e}"),
+                    );
+                }
+            }
+        }
+        Err(e) => {
+            for p in &standbys {
+                errors.insert(
+                    p.name.clone(),
+                    format!("standby: renewal config not copied: {e}"),
+                );
+            }
+        }
+    }
+    errors
 }
 
 fn failure(r: &Row) -> Option<String> {

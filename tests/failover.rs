@@ -1,0 +1,132 @@
+//! Primary failover: a standby receives certbot's renewal config and account with every deploy,
+//! so after the primary role moves, `certherd renew` there continues the same lineage.
+
+mod common;
+use common::*;
+
+fn renew_section(bed: &Bed, n: usize, primary: &str) -> String {
+    let s = |p: std::path::PathBuf| format!("{:?}", p.display().to_string());
+    format!(
+        "[renew]\nprimary = \"{primary}\"\ncertbot = [\"/usr/bin/certbot\", \"--config-dir\", {}, \"--work-dir\", {}, \"--logs-dir\", {}, \"--non-interactive\"]\n",
+        s(bed.letsencrypt_dir(n)),
+        s(bed.root().join(format!("certbot/work{n}"))),
+        s(bed.root().join(format!("certbot/logs{n}")))
+    )
+}
+
+fn configure(bed: &Bed, primary: &str) {
+    bed.write_config(
+        1,
+        &[PeerSpec::new(2), PeerSpec::new(3)],
+        &renew_section(bed, 1, primary),
+    )
+    .unwrap();
+    edit_config(
+        bed,
+        1,
+        "name = \"node2\"\n",
+        "name = \"node2\"\nstandby = true\n",
+    );
+    bed.write_config(
+        2,
+        &[PeerSpec::new(1), PeerSpec::new(3)],
+        &renew_section(bed, 2, primary),
+    )
+    .unwrap();
+    edit_config(
+        bed,
+        2,
+        "name = \"node1\"\n",
+        "name = \"node1\"\nstandby = true\n",
+    );
+}
+
+fn renew(bed: &Bed, n: usize) -> std::process::Output {
+    bed.certherd(n, &["renew", "--", "--force-renewal"])
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .output()
+        .unwrap()
+}
+
+fn serial_on(bed: &Bed, n: usize) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(bed.letsencrypt_dir(n).join("live/site.test/cert.pem"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
+
+#[test]
+fn standby_renews_after_the_primary_role_moves() {
+    let bed = bed(3, true);
+    bed.dns("site.test", &[2, 3]).unwrap();
+    enable_tls(&bed, "site.test");
+    configure(&bed, "node1");
+    let out = certbot_with_deploy(&bed, &["site.test"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = renew(&bed, 1);
+    assert!(out.status.success(), "{}", text(&out));
+    let key = bed.letsencrypt_dir(2).join("renewal/site.test.conf");
+    let conf = std::fs::read_to_string(&key).expect("standby has the renewal config");
+    assert!(
+        conf.contains(&bed.letsencrypt_dir(2).display().to_string()),
+        "paths rewritten to node 2's:\n{conf}"
+    );
+    assert!(
+        !conf.contains(&bed.letsencrypt_dir(1).display().to_string()),
+        "node 1's paths left:\n{conf}"
+    );
+    assert!(
+        conf.contains(&bed.config_path(2).display().to_string()),
+        "hooks use node 2's config:\n{conf}"
+    );
+    let keys = certherd::commands::stateless::account_keys(&bed.letsencrypt_dir(2));
+    assert_eq!(keys.len(), 1, "standby has the account: {keys:?}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&keys[0]).unwrap().permissions(),
+    ) & 0o777;
+    assert_eq!(mode, 0o400, "account key mode");
+    let primary_key = certherd::commands::stateless::account_keys(&bed.letsencrypt_dir(1));
+    assert_eq!(
+        std::fs::read(&keys[0]).unwrap(),
+        std::fs::read(&primary_key[0]).unwrap()
+    );
+    for n in 1..=3 {
+        assert_eq!(
+            live_links(&bed, n, "site.test")[0],
+            "../../archive/site.test/cert2.pem",
+            "node {n}"
+        );
+    }
+
+    // The primary role moves to node 2 (a VIP moving, as far as certherd can tell).
+    configure(&bed, "node2");
+    let out = renew(&bed, 1);
+    assert!(
+        out.status.success() && stderr(&out).contains("not the primary"),
+        "{}",
+        text(&out)
+    );
+    let out = renew(&bed, 2);
+    assert!(
+        out.status.success(),
+        "renew on the standby failed:\n{}",
+        text(&out)
+    );
+
+    let new = serial_on(&bed, 2);
+    for n in 1..=3 {
+        assert_eq!(
+            live_links(&bed, n, "site.test")[0],
+            "../../archive/site.test/cert3.pem",
+            "node {n}"
+        );
+        assert_eq!(serial_on(&bed, n), new, "node {n} installed");
+        assert_eq!(served_serial(&bed, n, "site.test"), new, "node {n} serves");
+    }
+}
