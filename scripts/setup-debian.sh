@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PACKAGES=(
-    certbot pebble nginx openssh-server openssh-client influxdb rsync openssl
+    certbot pebble nginx openssh-server openssh-client influxdb rsync openssl prometheus iproute2
     ca-certificates curl build-essential pkg-config
 )
 
@@ -72,7 +72,7 @@ done
 missing=()
 for bin in /usr/bin/certbot /usr/bin/pebble /usr/bin/pebble-challtestsrv /usr/sbin/nginx \
            /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/bin/influxd /usr/bin/rsync \
-           /usr/bin/openssl; do
+           /usr/bin/openssl /usr/bin/promtool /usr/bin/curl; do
     if [ ! -x "$bin" ]; then
         missing+=("$bin")
     fi
