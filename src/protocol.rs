@@ -212,6 +212,24 @@ pub enum LineError {
     Io(#[from] std::io::Error),
 }
 
+/// Moves the bytes of `buf` up to the first newline into `line`, enforcing `limit`. Returns how
+/// many bytes of `buf` were used and whether the line is complete. Shared by both readers.
+fn take_line_part(
+    buf: &[u8],
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(usize, bool), LineError> {
+    let (chunk, used, done) = match buf.iter().position(|&b| b == b'\n') {
+        Some(i) => (&buf[..i], i + 1, true),
+        None => (buf, buf.len(), false),
+    };
+    if line.len() + chunk.len() > limit {
+        return Err(LineError::TooLong(limit));
+    }
+    line.extend_from_slice(chunk);
+    Ok((used, done))
+}
+
 /// Reads one `\n`-terminated line of at most `limit` bytes, without ever buffering more than
 /// that. `Ok(None)` at a clean end of stream.
 pub fn read_line_limited(
@@ -222,19 +240,11 @@ pub fn read_line_limited(
     loop {
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
-            return Ok(if line.is_empty() { None } else { Some(line) });
+            return Ok((!line.is_empty()).then_some(line));
         }
-        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        if line.len() + chunk.len() > limit {
-            return Err(LineError::TooLong(limit));
-        }
-        line.extend_from_slice(chunk);
-        let used = done.unwrap_or(buf.len());
+        let (used, done) = take_line_part(buf, &mut line, limit)?;
         reader.consume(used);
-        if done.is_some() {
+        if done {
             return Ok(Some(line));
         }
     }
@@ -249,19 +259,11 @@ pub async fn read_line_limited_async<R: AsyncBufRead + Unpin>(
     loop {
         let buf = reader.fill_buf().await?;
         if buf.is_empty() {
-            return Ok(if line.is_empty() { None } else { Some(line) });
+            return Ok((!line.is_empty()).then_some(line));
         }
-        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        if line.len() + chunk.len() > limit {
-            return Err(LineError::TooLong(limit));
-        }
-        line.extend_from_slice(chunk);
-        let used = done.unwrap_or(buf.len());
+        let (used, done) = take_line_part(buf, &mut line, limit)?;
         reader.consume(used);
-        if done.is_some() {
+        if done {
             return Ok(Some(line));
         }
     }

@@ -48,18 +48,6 @@ fn renew(bed: &Bed, n: usize) -> std::process::Output {
         .unwrap()
 }
 
-fn serial_on(bed: &Bed, n: usize) -> String {
-    let out = std::process::Command::new("openssl")
-        .args(["x509", "-noout", "-serial", "-in"])
-        .arg(bed.letsencrypt_dir(n).join("live/site.test/cert.pem"))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_start_matches("serial=")
-        .to_ascii_lowercase()
-}
-
 #[test]
 fn standby_renews_after_the_primary_role_moves() {
     let bed = bed(3, true);
@@ -119,14 +107,18 @@ fn standby_renews_after_the_primary_role_moves() {
         text(&out)
     );
 
-    let new = serial_on(&bed, 2);
+    let new = installed_serial(&bed, 2, "site.test");
     for n in 1..=3 {
         assert_eq!(
             live_links(&bed, n, "site.test")[0],
             "../../archive/site.test/cert3.pem",
             "node {n}"
         );
-        assert_eq!(serial_on(&bed, n), new, "node {n} installed");
+        assert_eq!(
+            installed_serial(&bed, n, "site.test"),
+            new,
+            "node {n} installed"
+        );
         assert_eq!(served_serial(&bed, n, "site.test"), new, "node {n} serves");
     }
 }

@@ -221,10 +221,15 @@ pub fn served_serial(bed: &Bed, n: usize, sni: &str) -> String {
 
 /// The serial of node 1's current certificate for `lineage`.
 pub fn current_serial(bed: &Bed, lineage: &str) -> String {
+    installed_serial(bed, 1, lineage)
+}
+
+/// The serial of the certificate `live/<lineage>/cert.pem` names on node `n`.
+pub fn installed_serial(bed: &Bed, n: usize, lineage: &str) -> String {
     let out = std::process::Command::new("openssl")
         .args(["x509", "-noout", "-serial", "-in"])
         .arg(
-            bed.letsencrypt_dir(1)
+            bed.letsencrypt_dir(n)
                 .join("live")
                 .join(lineage)
                 .join("cert.pem"),
