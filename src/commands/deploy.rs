@@ -126,23 +126,24 @@ pub(crate) async fn push(
         version,
         files,
     };
-    let start = Instant::now();
     let remote = fleet::run(&config.ssh, &peers, std::slice::from_ref(&request));
     let commands = config.commands();
     let local = async {
+        let start = Instant::now();
         if !run_local {
-            return Ok(false);
+            return (Ok(false), start.elapsed());
         }
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             commands
                 .test()
                 .and_then(|()| commands.reload())
                 .map(|()| true)
         })
         .await
-        .unwrap_or_else(|e| Err(e.to_string()))
+        .unwrap_or_else(|e| Err(e.to_string()));
+        (result, start.elapsed())
     };
-    let (remote, local) = tokio::join!(remote, local);
+    let (remote, (local, local_elapsed)) = tokio::join!(remote, local);
     let standby_errors = copy_renewal_to_standbys(config, lineage, &peers).await;
 
     let mut rows = vec![Row {
@@ -152,7 +153,7 @@ pub(crate) async fn push(
         after: Some(version),
         install: local,
         served: Ok(false),
-        elapsed: start.elapsed(),
+        elapsed: local_elapsed,
     }];
     let mut addrs = vec![config.https.clone()];
     for (outcome, peer) in remote.into_iter().zip(&peers) {
@@ -191,12 +192,17 @@ pub(crate) async fn push(
         } else {
             Duration::ZERO
         };
-        served(addr.clone(), sni.to_owned(), info.fingerprint.clone(), wait)
+        let check = served(addr.clone(), sni.to_owned(), info.fingerprint.clone(), wait);
+        async move {
+            let began = Instant::now();
+            (check.await, began.elapsed())
+        }
     });
     let served_results = join_all(checks.collect()).await;
-    for (row, s) in rows.iter_mut().zip(served_results) {
+    // A node's time: its install (connection included) plus until it was seen serving.
+    for (row, (s, took)) in rows.iter_mut().zip(served_results) {
         row.served = s;
-        row.elapsed = row.elapsed.max(start.elapsed());
+        row.elapsed += took;
     }
 
     print_table(lineage, version, &rows);
