@@ -60,6 +60,63 @@ fn main() -> ExitCode {
     }
 }
 
+/// Flow 2 and 3 on the same bed: every node gets a TLS server for site.test, `certherd deploy`
+/// brings the certificate to the peers, a forced renewal reaches every node through the deploy
+/// hook, and `certherd status` shows what each node serves.
+fn cert_ok_then_deploy(bed: &Bed, certherd: &Path, nodes: usize) -> Result<bool, String> {
+    for i in 1..=nodes {
+        let live = bed.letsencrypt_dir(i).join("live").join(DOMAIN);
+        let conf = format!(
+            "server {{\n  listen {ip}:443 ssl;\n  server_name _;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {l}/privkey.pem;\n  location / {{ return 200 \"node{i}\\n\"; }}\n}}\n",
+            ip = bed.ip(i),
+            l = live.display()
+        );
+        std::fs::write(bed.nginx_tls_conf(i), conf).map_err(|e| format!("tls.conf: {e}"))?;
+    }
+    let certherd_cmd = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(certherd);
+        cmd.arg("--config").arg(bed.config_path(1)).args(args);
+        cmd
+    };
+    println!(
+        "== certherd deploy --lineage {DOMAIN} (every node gets a TLS server using live/{DOMAIN})"
+    );
+    let out = certherd_cmd(&["deploy", "--lineage", DOMAIN])
+        .output()
+        .map_err(|e| e.to_string())?;
+    print_tail(&String::from_utf8_lossy(&out.stdout), 20);
+    print_tail(&String::from_utf8_lossy(&out.stderr), 20);
+    let deployed = out.status.success();
+
+    let deploy_hook = format!(
+        "{} --config {} deploy",
+        certherd.display(),
+        bed.config_path(1).display()
+    );
+    println!("== certbot renew --force-renewal --deploy-hook '{deploy_hook}'");
+    let t = Instant::now();
+    let out = bed.certbot(&[
+        "renew",
+        "--force-renewal",
+        "--no-random-sleep-on-renew",
+        "--deploy-hook",
+        &deploy_hook,
+    ]);
+    println!(
+        "   certbot exited with {} after {:.2?}",
+        out.status,
+        t.elapsed()
+    );
+    let renewed = out.status.success();
+
+    println!("== certherd status");
+    let out = certherd_cmd(&["status"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    print_tail(&String::from_utf8_lossy(&out.stdout), 20);
+    Ok(deployed && renewed && out.status.success())
+}
+
 fn default_certherd() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let dir = exe
@@ -177,7 +234,7 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
         println!("   {:<14} {}", f, if *h { "present" } else { "MISSING" });
     }
 
-    let ok = certbot_ok && cert_ok;
+    let ok = certbot_ok && cert_ok && cert_ok_then_deploy(&bed, &certherd, nodes)?;
     println!("== {}", if ok { "demo OK" } else { "demo FAILED" });
 
     if keep {
