@@ -187,7 +187,7 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                     row.expires_in = l.not_after.map(|t| t - now);
                 }
                 let _ = reference;
-                let (addr, sni) = (addr.clone(), sni_for(lineage));
+                let (addr, sni) = (addr.clone(), lineage_sni(lineage));
                 probes.spawn(async move {
                     let served = crate::tls::served_leaf(&addr, &sni, Duration::from_secs(3)).await;
                     (
@@ -243,15 +243,8 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
     })
 }
 
-/// The name a lineage is served under: its name without certbot's `-NNNN` suffix.
-pub fn sni_for(lineage: &str) -> String {
-    match LineageName::parse(lineage)
-        .ok()
-        .and_then(|_| lineage.rsplit_once('-'))
-    {
-        Some((base, n)) if n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()) => base.to_owned(),
-        _ => lineage.to_owned(),
-    }
+fn lineage_sni(lineage: &str) -> String {
+    LineageName::parse(lineage).map_or_else(|_| lineage.to_owned(), |l| crate::commands::deploy::base_domain(&l))
 }
 
 /// Formats the report.
