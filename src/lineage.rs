@@ -96,6 +96,11 @@ impl Layout {
         Layout { root: root.into() }
     }
 
+    /// The letsencrypt dir itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// `live/<lineage>`
     pub fn live_dir(&self, lineage: &LineageName) -> PathBuf {
         self.root.join("live").join(lineage.as_str())
@@ -147,7 +152,9 @@ impl Layout {
     /// What is installed for one lineage (for `status`).
     pub fn status(&self, lineage: &LineageName) -> crate::protocol::LineageStatus {
         let version = self.current_version(lineage).ok();
-        let info = fs::read_to_string(self.live_dir(lineage).join("cert.pem")).ok().and_then(|p| crate::pem::info_pem(&p));
+        let info = fs::read_to_string(self.live_dir(lineage).join("cert.pem"))
+            .ok()
+            .and_then(|p| crate::pem::info_pem(&p));
         crate::protocol::LineageStatus {
             lineage: lineage.to_string(),
             version,
@@ -215,8 +222,16 @@ impl Layout {
         make_dir(&archive, 0o755)?;
         make_dir(&live, 0o755)?;
         let _lock = lock(&archive.join(".certherd.lock"))?;
-        let before = self.current_version(lineage).ok();
-        if self.has(lineage, version, files) {
+        // An earlier install that moved the links but never finished its test and reload (agent
+        // killed, connection cut, reload failed) left this marker: links naming the version are
+        // then not proof that the node runs it, so the install is finished instead of skipped.
+        let pending_path = live.join(PENDING);
+        let pending = read_pending(&pending_path);
+        let before = match &pending {
+            Some(links) => version_of(links),
+            None => self.current_version(lineage).ok(),
+        };
+        if pending.is_none() && self.has(lineage, version, files) {
             return Ok(Installed {
                 before,
                 after: version,
@@ -249,10 +264,19 @@ impl Layout {
         sync_dir(&archive)?;
         write_readme(&live)?;
 
-        let previous: Vec<Option<PathBuf>> = KINDS
-            .iter()
-            .map(|k| fs::read_link(live.join(format!("{k}.pem"))).ok())
-            .collect();
+        // What to roll back to: the links before the first unfinished install, else the current
+        // ones; recorded before any link moves.
+        let previous: Vec<Option<PathBuf>> = match pending {
+            Some(links) => links,
+            None => KINDS
+                .iter()
+                .map(|k| fs::read_link(live.join(format!("{k}.pem"))).ok())
+                .collect(),
+        };
+        let record = serde_json::to_vec(&previous)
+            .map_err(|e| InstallError::Other(format!("cannot record the previous links: {e}")))?;
+        write_if_changed(&pending_path, &record, 0o600)?;
+        sync_dir(&live)?;
         for kind in KINDS {
             let target = PathBuf::from(format!("../../archive/{lineage}/{kind}{version}.pem"));
             swap_symlink(&live.join(format!("{kind}.pem")), &target)?;
@@ -268,10 +292,14 @@ impl Layout {
                 }
             }
             sync_dir(&live)?;
+            remove_if_exists(&pending_path)?;
             let restored = before.map_or("none".to_owned(), |v| v.to_string());
             return Err(InstallError::TestFailed { output, restored });
         }
+        // A failed reload keeps the marker: the next deploy or sync tests and reloads again.
         commands.reload().map_err(InstallError::ReloadFailed)?;
+        remove_if_exists(&pending_path)?;
+        sync_dir(&live)?;
         Ok(Installed {
             before,
             after: version,
@@ -303,8 +331,17 @@ impl Commands {
     }
 }
 
-/// Runs argv without a shell, killed (by its PID) after `timeout`. Err is one line of output.
+/// Bytes of each of stdout and stderr kept for the error message (the rest is drained).
+const OUTPUT_KEPT: usize = 16 * 1024;
+/// How long output is still collected after the command ended: a daemon it started may hold
+/// the pipes open for ever, and must not hold the agent with them.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs argv without a shell in its own process group; after `timeout` the whole group is
+/// killed (by its PID, which is the group's id), so a hung reload cannot leave children behind.
+/// Err is one line of output.
 pub fn run_bounded(argv: &[String], timeout: Duration) -> std::result::Result<(), String> {
+    use std::os::unix::process::CommandExt;
     let Some((program, args)) = argv.split_first() else {
         return Ok(());
     };
@@ -313,33 +350,60 @@ pub fn run_bounded(argv: &[String], timeout: Duration) -> std::result::Result<()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.take(16 * 1024).read_to_string(&mut text);
-        }
-        if let Some(o) = out.as_mut() {
-            let _ = o.take(16 * 1024).read_to_string(&mut text);
-        }
-        text
-    });
+    // One reader per pipe, each draining to the end: a command that fills one pipe while we
+    // wait on the other would otherwise block until its timeout.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ];
+    for (i, pipe) in pipes.into_iter().enumerate() {
+        let Some(mut pipe) = pipe else { continue };
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                let room = OUTPUT_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            let _ = tx.send((i, kept));
+        });
+    }
+    drop(tx);
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
             Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
             _ => {
-                let _ = child.kill();
+                let group = nix::unistd::Pid::from_raw(child.id() as i32);
+                if nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).is_err() {
+                    let _ = child.kill();
+                }
                 let _ = child.wait();
                 break None;
             }
         }
     };
-    let text = reader.join().unwrap_or_default();
+    let mut output = [Vec::new(), Vec::new()];
+    let until = Instant::now() + OUTPUT_GRACE;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok((i, kept)) => output[i] = kept,
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&output.concat()).into_owned();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match status {
         Some(s) if s.success() => Ok(()),
@@ -348,6 +412,44 @@ pub fn run_bounded(argv: &[String], timeout: Duration) -> std::result::Result<()
             "{} killed after {timeout:?} (timeout)",
             argv.join(" ")
         )),
+    }
+}
+
+/// Marker in `live/<lineage>/` while an install has moved links but not finished its reload;
+/// holds the link targets to roll back to (JSON, one entry per [`KINDS`]).
+pub const PENDING: &str = ".certherd-pending";
+
+/// The rollback targets of an unfinished install, if one is recorded. An unreadable marker still
+/// means "unfinished": the current links are then the best rollback target there is.
+fn read_pending(path: &Path) -> Option<Vec<Option<PathBuf>>> {
+    let bytes = fs::read(path).ok()?;
+    let live = path.parent()?;
+    Some(
+        serde_json::from_slice::<Vec<Option<PathBuf>>>(&bytes)
+            .ok()
+            .filter(|links| links.len() == KINDS.len())
+            .unwrap_or_else(|| {
+                KINDS
+                    .iter()
+                    .map(|k| fs::read_link(live.join(format!("{k}.pem"))).ok())
+                    .collect()
+            }),
+    )
+}
+
+/// The version recorded link targets name, when all four agree.
+fn version_of(links: &[Option<PathBuf>]) -> Option<u32> {
+    let versions: Vec<Option<u32>> = KINDS
+        .iter()
+        .zip(links)
+        .map(|(kind, target)| {
+            let name = target.as_ref()?.file_name()?.to_str()?;
+            name.strip_prefix(kind)?.strip_suffix(".pem")?.parse().ok()
+        })
+        .collect();
+    match versions.first() {
+        Some(Some(v)) if versions.iter().all(|x| *x == Some(*v)) => Some(*v),
+        _ => None,
     }
 }
 
@@ -451,4 +553,101 @@ User Guide at https://certbot.eff.org/docs/using.html#where-are-my-certificates.
         return Ok(());
     }
     write_if_changed(&path, README.as_bytes(), 0o644)
+}
+
+
+/// Writes a file by temp + fsync + rename unless it already has this content (and mode);
+/// returns whether it changed. For other modules' certbot files (renewal configs, accounts).
+pub fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<bool> {
+    let same = fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o777 == mode)
+        && fs::read(path).is_ok_and(|c| c == content);
+    if same {
+        return Ok(false);
+    }
+    let _ = fs::remove_file(temp_name(path));
+    write_if_changed(path, content, mode).map(|()| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn a_hung_command_is_killed_with_its_children() {
+        let start = Instant::now();
+        let err = run_bounded(
+            &argv(&["sh", "-c", "sleep 30 & echo started; wait"]),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(err.contains("killed after"), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_chatty_command_does_not_block_on_its_pipes() {
+        // 200 KiB on stderr, then stdout: more than both pipe buffers.
+        let start = Instant::now();
+        let err = run_bounded(
+            &argv(&[
+                "sh",
+                "-c",
+                "head -c 204800 /dev/zero >&2; echo done; exit 3",
+            ]),
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        assert!(err.contains("exit status: 3"), "{err:.200}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // A daemon holding the pipes does not hold the caller.
+        let start = Instant::now();
+        run_bounded(&argv(&["sh", "-c", "sleep 30 &"]), Duration::from_secs(10)).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_unfinished_install_is_finished_not_skipped() {
+        let root = std::env::temp_dir().join(format!("certherd-lineage-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let files = LineageFiles {
+            cert: "C".into(),
+            chain: "CH".into(),
+            fullchain: "F".into(),
+            privkey: "K".into(),
+            privkey_link: None,
+        };
+        let commands = |reload: &[&str]| Commands {
+            test: argv(&["true"]),
+            reload: argv(reload),
+            timeout: Duration::from_secs(5),
+        };
+        let failed = layout.install(&lineage, 1, &files, &commands(&["false"]));
+        assert!(
+            matches!(failed, Err(InstallError::ReloadFailed(_))),
+            "{failed:?}"
+        );
+        assert!(layout.live_dir(&lineage).join(PENDING).exists());
+        let again = layout
+            .install(&lineage, 1, &files, &commands(&["true"]))
+            .unwrap();
+        assert!(again.changed, "the reload was not retried");
+        assert!(!layout.live_dir(&lineage).join(PENDING).exists());
+        let noop = layout
+            .install(&lineage, 1, &files, &commands(&["false"]))
+            .unwrap();
+        assert!(!noop.changed);
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

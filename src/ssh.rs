@@ -7,7 +7,7 @@
 //! peer's forced command (`certherd agent`) and speak [`crate::protocol`] over its stdin/stdout.
 
 use std::hash::{Hash, Hasher};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -200,6 +200,30 @@ impl Connection {
     }
 }
 
+/// Longest agent error message passed on (nginx -t output fits; a flood does not).
+const MAX_MESSAGE: usize = 2000;
+
+/// A peer's text made safe to print on one line: control characters escaped (no forged log
+/// lines, no terminal escapes), cut at `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push_str(&format!("… ({} bytes)", text.len()));
+            break;
+        }
+        // Also line and paragraph separators and bidi overrides, which some viewers honour.
+        if c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 async fn master_alive(sock: &Path) -> bool {
     if !sock.exists() {
         return false;
@@ -221,6 +245,7 @@ async fn lock_file(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Peer
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| PeerError::Connect(format!("cannot open lock {}: {e}", path.display())))?;
     // Bounded wait: another process may be mid-handshake with the same peer.
@@ -336,7 +361,12 @@ impl AgentChannel {
             Err(_) => Err(PeerError::Timeout(self.timeout, "waiting for the agent")),
         };
         match result {
-            Ok(Response::Error { kind, message }) => Err(PeerError::Refused { kind, message }),
+            // The message is the peer's text: it reaches our stderr, certbot's log and alerts,
+            // so it may neither break lines, carry terminal escapes nor flood.
+            Ok(Response::Error { kind, message }) => Err(PeerError::Refused {
+                kind,
+                message: one_line(&message, MAX_MESSAGE),
+            }),
             Ok(r) => Ok(r),
             Err(PeerError::Agent(msg)) => Err(PeerError::Agent(self.explain(msg).await)),
             Err(e) => Err(e),
@@ -353,9 +383,13 @@ impl AgentChannel {
         match &r {
             Response::Hello { protocol, .. } if *protocol == PROTOCOL_VERSION => Ok(r),
             Response::Hello { protocol, agent_version, .. } => Err(PeerError::Protocol(format!(
-                "agent {agent_version} speaks protocol {protocol}, expected {PROTOCOL_VERSION}: install the same certherd version on every node"
+                "agent {} speaks protocol {protocol}, expected {PROTOCOL_VERSION}: install the same certherd version on every node",
+                crate::names::printable(agent_version)
             ))),
-            other => Err(PeerError::Protocol(format!("expected hello, got {other:?}"))),
+            other => Err(PeerError::Protocol(format!(
+                "expected hello, got {}",
+                one_line(&format!("{other:?}"), 200)
+            ))),
         }
     }
 
@@ -383,5 +417,22 @@ impl AgentChannel {
         let AgentChannel { child, stdin, .. } = self;
         drop(stdin);
         let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn peer_text_cannot_forge_lines_or_escape() {
+        let shown = one_line("disk\nFORGED node3: ok\u{1b}[2J\r\u{2028}\u{202e}x", 100);
+        assert!(
+            !shown.contains(['\n', '\r', '\u{1b}', '\u{2028}', '\u{202e}']),
+            "{shown}"
+        );
+        assert!(shown.starts_with("disk\\nFORGED"), "{shown}");
+        let long = one_line(&"x".repeat(10_000), 50);
+        assert!(long.len() < 80 && long.ends_with("(10000 bytes)"), "{long}");
     }
 }

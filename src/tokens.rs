@@ -46,14 +46,17 @@ impl TokenStore {
         let path = self.dir().join(token.as_str());
         let tmp = format!(".certherd-tmp-{}-{}", token, std::process::id());
         let io = |e: Errno| Error::io("cannot write token", &path, e.into());
+        // A fresh inode, never an existing one: whatever sits at the temp name (a stale temp, or
+        // a hard link someone planted to make us truncate another file) is unlinked first.
+        let _ = unlinkat(
+            Some(dir.as_raw_fd()),
+            tmp.as_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
         let fd = openat(
             Some(dir.as_raw_fd()),
             tmp.as_str(),
-            OFlag::O_WRONLY
-                | OFlag::O_CREAT
-                | OFlag::O_TRUNC
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_CLOEXEC,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o644),
         )
         .map_err(io)?;
@@ -117,9 +120,11 @@ impl TokenStore {
         let mut path = self.webroot.clone();
         for name in ACME_DIRS {
             path.push(name.to_str().unwrap_or_default());
+            let mut created = false;
             if create {
                 match mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755)) {
-                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Ok(()) => created = true,
+                    Err(Errno::EEXIST) => {}
                     Err(e) => return Err(Error::io("cannot create", &path, e.into())),
                 }
             }
@@ -134,6 +139,12 @@ impl TokenStore {
                 }
                 Err(e) => return Err(Error::io("cannot open", &path, e.into())),
             };
+            // The agent runs with whatever umask sshd gave it; under 077 the web server could not
+            // enter a directory we just made. Set the mode on the opened (not followed) directory.
+            if created {
+                fchmod(dir.as_raw_fd(), Mode::from_bits_truncate(0o755))
+                    .map_err(|e| Error::io("cannot chmod", &path, e.into()))?;
+            }
         }
         Ok(Some(dir))
     }
@@ -179,6 +190,53 @@ mod tests {
         assert!(store.remove(&t).unwrap());
         assert!(!store.remove(&t).unwrap());
         assert!(!file.exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_planted_temp_file_is_never_written_through() {
+        let root = tmpdir("hardlink");
+        let store = TokenStore::new(&root);
+        let t = Token::parse("tok").unwrap();
+        store
+            .put(&t, &KeyAuthorization::parse("tok.a").unwrap())
+            .unwrap();
+        let victim = root.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let tmp = store
+            .dir()
+            .join(format!(".certherd-tmp-tok-{}", std::process::id()));
+        std::fs::hard_link(&victim, &tmp).unwrap();
+        store
+            .put(&t, &KeyAuthorization::parse("tok.b").unwrap())
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(
+            std::fs::read_to_string(store.dir().join("tok")).unwrap(),
+            "tok.b"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn created_directories_ignore_the_umask() {
+        let root = tmpdir("umask");
+        let old = nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
+        let result = TokenStore::new(&root).put(
+            &Token::parse("tok").unwrap(),
+            &KeyAuthorization::parse("tok.a").unwrap(),
+        );
+        nix::sys::stat::umask(old);
+        result.unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        for d in [".well-known", ".well-known/acme-challenge"] {
+            let mode = std::fs::metadata(root.join(d))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o755, "{d}");
+        }
         std::fs::remove_dir_all(&root).unwrap();
     }
 

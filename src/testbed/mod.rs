@@ -697,7 +697,16 @@ impl Bed {
         }
         run_ok(
             Command::new("/usr/bin/ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", "certherd-bed-plain", "-f"])
+                .args([
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "certherd-bed-plain",
+                    "-f",
+                ])
                 .arg(&key),
             Duration::from_secs(20),
         )?;

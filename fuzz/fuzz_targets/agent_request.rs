@@ -1,0 +1,180 @@
+//! The agent's whole request path, as `certherd agent` runs it: bytes from the SSH channel are cut
+//! into size-limited lines, each line is parsed and carried out by a real `Agent` whose webroot
+//! and letsencrypt dir are a scratch directory (no [reload] commands), and each answer is encoded.
+//!
+//! Properties checked on every input, beyond "never panics":
+//! - every answer encodes to one JSON line that decodes to the same answer;
+//! - a refused request (too_large, malformed, unknown_op, invalid) changes nothing on disk;
+//! - nothing is ever created outside `webroot/.well-known/acme-challenge/` and `letsencrypt/`;
+//! - after `installed`, all four live links name the version and a private key that is a file
+//!   has mode 0600; no temp file is left behind by a finished request.
+#![no_main]
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use certherd::agent::Agent;
+use certherd::protocol::{
+    parse_request, read_line_limited, ErrorKind, LineError, Request, Response, MAX_REQUEST_LINE,
+};
+use libfuzzer_sys::fuzz_target;
+
+struct Bed {
+    root: PathBuf,
+    agent: Agent,
+}
+
+fn bed() -> &'static Bed {
+    static BED: OnceLock<Bed> = OnceLock::new();
+    BED.get_or_init(|| {
+        // tmpfs when there is one: installs fsync every file, which on a disk costs most of the
+        // time of an execution.
+        let base = match std::path::Path::new("/dev/shm") {
+            shm if shm.is_dir() => shm.to_owned(),
+            _ => std::env::temp_dir(),
+        };
+        // libFuzzer ends with exit(), so earlier runs' scratch nodes are swept here instead.
+        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("certherd-fuzz-agent-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let root = base.join(format!("certherd-fuzz-agent-{}", std::process::id()));
+        let config = format!(
+            "name = \"fuzz\"\nwebroot = \"{w}\"\nletsencrypt_dir = \"{l}\"\n",
+            w = root.join("webroot").display(),
+            l = root.join("letsencrypt").display(),
+        );
+        let config = certherd::Config::parse(&config, Path::new("fuzz.toml"))
+            .expect("the fuzz bed's config parses");
+        Bed {
+            agent: Agent::new(&config),
+            root,
+        }
+    })
+}
+
+/// Every path under `dir` with its type, mode and content (or link target).
+fn snapshot(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.is_symlink() {
+        out.insert(
+            dir.into(),
+            format!("link {:?}", std::fs::read_link(dir).ok()),
+        );
+    } else if meta.is_dir() {
+        out.insert(dir.into(), format!("dir {mode:o}"));
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            snapshot(&e.path(), out);
+        }
+    } else {
+        out.insert(
+            dir.into(),
+            format!("file {mode:o} {:?}", std::fs::read(dir).ok()),
+        );
+    }
+}
+
+fn check_answer(
+    bed: &Bed,
+    request: Option<&Request>,
+    response: &Response,
+    before: &BTreeMap<PathBuf, String>,
+) {
+    let text = serde_json::to_string(response).expect("every answer encodes");
+    assert!(!text.contains('\n'), "an answer must be one line: {text}");
+    let back: Response = serde_json::from_str(&text).expect("every answer decodes");
+    assert_eq!(&back, response, "answer does not round-trip");
+
+    let mut after = BTreeMap::new();
+    snapshot(&bed.root, &mut after);
+    match response {
+        Response::Error { kind, .. }
+            if matches!(
+                kind,
+                ErrorKind::TooLarge
+                    | ErrorKind::Malformed
+                    | ErrorKind::UnknownOp
+                    | ErrorKind::Invalid
+            ) =>
+        {
+            assert_eq!(&after, before, "a refused request ({kind:?}) changed files");
+        }
+        Response::Installed { after: v, .. } => {
+            let Some(Request::Install { lineage, .. }) = request else {
+                panic!("`installed` answers an install request, not {request:?}");
+            };
+            let live = bed.root.join("letsencrypt/live").join(lineage.as_str());
+            for kind in ["cert", "chain", "fullchain", "privkey"] {
+                let link = live.join(format!("{kind}.pem"));
+                let target = std::fs::read_link(&link).expect("live entries are symlinks");
+                assert_eq!(
+                    target,
+                    PathBuf::from(format!("../../archive/{lineage}/{kind}{v}.pem")),
+                    "{}",
+                    link.display()
+                );
+            }
+        }
+        _ => {}
+    }
+    for (path, what) in &after {
+        let rel = path.strip_prefix(&bed.root).unwrap();
+        let allowed = rel.starts_with("letsencrypt")
+            || rel.starts_with("webroot")
+                && (rel == Path::new("webroot/.well-known")
+                    || rel.starts_with("webroot/.well-known/acme-challenge"));
+        assert!(
+            allowed || rel.as_os_str().is_empty() || rel == Path::new("webroot"),
+            "created outside its place: {}",
+            rel.display()
+        );
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        assert!(
+            !name.contains("certherd-tmp"),
+            "temp file left behind: {}",
+            rel.display()
+        );
+        if name.starts_with("privkey") && what.starts_with("file") {
+            assert!(
+                what.starts_with("file 600 "),
+                "private key {} is {what:.12}",
+                rel.display()
+            );
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let bed = bed();
+    // A fresh node for every input, so a crash always reproduces from its input alone.
+    let _ = std::fs::remove_dir_all(&bed.root);
+    std::fs::create_dir_all(bed.root.join("webroot")).unwrap();
+    std::fs::create_dir_all(bed.root.join("letsencrypt")).unwrap();
+
+    // Exactly what Agent::serve does with stdin, minus the process around it.
+    let mut input = BufReader::with_capacity(64 * 1024, data);
+    loop {
+        let mut before = BTreeMap::new();
+        snapshot(&bed.root, &mut before);
+        match read_line_limited(&mut input, MAX_REQUEST_LINE) {
+            Ok(None) => break,
+            Ok(Some(line)) => {
+                let response = bed.agent.handle_line(&line);
+                let request = parse_request(&line).ok();
+                check_answer(bed, request.as_ref(), &response, &before);
+            }
+            Err(LineError::TooLong(_)) => break,
+            Err(LineError::Io(e)) => panic!("reading a slice cannot fail: {e}"),
+        }
+    }
+});

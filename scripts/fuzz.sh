@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Fuzzes certherd with cargo-fuzz (libFuzzer + AddressSanitizer, debug assertions on): every
+# target for SECONDS (default 60, what CI runs; run longer by hand, e.g. `scripts/fuzz.sh 3600`),
+# seeded from the checked-in corpus in fuzz/corpus/<target>/. New inputs go to fuzz/scratch/
+# (not checked in). Exits 1 when any target found a crash, naming the input in fuzz/artifacts/:
+# turn it into a regression test (SECURITY.md, "Fuzzing").
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+#
+# cargo-fuzz needs nightly-only rustc flags (-Z sanitizer); RUSTC_BOOTSTRAP=1 lets the stable
+# toolchain accept them, so no second toolchain is needed. Set CERTHERD_FUZZ_TARGET_DIR to build
+# elsewhere than fuzz/target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds="${1:-60}"
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(agent_request agent_response config certbot_env)
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
+fi
+export RUSTC_BOOTSTRAP=1
+
+build=(-a)   # release + debug assertions and overflow checks
+if [ -n "${CERTHERD_FUZZ_TARGET_DIR:-}" ]; then
+    build+=(--target-dir "$CERTHERD_FUZZ_TARGET_DIR")
+fi
+
+cd fuzz
+cargo fuzz build "${build[@]}"
+
+failed=()
+for t in "${targets[@]}"; do
+    mkdir -p "scratch/$t" "artifacts/$t"
+    max_len=4096
+    [ "$t" = agent_request ] && max_len=16384
+    echo "fuzz.sh: $t for ${seconds}s" >&2
+    # First corpus dir is written to, the second (checked in) only read.
+    if ! cargo fuzz run "${build[@]}" "$t" "scratch/$t" "corpus/$t" -- \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$max_len" \
+        -print_final_stats=1 2>"scratch/$t.log"; then
+        failed+=("$t")
+        tail -n 40 "scratch/$t.log" >&2
+    fi
+    # One summary line per target: executions, speed, corpus size.
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "scratch/$t.log" | grep -o '[0-9]*$' || true)
+    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "scratch/$t.log" | grep -o '[0-9]*$' || true)
+    cov=$(grep -E '^#[0-9]+' "scratch/$t.log" | tail -n 1 | grep -o 'cov: [0-9]*' || true)
+    echo "fuzz.sh: $t: ${runs:-?} executions (${rate:-?}/s), ${cov:-cov: ?}, $(ls "scratch/$t" | wc -l) new inputs" >&2
+done
+
+# agent_request's scratch nodes live in /dev/shm; libFuzzer exits without running destructors.
+for d in /dev/shm/certherd-fuzz-agent-*; do
+    [ -d "$d" ] && [ ! -d "/proc/${d##*-}" ] && rm -rf "$d"
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz.sh: crashes in: ${failed[*]} (inputs under fuzz/artifacts/)" >&2
+    ls -l artifacts/*/ >&2 || true
+    exit 1
+fi
+echo "fuzz.sh: ${#targets[@]} targets, ${seconds}s each, no crash" >&2

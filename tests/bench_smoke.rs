@@ -1,0 +1,98 @@
+//! The benchmark runner works: `certherd-bench --smoke` (N = 3, 2 repetitions, 0 and 20 ms RTT)
+//! on its own test bed writes a report with every table. It checks that the runner works, never
+//! how fast anything is: the figures of a smoke run are not asserted.
+
+use std::process::Command;
+
+#[test]
+fn bench_smoke_writes_every_table() {
+    let dir = std::env::temp_dir().join(format!("certherd-bench-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("BENCHMARKS.md");
+    let json = dir.join("bench.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_certherd-bench"))
+        .arg("--smoke")
+        .arg("--certherd")
+        .arg(env!("CARGO_BIN_EXE_certherd"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run certherd-bench");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "certherd-bench failed:\n{stderr}");
+    let report = std::fs::read_to_string(&out).expect("the report was written");
+
+    for heading in [
+        "## Targets (issue 5)",
+        "## auth: one token to every peer",
+        "## deploy: a new certificate version to every peer",
+        "## renewal: certbot writes the lineage → every node serves it",
+        "## start-up and memory",
+        "## Where one connection's time goes",
+    ] {
+        assert!(
+            report.contains(heading),
+            "missing {heading:?} in:\n{report}"
+        );
+    }
+    for row in [
+        "| 3 | 0 ms | ",
+        "| 3 | 20 ms | ",
+        "| warm `auth` at 3 peers ≤ 0.1× the sequential ssh loop | ",
+        "| cold `auth` at 3 peers ≤ 1.0× the naive parallel loop | ",
+        "| `deploy` (cold) at 3 peers ≥ 10× faster than the rsync script | ",
+        "| renewal written → all 3 nodes serve it ≤ 2 s (deploy hook path) | ",
+        "| start-up (`certherd --version`) ≤ 10 ms | ",
+        "| peak RSS ≤ 30 MiB at 3 peers | ",
+        "| **all 3 nodes serve the new certificate** (poller) | ",
+        "| new connection, defaults (kex sntrup761x25519) | ",
+    ] {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no row starting {row:?} in:\n{report}"));
+        // Every measured cell has a figure, not a dash or a failure.
+        assert!(
+            !line.contains("FAILED") && !line.contains("| – |"),
+            "row without a figure: {line}\n{report}"
+        );
+    }
+    // The deploy row for N = 3 has all three variants and both ratios.
+    let deploy_section = report
+        .split("## deploy:")
+        .nth(1)
+        .and_then(|s| s.split("## renewal").next())
+        .unwrap_or("");
+    let deploy = deploy_section
+        .lines()
+        .find(|l| l.starts_with("| 3 | "))
+        .unwrap_or_else(|| panic!("no deploy row for 3 peers in:\n{report}"));
+    assert!(
+        !deploy.contains("| – |") && !deploy.contains("FAILED") && deploy.matches('×').count() == 2,
+        "deploy row incomplete: {deploy}"
+    );
+    assert!(
+        !report.contains("## Failed runs"),
+        "some runs failed:\n{report}"
+    );
+    // The raw samples are valid JSON with the keys the report is made of.
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("valid JSON");
+    for key in [
+        "auth/seq/n3/rtt0",
+        "auth/par/n3/rtt0",
+        "auth/cold/n3/rtt0",
+        "auth/warm/n3/rtt20",
+        "deploy/rsync/n3",
+        "renew/serving",
+        "startup/certherd",
+    ] {
+        let samples = raw[key]["samples_s"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no samples for {key}"));
+        assert!(!samples.is_empty(), "no samples for {key}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,371 @@
+//! Helpers shared by the security tests (`faults.rs`, `hostile_agent.rs`, `permissions.rs`):
+//! certificate versions made with openssl (deploy does not care which CA signed them, so these
+//! tests need no pebble), config edits, forced-command swaps, and guards that undo a mount or
+//! kill a process by PID even when the test panics.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// The lineage every security test deploys.
+pub const LINEAGE: &str = "site.test";
+
+/// Makes version `v` of `site.test` on node 1 — a fresh P-256 key and a self-signed certificate
+/// for site.test, in certbot's layout and modes — and points node 1's live links at it, the way
+/// certbot does on renewal.
+pub fn new_version(bed: &Bed, v: u32) {
+    let le = bed.letsencrypt_dir(1);
+    let archive = le.join("archive").join(LINEAGE);
+    let live = le.join("live").join(LINEAGE);
+    for (dir, mode) in [
+        (le.join("archive"), 0o700),
+        (le.join("live"), 0o700),
+        (archive.clone(), 0o755),
+        (live.clone(), 0o755),
+    ] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let key = archive.join(format!("privkey{v}.pem"));
+    let cert = archive.join(format!("cert{v}.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "30"])
+        .args([
+            "-subj",
+            "/CN=site.test",
+            "-addext",
+            "subjectAltName=DNS:site.test",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl req: {}", text(&out));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    std::fs::write(archive.join(format!("chain{v}.pem")), &pem).unwrap();
+    std::fs::write(
+        archive.join(format!("fullchain{v}.pem")),
+        format!("{pem}{pem}"),
+    )
+    .unwrap();
+    for kind in ["cert", "chain", "fullchain", "privkey"] {
+        let link = live.join(format!("{kind}.pem"));
+        let tmp = live.join(format!(".{kind}.pem.test-tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("../../archive/{LINEAGE}/{kind}{v}.pem"), &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+    }
+}
+
+/// A bed of `nodes` nodes where every node serves version 1 of site.test over TLS (installed on
+/// the peers by `certherd sync`), without a CA.
+pub fn tls_bed(nodes: usize) -> Bed {
+    let bed = bed(nodes, false);
+    new_version(&bed, 1);
+    enable_tls(&bed, LINEAGE);
+    let out = bed.certherd(1, &["sync"]).output().unwrap();
+    assert!(out.status.success(), "initial sync: {}", text(&out));
+    let serial = current_serial(&bed, LINEAGE);
+    for n in 1..=nodes {
+        assert_eq!(
+            served_serial(&bed, n, LINEAGE),
+            serial,
+            "node {n} after the initial sync"
+        );
+    }
+    bed
+}
+
+/// Replaces `from` by `to` in node `n`'s certherd.toml, asserting it was there.
+pub fn edit_config(bed: &Bed, n: usize, from: &str, to: &str) {
+    let path = bed.config_path(n);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(from),
+        "{from:?} not in {}:\n{text}",
+        path.display()
+    );
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Sets `[ssh] request_timeout` in node `n`'s config.
+pub fn set_request_timeout(bed: &Bed, n: usize, timeout: &str) {
+    edit_config(
+        bed,
+        n,
+        "connect_timeout = \"5s\"\n",
+        &format!("connect_timeout = \"5s\"\nrequest_timeout = \"{timeout}\"\n"),
+    );
+}
+
+/// Replaces node `n`'s `[reload]` line starting with `key = [` by `line`.
+pub fn set_reload_line(bed: &Bed, n: usize, key: &str, line: &str) {
+    let path = bed.config_path(n);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let prefix = format!("{key} = [");
+    let mut found = false;
+    let new: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with(&prefix) && !found {
+                found = true;
+                line.to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert!(found, "no `{key} = [` line in {}", path.display());
+    std::fs::write(&path, new.join("\n") + "\n").unwrap();
+}
+
+/// The `test = [...]` line the bed writes for node `n` (to restore it).
+pub fn nginx_test_line(bed: &Bed, n: usize) -> String {
+    format!(
+        "test = [\"/usr/sbin/nginx\", \"-t\", \"-q\", \"-c\", \"{}\"]",
+        bed.nginx_conf(n).display()
+    )
+}
+
+/// A `[reload] test` that sleeps `secs` before running the real `nginx -t` (to widen a window).
+pub fn slow_test_line(bed: &Bed, n: usize, secs: u32) -> String {
+    format!(
+        "test = [\"sh\", \"-c\", \"sleep {secs}; exec /usr/sbin/nginx -t -q -c {}\"]",
+        bed.nginx_conf(n).display()
+    )
+}
+
+/// Node `n`'s authorized_keys file (one line, `restrict,command="..." KEY`).
+pub fn authorized_keys(bed: &Bed, n: usize) -> PathBuf {
+    bed.node_dir(n).join("sshd/authorized_keys")
+}
+
+/// Makes node `n`'s sshd run `script` (a shell script body) instead of `certherd agent` as the
+/// forced command, and closes the primary's shared connections so the next one uses it (sshd
+/// fixes the forced command of a connection when it authenticates). Returns the original line.
+pub fn force_command(bed: &Bed, n: usize, name: &str, script: &str) -> String {
+    let path = bed.node_dir(n).join(format!("forced-{name}.sh"));
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let keys = authorized_keys(bed, n);
+    let line = std::fs::read_to_string(&keys).unwrap();
+    let start = line.find("command=\"").expect("forced command") + "command=\"".len();
+    let end = start + line[start..].find('"').unwrap();
+    std::fs::write(
+        &keys,
+        format!("{}{}{}", &line[..start], path.display(), &line[end..]),
+    )
+    .unwrap();
+    bed.close_control_masters();
+    line
+}
+
+/// Puts back the authorized_keys line `force_command` returned.
+pub fn restore_forced_command(bed: &Bed, n: usize, original: &str) {
+    std::fs::write(authorized_keys(bed, n), original).unwrap();
+    bed.close_control_masters();
+}
+
+/// The shell command line of the real agent on node `n` (for wrappers).
+pub fn agent_command(bed: &Bed, n: usize) -> String {
+    format!(
+        "exec {} agent --config {}",
+        bed.certherd_bin().display(),
+        bed.config_path(n).display()
+    )
+}
+
+/// Undoes a mount when dropped (also on panic), lazily if the filesystem is busy.
+pub struct Mount {
+    pub target: PathBuf,
+}
+
+impl Mount {
+    /// `mount ARGS... TARGET`; fails the test loudly when the sandbox forbids it.
+    pub fn new(target: &Path, args: &[&str]) -> Mount {
+        let out = Command::new("mount")
+            .args(args)
+            .arg(target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount {args:?} {}: this fault needs mount(2) (root, CAP_SYS_ADMIN): {}",
+            target.display(),
+            text(&out)
+        );
+        Mount {
+            target: target.to_owned(),
+        }
+    }
+
+    /// Makes an existing bind mount read-only.
+    pub fn remount(&self, options: &str) {
+        let out = Command::new("mount")
+            .args(["-o", options])
+            .arg(&self.target)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "remount {options}: {}", text(&out));
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.target)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.target).status();
+        }
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let state = s
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start())
+            .unwrap_or("");
+        !state.starts_with('Z') && !state.starts_with('X')
+    })
+}
+
+/// Kills the listed PIDs (processes a test made a node start) when dropped, so a failing test
+/// never leaves them behind. Only PIDs read from a file the test's own script wrote.
+pub struct PidFile(pub PathBuf);
+
+impl PidFile {
+    pub fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(&self.0)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            if alive(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every path under `dir` whose name contains certherd's temp marker.
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_name().to_string_lossy().contains("certherd-tmp") {
+                out.push(p.clone());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The INSTALL column of `node`'s row in a deploy/sync table.
+pub fn install_column(stdout: &str, node: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(node))
+        .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+}
+
+/// Asserts node `n` is on one consistent version `v`: all four live links name it, each archive
+/// file of `v` equals node 1's, the key matches the certificate, and `nginx -t` passes.
+pub fn assert_consistent(bed: &Bed, n: usize, v: u32, context: &str) {
+    let links = live_links(bed, n, LINEAGE);
+    for (kind, link) in ["cert", "chain", "fullchain", "privkey"].iter().zip(&links) {
+        assert_eq!(
+            link,
+            &format!("../../archive/{LINEAGE}/{kind}{v}.pem"),
+            "{context}: node {n} links {links:?}"
+        );
+        let rel = format!("archive/{LINEAGE}/{kind}{v}.pem");
+        let want = std::fs::read(bed.letsencrypt_dir(1).join(&rel)).unwrap();
+        let got = std::fs::read(bed.letsencrypt_dir(n).join(&rel))
+            .unwrap_or_else(|e| panic!("{context}: node {n} {rel}: {e}"));
+        assert_eq!(
+            got, want,
+            "{context}: node {n} {rel} differs from the primary's"
+        );
+    }
+    let live = bed.letsencrypt_dir(n).join("live").join(LINEAGE);
+    let pubkey = |args: &[&str], file: &str| {
+        let out = Command::new("openssl")
+            .args(args)
+            .arg(live.join(file))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let from_cert = pubkey(&["x509", "-noout", "-pubkey", "-in"], "cert.pem");
+    let from_key = pubkey(&["pkey", "-pubout", "-in"], "privkey.pem");
+    assert!(
+        !from_cert.is_empty() && from_cert == from_key,
+        "{context}: node {n}: key does not match certificate"
+    );
+    let test = Command::new("/usr/sbin/nginx")
+        .args(["-t", "-q", "-c"])
+        .arg(bed.nginx_conf(n))
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{context}: node {n} nginx -t: {}",
+        text(&test)
+    );
+}
+
+/// The serial of archive version `v` on node 1.
+pub fn serial_of(bed: &Bed, v: u32) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(
+            bed.letsencrypt_dir(1)
+                .join(format!("archive/{LINEAGE}/cert{v}.pem")),
+        )
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
