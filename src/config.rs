@@ -318,9 +318,11 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_owned(),
             message: one_line(e.message()),
+            // The span may not fall on a character boundary: never slice with it directly.
             key: e
                 .span()
-                .map(|s| text[s].lines().next().unwrap_or("").to_owned()),
+                .and_then(|s| text.get(s))
+                .map(|k| k.lines().next().unwrap_or("").to_owned()),
         })?;
         config.path = path.to_owned();
         config.validate()?;
