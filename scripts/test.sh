@@ -10,3 +10,7 @@ bash scripts/setup-debian.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
+
+# Fuzz the agent protocol, the config parser and certbot's environment, 60 s per target, against
+# the checked-in corpus (fuzz/corpus); a crash fails the run and names the input.
+bash scripts/fuzz.sh 60

@@ -61,7 +61,7 @@ impl Agent {
             Request::RemoveToken { token } => done(self.tokens.remove(&token)),
             Request::PutRenewal { lineage, bundle } => {
                 match crate::standby::install(
-                    &self.layout.root(),
+                    self.layout.root(),
                     &self.config_path,
                     &lineage,
                     &bundle,

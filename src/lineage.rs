@@ -161,6 +161,7 @@ impl Layout {
             fingerprint: info.as_ref().map(|i| i.fingerprint.clone()),
             serial: info.as_ref().map(|i| i.serial.clone()),
             not_after: info.map(|i| i.not_after),
+            pending: self.live_dir(lineage).join(PENDING).exists(),
         }
     }
 
@@ -554,7 +555,6 @@ User Guide at https://certbot.eff.org/docs/using.html#where-are-my-certificates.
     }
     write_if_changed(&path, README.as_bytes(), 0o644)
 }
-
 
 /// Writes a file by temp + fsync + rename unless it already has this content (and mode);
 /// returns whether it changed. For other modules' certbot files (renewal configs, accounts).

@@ -126,6 +126,10 @@ pub struct LineageStatus {
     pub serial: Option<String>,
     /// Expiry (Unix seconds).
     pub not_after: Option<i64>,
+    /// An install moved the links but has not finished its test and reload: the node may not
+    /// run what its links name until the next deploy or sync.
+    #[serde(default)]
+    pub pending: bool,
 }
 
 /// Classes of agent errors.

@@ -128,9 +128,21 @@ pub(crate) async fn push(
     };
     let remote = fleet::run(&config.ssh, &peers, std::slice::from_ref(&request));
     let commands = config.commands();
+    let local_addr = config.https.clone();
     let local = async {
         let start = Instant::now();
-        if !run_local {
+        // sync leaves this node alone when it already serves the version: certbot's files here
+        // are the source. It reloads when it does not (say, a deploy killed before its reload).
+        if !run_local
+            && served(
+                local_addr,
+                sni.to_owned(),
+                info.fingerprint.clone(),
+                Duration::ZERO,
+            )
+            .await
+                == Ok(true)
+        {
             return (Ok(false), start.elapsed());
         }
         let result = tokio::task::spawn_blocking(move || {

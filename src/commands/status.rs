@@ -87,7 +87,9 @@ pub struct Row {
     pub served_fingerprint: Option<String>,
     /// Why nothing was served.
     pub served_error: Option<String>,
-    /// Differs from this node (version, certificate or what is served).
+    /// An install on the node stopped between moving its links and its reload.
+    pub pending: bool,
+    /// Differs from this node (version, certificate or what is served), or has a pending install.
     pub drift: bool,
     /// This row's state.
     pub state: State,
@@ -175,6 +177,7 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                 expires_in: None,
                 served_fingerprint: None,
                 served_error: None,
+                pending: false,
                 drift: false,
                 state: State::Ok,
             };
@@ -184,6 +187,7 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                     row.fingerprint = l.fingerprint.clone();
                     row.serial = l.serial.clone();
                     row.not_after = l.not_after;
+                    row.pending = l.pending;
                     row.expires_in = l.not_after.map(|t| t - now);
                 }
                 let _ = reference;
@@ -212,7 +216,8 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
     for row in &mut rows {
         let reference = primary[row.lineage.as_str()];
         row.drift = row.up
-            && (row.version != reference.version
+            && (row.pending
+                || row.version != reference.version
                 || row.fingerprint != reference.fingerprint
                 || row.served_fingerprint != reference.fingerprint);
         row.state = if !row.up {
@@ -244,7 +249,10 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
 }
 
 fn lineage_sni(lineage: &str) -> String {
-    LineageName::parse(lineage).map_or_else(|_| lineage.to_owned(), |l| crate::commands::deploy::base_domain(&l))
+    LineageName::parse(lineage).map_or_else(
+        |_| lineage.to_owned(),
+        |l| crate::commands::deploy::base_domain(&l),
+    )
 }
 
 /// Formats the report.
@@ -282,7 +290,13 @@ fn table(report: &Report) -> String {
         } else {
             short(&r.served_fingerprint)
         };
-        let state = format!("{:?}{}", r.state, if r.drift { " drift" } else { "" }).to_uppercase();
+        let state = format!(
+            "{:?}{}{}",
+            r.state,
+            if r.drift { " drift" } else { "" },
+            if r.pending { " pending" } else { "" }
+        )
+        .to_uppercase();
         out.push_str(&format!(
             "{:<14} {:<24} {:>7} {:<20} {:>9} {:<12} {:<12} {:<8}\n",
             r.node,
