@@ -87,6 +87,8 @@ async fn on_peer(
         Ok(responses)
     }
     .await;
-    agent.close().await;
+    // Every answer is in: let the channel wind down in the background instead of paying one
+    // more round trip for the agent's exit before the command moves on (the self-check, say).
+    tokio::spawn(agent.close());
     result
 }

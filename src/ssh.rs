@@ -157,7 +157,8 @@ impl Connection {
             drop(lock);
         }
         Ok(Connection {
-            session: Arc::new(Session::resume(
+            // Sessions start over the mux protocol spoken directly (no `ssh -S` client process).
+            session: Arc::new(Session::resume_mux(
                 sock.into_boxed_path(),
                 Some(log.into_boxed_path()),
             )),
@@ -224,20 +225,18 @@ fn one_line(text: &str, max: usize) -> String {
     out
 }
 
+/// Asks the master over its control socket whether it is alive — the mux protocol spoken
+/// directly (openssh's native-mux), so a warm call spawns no `ssh -O check` process per peer.
 async fn master_alive(sock: &Path) -> bool {
     if !sock.exists() {
         return false;
     }
-    let status = tokio::process::Command::new("ssh")
-        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-S"])
-        .arg(sock)
-        .args(["-O", "check", "none"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .status();
-    matches!(tokio::time::timeout(Duration::from_secs(5), status).await, Ok(Ok(s)) if s.success())
+    let session = Session::resume_mux(sock.to_path_buf().into_boxed_path(), None);
+    // A resumed session does not own the master: dropping it leaves the master running.
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), session.check()).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn lock_file(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, PeerError> {

@@ -677,7 +677,7 @@ impl Bench {
         if self.plan.runs("deploy") {
             if self.archive_versions().len() < 2 {
                 // deploy alternates between two versions: make a second one (untimed).
-                self.configure(2, false)?;
+                self.configure(self.small(), false)?;
                 self.certbot_issue(&["--force-renewal"], &self.hook("deploy"))?;
             }
             for n in self.plan.peers.clone() {
@@ -700,6 +700,11 @@ impl Bench {
             http: sa(ip, 80),
             https: sa(ip, 443),
         }
+    }
+
+    /// Peers for issuance and the renewal measurement: 2 (3 nodes), fewer on a smaller bed.
+    fn small(&self) -> usize {
+        (self.bed.nodes() - 1).min(2)
     }
 
     /// Node 1's config: peers 2..=n+1, reached directly or through the delay proxies.
@@ -777,7 +782,7 @@ impl Bench {
             )
             .map_err(|e| format!("write tls.conf: {e}"))?;
         }
-        self.configure(2, false)?;
+        self.configure(self.small(), false)?;
         let run = self.certbot_issue(&[], &self.hook("deploy"))?;
         eprintln!("  issued in {:.1?}", run.wall);
         Ok(())
@@ -829,8 +834,11 @@ impl Bench {
         let hello = b"{\"op\":\"hello\",\"protocol\":1}\n";
         for _ in 0..self.plan.anatomy_reps {
             for (name, extra, target) in &variants {
+                // ssh runs a ProxyCommand through $SHELL; bash takes a socket on stdin for
+                // rshd and sources ~/.bashrc (root's runs pyenv here: +100–300 ms).
                 let r = run(
                     Command::new("/usr/bin/ssh")
+                        .env("SHELL", "/bin/sh")
                         .args(self.plain_ssh())
                         .args(extra)
                         .arg(target)
@@ -1236,7 +1244,7 @@ done"#;
 
     fn renewal(&mut self) -> Result<(), String> {
         eprintln!("== renewal → served, 3 nodes (deploy hook path)");
-        self.configure(2, false)?;
+        self.configure(self.small(), false)?;
         let stamps = self.bed.root().join("bench-hook");
         let _ = fs::create_dir_all(&stamps);
         let (hs, he) = (stamps.join("start"), stamps.join("end"));
@@ -1246,7 +1254,9 @@ done"#;
             he = he.display(),
             cmd = self.hook("deploy"),
         );
-        let nodes: Vec<String> = (1..=3).map(|i| format!("{}:443", self.bed.ip(i))).collect();
+        let nodes: Vec<String> = (1..=self.small() + 1)
+            .map(|i| format!("{}:443", self.bed.ip(i)))
+            .collect();
         for rep in 0..self.plan.renew_reps {
             eprintln!("  rep {}/{}", rep + 1, self.plan.renew_reps);
             let _ = fs::remove_file(&hs);
@@ -2089,7 +2099,11 @@ fn targets(plan: &Plan, r: &Results) -> Vec<Target> {
                 if let Some(x) = ratio(r, &key_auth(num, n, t), &key_auth(den, n, t)) {
                     all.push(format!("{n}/{t} ms: {}", fmt_x(x)));
                     if x > limit {
-                        over.push(format!("{n} peers at {t} ms ({})", fmt_x(x)));
+                        over.push(format!(
+                            "{n} peer{} at {t} ms ({})",
+                            if n == 1 { "" } else { "s" },
+                            fmt_x(x)
+                        ));
                     }
                 }
             }
@@ -2193,7 +2207,7 @@ fn targets(plan: &Plan, r: &Results) -> Vec<Target> {
                     "The warm per-peer CPU is two helper processes per peer and call — `ssh -O check` (`master_alive`) and the `ssh -S` mux client the `openssh` crate's process-mux spawns — plus the agent's session on the peer. Trying the session directly instead of `-O check`, the crate's `native-mux` feature (no `ssh` process per session), and agent sessions kept open across the hook calls of one certbot run remove nearly all of it."
                 };
                 format!(
-                    "on this bed the growth with N is CPU, not round trips: {cpu}The same ratio at 0 ms RTT is {}, and the parallel ssh loop grows {} from {lo} to {hi} peers at {rtt} ms; the round trips themselves are paid in parallel. {fix}",
+                    "on this bed the growth with N is CPU, not round trips. {cpu}The same ratio at 0 ms RTT is {}, and the parallel ssh loop grows {} from {lo} to {hi} peers at {rtt} ms; the round trips themselves are paid in parallel. {fix}",
                     x0.map_or("–".into(), fmt_x),
                     par.map_or("–".into(), fmt_x),
                 )
@@ -2335,7 +2349,7 @@ fn findings(r: &Results) -> String {
     if let (Some(m), Some(a)) = (g("mux_later"), g("agent_over_mux")) {
         let _ = writeln!(
             o,
-            "- **A command over an existing master costs {} (`true`) and {} (`certherd agent` + hello; the first agent session over a new master: {})**, not the ~160 ms the issue measured: most of that was root's `~/.bashrc` (pyenv) that bash sources for ssh commands; the bed's sshd sets `SetEnv SHLVL=1` so bash skips it. On a real peer the agent's account has `/bin/sh` and no rc files — keep it that way (the README's `useradd --shell /bin/sh`).",
+            "- **A command over an existing master costs {} (`true`) and {} (`certherd agent` + hello; the first agent session over a new master: {})**, not the ~160 ms the issue measured: that was root's `~/.bashrc` (pyenv), which bash sources when sshd starts it for a command (`SSH_CLIENT` set) unless `SHLVL` ≥ 1 is inherited — `bash -c true` that way takes 0.15–0.19 s here, under 10 ms with `SHLVL=1`; the bed's sshd sets `SetEnv SHLVL=1`. On a real peer the agent's account has `/bin/sh` and no rc files — keep it that way (the README's `useradd --shell /bin/sh`).",
             fmt_s(m),
             fmt_s(a),
             g("agent_first").map_or("–".into(), fmt_s)
@@ -2368,7 +2382,7 @@ fn proposals(r: &Results) -> String {
     let _ = writeln!(o, "Not done here (the benchmark does not change certherd); each is a contained change in `src/ssh.rs`, `src/fleet.rs` or `src/commands/deploy.rs`.\n");
     let _ = writeln!(
         o,
-        "1. **TCP_NODELAY from the first byte** (cold path): run ssh with `-o ProxyCommand=\"<certherd> ssh-connect %h %p\" -o ProxyUseFdpass=yes`, a tiny subcommand that connects (honouring `connect_timeout`), sets TCP_NODELAY and hands the socket to ssh (`SCM_RIGHTS`), as `certherd-bench fdpass` does here. Saves {} per new connection on this bed (curve25519 {} → {}); on a real network the stall is the peer's delayed-ACK timer or one RTT, whichever is shorter.",
+        "1. **TCP_NODELAY from the first byte** (cold path): run ssh with `-o ProxyCommand=\"<certherd> ssh-connect %h %p\" -o ProxyUseFdpass=yes`, a tiny subcommand that connects (honouring `connect_timeout`), sets TCP_NODELAY and hands the socket to ssh (`SCM_RIGHTS`), as `certherd-bench fdpass` does here. Run ssh with `SHELL=/bin/sh` in its environment: ssh starts the ProxyCommand through `$SHELL`, and bash, seeing a socket on its stdin, takes itself for an rsh session and sources `~/.bashrc` (with root's pyenv `.bashrc` here that cost 100–300 ms per connection, more than the fix saves). Saves {} per new connection on this bed (curve25519 {} → {}); on a real network the stall is the peer's delayed-ACK timer or one RTT, whichever is shorter.",
         diff(g("new_curve25519"), g("new_curve25519_nodelay")),
         f(g("new_curve25519")),
         f(g("new_curve25519_nodelay"))

@@ -315,7 +315,7 @@ async fn join_all<T: Send + 'static>(
 }
 
 /// Polls the node until it serves `fingerprint` or `wait` passes (one attempt when zero).
-/// A match counts only when a second handshake 200 ms later agrees: during a graceful nginx
+/// A match counts only when a second handshake 50 ms later agrees: during a graceful nginx
 /// reload the old workers may still accept a connection or two with the old certificate.
 async fn served(
     addr: String,
@@ -341,7 +341,7 @@ async fn served(
             return result;
         }
         confirmed = result == Ok(true);
-        tokio::time::sleep(Duration::from_millis(if confirmed { 200 } else { 100 })).await;
+        tokio::time::sleep(Duration::from_millis(if confirmed { 50 } else { 100 })).await;
     }
 }
 
