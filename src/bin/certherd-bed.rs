@@ -63,16 +63,8 @@ fn main() -> ExitCode {
 /// Flow 2 and 3 on the same bed: every node gets a TLS server for site.test, `certherd deploy`
 /// brings the certificate to the peers, a forced renewal reaches every node through the deploy
 /// hook, and `certherd status` shows what each node serves.
-fn cert_ok_then_deploy(bed: &Bed, certherd: &Path, nodes: usize) -> Result<bool, String> {
-    for i in 1..=nodes {
-        let live = bed.letsencrypt_dir(i).join("live").join(DOMAIN);
-        let conf = format!(
-            "server {{\n  listen {ip}:443 ssl;\n  server_name _;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {l}/privkey.pem;\n  location / {{ return 200 \"node{i}\\n\"; }}\n}}\n",
-            ip = bed.ip(i),
-            l = live.display()
-        );
-        std::fs::write(bed.nginx_tls_conf(i), conf).map_err(|e| format!("tls.conf: {e}"))?;
-    }
+fn cert_ok_then_deploy(bed: &Bed, certherd: &Path) -> Result<bool, String> {
+    bed.enable_tls(DOMAIN)?;
     let certherd_cmd = |args: &[&str]| {
         let mut cmd = std::process::Command::new(certherd);
         cmd.arg("--config").arg(bed.config_path(1)).args(args);
@@ -234,7 +226,7 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
         println!("   {:<14} {}", f, if *h { "present" } else { "MISSING" });
     }
 
-    let ok = certbot_ok && cert_ok && cert_ok_then_deploy(&bed, &certherd, nodes)?;
+    let ok = certbot_ok && cert_ok && cert_ok_then_deploy(&bed, &certherd)?;
     println!("== {}", if ok { "demo OK" } else { "demo FAILED" });
 
     if keep {

@@ -766,22 +766,11 @@ impl Bench {
     }
 
     /// Issues site.test once (DNS: node 2 only) with certherd's hooks; every node gets an nginx
-    /// TLS server on `live/site.test/` like the e2e tests' `enable_tls`.
+    /// TLS server on `live/site.test/` (`Bed::enable_tls`).
     fn issue(&mut self) -> Result<(), String> {
         eprintln!("== issuing {DOMAIN} with certbot and certherd's hooks");
         self.bed.dns(DOMAIN, &[2])?;
-        for n in 1..=self.bed.nodes() {
-            let live = self.bed.letsencrypt_dir(n).join("live").join(LINEAGE);
-            fs::write(
-                self.bed.nginx_tls_conf(n),
-                format!(
-                    "server {{\n  listen {ip}:443 ssl;\n  server_name _;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {l}/privkey.pem;\n  location / {{ return 200 \"node{n}\\n\"; }}\n}}\n",
-                    ip = self.bed.ip(n),
-                    l = live.display()
-                ),
-            )
-            .map_err(|e| format!("write tls.conf: {e}"))?;
-        }
+        self.bed.enable_tls(LINEAGE)?;
         self.configure(self.small(), false)?;
         let run = self.certbot_issue(&[], &self.hook("deploy"))?;
         eprintln!("  issued in {:.1?}", run.wall);

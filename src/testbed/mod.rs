@@ -345,6 +345,46 @@ impl Bed {
         self.node(node).nginx_dir.join("tls.conf")
     }
 
+    /// Gives every node a TLS server on its :443 that uses `live/<lineage>/`, and reloads the
+    /// nodes that already hold the certificate; the others pick it up when certherd installs it
+    /// (their `[reload]` runs `nginx -t` and the reload). Used by the demo, tests and benchmarks.
+    pub fn enable_tls(&self, lineage: &str) -> Result<(), String> {
+        for n in 1..=self.nodes() {
+            let live = self.letsencrypt_dir(n).join("live").join(lineage);
+            write(
+                &self.nginx_tls_conf(n),
+                &format!(
+                    "server {{\n  listen {ip}:443 ssl;\n  server_name _;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {l}/privkey.pem;\n  location / {{ return 200 \"node{n}\\n\"; }}\n}}\n",
+                    ip = self.ip(n),
+                    l = live.display()
+                ),
+            )?;
+            if live.join("fullchain.pem").exists() {
+                self.reload_nginx(n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `nginx -s reload` for one node's nginx.
+    pub fn reload_nginx(&self, node: usize) -> Result<(), String> {
+        let out = Command::new("/usr/sbin/nginx")
+            .arg("-s")
+            .arg("reload")
+            .arg("-c")
+            .arg(self.nginx_conf(node))
+            .output()
+            .map_err(|e| format!("nginx -s reload: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "nginx -s reload on node {node}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
     /// The node's nginx access log (combined format).
     pub fn access_log(&self, node: usize) -> PathBuf {
         self.node(node).access_log()

@@ -166,40 +166,15 @@ pub fn challenge_hits(bed: &Bed, n: usize) -> usize {
 
 pub mod influx;
 
-/// Gives every node an nginx TLS server on :443 using `live/<lineage>/` and reloads the nodes
-/// that already have the certificate (the others pick it up when certherd installs it).
+/// Gives every node an nginx TLS server on :443 using `live/<lineage>/` (see `Bed::enable_tls`).
 pub fn enable_tls(bed: &Bed, lineage: &str) {
-    for n in 1..=bed.nodes() {
-        let live = bed.letsencrypt_dir(n).join("live").join(lineage);
-        std::fs::write(
-            bed.nginx_tls_conf(n),
-            format!(
-                "server {{\n  listen {ip}:443 ssl;\n  server_name _;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {l}/privkey.pem;\n  location / {{ return 200 \"node{n}\\n\"; }}\n}}\n",
-                ip = bed.ip(n),
-                l = live.display()
-            ),
-        )
-        .unwrap();
-        if live.join("fullchain.pem").exists() {
-            reload_nginx(bed, n);
-        }
-    }
+    bed.enable_tls(lineage)
+        .unwrap_or_else(|e| panic!("enable TLS: {e}"));
 }
 
 /// `nginx -s reload` for node `n`, asserting it worked.
 pub fn reload_nginx(bed: &Bed, n: usize) {
-    let out = std::process::Command::new("/usr/sbin/nginx")
-        .arg("-s")
-        .arg("reload")
-        .arg("-c")
-        .arg(bed.nginx_conf(n))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nginx reload on node {n}: {}",
-        text(&out)
-    );
+    bed.reload_nginx(n).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The serial of the certificate node `n` serves for `sni`, read independently with
