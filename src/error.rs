@@ -47,9 +47,6 @@ pub enum Error {
     /// An operation ran but did not succeed everywhere it had to (details were already printed).
     #[error("{0}")]
     Failed(String),
-    /// Not built yet; says so rather than pretending.
-    #[error("{0} is not implemented yet")]
-    NotImplemented(&'static str),
 }
 
 impl Error {
@@ -59,7 +56,7 @@ impl Error {
             Error::ConfigRead { .. } | Error::Config { .. } | Error::Name(_) | Error::Input(_) => {
                 EXIT_USAGE
             }
-            Error::Io { .. } | Error::Failed(_) | Error::NotImplemented(_) => EXIT_FAILED,
+            Error::Io { .. } | Error::Failed(_) => EXIT_FAILED,
         }
     }
 
