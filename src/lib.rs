@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod fleet;
 pub mod lineage;
+pub mod lockfile;
 pub mod log;
 pub mod names;
 pub mod pem;

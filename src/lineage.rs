@@ -222,7 +222,9 @@ impl Layout {
         let live = self.live_dir(lineage);
         make_dir(&archive, 0o755)?;
         make_dir(&live, 0o755)?;
-        let _lock = lock(&archive.join(".certherd.lock"))?;
+        // Blocking is fine: the other holder is an install of the same lineage, bounded by its
+        // command timeouts, and sshd's channel is gone if the primary gives up.
+        let _lock = crate::lockfile::lock(&archive.join(".certherd.lock"))?;
         // An earlier install that moved the links but never finished its test and reload (agent
         // killed, connection cut, reload failed) left this marker: links naming the version are
         // then not proof that the node runs it, so the install is finished instead of skipped.
@@ -460,20 +462,6 @@ fn make_dir(path: &Path, mode: u32) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io("cannot create", path, e)),
     }
-}
-
-fn lock(path: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io("cannot open lock", path, e))?;
-    // Blocking is fine: the other holder is an install of the same lineage, bounded by its
-    // command timeouts, and sshd's channel is gone if the primary gives up.
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::io("cannot lock", path, e.into()))
 }
 
 /// Writes a file by temp + fsync + rename, unless it already has this content.

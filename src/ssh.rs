@@ -7,7 +7,7 @@
 //! peer's forced command (`certherd agent`) and speak [`crate::protocol`] over its stdin/stdout.
 
 use std::hash::{Hash, Hasher};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -239,28 +239,13 @@ async fn master_alive(sock: &Path) -> bool {
     )
 }
 
-async fn lock_file(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, PeerError> {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| PeerError::Connect(format!("cannot open lock {}: {e}", path.display())))?;
+async fn lock_file(path: &Path) -> Result<crate::lockfile::Lock, PeerError> {
     // Bounded wait: another process may be mid-handshake with the same peer.
     for _ in 0..300 {
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
-                file = f;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err((_, e)) => {
-                return Err(PeerError::Connect(format!(
-                    "cannot lock {}: {e}",
-                    path.display()
-                )))
-            }
+        match crate::lockfile::try_lock(path) {
+            Ok(Some(lock)) => return Ok(lock),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => return Err(PeerError::Connect(e.to_string())),
         }
     }
     Err(PeerError::Timeout(

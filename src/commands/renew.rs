@@ -8,7 +8,6 @@
 
 use std::io::Read;
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use crate::alert::{self, DeployAlert, NodeAlert};
@@ -86,7 +85,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
         tokio::time::sleep(delay).await;
     }
     let lock_path = config.letsencrypt_dir.join(".certherd-renew.lock");
-    let Some(_lock) = try_lock(&lock_path)? else {
+    let Some(_lock) = crate::lockfile::try_lock(&lock_path)? else {
         crate::info!(
             "another certherd renew is running ({} is locked): leaving it to that one",
             lock_path.display()
@@ -130,22 +129,6 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
         alert::send(&config.alert, &alert).await;
     }
     Ok(code)
-}
-
-fn try_lock(path: &Path) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io("cannot open lock", path, e))?;
-    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(lock)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(Error::io("cannot lock", path, e.into())),
-    }
 }
 
 /// A uniform fraction in [0, 1) from /dev/urandom.
