@@ -188,10 +188,7 @@ pub fn served_serial(bed: &Bed, n: usize, sni: &str) -> String {
         ))
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_start_matches("serial=")
-        .to_ascii_lowercase()
+    serial_from(&out.stdout)
 }
 
 /// The serial of node 1's current certificate for `lineage`.
@@ -201,17 +198,27 @@ pub fn current_serial(bed: &Bed, lineage: &str) -> String {
 
 /// The serial of the certificate `live/<lineage>/cert.pem` names on node `n`.
 pub fn installed_serial(bed: &Bed, n: usize, lineage: &str) -> String {
+    file_serial(
+        &bed.letsencrypt_dir(n)
+            .join("live")
+            .join(lineage)
+            .join("cert.pem"),
+    )
+}
+
+/// The serial of a PEM certificate file, read with `openssl x509`.
+pub fn file_serial(pem: &Path) -> String {
     let out = std::process::Command::new("openssl")
         .args(["x509", "-noout", "-serial", "-in"])
-        .arg(
-            bed.letsencrypt_dir(n)
-                .join("live")
-                .join(lineage)
-                .join("cert.pem"),
-        )
+        .arg(pem)
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout)
+    serial_from(&out.stdout)
+}
+
+/// `serial=ABC…` as printed by `openssl x509 -serial`, lower-cased without the prefix.
+fn serial_from(stdout: &[u8]) -> String {
+    String::from_utf8_lossy(stdout)
         .trim()
         .trim_start_matches("serial=")
         .to_ascii_lowercase()

@@ -356,16 +356,8 @@ pub fn assert_consistent(bed: &Bed, n: usize, v: u32, context: &str) {
 
 /// The serial of archive version `v` on node 1.
 pub fn serial_of(bed: &Bed, v: u32) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-serial", "-in"])
-        .arg(
-            bed.letsencrypt_dir(1)
-                .join(format!("archive/{LINEAGE}/cert{v}.pem")),
-        )
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_start_matches("serial=")
-        .to_ascii_lowercase()
+    file_serial(
+        &bed.letsencrypt_dir(1)
+            .join(format!("archive/{LINEAGE}/cert{v}.pem")),
+    )
 }
