@@ -85,6 +85,15 @@ fn wildcard_from_dns01_is_unused_until_a_vhost_uses_it_then_new() {
     assert!(all.contains("not in use for wild.test"), "{all}");
     // No failure alert (success alerts are off by default).
     assert!(hook.bodies().is_empty(), "{:?}", hook.bodies());
+    // status: a warning that names the lineage not in use, with the name it checked.
+    let status = bed.certherd(1, &["status"]).output().unwrap();
+    let table = text(&status);
+    eprintln!("{table}");
+    assert_eq!(status.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains("warning: wild.test is not in use") && table.contains(" unused "),
+        "{table}"
+    );
 
     for n in 1..=3 {
         bed.add_tls_vhost(n, "*.wild.test wild.test", "wild.test")
@@ -119,8 +128,9 @@ fn wildcard_from_dns01_is_unused_until_a_vhost_uses_it_then_new() {
         assert_eq!(r["served"], "new", "{r}");
         assert_eq!(r["served_name"], "wild.test", "{r}");
     }
-    let table = bed.certherd(1, &["status"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&table.stdout).contains("wild.test"));
+    let table = text(&bed.certherd(1, &["status"]).output().unwrap());
+    eprintln!("{table}");
+    assert!(table.contains("OK") && !table.contains("unused"), "{table}");
 }
 
 /// A wildcard-only certificate is checked with `certherd-check.<zone>`, which its vhost
@@ -201,6 +211,7 @@ fn reload_that_does_not_take_is_old_and_fails_fast() {
         .unwrap();
     let took = began.elapsed();
     let all = text(&again);
+    eprintln!("took {took:?}:\n{all}");
     assert_eq!(again.status.code(), Some(1), "{all}");
     assert_eq!(row(&all, 3)[4], "OLD", "{all}");
     assert_eq!(row(&all, 2)[4], "NONE", "{all}");
