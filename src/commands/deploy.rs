@@ -307,7 +307,7 @@ fn failure(r: &Row) -> Option<String> {
         (Err(e), _) => Some(e.clone()),
         (Ok(_), Served::None { error }) => Some(format!("not serving {name}: {error}")),
         (Ok(_), Served::Old { version }) => Some(format!(
-            "still serves version {version} for {name}: the reload did not take"
+            "still serves another certificate for {name}, version {version}: the reload did not take"
         )),
         _ => None,
     }
