@@ -20,6 +20,7 @@ pub mod log;
 pub mod names;
 pub mod pem;
 pub mod protocol;
+pub mod served;
 pub mod ssh;
 pub mod standby;
 pub mod testbed;

@@ -38,6 +38,29 @@ pub fn info_pem(pem: &str) -> Option<CertInfo> {
     info(&first_cert_der(pem)?)
 }
 
+/// The DNS names of a certificate's subjectAltName extension, in the certificate's order
+/// (`*.example.com` as written). Parsed with x509-parser: these names decide what the served
+/// check sends as SNI, so a malformed extension is `None`, never a guess. A certificate without
+/// the extension has no names (CAs put every name there; the subject CN is not consulted).
+pub fn dns_names(der: &[u8]) -> Option<Vec<String>> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()?;
+    Some(
+        san.map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(name) => Some((*name).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default(),
+    )
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -45,33 +45,200 @@ impl ServerCertVerifier for LookOnly {
     }
 }
 
+/// Why no leaf certificate came back. Typed so that the served check can tell what waiting may
+/// fix (a node still reloading: nothing listens, no answer yet) from what it cannot (a name
+/// that is no valid SNI, a TLS alert such as `unrecognized_name`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// The name is no DNS name a client may send as SNI; nothing was sent.
+    #[error("{name:?} cannot be sent as SNI (expected a DNS name)")]
+    BadName {
+        /// The name, escaped.
+        name: String,
+    },
+    /// TCP connect failed (nothing listens: nginx stopped or restarting).
+    #[error("connect {addr}: {reason}")]
+    Connect {
+        /// Where.
+        addr: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// The server refused the handshake with a fatal alert (`unrecognized_name`: no server
+    /// block answers the name and the default one rejects unknown names).
+    #[error("TLS handshake with {addr}: the server answered with the alert {alert}")]
+    Alert {
+        /// Where.
+        addr: String,
+        /// The alert's name.
+        alert: String,
+    },
+    /// Any other handshake failure (connection reset mid-handshake, protocol error).
+    #[error("TLS handshake with {addr}: {reason}")]
+    Handshake {
+        /// Where.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The handshake finished without a certificate.
+    #[error("{addr} sent no certificate")]
+    NoCertificate {
+        /// Where.
+        addr: String,
+    },
+    /// No answer in time.
+    #[error("{addr}: no TLS answer within {timeout:?}")]
+    Timeout {
+        /// Where.
+        addr: String,
+        /// How long we waited.
+        timeout: Duration,
+    },
+}
+
+impl TlsError {
+    /// Whether the same handshake can succeed later without anyone changing the server's
+    /// configuration: true for "nothing answered (yet)", false for a refusal the server made
+    /// on purpose or a name we will never send.
+    pub fn may_change_by_waiting(&self) -> bool {
+        matches!(
+            self,
+            TlsError::Connect { .. } | TlsError::Handshake { .. } | TlsError::Timeout { .. }
+        )
+    }
+}
+
+/// `name` as a server name we may send as SNI: a DNS name (IDNs in their `xn--` form), not an
+/// IP address, not a wildcard, without the trailing dot RFC 6066 forbids in SNI.
+pub fn sni_name(name: &str) -> Option<ServerName<'static>> {
+    if name.parse::<std::net::IpAddr>().is_ok() || !name.is_ascii() || name.ends_with('.') {
+        return None;
+    }
+    rustls::pki_types::DnsName::try_from(name.to_owned())
+        .ok()
+        .map(ServerName::DnsName)
+}
+
 /// The DER leaf certificate served at `addr` for `sni`, within `timeout`.
-pub async fn served_leaf(addr: &str, sni: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+pub async fn served_leaf(addr: &str, sni: &str, timeout: Duration) -> Result<Vec<u8>, TlsError> {
+    let name = sni_name(sni).ok_or_else(|| TlsError::BadName {
+        name: crate::names::printable(sni),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| TlsError::Handshake {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        })?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(LookOnly(provider)))
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = ServerName::try_from(sni.to_owned()).map_err(|e| format!("bad SNI {sni:?}: {e}"))?;
     let attempt = async {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
+            .map_err(|e| TlsError::Connect {
+                addr: addr.to_owned(),
+                reason: e.to_string(),
+            })?;
         let tls = connector
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+            .map_err(|e| handshake_error(addr, &e))?;
         let (_, session) = tls.get_ref();
         session
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| c.as_ref().to_vec())
-            .ok_or_else(|| format!("{addr} sent no certificate"))
+            .ok_or_else(|| TlsError::NoCertificate {
+                addr: addr.to_owned(),
+            })
     };
     tokio::time::timeout(timeout, attempt)
         .await
-        .unwrap_or_else(|_| Err(format!("{addr}: no TLS answer within {timeout:?}")))
+        .unwrap_or_else(|_| {
+            Err(TlsError::Timeout {
+                addr: addr.to_owned(),
+                timeout,
+            })
+        })
+}
+
+/// tokio-rustls wraps rustls' error in an `io::Error`: unwrap it to see whether the server
+/// sent an alert.
+fn handshake_error(addr: &str, e: &std::io::Error) -> TlsError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(alert)) => TlsError::Alert {
+            addr: addr.to_owned(),
+            alert: alert_name(*alert),
+        },
+        _ => TlsError::Handshake {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// `UnrecognisedName` → `unrecognized_name`, the spelling of RFC 8446 and of nginx's logs.
+fn alert_name(alert: rustls::AlertDescription) -> String {
+    match alert {
+        rustls::AlertDescription::UnrecognisedName => "unrecognized_name".into(),
+        other => {
+            let debug = format!("{other:?}");
+            let mut out = String::new();
+            for (i, c) in debug.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sni_names() {
+        assert!(sni_name("a.wild.test").is_some());
+        assert!(sni_name("xn--bcher-kva.test").is_some());
+        assert!(sni_name("*.wild.test").is_none());
+        assert!(sni_name("bücher.test").is_none());
+        assert!(sni_name("127.0.0.1").is_none());
+        assert!(sni_name("::1").is_none());
+        assert!(sni_name("").is_none());
+        assert!(sni_name("a b.test").is_none());
+        assert!(sni_name("site.test.").is_none());
+    }
+
+    #[test]
+    fn what_waiting_can_fix() {
+        let addr = "127.0.0.1:443".to_owned();
+        assert!(!TlsError::BadName { name: "*.x".into() }.may_change_by_waiting());
+        assert!(!TlsError::Alert {
+            addr: addr.clone(),
+            alert: alert_name(rustls::AlertDescription::UnrecognisedName),
+        }
+        .may_change_by_waiting());
+        assert!(!TlsError::NoCertificate { addr: addr.clone() }.may_change_by_waiting());
+        assert!(TlsError::Connect {
+            addr: addr.clone(),
+            reason: "refused".into()
+        }
+        .may_change_by_waiting());
+        assert!(TlsError::Timeout {
+            addr,
+            timeout: Duration::from_secs(3)
+        }
+        .may_change_by_waiting());
+        assert_eq!(
+            alert_name(rustls::AlertDescription::HandshakeFailure),
+            "handshake_failure"
+        );
+    }
 }

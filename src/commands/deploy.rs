@@ -1,6 +1,6 @@
 //! `certherd deploy` (certbot's deploy hook) and `certherd sync`: bring a lineage's current
 //! version to every node — agents install it atomically, test, reload or roll back — then check
-//! over TLS that every node serves it, print a table, alert on failure.
+//! over TLS that every node serves it (see [`crate::served`]), print a table, alert on failure.
 
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,10 @@ use crate::lineage::{Layout, LineageFiles};
 use crate::names::LineageName;
 use crate::pem;
 use crate::protocol::{Request, Response};
+use crate::served::{self, Check, Served, Versions};
 
-/// How long a node gets to serve the new certificate after its reload.
+/// How long a node that does not answer at all gets to come back after its reload (an answer
+/// with the wrong certificate is judged after [`served::SETTLE`]).
 const SERVE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// One node's row of the result table.
@@ -30,26 +32,22 @@ pub struct Row {
     pub after: Option<u32>,
     /// Install/test/reload step result.
     pub install: std::result::Result<bool, String>,
-    /// What it serves now: Ok(true) the new certificate, Ok(false) another one.
-    pub served: std::result::Result<bool, String>,
+    /// What it serves now, and for which name it was asked.
+    pub served: Check,
     /// Time on this node.
     pub elapsed: Duration,
 }
 
 impl Row {
     fn ok(&self) -> bool {
-        self.install.is_ok() && self.served == Ok(true)
+        self.install.is_ok() && !self.served.served.failed()
     }
 }
 
 /// `certherd deploy`.
 pub async fn run(config: &Config, flags: &DeployFlags) -> Result<i32> {
     let lineage = lineage_from(flags)?;
-    let sni = std::env::var("RENEWED_DOMAINS")
-        .ok()
-        .and_then(|d| d.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| base_domain(&lineage));
-    push(config, "deploy", &lineage, &sni, true).await
+    push(config, "deploy", &lineage, true).await
 }
 
 /// `certherd sync [LINEAGE…]`: every lineage (or the named ones) to every peer that lacks it.
@@ -65,7 +63,7 @@ pub async fn sync(config: &Config, names: &[String]) -> Result<i32> {
     };
     let mut code = EXIT_OK;
     for lineage in &lineages {
-        if push(config, "sync", lineage, &base_domain(lineage), false).await? != EXIT_OK {
+        if push(config, "sync", lineage, false).await? != EXIT_OK {
             code = EXIT_FAILED;
         }
     }
@@ -94,20 +92,11 @@ fn lineage_from(flags: &DeployFlags) -> Result<LineageName> {
     Ok(LineageName::parse(&name)?)
 }
 
-/// The lineage name without certbot's `-NNNN` suffix: its first domain, used as SNI.
-pub(crate) fn base_domain(lineage: &LineageName) -> String {
-    let s = lineage.as_str();
-    match s.rsplit_once('-') {
-        Some((base, n)) if n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()) => base.to_owned(),
-        _ => s.to_owned(),
-    }
-}
-
+/// Installs the lineage's current version everywhere, checks what each node serves, reports.
 pub(crate) async fn push(
     config: &Config,
     event: &'static str,
     lineage: &LineageName,
-    sni: &str,
     run_local: bool,
 ) -> Result<i32> {
     let layout = Layout::new(&config.letsencrypt_dir);
@@ -119,6 +108,11 @@ pub(crate) async fn push(
             lineage
         ))
     })?;
+    // The name to ask each node for comes from the certificate, not from $RENEWED_DOMAINS or
+    // the lineage's name (a wildcard is no SNI; a lineage may be named after a name no vhost
+    // answers).
+    let sni = pem::first_cert_der(&files.cert).and_then(|der| served::check_name_for(&der));
+    let versions = Versions::read(&layout, lineage, version, &info.fingerprint);
 
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let request = Request::Install {
@@ -134,14 +128,10 @@ pub(crate) async fn push(
         // sync leaves this node alone when it already serves the version: certbot's files here
         // are the source. It reloads when it does not (say, a deploy killed before its reload).
         if !run_local
-            && served(
-                local_addr,
-                sni.to_owned(),
-                info.fingerprint.clone(),
-                Duration::ZERO,
-            )
-            .await
-                == Ok(true)
+            && served::check(&local_addr, sni.as_deref(), &versions, Duration::ZERO)
+                .await
+                .served
+                == Served::New
         {
             return (Ok(false), start.elapsed());
         }
@@ -164,7 +154,7 @@ pub(crate) async fn push(
         before: Some(version),
         after: Some(version),
         install: local,
-        served: Ok(false),
+        served: unchecked(),
         elapsed: local_elapsed,
     }];
     let mut addrs = vec![config.https.clone()];
@@ -190,7 +180,7 @@ pub(crate) async fn push(
             before,
             after,
             install,
-            served: Ok(false),
+            served: unchecked(),
             elapsed: outcome.elapsed,
         });
         addrs.push(peer.https_addr());
@@ -204,10 +194,11 @@ pub(crate) async fn push(
         } else {
             Duration::ZERO
         };
-        let check = served(addr.clone(), sni.to_owned(), info.fingerprint.clone(), wait);
+        let (addr, sni, versions) = (addr.clone(), sni.clone(), versions.clone());
         async move {
             let began = Instant::now();
-            (check.await, began.elapsed())
+            let check = served::check(&addr, sni.as_deref(), &versions, wait).await;
+            (check, began.elapsed())
         }
     });
     let served_results = join_all(checks.collect()).await;
@@ -237,6 +228,14 @@ pub(crate) async fn push(
             .collect(),
     );
     for r in &rows {
+        if let (Ok(_), Served::Unused { .. }) = (&r.install, &r.served.served) {
+            crate::warn!(
+                "{}: {lineage} is not in use for {}: the node serves another certificate \
+                 (no server block uses live/{lineage}/ yet?); not a failure",
+                r.node,
+                r.served.name.as_deref().unwrap_or("-")
+            );
+        }
         if let Some(why) = failure(r) {
             if r.optional {
                 crate::warn!(
@@ -291,11 +290,25 @@ async fn copy_renewal_to_standbys(
     errors
 }
 
+/// A row before its check ran.
+fn unchecked() -> Check {
+    Check {
+        name: None,
+        served: Served::None {
+            error: "not checked".into(),
+        },
+        fingerprint: None,
+    }
+}
+
 fn failure(r: &Row) -> Option<String> {
-    match (&r.install, &r.served) {
+    let name = r.served.name.as_deref().unwrap_or("-");
+    match (&r.install, &r.served.served) {
         (Err(e), _) => Some(e.clone()),
-        (Ok(_), Err(e)) => Some(format!("not serving: {e}")),
-        (Ok(_), Ok(false)) => Some("still serves another certificate".into()),
+        (Ok(_), Served::None { error }) => Some(format!("not serving {name}: {error}")),
+        (Ok(_), Served::Old { version }) => Some(format!(
+            "still serves another certificate for {name}, version {version}: the reload did not take"
+        )),
         _ => None,
     }
 }
@@ -314,42 +327,11 @@ async fn join_all<T: Send + 'static>(
     out
 }
 
-/// Polls the node until it serves `fingerprint` or `wait` passes (one attempt when zero).
-/// A match counts only when a second handshake 50 ms later agrees: during a graceful nginx
-/// reload the old workers may still accept a connection or two with the old certificate.
-async fn served(
-    addr: String,
-    sni: String,
-    fingerprint: String,
-    wait: Duration,
-) -> std::result::Result<bool, String> {
-    let until = Instant::now() + wait;
-    let attempt = || async {
-        crate::tls::served_leaf(&addr, &sni, Duration::from_secs(3))
-            .await
-            .map(|der| {
-                pem::hex(ring::digest::digest(&ring::digest::SHA256, &der).as_ref()) == fingerprint
-            })
-    };
-    let mut confirmed = false;
-    loop {
-        let result = attempt().await;
-        if result == Ok(true) && (confirmed || wait.is_zero()) {
-            return result;
-        }
-        if Instant::now() >= until {
-            return result;
-        }
-        confirmed = result == Ok(true);
-        tokio::time::sleep(Duration::from_millis(if confirmed { 50 } else { 100 })).await;
-    }
-}
-
 fn print_table(lineage: &LineageName, version: u32, rows: &[Row]) {
     let v = |x: Option<u32>| x.map_or("-".to_owned(), |v| v.to_string());
     println!("{lineage} version {version}");
     println!(
-        "{:<16} {:>6} {:>6}  {:<10} {:<8} {:>7}",
+        "{:<16} {:>6} {:>6}  {:<10} {:<8} {:>7}  CHECKED",
         "NODE", "BEFORE", "AFTER", "INSTALL", "SERVED", "TIME"
     );
     for r in rows {
@@ -360,19 +342,15 @@ fn print_table(lineage: &LineageName, version: u32, rows: &[Row]) {
             Err(e) if e.contains("reload failed") => "RELOAD-FAIL",
             Err(_) => "FAILED",
         };
-        let served = match &r.served {
-            Ok(true) => "new",
-            Ok(false) => "OLD",
-            Err(_) => "NONE",
-        };
         println!(
-            "{:<16} {:>6} {:>6}  {:<10} {:<8} {:>6.1}s",
+            "{:<16} {:>6} {:>6}  {:<10} {:<8} {:>6.1}s  {}",
             r.node,
             v(r.before),
             v(r.after),
             install,
-            served,
-            r.elapsed.as_secs_f64()
+            r.served.served.word(),
+            r.elapsed.as_secs_f64(),
+            r.served.name.as_deref().unwrap_or("-")
         );
     }
 }

@@ -12,8 +12,8 @@ use crate::error::Result;
 use crate::fleet;
 use crate::lineage::Layout;
 use crate::names::LineageName;
-use crate::pem;
 use crate::protocol::{LineageStatus, Request, Response};
+use crate::served::{self, Served, Versions};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,7 +83,13 @@ pub struct Row {
     pub not_after: Option<i64>,
     /// Seconds until expiry.
     pub expires_in: Option<i64>,
-    /// SHA-256 of the certificate the node serves for the lineage's name.
+    /// The name sent as SNI: from the primary's current certificate (see [`crate::served`]).
+    pub served_name: Option<String>,
+    /// What the node serves for it: `new` (the primary's current version), `old` (an older
+    /// version of the lineage), `unused` (no version of it: no server block uses the lineage
+    /// yet), `none` (nothing).
+    pub served: Option<String>,
+    /// SHA-256 of the certificate the node serves for `served_name`.
     pub served_fingerprint: Option<String>,
     /// Why nothing was served.
     pub served_error: Option<String>,
@@ -159,6 +165,12 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
 
     let primary: BTreeMap<&str, &LineageStatus> =
         local.iter().map(|l| (l.lineage.as_str(), l)).collect();
+    // Per lineage: the name to check and the fingerprints of its versions, from this node's
+    // files (the reference every other node is compared with).
+    let checks: BTreeMap<&str, (Option<String>, Versions)> = primary
+        .iter()
+        .map(|(name, l)| (*name, check_plan(&layout, l)))
+        .collect();
     let now = now();
     let mut rows = Vec::new();
     let mut probes = tokio::task::JoinSet::new();
@@ -175,6 +187,8 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                 serial: None,
                 not_after: None,
                 expires_in: None,
+                served_name: None,
+                served: None,
                 served_fingerprint: None,
                 served_error: None,
                 pending: false,
@@ -191,24 +205,24 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                     row.expires_in = l.not_after.map(|t| t - now);
                 }
                 let _ = reference;
-                let (addr, sni) = (addr.clone(), lineage_sni(lineage));
+                let (sni, versions) = checks[lineage].clone();
+                row.served_name = sni.clone();
+                let addr = addr.clone();
                 probes.spawn(async move {
-                    let served = crate::tls::served_leaf(&addr, &sni, Duration::from_secs(3)).await;
-                    (
-                        index,
-                        served.map(|der| {
-                            pem::hex(ring::digest::digest(&ring::digest::SHA256, &der).as_ref())
-                        }),
-                    )
+                    let check =
+                        served::check(&addr, sni.as_deref(), &versions, Duration::ZERO).await;
+                    (index, check)
                 });
             }
             rows.push(row);
         }
     }
-    while let Some(Ok((index, served))) = probes.join_next().await {
-        match served {
-            Ok(fp) => rows[index].served_fingerprint = Some(fp),
-            Err(e) => rows[index].served_error = Some(e),
+    while let Some(Ok((index, check))) = probes.join_next().await {
+        let row = &mut rows[index];
+        row.served = Some(check.served.word().to_ascii_lowercase());
+        row.served_fingerprint = check.fingerprint;
+        if let Served::None { error } = check.served {
+            row.served_error = Some(error);
         }
     }
 
@@ -248,11 +262,22 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
     })
 }
 
-fn lineage_sni(lineage: &str) -> String {
-    LineageName::parse(lineage).map_or_else(
-        |_| lineage.to_owned(),
-        |l| crate::commands::deploy::base_domain(&l),
-    )
+/// The name to check a lineage with and its versions' fingerprints, from this node's files.
+fn check_plan(layout: &Layout, status: &LineageStatus) -> (Option<String>, Versions) {
+    let Ok(lineage) = LineageName::parse(&status.lineage) else {
+        return (None, Versions::default());
+    };
+    let name = std::fs::read_to_string(layout.live_dir(&lineage).join("cert.pem"))
+        .ok()
+        .and_then(|pem| crate::pem::first_cert_der(&pem))
+        .and_then(|der| served::check_name_for(&der));
+    let versions = Versions::read(
+        layout,
+        &lineage,
+        status.version.unwrap_or(0),
+        status.fingerprint.as_deref().unwrap_or(""),
+    );
+    (name, versions)
 }
 
 /// Formats the report.
@@ -272,7 +297,7 @@ fn short(fp: &Option<String>) -> String {
 
 fn table(report: &Report) -> String {
     let mut out = format!(
-        "{:<14} {:<24} {:>7} {:<20} {:>9} {:<12} {:<12} {:<8}\n",
+        "{:<14} {:<24} {:>7} {:<20} {:>9} {:<12} {:<12} {:<16} CHECKED\n",
         "NODE", "LINEAGE", "VERSION", "NOT_AFTER", "EXPIRES", "INSTALLED", "SERVED", "STATE"
     );
     for r in &report.rows {
@@ -283,12 +308,11 @@ fn table(report: &Report) -> String {
         let expires = r
             .expires_in
             .map_or("-".into(), |s| format!("{}d", s.div_euclid(86400)));
-        let served = if !r.up {
-            "DOWN".to_owned()
-        } else if r.served_fingerprint.is_none() {
-            "NONE".to_owned()
-        } else {
-            short(&r.served_fingerprint)
+        let served = match (r.up, r.served.as_deref()) {
+            (false, _) => "DOWN".to_owned(),
+            (true, Some("old")) => "OLD".to_owned(),
+            (true, Some(word @ ("new" | "unused"))) => word.to_owned(),
+            _ => "NONE".to_owned(),
         };
         let state = format!(
             "{:?}{}{}",
@@ -298,7 +322,7 @@ fn table(report: &Report) -> String {
         )
         .to_uppercase();
         out.push_str(&format!(
-            "{:<14} {:<24} {:>7} {:<20} {:>9} {:<12} {:<12} {:<8}\n",
+            "{:<14} {:<24} {:>7} {:<20} {:>9} {:<12} {:<12} {:<16} {}\n",
             r.node,
             r.lineage,
             r.version.map_or("-".into(), |v| v.to_string()),
@@ -306,10 +330,21 @@ fn table(report: &Report) -> String {
             expires,
             short(&r.fingerprint),
             served,
-            state
+            state,
+            r.served_name.as_deref().unwrap_or("-")
         ));
         if let Some(e) = &r.error {
             out.push_str(&format!("  {}: {e}\n", r.node));
+        }
+        if r.up && r.served.as_deref() == Some("unused") {
+            out.push_str(&format!(
+                "  {}: warning: {} is not in use: the node serves another certificate ({}) for {}; no server block uses live/{}/ yet?\n",
+                r.node,
+                r.lineage,
+                short(&r.served_fingerprint),
+                r.served_name.as_deref().unwrap_or("-"),
+                r.lineage
+            ));
         }
     }
     out.push_str(

@@ -68,11 +68,10 @@ pub async fn run(config: &Config, settle: Duration) -> Result<i32> {
                         continue;
                     }
                     crate::info!("{lineage} is now version {}: deploying", state.0);
-                    let sni = deploy::base_domain(&lineage);
                     // A stop request does not wait for the deploy: every agent install is atomic
                     // on its own, and what is cut short here is finished by the next sync.
                     tokio::select! {
-                        result = deploy::push(config, "watch", &lineage, &sni, true) => {
+                        result = deploy::push(config, "watch", &lineage, true) => {
                             if let Err(e) = result {
                                 crate::error!("deploying {lineage}: {e}");
                             }

@@ -21,10 +21,12 @@
 //! daemons are stopped anyway.
 
 pub mod delay;
+mod dns01;
 mod node;
 mod pebble;
 mod proc;
 mod slot;
+mod vhost;
 
 use std::collections::HashMap;
 use std::fs;
