@@ -103,16 +103,54 @@ async fn on_peer(
     let conn = Connection::open(ssh, peer).await?;
     let mut agent = conn.agent().await?;
     let result = async {
-        agent.hello().await?;
-        let mut responses = Vec::with_capacity(requests.len());
-        for request in requests {
-            responses.push(agent.request(request).await?);
+        if pipelined(requests) {
+            // One round trip instead of two: the agent answers in order, and a token op is
+            // harmless on an agent of another version (it refuses what it cannot parse).
+            agent.send_hello().await?;
+            agent.send(&requests[0]).await?;
+            agent.receive_hello().await?;
+            let mut responses = vec![agent.receive().await?];
+            for request in &requests[1..] {
+                responses.push(agent.request(request).await?);
+            }
+            Ok(responses)
+        } else {
+            agent.hello().await?;
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(agent.request(request).await?);
+            }
+            Ok(responses)
         }
-        Ok(responses)
     }
     .await;
     // Every answer is in: let the channel wind down in the background instead of paying one
     // more round trip for the agent's exit before the command moves on (the self-check, say).
     tokio::spawn(agent.close());
     result
+}
+
+/// Whether the first request may go out together with `hello`, before the agent has said which
+/// protocol it speaks: only token writes and removals, never an install.
+fn pipelined(requests: &[Request]) -> bool {
+    matches!(
+        requests.first(),
+        Some(Request::PutToken { .. } | Request::RemoveToken { .. })
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::Token;
+
+    #[test]
+    fn only_token_ops_go_out_before_hello_answers() {
+        let token = Token::parse("tok").unwrap();
+        assert!(pipelined(&[Request::RemoveToken {
+            token: token.clone()
+        }]));
+        assert!(!pipelined(&[]));
+        assert!(!pipelined(&[Request::Status {}]));
+    }
 }

@@ -349,17 +349,34 @@ impl AgentChannel {
 
     /// Sends one request and reads its response, within the request timeout.
     pub async fn request(&mut self, request: &Request) -> Result<Response, PeerError> {
+        self.send(request).await?;
+        self.receive().await
+    }
+
+    /// Writes one request line without waiting for an answer (for pipelining: the agent
+    /// answers requests in order, one line each).
+    pub async fn send(&mut self, request: &Request) -> Result<(), PeerError> {
         let mut line =
             serde_json::to_vec(request).map_err(|e| PeerError::Protocol(e.to_string()))?;
         line.push(b'\n');
-        let exchange = async {
-            if let Err(e) = self.stdin.write_all(&line).await {
-                return Err(PeerError::Agent(format!("sending request: {e}")));
-            }
-            self.stdin
-                .flush()
-                .await
-                .map_err(|e| PeerError::Agent(format!("sending request: {e}")))?;
+        let write = async {
+            self.stdin.write_all(&line).await?;
+            self.stdin.flush().await
+        };
+        let result = match tokio::time::timeout(self.timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(PeerError::Agent(format!("sending request: {e}"))),
+            Err(_) => Err(PeerError::Timeout(self.timeout, "sending to the agent")),
+        };
+        match result {
+            Err(PeerError::Agent(msg)) => Err(PeerError::Agent(self.explain(msg).await)),
+            other => other,
+        }
+    }
+
+    /// Reads the next response line, within the request timeout.
+    pub async fn receive(&mut self) -> Result<Response, PeerError> {
+        let read = async {
             match read_line_limited_async(&mut self.stdout, MAX_RESPONSE_LINE).await {
                 Ok(Some(line)) => serde_json::from_slice::<Response>(&line).map_err(|e| {
                     PeerError::Protocol(format!(
@@ -376,7 +393,7 @@ impl AgentChannel {
                 Err(LineError::Io(e)) => Err(PeerError::Agent(format!("reading response: {e}"))),
             }
         };
-        let result = match tokio::time::timeout(self.timeout, exchange).await {
+        let result = match tokio::time::timeout(self.timeout, read).await {
             Ok(r) => r,
             Err(_) => Err(PeerError::Timeout(self.timeout, "waiting for the agent")),
         };
@@ -395,11 +412,21 @@ impl AgentChannel {
 
     /// Opens the conversation and checks the agent speaks our protocol.
     pub async fn hello(&mut self) -> Result<Response, PeerError> {
-        let r = self
-            .request(&Request::Hello {
-                protocol: PROTOCOL_VERSION,
-            })
-            .await?;
+        self.send_hello().await?;
+        self.receive_hello().await
+    }
+
+    /// Writes `hello` without waiting for its answer.
+    pub async fn send_hello(&mut self) -> Result<(), PeerError> {
+        self.send(&Request::Hello {
+            protocol: PROTOCOL_VERSION,
+        })
+        .await
+    }
+
+    /// Reads the answer to `hello` and checks the agent speaks our protocol.
+    pub async fn receive_hello(&mut self) -> Result<Response, PeerError> {
+        let r = self.receive().await?;
         match &r {
             Response::Hello { protocol, .. } if *protocol == PROTOCOL_VERSION => Ok(r),
             Response::Hello { protocol, agent_version, .. } => Err(PeerError::Protocol(format!(
