@@ -14,6 +14,7 @@ Exit codes:
 
 certbot flags:
   --manual-auth-hook 'certherd auth' --manual-cleanup-hook 'certherd cleanup'
+  --pre-hook 'certherd warm' (connections open while certbot talks to the CA)
   or simply: certherd issue -d example.com";
 
 /// One certbot, many web servers: ACME HTTP-01 tokens and certificates on every node.
@@ -62,6 +63,11 @@ pub enum Command {
     /// Explain what is misconfigured: config, SSH and agents, and (with -d) whether every node
     /// serves tokens for each domain.
     Doctor(DoctorFlags),
+    /// certbot --pre-hook: open (or refresh) the shared SSH connection to every peer while
+    /// certbot talks to the CA, so the auth hook skips the key exchange. Always exit 0: a peer
+    /// that is down is one warning line (exit 2 only for a bad config). `issue` and `renew` do
+    /// this themselves.
+    Warm,
 }
 
 /// Manual overrides for certbot's CERTBOT_* variables.

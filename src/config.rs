@@ -97,6 +97,12 @@ pub struct SshConfig {
     /// How many peers are worked on at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Key exchange algorithms offered, in order (`-o KexAlgorithms=…`). Unset: OpenSSH's own
+    /// default, which leads with a post-quantum hybrid (sntrup761x25519 on OpenSSH 9.x) — kept
+    /// as the default because deploy sends private keys, and recorded traffic must not become
+    /// readable later.
+    #[serde(default)]
+    pub kex_algorithms: Option<Vec<String>>,
 }
 
 /// `[check]`
@@ -222,6 +228,7 @@ impl Default for SshConfig {
             control_dir: None,
             request_timeout: default_request_timeout(),
             concurrency: default_concurrency(),
+            kex_algorithms: None,
         }
     }
 }
@@ -258,8 +265,14 @@ fn default_known_hosts() -> PathBuf {
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
 }
+/// Two minutes: ControlPersist is an idle timeout, restarted by every use (a hook call, or
+/// `certherd warm` finding the master alive). The longest idle gap inside one certbot run is the
+/// CA's work between two hooks: from the pre-hook's `warm` to the first `auth` (account, order,
+/// authorizations: seconds), and from the last `cleanup` to `deploy` (finalize, which certbot
+/// polls for up to 90 s). 120 s covers both with a margin; an idle master costs one `ssh` on this
+/// node and one `sshd` on the peer.
 fn default_persist() -> Duration {
-    Duration::from_secs(60)
+    Duration::from_secs(120)
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
@@ -343,6 +356,9 @@ impl Config {
         if self.ssh.concurrency == 0 {
             return Err(self.invalid("ssh.concurrency", "must be at least 1".into()));
         }
+        if let Some(kex) = &self.ssh.kex_algorithms {
+            check_kex(kex).map_err(|m| self.invalid("ssh.kex_algorithms", m))?;
+        }
         let mut names = vec![self.node_name()];
         for (i, peer) in self.peers.iter().enumerate() {
             let key = |k: &str| format!("peers[{i}].{k}");
@@ -422,6 +438,30 @@ fn check_addr(s: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Algorithm names as OpenSSH spells them (`curve25519-sha256`,
+/// `sntrup761x25519-sha512@openssh.com`): a letter or digit first (so no `+`/`-`/`^` list
+/// modifiers), then letters, digits and `.@_-`. Which names the installed ssh knows is its
+/// business (`ssh -Q kex`); a name it does not know fails the connection with ssh's own message.
+fn check_kex(names: &[String]) -> std::result::Result<(), String> {
+    if names.is_empty() {
+        return Err("the list is empty: name at least one algorithm, or leave the key out for OpenSSH's default".into());
+    }
+    for name in names {
+        let ok = name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".@_-".contains(c));
+        if !ok {
+            return Err(format!(
+                "{} is not a key exchange algorithm name: expected e.g. \"sntrup761x25519-sha512@openssh.com\" or \"curve25519-sha256\" (letters, digits, .@_-)",
+                crate::names::printable(name)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -464,6 +504,33 @@ jitter = "1h"
         assert_eq!(c.peers[0].http_addr(), "192.0.2.12:80");
         assert_eq!(c.ssh.connect_timeout, Duration::from_secs(5));
         assert_eq!(c.renew.jitter, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn kex_algorithms_are_checked() {
+        let c = parse("[ssh]\nkex_algorithms = [\"curve25519-sha256\", \"sntrup761x25519-sha512@openssh.com\"]\n")
+            .unwrap();
+        assert_eq!(c.ssh.kex_algorithms.unwrap().len(), 2);
+        assert!(parse("").unwrap().ssh.kex_algorithms.is_none());
+        for bad in [
+            "\"curve25519 sha256\"",
+            "\"+curve25519-sha256\"",
+            "\"a,b\"",
+            "\"\"",
+            "\"x\\n\"",
+        ] {
+            let e = parse(&format!("[ssh]\nkex_algorithms = [{bad}]\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("ssh.kex_algorithms"), "{bad}: {e}");
+        }
+        let e = parse("[ssh]\nkex_algorithms = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ssh.kex_algorithms") && e.contains("empty"),
+            "{e}"
+        );
     }
 
     #[test]

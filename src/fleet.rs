@@ -1,5 +1,5 @@
-//! Fan-out: the same list of requests to every managed peer, concurrently (bounded by
-//! `[ssh] concurrency`), one SSH channel per peer. A peer that fails never stops the others;
+//! Fan-out: the same list of requests (or only the connection, for `warm`) to every managed
+//! peer, concurrently (bounded by `[ssh] concurrency`), one SSH channel per peer. A peer that fails never stops the others;
 //! every peer gets a result that names it.
 
 use std::sync::Arc;
@@ -10,20 +10,20 @@ use tokio::task::JoinSet;
 
 use crate::config::{Peer, SshConfig};
 use crate::protocol::{Request, Response};
-use crate::ssh::{Connection, PeerError};
+use crate::ssh::{Connection, PeerError, Warmed};
 
-/// What happened on one peer.
+/// What happened on one peer: `T` is the responses of a request fan-out, or what `warm` found.
 #[derive(Debug)]
-pub struct PeerOutcome {
+pub struct PeerOutcome<T = Vec<Response>> {
     /// The peer as configured.
     pub peer: Peer,
     /// The responses in request order, or why the peer failed.
-    pub result: Result<Vec<Response>, PeerError>,
+    pub result: Result<T, PeerError>,
     /// Wall time for this peer, connection included.
     pub elapsed: Duration,
 }
 
-impl PeerOutcome {
+impl<T> PeerOutcome<T> {
     /// Whether a failure here should fail the command (required peers) or only warn.
     pub fn is_required_failure(&self) -> bool {
         self.result.is_err() && !self.peer.optional
@@ -32,16 +32,40 @@ impl PeerOutcome {
 
 /// Runs `hello` and then `requests` on every peer in `peers`. Results come back in `peers` order.
 pub async fn run(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Vec<PeerOutcome> {
-    let ssh = Arc::new(ssh.clone());
     let requests = Arc::new(requests.to_vec());
+    each_peer(ssh, peers, move |ssh, peer| {
+        let requests = requests.clone();
+        async move { on_peer(&ssh, &peer, &requests).await }
+    })
+    .await
+}
+
+/// Opens (or refreshes) the shared connection to every peer in `peers`; nothing else.
+pub async fn warm(ssh: &SshConfig, peers: &[Peer]) -> Vec<PeerOutcome<Warmed>> {
+    each_peer(ssh, peers, |ssh, peer| async move {
+        crate::ssh::warm(&ssh, &peer).await
+    })
+    .await
+}
+
+/// Runs `work` on every peer concurrently, at most `[ssh] concurrency` at once; a failing or
+/// panicking peer never stops the others. Results come back in `peers` order.
+async fn each_peer<T, F, Fut>(ssh: &SshConfig, peers: &[Peer], work: F) -> Vec<PeerOutcome<T>>
+where
+    T: Send + 'static,
+    F: Fn(Arc<SshConfig>, Peer) -> Fut,
+    Fut: std::future::Future<Output = Result<T, PeerError>> + Send + 'static,
+{
+    let ssh = Arc::new(ssh.clone());
     let limit = Arc::new(Semaphore::new(ssh.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for (index, peer) in peers.iter().cloned().enumerate() {
-        let (ssh, requests, limit) = (ssh.clone(), requests.clone(), limit.clone());
+        let limit = limit.clone();
+        let job = work(ssh.clone(), peer.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let start = Instant::now();
-            let result = on_peer(&ssh, &peer, &requests).await;
+            let result = job.await;
             (
                 index,
                 PeerOutcome {
@@ -52,7 +76,7 @@ pub async fn run(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Vec<P
             )
         });
     }
-    let mut outcomes: Vec<Option<PeerOutcome>> = peers.iter().map(|_| None).collect();
+    let mut outcomes: Vec<Option<PeerOutcome<T>>> = peers.iter().map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         if let Ok((index, outcome)) = joined {
             outcomes[index] = Some(outcome);
@@ -79,16 +103,54 @@ async fn on_peer(
     let conn = Connection::open(ssh, peer).await?;
     let mut agent = conn.agent().await?;
     let result = async {
-        agent.hello().await?;
-        let mut responses = Vec::with_capacity(requests.len());
-        for request in requests {
-            responses.push(agent.request(request).await?);
+        if pipelined(requests) {
+            // One round trip instead of two: the agent answers in order, and a token op is
+            // harmless on an agent of another version (it refuses what it cannot parse).
+            agent.send_hello().await?;
+            agent.send(&requests[0]).await?;
+            agent.receive_hello().await?;
+            let mut responses = vec![agent.receive().await?];
+            for request in &requests[1..] {
+                responses.push(agent.request(request).await?);
+            }
+            Ok(responses)
+        } else {
+            agent.hello().await?;
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(agent.request(request).await?);
+            }
+            Ok(responses)
         }
-        Ok(responses)
     }
     .await;
     // Every answer is in: let the channel wind down in the background instead of paying one
     // more round trip for the agent's exit before the command moves on (the self-check, say).
     tokio::spawn(agent.close());
     result
+}
+
+/// Whether the first request may go out together with `hello`, before the agent has said which
+/// protocol it speaks: only token writes and removals, never an install.
+fn pipelined(requests: &[Request]) -> bool {
+    matches!(
+        requests.first(),
+        Some(Request::PutToken { .. } | Request::RemoveToken { .. })
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::Token;
+
+    #[test]
+    fn only_token_ops_go_out_before_hello_answers() {
+        let token = Token::parse("tok").unwrap();
+        assert!(pipelined(&[Request::RemoveToken {
+            token: token.clone()
+        }]));
+        assert!(!pipelined(&[]));
+        assert!(!pipelined(&[Request::Status {}]));
+    }
 }

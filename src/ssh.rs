@@ -107,6 +107,11 @@ fn ssh_options(config: &SshConfig, peer: &Peer) -> Vec<String> {
         args.push("-o".into());
         args.push(opt);
     }
+    if let Some(kex) = &config.kex_algorithms {
+        // Names were checked at config load (no `,`, spaces or list modifiers in them).
+        args.push("-o".into());
+        args.push(format!("KexAlgorithms={}", kex.join(",")));
+    }
     args.extend([
         "-p".into(),
         peer.port.to_string(),
@@ -119,7 +124,7 @@ fn ssh_options(config: &SshConfig, peer: &Peer) -> Vec<String> {
 }
 
 /// A stable, short socket name per (peer, credentials): the same peer reached the same way
-/// reuses the master; a changed key or known_hosts file gets a fresh one.
+/// reuses the master; a changed key, known_hosts file or key exchange list gets a fresh one.
 fn socket_path(dir: &Path, config: &SshConfig, peer: &Peer) -> PathBuf {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (
@@ -130,7 +135,47 @@ fn socket_path(dir: &Path, config: &SshConfig, peer: &Peer) -> PathBuf {
         peer.port,
     )
         .hash(&mut h);
+    // Hashed only when set, so that existing masters keep their names for the default.
+    if let Some(kex) = &config.kex_algorithms {
+        kex.hash(&mut h);
+    }
     dir.join(format!("{:016x}", h.finish()))
+}
+
+/// What [`warm`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warmed {
+    /// A live master was there (asking it restarted its idle timer).
+    Reused,
+    /// A new master was started.
+    Opened,
+}
+
+/// Makes sure the peer's shared connection is up: reuses a live master or starts one. Asking a
+/// live master over its socket counts as a use, so it restarts ControlPersist's idle timer.
+pub async fn warm(config: &SshConfig, peer: &Peer) -> Result<Warmed, PeerError> {
+    let dir = control_dir(config)?;
+    ensure_master(config, peer, &socket_path(&dir, config, peer)).await
+}
+
+/// Reuses the live master on `sock` or starts one; says which.
+async fn ensure_master(config: &SshConfig, peer: &Peer, sock: &Path) -> Result<Warmed, PeerError> {
+    if master_alive(sock).await {
+        return Ok(Warmed::Reused);
+    }
+    // Serialise start-up per socket across processes: two `ssh -M` on one path would leave the
+    // loser running as an unshared background connection. A hook that arrives while `warm` is
+    // mid-handshake waits here and then uses that master instead of paying a second handshake.
+    let lock = lock_file(&sock.with_extension("lock")).await?;
+    let warmed = if master_alive(sock).await {
+        Warmed::Reused
+    } else {
+        let _ = std::fs::remove_file(sock);
+        start_master(config, peer, sock, &sock.with_extension("log")).await?;
+        Warmed::Opened
+    };
+    drop(lock);
+    Ok(warmed)
 }
 
 /// A shared connection to one peer.
@@ -146,16 +191,7 @@ impl Connection {
         let dir = control_dir(config)?;
         let sock = socket_path(&dir, config, peer);
         let log = sock.with_extension("log");
-        if !master_alive(&sock).await {
-            // Serialise start-up per socket across processes: two `ssh -M` on one path would
-            // leave the loser running as an unshared background connection.
-            let lock = lock_file(&sock.with_extension("lock")).await?;
-            if !master_alive(&sock).await {
-                let _ = std::fs::remove_file(&sock);
-                start_master(config, peer, &sock, &log).await?;
-            }
-            drop(lock);
-        }
+        ensure_master(config, peer, &sock).await?;
         Ok(Connection {
             // Sessions start over the mux protocol spoken directly (no `ssh -S` client process).
             session: Arc::new(Session::resume_mux(
@@ -313,17 +349,34 @@ impl AgentChannel {
 
     /// Sends one request and reads its response, within the request timeout.
     pub async fn request(&mut self, request: &Request) -> Result<Response, PeerError> {
+        self.send(request).await?;
+        self.receive().await
+    }
+
+    /// Writes one request line without waiting for an answer (for pipelining: the agent
+    /// answers requests in order, one line each).
+    pub async fn send(&mut self, request: &Request) -> Result<(), PeerError> {
         let mut line =
             serde_json::to_vec(request).map_err(|e| PeerError::Protocol(e.to_string()))?;
         line.push(b'\n');
-        let exchange = async {
-            if let Err(e) = self.stdin.write_all(&line).await {
-                return Err(PeerError::Agent(format!("sending request: {e}")));
-            }
-            self.stdin
-                .flush()
-                .await
-                .map_err(|e| PeerError::Agent(format!("sending request: {e}")))?;
+        let write = async {
+            self.stdin.write_all(&line).await?;
+            self.stdin.flush().await
+        };
+        let result = match tokio::time::timeout(self.timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(PeerError::Agent(format!("sending request: {e}"))),
+            Err(_) => Err(PeerError::Timeout(self.timeout, "sending to the agent")),
+        };
+        match result {
+            Err(PeerError::Agent(msg)) => Err(PeerError::Agent(self.explain(msg).await)),
+            other => other,
+        }
+    }
+
+    /// Reads the next response line, within the request timeout.
+    pub async fn receive(&mut self) -> Result<Response, PeerError> {
+        let read = async {
             match read_line_limited_async(&mut self.stdout, MAX_RESPONSE_LINE).await {
                 Ok(Some(line)) => serde_json::from_slice::<Response>(&line).map_err(|e| {
                     PeerError::Protocol(format!(
@@ -340,7 +393,7 @@ impl AgentChannel {
                 Err(LineError::Io(e)) => Err(PeerError::Agent(format!("reading response: {e}"))),
             }
         };
-        let result = match tokio::time::timeout(self.timeout, exchange).await {
+        let result = match tokio::time::timeout(self.timeout, read).await {
             Ok(r) => r,
             Err(_) => Err(PeerError::Timeout(self.timeout, "waiting for the agent")),
         };
@@ -359,11 +412,21 @@ impl AgentChannel {
 
     /// Opens the conversation and checks the agent speaks our protocol.
     pub async fn hello(&mut self) -> Result<Response, PeerError> {
-        let r = self
-            .request(&Request::Hello {
-                protocol: PROTOCOL_VERSION,
-            })
-            .await?;
+        self.send_hello().await?;
+        self.receive_hello().await
+    }
+
+    /// Writes `hello` without waiting for its answer.
+    pub async fn send_hello(&mut self) -> Result<(), PeerError> {
+        self.send(&Request::Hello {
+            protocol: PROTOCOL_VERSION,
+        })
+        .await
+    }
+
+    /// Reads the answer to `hello` and checks the agent speaks our protocol.
+    pub async fn receive_hello(&mut self) -> Result<Response, PeerError> {
+        let r = self.receive().await?;
         match &r {
             Response::Hello { protocol, .. } if *protocol == PROTOCOL_VERSION => Ok(r),
             Response::Hello { protocol, agent_version, .. } => Err(PeerError::Protocol(format!(

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::check::Expectation;
 use crate::cli::IssueFlags;
-use crate::commands::publish;
+use crate::commands::{publish, warm};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::names::{Domain, KeyAuthorization, Token};
@@ -37,10 +37,17 @@ pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Res
     }
     let argv = certbot_argv(config_path, flags, &domains)?;
     crate::verbose!("running {}", argv.join(" "));
-    let status = std::process::Command::new(&flags.certbot)
+    // Connections open while certbot talks to the CA (the pre-flight opened them already unless
+    // skipped; then this only restarts their idle timers). certbot's own `warm` pre-hook sees
+    // WARMING_ENV and returns at once instead of holding certbot up.
+    let warming = warm::spawn(config);
+    let status = tokio::process::Command::new(&flags.certbot)
         .args(&argv)
+        .env(warm::WARMING_ENV, "1")
         .status()
-        .map_err(|e| Error::Failed(format!("cannot run {}: {e}", flags.certbot)))?;
+        .await;
+    warm::stop(warming).await;
+    let status = status.map_err(|e| Error::Failed(format!("cannot run {}: {e}", flags.certbot)))?;
     Ok(status.code().unwrap_or(EXIT_FAILED))
 }
 
@@ -77,8 +84,10 @@ fn random_suffix() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// certbot's arguments: the manual plugin with certherd's three hooks (certbot stores them in
-/// the lineage's renewal config, so `certbot renew` reuses them), the names, then pass-through.
+/// certbot's arguments: the manual plugin with certherd's hooks (certbot stores them in the
+/// lineage's renewal config, so `certbot renew` reuses them), the names, then pass-through.
+/// The `warm` pre-hook is for a plain `certbot renew` (e.g. Debian's certbot.timer): there it
+/// opens the connections before the first order; under `certherd issue`/`renew` it is a no-op.
 pub fn certbot_argv(
     config_path: &Path,
     flags: &IssueFlags,
@@ -102,6 +111,8 @@ pub fn certbot_argv(
         &format!("{hook} cleanup"),
         "--deploy-hook",
         &format!("{hook} deploy"),
+        "--pre-hook",
+        &format!("{hook} warm"),
     ]
     .iter()
     .map(|s| s.to_string())

@@ -16,6 +16,7 @@ pub mod publish;
 pub mod renew;
 pub mod stateless;
 pub mod status;
+pub mod warm;
 pub mod watch;
 
 /// Runs an async subcommand; returns the process exit code.
@@ -45,5 +46,6 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
         }
         Command::Stateless => stateless::run(config),
         Command::Doctor(flags) => doctor::run(config, &flags.domains).await,
+        Command::Warm => warm::run(config).await,
     }
 }

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::alert::{self, DeployAlert, NodeAlert};
+use crate::commands::warm;
 use crate::config::Config;
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
 
@@ -102,10 +103,15 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
     argv.push("--no-random-sleep-on-renew".into());
     argv.extend(options.certbot_args.iter().cloned());
     crate::verbose!("running {}", argv.join(" "));
+    // Connections open while certbot talks to the CA, so its first auth hook finds them ready.
+    // A `warm` pre-hook stored in the renewal config sees WARMING_ENV and returns at once.
+    let warming = warm::spawn(config);
     let status = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
+        .env(warm::WARMING_ENV, "1")
         .status()
         .await;
+    warm::stop(warming).await;
     let (code, failure) = match status {
         Ok(s) if s.success() => (EXIT_OK, None),
         Ok(s) => (

@@ -1,0 +1,72 @@
+//! `certherd warm`: opens (or refreshes) the shared SSH connection to every managed peer, so that
+//! the hook calls that follow skip the key exchange. Meant as certbot's `--pre-hook`: certbot
+//! runs pre-hooks once per run, only when something is due, and then spends seconds talking to
+//! the CA before its first auth hook — the handshakes happen there, where nobody waits.
+//!
+//! It never fails its caller: a peer that cannot be reached is one warning line (the hook that
+//! needs it will report it properly), and the exit code is 0. Only a bad config exits 2.
+//! `issue` and `renew` run the same warm-up themselves, concurrently with certbot.
+
+use std::time::Instant;
+
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::error::{Result, EXIT_OK};
+use crate::fleet;
+use crate::ssh::Warmed;
+
+/// Set by `issue` and `renew` on the certbot they run: they warm up themselves, concurrently
+/// with certbot, so a `certherd warm` pre-hook inside that run returns at once instead of
+/// holding certbot until every handshake is done.
+pub const WARMING_ENV: &str = "CERTHERD_WARMING";
+
+/// Runs the command; always exit 0 (a bad config never gets here: it exits 2 at load).
+pub async fn run(config: &Config) -> Result<i32> {
+    if std::env::var_os(WARMING_ENV).is_some_and(|v| v == "1") {
+        crate::verbose!("warm: the certherd that runs this certbot is warming up already");
+        return Ok(EXIT_OK);
+    }
+    warm_up(config, true).await;
+    Ok(EXIT_OK)
+}
+
+/// Starts the warm-up in the background (for `issue` and `renew`, right before certbot). It
+/// only ever logs at `-v`: a peer that is down is reported by the hook that needs it. The
+/// caller aborts it once certbot is done; every step in it is bounded on its own (connect
+/// timeout, start-up lock wait), so it never outlives that either.
+pub fn spawn(config: &Config) -> JoinHandle<()> {
+    let config = config.clone();
+    tokio::spawn(async move { warm_up(&config, false).await })
+}
+
+/// Warms every managed peer; one line per failed peer (a warning from the command, verbose
+/// from the built-in warm-up) and, with `-v`, a summary.
+async fn warm_up(config: &Config, warn: bool) {
+    let peers: Vec<_> = config.managed_peers().cloned().collect();
+    let start = Instant::now();
+    let outcomes = fleet::warm(&config.ssh, &peers).await;
+    let mut opened = 0;
+    let mut reused = 0;
+    for outcome in &outcomes {
+        match &outcome.result {
+            Ok(Warmed::Opened) => opened += 1,
+            Ok(Warmed::Reused) => reused += 1,
+            Err(why) if warn => crate::warn!("{}: warm-up failed: {why}", outcome.peer.name),
+            Err(why) => crate::verbose!("{}: warm-up failed: {why}", outcome.peer.name),
+        }
+    }
+    crate::verbose!(
+        "warm: {} of {} peers ready ({opened} opened, {reused} already open) in {:.0?}",
+        opened + reused,
+        outcomes.len(),
+        start.elapsed()
+    );
+}
+
+/// Stops a background warm-up that is no longer useful (certbot has exited) and waits for the
+/// abort to land, so no half-started `ssh` is left behind by this process.
+pub async fn stop(handle: JoinHandle<()>) {
+    handle.abort();
+    let _ = handle.await;
+}
