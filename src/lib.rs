@@ -22,7 +22,6 @@ pub mod pem;
 pub mod protocol;
 pub mod ssh;
 pub mod standby;
-pub mod testbed;
 pub mod tls;
 pub mod tokens;
 

@@ -2,7 +2,39 @@
 //! on its own test bed writes a report with every table. It checks that the runner works, never
 //! how fast anything is: the figures of a smoke run are not asserted.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The bench is its own workspace member (`bench/`), so Cargo hands this test only `certherd`'s
+/// path: build `certherd-bench` into the same target directory and profile (a no-op when it is
+/// up to date) and run it from there.
+fn bench_binary() -> PathBuf {
+    let certherd = Path::new(env!("CARGO_BIN_EXE_certherd"));
+    let profile_dir = certherd.parent().expect("certherd has a directory");
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile has a target directory");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "certherd-bench",
+            "--bin",
+            "certherd-bench",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if profile_dir.file_name() == Some("release".as_ref()) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build -p certherd-bench");
+    assert!(status.success(), "cargo build -p certherd-bench failed");
+    profile_dir.join("certherd-bench")
+}
 
 #[test]
 fn bench_smoke_writes_every_table() {
@@ -10,7 +42,7 @@ fn bench_smoke_writes_every_table() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("BENCHMARKS.md");
     let json = dir.join("bench.json");
-    let run = Command::new(env!("CARGO_BIN_EXE_certherd-bench"))
+    let run = Command::new(bench_binary())
         .arg("--smoke")
         .arg("--certherd")
         .arg(env!("CARGO_BIN_EXE_certherd"))

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 #[allow(unused_imports)]
-pub use certherd::testbed::{Bed, BedOptions, PeerSpec};
+pub use certherd_testbed::{Bed, BedOptions, PeerSpec};
 
 /// Starts a bed with `nodes` nodes, with pebble when `ca`. Fails the test loudly when a daemon
 /// is missing or does not start: that is an install bug, never a reason to skip.

@@ -10,7 +10,7 @@
 //! its DNS listen on `127.0.B.250`. Many beds can run at once, in threads or processes.
 //!
 //! ```no_run
-//! use certherd::testbed::{Bed, BedOptions};
+//! use certherd_testbed::{Bed, BedOptions};
 //! let bed = Bed::start(BedOptions { nodes: 3, ca: true, certherd: "target/debug/certherd".into() })?;
 //! bed.dns("site.test", &[2, 3])?;
 //! let out = bed.certbot(&["certonly", "--manual", "-d", "site.test"]);

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 
-use certherd::testbed::delay::DelayProxy;
-use certherd::testbed::{Bed, BedOptions, PeerAddrs, PeerSpec};
+use certherd_testbed::delay::DelayProxy;
+use certherd_testbed::{Bed, BedOptions, PeerAddrs, PeerSpec};
 
 const DOMAIN: &str = "site.test";
 const LINEAGE: &str = "site.test";
@@ -1729,8 +1729,8 @@ fn render(
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "Set-up: one test bed (`certherd::testbed`) with {} loopback nodes, each its own sshd and nginx, and pebble as the CA. Node 1 is the primary; its certherd config lists peers 2..N+1. \
-The delayed runs reach every peer's sshd, nginx :80 and :443 through `certherd::testbed::delay::DelayProxy` on `127.0.B.(100+i)`, which holds every chunk for RTT/2 in each direction and models the TCP handshake (the upstream connection opens 1.5 RTT after the client's). \
+        "Set-up: one test bed (`certherd_testbed`) with {} loopback nodes, each its own sshd and nginx, and pebble as the CA. Node 1 is the primary; its certherd config lists peers 2..N+1. \
+The delayed runs reach every peer's sshd, nginx :80 and :443 through `certherd_testbed::delay::DelayProxy` on `127.0.B.(100+i)`, which holds every chunk for RTT/2 in each direction and models the TCP handshake (the upstream connection opens 1.5 RTT after the client's). \
 The baselines log in with a second key without a forced command (`Bed::enable_plain_login`), with the same ssh options certherd uses (`-F /dev/null`, BatchMode, strict known_hosts), no ControlMaster. \
 Every run is verified (exit code, the token on every peer, the live links on every peer); a failed run is listed as failed, never timed.\n",
         plan.peers.last().unwrap_or(&1) + 1

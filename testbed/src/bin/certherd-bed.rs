@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
-use certherd::testbed::{Bed, BedOptions};
+use certherd_testbed::{Bed, BedOptions};
 
 #[derive(Parser)]
 #[command(
@@ -127,7 +127,7 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
     };
     if !certherd.is_file() {
         return Err(format!(
-            "certherd binary not found at {} (build it: cargo build --bins)",
+            "certherd binary not found at {} (build it: cargo build -p certherd)",
             certherd.display()
         ));
     }
