@@ -1,6 +1,8 @@
 //! The benchmark runner works: `certherd-bench --smoke` (N = 3, 2 repetitions, 0 and 20 ms RTT)
 //! on its own test bed writes a report with every table. It checks that the runner works, never
 //! how fast anything is: the figures of a smoke run are not asserted.
+//!
+//! Proves no guarantee of docs/GUARANTEES.md (it checks the benchmark runner, not the product).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,4 +1,6 @@
 //! Flow 3: status, renew, watch, doctor and stateless answers, on the real bed.
+//!
+//! Proves Guarantees 1, 8 and 9 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
 use common::influx::Influx;
