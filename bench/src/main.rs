@@ -108,11 +108,12 @@ fn real_main(cli: Cli) -> Result<(), String> {
     let mut b = Bench::start(&certherd, max_n, plan.clone())?;
     let res = b.run_all();
     let elapsed = t0.elapsed();
-    let report = render(&plan, &env, &b.results, started, elapsed, &cli);
-    fs::write(&cli.out, &report).map_err(|e| format!("write {}: {e}", cli.out.display()))?;
+    // The raw samples first: they survive a report that cannot be rendered.
     if let Some(j) = &cli.json {
         fs::write(j, b.results.to_json()).map_err(|e| format!("write {}: {e}", j.display()))?;
     }
+    let report = render(&plan, &env, &b.results, started, elapsed, &cli)?;
+    fs::write(&cli.out, &report).map_err(|e| format!("write {}: {e}", cli.out.display()))?;
     eprintln!(
         "certherd-bench: wrote {} after {:.0?}",
         cli.out.display(),

@@ -3,16 +3,14 @@
 
 mod prose;
 mod targets;
-use std::fmt::Write as _;
+mod template;
+
 use std::time::{Duration, SystemTime};
 
 use crate::environment::{loadavg, Environment};
 use crate::measure::{key_auth, key_deploy, Results, Series};
 use crate::plan::{args_text, Cli, Plan, DOMAIN, LINEAGE};
-use prose::{findings, proposals};
-
-// ---------------------------------------------------------------------------------------------
-// The report.
+use template::Values;
 
 pub(crate) fn fmt_s(secs: f64) -> String {
     if secs.abs() < 0.0095 {
@@ -118,6 +116,29 @@ pub(crate) fn yes_no(m: Option<bool>) -> &'static str {
     }
 }
 
+/// The report's prose, with `{{placeholders}}` for the figures (see [`template`]).
+const TEMPLATE: &str = include_str!("../../report-template.md");
+
+/// The rows of the anatomy table: result keys under `anatomy/`, as the template names them.
+const ANATOMY: [&str; 15] = [
+    "new",
+    "new_curve25519",
+    "new_nodelay",
+    "new_curve25519_nodelay",
+    "new_via_proxy_0ms",
+    "master",
+    "mux_first",
+    "mux_later",
+    "mux_check",
+    "master_forced",
+    "agent_first",
+    "master_session_agent",
+    "agent_over_mux",
+    "agent_local",
+    "bash_local",
+];
+
+/// The report: this run's figures and tables in `bench/report-template.md`.
 pub(crate) fn render(
     plan: &Plan,
     env: &Environment,
@@ -125,107 +146,73 @@ pub(crate) fn render(
     started: SystemTime,
     elapsed: Duration,
     cli: &Cli,
-) -> String {
-    let mut o = String::new();
-    let date = humantime::format_rfc3339_seconds(started);
+) -> Result<String, String> {
+    let mut v = Values::default();
     let rtt = plan.rtt_ms.round() as u32;
-    let _ = writeln!(o, "# certherd benchmarks\n");
-    let _ = writeln!(
-        o,
-        "Written by `certherd-bench` (`scripts/bench.sh`); do not edit by hand — re-run it. {}\n",
-        if plan.smoke {
-            "**Smoke run** (N = 3, 2 repetitions): checks that the runner works; the figures mean little."
-        } else {
-            "Every figure is the **median (min–max)** of the repetitions; ratios are computed from runs made side by side in the same repetition."
-        }
+    let max_n = *plan.peers.last().unwrap_or(&1);
+
+    // --- machine and run ---
+    v.flag("smoke", plan.smoke);
+    v.flag("full", !plan.smoke);
+    v.set(
+        "date",
+        humantime::format_rfc3339_seconds(started).to_string(),
     );
-    let _ = writeln!(o, "## Machine and run\n");
-    let _ = writeln!(o, "| | |\n|---|---|");
-    let _ = writeln!(o, "| date | {date} |");
-    let _ = writeln!(
-        o,
-        "| machine | {} × {}, {} RAM, {} (kernel {}); shared and noisy, load average at start {} |",
-        env.cores, env.cpu, env.mem, env.os, env.kernel, env.load_start
+    v.set("cores", env.cores.to_string());
+    v.set("cpu", env.cpu.as_str());
+    v.set("mem", env.mem.as_str());
+    v.set("os", env.os.as_str());
+    v.set("kernel", env.kernel.as_str());
+    v.set("load_start", env.load_start.as_str());
+    let versions: Vec<String> = env
+        .versions
+        .iter()
+        .map(|(k, ver)| format!("| {k} | {ver} |"))
+        .collect();
+    v.set("versions", versions.join("\n"));
+    v.set("commit", env.commit.as_str());
+    v.set("args", args_text(cli));
+    v.set(
+        "wall",
+        format!("{:.0?}", Duration::from_secs(elapsed.as_secs())),
     );
-    for (k, v) in &env.versions {
-        let _ = writeln!(o, "| {k} | {v} |");
-    }
-    let _ = writeln!(o, "| commit | {} |", env.commit);
-    let _ = writeln!(
-        o,
-        "| command | `certherd-bench{}` (wall time {:.0?}, load average at end {}) |",
-        args_text(cli),
-        Duration::from_secs(elapsed.as_secs()),
-        loadavg()
-    );
-    let _ = writeln!(
-        o,
-        "| plan | {} repetitions; peers {:?}; RTT 0 ms (direct) and {rtt} ms (delay proxy) |",
-        plan.reps, plan.peers
-    );
-    let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "Set-up: one test bed (`certherd_testbed`) with {} loopback nodes, each its own sshd and nginx, and pebble as the CA. Node 1 is the primary; its certherd config lists peers 2..N+1. \
-The delayed runs reach every peer's sshd, nginx :80 and :443 through `certherd_testbed::delay::DelayProxy` on `127.0.B.(100+i)`, which holds every chunk for RTT/2 in each direction and models the TCP handshake (the upstream connection opens 1.5 RTT after the client's). \
-The baselines log in with a second key without a forced command (`Bed::enable_plain_login`), with the same ssh options certherd uses (`-F /dev/null`, BatchMode, strict known_hosts), no ControlMaster. \
-Every run is verified (exit code, the token on every peer, the live links on every peer); a failed run is listed as failed, never timed.\n",
-        plan.peers.last().unwrap_or(&1) + 1
-    );
+    v.set("load_end", loadavg());
+    v.set("reps", plan.reps.to_string());
+    v.set("peers", format!("{:?}", plan.peers));
+    v.set("rtt", rtt.to_string());
+    v.set("nodes", (max_n + 1).to_string());
+    v.set("lineage", LINEAGE);
+    v.set("domain", DOMAIN);
 
     // --- targets ---
     let targets = targets::targets(plan, r);
-    let _ = writeln!(o, "## Targets (issue 5)\n");
-    let _ = writeln!(o, "| target | measured | verdict |\n|---|---|---|");
-    for t in &targets {
-        let _ = writeln!(o, "| {} | {} | {} |", t.name, t.figure, yes_no(t.met));
-    }
-    let _ = writeln!(o);
-    let missed: Vec<&Target> = targets.iter().filter(|t| t.met == Some(false)).collect();
-    if !missed.is_empty() {
-        let _ = writeln!(
-            o,
-            "### Why the missed targets are missed, and what would close them\n"
-        );
-        for t in missed {
-            let _ = writeln!(o, "- **{}** — {}\n", t.name, t.why_not);
-        }
-    }
-    let caveats: Vec<&Target> = targets.iter().filter(|t| t.caveat.is_some()).collect();
-    if !caveats.is_empty() {
-        let _ = writeln!(o, "### Caveats\n");
-        for t in caveats {
-            let _ = writeln!(
-                o,
-                "- **{}** — {}\n",
-                t.name,
-                t.caveat.as_deref().unwrap_or("")
-            );
-        }
-    }
+    let rows: Vec<String> = targets
+        .iter()
+        .map(|t| format!("| {} | {} | {} |", t.name, t.figure, yes_no(t.met)))
+        .collect();
+    v.set("target_rows", rows.join("\n"));
+    let missed: Vec<String> = targets
+        .iter()
+        .filter(|t| t.met == Some(false))
+        .map(|t| format!("- **{}** — {}\n", t.name, t.why_not))
+        .collect();
+    v.block("missed", missed.join("\n"));
+    let caveats: Vec<String> = targets
+        .iter()
+        .filter_map(|t| Some(format!("- **{}** — {}\n", t.name, t.caveat.as_deref()?)))
+        .collect();
+    v.block("caveats", caveats.join("\n"));
 
     // --- auth ---
-    let _ = writeln!(o, "## auth: one token to every peer\n");
-    let _ = writeln!(
-        o,
-        "Baselines: (a) `for p in $PEERS; do ssh \"$p\" \"cat > …/$TOKEN\" < token; done`; (b) the same with `&` and `wait`. \
-certherd `auth` also writes the token locally and then self-checks every node over HTTP (the baselines do neither). \
-*cold*: the first hook call of a certbot run, no control master yet (closed before); *warm*: a later call of the same run; *cleanup*: removal, warm.\n"
-    );
-    let _ = writeln!(
-        o,
-        "| peers | RTT | (a) sequential loop | (b) parallel loop | auth cold | auth warm | cleanup | warm ÷ (a) | cold ÷ (b) |"
-    );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
     let rtts: Vec<u32> = if plan.rtt_ms > 0.0 {
         vec![0, rtt]
     } else {
         vec![0]
     };
+    let mut auth = Vec::new();
     for &t in &rtts {
         for &n in &plan.peers {
-            let _ = writeln!(
-                o,
+            auth.push(format!(
                 "| {n} | {t} ms | {} | {} | {} | {} | {} | {} | {} |",
                 cell(r, &key_auth("seq", n, t)),
                 cell(r, &key_auth("par", n, t)),
@@ -234,42 +221,109 @@ certherd `auth` also writes the token locally and then self-checks every node ov
                 cell(r, &key_auth("cleanup", n, t)),
                 ratio_cell(r, &key_auth("warm", n, t), &key_auth("seq", n, t)),
                 ratio_cell(r, &key_auth("cold", n, t), &key_auth("par", n, t)),
-            );
+            ));
         }
     }
-    let _ = writeln!(o);
-    if let (Some(&lo), Some(&hi)) = (plan.peers.first(), plan.peers.last()) {
-        if lo != hi {
-            let _ = writeln!(
-                o,
-                "Flatness (auth at {hi} peers ÷ auth at {lo} peer(s), same RTT):\n"
-            );
-            let _ = writeln!(
-                o,
-                "| RTT | cold | warm | (a) sequential | (b) parallel |\n|---|---|---|---|---|"
-            );
-            for &t in &rtts {
-                let _ = writeln!(
-                    o,
+    v.set("auth_rows", auth.join("\n"));
+    let (lo, hi) = (
+        *plan.peers.first().unwrap_or(&1),
+        *plan.peers.last().unwrap_or(&1),
+    );
+    v.set("lo", lo.to_string());
+    v.set("hi", hi.to_string());
+    let flatness: Vec<String> = if lo == hi {
+        Vec::new()
+    } else {
+        rtts.iter()
+            .map(|&t| {
+                format!(
                     "| {t} ms | {} | {} | {} | {} |",
                     ratio_cell(r, &key_auth("cold", hi, t), &key_auth("cold", lo, t)),
                     ratio_cell(r, &key_auth("warm", hi, t), &key_auth("warm", lo, t)),
                     ratio_cell(r, &key_auth("seq", hi, t), &key_auth("seq", lo, t)),
                     ratio_cell(r, &key_auth("par", hi, t), &key_auth("par", lo, t)),
-                );
-            }
-            let _ = writeln!(o);
-        }
-    }
+                )
+            })
+            .collect()
+    };
+    v.block("flatness", flatness.join("\n"));
 
     // --- CPU ---
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let _ = writeln!(o, "### CPU: latency-bound or CPU-bound?\n");
-    let _ = writeln!(
-        o,
-        "CPU seconds per run (medians). *client*: the measured process and the children it reaped (certherd or the shell, with their `ssh` clients — including the key exchange, which `ssh -M -f` does before it forks); *bed*: every process of the bed (each node's sshd with its connection and session processes, nginx, the ssh control masters; `/proc` before and after); *proxy*: the delay proxies' threads; *cores busy*: (client + bed + proxy) ÷ wall, out of {cores}; *other*: CPU the rest of the machine used meanwhile (this machine is shared).\n"
+    v.set("cpu_rows", cpu_rows(plan, r, &rtts).join("\n"));
+
+    // --- deploy ---
+    let deploy: Vec<String> = plan
+        .peers
+        .iter()
+        .map(|&n| {
+            format!(
+                "| {n} | {} | {} | {} | {} | {} |",
+                cell(r, &key_deploy("cold", n)),
+                cell(r, &key_deploy("warm", n)),
+                cell(r, &key_deploy("rsync", n)),
+                ratio_cell(r, &key_deploy("rsync", n), &key_deploy("cold", n)),
+                ratio_cell(r, &key_deploy("rsync", n), &key_deploy("warm", n)),
+            )
+        })
+        .collect();
+    v.set("deploy_rows", deploy.join("\n"));
+    v.opt(
+        "rsync_capped_above",
+        plan.peers
+            .iter()
+            .any(|&n| n > plan.rsync_full_max)
+            .then(|| plan.rsync_full_max.to_string()),
     );
-    let _ = writeln!(o, "| run | peers | RTT | wall | client | bed | proxy | cores busy | other |\n|---|---|---|---|---|---|---|---|---|");
+
+    // --- renewal, start-up, anatomy: one cell per result key ---
+    for key in [
+        "renew/hook_start",
+        "renew/hook_end",
+        "renew/serving",
+        "renew/certbot_total",
+        "startup/certherd",
+        "startup/true",
+    ] {
+        v.set(key, cell(r, key));
+    }
+    for key in ANATOMY {
+        let key = format!("anatomy/{key}");
+        v.set(&key, cell(r, &key));
+    }
+    v.opt(
+        "deploy_after_serving",
+        match (r.median("renew/hook_end"), r.median("renew/serving")) {
+            (Some(end), Some(serve)) if end > serve => Some(fmt_s(end - serve)),
+            _ => None,
+        },
+    );
+    v.set("max_n", max_n.to_string());
+    v.set("rss_auth_cold", rss_cell(r, &key_auth("cold", max_n, 0)));
+    v.set("rss_auth_warm", rss_cell(r, &key_auth("warm", max_n, 0)));
+    v.set("rss_deploy_cold", rss_cell(r, &key_deploy("cold", max_n)));
+    v.set("rss_deploy_warm", rss_cell(r, &key_deploy("warm", max_n)));
+    v.set("anatomy_reps", plan.anatomy_reps.to_string());
+    prose::figures(r, &mut v);
+
+    // --- notes, failures ---
+    let notes: Vec<String> = r.notes.iter().map(|n| format!("- {n}")).collect();
+    v.block("notes", notes.join("\n"));
+    let failed: Vec<String> = r
+        .series
+        .iter()
+        .flat_map(|(k, s)| {
+            s.failures
+                .iter()
+                .map(move |f| format!("- `{k}`: {}", f.replace('\n', " ")))
+        })
+        .collect();
+    v.block("failed", failed.join("\n"));
+
+    template::fill(TEMPLATE, &v)
+}
+
+/// CPU per run for the parallel loop and certherd cold/warm, at the smallest and largest N.
+fn cpu_rows(plan: &Plan, r: &Results, rtts: &[u32]) -> Vec<String> {
     let mut ns: Vec<usize> = vec![
         *plan.peers.first().unwrap_or(&1),
         *plan.peers.last().unwrap_or(&1),
@@ -282,7 +336,8 @@ certherd `auth` also writes the token locally and then self-checks every node ov
         }
         .median()
     };
-    for &t in &rtts {
+    let mut rows = Vec::new();
+    for &t in rtts {
         for &n in &ns {
             for (what, label) in [
                 ("par", "(b) parallel loop"),
@@ -302,8 +357,7 @@ certherd `auth` also writes the token locally and then self-checks every node ov
                     continue;
                 };
                 let ours = cpu + bed + px;
-                let _ = writeln!(
-                    o,
+                rows.push(format!(
                     "| {label} | {n} | {t} ms | {} | {} | {} | {} | {:.2} | {} |",
                     fmt_s(wall),
                     fmt_s(cpu),
@@ -311,168 +365,71 @@ certherd `auth` also writes the token locally and then self-checks every node ov
                     fmt_s(px),
                     if wall > 0.0 { ours / wall } else { 0.0 },
                     fmt_s((busy - ours).max(0.0)),
-                );
+                ));
             }
         }
     }
-    let _ = writeln!(o);
-
-    // --- deploy ---
-    let _ = writeln!(o, "## deploy: a new certificate version to every peer\n");
-    let _ = writeln!(
-        o,
-        "`certherd deploy --lineage {LINEAGE}` after node 1's live links were switched to the other of two versions, so every peer must install it (archive files, live links swapped by rename, `nginx -t`, reload; node 1 tests and reloads too; then a TLS handshake with SNI to every node confirms it serves the new leaf). \
-Baseline: per peer, peer after peer, one `rsync -a` of `archive/{LINEAGE}/`, one `ssh` per live link (`rm -f` + `ln -s`), one `ssh nginx -t`, one `ssh nginx -s reload` (7 connections per peer; no TLS check). RTT 0 ms.\n"
-    );
-    let _ = writeln!(o, "| peers | deploy cold | deploy warm | rsync script | rsync ÷ cold | rsync ÷ warm |\n|---|---|---|---|---|---|");
-    for &n in &plan.peers {
-        let _ = writeln!(
-            o,
-            "| {n} | {} | {} | {} | {} | {} |",
-            cell(r, &key_deploy("cold", n)),
-            cell(r, &key_deploy("warm", n)),
-            cell(r, &key_deploy("rsync", n)),
-            ratio_cell(r, &key_deploy("rsync", n), &key_deploy("cold", n)),
-            ratio_cell(r, &key_deploy("rsync", n), &key_deploy("warm", n)),
-        );
-    }
-    let _ = writeln!(o);
-    if plan.peers.iter().any(|&n| n > plan.rsync_full_max) {
-        let _ = writeln!(
-            o,
-            "The rsync script runs at most twice above {} peers (it takes minutes there).\n",
-            plan.rsync_full_max
-        );
-    }
-
-    // --- renewal ---
-    let _ = writeln!(
-        o,
-        "## renewal: certbot writes the lineage → every node serves it\n"
-    );
-    let _ = writeln!(
-        o,
-        "`certbot certonly --force-renewal` on node 1 with certherd's auth/cleanup hooks and `--deploy-hook 'certherd deploy'`; peers 2 and 3 (3 nodes). \
-t = 0 is the newest mtime among node 1's `live/{LINEAGE}/*.pem` links and the archive files they name; a poller makes a fresh TLS handshake (SNI {DOMAIN}) with each node every 10 ms and records when it first serves the new leaf.\n"
-    );
-    let _ = writeln!(
-        o,
-        "| step | time after the lineage was written |\n|---|---|"
-    );
-    for (k, label) in [
-        ("renew/hook_start", "certbot starts the deploy hook"),
-        (
-            "renew/hook_end",
-            "`certherd deploy` exits (it has seen every node serve the new leaf)",
-        ),
-        (
-            "renew/serving",
-            "**all 3 nodes serve the new certificate** (poller)",
-        ),
-        ("renew/certbot_total", "(whole certbot run, for scale)"),
-    ] {
-        let _ = writeln!(o, "| {label} | {} |", cell(r, k));
-    }
-    let _ = writeln!(o);
-    if let (Some(end), Some(serve)) = (r.median("renew/hook_end"), r.median("renew/serving")) {
-        if end > serve {
-            let _ = writeln!(
-                o,
-                "`certherd deploy` exits {} after the poller saw every node serve the new certificate: its served-certificate check (`deploy.rs`, `served()`) confirms each node with a second handshake 200 ms after the first one succeeded (against an nginx graceful-reload window in which an old worker may still accept).\n",
-                fmt_s(end - serve)
-            );
-        }
-    }
-
-    // --- start-up, memory ---
-    let _ = writeln!(o, "## start-up and memory\n");
-    let _ = writeln!(o, "| what | figure |\n|---|---|");
-    let _ = writeln!(
-        o,
-        "| `certherd --version`, spawn to exit | {} |",
-        cell(r, "startup/certherd")
-    );
-    let _ = writeln!(
-        o,
-        "| `/bin/true`, spawn to exit (the floor) | {} |",
-        cell(r, "startup/true")
-    );
-    let max_n = *plan.peers.last().unwrap_or(&1);
-    for (what, key) in [
-        ("auth cold", key_auth("cold", max_n, 0)),
-        ("auth warm", key_auth("warm", max_n, 0)),
-        ("deploy cold", key_deploy("cold", max_n)),
-        ("deploy warm", key_deploy("warm", max_n)),
-    ] {
-        let _ = writeln!(
-            o,
-            "| peak RSS, {what} at {max_n} peers (`wait4` ru_maxrss, max of runs) | {} |",
-            rss_cell(r, &key)
-        );
-    }
-    let _ = writeln!(o);
-
-    // --- anatomy ---
-    let _ = writeln!(o, "## Where one connection's time goes\n");
-    let _ = writeln!(
-        o,
-        "Plain OpenSSH to node 2 with the baseline key (`ssh host true`), RTT 0, {} repetitions each, spawn to exit:\n",
-        plan.anatomy_reps
-    );
-    let _ = writeln!(o, "| what | time |\n|---|---|");
-    for (k, label) in ANATOMY {
-        let _ = writeln!(o, "| {label} | {} |", cell(r, &format!("anatomy/{k}")));
-    }
-    let _ = writeln!(o);
-    let _ = writeln!(o, "{}", findings(r));
-    let _ = writeln!(o, "{}", proposals(r));
-
-    // --- notes ---
-    if !r.notes.is_empty() {
-        let _ = writeln!(o, "## Notes\n");
-        for n in &r.notes {
-            let _ = writeln!(o, "- {n}");
-        }
-        let _ = writeln!(o);
-    }
-    let fails: Vec<(&String, &Series)> = r
-        .series
-        .iter()
-        .filter(|(_, s)| !s.failures.is_empty())
-        .collect();
-    if !fails.is_empty() {
-        let _ = writeln!(o, "## Failed runs\n");
-        for (k, s) in fails {
-            for f in &s.failures {
-                let _ = writeln!(o, "- `{k}`: {}", f.replace('\n', " "));
-            }
-        }
-        let _ = writeln!(o);
-    }
-    o
+    rows
 }
-
-pub(crate) const ANATOMY: [(&str, &str); 15] = [
-    ("new", "new connection, defaults (kex sntrup761x25519)"),
-    ("new_curve25519", "new connection, `KexAlgorithms=curve25519-sha256`"),
-    ("new_nodelay", "new connection, client socket with TCP_NODELAY from the first byte (`ProxyUseFdpass` helper)"),
-    ("new_curve25519_nodelay", "new connection, curve25519 + TCP_NODELAY"),
-    ("new_via_proxy_0ms", "new connection through the delay proxy set to 0 ms (proxy overhead)"),
-    ("master", "`ssh -M -f -N` (master up and authenticated)"),
-    ("mux_first", "first session over that master (`ssh -S sock host true`)"),
-    ("mux_later", "a later session over the same master"),
-    ("mux_check", "`ssh -S sock -O check`"),
-    ("master_forced", "`ssh -M -f -N` with the forced-command key (what certherd starts)"),
-    ("agent_first", "`certherd agent` session + `hello`, first session over a new master (forced command)"),
-    ("master_session_agent", "`ssh -M -o ControlPersist=30 host certherd agent` + `hello`: master and agent session in one process"),
-    ("agent_over_mux", "`certherd agent` session + `hello` over a warm master (forced command)"),
-    ("agent_local", "`certherd agent` + `hello`, locally (no ssh)"),
-    ("bash_local", "`bash -c true`, locally (sshd runs every command through the user's shell)"),
-];
 
 pub(crate) fn rss_cell(r: &Results, key: &str) -> String {
     match r.series.get(key).and_then(|s| s.rss_kib.iter().max()) {
         Some(kib) => format!("{:.1} MiB", *kib as f64 / 1024.0),
         None => "–".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Every name the template uses is set, with and without figures, so a run never ends in
+    /// a template error; what was not measured shows as a dash or is left out.
+    #[test]
+    fn renders_every_section_from_any_results() {
+        let cli = Cli::parse_from(["certherd-bench"]);
+        let plan = Plan {
+            reps: 1,
+            peers: vec![1, 3],
+            rtt_ms: 20.0,
+            rsync_full_max: 1,
+            anatomy_reps: 1,
+            startup_reps: 1,
+            renew_reps: 1,
+            smoke: false,
+            only: Vec::new(),
+        };
+        let env = Environment {
+            cpu: "cpu".into(),
+            cores: 2,
+            mem: "1 GiB".into(),
+            kernel: "k".into(),
+            os: "os".into(),
+            versions: vec![("certherd".into(), "certherd 0.1.0".into())],
+            load_start: "0 0 0".into(),
+            commit: "abc".into(),
+        };
+        let mut r = Results::default();
+        let report = render(&plan, &env, &r, SystemTime::now(), Duration::ZERO, &cli).unwrap();
+        assert!(report.contains("| 3 | 20 ms | – |"), "{report}");
+        assert!(report.contains("above 1 peers"), "{report}");
+        assert!(
+            !report.contains("### Findings\n\n- **Key exchange"),
+            "{report}"
+        );
+        assert!(!report.contains("{{"), "{report}");
+
+        for (k, s) in [("anatomy/new", 0.2), ("anatomy/new_curve25519", 0.1)] {
+            r.sample(k, s);
+        }
+        r.fail("auth/cold/n3/rtt0", "boom\nline".into());
+        let report = render(&plan, &env, &r, SystemTime::now(), Duration::ZERO, &cli).unwrap();
+        assert!(
+            report.contains("- **Key exchange: 100 ms of 200 ms per connection.**"),
+            "{report}"
+        );
+        assert!(report.contains("## Failed runs\n\n- `auth/cold/n3/rtt0`: boom line"));
+        assert!(!report.contains("\n\n\n"), "{report}");
     }
 }
