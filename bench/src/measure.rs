@@ -3,10 +3,10 @@
 //! samples (and failures) the report is made of. A run is recorded only when verified.
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use certherd_testbed::run_measured;
 
 // ---------------------------------------------------------------------------------------------
 // Running a command: wall time, exit code, peak RSS (wait4), output; bounded.
@@ -40,119 +40,35 @@ impl Run {
     }
 }
 
-/// Runs `cmd` to completion (killed after `timeout`), feeding `input` on stdin. Wall time runs
-/// from just before `spawn` to the moment the child has exited (`waitid` with `WNOWAIT`, before
-/// reaping), so output readers and reaping are not counted. Peak RSS is `ru_maxrss` from `wait4`.
+/// Runs `cmd` to completion (killed after `timeout`), feeding `input` on stdin, through the test
+/// bed's one bounded runner ([`run_measured`]): wall time from just before `spawn` to the
+/// child's exit (before reaping), peak RSS and CPU from `wait4`. The machine's, the bed's and
+/// this process's CPU counters are read before the spawn and the moment the child has exited.
 pub(crate) fn run(
     cmd: &mut Command,
     input: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Run, String> {
-    use nix::libc;
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
     let busy0 = machine_busy();
     let bed0 = bed_cpu();
     let self0 = self_cpu();
-    let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
-    let pid = child.id() as libc::pid_t;
-    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
-        let data = data.to_vec();
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-    }
-    let out_rx = drain(child.stdout.take());
-    let err_rx = drain(child.stderr.take());
-
-    // Watchdog: kills the child after `timeout`. It holds the lock while it checks and kills,
-    // and the child is reaped only after `done` is set under the same lock, so the PID it
-    // signals is always still ours.
-    let done = Arc::new((Mutex::new(false), Condvar::new()));
-    let watchdog = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let (lock, cv) = &*done;
-            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let (guard, _) = cv
-                .wait_timeout_while(guard, timeout, |d| !*d)
-                .unwrap_or_else(|e| e.into_inner());
-            if !*guard {
-                // SAFETY: plain kill(2) on our unreaped child.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-        })
-    };
-    loop {
-        // SAFETY: waitid on our own child; `info` is a plain out-parameter.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if r == 0 {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("waitid: {err}"));
-        }
-    }
-    let wall = start.elapsed();
-    let busy_s = machine_busy() - busy0;
-    let self_s = self_cpu() - self0;
-    let bed_s = bed_cpu() - bed0;
-    {
-        let (lock, cv) = &*done;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cv.notify_all();
-    }
-    let _ = watchdog.join();
-    let mut status: libc::c_int = 0;
-    // SAFETY: reaps our exited child; rusage is an out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    if r != pid {
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
-    }
-    drop(child);
-    let code = if libc::WIFEXITED(status) {
-        Some(libc::WEXITSTATUS(status))
-    } else {
-        None
-    };
-    // Output: a daemonised grandchild could hold a pipe open; wait a bounded time.
-    let stdout = out_rx
-        .recv_timeout(Duration::from_secs(3))
-        .unwrap_or_default();
-    let stderr = err_rx
-        .recv_timeout(Duration::from_secs(3))
-        .unwrap_or_default();
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let (mut busy1, mut bed1, mut self1) = (busy0, bed0, self0);
+    let m = run_measured(cmd, input, timeout, &mut || {
+        busy1 = machine_busy();
+        self1 = self_cpu();
+        bed1 = bed_cpu();
+    })
+    .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
     Ok(Run {
-        wall,
-        code,
-        rss_kib: ru.ru_maxrss as u64,
-        cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
-        busy_s,
-        bed_s,
-        self_s,
-        stdout,
-        stderr,
+        wall: m.wall,
+        code: m.output.status.code(),
+        rss_kib: m.max_rss_kib,
+        cpu_s: m.cpu.as_secs_f64(),
+        busy_s: busy1 - busy0,
+        bed_s: bed1 - bed0,
+        self_s: self1 - self0,
+        stdout: String::from_utf8_lossy(&m.output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&m.output.stderr).into_owned(),
     })
 }
 
@@ -246,18 +162,6 @@ pub(crate) fn machine_busy() -> f64 {
         .collect();
     let get = |i: usize| f.get(i).copied().unwrap_or(0.0);
     (get(0) + get(1) + get(2) + get(5) + get(6)) / clk_tck()
-}
-
-pub(crate) fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
-        }
-        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-    });
-    rx
 }
 
 // ---------------------------------------------------------------------------------------------

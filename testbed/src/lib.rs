@@ -26,6 +26,8 @@ mod pebble;
 mod proc;
 mod slot;
 
+pub use proc::{run_measured, Measured};
+
 use std::collections::HashMap;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
