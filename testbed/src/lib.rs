@@ -529,6 +529,36 @@ impl Bed {
         }
     }
 
+    /// A certherd hook as certbot runs it on node 1 (the primary):
+    /// `<certherd> --config <node 1's certherd.toml> <what>`.
+    pub fn hook_command(&self, what: &str) -> String {
+        format!(
+            "{} --config {} {what}",
+            self.certherd.display(),
+            self.config_path(1).display()
+        )
+    }
+
+    /// certbot's `certonly` arguments with certherd's auth and cleanup hooks on node 1 and, when
+    /// given, `--deploy-hook`; the caller adds `-d NAME` and any other flags. The one copy for
+    /// the tests, the demo and the benchmarks.
+    pub fn certonly_args(&self, deploy_hook: Option<&str>) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "certonly".into(),
+            "--manual".into(),
+            "--preferred-challenges".into(),
+            "http".into(),
+            "--manual-auth-hook".into(),
+            self.hook_command("auth"),
+            "--manual-cleanup-hook".into(),
+            self.hook_command("cleanup"),
+        ];
+        if let Some(hook) = deploy_hook {
+            args.extend(["--deploy-hook".into(), hook.to_owned()]);
+        }
+        args
+    }
+
     /// `<certherd> --config <node's certherd.toml> <args...>`, not yet run.
     pub fn certherd(&self, node: usize, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.certherd);

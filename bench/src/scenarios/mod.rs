@@ -97,7 +97,7 @@ impl Bench {
             if self.archive_versions().len() < 2 {
                 // deploy alternates between two versions: make a second one (untimed).
                 self.configure(self.small(), false)?;
-                self.certbot_issue(&["--force-renewal"], &self.hook("deploy"))?;
+                self.certbot_issue(&["--force-renewal"], &self.bed.hook_command("deploy"))?;
             }
             for n in self.plan.peers.clone() {
                 self.deploy(n)?;
@@ -134,31 +134,10 @@ impl Bench {
         self.bed.write_config_addrs(1, &peers, "")
     }
 
-    pub(crate) fn hook(&self, what: &str) -> String {
-        format!(
-            "{} --config {} {what}",
-            self.certherd.display(),
-            self.bed.config_path(1).display()
-        )
-    }
-
     pub(crate) fn certbot_issue(&self, extra: &[&str], deploy_hook: &str) -> Result<Run, String> {
-        let auth = self.hook("auth");
-        let cleanup = self.hook("cleanup");
-        let mut args: Vec<&str> = vec![
-            "certonly",
-            "--manual",
-            "--preferred-challenges",
-            "http",
-            "--manual-auth-hook",
-            &auth,
-            "--manual-cleanup-hook",
-            &cleanup,
-            "--deploy-hook",
-            deploy_hook,
-            "-d",
-            DOMAIN,
-        ];
+        let args = self.bed.certonly_args(Some(deploy_hook));
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(["-d", DOMAIN]);
         args.extend_from_slice(extra);
         let t = Instant::now();
         let out = self.bed.certbot(&args);
@@ -191,7 +170,7 @@ impl Bench {
         self.bed.dns(DOMAIN, &[2])?;
         self.bed.enable_tls(LINEAGE)?;
         self.configure(self.small(), false)?;
-        let run = self.certbot_issue(&[], &self.hook("deploy"))?;
+        let run = self.certbot_issue(&[], &self.bed.hook_command("deploy"))?;
         eprintln!("  issued in {:.1?}", run.wall);
         Ok(())
     }

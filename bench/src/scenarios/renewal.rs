@@ -20,7 +20,7 @@ impl Bench {
             "date +%s%N > {hs}; {cmd}; rc=$?; date +%s%N > {he}; exit $rc",
             hs = hs.display(),
             he = he.display(),
-            cmd = self.hook("deploy"),
+            cmd = self.bed.hook_command("deploy"),
         );
         let nodes: Vec<String> = (1..=self.small() + 1)
             .map(|i| format!("{}:443", self.bed.ip(i)))
