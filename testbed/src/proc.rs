@@ -415,3 +415,62 @@ pub(crate) fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<Output, Str
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_feeds_stdin_and_calls_at_exit() {
+        let mut exits = 0;
+        let m = run_measured(
+            Command::new("/bin/sh").args(["-c", "cat; echo err >&2; exit 3"]),
+            Some(b"hi"),
+            Duration::from_secs(10),
+            &mut || exits += 1,
+        )
+        .unwrap();
+        assert_eq!(exits, 1);
+        assert_eq!(m.output.status.code(), Some(3));
+        assert_eq!(m.output.stdout, b"hi");
+        assert_eq!(m.output.stderr, b"err\n");
+        assert!(m.max_rss_kib > 0 && !m.timed_out);
+    }
+
+    /// A timed-out command goes with everything it started: a background child that would keep
+    /// the pipes open (and live on) is killed too, and the run ends promptly.
+    #[test]
+    fn timeout_kills_the_command_and_its_children() {
+        let dir = std::env::temp_dir().join(format!("testbed-proc-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("child.pid");
+        let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let start = Instant::now();
+        let m = run_measured(
+            Command::new("/bin/sh").args(["-c", &script]),
+            None,
+            Duration::from_millis(300),
+            &mut || {},
+        )
+        .unwrap();
+        assert!(m.timed_out && m.output.status.code().is_none());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(String::from_utf8_lossy(&m.output.stderr).contains("[testbed: killed after"));
+        let child: i32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SIGKILL is delivered at once, but the orphan is reaped by init: wait for that, bounded.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ProcId::of(child).is_some() && Instant::now() < deadline {
+            thread::sleep(POLL);
+        }
+        assert!(ProcId::of(child).is_none(), "the background sleep survived");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
