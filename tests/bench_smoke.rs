@@ -9,7 +9,8 @@ use std::process::Command;
 
 /// The bench is its own workspace member (`bench/`), so Cargo hands this test only `certherd`'s
 /// path: build `certherd-bench` into the same target directory and profile (a no-op when it is
-/// up to date) and run it from there.
+/// up to date) and run it from there. `--workspace` resolves features as `cargo test
+/// --workspace` (scripts/test.sh) does, so after that build nothing is compiled again.
 fn bench_binary() -> PathBuf {
     let certherd = Path::new(env!("CARGO_BIN_EXE_certherd"));
     let profile_dir = certherd.parent().expect("certherd has a directory");
@@ -20,21 +21,16 @@ fn bench_binary() -> PathBuf {
     let mut build = Command::new(cargo);
     build
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "certherd-bench",
-            "--bin",
-            "certherd-bench",
-        ])
+        .args(["build", "--quiet", "--workspace", "--bin", "certherd-bench"])
         .arg("--target-dir")
         .arg(target_dir);
     if profile_dir.file_name() == Some("release".as_ref()) {
         build.arg("--release");
     }
-    let status = build.status().expect("run cargo build -p certherd-bench");
-    assert!(status.success(), "cargo build -p certherd-bench failed");
+    let status = build
+        .status()
+        .expect("run cargo build --bin certherd-bench");
+    assert!(status.success(), "cargo build --bin certherd-bench failed");
     profile_dir.join("certherd-bench")
 }
 
