@@ -7,7 +7,7 @@
 //! ```
 //!
 //! One bed (N_max + 1 nodes and pebble) serves every measurement; node 1 is the primary and its
-//! config is rewritten for each N. A [`DelayProxy`] stands in front of every peer (ssh, http,
+//! config is rewritten for each N. A [`certherd_testbed::delay::DelayProxy`] stands in front of every peer (ssh, http,
 //! https on `127.0.B.(100+i)`) for the delayed runs. The baselines log in with a second key that
 //! has no forced command. Every run's result is verified (exit code, token files on the peers,
 //! live links), so a fast failure is never reported as a fast success. Needs root and the
@@ -15,6 +15,10 @@
 //!
 //! `certherd-bench fdpass HOST PORT` is an internal helper (an ssh `ProxyCommand` with
 //! `ProxyUseFdpass`): it connects with `TCP_NODELAY` set and hands the socket to ssh.
+//!
+//! Data flows one way: [`plan`] (what to run) → [`scenarios`] (drive the bed, run certherd and
+//! the [`baselines`] side by side) → [`measure`] (time and verify each run, collect the series)
+//! → [`report`] (figures and tables into `bench/report-template.md`).
 
 mod baselines;
 mod environment;
