@@ -9,5 +9,5 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup-debian.sh
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --locked --bin certherd --bin certherd-bench
+cargo build --release --locked -p certherd -p certherd-bench --bins
 exec "$target/release/certherd-bench" --certherd "$target/release/certherd" --out BENCHMARKS.md "$@"

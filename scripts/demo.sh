@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-debian.sh
-cargo build --release --locked --bins
+cargo build --release --locked -p certherd -p certherd-testbed --bins
 exec target/release/certherd-bed demo "$@"

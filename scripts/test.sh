@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
 
 # Fuzz the agent protocol, the config parser and certbot's environment, 60 s per target, against
 # the checked-in corpus (fuzz/corpus); a crash fails the run and names the input.

@@ -23,7 +23,6 @@ pub mod protocol;
 pub mod served;
 pub mod ssh;
 pub mod standby;
-pub mod testbed;
 pub mod tls;
 pub mod tokens;
 

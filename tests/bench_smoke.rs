@@ -1,8 +1,38 @@
 //! The benchmark runner works: `certherd-bench --smoke` (N = 3, 2 repetitions, 0 and 20 ms RTT)
 //! on its own test bed writes a report with every table. It checks that the runner works, never
 //! how fast anything is: the figures of a smoke run are not asserted.
+//!
+//! Proves no guarantee of docs/GUARANTEES.md (it checks the benchmark runner, not the product).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The bench is its own workspace member (`bench/`), so Cargo hands this test only `certherd`'s
+/// path: build `certherd-bench` into the same target directory and profile (a no-op when it is
+/// up to date) and run it from there. `--workspace` resolves features as `cargo test
+/// --workspace` (scripts/test.sh) does, so after that build nothing is compiled again.
+fn bench_binary() -> PathBuf {
+    let certherd = Path::new(env!("CARGO_BIN_EXE_certherd"));
+    let profile_dir = certherd.parent().expect("certherd has a directory");
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile has a target directory");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--workspace", "--bin", "certherd-bench"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if profile_dir.file_name() == Some("release".as_ref()) {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .expect("run cargo build --bin certherd-bench");
+    assert!(status.success(), "cargo build --bin certherd-bench failed");
+    profile_dir.join("certherd-bench")
+}
 
 #[test]
 fn bench_smoke_writes_every_table() {
@@ -10,7 +40,7 @@ fn bench_smoke_writes_every_table() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("BENCHMARKS.md");
     let json = dir.join("bench.json");
-    let run = Command::new(env!("CARGO_BIN_EXE_certherd-bench"))
+    let run = Command::new(bench_binary())
         .arg("--smoke")
         .arg("--certherd")
         .arg(env!("CARGO_BIN_EXE_certherd"))

@@ -1,4 +1,6 @@
 //! Flow 2 end to end: certbot's deploy hook brings each new certificate to every node.
+//!
+//! Proves Guarantees 2, 3, 4 and 6 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
 use common::influx::{Influx, Webhook};

@@ -1,5 +1,7 @@
 //! Primary failover: a standby receives certbot's renewal config and account with every deploy,
 //! so after the primary role moves, `certherd renew` there continues the same lineage.
+//!
+//! Proves Guarantees 4 and 8 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
 use common::*;

@@ -1,4 +1,6 @@
 //! `auth`/`cleanup` fan-out behaviour against real sshd + agent + nginx nodes.
+//!
+//! Proves Guarantees 1, 3 and 5 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
 use common::*;

@@ -2,6 +2,8 @@
 //! read-only webroot, a missing nginx, a hung reload, a cut SSH connection, two primaries at once,
 //! a planted symlink, a changed host key — and asserts the outcome written above it: the command
 //! fails (or not) naming the node, nothing is lost, and every node ends on a consistent pair.
+//!
+//! Proves Guarantees 2, 3, 5, 6 and 7 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
 mod security;

@@ -1,4 +1,6 @@
 //! Guarantee 5: hostile input is refused with a clear one-line error and changes nothing.
+//!
+//! Proves Guarantees 5 and 7 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
 use common::*;

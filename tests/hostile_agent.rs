@@ -3,6 +3,8 @@
 //! garbage, an endless stream, a trickle, silence, a lie or forged log lines. Every case must end
 //! within its deadline with exit 1, name node2 and the cause on one line, not panic, not echo the
 //! flood, and leave the honest nodes' work done.
+//!
+//! Proves Guarantees 2, 3 and 5 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
 mod security;

@@ -1,4 +1,6 @@
 //! Flow 1 end to end: certbot on node 1, pebble validating against whichever nodes DNS names.
+//!
+//! Proves Guarantee 1 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
 use common::*;

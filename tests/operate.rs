@@ -1,4 +1,6 @@
 //! Flow 3: status, renew, watch, doctor and stateless answers, on the real bed.
+//!
+//! Proves Guarantees 1, 8 and 9 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
 use common::influx::Influx;
@@ -274,11 +276,11 @@ fn watch_deploys_every_change_exactly_once() {
         .spawn()
         .unwrap();
     // Let it set up its inotify watches before the first change.
-    assert!(eventually(10, || std::fs::read_to_string(
-        bed.root().join("watch.err")
-    )
-    .unwrap_or_default()
-    .contains("watching")));
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(bed.root().join("watch.err"))
+            .unwrap_or_default()
+            .contains("watching")
+    }));
 
     let rounds = 20;
     for round in 1..=rounds {
@@ -291,7 +293,7 @@ fn watch_deploys_every_change_exactly_once() {
         ]);
         assert!(out.status.success(), "renewal {round}: {}", text(&out));
         let want = current_serial(&bed, "site.test");
-        let all = eventually(20, || {
+        let all = wait_until(Duration::from_secs(20), || {
             (1..=3).all(|n| served_serial(&bed, n, "site.test") == want)
         });
         assert!(
@@ -305,7 +307,7 @@ fn watch_deploys_every_change_exactly_once() {
     assert!(out.status.success(), "{}", text(&out));
     let want = std::fs::read(bed.letsencrypt_dir(1).join("live/other.test/cert.pem")).unwrap();
     assert!(
-        eventually(20, || std::fs::read(
+        wait_until(Duration::from_secs(20), || std::fs::read(
             bed.letsencrypt_dir(3).join("live/other.test/cert.pem")
         )
         .is_ok_and(|c| c == want)),
@@ -317,7 +319,9 @@ fn watch_deploys_every_change_exactly_once() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let stopped = eventually(10, || matches!(watch.try_wait(), Ok(Some(_))));
+    let stopped = wait_until(Duration::from_secs(10), || {
+        matches!(watch.try_wait(), Ok(Some(_)))
+    });
     if !stopped {
         let _ = watch.kill();
     }

@@ -1,6 +1,8 @@
 //! Permission audit (SECURITY.md): after real deploys, every file certherd created on a node has
 //! the mode it must have — private keys 0600, the key directories 0700, nothing world-writable,
 //! no token file executable — whatever umask the agent was started with.
+//!
+//! Proves Guarantee 4 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
 mod security;

@@ -173,11 +173,7 @@ fn probed(probe: &Path) -> Vec<usize> {
 fn certbot_pre_hook_warm_opens_connections_before_the_first_auth() {
     let bed = bed(3, true);
     bed.dns("site.test", &[2, 3]).unwrap();
-    let warm_hook = format!(
-        "{} --config {} warm",
-        bed.certherd_bin().display(),
-        bed.config_path(1).display()
-    );
+    let warm_hook = bed.hook_command("warm");
     for (lineage, pre_hook) in [("cold.test", None), ("site.test", Some(&warm_hook))] {
         if lineage == "cold.test" {
             bed.dns("cold.test", &[2, 3]).unwrap();
@@ -185,7 +181,7 @@ fn certbot_pre_hook_warm_opens_connections_before_the_first_auth() {
         bed.close_control_masters();
         assert!(sockets(&bed).is_empty());
         let probe = bed.root().join(format!("probe-{lineage}"));
-        let mut args = hook_args(&bed);
+        let mut args = bed.certonly_args(None);
         args.extend(["--manual-auth-hook".into(), probing_auth_hook(&bed, &probe)]);
         if let Some(h) = pre_hook {
             args.extend(["--pre-hook".into(), h.clone()]);

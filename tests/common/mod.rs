@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 #[allow(unused_imports)]
-pub use certherd::testbed::{Bed, BedOptions, PeerSpec};
+pub use certherd_testbed::{Bed, BedOptions, PeerSpec};
 
 /// Starts a bed with `nodes` nodes, with pebble when `ca`. Fails the test loudly when a daemon
 /// is missing or does not start: that is an install bug, never a reason to skip.
@@ -39,28 +39,9 @@ pub fn cleanup(bed: &Bed, node: usize, domain: &str, token: &str) -> Output {
         .expect("run certherd cleanup")
 }
 
-/// certbot's hook flags pointing at certherd with node 1's config.
-pub fn hook_args(bed: &Bed) -> Vec<String> {
-    let hook = format!(
-        "{} --config {}",
-        bed.certherd_bin().display(),
-        bed.config_path(1).display()
-    );
-    vec![
-        "certonly".into(),
-        "--manual".into(),
-        "--preferred-challenges".into(),
-        "http".into(),
-        "--manual-auth-hook".into(),
-        format!("{hook} auth"),
-        "--manual-cleanup-hook".into(),
-        format!("{hook} cleanup"),
-    ]
-}
-
 /// Runs certbot certonly with certherd's hooks for these names.
 pub fn certbot_certonly(bed: &Bed, domains: &[&str]) -> Output {
-    let mut args = hook_args(bed);
+    let mut args = bed.certonly_args(None);
     for d in domains {
         args.push("-d".into());
         args.push(d.to_string());
@@ -243,13 +224,7 @@ pub fn live_links(bed: &Bed, n: usize, lineage: &str) -> Vec<String> {
 
 /// certbot certonly with certherd's auth, cleanup and deploy hooks.
 pub fn certbot_with_deploy(bed: &Bed, domains: &[&str]) -> Output {
-    let mut args = hook_args(bed);
-    args.push("--deploy-hook".into());
-    args.push(format!(
-        "{} --config {} deploy",
-        bed.certherd_bin().display(),
-        bed.config_path(1).display()
-    ));
+    let mut args = bed.certonly_args(Some(&bed.hook_command("deploy")));
     for d in domains {
         args.push("-d".into());
         args.push(d.to_string());
@@ -269,24 +244,30 @@ pub fn issued_bed() -> Bed {
     bed
 }
 
-/// Replaces `from` with `to` in node `n`'s certherd.toml (for keys write_config does not set).
+/// Replaces the first `from` with `to` in node `n`'s certherd.toml (for keys write_config does
+/// not set), asserting it was there.
 pub fn edit_config(bed: &Bed, n: usize, from: &str, to: &str) {
     let path = bed.config_path(n);
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    assert!(
+        text.contains(from),
+        "{from:?} not in {}:\n{text}",
+        path.display()
+    );
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
 
-/// Polls `f` every 100 ms until it is true or `secs` pass; returns whether it became true.
-pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+/// Polls `cond` every 20 ms until it is true or `limit` has passed; returns whether it became
+/// true (every wait in the tests is bounded).
+pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
     loop {
-        if f() {
+        if cond() {
             return true;
         }
-        if std::time::Instant::now() >= until {
+        if std::time::Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

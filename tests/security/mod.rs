@@ -7,7 +7,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -82,18 +81,6 @@ pub fn tls_bed(nodes: usize) -> Bed {
         );
     }
     bed
-}
-
-/// Replaces `from` by `to` in node `n`'s certherd.toml, asserting it was there.
-pub fn edit_config(bed: &Bed, n: usize, from: &str, to: &str) {
-    let path = bed.config_path(n);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        text.contains(from),
-        "{from:?} not in {}:\n{text}",
-        path.display()
-    );
-    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
 
 /// Sets `[ssh] request_timeout` in node `n`'s config.
@@ -265,20 +252,6 @@ impl Drop for PidFile {
                 );
             }
         }
-    }
-}
-
-/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

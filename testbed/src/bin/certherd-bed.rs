@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
-use certherd::testbed::{Bed, BedOptions};
+use certherd_testbed::{Bed, BedOptions};
 
 #[derive(Parser)]
 #[command(
@@ -127,7 +127,7 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
     };
     if !certherd.is_file() {
         return Err(format!(
-            "certherd binary not found at {} (build it: cargo build --bins)",
+            "certherd binary not found at {} (build it: cargo build -p certherd)",
             certherd.display()
         ));
     }
@@ -157,24 +157,13 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
         dns_ips.join(", ")
     );
 
-    let cfg = bed.config_path(1);
-    let hook = |what: &str| format!("{} --config {} {what}", certherd.display(), cfg.display());
-    let auth = hook("auth");
-    let cleanup = hook("cleanup");
+    let auth = bed.hook_command("auth");
+    let cleanup = bed.hook_command("cleanup");
     println!("== certbot certonly on node1 with hooks:\n   auth:    {auth}\n   cleanup: {cleanup}");
     let t1 = Instant::now();
-    let out = bed.certbot(&[
-        "certonly",
-        "--manual",
-        "--preferred-challenges",
-        "http",
-        "--manual-auth-hook",
-        &auth,
-        "--manual-cleanup-hook",
-        &cleanup,
-        "-d",
-        DOMAIN,
-    ]);
+    let mut args = bed.certonly_args(None);
+    args.extend(["-d".into(), DOMAIN.into()]);
+    let out = bed.certbot(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let certbot_ok = out.status.success();
     println!(
         "   certbot exited with {} after {:.2?}",

@@ -1,4 +1,5 @@
-//! Daemon start/stop by PID, bounded waits, bounded command runs.
+//! Daemon start/stop by PID, bounded waits, and the one bounded command runner (also used by the
+//! benchmarks, which time it).
 //!
 //! Everything here is synchronous std code. A daemon is a `Child` we spawned ourselves; it is only
 //! ever signalled through its own PID (and the PIDs of its descendants, found via `/proc` and
@@ -6,12 +7,13 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -226,36 +228,117 @@ pub(crate) fn stop_all(mut daemons: Vec<Daemon>, grace: Duration) {
     }
 }
 
-/// Runs `cmd` to completion with captured stdout/stderr, killing it (by its PID) after `timeout`.
-/// On timeout the returned stderr ends with a `[testbed: killed after ...]` note.
-pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration) -> std::io::Result<Output> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let so = child.stdout.take().expect("piped stdout");
-    let se = child.stderr.take().expect("piped stderr");
-    let (out_buf, out_done) = drain(so);
-    let (err_buf, err_done) = drain(se);
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            timed_out = true;
-            // Kill the child and anything it started that would keep our pipes open.
-            let fam = descendants(child.id() as i32);
-            let _ = child.kill();
-            for p in fam {
-                p.signal(Signal::SIGKILL);
+/// What [`run_measured`] saw of one run.
+pub struct Measured {
+    /// Exit status and everything the command wrote. After a timeout, stderr ends with a
+    /// `[testbed: killed after ...]` note.
+    pub output: Output,
+    /// From just before `spawn` to the moment the child exited (`waitid` with `WNOWAIT`, before
+    /// reaping): output readers and reaping are not counted.
+    pub wall: Duration,
+    /// Peak resident set of the child (or of the largest descendant it reaped), `ru_maxrss` of
+    /// `wait4`, in KiB.
+    pub max_rss_kib: u64,
+    /// User + system CPU time of the child and the descendants it reaped (`wait4`).
+    pub cpu: Duration,
+    /// The command was killed after the timeout.
+    pub timed_out: bool,
+}
+
+/// The one bounded process runner of the bed, the tests and the benchmarks: runs `cmd` to
+/// completion with captured stdout/stderr, feeding `input` on stdin (none: `/dev/null`); after
+/// `timeout` a watchdog kills it and everything it started (by PID + start time). `at_exit` runs
+/// the moment the child has exited, before it is reaped and before its output is collected, so
+/// a caller can take measurements that end with the run (the benchmarks' CPU counters).
+pub fn run_measured(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+    at_exit: &mut dyn FnMut(),
+) -> std::io::Result<Measured> {
+    use nix::libc;
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn()?;
+    let pid = child.id() as i32;
+    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+        let data = data.to_vec();
+        thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+    }
+    let (out_buf, out_done) = drain(child.stdout.take());
+    let (err_buf, err_done) = drain(child.stderr.take());
+
+    // Watchdog: kills the child and its descendants after `timeout`. It checks and kills under
+    // the lock, and the child is reaped only after `exited` is set under the same lock, so the
+    // PID it signals is always still our unreaped child.
+    let watch = Arc::new((Mutex::new((false, false)), Condvar::new()));
+    let watchdog = {
+        let watch = watch.clone();
+        thread::spawn(move || {
+            let (lock, cv) = &*watch;
+            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut guard, _) = cv
+                .wait_timeout_while(guard, timeout, |(exited, _)| !*exited)
+                .unwrap_or_else(|e| e.into_inner());
+            if !guard.0 {
+                // Anything it started that would keep our pipes open goes too.
+                let family = descendants(pid);
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                for p in family {
+                    p.signal(Signal::SIGKILL);
+                }
+                guard.1 = true;
             }
-            break child.wait()?;
-        }
-        thread::sleep(POLL);
+        })
     };
+    let exited = loop {
+        // SAFETY: waitid on our own child; `info` is a plain out-parameter.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            break Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            break Err(err);
+        }
+    };
+    let wall = start.elapsed();
+    if exited.is_ok() {
+        at_exit();
+    }
+    let timed_out = {
+        let (lock, cv) = &*watch;
+        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0 = true;
+        cv.notify_all();
+        guard.1
+    };
+    let _ = watchdog.join();
+    exited?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: reaps our exited child; rusage is an out-parameter.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut ru) } != pid {
+        return Err(std::io::Error::last_os_error());
+    }
+    drop(child);
+
     // A grandchild that daemonized (an ssh control master, say) may hold our pipes open forever:
     // wait for EOF only briefly after the child itself has exited.
     let eof_deadline = Instant::now() + Duration::from_secs(2);
@@ -275,20 +358,36 @@ pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration) -> std::io::Resu
             .as_bytes(),
         );
     }
-    Ok(Output {
-        status,
-        stdout,
-        stderr,
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok(Measured {
+        output: Output {
+            status: ExitStatus::from_raw(status),
+            stdout,
+            stderr,
+        },
+        wall,
+        max_rss_kib: ru.ru_maxrss as u64,
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        timed_out,
     })
 }
 
-/// Reads `r` to EOF on a thread, into a shared buffer; the flag is set at EOF.
-fn drain<R: Read + Send + 'static>(mut r: R) -> (Arc<Mutex<Vec<u8>>>, Arc<AtomicBool>) {
+/// [`run_measured`] without stdin or measurements: the output of a bounded run.
+pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration) -> std::io::Result<Output> {
+    run_measured(cmd, None, timeout, &mut || {}).map(|m| m.output)
+}
+
+/// Reads `r` to EOF on a thread, into a shared buffer; the flag is set at EOF (at once for none).
+fn drain<R: Read + Send + 'static>(r: Option<R>) -> (Arc<Mutex<Vec<u8>>>, Arc<AtomicBool>) {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let done = Arc::new(AtomicBool::new(false));
     let (b, d) = (buf.clone(), done.clone());
     thread::spawn(move || {
         let mut chunk = [0u8; 8192];
+        let Some(mut r) = r else {
+            d.store(true, Ordering::SeqCst);
+            return;
+        };
         loop {
             match r.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
@@ -315,4 +414,63 @@ pub(crate) fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<Output, Str
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_feeds_stdin_and_calls_at_exit() {
+        let mut exits = 0;
+        let m = run_measured(
+            Command::new("/bin/sh").args(["-c", "cat; echo err >&2; exit 3"]),
+            Some(b"hi"),
+            Duration::from_secs(10),
+            &mut || exits += 1,
+        )
+        .unwrap();
+        assert_eq!(exits, 1);
+        assert_eq!(m.output.status.code(), Some(3));
+        assert_eq!(m.output.stdout, b"hi");
+        assert_eq!(m.output.stderr, b"err\n");
+        assert!(m.max_rss_kib > 0 && !m.timed_out);
+    }
+
+    /// A timed-out command goes with everything it started: a background child that would keep
+    /// the pipes open (and live on) is killed too, and the run ends promptly.
+    #[test]
+    fn timeout_kills_the_command_and_its_children() {
+        let dir = std::env::temp_dir().join(format!("testbed-proc-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("child.pid");
+        let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let start = Instant::now();
+        let m = run_measured(
+            Command::new("/bin/sh").args(["-c", &script]),
+            None,
+            Duration::from_millis(300),
+            &mut || {},
+        )
+        .unwrap();
+        assert!(m.timed_out && m.output.status.code().is_none());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(String::from_utf8_lossy(&m.output.stderr).contains("[testbed: killed after"));
+        let child: i32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SIGKILL is delivered at once, but the orphan is reaped by init: wait for that, bounded.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ProcId::of(child).is_some() && Instant::now() < deadline {
+            thread::sleep(POLL);
+        }
+        assert!(ProcId::of(child).is_none(), "the background sleep survived");
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

@@ -91,9 +91,10 @@ pub(crate) fn prepare(n: &NodePaths, certherd: &Path, client_pubkey: &str) -> Re
     )
 }
 
-/// contrib/nginx/acme-challenge.conf of this source tree: the bed tests the file users copy.
+/// contrib/nginx/acme-challenge.conf of this source tree (the workspace root, one up from this
+/// crate): the bed tests the file users copy.
 pub(crate) fn contrib_acme_snippet() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/nginx/acme-challenge.conf")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/nginx/acme-challenge.conf")
 }
 
 fn write_nginx_conf(n: &NodePaths) -> Result<(), String> {

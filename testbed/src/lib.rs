@@ -10,7 +10,7 @@
 //! its DNS listen on `127.0.B.250`. Many beds can run at once, in threads or processes.
 //!
 //! ```no_run
-//! use certherd::testbed::{Bed, BedOptions};
+//! use certherd_testbed::{Bed, BedOptions};
 //! let bed = Bed::start(BedOptions { nodes: 3, ca: true, certherd: "target/debug/certherd".into() })?;
 //! bed.dns("site.test", &[2, 3])?;
 //! let out = bed.certbot(&["certonly", "--manual", "-d", "site.test"]);
@@ -27,6 +27,8 @@ mod pebble;
 mod proc;
 mod slot;
 mod vhost;
+
+pub use proc::{run_measured, Measured};
 
 use std::collections::HashMap;
 use std::fs;
@@ -527,6 +529,36 @@ impl Bed {
                 stderr: format!("testbed: cannot run /usr/bin/certbot: {e}\n").into_bytes(),
             },
         }
+    }
+
+    /// A certherd hook as certbot runs it on node 1 (the primary):
+    /// `<certherd> --config <node 1's certherd.toml> <what>`.
+    pub fn hook_command(&self, what: &str) -> String {
+        format!(
+            "{} --config {} {what}",
+            self.certherd.display(),
+            self.config_path(1).display()
+        )
+    }
+
+    /// certbot's `certonly` arguments with certherd's auth and cleanup hooks on node 1 and, when
+    /// given, `--deploy-hook`; the caller adds `-d NAME` and any other flags. The one copy for
+    /// the tests, the demo and the benchmarks.
+    pub fn certonly_args(&self, deploy_hook: Option<&str>) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "certonly".into(),
+            "--manual".into(),
+            "--preferred-challenges".into(),
+            "http".into(),
+            "--manual-auth-hook".into(),
+            self.hook_command("auth"),
+            "--manual-cleanup-hook".into(),
+            self.hook_command("cleanup"),
+        ];
+        if let Some(hook) = deploy_hook {
+            args.extend(["--deploy-hook".into(), hook.to_owned()]);
+        }
+        args
     }
 
     /// `<certherd> --config <node's certherd.toml> <args...>`, not yet run.

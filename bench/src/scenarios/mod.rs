@@ -1,0 +1,204 @@
+//! The scenarios: one bed (N_max + 1 nodes and pebble), a delay proxy in front of every peer,
+//! one certificate lineage; node 1 is the primary and its config is rewritten for each N. Each
+//! scenario module times certherd and its baselines side by side and verifies every run.
+
+mod anatomy;
+mod auth;
+mod deploy;
+mod renewal;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use certherd_testbed::delay::DelayProxy;
+use certherd_testbed::{Bed, BedOptions, PeerAddrs, PeerSpec};
+
+use crate::measure::{Results, Run, BED_ROOT};
+use crate::plan::{Plan, DOMAIN, LINEAGE};
+
+pub(crate) struct Bench {
+    pub(crate) plan: Plan,
+    pub(crate) results: Results,
+    pub(crate) plain_key: PathBuf,
+    pub(crate) certherd: PathBuf,
+    pub(crate) token_counter: usize,
+    // Drop order: proxies before the bed.
+    pub(crate) proxy: DelayProxy,
+    pub(crate) bed: Bed,
+}
+
+impl Bench {
+    pub(crate) fn start(certherd: &Path, max_n: usize, plan: Plan) -> Result<Bench, String> {
+        eprintln!(
+            "certherd-bench: starting a bed with {} nodes and pebble",
+            max_n + 1
+        );
+        let t = Instant::now();
+        let bed = Bed::start(BedOptions {
+            nodes: max_n + 1,
+            ca: true,
+            certherd: certherd.to_owned(),
+        })?;
+        let _ = BED_ROOT.set(bed.root().to_string_lossy().into_owned());
+        let plain_key = bed.enable_plain_login()?;
+        let mut pairs = Vec::new();
+        for i in 2..=max_n + 1 {
+            for port in [22, 80, 443] {
+                pairs.push((sa(front_ip(&bed, i), port), sa(bed.ip(i), port)));
+            }
+            bed.add_known_host(i, sa(front_ip(&bed, i), 22))?;
+        }
+        let proxy = DelayProxy::start(&pairs, Duration::ZERO)?;
+        eprintln!(
+            "  bed {} up at {} with {} delay proxies in {:.1?}",
+            bed.index(),
+            bed.root().display(),
+            pairs.len(),
+            t.elapsed()
+        );
+        Ok(Bench {
+            plan,
+            results: Results::default(),
+            plain_key,
+            certherd: certherd.to_owned(),
+
+            token_counter: 0,
+            proxy,
+            bed,
+        })
+    }
+
+    pub(crate) fn run_all(&mut self) -> Result<(), String> {
+        self.issue()?;
+        if self.plan.runs("anatomy") {
+            self.anatomy();
+        }
+        if self.plan.runs("startup") {
+            self.startup();
+        }
+        if self.plan.runs("auth") {
+            let rtts: Vec<u32> = if self.plan.rtt_ms > 0.0 {
+                vec![0, self.plan.rtt_ms.round() as u32]
+            } else {
+                vec![0]
+            };
+            for &rtt in &rtts {
+                for n in self.plan.peers.clone() {
+                    self.auth(n, rtt)?;
+                }
+            }
+            self.proxy.set_delay(Duration::ZERO);
+        }
+        if self.plan.runs("renewal") {
+            self.renewal()?;
+        }
+        if self.plan.runs("deploy") {
+            if self.archive_versions().len() < 2 {
+                // deploy alternates between two versions: make a second one (untimed).
+                self.configure(self.small(), false)?;
+                self.certbot_issue(&["--force-renewal"], &self.bed.hook_command("deploy"))?;
+            }
+            for n in self.plan.peers.clone() {
+                self.deploy(n)?;
+            }
+        }
+        Ok(())
+    }
+
+    // --- set-up ---------------------------------------------------------------------------
+
+    pub(crate) fn addrs(&self, node: usize, via_proxy: bool) -> PeerAddrs {
+        let ip = if via_proxy {
+            front_ip(&self.bed, node)
+        } else {
+            self.bed.ip(node)
+        };
+        PeerAddrs {
+            ssh: sa(ip, 22),
+            http: sa(ip, 80),
+            https: sa(ip, 443),
+        }
+    }
+
+    /// Peers for issuance and the renewal measurement: 2 (3 nodes), fewer on a smaller bed.
+    pub(crate) fn small(&self) -> usize {
+        (self.bed.nodes() - 1).min(2)
+    }
+
+    /// Node 1's config: peers 2..=n+1, reached directly or through the delay proxies.
+    pub(crate) fn configure(&self, n: usize, via_proxy: bool) -> Result<(), String> {
+        let peers: Vec<(PeerSpec, PeerAddrs)> = (2..=n + 1)
+            .map(|i| (PeerSpec::new(i), self.addrs(i, via_proxy)))
+            .collect();
+        self.bed.write_config_addrs(1, &peers, "")
+    }
+
+    pub(crate) fn certbot_issue(&self, extra: &[&str], deploy_hook: &str) -> Result<Run, String> {
+        let args = self.bed.certonly_args(Some(deploy_hook));
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(["-d", DOMAIN]);
+        args.extend_from_slice(extra);
+        let t = Instant::now();
+        let out = self.bed.certbot(&args);
+        let run = Run {
+            wall: t.elapsed(),
+            code: out.status.code(),
+            rss_kib: 0,
+            cpu_s: 0.0,
+            busy_s: 0.0,
+            bed_s: 0.0,
+            self_s: 0.0,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if run.ok() {
+            Ok(run)
+        } else {
+            Err(format!(
+                "certbot failed: {}\n{}",
+                run.why(),
+                tail(&run.stdout, 10)
+            ))
+        }
+    }
+
+    /// Issues site.test once (DNS: node 2 only) with certherd's hooks; every node gets an nginx
+    /// TLS server on `live/site.test/` (`Bed::enable_tls`).
+    pub(crate) fn issue(&mut self) -> Result<(), String> {
+        eprintln!("== issuing {DOMAIN} with certbot and certherd's hooks");
+        self.bed.dns(DOMAIN, &[2])?;
+        self.bed.enable_tls(LINEAGE)?;
+        self.configure(self.small(), false)?;
+        let run = self.certbot_issue(&[], &self.bed.hook_command("deploy"))?;
+        eprintln!("  issued in {:.1?}", run.wall);
+        Ok(())
+    }
+
+    // --- anatomy: where one connection's time goes ----------------------------------------
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        self.bed.close_control_masters();
+    }
+}
+
+/// `127.0.B.(100+i)`: where node i's delay proxy listens.
+pub(crate) fn front_ip(bed: &Bed, node: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, bed.index(), (100 + node) as u8)
+}
+
+pub(crate) fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(ip, port))
+}
+
+pub(crate) fn read_stamp(path: &Path) -> Option<SystemTime> {
+    let ns: u64 = fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    Some(UNIX_EPOCH + Duration::from_nanos(ns))
+}
+
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
