@@ -84,11 +84,25 @@ pub enum Response {
         node: String,
         /// Ops this agent supports.
         ops: Vec<String>,
+        /// Whether the agent's own config makes it a standby (`doctor` compares it with the
+        /// primary's `[[peers]] standby`). Absent from older agents: unknown, not false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        standby: Option<bool>,
     },
     /// The op succeeded; `changed` says whether anything on disk changed.
     Done {
         /// Whether the node's state changed.
         changed: bool,
+        /// `put_renewal`: keys of the received renewal config the standby did not write (hooks,
+        /// paths, a server it does not allow, anything off its allow-list).
+        ///
+        /// Compatibility: added without a protocol bump. An older primary ignores the unknown
+        /// field (responses are not `deny_unknown_fields`), and it is left out when empty, so
+        /// every other `done` is byte-for-byte what it was; an older agent's answer reads as
+        /// "nothing dropped", which is what an old agent that wrote the config as sent did not
+        /// do, so the primary's `put_renewal` check does not rely on it alone (see deploy).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dropped: Vec<String>,
     },
     /// Answer to `install`.
     Installed {
@@ -150,6 +164,11 @@ pub enum ErrorKind {
     TestFailed,
     /// `install`: the reload failed after a passing config test.
     ReloadFailed,
+    /// `put_renewal` to a node whose own config does not say `standby = true`; nothing written.
+    NotStandby,
+    /// `install`: the files failed verification (not PEM of the right type, `cert` not first in
+    /// `fullchain`, key not the certificate's, leaf expired); nothing written.
+    Unverified,
 }
 
 impl Response {
