@@ -255,7 +255,11 @@ pub fn build_conf(
     );
     let mut dropped = Vec::new();
     let mut drop_key = |k: &str| {
-        let k = printable(k);
+        // Plain keys as they are; anything else escaped and cut short (it came from a request).
+        let plain = k.len() <= 64
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-[]".contains(&b));
+        let k = if plain { k.to_owned() } else { printable(k) };
         if !dropped.contains(&k) {
             dropped.push(k);
         }
@@ -442,6 +446,209 @@ pub fn install(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ID: &str = "967c71e7cc769155b4da8367ac79b436";
+    const SERVER: &str = "https://127.0.1.250:14000/dir";
+
+    fn policy(root: &Path, standby: bool) -> Policy {
+        Policy {
+            standby,
+            root: root.to_owned(),
+            own_config: "/etc/certherd/standby.toml".into(),
+            exe: "/usr/bin/certherd".into(),
+            servers: vec![SERVER.into()],
+        }
+    }
+
+    /// What certbot 2.1 writes for `certherd issue` on the primary, plus a hostile tail.
+    fn hostile_conf() -> String {
+        format!(
+            "version = 2.1.0\narchive_dir = /etc/cron.d\ncert = /root/.bashrc\n\
+             privkey = /p/live/site.test/privkey.pem\nchain = /p/live/site.test/chain.pem\n\
+             fullchain = /p/live/site.test/fullchain.pem\n\n[renewalparams]\naccount = {ID}\n\
+             pref_challs = http-01,\nmanual_auth_hook = /usr/bin/certherd --config /p.toml auth\n\
+             manual_cleanup_hook = touch /tmp/pwned\nrenew_hook = /usr/bin/certherd deploy\n\
+             pre_hook = touch /tmp/pwned\npost_hook = id\ndeploy_hook = id\nserver = {SERVER}\n\
+             authenticator = manual\nkey_type = ecdsa\nconfig_dir = /etc/cron.d\n\
+             work_dir = /tmp\n[[evil]]\nx = y\n"
+        )
+    }
+
+    fn bundle(conf: String) -> RenewalBundle {
+        RenewalBundle {
+            conf,
+            primary_root: "/p".into(),
+            primary_config: "/p.toml".into(),
+            account_dir: format!("accounts/127.0.1.250:14000/dir/{ID}"),
+            account_files: ACCOUNT_FILES
+                .iter()
+                .map(|n| (n.to_string(), "{}".to_string()))
+                .collect(),
+        }
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("certherd-standby-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_renewal_config_is_rebuilt_from_the_allow_list() {
+        let root = scratch("rebuild");
+        let lineage = LineageName::parse("site.test").unwrap();
+        let w = install(&policy(&root, true), &lineage, &bundle(hostile_conf())).unwrap();
+        let conf = fs::read_to_string(root.join("renewal/site.test.conf")).unwrap();
+        for bad in [
+            "pwned", "cron", "bashrc", "/p/", "/p.toml", "id\n", "evil", "work_dir",
+        ] {
+            assert!(!conf.contains(bad), "{bad:?} in\n{conf}");
+        }
+        let r = root.display();
+        for good in [
+            format!("archive_dir = {r}/archive/site.test\n"),
+            format!("cert = {r}/live/site.test/cert.pem\n"),
+            format!("account = {ID}\n"),
+            format!("server = {SERVER}\n"),
+            "manual_auth_hook = /usr/bin/certherd --config /etc/certherd/standby.toml auth\n"
+                .into(),
+            "manual_cleanup_hook = /usr/bin/certherd --config /etc/certherd/standby.toml cleanup\n"
+                .into(),
+            "renew_hook = /usr/bin/certherd --config /etc/certherd/standby.toml deploy\n".into(),
+            "key_type = ecdsa\n".into(),
+        ] {
+            assert!(conf.contains(&good), "{good:?} missing in\n{conf}");
+        }
+        // Every line with a path names this node's letsencrypt dir or its own certherd.
+        for line in conf
+            .lines()
+            .filter(|l| l.contains('/') && !l.starts_with('#'))
+        {
+            assert!(
+                line.contains(&format!(" {r}/"))
+                    || line.contains(" /usr/bin/certherd ")
+                    || line.starts_with("server = "),
+                "{line}"
+            );
+        }
+        for key in [
+            "archive_dir",
+            "cert",
+            "manual_cleanup_hook",
+            "pre_hook",
+            "post_hook",
+            "deploy_hook",
+            "config_dir",
+            "work_dir",
+            "[[evil]]",
+        ] {
+            assert!(
+                w.dropped.contains(&key.to_string()),
+                "{key} not reported in {:?}",
+                w.dropped
+            );
+        }
+        for kept in [
+            "manual_auth_hook",
+            "renew_hook",
+            "server",
+            "account",
+            "privkey",
+        ] {
+            assert!(
+                !w.dropped.contains(&kept.to_string()),
+                "{kept} reported in {:?}",
+                w.dropped
+            );
+        }
+        let mode = |p: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(
+            mode(&format!(
+                "accounts/127.0.1.250:14000/dir/{ID}/private_key.json"
+            )),
+            0o400
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_server_the_standby_does_not_allow_is_dropped() {
+        let root = scratch("server");
+        let lineage = LineageName::parse("site.test").unwrap();
+        let conf = hostile_conf().replace(SERVER, "https://evil.example/dir");
+        let w = install(&policy(&root, true), &lineage, &bundle(conf)).unwrap();
+        assert!(w.dropped.contains(&"server".to_string()), "{:?}", w.dropped);
+        let conf = fs::read_to_string(root.join("renewal/site.test.conf")).unwrap();
+        assert!(!conf.contains("evil"), "{conf}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Refusals write nothing at all: not a standby, a 251-byte lineage (whose `.conf` would not
+    /// fit a file name), another account than the one sent, a bad account file.
+    #[test]
+    fn refusals_write_nothing() {
+        let root = scratch("refuse");
+        let lineage = LineageName::parse("site.test").unwrap();
+        let r = install(&policy(&root, false), &lineage, &bundle(hostile_conf()));
+        assert!(matches!(r, Err(StandbyError::NotStandby(_))), "{r:?}");
+        let long = format!(
+            "{}.test",
+            [
+                "a".repeat(61),
+                "a".repeat(61),
+                "a".repeat(61),
+                "a".repeat(60)
+            ]
+            .join(".")
+        );
+        assert_eq!(long.len(), 251);
+        let long = LineageName::parse(&long).unwrap();
+        let r = install(&policy(&root, true), &long, &bundle(hostile_conf()));
+        assert!(
+            matches!(&r, Err(StandbyError::Invalid(m)) if m.contains("file name")),
+            "{r:?}"
+        );
+        let other = hostile_conf().replace(&format!("account = {ID}"), "account = 00");
+        let r = install(&policy(&root, true), &lineage, &bundle(other));
+        assert!(matches!(r, Err(StandbyError::Invalid(_))), "{r:?}");
+        let mut b = bundle(hostile_conf());
+        b.account_files
+            .insert("regr.json".into(), "not json".into());
+        let r = install(&policy(&root, true), &lineage, &b);
+        assert!(matches!(r, Err(StandbyError::Invalid(_))), "{r:?}");
+        assert_eq!(
+            fs::read_dir(&root).unwrap().count(),
+            0,
+            "a refusal wrote something"
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn planted_symlinks_are_refused() {
+        let lineage = LineageName::parse("site.test").unwrap();
+        for planted in ["renewal", "accounts"] {
+            let root = scratch(planted);
+            let decoy = scratch(&format!("{planted}-decoy"));
+            std::os::unix::fs::symlink(&decoy, root.join(planted)).unwrap();
+            let r = install(&policy(&root, true), &lineage, &bundle(hostile_conf()));
+            assert!(
+                matches!(&r, Err(StandbyError::Io(e)) if e.to_string().contains(planted) && e.to_string().contains("symlink")),
+                "{r:?}"
+            );
+            assert_eq!(
+                fs::read_dir(&decoy).unwrap().count(),
+                0,
+                "{planted}: written through"
+            );
+            fs::remove_dir_all(&root).unwrap();
+            fs::remove_dir_all(&decoy).unwrap();
+        }
+    }
 
     #[test]
     fn account_dirs_are_checked() {
