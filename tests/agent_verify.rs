@@ -11,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 use security::*;
+use security::edit_config;
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "967c71e7cc769155b4da8367ac79b436";
