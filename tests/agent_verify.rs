@@ -10,8 +10,8 @@ mod security;
 use std::os::unix::fs::PermissionsExt;
 
 use common::*;
-use security::*;
 use security::edit_config;
+use security::*;
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "967c71e7cc769155b4da8367ac79b436";
@@ -131,7 +131,10 @@ fn put_renewal_is_refused_by_a_non_standby_and_rebuilt_by_a_standby() {
         std::fs::canonicalize(bed.certherd_bin()).unwrap().display(),
         bed.config_path(3).display()
     );
-    let hooks: Vec<&str> = conf.lines().filter(|l| !l.starts_with('#') && l.contains("hook")).collect();
+    let hooks: Vec<&str> = conf
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("hook"))
+        .collect();
     assert_eq!(hooks.len(), 3, "{conf}");
     assert!(hooks.iter().all(|h| h.contains(&own_hook)), "{conf}");
     for line in conf.lines().filter(|l| {

@@ -93,7 +93,10 @@ fn standby_renews_after_the_primary_role_moves() {
     );
     // Rebuilt by the standby (issue 9): its own three certherd hooks and nothing else that runs,
     // every path below its own letsencrypt dir.
-    let hooks: Vec<&str> = conf.lines().filter(|l| !l.starts_with('#') && l.contains("hook")).collect();
+    let hooks: Vec<&str> = conf
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("hook"))
+        .collect();
     assert_eq!(hooks.len(), 3, "{conf}");
     let own_hook = format!(
         "= {} --config {} ",
