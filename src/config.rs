@@ -193,7 +193,8 @@ pub struct Peer {
     #[serde(default)]
     pub check_only: bool,
     /// Can take over as primary: also receives certbot's renewal config and account, so that
-    /// `certherd renew` works there after failover.
+    /// `certherd renew` works there after failover. Only the sender's intent: the peer accepts
+    /// them only when its own config says `standby = true` (a mismatch fails that node).
     #[serde(default)]
     pub standby: bool,
 }

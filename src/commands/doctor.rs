@@ -200,3 +200,19 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
         Ok(EXIT_FAILED)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standby_mismatches_are_explained() {
+        assert!(standby_mismatch("web2", true, Some(true)).is_none());
+        assert!(standby_mismatch("web2", false, Some(false)).is_none());
+        assert!(standby_mismatch("web2", false, None).is_none());
+        let (why, fix) = standby_mismatch("web2", true, Some(false)).unwrap();
+        assert!(why.contains("web2's own config") && fix.contains("standby = true"));
+        assert!(standby_mismatch("web2", false, Some(true)).is_some());
+        assert!(standby_mismatch("web2", true, None).is_some());
+    }
+}
