@@ -15,7 +15,7 @@ use crate::tokens::TokenStore;
 /// The agent's state: what it may touch, from its own config.
 pub struct Agent {
     node: String,
-    config_path: std::path::PathBuf,
+    standby: crate::standby::Policy,
     tokens: TokenStore,
     layout: Layout,
     commands: Commands,
@@ -26,7 +26,15 @@ impl Agent {
     pub fn new(config: &Config) -> Self {
         Agent {
             node: config.node_name(),
-            config_path: config.path.clone(),
+            standby: crate::standby::Policy {
+                standby: config.standby,
+                root: config.letsencrypt_dir.clone(),
+                // Absolute, so the hooks certbot runs later find it whatever its working dir.
+                own_config: std::path::absolute(&config.path).unwrap_or(config.path.clone()),
+                // The binary sshd's forced command started: the hooks run this very certherd.
+                exe: std::env::current_exe().unwrap_or_else(|_| "/usr/bin/certherd".into()),
+                servers: config.acme_servers.clone(),
+            },
             tokens: TokenStore::new(&config.webroot),
             layout: Layout::new(&config.letsencrypt_dir),
             commands: config.commands(),
@@ -44,7 +52,10 @@ impl Agent {
     /// Carries out one validated request.
     pub fn handle(&self, request: Request) -> Response {
         let done = |r: crate::Result<bool>| match r {
-            Ok(changed) => Response::Done { changed },
+            Ok(changed) => Response::Done {
+                changed,
+                dropped: Vec::new(),
+            },
             Err(e) => Response::error(ErrorKind::Io, e.to_string()),
         };
         match request {
@@ -53,6 +64,7 @@ impl Agent {
                 protocol: PROTOCOL_VERSION,
                 node: self.node.clone(),
                 ops: OPS.iter().map(|s| s.to_string()).collect(),
+                standby: Some(self.standby.standby),
             },
             Request::PutToken {
                 token,
@@ -60,14 +72,19 @@ impl Agent {
             } => done(self.tokens.put(&token, &key_authorization)),
             Request::RemoveToken { token } => done(self.tokens.remove(&token)),
             Request::PutRenewal { lineage, bundle } => {
-                match crate::standby::install(
-                    self.layout.root(),
-                    &self.config_path,
-                    &lineage,
-                    &bundle,
-                ) {
-                    Ok(changed) => Response::Done { changed },
-                    Err(e) => Response::error(ErrorKind::Invalid, e),
+                use crate::standby::StandbyError;
+                match crate::standby::install(&self.standby, &lineage, &bundle) {
+                    Ok(w) => Response::Done {
+                        changed: w.changed,
+                        dropped: w.dropped,
+                    },
+                    Err(e @ StandbyError::NotStandby(_)) => {
+                        Response::error(ErrorKind::NotStandby, e.to_string())
+                    }
+                    Err(e @ StandbyError::Invalid(_)) => {
+                        Response::error(ErrorKind::Invalid, e.to_string())
+                    }
+                    Err(e @ StandbyError::Io(_)) => Response::error(ErrorKind::Io, e.to_string()),
                 }
             }
             Request::Status {} => match self.layout.status_all() {
@@ -93,6 +110,12 @@ impl Agent {
                     }
                     Err(e @ InstallError::ReloadFailed(_)) => {
                         Response::error(ErrorKind::ReloadFailed, e.to_string())
+                    }
+                    Err(e @ InstallError::Unverified(_)) => {
+                        Response::error(ErrorKind::Unverified, e.to_string())
+                    }
+                    Err(e @ InstallError::Refused(_)) => {
+                        Response::error(ErrorKind::Invalid, e.to_string())
                     }
                     Err(e @ InstallError::Other(_)) => {
                         Response::error(ErrorKind::Io, e.to_string())

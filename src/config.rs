@@ -53,6 +53,17 @@ pub struct Config {
     /// The other nodes.
     #[serde(default)]
     pub peers: Vec<Peer>,
+    /// This node's own decision to be a standby: only then does its agent accept `put_renewal`
+    /// (certbot's renewal config and ACME account) from the primary. A primary's
+    /// `[[peers]] standby` is only the sender's intent; a peer never becomes a standby because
+    /// a request says so.
+    #[serde(default)]
+    pub standby: bool,
+    /// ACME directory URLs a standby accepts as `server` in a renewal config it receives; any
+    /// other server is dropped from the config it writes (default: Let's Encrypt production and
+    /// staging).
+    #[serde(default = "default_acme_servers")]
+    pub acme_servers: Vec<String>,
     /// Set after loading: the file this came from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -188,7 +199,8 @@ pub struct Peer {
     #[serde(default)]
     pub check_only: bool,
     /// Can take over as primary: also receives certbot's renewal config and account, so that
-    /// `certherd renew` works there after failover.
+    /// `certherd renew` works there after failover. Only the sender's intent: the peer accepts
+    /// them only when its own config says `standby = true` (a mismatch fails that node).
     #[serde(default)]
     pub standby: bool,
 }
@@ -239,6 +251,16 @@ impl Default for CheckConfig {
             timeout: default_check_timeout(),
         }
     }
+}
+
+/// Let's Encrypt's production and staging directories.
+pub const LETS_ENCRYPT_SERVERS: [&str; 2] = [
+    "https://acme-v02.api.letsencrypt.org/directory",
+    "https://acme-staging-v02.api.letsencrypt.org/directory",
+];
+
+fn default_acme_servers() -> Vec<String> {
+    LETS_ENCRYPT_SERVERS.iter().map(|s| s.to_string()).collect()
 }
 
 fn default_letsencrypt_dir() -> PathBuf {
@@ -387,6 +409,14 @@ impl Config {
         ] {
             if argv.first().is_some_and(|a| a.is_empty()) {
                 return Err(self.invalid(key, "the program name is empty".into()));
+            }
+        }
+        for (i, server) in self.acme_servers.iter().enumerate() {
+            if !crate::standby::is_server_url(server) {
+                return Err(self.invalid(
+                    &format!("acme_servers[{i}]"),
+                    format!("{server:?} is not an https:// ACME directory URL"),
+                ));
             }
         }
         if self.renew.primary.is_some() && self.renew.vip.is_some() {

@@ -18,6 +18,7 @@ pub mod lineage;
 pub mod lockfile;
 pub mod log;
 pub mod names;
+pub mod nofollow;
 pub mod pem;
 pub mod protocol;
 pub mod served;

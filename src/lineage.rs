@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,6 +73,12 @@ pub enum InstallError {
     /// The reload failed after a passing test; the new version is installed.
     #[error("reload failed (new certificate installed, config test passed): {0}")]
     ReloadFailed(String),
+    /// The files failed verification; nothing was written.
+    #[error("refused before writing anything: {0}")]
+    Unverified(crate::pem::PairError),
+    /// The request cannot be carried out on this node's filesystem; nothing was written.
+    #[error("refused: {0}")]
+    Refused(String),
     /// Anything else (disk full, permissions, bad layout).
     #[error("{0}")]
     Other(String),
@@ -208,6 +214,11 @@ impl Layout {
     }
 
     /// Installs `version` and runs the node's test and reload commands (see the module docs).
+    ///
+    /// The files are verified first ([`crate::pem::verify_pair`]); a refused, failed or
+    /// rolled-back install removes every file and directory it created, so the node is exactly
+    /// as before unless the error is [`InstallError::Other`] after links moved (then the pending
+    /// marker makes the next deploy or sync finish or undo it).
     pub fn install(
         &self,
         lineage: &LineageName,
@@ -215,26 +226,76 @@ impl Layout {
         files: &LineageFiles,
         commands: &Commands,
     ) -> std::result::Result<Installed, InstallError> {
-        for dir in [self.root.join("archive"), self.root.join("live")] {
-            make_dir(&dir, 0o700)?;
+        if lineage.as_str().len() > NAME_MAX {
+            return Err(InstallError::Refused(format!(
+                "lineage {} is {} bytes (expected at most {NAME_MAX}, a file name)",
+                crate::names::printable(lineage.as_str()),
+                lineage.as_str().len()
+            )));
+        }
+        if version == 0 || files.privkey_link == Some(0) {
+            return Err(InstallError::Refused(
+                "version 0 (expected certbot's numbering, from 1)".into(),
+            ));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        crate::pem::verify_pair(
+            &files.cert,
+            &files.chain,
+            &files.fullchain,
+            &files.privkey,
+            now,
+        )
+        .map_err(InstallError::Unverified)?;
+        let mut made = Created::default();
+        let result = self.install_verified(lineage, version, files, commands, &mut made);
+        if let Err(e) = &result {
+            if !matches!(e, InstallError::ReloadFailed(_)) && !made.links_moved {
+                made.undo();
+            }
+        }
+        result
+    }
+
+    fn install_verified(
+        &self,
+        lineage: &LineageName,
+        version: u32,
+        files: &LineageFiles,
+        commands: &Commands,
+        made: &mut Created,
+    ) -> std::result::Result<Installed, InstallError> {
+        // Walked without following symlinks: a planted `live/<lineage>` link is refused.
+        for (parts, mode) in [
+            (["archive", ""], 0o700),
+            (["live", ""], 0o700),
+            (["archive", lineage.as_str()], 0o755),
+            (["live", lineage.as_str()], 0o755),
+        ] {
+            let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+            crate::nofollow::walk(&self.root, &parts, Some(mode), &mut made.dirs)?;
         }
         let archive = self.archive_dir(lineage);
         let live = self.live_dir(lineage);
-        make_dir(&archive, 0o755)?;
-        make_dir(&live, 0o755)?;
+        let lock_path = archive.join(".certherd.lock");
+        made.note(&lock_path);
         // Blocking is fine: the other holder is an install of the same lineage, bounded by its
         // command timeouts, and sshd's channel is gone if the primary gives up.
-        let _lock = crate::lockfile::lock(&archive.join(".certherd.lock"))?;
+        let _lock = crate::lockfile::lock(&lock_path)?;
         // An earlier install that moved the links but never finished its test and reload (agent
         // killed, connection cut, reload failed) left this marker: links naming the version are
         // then not proof that the node runs it, so the install is finished instead of skipped.
         let pending_path = live.join(PENDING);
+        crate::nofollow::refuse_if_symlink(&pending_path)?;
         let pending = read_pending(&pending_path);
         let before = match &pending {
             Some(links) => version_of(links),
             None => self.current_version(lineage).ok(),
         };
         if pending.is_none() && self.has(lineage, version, files) {
+            key_mode_0600(&archive, version)?;
             return Ok(Installed {
                 before,
                 after: version,
@@ -247,13 +308,12 @@ impl Layout {
             ("chain", &files.chain),
             ("fullchain", &files.fullchain),
         ] {
-            write_if_changed(
-                &archive.join(format!("{kind}{version}.pem")),
-                content.as_bytes(),
-                0o644,
-            )?;
+            let path = archive.join(format!("{kind}{version}.pem"));
+            made.note(&path);
+            write_if_changed(&path, content.as_bytes(), 0o644)?;
         }
         let key_path = archive.join(format!("privkey{version}.pem"));
+        made.note(&key_path);
         match files.privkey_link.filter(|m| *m != version) {
             // Keep certbot's key-reuse link when the older key file here holds the same key.
             Some(m)
@@ -264,7 +324,9 @@ impl Layout {
             }
             _ => write_if_changed(&key_path, files.privkey.as_bytes(), 0o600)?,
         }
+        key_mode_0600(&archive, version)?;
         sync_dir(&archive)?;
+        made.note(&live.join("README"));
         write_readme(&live)?;
 
         // What to roll back to: the links before the first unfinished install, else the current
@@ -278,8 +340,10 @@ impl Layout {
         };
         let record = serde_json::to_vec(&previous)
             .map_err(|e| InstallError::Other(format!("cannot record the previous links: {e}")))?;
+        made.note(&pending_path);
         write_if_changed(&pending_path, &record, 0o600)?;
         sync_dir(&live)?;
+        made.links_moved = true;
         for kind in KINDS {
             let target = PathBuf::from(format!("../../archive/{lineage}/{kind}{version}.pem"));
             swap_symlink(&live.join(format!("{kind}.pem")), &target)?;
@@ -296,6 +360,8 @@ impl Layout {
             }
             sync_dir(&live)?;
             remove_if_exists(&pending_path)?;
+            // Back where it was: what this install created goes too.
+            made.links_moved = false;
             let restored = before.map_or("none".to_owned(), |v| v.to_string());
             return Err(InstallError::TestFailed { output, restored });
         }
@@ -309,6 +375,65 @@ impl Layout {
             changed: true,
         })
     }
+}
+
+/// Longest file name the kernel accepts (NAME_MAX on Linux).
+const NAME_MAX: usize = 255;
+
+/// What an install created, to remove again when it does not complete.
+#[derive(Default)]
+struct Created {
+    /// Directories it made, outermost first.
+    dirs: Vec<PathBuf>,
+    /// Files (and symlinks) that did not exist before it wrote them.
+    files: Vec<PathBuf>,
+    /// Live links have moved: what they name must stay until a rollback puts them back.
+    links_moved: bool,
+}
+
+impl Created {
+    /// Remembers `path` as created by this install if nothing is there yet.
+    fn note(&mut self, path: &Path) {
+        if fs::symlink_metadata(path).is_err() {
+            self.files.push(path.to_owned());
+        }
+    }
+
+    /// Removes, newest first, what this install created (best effort: the error that made the
+    /// install fail is the one reported).
+    fn undo(&mut self) {
+        for f in self.files.drain(..).rev() {
+            let _ = fs::remove_file(&f);
+            let _ = fs::remove_file(temp_name(&f));
+        }
+        for d in self.dirs.drain(..).rev() {
+            let _ = fs::remove_dir(&d);
+        }
+    }
+}
+
+/// Sets a version's private key file to 0600 when it is not (a key certbot or an older certherd
+/// left 0644, or the older file a key-reuse link names). A symlink is never followed further
+/// than one link inside the archive directory.
+fn key_mode_0600(archive: &Path, version: u32) -> Result<()> {
+    let mut path = archive.join(format!("privkey{version}.pem"));
+    let mut meta = fs::symlink_metadata(&path).map_err(|e| Error::io("cannot stat", &path, e))?;
+    if meta.is_symlink() {
+        let target = fs::read_link(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        if target.components().count() != 1 {
+            return Ok(());
+        }
+        path = archive.join(target);
+        meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(_) => return Ok(()),
+        };
+    }
+    if meta.is_file() && meta.permissions().mode() & 0o7777 != 0o600 {
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("cannot chmod", &path, e))?;
+    }
+    Ok(())
 }
 
 /// A node's `[reload]` commands with their time limit.
@@ -456,17 +581,11 @@ fn version_of(links: &[Option<PathBuf>]) -> Option<u32> {
     }
 }
 
-fn make_dir(path: &Path, mode: u32) -> Result<()> {
-    match fs::DirBuilder::new().mode(mode).create(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::io("cannot create", path, e)),
-    }
-}
-
-/// Writes a file by temp + fsync + rename, unless it already has this content.
+/// Writes a file by temp + fsync + rename, unless it already has this content and mode (a key
+/// left 0644 with the right content is rewritten 0600, not skipped).
 fn write_if_changed(path: &Path, content: &[u8], mode: u32) -> Result<()> {
-    if fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+    if fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o7777 == mode)
         && fs::read(path).is_ok_and(|c| c == content)
     {
         return Ok(());
@@ -560,6 +679,7 @@ pub fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pem::PairError;
 
     fn argv(s: &[&str]) -> Vec<String> {
         s.iter().map(|a| a.to_string()).collect()
@@ -602,40 +722,197 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(5));
     }
 
-    #[test]
-    fn an_unfinished_install_is_finished_not_skipped() {
-        let root = std::env::temp_dir().join(format!("certherd-lineage-{}", std::process::id()));
+    /// A real version made by openssl (P-256, self-signed): install verifies what it writes.
+    fn real_files(tag: &str) -> LineageFiles {
+        let dir = std::env::temp_dir().join(format!("certherd-files-{tag}-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=example.com",
+            ])
+            .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .arg("-keyout")
+            .arg(dir.join("k.pem"))
+            .arg("-out")
+            .arg(dir.join("c.pem"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let cert = fs::read_to_string(dir.join("c.pem")).unwrap();
+        let privkey = fs::read_to_string(dir.join("k.pem")).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        LineageFiles {
+            chain: cert.clone(),
+            fullchain: format!("{cert}{cert}"),
+            cert,
+            privkey,
+            privkey_link: None,
+        }
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let root =
+            std::env::temp_dir().join(format!("certherd-lineage-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(&root).unwrap();
-        let layout = Layout::new(&root);
-        let lineage = LineageName::parse("example.com").unwrap();
-        let files = LineageFiles {
-            cert: "C".into(),
-            chain: "CH".into(),
-            fullchain: "F".into(),
-            privkey: "K".into(),
-            privkey_link: None,
-        };
-        let commands = |reload: &[&str]| Commands {
-            test: argv(&["true"]),
+        root
+    }
+
+    fn commands(test: &[&str], reload: &[&str]) -> Commands {
+        Commands {
+            test: argv(test),
             reload: argv(reload),
             timeout: Duration::from_secs(5),
-        };
-        let failed = layout.install(&lineage, 1, &files, &commands(&["false"]));
+        }
+    }
+
+    /// Every path below `root` (sorted), to compare before and after.
+    fn tree(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                out.push(e.path());
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn an_unfinished_install_is_finished_not_skipped() {
+        let root = scratch("unfinished");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let files = real_files("unfinished");
+        let failed = layout.install(&lineage, 1, &files, &commands(&["true"], &["false"]));
         assert!(
             matches!(failed, Err(InstallError::ReloadFailed(_))),
             "{failed:?}"
         );
         assert!(layout.live_dir(&lineage).join(PENDING).exists());
         let again = layout
-            .install(&lineage, 1, &files, &commands(&["true"]))
+            .install(&lineage, 1, &files, &commands(&["true"], &["true"]))
             .unwrap();
         assert!(again.changed, "the reload was not retried");
         assert!(!layout.live_dir(&lineage).join(PENDING).exists());
         let noop = layout
-            .install(&lineage, 1, &files, &commands(&["false"]))
+            .install(&lineage, 1, &files, &commands(&["true"], &["false"]))
             .unwrap();
         assert!(!noop.changed);
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Issue 9: refused and rolled-back installs leave nothing they created, on a fresh node and
+    /// next to an installed version.
+    #[test]
+    fn refused_or_rolled_back_installs_leave_nothing() {
+        let root = scratch("leftover");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let good = real_files("leftover-a");
+        let other = real_files("leftover-b");
+        let mismatched = LineageFiles {
+            privkey: other.privkey.clone(),
+            ..good.clone()
+        };
+        let ok = commands(&["true"], &["true"]);
+        for round in 0..2 {
+            let before = tree(&root);
+            for v in 2..6 {
+                let r = layout.install(&lineage, v, &mismatched, &ok);
+                assert!(
+                    matches!(r, Err(InstallError::Unverified(PairError::KeyMismatch))),
+                    "{r:?}"
+                );
+                let r = layout.install(&lineage, v, &other, &commands(&["false"], &["true"]));
+                assert!(matches!(r, Err(InstallError::TestFailed { .. })), "{r:?}");
+            }
+            assert_eq!(tree(&root), before, "round {round}: leftovers");
+            layout.install(&lineage, 1, &good, &ok).unwrap();
+        }
+        assert_eq!(layout.current_version(&lineage).unwrap(), 1);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Issue 9: a key left 0644 with the same content, and the older key a reuse link names, are
+    /// 0600 after the install.
+    #[test]
+    fn keys_are_0600_after_every_install() {
+        let root = scratch("keymode");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let files = real_files("keymode");
+        let ok = commands(&["true"], &["true"]);
+        layout.install(&lineage, 1, &files, &ok).unwrap();
+        let key1 = layout.archive_dir(&lineage).join("privkey1.pem");
+        fs::set_permissions(&key1, fs::Permissions::from_mode(0o644)).unwrap();
+        let noop = layout.install(&lineage, 1, &files, &ok).unwrap();
+        assert!(!noop.changed);
+        assert_eq!(mode(&key1), 0o600, "equal content, no-op install");
+        fs::set_permissions(&key1, fs::Permissions::from_mode(0o644)).unwrap();
+        let reuse = LineageFiles {
+            privkey_link: Some(1),
+            ..files.clone()
+        };
+        layout.install(&lineage, 2, &reuse, &ok).unwrap();
+        let key2 = layout.archive_dir(&lineage).join("privkey2.pem");
+        assert_eq!(fs::read_link(&key2).unwrap(), PathBuf::from("privkey1.pem"));
+        assert_eq!(mode(&key1), 0o600, "the file a reuse link names");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Issue 9: planted symlinks at live/<lineage> and at the lock file are refused, naming the
+    /// path, and nothing is written through them.
+    #[test]
+    fn planted_symlinks_are_refused() {
+        let root = scratch("planted");
+        let decoy = scratch("planted-decoy");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let files = real_files("planted");
+        let ok = commands(&["true"], &["true"]);
+        fs::create_dir_all(root.join("live")).unwrap();
+        std::os::unix::fs::symlink(&decoy, layout.live_dir(&lineage)).unwrap();
+        let err = layout
+            .install(&lineage, 1, &files, &ok)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("live/example.com") && err.contains("symlink"),
+            "{err}"
+        );
+        fs::remove_file(layout.live_dir(&lineage)).unwrap();
+        fs::create_dir_all(layout.archive_dir(&lineage)).unwrap();
+        std::os::unix::fs::symlink(
+            decoy.join("lock"),
+            layout.archive_dir(&lineage).join(".certherd.lock"),
+        )
+        .unwrap();
+        let err = layout
+            .install(&lineage, 1, &files, &ok)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(".certherd.lock"), "{err}");
+        assert_eq!(
+            tree(&decoy),
+            Vec::<PathBuf>::new(),
+            "written through a planted link"
+        );
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&decoy).unwrap();
     }
 }

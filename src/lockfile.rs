@@ -19,6 +19,8 @@ fn open(path: &Path) -> Result<std::fs::File> {
         .truncate(false)
         .write(true)
         .mode(0o600)
+        // A lock file planted as a symlink is refused, never followed (and created) elsewhere.
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| Error::io("cannot open lock", path, e))
 }

@@ -143,6 +143,165 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
+/// Why a certificate version was refused before anything was written (`install` verification).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PairError {
+    /// A file is not PEM, or holds a section of another type than expected.
+    #[error("{file}: {why} (expected {expected})")]
+    NotPem {
+        /// Which of the four files.
+        file: &'static str,
+        /// What is wrong.
+        why: String,
+        /// What the file must hold.
+        expected: &'static str,
+    },
+    /// `cert` is not the first certificate of `fullchain`.
+    #[error("cert is not the first certificate of fullchain (expected fullchain = cert + chain)")]
+    FullchainMismatch,
+    /// The leaf cannot be parsed as X.509.
+    #[error("cert: not an X.509 certificate: {0}")]
+    BadCertificate(String),
+    /// The private key is of a type or size this check cannot use.
+    #[error("privkey: unsupported key: {0} (expected RSA or ECDSA P-256/P-384)")]
+    UnsupportedKey(String),
+    /// The private key is not the leaf certificate's key.
+    #[error("privkey does not match the certificate's public key (expected the key of cert)")]
+    KeyMismatch,
+    /// The leaf's notAfter has passed.
+    #[error("cert expired at {not_after} (Unix time; expected a certificate still valid)")]
+    Expired {
+        /// notAfter, Unix seconds.
+        not_after: i64,
+    },
+}
+
+/// Every PEM section of `text` in order; an error when a section is broken or there is none.
+fn sections(
+    file: &'static str,
+    text: &str,
+    expected: &'static str,
+) -> Result<Vec<(rustls_pki_types::pem::SectionKind, Vec<u8>)>, PairError> {
+    use rustls_pki_types::pem::SectionKind;
+    let not_pem = |why: String| PairError::NotPem {
+        file,
+        why,
+        expected,
+    };
+    let all = <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| not_pem(format!("broken PEM: {e:?}")))?;
+    if all.is_empty() {
+        return Err(not_pem("no PEM section".into()));
+    }
+    Ok(all)
+}
+
+/// The DER certificates of a file that must hold only certificates (`exactly_one` for `cert`).
+fn certificates(
+    file: &'static str,
+    text: &str,
+    exactly_one: bool,
+) -> Result<Vec<Vec<u8>>, PairError> {
+    use rustls_pki_types::pem::SectionKind;
+    let expected = if exactly_one {
+        "one CERTIFICATE"
+    } else {
+        "CERTIFICATE sections only"
+    };
+    let mut ders = Vec::new();
+    for (kind, der) in sections(file, text, expected)? {
+        if kind != SectionKind::Certificate {
+            return Err(PairError::NotPem {
+                file,
+                why: format!("holds a {kind:?} section"),
+                expected,
+            });
+        }
+        ders.push(der);
+    }
+    if exactly_one && ders.len() != 1 {
+        return Err(PairError::NotPem {
+            file,
+            why: format!("holds {} certificates", ders.len()),
+            expected,
+        });
+    }
+    Ok(ders)
+}
+
+/// The SubjectPublicKeyInfo (DER) of a PEM private key, derived from the key itself.
+fn key_spki(text: &str) -> Result<Vec<u8>, PairError> {
+    use rustls_pki_types::pem::SectionKind;
+    use rustls_pki_types::{
+        PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+    };
+    let expected = "one PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY";
+    let all = sections("privkey", text, expected)?;
+    let [(kind, der)] = all.as_slice() else {
+        return Err(PairError::NotPem {
+            file: "privkey",
+            why: format!("holds {} PEM sections", all.len()),
+            expected,
+        });
+    };
+    let key: PrivateKeyDer<'_> = match kind {
+        SectionKind::PrivateKey => PrivatePkcs8KeyDer::from(der.as_slice()).into(),
+        SectionKind::RsaPrivateKey => PrivatePkcs1KeyDer::from(der.as_slice()).into(),
+        SectionKind::EcPrivateKey => PrivateSec1KeyDer::from(der.as_slice()).into(),
+        other => {
+            return Err(PairError::NotPem {
+                file: "privkey",
+                why: format!("holds a {other:?} section"),
+                expected,
+            })
+        }
+    };
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| PairError::UnsupportedKey(e.to_string()))?;
+    let spki = signer
+        .public_key()
+        .ok_or_else(|| PairError::UnsupportedKey("no public key derivable".into()))?;
+    Ok(spki.as_ref().to_vec())
+}
+
+/// Verifies a version before `install` writes any of it: all four files are PEM of the right
+/// type, `cert` is the first certificate of `fullchain`, the private key is the leaf's key (by
+/// comparing the SubjectPublicKeyInfo derived from the key with the certificate's; RSA and ECDSA
+/// P-256/P-384, what certbot makes) and the leaf has not expired at `now` (Unix seconds).
+///
+/// The certificate is parsed by `x509-parser` (fuzzed, widely used); the key's public half comes
+/// from ring through rustls, the code that would later load the key for TLS anyway.
+pub fn verify_pair(
+    cert: &str,
+    chain: &str,
+    fullchain: &str,
+    privkey: &str,
+    now: i64,
+) -> Result<(), PairError> {
+    let leaf = certificates("cert", cert, true)?.remove(0);
+    certificates("chain", chain, false)?;
+    let full = certificates("fullchain", fullchain, false)?;
+    if full.first() != Some(&leaf) {
+        return Err(PairError::FullchainMismatch);
+    }
+    let (rest, parsed) = x509_parser::parse_x509_certificate(&leaf)
+        .map_err(|e| PairError::BadCertificate(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(PairError::BadCertificate(
+            "trailing bytes after the certificate".into(),
+        ));
+    }
+    let not_after = parsed.validity().not_after.timestamp();
+    if not_after < now {
+        return Err(PairError::Expired { not_after });
+    }
+    if key_spki(privkey)? != parsed.public_key().raw {
+        return Err(PairError::KeyMismatch);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +312,97 @@ mod tests {
         assert_eq!(parse_time(0x17, "250101000000Z"), Some(1735689600));
         assert_eq!(parse_time(0x18, "20500101000000Z"), Some(2524608000));
         assert_eq!(parse_time(0x17, "garbage"), None);
+    }
+
+    /// A fresh key and self-signed certificate made by openssl: (cert PEM, key PEM).
+    fn pair(name: &str, newkey: &[&str]) -> (String, String) {
+        let dir = std::env::temp_dir().join(format!("certherd-pem-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=site.test",
+            ])
+            .args(newkey)
+            .arg("-keyout")
+            .arg(dir.join("k.pem"))
+            .arg("-out")
+            .arg(dir.join("c.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        let pair = (read("c.pem"), read("k.pem"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        pair
+    }
+
+    fn verify(cert: &str, fullchain: &str, key: &str) -> Result<(), PairError> {
+        verify_pair(cert, cert, fullchain, key, 1_700_000_000)
+    }
+
+    #[test]
+    fn pairs_certbot_makes_verify() {
+        for (name, newkey) in [
+            (
+                "p256",
+                &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"][..],
+            ),
+            (
+                "p384",
+                &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1"][..],
+            ),
+            ("rsa", &["-newkey", "rsa:2048"][..]),
+        ] {
+            let (cert, key) = pair(name, newkey);
+            let full = format!("{cert}{cert}");
+            assert_eq!(verify(&cert, &full, &key), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_pairs_are_refused() {
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let (cert, key) = pair("a", &ec);
+        let (other_cert, other_key) = pair("b", &ec);
+        let full = format!("{cert}{other_cert}");
+        assert_eq!(
+            verify(&cert, &full, &other_key),
+            Err(PairError::KeyMismatch)
+        );
+        let (_, rsa_key) = pair("c", &["-newkey", "rsa:2048"]);
+        assert_eq!(verify(&cert, &full, &rsa_key), Err(PairError::KeyMismatch));
+        assert_eq!(
+            verify(&cert, &format!("{other_cert}{cert}"), &key),
+            Err(PairError::FullchainMismatch)
+        );
+        for (c, f, k) in [
+            ("not pem", full.as_str(), key.as_str()),
+            (key.as_str(), full.as_str(), key.as_str()),
+            (cert.as_str(), full.as_str(), cert.as_str()),
+            (cert.as_str(), "", key.as_str()),
+            (full.as_str(), full.as_str(), key.as_str()),
+        ] {
+            assert!(
+                matches!(verify(c, f, k), Err(PairError::NotPem { .. })),
+                "{:?}",
+                verify(c, f, k)
+            );
+        }
+        let later = verify_pair(&cert, &cert, &full, &key, 4_000_000_000);
+        assert!(matches!(later, Err(PairError::Expired { .. })), "{later:?}");
+        // A refusal never prints key material.
+        let msg = verify(&cert, &full, &other_key).unwrap_err().to_string();
+        assert!(!msg.contains("PRIVATE"), "{msg}");
     }
 
     #[test]

@@ -84,11 +84,25 @@ pub enum Response {
         node: String,
         /// Ops this agent supports.
         ops: Vec<String>,
+        /// Whether the agent's own config makes it a standby (`doctor` compares it with the
+        /// primary's `[[peers]] standby`). Absent from older agents: unknown, not false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        standby: Option<bool>,
     },
     /// The op succeeded; `changed` says whether anything on disk changed.
     Done {
         /// Whether the node's state changed.
         changed: bool,
+        /// `put_renewal`: keys of the received renewal config the standby did not write (hooks,
+        /// paths, a server it does not allow, anything off its allow-list).
+        ///
+        /// Compatibility: added without a protocol bump. An older primary ignores the unknown
+        /// field (responses are not `deny_unknown_fields`), and it is left out when empty, so
+        /// every other `done` is byte-for-byte what it was. An older agent's `done` reads as
+        /// "nothing dropped": the field reports, it protects nothing — the protection is that
+        /// the standby writes only what it built.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dropped: Vec<String>,
     },
     /// Answer to `install`.
     Installed {
@@ -150,6 +164,13 @@ pub enum ErrorKind {
     TestFailed,
     /// `install`: the reload failed after a passing config test.
     ReloadFailed,
+    /// `put_renewal` to a node whose own config does not say `standby = true`; nothing written.
+    /// (New kinds need no protocol bump either: an older primary reports an unknown kind as a
+    /// bad response from that node, which fails it just as clearly.)
+    NotStandby,
+    /// `install`: the files failed verification (not PEM of the right type, `cert` not first in
+    /// `fullchain`, key not the certificate's, leaf expired); nothing written.
+    Unverified,
 }
 
 impl Response {
@@ -318,6 +339,33 @@ mod tests {
             kind(r#"{"op":"put_token","token":"a","key_authorization":"b.c"}"#),
             ErrorKind::Invalid
         );
+    }
+
+    /// `dropped` and `standby` are optional both ways: old answers parse, and answers without
+    /// them are byte-for-byte the old ones.
+    #[test]
+    fn new_fields_are_compatible() {
+        let old = r#"{"result":"done","changed":true}"#;
+        let parsed: Response = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            parsed,
+            Response::Done {
+                changed: true,
+                dropped: Vec::new()
+            }
+        );
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), old);
+        let hello =
+            r#"{"result":"hello","agent_version":"0.1.0","protocol":1,"node":"n","ops":[]}"#;
+        let parsed: Response = serde_json::from_str(hello).unwrap();
+        assert!(matches!(parsed, Response::Hello { standby: None, .. }));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), hello);
+        for (kind, name) in [
+            (ErrorKind::NotStandby, "\"not_standby\""),
+            (ErrorKind::Unverified, "\"unverified\""),
+        ] {
+            assert_eq!(serde_json::to_string(&kind).unwrap(), name);
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::error::{Error, Result};
 use crate::names::{KeyAuthorization, Token};
+use crate::nofollow::open_dir;
 
 const ACME_DIRS: [&CStr; 2] = [c".well-known", c"acme-challenge"];
 
@@ -148,17 +149,6 @@ impl TokenStore {
         }
         Ok(Some(dir))
     }
-}
-
-fn open_dir(parent: Option<&OwnedFd>, path: &Path, extra: OFlag) -> nix::Result<OwnedFd> {
-    let fd = openat(
-        parent.map(|p| p.as_raw_fd()),
-        path,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | extra,
-        Mode::empty(),
-    )?;
-    // SAFETY: openat just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]

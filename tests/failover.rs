@@ -16,6 +16,21 @@ fn renew_section(bed: &Bed, n: usize, primary: &str) -> String {
     )
 }
 
+/// Makes node `n` a standby by its own decision (top-level `standby = true`), accepting the
+/// bed's pebble as the ACME server of the renewal configs it receives.
+fn own_standby(bed: &Bed, n: usize) {
+    let name = format!("name = \"node{n}\"\n");
+    edit_config(
+        bed,
+        n,
+        &name,
+        &format!(
+            "{name}standby = true\nacme_servers = [\"{}\"]\n",
+            bed.pebble_url()
+        ),
+    );
+}
+
 fn configure(bed: &Bed, primary: &str) {
     bed.write_config(
         1,
@@ -41,6 +56,9 @@ fn configure(bed: &Bed, primary: &str) {
         "name = \"node1\"\n",
         "name = \"node1\"\nstandby = true\n",
     );
+    // write_config puts this node's own `name` first, before any [[peers]] name.
+    own_standby(bed, 1);
+    own_standby(bed, 2);
 }
 
 fn renew(bed: &Bed, n: usize) -> std::process::Output {
@@ -75,6 +93,27 @@ fn standby_renews_after_the_primary_role_moves() {
         conf.contains(&bed.config_path(2).display().to_string()),
         "hooks use node 2's config:\n{conf}"
     );
+    // Rebuilt by the standby (issue 9): its own three certherd hooks and nothing else that runs,
+    // every path below its own letsencrypt dir.
+    let hooks: Vec<&str> = conf
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("hook"))
+        .collect();
+    assert_eq!(hooks.len(), 3, "{conf}");
+    let own_hook = format!(
+        "= {} --config {} ",
+        std::fs::canonicalize(bed.certherd_bin()).unwrap().display(),
+        bed.config_path(2).display()
+    );
+    assert!(hooks.iter().all(|h| h.contains(&own_hook)), "{conf}");
+    for line in conf.lines().filter(|l| {
+        !l.starts_with('#') && !l.contains("hook") && !l.starts_with("server") && l.contains('/')
+    }) {
+        assert!(
+            line.contains(&format!("= {}/", bed.letsencrypt_dir(2).display())),
+            "a path outside node 2's letsencrypt dir: {line}"
+        );
+    }
     let keys = certherd::commands::stateless::account_keys(&bed.letsencrypt_dir(2));
     assert_eq!(keys.len(), 1, "standby has the account: {keys:?}");
     let mode = std::os::unix::fs::PermissionsExt::mode(

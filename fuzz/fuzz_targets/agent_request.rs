@@ -6,8 +6,11 @@
 //! - every answer encodes to one JSON line that decodes to the same answer;
 //! - a refused request (too_large, malformed, unknown_op, invalid) changes nothing on disk;
 //! - nothing is ever created outside `webroot/.well-known/acme-challenge/` and `letsencrypt/`;
-//! - after `installed`, all four live links name the version and a private key that is a file
-//!   has mode 0600; no temp file is left behind by a finished request.
+//! - after `installed`, all four live links name the version, the live key matches the live
+//!   certificate (no install of a pair whose key does not match), and a private key that is a
+//!   file has mode 0600; no temp file is left behind by a finished request;
+//! - no renewal config written (the scratch node is a standby) contains a hook other than the
+//!   node's own certherd, or a path outside its letsencrypt dir.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -47,7 +50,7 @@ fn bed() -> &'static Bed {
         }
         let root = base.join(format!("certherd-fuzz-agent-{}", std::process::id()));
         let config = format!(
-            "name = \"fuzz\"\nwebroot = \"{w}\"\nletsencrypt_dir = \"{l}\"\n",
+            "name = \"fuzz\"\nstandby = true\nwebroot = \"{w}\"\nletsencrypt_dir = \"{l}\"\n",
             w = root.join("webroot").display(),
             l = root.join("letsencrypt").display(),
         );
@@ -124,9 +127,22 @@ fn check_answer(
                     link.display()
                 );
             }
+            let read = |k: &str| std::fs::read_to_string(live.join(format!("{k}.pem"))).unwrap();
+            assert_eq!(
+                certherd::pem::verify_pair(
+                    &read("cert"),
+                    &read("chain"),
+                    &read("fullchain"),
+                    &read("privkey"),
+                    i64::MIN
+                ),
+                Ok(()),
+                "installed a pair that does not verify"
+            );
         }
         _ => {}
     }
+    check_renewal_configs(bed, &after);
     for (path, what) in &after {
         let rel = path.strip_prefix(&bed.root).unwrap();
         let allowed = rel.starts_with("letsencrypt")
@@ -150,6 +166,38 @@ fn check_answer(
                 "private key {} is {what:.12}",
                 rel.display()
             );
+        }
+    }
+}
+
+/// Every written renewal config: hooks are the node's own certherd, paths are below its
+/// letsencrypt dir (`server` is a URL from its own `acme_servers`).
+fn check_renewal_configs(bed: &Bed, after: &BTreeMap<PathBuf, String>) {
+    let root = bed.root.join("letsencrypt");
+    let exe = std::env::current_exe().unwrap();
+    let own_hook = format!(
+        "{} --config {} ",
+        exe.display(),
+        std::path::absolute("fuzz.toml").unwrap().display()
+    );
+    for path in after.keys().filter(|p| p.starts_with(root.join("renewal"))) {
+        let Ok(conf) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for line in conf.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if key.contains("hook") {
+                assert!(value.starts_with(&own_hook), "foreign hook in {}: {line}", path.display());
+            } else if key != "server" && value.contains('/') {
+                assert!(
+                    value.starts_with(&format!("{}/", root.display())),
+                    "path outside the letsencrypt dir in {}: {line}",
+                    path.display()
+                );
+            }
         }
     }
 }

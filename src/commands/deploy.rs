@@ -270,11 +270,8 @@ async fn copy_renewal_to_standbys(
                 bundle,
             };
             for o in fleet::run(&config.ssh, &standbys, std::slice::from_ref(&request)).await {
-                if let Err(e) = o.result {
-                    errors.insert(
-                        o.peer.name.clone(),
-                        format!("standby: renewal config not copied: {e}"),
-                    );
+                if let Some(why) = standby_failure(&o.peer.name, &o.result) {
+                    errors.insert(o.peer.name.clone(), why);
                 }
             }
         }
@@ -298,6 +295,58 @@ fn unchecked() -> Check {
             error: "not checked".into(),
         },
         fingerprint: None,
+    }
+}
+
+/// Why a standby did not take the renewal config, if it did not. A peer marked standby here
+/// whose own config does not say so is a mismatch the operator must resolve on one side; a
+/// standby that dropped `server` or `account` could not renew with this account.
+fn standby_failure(
+    peer: &str,
+    result: &std::result::Result<Vec<Response>, crate::ssh::PeerError>,
+) -> Option<String> {
+    use crate::protocol::ErrorKind;
+    use crate::ssh::PeerError;
+    match result {
+        Err(PeerError::Refused {
+            kind: ErrorKind::NotStandby,
+            ..
+        }) => Some(format!(
+            "standby mismatch: [[peers]] {peer} has `standby = true` here, but {peer}'s own config \
+             does not (it refused the renewal config); set `standby = true` in {peer}'s config or \
+             remove it from this [[peers]] entry"
+        )),
+        Err(e) => Some(format!("standby: renewal config not copied: {e}")),
+        Ok(responses) => {
+            let dropped: Vec<&String> = responses
+                .iter()
+                .filter_map(|r| match r {
+                    Response::Done { dropped, .. } => Some(dropped),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            if !dropped.is_empty() {
+                crate::verbose!(
+                    "{peer}: standby left out of its renewal config: {}",
+                    dropped
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let fatal: Vec<&&String> = dropped
+                .iter()
+                .filter(|k| matches!(k.as_str(), "server" | "account"))
+                .collect();
+            (!fatal.is_empty()).then(|| {
+                format!(
+                    "standby: {peer} dropped {} from the renewal config (not in its acme_servers?): it could not renew this lineage",
+                    fatal.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })
+        }
     }
 }
 

@@ -68,6 +68,30 @@ pub fn explain_check(f: &CheckFailure) -> &'static str {
     }
 }
 
+/// Compares this config's `[[peers]] standby` (the sender's intent) with the peer's own
+/// `standby` (its decision, from `hello`): (what is wrong, the fix) when they differ.
+pub fn standby_mismatch(
+    peer: &str,
+    here: bool,
+    there: Option<bool>,
+) -> Option<(String, &'static str)> {
+    match (here, there) {
+        (true, Some(false)) => Some((
+            format!("marked `standby = true` in [[peers]] here, but {peer}'s own config does not say `standby = true`: it refuses the renewal config and account, so it could not renew after a failover"),
+            "decide on the peer: add top-level `standby = true` (and its `acme_servers`) to its own certherd.toml, or remove `standby = true` from this [[peers]] entry",
+        )),
+        (false, Some(true)) => Some((
+            format!("{peer}'s own config says `standby = true`, but this [[peers]] entry does not: it never receives the renewal config"),
+            "add `standby = true` to this [[peers]] entry, or remove it from the peer's config",
+        )),
+        (true, None) => Some((
+            format!("marked `standby = true` here, but {peer}'s agent is too old to say whether it is one"),
+            "install this certherd version on the peer",
+        )),
+        _ => None,
+    }
+}
+
 /// Runs every check; returns 0 when all pass.
 pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
     let domains = domains
@@ -92,9 +116,14 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
                 if let Some(Response::Hello {
                     agent_version,
                     node,
+                    standby,
                     ..
                 }) = r.last()
                 {
+                    if let Some(why) = standby_mismatch(name, outcome.peer.standby, *standby) {
+                        healthy = false;
+                        fail(&format!("{name}: standby"), &why.0, why.1);
+                    }
                     let same = agent_version == env!("CARGO_PKG_VERSION");
                     let what = format!("{name}: ssh and agent certherd {agent_version} (calls itself {node:?}, {:.1?})", outcome.elapsed);
                     if same {
@@ -169,5 +198,21 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
     } else {
         println!("doctor: found problems (see the FAIL lines)");
         Ok(EXIT_FAILED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standby_mismatches_are_explained() {
+        assert!(standby_mismatch("web2", true, Some(true)).is_none());
+        assert!(standby_mismatch("web2", false, Some(false)).is_none());
+        assert!(standby_mismatch("web2", false, None).is_none());
+        let (why, fix) = standby_mismatch("web2", true, Some(false)).unwrap();
+        assert!(why.contains("web2's own config") && fix.contains("standby = true"));
+        assert!(standby_mismatch("web2", false, Some(true)).is_some());
+        assert!(standby_mismatch("web2", true, None).is_some());
     }
 }

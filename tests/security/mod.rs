@@ -334,3 +334,105 @@ pub fn serial_of(bed: &Bed, v: u32) -> String {
             .join(format!("archive/{LINEAGE}/cert{v}.pem")),
     )
 }
+
+/// Sends raw request lines to node `n`'s agent through its real sshd, the forced command and the
+/// bed's restricted key (what whoever holds the primary's key can do), and returns the answers.
+pub fn agent_session(bed: &Bed, n: usize, lines: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut input = String::from("{\"op\":\"hello\",\"protocol\":1}\n");
+    for l in lines {
+        input.push_str(&l.to_string());
+        input.push('\n');
+    }
+    let mut child = bed
+        .ssh_agent_command(n)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    let answers: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("non-JSON answer {l:?}: {e}")))
+        .collect();
+    assert_eq!(answers.len(), lines.len() + 1, "{answers:?} {}", text(&out));
+    assert_eq!(answers[0]["result"], "hello", "{}", answers[0]);
+    answers[1..].to_vec()
+}
+
+/// Node 1's archive version `v` of the lineage as the `files` of an install request.
+pub fn version_files(bed: &Bed, v: u32) -> serde_json::Value {
+    let dir = bed.letsencrypt_dir(1).join("archive").join(LINEAGE);
+    let read = |k: &str| std::fs::read_to_string(dir.join(format!("{k}{v}.pem"))).unwrap();
+    serde_json::json!({
+        "cert": read("cert"),
+        "chain": read("chain"),
+        "fullchain": read("fullchain"),
+        "privkey": read("privkey"),
+    })
+}
+
+/// A P-256 key and a certificate for site.test that expired in 2020, signed by that key
+/// (`openssl ca -selfsign`: `req -x509` cannot back-date): (cert PEM, key PEM).
+pub fn expired_pair(bed: &Bed) -> (String, String) {
+    let dir = bed.root().join("expired-ca");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("serial"), "01\n").unwrap();
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    };
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "k.pem",
+        "-out",
+        "r.csr",
+        "-subj",
+        "/CN=site.test",
+    ]);
+    run(&[
+        "ca",
+        "-batch",
+        "-notext",
+        "-config",
+        "ca.cnf",
+        "-selfsign",
+        "-keyfile",
+        "k.pem",
+        "-in",
+        "r.csr",
+        "-out",
+        "c.pem",
+        "-startdate",
+        "20200101000000Z",
+        "-enddate",
+        "20200201000000Z",
+    ]);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    (read("c.pem"), read("k.pem"))
+}

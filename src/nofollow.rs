@@ -1,0 +1,121 @@
+//! Walking a trusted directory without following symlinks below it: the agent's webroot and
+//! letsencrypt dir come from its own config, but what lies inside them may have been planted
+//! (a `live/<lineage>` or `renewal` symlink to `/etc`, a lock file linked to a file elsewhere).
+//! Every component below the root is opened with `openat(O_NOFOLLOW | O_DIRECTORY)`, so such a
+//! symlink is refused, naming the path, instead of written through.
+//!
+//! Callers that then write by path (temp file, rename) rely on this check having held: whoever
+//! could swap a checked directory for a symlink afterwards already owns the agent's tree.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fchmod, mkdirat, Mode};
+
+use crate::error::{Error, Result};
+
+/// Opens a directory relative to `parent` (or by absolute path when `None`).
+pub fn open_dir(parent: Option<&OwnedFd>, path: &Path, extra: OFlag) -> nix::Result<OwnedFd> {
+    let fd = openat(
+        parent.map(|p| p.as_raw_fd()),
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | extra,
+        Mode::empty(),
+    )?;
+    // SAFETY: openat just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The refusal for a planted symlink (or a file where a directory must be).
+pub fn refuse_symlink(path: &Path) -> Error {
+    Error::Input(format!(
+        "refusing to use {}: it is a symlink or not a directory (expected a plain directory)",
+        path.display()
+    ))
+}
+
+/// Opens `root/parts…` without following a symlink at any of `parts`; with `create`, missing
+/// directories are made with that mode (set on the opened directory, whatever the umask) and
+/// their paths appended to `created`, outermost first. `None` when a part is missing and
+/// `create` is not set.
+pub fn walk(
+    root: &Path,
+    parts: &[&str],
+    create: Option<u32>,
+    created: &mut Vec<PathBuf>,
+) -> Result<Option<OwnedFd>> {
+    let mut dir = open_dir(None, root, OFlag::empty())
+        .map_err(|e| Error::io("cannot open", root, e.into()))?;
+    let mut path = root.to_path_buf();
+    for part in parts {
+        if part.is_empty() || *part == "." || *part == ".." || part.contains('/') {
+            return Err(Error::Input(format!(
+                "refusing path component {part:?} below {} (expected a plain name)",
+                path.display()
+            )));
+        }
+        path.push(part);
+        let mut made = false;
+        if let Some(mode) = create {
+            match mkdirat(Some(dir.as_raw_fd()), *part, Mode::from_bits_truncate(mode)) {
+                Ok(()) => made = true,
+                Err(Errno::EEXIST) => {}
+                Err(e) => return Err(Error::io("cannot create", &path, e.into())),
+            }
+        }
+        dir = match open_dir(Some(&dir), Path::new(part), OFlag::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) if create.is_none() => return Ok(None),
+            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => return Err(refuse_symlink(&path)),
+            Err(e) => return Err(Error::io("cannot open", &path, e.into())),
+        };
+        if made {
+            created.push(path.clone());
+            if let Some(mode) = create {
+                fchmod(dir.as_raw_fd(), Mode::from_bits_truncate(mode))
+                    .map_err(|e| Error::io("cannot chmod", &path, e.into()))?;
+            }
+        }
+    }
+    Ok(Some(dir))
+}
+
+/// Refuses `path` when it exists and is a symlink (a file this module's callers replace by
+/// rename is never written through, but a lock or marker opened in place must not be a link).
+pub fn refuse_if_symlink(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_symlink() => Err(Error::Input(format!(
+            "refusing to use {}: it is a symlink (expected a plain file)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_below_the_root_are_refused() {
+        let root = std::env::temp_dir().join(format!("certherd-nofollow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("decoy")).unwrap();
+        std::os::unix::fs::symlink(root.join("decoy"), root.join("live")).unwrap();
+        let mut created = Vec::new();
+        let err = walk(&root, &["live", "x"], Some(0o700), &mut created).unwrap_err();
+        assert!(err.to_string().contains("live"), "{err}");
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert_eq!(std::fs::read_dir(root.join("decoy")).unwrap().count(), 0);
+        assert!(created.is_empty());
+        walk(&root, &["archive", "x"], Some(0o700), &mut created).unwrap();
+        assert_eq!(created, vec![root.join("archive"), root.join("archive/x")]);
+        assert!(walk(&root, &["nope"], None, &mut created)
+            .unwrap()
+            .is_none());
+        assert!(walk(&root, &[".."], None, &mut created).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
