@@ -6,11 +6,11 @@ use std::io::{BufReader, Write};
 
 use crate::config::Config;
 use crate::lineage::{Commands, InstallError, Layout};
-use crate::protocol::{
+use crate::tokens::TokenStore;
+use crate::wire::{
     parse_request, read_line_limited, ErrorKind, LineError, Request, Response, MAX_REQUEST_LINE,
     OPS, PROTOCOL_VERSION,
 };
-use crate::tokens::TokenStore;
 
 /// The agent's state: what it may touch, from its own config.
 pub struct Agent {
@@ -100,11 +100,7 @@ impl Agent {
                     .layout
                     .install(&lineage, version, &files, &self.commands)
                 {
-                    Ok(i) => Response::Installed {
-                        before: i.before,
-                        after: i.after,
-                        changed: i.changed,
-                    },
+                    Ok(installed) => Response::Installed(installed),
                     Err(e @ InstallError::TestFailed { .. }) => {
                         Response::error(ErrorKind::TestFailed, e.to_string())
                     }

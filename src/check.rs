@@ -204,7 +204,7 @@ pub async fn fetch(target: &Target, exp: &Expectation) -> Result<(), CheckFailur
         } else {
             Err(CheckFailure::WrongBody {
                 url: url.to_string(),
-                got: crate::names::printable(text.trim()),
+                got: crate::text::printable(text.trim()),
             })
         };
     }

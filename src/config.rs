@@ -352,7 +352,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let mut config: Config = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_owned(),
-            message: one_line(e.message()),
+            message: crate::text::squash(e.message()),
             // The span may not fall on a character boundary: never slice with it directly.
             key: e
                 .span()
@@ -485,15 +485,11 @@ fn check_kex(names: &[String]) -> std::result::Result<(), String> {
         if !ok {
             return Err(format!(
                 "{} is not a key exchange algorithm name: expected e.g. \"sntrup761x25519-sha512@openssh.com\" or \"curve25519-sha256\" (letters, digits, .@_-)",
-                crate::names::printable(name)
+                crate::text::printable(name)
             ));
         }
     }
     Ok(())
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -20,12 +20,14 @@ pub mod log;
 pub mod names;
 pub mod nofollow;
 pub mod pem;
-pub mod protocol;
+
 pub mod served;
 pub mod ssh;
 pub mod standby;
+pub mod text;
 pub mod tls;
 pub mod tokens;
+pub mod wire;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -14,50 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 use crate::names::LineageName;
+pub use crate::wire::{Installed, LineageFiles};
 
 /// The four files of a version, in certbot's order.
 pub const KINDS: [&str; 4] = ["cert", "chain", "fullchain", "privkey"];
-
-/// The content of one version. The private key only ever travels inside the SSH channel.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct LineageFiles {
-    /// `certN.pem`
-    pub cert: String,
-    /// `chainN.pem`
-    pub chain: String,
-    /// `fullchainN.pem`
-    pub fullchain: String,
-    /// `privkeyN.pem`
-    pub privkey: String,
-    /// With key reuse certbot makes `privkeyN.pem` a symlink to `privkeyM.pem`: M, preserved.
-    #[serde(default)]
-    pub privkey_link: Option<u32>,
-}
-
-impl std::fmt::Debug for LineageFiles {
-    // Never print the private key, even in debug output.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LineageFiles")
-            .field("privkey_link", &self.privkey_link)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What an install did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Installed {
-    /// Version the live links named before (None: no certificate yet).
-    pub before: Option<u32>,
-    /// Version they name now.
-    pub after: u32,
-    /// Whether anything changed (false: already installed, nothing run).
-    pub changed: bool,
-}
 
 /// Why an install did not complete.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -156,12 +118,12 @@ impl Layout {
     }
 
     /// What is installed for one lineage (for `status`).
-    pub fn status(&self, lineage: &LineageName) -> crate::protocol::LineageStatus {
+    pub fn status(&self, lineage: &LineageName) -> crate::wire::LineageStatus {
         let version = self.current_version(lineage).ok();
         let info = fs::read_to_string(self.live_dir(lineage).join("cert.pem"))
             .ok()
             .and_then(|p| crate::pem::info_pem(&p));
-        crate::protocol::LineageStatus {
+        crate::wire::LineageStatus {
             lineage: lineage.to_string(),
             version,
             fingerprint: info.as_ref().map(|i| i.fingerprint.clone()),
@@ -172,7 +134,7 @@ impl Layout {
     }
 
     /// Status of every lineage.
-    pub fn status_all(&self) -> Result<Vec<crate::protocol::LineageStatus>> {
+    pub fn status_all(&self) -> Result<Vec<crate::wire::LineageStatus>> {
         Ok(self.lineages()?.iter().map(|l| self.status(l)).collect())
     }
 
@@ -229,7 +191,7 @@ impl Layout {
         if lineage.as_str().len() > NAME_MAX {
             return Err(InstallError::Refused(format!(
                 "lineage {} is {} bytes (expected at most {NAME_MAX}, a file name)",
-                crate::names::printable(lineage.as_str()),
+                crate::text::printable(lineage.as_str()),
                 lineage.as_str().len()
             )));
         }
@@ -532,7 +494,7 @@ pub fn run_bounded(argv: &[String], timeout: Duration) -> std::result::Result<()
         }
     }
     let text = String::from_utf8_lossy(&output.concat()).into_owned();
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = crate::text::squash(&text);
     match status {
         Some(s) if s.success() => Ok(()),
         Some(s) => Err(format!("{} exited with {s}: {text}", argv.join(" "))),

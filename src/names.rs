@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::printable;
+
 /// Longest token we accept. RFC 8555 tokens are 43 characters; 128 leaves room for other CAs.
 pub const MAX_TOKEN_LEN: usize = 128;
 /// Longest key authorization: token, a dot and a base64url SHA-256 thumbprint (43 characters).
@@ -31,22 +33,6 @@ impl NameError {
             expected,
         }
     }
-}
-
-/// Escapes control characters and quotes, and shortens long values, so that hostile input can be
-/// named in a one-line error without flooding the terminal or forging log lines.
-pub fn printable(value: &str) -> String {
-    const MAX: usize = 64;
-    let mut out = String::from("\"");
-    for (i, c) in value.chars().enumerate() {
-        if i == MAX {
-            out.push_str(&format!("…\" ({} bytes)", value.len()));
-            return out;
-        }
-        out.extend(c.escape_debug());
-    }
-    out.push('"');
-    out
 }
 
 fn is_base64url(s: &str) -> bool {

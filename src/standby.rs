@@ -14,38 +14,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
-use crate::names::{printable, LineageName};
+use crate::names::LineageName;
+use crate::text::printable;
+pub use crate::wire::RenewalBundle;
 
 /// The account files certbot keeps per account.
 pub const ACCOUNT_FILES: [&str; 3] = ["meta.json", "private_key.json", "regr.json"];
-
-/// What a standby receives for one lineage.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RenewalBundle {
-    /// `renewal/<lineage>.conf` as on the primary.
-    pub conf: String,
-    /// The primary's letsencrypt dir (rewritten to the standby's).
-    pub primary_root: String,
-    /// The primary's certherd config path (rewritten to the standby's).
-    pub primary_config: String,
-    /// `accounts/<server dir>/<id>/`, relative to the letsencrypt dir.
-    pub account_dir: String,
-    /// File name → content, names from [`ACCOUNT_FILES`].
-    pub account_files: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for RenewalBundle {
-    // The account key must never reach a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RenewalBundle")
-            .field("account_dir", &self.account_dir)
-            .finish_non_exhaustive()
-    }
-}
 
 fn conf_value<'a>(conf: &'a str, key: &str) -> Option<&'a str> {
     conf.lines().find_map(|l| {

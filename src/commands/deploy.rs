@@ -12,8 +12,8 @@ use crate::fleet;
 use crate::lineage::{Layout, LineageFiles};
 use crate::names::LineageName;
 use crate::pem;
-use crate::protocol::{Request, Response};
 use crate::served::{self, Check, Served, Versions};
+use crate::wire::{Request, Response};
 
 /// How long a node that does not answer at all gets to come back after its reload (an answer
 /// with the wrong certificate is judged after [`served::SETTLE`]).
@@ -161,11 +161,7 @@ pub(crate) async fn push(
     for (outcome, peer) in remote.into_iter().zip(&peers) {
         let (before, after, install) = match outcome.result {
             Ok(responses) => match responses.last() {
-                Some(Response::Installed {
-                    before,
-                    after,
-                    changed,
-                }) => (*before, Some(*after), Ok(*changed)),
+                Some(Response::Installed(i)) => (i.before, Some(i.after), Ok(i.changed)),
                 other => (None, None, Err(format!("unexpected answer {other:?}"))),
             },
             Err(e) => (None, None, Err(e.to_string())),
@@ -305,8 +301,8 @@ fn standby_failure(
     peer: &str,
     result: &std::result::Result<Vec<Response>, crate::ssh::PeerError>,
 ) -> Option<String> {
-    use crate::protocol::ErrorKind;
     use crate::ssh::PeerError;
+    use crate::wire::ErrorKind;
     match result {
         Err(PeerError::Refused {
             kind: ErrorKind::NotStandby,

@@ -8,8 +8,8 @@ use crate::config::Config;
 use crate::error::{Result, EXIT_FAILED, EXIT_OK};
 use crate::fleet;
 use crate::names::{Domain, KeyAuthorization, Token};
-use crate::protocol::{Request, Response};
 use crate::ssh::PeerError;
+use crate::wire::{Request, Response};
 
 use super::publish::{self, TokenOp};
 
@@ -107,7 +107,7 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
 
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let hello = Request::Hello {
-        protocol: crate::protocol::PROTOCOL_VERSION,
+        protocol: crate::wire::PROTOCOL_VERSION,
     };
     for outcome in fleet::run(&config.ssh, &peers, &[hello]).await {
         let name = &outcome.peer.name;

@@ -7,8 +7,8 @@ use crate::check::{self, Expectation, Target};
 use crate::config::{Config, Mode};
 use crate::fleet;
 use crate::names::{KeyAuthorization, Token};
-use crate::protocol::Request;
 use crate::tokens::TokenStore;
+use crate::wire::Request;
 
 /// What happened on one node.
 #[derive(Debug)]

@@ -12,8 +12,9 @@ use crate::error::Result;
 use crate::fleet;
 use crate::lineage::Layout;
 use crate::names::LineageName;
-use crate::protocol::{LineageStatus, Request, Response};
 use crate::served::{self, Served, Versions};
+use crate::text::{influx_tag, prometheus_label as label};
+use crate::wire::{LineageStatus, Request, Response};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -355,16 +356,6 @@ fn table(report: &Report) -> String {
     out
 }
 
-fn influx_tag(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| match c {
-            ',' | '=' | ' ' => vec!['\\', c],
-            c if c.is_control() => vec!['_'],
-            c => vec![c],
-        })
-        .collect()
-}
-
 fn influx(report: &Report) -> String {
     let ns = report.checked_at as i128 * 1_000_000_000;
     let mut out = String::new();
@@ -396,12 +387,6 @@ fn influx(report: &Report) -> String {
         ));
     }
     out
-}
-
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 fn prometheus(report: &Report) -> String {
