@@ -5,7 +5,8 @@
 use std::io::{BufReader, Write};
 
 use crate::config::Config;
-use crate::lineage::{Commands, InstallError, Layout};
+use crate::exec::Commands;
+use crate::lineage::Layout;
 use crate::tokens::TokenStore;
 use crate::wire::{
     parse_request, read_line_limited, ErrorKind, LineError, Request, Response, MAX_REQUEST_LINE,
@@ -101,21 +102,7 @@ impl Agent {
                     .install(&lineage, version, &files, &self.commands)
                 {
                     Ok(installed) => Response::Installed(installed),
-                    Err(e @ InstallError::TestFailed { .. }) => {
-                        Response::error(ErrorKind::TestFailed, e.to_string())
-                    }
-                    Err(e @ InstallError::ReloadFailed(_)) => {
-                        Response::error(ErrorKind::ReloadFailed, e.to_string())
-                    }
-                    Err(e @ InstallError::Unverified(_)) => {
-                        Response::error(ErrorKind::Unverified, e.to_string())
-                    }
-                    Err(e @ InstallError::Refused(_)) => {
-                        Response::error(ErrorKind::Invalid, e.to_string())
-                    }
-                    Err(e @ InstallError::Other(_)) => {
-                        Response::error(ErrorKind::Io, e.to_string())
-                    }
+                    Err(e) => Response::error(e.kind(), e.to_string()),
                 }
             }
         }

@@ -412,7 +412,7 @@ impl Config {
             }
         }
         for (i, server) in self.acme_servers.iter().enumerate() {
-            if !crate::standby::is_server_url(server) {
+            if !crate::names::is_acme_server_url(server) {
                 return Err(self.invalid(
                     &format!("acme_servers[{i}]"),
                     format!("{server:?} is not an https:// ACME directory URL"),
@@ -437,8 +437,8 @@ impl Config {
     }
 
     /// This node's `[reload]` commands.
-    pub fn commands(&self) -> crate::lineage::Commands {
-        crate::lineage::Commands {
+    pub fn commands(&self) -> crate::exec::Commands {
+        crate::exec::Commands {
             test: self.reload.test.clone(),
             reload: self.reload.reload.clone(),
             timeout: self.reload.timeout,

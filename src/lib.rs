@@ -13,12 +13,13 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod fleet;
+pub mod fsx;
 pub mod lineage;
 pub mod lockfile;
 pub mod log;
 pub mod names;
-pub mod nofollow;
 pub mod pem;
 
 pub mod served;

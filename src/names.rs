@@ -186,6 +186,19 @@ impl LineageName {
     }
 }
 
+/// Whether `s` is an `https://` URL made only of characters that need no quoting in certbot's
+/// config format (no `#`, `,`, quotes or blanks). Checks `acme_servers` and
+/// the `server` of a renewal config a standby receives.
+pub fn is_acme_server_url(s: &str) -> bool {
+    s.len() <= 512
+        && s.strip_prefix("https://").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~:/%?=&+@".contains(&b))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,18 +116,6 @@ fn check_account_dir(rel: &str) -> std::result::Result<Vec<&str>, String> {
     Ok(parts)
 }
 
-/// Whether `s` is an `https://` URL made only of characters that need no quoting in certbot's
-/// config format (no `#`, `,`, quotes or blanks). Also used to check `acme_servers`.
-pub fn is_server_url(s: &str) -> bool {
-    s.len() <= 512
-        && s.strip_prefix("https://").is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._~:/%?=&+@".contains(&b))
-        })
-}
-
 /// What a standby takes from the primary: this node's own settings.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -397,7 +385,7 @@ pub fn install(
     let mut created = Vec::new();
     let mut changed = false;
     // Walked without following symlinks: a planted `accounts` or `renewal` link is refused.
-    crate::nofollow::walk(&policy.root, &parts, Some(0o700), &mut created).map_err(io)?;
+    crate::fsx::walk(&policy.root, &parts, Some(0o700), &mut created).map_err(io)?;
     let dir = parts.iter().fold(policy.root.clone(), |d, p| d.join(p));
     for (name, content) in &bundle.account_files {
         let mode = if name == "private_key.json" {
@@ -405,11 +393,10 @@ pub fn install(
         } else {
             0o644
         };
-        changed |=
-            crate::lineage::write_file(&dir.join(name), content.as_bytes(), mode).map_err(io)?;
+        changed |= crate::fsx::write_file(&dir.join(name), content.as_bytes(), mode).map_err(io)?;
     }
-    crate::nofollow::walk(&policy.root, &["renewal"], Some(0o755), &mut created).map_err(io)?;
-    changed |= crate::lineage::write_file(
+    crate::fsx::walk(&policy.root, &["renewal"], Some(0o755), &mut created).map_err(io)?;
+    changed |= crate::fsx::write_file(
         &policy.root.join("renewal").join(format!("{lineage}.conf")),
         conf.as_bytes(),
         0o644,

@@ -16,8 +16,8 @@ use nix::sys::stat::{fchmod, mkdirat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::error::{Error, Result};
+use crate::fsx::open_dir;
 use crate::names::{KeyAuthorization, Token};
-use crate::nofollow::open_dir;
 
 const ACME_DIRS: [&CStr; 2] = [c".well-known", c"acme-challenge"];
 

@@ -9,10 +9,11 @@ use crate::cli::DeployFlags;
 use crate::config::Config;
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::fleet;
-use crate::lineage::{Layout, LineageFiles};
+use crate::lineage::Layout;
 use crate::names::LineageName;
 use crate::pem;
 use crate::served::{self, Check, Served, Versions};
+use crate::wire::LineageFiles;
 use crate::wire::{Request, Response};
 
 /// How long a node that does not answer at all gets to come back after its reload (an answer
@@ -140,6 +141,7 @@ pub(crate) async fn push(
                 .test()
                 .and_then(|()| commands.reload())
                 .map(|()| true)
+                .map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
