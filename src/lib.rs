@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod fanout;
 pub mod fleet;
 pub mod fsx;
 pub mod lineage;
@@ -21,6 +22,7 @@ pub mod lockfile;
 pub mod log;
 pub mod names;
 pub mod pem;
+pub mod report;
 
 pub mod served;
 pub mod ssh;

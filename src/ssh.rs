@@ -46,6 +46,40 @@ pub enum PeerError {
     },
 }
 
+/// Why ssh could not connect, from its own output (the only place it says so): the one place
+/// that reads ssh's text, so that callers decide by this type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectCause {
+    /// Host key unknown or changed.
+    HostKey,
+    /// Our key was refused.
+    Denied,
+    /// Nothing listens on the port.
+    Refused,
+    /// No answer within `ConnectTimeout`.
+    TimedOut,
+    /// Anything else.
+    Other,
+}
+
+impl ConnectCause {
+    /// Classifies ssh's output (a [`PeerError::Connect`] message).
+    pub fn of(output: &str) -> Self {
+        let text = output.to_lowercase();
+        if text.contains("host key") {
+            ConnectCause::HostKey
+        } else if text.contains("permission denied") {
+            ConnectCause::Denied
+        } else if text.contains("connection refused") {
+            ConnectCause::Refused
+        } else if text.contains("timed out") || text.contains("timeout") {
+            ConnectCause::TimedOut
+        } else {
+            ConnectCause::Other
+        }
+    }
+}
+
 /// The directory for control sockets: configured, else `/run/certherd` for root, else
 /// `$XDG_RUNTIME_DIR/certherd`, else `/tmp/certherd-<uid>`. Created 0700; refused when it is
 /// not ours or others can enter it, since a socket there is a live login to every peer.

@@ -8,10 +8,10 @@ use crate::config::Config;
 use crate::error::{Result, EXIT_FAILED, EXIT_OK};
 use crate::fleet;
 use crate::names::{Domain, KeyAuthorization, Token};
-use crate::ssh::PeerError;
+use crate::ssh::{ConnectCause, PeerError};
 use crate::wire::{Request, Response};
 
-use super::publish::{self, TokenOp};
+use crate::fanout::tokens::{self as publish, TokenOp};
 
 fn ok(what: &str) {
     println!("ok    {what}");
@@ -21,23 +21,21 @@ fn fail(what: &str, why: &str, fix: &str) {
     println!("FAIL  {what}: {why}\n      fix: {fix}");
 }
 
-/// Explains an SSH/agent failure.
+/// Explains an SSH/agent failure, by its type; only ssh's own output (a connection that failed
+/// before any agent ran) is read, by [`ConnectCause::of`].
 pub fn explain_peer(e: &PeerError) -> &'static str {
-    let text = e.to_string().to_lowercase();
-    if text.contains("host key verification failed") || text.contains("host key") {
-        "the peer's host key is not in [ssh] known_hosts (or changed): verify it and add it, e.g. ssh-keyscan -t ed25519 HOST >> KNOWN_HOSTS"
-    } else if text.contains("permission denied") {
-        "the peer refused our key: add [ssh] identity's .pub to the agent user's authorized_keys with restrict,command=\"certherd agent\""
-    } else if text.contains("connection refused") {
-        "nothing listens on the peer's SSH port: is sshd running, is `port` right?"
-    } else if text.contains("timed out") || text.contains("timeout") {
-        "no answer: a firewall drops SSH, or the host is down"
-    } else if text.contains("not found") || text.contains("closed the connection") {
-        "the forced command did not start certherd agent: check the path in authorized_keys and that certherd is installed"
-    } else if text.contains("protocol") {
-        "the peer runs another certherd version: install the same version on every node"
-    } else {
-        "see the message; run with -v for more"
+    match e {
+        PeerError::Connect(output) => match ConnectCause::of(output) {
+            ConnectCause::HostKey => "the peer's host key is not in [ssh] known_hosts (or changed): verify it and add it, e.g. ssh-keyscan -t ed25519 HOST >> KNOWN_HOSTS",
+            ConnectCause::Denied => "the peer refused our key: add [ssh] identity's .pub to the agent user's authorized_keys with restrict,command=\"certherd agent\"",
+            ConnectCause::Refused => "nothing listens on the peer's SSH port: is sshd running, is `port` right?",
+            ConnectCause::TimedOut => "no answer: a firewall drops SSH, or the host is down",
+            ConnectCause::Other => "see the message; run with -v for more",
+        },
+        PeerError::Timeout(..) => "no answer: a firewall drops SSH, or the host is down",
+        PeerError::Agent(_) => "the forced command did not start certherd agent: check the path in authorized_keys and that certherd is installed",
+        PeerError::Protocol(_) => "the peer runs another certherd version: install the same version on every node",
+        PeerError::Refused { .. } => "see the message; run with -v for more",
     }
 }
 
@@ -157,7 +155,7 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
                 healthy &= report.optional;
                 fail(
                     &format!("{}: writing a token", report.node),
-                    why,
+                    &why.to_string(),
                     "see the ssh/agent line above, or the webroot's permissions",
                 );
             }

@@ -8,14 +8,29 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::check::Expectation;
-use crate::cli::IssueFlags;
-use crate::commands::{publish, warm};
+use crate::commands::warm;
 use crate::config::{self, Config};
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
+use crate::fanout::tokens as publish;
 use crate::names::{Domain, KeyAuthorization, Token};
 
+/// `issue` options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Names for the certificate (the first names the lineage).
+    pub domains: Vec<String>,
+    /// Call certbot even when a node fails the pre-flight check.
+    pub skip_preflight: bool,
+    /// Only run the pre-flight check.
+    pub preflight_only: bool,
+    /// certbot program to run.
+    pub certbot: String,
+    /// Further certbot arguments.
+    pub certbot_args: Vec<String>,
+}
+
 /// Runs the pre-flight, then certbot; returns certbot's exit code.
-pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Result<i32> {
+pub async fn run(config: &Config, config_path: &Path, flags: &Options) -> Result<i32> {
     let domains = flags
         .domains
         .iter()
@@ -90,7 +105,7 @@ fn random_suffix() -> Result<String> {
 /// opens the connections before the first order; under `certherd issue`/`renew` it is a no-op.
 pub fn certbot_argv(
     config_path: &Path,
-    flags: &IssueFlags,
+    flags: &Options,
     domains: &[Domain],
 ) -> Result<Vec<String>> {
     let exe = std::env::current_exe()
