@@ -89,7 +89,7 @@ const MAX_ACCOUNT_FILE: usize = 64 * 1024;
 
 /// `accounts/<server components…>/<hex id>`: no `..`, no absolute path, no odd characters,
 /// every component a valid file name.
-fn check_account_dir(rel: &str) -> std::result::Result<Vec<&str>, String> {
+fn check_account_dir(rel: &str) -> std::result::Result<Vec<&str>, StandbyError> {
     let parts: Vec<&str> = rel.split('/').collect();
     let ok_part = |p: &&str| {
         !p.is_empty()
@@ -108,10 +108,10 @@ fn check_account_dir(rel: &str) -> std::result::Result<Vec<&str>, String> {
         || !parts.iter().all(ok_part)
         || !id_ok
     {
-        return Err(format!(
+        return Err(StandbyError::Invalid(format!(
             "invalid account_dir {}: expected accounts/<server>/<hex id>",
             printable(rel)
-        ));
+        )));
     }
     Ok(parts)
 }
@@ -329,7 +329,7 @@ fn plan(
             NAME_MAX - ".conf".len()
         )));
     }
-    let parts = check_account_dir(&bundle.account_dir).map_err(invalid)?;
+    let parts = check_account_dir(&bundle.account_dir)?;
     for name in ACCOUNT_FILES {
         let Some(content) = bundle.account_files.get(name) else {
             return Err(invalid(format!(

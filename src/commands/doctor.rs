@@ -3,7 +3,7 @@
 //! through every node as the CA would, and removes it. Every failure comes with its likely cause
 //! and the fix.
 
-use crate::check::{self, CheckFailure, Expectation};
+use crate::check::{self, CheckFailure, Expectation, NoAnswer};
 use crate::config::Config;
 use crate::error::{Result, EXIT_FAILED, EXIT_OK};
 use crate::fleet;
@@ -42,13 +42,13 @@ pub fn explain_peer(e: &PeerError) -> &'static str {
 /// Explains a self-check failure.
 pub fn explain_check(f: &CheckFailure) -> &'static str {
     match f {
-        CheckFailure::Unreachable(m) if m.to_lowercase().contains("refused") => {
+        CheckFailure::Unreachable { cause: NoAnswer::Refused, .. } => {
             "port closed: the web server does not listen on the node's http address (port 80)"
         }
-        CheckFailure::Unreachable(m) if m.starts_with("https") || m.contains("tls") || m.contains("TLS") => {
+        CheckFailure::Unreachable { cause: NoAnswer::Tls, .. } => {
             "a redirect to https with no working certificate yet: exempt /.well-known/acme-challenge/ from the https redirect"
         }
-        CheckFailure::Unreachable(_) => "the node's web server is not reachable: check its http address and firewall",
+        CheckFailure::Unreachable { .. } => "the node's web server is not reachable: check its http address and firewall",
         CheckFailure::Status { status: 404, .. } => {
             "404: the acme location is missing or points elsewhere: include contrib/nginx/acme-challenge.conf and make $certherd_webroot the configured webroot"
         }
