@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::certbot_env::HOOKS;
 use crate::error::{Error, Result};
 use crate::names::LineageName;
 use crate::text::printable;
@@ -266,9 +267,10 @@ pub fn build_conf(
                 server = Some(v.to_owned())
             }
             // This node's own hooks replace the primary's; another command is named.
-            ("[renewalparams]", "manual_auth_hook") if is_certherd_hook(v, "auth") => {}
-            ("[renewalparams]", "manual_cleanup_hook") if is_certherd_hook(v, "cleanup") => {}
-            ("[renewalparams]", "renew_hook") if is_certherd_hook(v, "deploy") => {}
+            ("[renewalparams]", key)
+                if HOOKS
+                    .iter()
+                    .any(|h| h.conf_key == Some(key) && is_certherd_hook(v, h.role)) => {}
             ("[renewalparams]", "authenticator") if v == "manual" => {}
             ("[renewalparams]", "pref_challs")
                 if v.split(',').all(|c| matches!(c.trim(), "" | "http-01")) => {}
@@ -302,9 +304,11 @@ pub fn build_conf(
         out.push_str(&format!("server = {s}\n"));
     }
     out.push_str("authenticator = manual\npref_challs = http-01,\n");
-    out.push_str(&format!("manual_auth_hook = {hook} auth\n"));
-    out.push_str(&format!("manual_cleanup_hook = {hook} cleanup\n"));
-    out.push_str(&format!("renew_hook = {hook} deploy\n"));
+    for h in HOOKS {
+        if let Some(key) = h.conf_key {
+            out.push_str(&format!("{key} = {hook} {}\n", h.role));
+        }
+    }
     for (k, v) in params {
         out.push_str(&format!("{k} = {v}\n"));
     }

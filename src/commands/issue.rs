@@ -7,6 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::certbot_env::HOOKS;
 use crate::check::Expectation;
 use crate::commands::warm;
 use crate::config::{self, Config};
@@ -115,23 +116,14 @@ pub fn certbot_argv(
         hook.push_str(" --config ");
         hook.push_str(&shell_quote(&config_path.to_string_lossy()));
     }
-    let mut argv: Vec<String> = [
-        "certonly",
-        "--manual",
-        "--preferred-challenges",
-        "http",
-        "--manual-auth-hook",
-        &format!("{hook} auth"),
-        "--manual-cleanup-hook",
-        &format!("{hook} cleanup"),
-        "--deploy-hook",
-        &format!("{hook} deploy"),
-        "--pre-hook",
-        &format!("{hook} warm"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut argv: Vec<String> = ["certonly", "--manual", "--preferred-challenges", "http"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for h in HOOKS {
+        argv.push(h.flag.to_owned());
+        argv.push(format!("{hook} {}", h.role));
+    }
     for d in domains {
         argv.push("-d".into());
         argv.push(d.to_string());
