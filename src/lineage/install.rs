@@ -133,7 +133,7 @@ impl Layout {
             (["live", lineage.as_str()], 0o755),
         ] {
             let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-            crate::fsx::walk(&self.root(), &parts, Some(mode), &mut made.dirs)?;
+            crate::fsx::walk(&self.root, &parts, Some(mode), &mut made.dirs)?;
         }
         let archive = self.archive_dir(lineage);
         let live = self.live_dir(lineage);

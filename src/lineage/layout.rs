@@ -15,7 +15,7 @@ pub const KINDS: [&str; 4] = ["cert", "chain", "fullchain", "privkey"];
 /// certbot's directory (`/etc/letsencrypt`) on one node.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    root: PathBuf,
+    pub(super) root: PathBuf,
 }
 
 impl Layout {
