@@ -213,4 +213,20 @@ mod tests {
         assert!(standby_mismatch("web2", false, Some(true)).is_some());
         assert!(standby_mismatch("web2", true, None).is_some());
     }
+
+    /// A peer failure is explained by its type: a timeout whatever its words, an agent that
+    /// speaks another protocol even when its message does not say "protocol".
+    #[test]
+    fn peer_failures_are_explained_by_type() {
+        let timeout =
+            PeerError::Timeout(std::time::Duration::from_secs(1), "waiting for the agent");
+        assert!(explain_peer(&timeout).starts_with("no answer"));
+        let bad = PeerError::Protocol("expected hello, got Done".into());
+        assert!(explain_peer(&bad).contains("another certherd version"));
+        let refused =
+            PeerError::Connect("ssh: connect to host x port 22: Connection refused".into());
+        assert!(explain_peer(&refused).contains("nothing listens"));
+        let agent = PeerError::Agent("closed the connection without answering".into());
+        assert!(explain_peer(&agent).contains("forced command"));
+    }
 }
