@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh
 
 cargo fmt --all -- --check
+# Imports in src/ point down only (docs/ARCHITECTURE.md).
+bash scripts/layers.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
 

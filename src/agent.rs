@@ -5,12 +5,13 @@
 use std::io::{BufReader, Write};
 
 use crate::config::Config;
-use crate::lineage::{Commands, InstallError, Layout};
-use crate::protocol::{
+use crate::exec::Commands;
+use crate::lineage::Layout;
+use crate::tokens::TokenStore;
+use crate::wire::{
     parse_request, read_line_limited, ErrorKind, LineError, Request, Response, MAX_REQUEST_LINE,
     OPS, PROTOCOL_VERSION,
 };
-use crate::tokens::TokenStore;
 
 /// The agent's state: what it may touch, from its own config.
 pub struct Agent {
@@ -100,26 +101,8 @@ impl Agent {
                     .layout
                     .install(&lineage, version, &files, &self.commands)
                 {
-                    Ok(i) => Response::Installed {
-                        before: i.before,
-                        after: i.after,
-                        changed: i.changed,
-                    },
-                    Err(e @ InstallError::TestFailed { .. }) => {
-                        Response::error(ErrorKind::TestFailed, e.to_string())
-                    }
-                    Err(e @ InstallError::ReloadFailed(_)) => {
-                        Response::error(ErrorKind::ReloadFailed, e.to_string())
-                    }
-                    Err(e @ InstallError::Unverified(_)) => {
-                        Response::error(ErrorKind::Unverified, e.to_string())
-                    }
-                    Err(e @ InstallError::Refused(_)) => {
-                        Response::error(ErrorKind::Invalid, e.to_string())
-                    }
-                    Err(e @ InstallError::Other(_)) => {
-                        Response::error(ErrorKind::Io, e.to_string())
-                    }
+                    Ok(installed) => Response::Installed(installed),
+                    Err(e) => Response::error(e.kind(), e.to_string()),
                 }
             }
         }

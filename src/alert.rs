@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::config::AlertConfig;
+use crate::text::{influx_string, influx_tag as tag};
 
 const ATTEMPTS: u32 = 3;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,27 +110,12 @@ impl DeployAlert {
                 out.push_str(&format!(",not_after={t}i"));
             }
             if let Some(e) = &n.error {
-                out.push_str(&format!(
-                    ",error=\"{}\"",
-                    e.replace('\\', "\\\\").replace('"', "\\\"")
-                ));
+                out.push_str(&format!(",error=\"{}\"", influx_string(e)));
             }
             out.push_str(&format!(" {now_ns}\n"));
         }
         out
     }
-}
-
-/// Escapes an InfluxDB tag value.
-fn tag(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, ',' | '=' | ' ') {
-            out.push('\\');
-        }
-        out.push(if c.is_control() { '_' } else { c });
-    }
-    out
 }
 
 /// Sends the alert when it failed, or always with `on_success`.

@@ -15,6 +15,43 @@ pub struct Challenge {
     pub key_authorization: Option<KeyAuthorization>,
 }
 
+/// certherd's hooks as certbot knows them: the certherd subcommand, certbot's flag, and the key
+/// certbot keeps it under in a renewal config (the pre-hook is not kept: a standby drops it).
+/// `issue` passes them as flags; a standby writes, and accepts, exactly these keys.
+pub const HOOKS: [Hook; 4] = [
+    Hook {
+        role: "auth",
+        flag: "--manual-auth-hook",
+        conf_key: Some("manual_auth_hook"),
+    },
+    Hook {
+        role: "cleanup",
+        flag: "--manual-cleanup-hook",
+        conf_key: Some("manual_cleanup_hook"),
+    },
+    Hook {
+        role: "deploy",
+        flag: "--deploy-hook",
+        conf_key: Some("renew_hook"),
+    },
+    Hook {
+        role: "warm",
+        flag: "--pre-hook",
+        conf_key: None,
+    },
+];
+
+/// One certbot hook certherd fills.
+#[derive(Debug, Clone, Copy)]
+pub struct Hook {
+    /// The certherd subcommand it runs.
+    pub role: &'static str,
+    /// certbot's command-line flag.
+    pub flag: &'static str,
+    /// certbot's renewal-config key, when certbot keeps it there.
+    pub conf_key: Option<&'static str>,
+}
+
 /// Flags that override the environment.
 #[derive(Debug, Default, Clone)]
 pub struct ChallengeArgs {

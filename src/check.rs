@@ -34,12 +34,49 @@ pub struct Target {
     pub optional: bool,
 }
 
+/// Why a node could not be reached, classified from the typed error where it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// Nothing listens on the port (the connection was refused).
+    Refused,
+    /// An `https` URL (after a redirect) that did not work.
+    Tls,
+    /// Anything else: resolution, a timeout, a broken body.
+    Other,
+}
+
+impl CheckFailure {
+    fn unreachable(cause: NoAnswer, message: String) -> Self {
+        CheckFailure::Unreachable { cause, message }
+    }
+}
+
+/// Whether an error or one of its sources is a refused TCP connection.
+fn connection_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 /// Why a node did not answer with the key authorization.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckFailure {
     /// TCP or TLS failed.
-    #[error("unreachable: {0}")]
-    Unreachable(String),
+    #[error("unreachable: {message}")]
+    Unreachable {
+        /// What failed, decided where the error was seen.
+        cause: NoAnswer,
+        /// The URL, address and error chain.
+        message: String,
+    },
     /// A status other than 200 (404: token missing or location wrong; 403: permissions).
     #[error("HTTP {status} from {url}{}", hint(*status))]
     Status {
@@ -157,12 +194,22 @@ pub async fn fetch(target: &Target, exp: &Expectation) -> Result<(), CheckFailur
         }
         let client = client_for(&url, target, domain).await?;
         let response = client.get(url.clone()).send().await.map_err(|e| {
-            CheckFailure::Unreachable(format!(
-                "{} ({}): {}",
-                url,
-                pinned_addr(&url, target, domain),
-                error_chain(&e)
-            ))
+            let cause = if connection_refused(&e) {
+                NoAnswer::Refused
+            } else if url.scheme() == "https" {
+                NoAnswer::Tls
+            } else {
+                NoAnswer::Other
+            };
+            CheckFailure::unreachable(
+                cause,
+                format!(
+                    "{} ({}): {}",
+                    url,
+                    pinned_addr(&url, target, domain),
+                    error_chain(&e)
+                ),
+            )
         })?;
         let status = response.status();
         if status.is_redirection() {
@@ -197,14 +244,14 @@ pub async fn fetch(target: &Target, exp: &Expectation) -> Result<(), CheckFailur
         }
         let body = read_limited(response)
             .await
-            .map_err(|e| CheckFailure::Unreachable(format!("{url}: {e}")))?;
+            .map_err(|e| CheckFailure::unreachable(NoAnswer::Other, format!("{url}: {e}")))?;
         let text = String::from_utf8_lossy(&body);
         return if text.trim() == exp.key_authorization.as_str() {
             Ok(())
         } else {
             Err(CheckFailure::WrongBody {
                 url: url.to_string(),
-                got: crate::names::printable(text.trim()),
+                got: crate::text::printable(text.trim()),
             })
         };
     }
@@ -242,7 +289,7 @@ async fn client_for(
     }
     builder
         .build()
-        .map_err(|e| CheckFailure::Unreachable(e.to_string()))
+        .map_err(|e| CheckFailure::unreachable(NoAnswer::Other, e.to_string()))
 }
 
 /// Like the CA, use the first address the name resolves to.
@@ -254,7 +301,7 @@ async fn resolve_first(addr: &str) -> Result<SocketAddr, CheckFailure> {
         .await
         .ok()
         .and_then(|mut it| it.next())
-        .ok_or_else(|| CheckFailure::Unreachable(format!("cannot resolve {addr}")))
+        .ok_or_else(|| CheckFailure::unreachable(NoAnswer::Other, format!("cannot resolve {addr}")))
 }
 
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
@@ -280,4 +327,40 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A closed port is told apart by the error's type (doctor's "port closed"), not its text.
+    #[tokio::test]
+    async fn a_closed_port_is_refused_by_type() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let target = Target {
+            node: "n".into(),
+            http: addr.clone(),
+            https: addr,
+            optional: false,
+        };
+        let token = Token::parse("tok").unwrap();
+        let exp = Expectation {
+            domain: Domain::parse("example.com").unwrap(),
+            key_authorization: KeyAuthorization::for_token(&token, "tok.x").unwrap(),
+            token,
+        };
+        let err = fetch(&target, &exp).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckFailure::Unreachable {
+                    cause: NoAnswer::Refused,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
 }

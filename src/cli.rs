@@ -90,6 +90,9 @@ pub struct DeployFlags {
     /// Lineage name (default: from $RENEWED_LINEAGE).
     #[arg(long)]
     pub lineage: Option<String>,
+    /// Output format: the table, or one JSON object with a typed row per node.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::report::deploy::Format,
 }
 
 /// `doctor` flags.
@@ -124,7 +127,7 @@ pub struct RenewFlags {
 pub struct StatusFlags {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: crate::commands::status::Format,
+    pub format: crate::report::status::Format,
     /// Warning (exit 1) when a certificate expires within this, or a node drifted.
     #[arg(long, default_value = "21d", value_parser = humantime::parse_duration)]
     pub warn: std::time::Duration,
@@ -138,6 +141,9 @@ pub struct StatusFlags {
 pub struct SyncFlags {
     /// Lineages to sync (default: every lineage under live/).
     pub lineages: Vec<String>,
+    /// Output format: the tables, or one JSON object with every lineage's typed rows.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::report::deploy::Format,
 }
 
 /// `issue` flags.

@@ -352,7 +352,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let mut config: Config = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_owned(),
-            message: one_line(e.message()),
+            message: crate::text::squash(e.message()),
             // The span may not fall on a character boundary: never slice with it directly.
             key: e
                 .span()
@@ -364,6 +364,50 @@ impl Config {
         Ok(config)
     }
 
+    /// `host:port` where host is a name, an IPv4 address or a bracketed IPv6 address.
+    fn check_addr(&self, key: &str, s: &str) -> Result<()> {
+        if s.parse::<SocketAddr>().is_ok() {
+            return Ok(());
+        }
+        match s.rsplit_once(':') {
+            Some((host, port))
+                if !host.is_empty()
+                    && !host.contains(['/', ' '])
+                    && port.parse::<u16>().is_ok() =>
+            {
+                Ok(())
+            }
+            _ => Err(self.invalid(
+                key,
+                format!("{s:?} is not an address: expected host:port, e.g. 192.0.2.12:80"),
+            )),
+        }
+    }
+
+    /// Algorithm names as OpenSSH spells them (`curve25519-sha256`,
+    /// `sntrup761x25519-sha512@openssh.com`): a letter or digit first (so no `+`/`-`/`^` list
+    /// modifiers), then letters, digits and `.@_-`. Which names the installed ssh knows is its
+    /// business (`ssh -Q kex`); a name it does not know fails the connection with ssh's own message.
+    fn check_kex(&self, key: &str, names: &[String]) -> Result<()> {
+        if names.is_empty() {
+            return Err(self.invalid(key, "the list is empty: name at least one algorithm, or leave the key out for OpenSSH's default".into()));
+        }
+        for name in names {
+            let ok = name.len() <= 64
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".@_-".contains(c));
+            if !ok {
+                return Err(self.invalid(key, format!(
+                    "{} is not a key exchange algorithm name: expected e.g. \"sntrup761x25519-sha512@openssh.com\" or \"curve25519-sha256\" (letters, digits, .@_-)",
+                    crate::text::printable(name)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn invalid(&self, key: &str, message: String) -> Error {
         Error::Config {
             path: self.path.clone(),
@@ -373,13 +417,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
-        check_addr(&self.http).map_err(|m| self.invalid("http", m))?;
-        check_addr(&self.https).map_err(|m| self.invalid("https", m))?;
+        self.check_addr("http", &self.http)?;
+        self.check_addr("https", &self.https)?;
         if self.ssh.concurrency == 0 {
             return Err(self.invalid("ssh.concurrency", "must be at least 1".into()));
         }
         if let Some(kex) = &self.ssh.kex_algorithms {
-            check_kex(kex).map_err(|m| self.invalid("ssh.kex_algorithms", m))?;
+            self.check_kex("ssh.kex_algorithms", kex)?;
         }
         let mut names = vec![self.node_name()];
         for (i, peer) in self.peers.iter().enumerate() {
@@ -400,8 +444,8 @@ impl Config {
                     format!("{:?} is not a host name or address", peer.host),
                 ));
             }
-            check_addr(&peer.http_addr()).map_err(|m| self.invalid(&key("http"), m))?;
-            check_addr(&peer.https_addr()).map_err(|m| self.invalid(&key("https"), m))?;
+            self.check_addr(&key("http"), &peer.http_addr())?;
+            self.check_addr(&key("https"), &peer.https_addr())?;
         }
         for (key, argv) in [
             ("reload.test", &self.reload.test),
@@ -412,7 +456,7 @@ impl Config {
             }
         }
         for (i, server) in self.acme_servers.iter().enumerate() {
-            if !crate::standby::is_server_url(server) {
+            if !crate::names::is_acme_server_url(server) {
                 return Err(self.invalid(
                     &format!("acme_servers[{i}]"),
                     format!("{server:?} is not an https:// ACME directory URL"),
@@ -437,8 +481,8 @@ impl Config {
     }
 
     /// This node's `[reload]` commands.
-    pub fn commands(&self) -> crate::lineage::Commands {
-        crate::lineage::Commands {
+    pub fn commands(&self) -> crate::exec::Commands {
+        crate::exec::Commands {
             test: self.reload.test.clone(),
             reload: self.reload.reload.clone(),
             timeout: self.reload.timeout,
@@ -449,51 +493,6 @@ impl Config {
     pub fn managed_peers(&self) -> impl Iterator<Item = &Peer> {
         self.peers.iter().filter(|p| !p.check_only)
     }
-}
-
-/// `host:port` where host is a name, an IPv4 address or a bracketed IPv6 address.
-fn check_addr(s: &str) -> std::result::Result<(), String> {
-    if s.parse::<SocketAddr>().is_ok() {
-        return Ok(());
-    }
-    match s.rsplit_once(':') {
-        Some((host, port))
-            if !host.is_empty() && !host.contains(['/', ' ']) && port.parse::<u16>().is_ok() =>
-        {
-            Ok(())
-        }
-        _ => Err(format!(
-            "{s:?} is not an address: expected host:port, e.g. 192.0.2.12:80"
-        )),
-    }
-}
-
-/// Algorithm names as OpenSSH spells them (`curve25519-sha256`,
-/// `sntrup761x25519-sha512@openssh.com`): a letter or digit first (so no `+`/`-`/`^` list
-/// modifiers), then letters, digits and `.@_-`. Which names the installed ssh knows is its
-/// business (`ssh -Q kex`); a name it does not know fails the connection with ssh's own message.
-fn check_kex(names: &[String]) -> std::result::Result<(), String> {
-    if names.is_empty() {
-        return Err("the list is empty: name at least one algorithm, or leave the key out for OpenSSH's default".into());
-    }
-    for name in names {
-        let ok = name.len() <= 64
-            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".@_-".contains(c));
-        if !ok {
-            return Err(format!(
-                "{} is not a key exchange algorithm name: expected e.g. \"sntrup761x25519-sha512@openssh.com\" or \"curve25519-sha256\" (letters, digits, .@_-)",
-                crate::names::printable(name)
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

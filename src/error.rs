@@ -14,6 +14,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 /// Exit code: bad usage, config or input; nothing was changed.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit code of `status` (a monitoring plugin) when it could not check: UNKNOWN.
+pub const EXIT_UNKNOWN: i32 = 3;
 
 /// Everything that can go wrong, by layer.
 #[derive(Debug, thiserror::Error)]

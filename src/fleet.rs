@@ -9,8 +9,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{Peer, SshConfig};
-use crate::protocol::{Request, Response};
 use crate::ssh::{Connection, PeerError, Warmed};
+use crate::wire::{Request, Response};
 
 /// What happened on one peer: `T` is the responses of a request fan-out, or what `warm` found.
 #[derive(Debug)]

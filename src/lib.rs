@@ -1,9 +1,18 @@
 //! certherd: one certbot on a primary node, many web servers that must all answer ACME HTTP-01
 //! challenges and serve the current certificate.
 //!
-//! The crate is a table of contents: each module has one job, and data flows one way —
-//! a command builds a plan, [`fleet`] runs it on every node concurrently through [`ssh`] and the
-//! peer [`agent`], and the per-node results are reported.
+//! The crate is a table of contents: each module has one job, and imports point down only
+//! (docs/ARCHITECTURE.md draws the picture; `scripts/layers.sh` checks it):
+//!
+//! ```text
+//! main → commands/mod.rs (dispatcher) → cli → commands/* → report → fanout
+//!      → served, fleet, agent → tls, check, ssh, alert → lineage, standby
+//!      → config, tokens, certbot_env → fsx, exec, lockfile, pem → wire → error, log → names → text
+//! ```
+//!
+//! A command builds its options, a [`fanout`] engine runs the work on this node and every peer
+//! through [`fleet`], [`ssh`] and the peer [`agent`] and returns typed per-node rows, and
+//! [`report`] prints them.
 
 pub mod agent;
 pub mod alert;
@@ -13,19 +22,24 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod exec;
+pub mod fanout;
 pub mod fleet;
+pub mod fsx;
 pub mod lineage;
 pub mod lockfile;
 pub mod log;
 pub mod names;
-pub mod nofollow;
 pub mod pem;
-pub mod protocol;
+pub mod report;
+
 pub mod served;
 pub mod ssh;
 pub mod standby;
+pub mod text;
 pub mod tls;
 pub mod tokens;
+pub mod wire;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -1,4 +1,5 @@
-//! `certherd`: parse, load config, dispatch. Each command lives in `commands/`.
+//! `certherd`: parse, load config, dispatch. Each command lives in `commands/`; this file holds
+//! the one rule that turns an outcome into the process exit code.
 
 use clap::Parser;
 
@@ -13,40 +14,42 @@ fn main() {
     } else {
         cli.verbose.min(2) as i8
     });
-    // `status` is a monitoring plugin: any error of its own is UNKNOWN (3), not a usage code.
-    let exit_for = |e: &certherd::Error| match cli.command {
-        Command::Status(_) => 3,
-        _ => e.exit_code(),
-    };
+    let monitoring = matches!(cli.command, Command::Status(_));
+    let result = run(cli);
+    std::process::exit(exit_code(result, monitoring));
+}
+
+/// Loads the config and runs the command; the exit code of a command that ran, or its error.
+fn run(cli: Cli) -> certherd::Result<i32> {
     let path = Config::resolve_path(cli.config.as_deref());
-    let config = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            certherd::error!("{e}");
-            std::process::exit(exit_for(&e));
-        }
-    };
-    let status_codes = matches!(cli.command, Command::Status(_));
-    let result = match cli.command {
+    let config = Config::load(&path)?;
+    match cli.command {
         // The agent is synchronous: no runtime, so sshd's forced command starts fast.
         Command::Agent => Ok(commands::agent::run(&config)),
-        command => runtime().block_on(commands::dispatch(&config, &path, command)),
-    };
+        command => runtime()?.block_on(commands::dispatch(&config, &path, command)),
+    }
+}
+
+/// The one exit-code rule: a command that ran chose its code; an error is printed and mapped
+/// by [`certherd::Error::exit_code`], except under `status`, a monitoring plugin, where any error
+/// of its own is UNKNOWN (3), not a usage code.
+fn exit_code(result: certherd::Result<i32>, monitoring: bool) -> i32 {
     match result {
-        Ok(code) => std::process::exit(code),
+        Ok(code) => code,
         Err(e) => {
             certherd::error!("{e}");
-            std::process::exit(if status_codes { 3 } else { e.exit_code() });
+            if monitoring {
+                certherd::error::EXIT_UNKNOWN
+            } else {
+                e.exit_code()
+            }
         }
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime() -> certherd::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap_or_else(|e| {
-            certherd::error!("cannot start the async runtime: {e}");
-            std::process::exit(certherd::error::EXIT_FAILED);
-        })
+        .map_err(|e| certherd::Error::Failed(format!("cannot start the async runtime: {e}")))
 }

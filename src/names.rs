@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::printable;
+
 /// Longest token we accept. RFC 8555 tokens are 43 characters; 128 leaves room for other CAs.
 pub const MAX_TOKEN_LEN: usize = 128;
 /// Longest key authorization: token, a dot and a base64url SHA-256 thumbprint (43 characters).
@@ -31,22 +33,6 @@ impl NameError {
             expected,
         }
     }
-}
-
-/// Escapes control characters and quotes, and shortens long values, so that hostile input can be
-/// named in a one-line error without flooding the terminal or forging log lines.
-pub fn printable(value: &str) -> String {
-    const MAX: usize = 64;
-    let mut out = String::from("\"");
-    for (i, c) in value.chars().enumerate() {
-        if i == MAX {
-            out.push_str(&format!("…\" ({} bytes)", value.len()));
-            return out;
-        }
-        out.extend(c.escape_debug());
-    }
-    out.push('"');
-    out
 }
 
 fn is_base64url(s: &str) -> bool {
@@ -198,6 +184,19 @@ impl LineageName {
         }
         Err(NameError::new("lineage", s, expected))
     }
+}
+
+/// Whether `s` is an `https://` URL made only of characters that need no quoting in certbot's
+/// config format (no `#`, `,`, quotes or blanks). Checks `acme_servers` and
+/// the `server` of a renewal config a standby receives.
+pub fn is_acme_server_url(s: &str) -> bool {
+    s.len() <= 512
+        && s.strip_prefix("https://").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~:/%?=&+@".contains(&b))
+        })
 }
 
 #[cfg(test)]

@@ -23,11 +23,16 @@ pub fn first_cert_der(pem: &str) -> Option<Vec<u8>> {
         .map(|c| c.as_ref().to_vec())
 }
 
+/// SHA-256 of a DER certificate, lower-case hex: the one fingerprint every report compares.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
+}
+
 /// Facts about a DER certificate.
 pub fn info(der: &[u8]) -> Option<CertInfo> {
     let (serial, not_after) = walk(der)?;
     Some(CertInfo {
-        fingerprint: hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref()),
+        fingerprint: fingerprint(der),
         serial: hex(serial),
         not_after,
     })

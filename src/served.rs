@@ -154,7 +154,7 @@ pub struct Check {
 fn classify(result: std::result::Result<Vec<u8>, TlsError>, versions: &Versions) -> (Served, bool) {
     match result {
         Ok(der) => {
-            let fp = fingerprint(&der);
+            let fp = pem::fingerprint(&der);
             if fp == versions.current {
                 (Served::New, false)
             } else if let Some((v, _)) = versions.others.iter().find(|(_, f)| *f == fp) {
@@ -173,10 +173,6 @@ fn classify(result: std::result::Result<Vec<u8>, TlsError>, versions: &Versions)
             )
         }
     }
-}
-
-fn fingerprint(der: &[u8]) -> String {
-    pem::hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
 
 /// Polls `addr` for `name` until it serves the current version or the verdict is final:
@@ -200,7 +196,7 @@ pub async fn check(addr: &str, name: Option<&str>, versions: &Versions, wait: Du
     let mut confirmed = false;
     loop {
         let result = tls::served_leaf(addr, name, ATTEMPT_TIMEOUT).await;
-        let fp = result.as_deref().ok().map(fingerprint);
+        let fp = result.as_deref().ok().map(pem::fingerprint);
         let (served, transient) = classify(result, versions);
         let done = |served| Check {
             name: Some(name.to_owned()),
@@ -318,7 +314,7 @@ mod tests {
     #[test]
     fn classification_and_what_waiting_can_fix() {
         let v = versions();
-        let fp = fingerprint;
+        let fp = pem::fingerprint;
         let mut v2 = v.clone();
         v2.current = fp(b"new");
         v2.others.push((3, fp(b"old")));

@@ -4,7 +4,7 @@
 //!
 //! Host keys are checked strictly against the configured known_hosts only; ssh never prompts
 //! (BatchMode) and never reads the user's ~/.ssh/config. On top of a connection we start the
-//! peer's forced command (`certherd agent`) and speak [`crate::protocol`] over its stdin/stdout.
+//! peer's forced command (`certherd agent`) and speak [`crate::wire`] over its stdin/stdout.
 
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -17,7 +17,7 @@ use openssh::{Child, ChildStderr, ChildStdin, ChildStdout, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::config::{Peer, SshConfig};
-use crate::protocol::{
+use crate::wire::{
     read_line_limited_async, LineError, Request, Response, MAX_RESPONSE_LINE, PROTOCOL_VERSION,
 };
 
@@ -40,10 +40,44 @@ pub enum PeerError {
     #[error("agent refused: {message} ({kind:?})")]
     Refused {
         /// The agent's error class.
-        kind: crate::protocol::ErrorKind,
+        kind: crate::wire::ErrorKind,
         /// The agent's message.
         message: String,
     },
+}
+
+/// Why ssh could not connect, from its own output (the only place it says so): the one place
+/// that reads ssh's text, so that callers decide by this type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectCause {
+    /// Host key unknown or changed.
+    HostKey,
+    /// Our key was refused.
+    Denied,
+    /// Nothing listens on the port.
+    Refused,
+    /// No answer within `ConnectTimeout`.
+    TimedOut,
+    /// Anything else.
+    Other,
+}
+
+impl ConnectCause {
+    /// Classifies ssh's output (a [`PeerError::Connect`] message).
+    pub fn of(output: &str) -> Self {
+        let text = output.to_lowercase();
+        if text.contains("host key") {
+            ConnectCause::HostKey
+        } else if text.contains("permission denied") {
+            ConnectCause::Denied
+        } else if text.contains("connection refused") {
+            ConnectCause::Refused
+        } else if text.contains("timed out") || text.contains("timeout") {
+            ConnectCause::TimedOut
+        } else {
+            ConnectCause::Other
+        }
+    }
 }
 
 /// The directory for control sockets: configured, else `/run/certherd` for root, else
@@ -240,27 +274,6 @@ impl Connection {
 /// Longest agent error message passed on (nginx -t output fits; a flood does not).
 const MAX_MESSAGE: usize = 2000;
 
-/// A peer's text made safe to print on one line: control characters escaped (no forged log
-/// lines, no terminal escapes), cut at `max` characters.
-fn one_line(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push_str(&format!("… ({} bytes)", text.len()));
-            break;
-        }
-        // Also line and paragraph separators and bidi overrides, which some viewers honour.
-        if c.is_control()
-            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Asks the master over its control socket whether it is alive — the mux protocol spoken
 /// directly (openssh's native-mux), so a warm call spawns no `ssh -O check` process per peer.
 async fn master_alive(sock: &Path) -> bool {
@@ -381,7 +394,7 @@ impl AgentChannel {
                 Ok(Some(line)) => serde_json::from_slice::<Response>(&line).map_err(|e| {
                     PeerError::Protocol(format!(
                         "{e} in {}",
-                        crate::names::printable(&String::from_utf8_lossy(&line))
+                        crate::text::printable(&String::from_utf8_lossy(&line))
                     ))
                 }),
                 Ok(None) => Err(PeerError::Agent(
@@ -402,7 +415,7 @@ impl AgentChannel {
             // so it may neither break lines, carry terminal escapes nor flood.
             Ok(Response::Error { kind, message }) => Err(PeerError::Refused {
                 kind,
-                message: one_line(&message, MAX_MESSAGE),
+                message: crate::text::one_line(&message, MAX_MESSAGE),
             }),
             Ok(r) => Ok(r),
             Err(PeerError::Agent(msg)) => Err(PeerError::Agent(self.explain(msg).await)),
@@ -431,11 +444,11 @@ impl AgentChannel {
             Response::Hello { protocol, .. } if *protocol == PROTOCOL_VERSION => Ok(r),
             Response::Hello { protocol, agent_version, .. } => Err(PeerError::Protocol(format!(
                 "agent {} speaks protocol {protocol}, expected {PROTOCOL_VERSION}: install the same certherd version on every node",
-                crate::names::printable(agent_version)
+                crate::text::printable(agent_version)
             ))),
             other => Err(PeerError::Protocol(format!(
                 "expected hello, got {}",
-                one_line(&format!("{other:?}"), 200)
+                crate::text::one_line(&format!("{other:?}"), 200)
             ))),
         }
     }
@@ -455,7 +468,7 @@ impl AgentChannel {
         if text.is_empty() {
             msg
         } else {
-            format!("{msg}; remote said: {}", crate::names::printable(&text))
+            format!("{msg}; remote said: {}", crate::text::printable(&text))
         }
     }
 
@@ -464,22 +477,5 @@ impl AgentChannel {
         let AgentChannel { child, stdin, .. } = self;
         drop(stdin);
         let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::one_line;
-
-    #[test]
-    fn peer_text_cannot_forge_lines_or_escape() {
-        let shown = one_line("disk\nFORGED node3: ok\u{1b}[2J\r\u{2028}\u{202e}x", 100);
-        assert!(
-            !shown.contains(['\n', '\r', '\u{1b}', '\u{2028}', '\u{202e}']),
-            "{shown}"
-        );
-        assert!(shown.starts_with("disk\\nFORGED"), "{shown}");
-        let long = one_line(&"x".repeat(10_000), 50);
-        assert!(long.len() < 80 && long.ends_with("(10000 bytes)"), "{long}");
     }
 }

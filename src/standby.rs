@@ -14,38 +14,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
+use crate::certbot_env::HOOKS;
 use crate::error::{Error, Result};
-use crate::names::{printable, LineageName};
+use crate::names::LineageName;
+use crate::text::printable;
+pub use crate::wire::RenewalBundle;
 
 /// The account files certbot keeps per account.
 pub const ACCOUNT_FILES: [&str; 3] = ["meta.json", "private_key.json", "regr.json"];
-
-/// What a standby receives for one lineage.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RenewalBundle {
-    /// `renewal/<lineage>.conf` as on the primary.
-    pub conf: String,
-    /// The primary's letsencrypt dir (rewritten to the standby's).
-    pub primary_root: String,
-    /// The primary's certherd config path (rewritten to the standby's).
-    pub primary_config: String,
-    /// `accounts/<server dir>/<id>/`, relative to the letsencrypt dir.
-    pub account_dir: String,
-    /// File name → content, names from [`ACCOUNT_FILES`].
-    pub account_files: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for RenewalBundle {
-    // The account key must never reach a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RenewalBundle")
-            .field("account_dir", &self.account_dir)
-            .finish_non_exhaustive()
-    }
-}
 
 fn conf_value<'a>(conf: &'a str, key: &str) -> Option<&'a str> {
     conf.lines().find_map(|l| {
@@ -114,7 +90,7 @@ const MAX_ACCOUNT_FILE: usize = 64 * 1024;
 
 /// `accounts/<server components…>/<hex id>`: no `..`, no absolute path, no odd characters,
 /// every component a valid file name.
-fn check_account_dir(rel: &str) -> std::result::Result<Vec<&str>, String> {
+fn check_account_dir(rel: &str) -> std::result::Result<Vec<&str>, StandbyError> {
     let parts: Vec<&str> = rel.split('/').collect();
     let ok_part = |p: &&str| {
         !p.is_empty()
@@ -133,24 +109,12 @@ fn check_account_dir(rel: &str) -> std::result::Result<Vec<&str>, String> {
         || !parts.iter().all(ok_part)
         || !id_ok
     {
-        return Err(format!(
+        return Err(StandbyError::Invalid(format!(
             "invalid account_dir {}: expected accounts/<server>/<hex id>",
             printable(rel)
-        ));
+        )));
     }
     Ok(parts)
-}
-
-/// Whether `s` is an `https://` URL made only of characters that need no quoting in certbot's
-/// config format (no `#`, `,`, quotes or blanks). Also used to check `acme_servers`.
-pub fn is_server_url(s: &str) -> bool {
-    s.len() <= 512
-        && s.strip_prefix("https://").is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._~:/%?=&+@".contains(&b))
-        })
 }
 
 /// What a standby takes from the primary: this node's own settings.
@@ -303,9 +267,10 @@ pub fn build_conf(
                 server = Some(v.to_owned())
             }
             // This node's own hooks replace the primary's; another command is named.
-            ("[renewalparams]", "manual_auth_hook") if is_certherd_hook(v, "auth") => {}
-            ("[renewalparams]", "manual_cleanup_hook") if is_certherd_hook(v, "cleanup") => {}
-            ("[renewalparams]", "renew_hook") if is_certherd_hook(v, "deploy") => {}
+            ("[renewalparams]", key)
+                if HOOKS
+                    .iter()
+                    .any(|h| h.conf_key == Some(key) && is_certherd_hook(v, h.role)) => {}
             ("[renewalparams]", "authenticator") if v == "manual" => {}
             ("[renewalparams]", "pref_challs")
                 if v.split(',').all(|c| matches!(c.trim(), "" | "http-01")) => {}
@@ -339,9 +304,11 @@ pub fn build_conf(
         out.push_str(&format!("server = {s}\n"));
     }
     out.push_str("authenticator = manual\npref_challs = http-01,\n");
-    out.push_str(&format!("manual_auth_hook = {hook} auth\n"));
-    out.push_str(&format!("manual_cleanup_hook = {hook} cleanup\n"));
-    out.push_str(&format!("renew_hook = {hook} deploy\n"));
+    for h in HOOKS {
+        if let Some(key) = h.conf_key {
+            out.push_str(&format!("{key} = {hook} {}\n", h.role));
+        }
+    }
     for (k, v) in params {
         out.push_str(&format!("{k} = {v}\n"));
     }
@@ -366,7 +333,7 @@ fn plan(
             NAME_MAX - ".conf".len()
         )));
     }
-    let parts = check_account_dir(&bundle.account_dir).map_err(invalid)?;
+    let parts = check_account_dir(&bundle.account_dir)?;
     for name in ACCOUNT_FILES {
         let Some(content) = bundle.account_files.get(name) else {
             return Err(invalid(format!(
@@ -422,7 +389,7 @@ pub fn install(
     let mut created = Vec::new();
     let mut changed = false;
     // Walked without following symlinks: a planted `accounts` or `renewal` link is refused.
-    crate::nofollow::walk(&policy.root, &parts, Some(0o700), &mut created).map_err(io)?;
+    crate::fsx::walk(&policy.root, &parts, Some(0o700), &mut created).map_err(io)?;
     let dir = parts.iter().fold(policy.root.clone(), |d, p| d.join(p));
     for (name, content) in &bundle.account_files {
         let mode = if name == "private_key.json" {
@@ -430,11 +397,10 @@ pub fn install(
         } else {
             0o644
         };
-        changed |=
-            crate::lineage::write_file(&dir.join(name), content.as_bytes(), mode).map_err(io)?;
+        changed |= crate::fsx::write_file(&dir.join(name), content.as_bytes(), mode).map_err(io)?;
     }
-    crate::nofollow::walk(&policy.root, &["renewal"], Some(0o755), &mut created).map_err(io)?;
-    changed |= crate::lineage::write_file(
+    crate::fsx::walk(&policy.root, &["renewal"], Some(0o755), &mut created).map_err(io)?;
+    changed |= crate::fsx::write_file(
         &policy.root.join("renewal").join(format!("{lineage}.conf")),
         conf.as_bytes(),
         0o644,

@@ -123,7 +123,7 @@ pub fn sni_name(name: &str) -> Option<ServerName<'static>> {
 /// The DER leaf certificate served at `addr` for `sni`, within `timeout`.
 pub async fn served_leaf(addr: &str, sni: &str, timeout: Duration) -> Result<Vec<u8>, TlsError> {
     let name = sni_name(sni).ok_or_else(|| TlsError::BadName {
-        name: crate::names::printable(sni),
+        name: crate::text::printable(sni),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())

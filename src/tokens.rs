@@ -5,21 +5,17 @@
 //! is refused instead of followed, and a symlink planted at the token name is replaced, not
 //! written through. Files appear by rename, so nginx never serves a half-written token.
 
-use std::ffi::CStr;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, OFlag};
-use nix::sys::stat::{fchmod, mkdirat, Mode};
+use nix::sys::stat::{fchmod, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::error::{Error, Result};
 use crate::names::{KeyAuthorization, Token};
-use crate::nofollow::open_dir;
-
-const ACME_DIRS: [&CStr; 2] = [c".well-known", c"acme-challenge"];
 
 /// One node's token directory.
 #[derive(Debug, Clone)]
@@ -116,38 +112,14 @@ impl TokenStore {
     /// Opens `.well-known/acme-challenge` below the webroot without following symlinks,
     /// creating the two directories (0755) when `create` is set. `None` when absent.
     fn open_challenge_dir(&self, create: bool) -> Result<Option<OwnedFd>> {
-        let mut dir = open_dir(None, &self.webroot, OFlag::empty())
-            .map_err(|e| Error::io("cannot open webroot", &self.webroot, e.into()))?;
-        let mut path = self.webroot.clone();
-        for name in ACME_DIRS {
-            path.push(name.to_str().unwrap_or_default());
-            let mut created = false;
-            if create {
-                match mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755)) {
-                    Ok(()) => created = true,
-                    Err(Errno::EEXIST) => {}
-                    Err(e) => return Err(Error::io("cannot create", &path, e.into())),
-                }
-            }
-            dir = match open_dir(Some(&dir), Path::new(name.to_str().unwrap_or_default()), OFlag::O_NOFOLLOW) {
-                Ok(fd) => fd,
-                Err(Errno::ENOENT) if !create => return Ok(None),
-                Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
-                    return Err(Error::Input(format!(
-                        "refusing to use {}: it is a symlink or not a directory (expected a plain directory)",
-                        path.display()
-                    )))
-                }
-                Err(e) => return Err(Error::io("cannot open", &path, e.into())),
-            };
-            // The agent runs with whatever umask sshd gave it; under 077 the web server could not
-            // enter a directory we just made. Set the mode on the opened (not followed) directory.
-            if created {
-                fchmod(dir.as_raw_fd(), Mode::from_bits_truncate(0o755))
-                    .map_err(|e| Error::io("cannot chmod", &path, e.into()))?;
-            }
-        }
-        Ok(Some(dir))
+        // The agent runs with whatever umask sshd gave it; under 077 the web server could not
+        // enter a directory we just made: `walk` sets the mode on the opened directory.
+        crate::fsx::walk(
+            &self.webroot,
+            &[".well-known", "acme-challenge"],
+            create.then_some(0o755),
+            &mut Vec::new(),
+        )
     }
 }
 

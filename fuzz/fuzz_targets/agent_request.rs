@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use certherd::agent::Agent;
-use certherd::protocol::{
+use certherd::wire::{
     parse_request, read_line_limited, ErrorKind, LineError, Request, Response, MAX_REQUEST_LINE,
 };
 use libfuzzer_sys::fuzz_target;
@@ -112,7 +112,7 @@ fn check_answer(
         {
             assert_eq!(&after, before, "a refused request ({kind:?}) changed files");
         }
-        Response::Installed { after: v, .. } => {
+        Response::Installed(certherd::wire::Installed { after: v, .. }) => {
             let Some(Request::Install { lineage, .. }) = request else {
                 panic!("`installed` answers an install request, not {request:?}");
             };

@@ -9,7 +9,7 @@
 
 use std::io::BufReader;
 
-use certherd::protocol::{read_line_limited, read_line_limited_async, LineError, Response};
+use certherd::wire::{read_line_limited, read_line_limited_async, LineError, Response};
 use libfuzzer_sys::fuzz_target;
 
 /// Small on purpose: the fuzzer reaches "longer than the limit" and chunk boundaries quickly.

@@ -9,7 +9,8 @@
 #![no_main]
 
 use certherd::certbot_env::{Challenge, ChallengeArgs};
-use certherd::names::{printable, Domain, KeyAuthorization, LineageName, Token};
+use certherd::text::printable;
+use certherd::names::{Domain, KeyAuthorization, LineageName, Token};
 use libfuzzer_sys::fuzz_target;
 
 fn safe_name(s: &str) {

@@ -4,14 +4,13 @@
 
 use crate::certbot_env::{Challenge, ChallengeArgs};
 use crate::check::Expectation;
-use crate::cli::ChallengeFlags;
-use crate::commands::publish;
 use crate::config::Config;
 use crate::error::{Result, EXIT_FAILED, EXIT_OK};
+use crate::fanout::tokens as publish;
 
 /// Runs the hook; returns the exit code.
-pub async fn run(config: &Config, flags: &ChallengeFlags) -> Result<i32> {
-    let challenge = Challenge::from_env(&args(flags), true)?;
+pub async fn run(config: &Config, args: &ChallengeArgs) -> Result<i32> {
+    let challenge = Challenge::from_env(args, true)?;
     let Some(key_authorization) = challenge.key_authorization else {
         unreachable!("from_env(.., true) always reads the validation")
     };
@@ -35,14 +34,5 @@ pub async fn run(config: &Config, flags: &ChallengeFlags) -> Result<i32> {
             challenge.domain
         );
         Ok(EXIT_FAILED)
-    }
-}
-
-/// Flags to the shared parser.
-pub fn args(flags: &ChallengeFlags) -> ChallengeArgs {
-    ChallengeArgs {
-        domain: flags.domain.clone(),
-        token: flags.token.clone(),
-        validation: flags.validation.clone(),
     }
 }

@@ -3,15 +3,15 @@
 //! through every node as the CA would, and removes it. Every failure comes with its likely cause
 //! and the fix.
 
-use crate::check::{self, CheckFailure, Expectation};
+use crate::check::{self, CheckFailure, Expectation, NoAnswer};
 use crate::config::Config;
 use crate::error::{Result, EXIT_FAILED, EXIT_OK};
 use crate::fleet;
 use crate::names::{Domain, KeyAuthorization, Token};
-use crate::protocol::{Request, Response};
-use crate::ssh::PeerError;
+use crate::ssh::{ConnectCause, PeerError};
+use crate::wire::{Request, Response};
 
-use super::publish::{self, TokenOp};
+use crate::fanout::tokens::{self as publish, TokenOp};
 
 fn ok(what: &str) {
     println!("ok    {what}");
@@ -21,36 +21,34 @@ fn fail(what: &str, why: &str, fix: &str) {
     println!("FAIL  {what}: {why}\n      fix: {fix}");
 }
 
-/// Explains an SSH/agent failure.
+/// Explains an SSH/agent failure, by its type; only ssh's own output (a connection that failed
+/// before any agent ran) is read, by [`ConnectCause::of`].
 pub fn explain_peer(e: &PeerError) -> &'static str {
-    let text = e.to_string().to_lowercase();
-    if text.contains("host key verification failed") || text.contains("host key") {
-        "the peer's host key is not in [ssh] known_hosts (or changed): verify it and add it, e.g. ssh-keyscan -t ed25519 HOST >> KNOWN_HOSTS"
-    } else if text.contains("permission denied") {
-        "the peer refused our key: add [ssh] identity's .pub to the agent user's authorized_keys with restrict,command=\"certherd agent\""
-    } else if text.contains("connection refused") {
-        "nothing listens on the peer's SSH port: is sshd running, is `port` right?"
-    } else if text.contains("timed out") || text.contains("timeout") {
-        "no answer: a firewall drops SSH, or the host is down"
-    } else if text.contains("not found") || text.contains("closed the connection") {
-        "the forced command did not start certherd agent: check the path in authorized_keys and that certherd is installed"
-    } else if text.contains("protocol") {
-        "the peer runs another certherd version: install the same version on every node"
-    } else {
-        "see the message; run with -v for more"
+    match e {
+        PeerError::Connect(output) => match ConnectCause::of(output) {
+            ConnectCause::HostKey => "the peer's host key is not in [ssh] known_hosts (or changed): verify it and add it, e.g. ssh-keyscan -t ed25519 HOST >> KNOWN_HOSTS",
+            ConnectCause::Denied => "the peer refused our key: add [ssh] identity's .pub to the agent user's authorized_keys with restrict,command=\"certherd agent\"",
+            ConnectCause::Refused => "nothing listens on the peer's SSH port: is sshd running, is `port` right?",
+            ConnectCause::TimedOut => "no answer: a firewall drops SSH, or the host is down",
+            ConnectCause::Other => "see the message; run with -v for more",
+        },
+        PeerError::Timeout(..) => "no answer: a firewall drops SSH, or the host is down",
+        PeerError::Agent(_) => "the forced command did not start certherd agent: check the path in authorized_keys and that certherd is installed",
+        PeerError::Protocol(_) => "the peer runs another certherd version: install the same version on every node",
+        PeerError::Refused { .. } => "see the message; run with -v for more",
     }
 }
 
 /// Explains a self-check failure.
 pub fn explain_check(f: &CheckFailure) -> &'static str {
     match f {
-        CheckFailure::Unreachable(m) if m.to_lowercase().contains("refused") => {
+        CheckFailure::Unreachable { cause: NoAnswer::Refused, .. } => {
             "port closed: the web server does not listen on the node's http address (port 80)"
         }
-        CheckFailure::Unreachable(m) if m.starts_with("https") || m.contains("tls") || m.contains("TLS") => {
+        CheckFailure::Unreachable { cause: NoAnswer::Tls, .. } => {
             "a redirect to https with no working certificate yet: exempt /.well-known/acme-challenge/ from the https redirect"
         }
-        CheckFailure::Unreachable(_) => "the node's web server is not reachable: check its http address and firewall",
+        CheckFailure::Unreachable { .. } => "the node's web server is not reachable: check its http address and firewall",
         CheckFailure::Status { status: 404, .. } => {
             "404: the acme location is missing or points elsewhere: include contrib/nginx/acme-challenge.conf and make $certherd_webroot the configured webroot"
         }
@@ -107,7 +105,7 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
 
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let hello = Request::Hello {
-        protocol: crate::protocol::PROTOCOL_VERSION,
+        protocol: crate::wire::PROTOCOL_VERSION,
     };
     for outcome in fleet::run(&config.ssh, &peers, &[hello]).await {
         let name = &outcome.peer.name;
@@ -157,7 +155,7 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
                 healthy &= report.optional;
                 fail(
                     &format!("{}: writing a token", report.node),
-                    why,
+                    &why.to_string(),
                     "see the ssh/agent line above, or the webroot's permissions",
                 );
             }
@@ -214,5 +212,21 @@ mod tests {
         assert!(why.contains("web2's own config") && fix.contains("standby = true"));
         assert!(standby_mismatch("web2", false, Some(true)).is_some());
         assert!(standby_mismatch("web2", true, None).is_some());
+    }
+
+    /// A peer failure is explained by its type: a timeout whatever its words, an agent that
+    /// speaks another protocol even when its message does not say "protocol".
+    #[test]
+    fn peer_failures_are_explained_by_type() {
+        let timeout =
+            PeerError::Timeout(std::time::Duration::from_secs(1), "waiting for the agent");
+        assert!(explain_peer(&timeout).starts_with("no answer"));
+        let bad = PeerError::Protocol("expected hello, got Done".into());
+        assert!(explain_peer(&bad).contains("another certherd version"));
+        let refused =
+            PeerError::Connect("ssh: connect to host x port 22: Connection refused".into());
+        assert!(explain_peer(&refused).contains("nothing listens"));
+        let agent = PeerError::Agent("closed the connection without answering".into());
+        assert!(explain_peer(&agent).contains("forced command"));
     }
 }

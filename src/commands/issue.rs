@@ -7,15 +7,31 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::certbot_env::HOOKS;
 use crate::check::Expectation;
-use crate::cli::IssueFlags;
-use crate::commands::{publish, warm};
+use crate::commands::warm;
 use crate::config::{self, Config};
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
+use crate::fanout::tokens as publish;
 use crate::names::{Domain, KeyAuthorization, Token};
 
+/// `issue` options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Names for the certificate (the first names the lineage).
+    pub domains: Vec<String>,
+    /// Call certbot even when a node fails the pre-flight check.
+    pub skip_preflight: bool,
+    /// Only run the pre-flight check.
+    pub preflight_only: bool,
+    /// certbot program to run.
+    pub certbot: String,
+    /// Further certbot arguments.
+    pub certbot_args: Vec<String>,
+}
+
 /// Runs the pre-flight, then certbot; returns certbot's exit code.
-pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Result<i32> {
+pub async fn run(config: &Config, config_path: &Path, flags: &Options) -> Result<i32> {
     let domains = flags
         .domains
         .iter()
@@ -90,7 +106,7 @@ fn random_suffix() -> Result<String> {
 /// opens the connections before the first order; under `certherd issue`/`renew` it is a no-op.
 pub fn certbot_argv(
     config_path: &Path,
-    flags: &IssueFlags,
+    flags: &Options,
     domains: &[Domain],
 ) -> Result<Vec<String>> {
     let exe = std::env::current_exe()
@@ -100,23 +116,14 @@ pub fn certbot_argv(
         hook.push_str(" --config ");
         hook.push_str(&shell_quote(&config_path.to_string_lossy()));
     }
-    let mut argv: Vec<String> = [
-        "certonly",
-        "--manual",
-        "--preferred-challenges",
-        "http",
-        "--manual-auth-hook",
-        &format!("{hook} auth"),
-        "--manual-cleanup-hook",
-        &format!("{hook} cleanup"),
-        "--deploy-hook",
-        &format!("{hook} deploy"),
-        "--pre-hook",
-        &format!("{hook} warm"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut argv: Vec<String> = ["certonly", "--manual", "--preferred-challenges", "http"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for h in HOOKS {
+        argv.push(h.flag.to_owned());
+        argv.push(format!("{hook} {}", h.role));
+    }
     for d in domains {
         argv.push("-d".into());
         argv.push(d.to_string());

@@ -1,8 +1,11 @@
-//! One module per subcommand, each with a `run`.
+//! One module per subcommand, each with a `run` and, where it takes flags, its `Options`.
+//! This file is the dispatcher: the only module that sees [`crate::cli`], it maps each command's
+//! flags to its options.
 
 use std::path::Path;
 
-use crate::cli::Command;
+use crate::certbot_env::ChallengeArgs;
+use crate::cli::{ChallengeFlags, Command};
 use crate::config::Config;
 use crate::error::Result;
 
@@ -12,7 +15,6 @@ pub mod cleanup;
 pub mod deploy;
 pub mod doctor;
 pub mod issue;
-pub mod publish;
 pub mod renew;
 pub mod stateless;
 pub mod status;
@@ -22,11 +24,26 @@ pub mod watch;
 /// Runs an async subcommand; returns the process exit code.
 pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> Result<i32> {
     match command {
-        Command::Auth(flags) => auth::run(config, &flags).await,
-        Command::Cleanup(flags) => cleanup::run(config, &flags).await,
-        Command::Issue(flags) => issue::run(config, config_path, &flags).await,
+        Command::Auth(flags) => auth::run(config, &challenge(flags)).await,
+        Command::Cleanup(flags) => cleanup::run(config, &challenge(flags)).await,
+        Command::Issue(flags) => {
+            let options = issue::Options {
+                domains: flags.domains,
+                skip_preflight: flags.skip_preflight,
+                preflight_only: flags.preflight_only,
+                certbot: flags.certbot,
+                certbot_args: flags.certbot_args,
+            };
+            issue::run(config, config_path, &options).await
+        }
         Command::Agent => Ok(agent::run(config)),
-        Command::Deploy(flags) => deploy::run(config, &flags).await,
+        Command::Deploy(flags) => {
+            let options = deploy::Options {
+                lineage: flags.lineage,
+                format: flags.format,
+            };
+            deploy::run(config, &options).await
+        }
         Command::Renew(flags) => {
             let options = renew::Options {
                 jitter: flags.jitter,
@@ -34,7 +51,13 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
             };
             renew::run(config, &options).await
         }
-        Command::Sync(flags) => deploy::sync(config, &flags.lineages).await,
+        Command::Sync(flags) => {
+            let options = deploy::SyncOptions {
+                lineages: flags.lineages,
+                format: flags.format,
+            };
+            deploy::sync(config, &options).await
+        }
         Command::Watch(flags) => watch::run(config, flags.settle).await,
         Command::Status(flags) => {
             let options = status::Options {
@@ -47,5 +70,14 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
         Command::Stateless => stateless::run(config),
         Command::Doctor(flags) => doctor::run(config, &flags.domains).await,
         Command::Warm => warm::run(config).await,
+    }
+}
+
+/// certbot's challenge flags to the shared parser's arguments.
+fn challenge(flags: ChallengeFlags) -> ChallengeArgs {
+    ChallengeArgs {
+        domain: flags.domain,
+        token: flags.token,
+        validation: flags.validation,
     }
 }

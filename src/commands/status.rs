@@ -1,117 +1,30 @@
 //! `certherd status`: every node × every lineage — installed version, expiry, fingerprint, what
-//! the node actually serves over TLS, and drift from this node — as a table, JSON, InfluxDB lines
-//! or Prometheus text, with monitoring-plugin exit codes.
+//! the node actually serves over TLS, and drift from this node — with monitoring-plugin exit
+//! codes. The formats are in [`crate::report::status`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
 use crate::config::Config;
 use crate::error::Result;
+use crate::fanout::this_then_peers;
 use crate::fleet;
 use crate::lineage::Layout;
 use crate::names::LineageName;
-use crate::protocol::{LineageStatus, Request, Response};
+use crate::report::status::{render, Format, Report, Row, State};
 use crate::served::{self, Served, Versions};
+use crate::ssh::PeerError;
+use crate::wire::{LineageStatus, Request, Response};
 
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Human table.
-    Table,
-    /// One JSON document.
-    Json,
-    /// InfluxDB line protocol (Telegraf inputs.exec).
-    Influx,
-    /// Prometheus text exposition (node_exporter textfile collector).
-    Prometheus,
-}
-
-/// Monitoring-plugin states; the numeric value is the exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// 0: everything current and far from expiry.
-    Ok = 0,
-    /// 1: expires within `--warn`, or a node drifted from this one.
-    Warning = 1,
-    /// 2: expires within `--crit`.
-    Critical = 2,
-    /// 3: a node could not be asked.
-    Unknown = 3,
-}
-
-impl State {
-    /// Severity for combining: critical > unknown > warning > ok.
-    fn rank(self) -> u8 {
-        match self {
-            State::Ok => 0,
-            State::Warning => 1,
-            State::Unknown => 2,
-            State::Critical => 3,
-        }
-    }
-
-    fn worst(self, other: State) -> State {
-        if other.rank() > self.rank() {
-            other
-        } else {
-            self
-        }
-    }
-}
-
-/// One node × lineage.
-#[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    /// Node name.
-    pub node: String,
-    /// Lineage name.
-    pub lineage: String,
-    /// The node's agent answered (always true for this node).
-    pub up: bool,
-    /// Why it is not up.
-    pub error: Option<String>,
-    /// Installed version (None: missing or links disagree).
-    pub version: Option<u32>,
-    /// Installed certificate's SHA-256.
-    pub fingerprint: Option<String>,
-    /// Installed certificate's serial.
-    pub serial: Option<String>,
-    /// Installed certificate's expiry, Unix seconds.
-    pub not_after: Option<i64>,
-    /// Seconds until expiry.
-    pub expires_in: Option<i64>,
-    /// The name sent as SNI: from the primary's current certificate (see [`crate::served`]).
-    pub served_name: Option<String>,
-    /// What the node serves for it: `new` (the primary's current version), `old` (an older
-    /// version of the lineage), `unused` (no version of it: no server block uses the lineage
-    /// yet), `none` (nothing).
-    pub served: Option<String>,
-    /// SHA-256 of the certificate the node serves for `served_name`.
-    pub served_fingerprint: Option<String>,
-    /// Why nothing was served.
-    pub served_error: Option<String>,
-    /// An install on the node stopped between moving its links and its reload.
-    pub pending: bool,
-    /// Differs from this node (version, certificate or what is served), or has a pending install.
-    pub drift: bool,
-    /// This row's state.
-    pub state: State,
-}
-
-/// The whole report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// The node that ran the check.
-    pub from: String,
-    /// Unix seconds.
-    pub checked_at: i64,
-    /// Worst state over all rows.
-    pub state: State,
-    /// Node × lineage.
-    pub rows: Vec<Row>,
+/// Why a node's lineages are unknown.
+#[derive(Debug, thiserror::Error)]
+enum Unasked {
+    /// The peer failed, typed as the fleet reported it.
+    #[error("{0}")]
+    Peer(#[from] PeerError),
+    /// It answered `status` with something else.
+    #[error("unexpected answer {0}")]
+    UnexpectedAnswer(String),
 }
 
 /// `status` flags, parsed.
@@ -146,22 +59,19 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let outcomes = fleet::run(&config.ssh, &peers, &[Request::Status {}]).await;
 
-    // (node, https address, Ok(lineages) | Err(why))
-    let mut nodes: Vec<(
-        String,
-        String,
-        std::result::Result<Vec<LineageStatus>, String>,
-    )> = vec![(config.node_name(), config.https.clone(), Ok(local.clone()))];
-    for o in outcomes {
-        let result = match o.result {
+    let nodes = this_then_peers(
+        config,
+        Ok(local.clone()),
+        Duration::ZERO,
+        outcomes,
+        |_, result| match result {
             Ok(r) => match r.last() {
                 Some(Response::Status { lineages }) => Ok(lineages.clone()),
-                other => Err(format!("unexpected answer {other:?}")),
+                other => Err(Unasked::UnexpectedAnswer(format!("{other:?}"))),
             },
-            Err(e) => Err(e.to_string()),
-        };
-        nodes.push((o.peer.name.clone(), o.peer.https_addr(), result));
-    }
+            Err(e) => Err(Unasked::from(e)),
+        },
+    );
 
     let primary: BTreeMap<&str, &LineageStatus> =
         local.iter().map(|l| (l.lineage.as_str(), l)).collect();
@@ -174,14 +84,15 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
     let now = now();
     let mut rows = Vec::new();
     let mut probes = tokio::task::JoinSet::new();
-    for (node, addr, result) in &nodes {
+    for n in &nodes {
+        let (node, addr, result) = (&n.node, &n.https, &n.result);
         for (lineage, reference) in &primary {
             let index = rows.len();
             let mut row = Row {
                 node: node.clone(),
                 lineage: lineage.to_string(),
                 up: result.is_ok(),
-                error: result.as_ref().err().cloned(),
+                error: result.as_ref().err().map(|e| e.to_string()),
                 version: None,
                 fingerprint: None,
                 serial: None,
@@ -249,8 +160,8 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
         overall = overall.worst(row.state);
     }
     // A node that is down still counts when this node holds no lineage at all.
-    for (_, _, result) in &nodes {
-        if result.is_err() {
+    for n in &nodes {
+        if n.result.is_err() {
             overall = overall.worst(State::Unknown);
         }
     }
@@ -278,209 +189,4 @@ fn check_plan(layout: &Layout, status: &LineageStatus) -> (Option<String>, Versi
         status.fingerprint.as_deref().unwrap_or(""),
     );
     (name, versions)
-}
-
-/// Formats the report.
-pub fn render(report: &Report, format: Format) -> String {
-    match format {
-        Format::Json => serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
-        Format::Table => table(report),
-        Format::Influx => influx(report),
-        Format::Prometheus => prometheus(report),
-    }
-}
-
-fn short(fp: &Option<String>) -> String {
-    fp.as_deref()
-        .map_or("-".into(), |f| f[..f.len().min(12)].to_owned())
-}
-
-fn table(report: &Report) -> String {
-    let mut out = format!(
-        "{:<14} {:<24} {:>7} {:<20} {:>9} {:<12} {:<12} {:<16} CHECKED\n",
-        "NODE", "LINEAGE", "VERSION", "NOT_AFTER", "EXPIRES", "INSTALLED", "SERVED", "STATE"
-    );
-    for r in &report.rows {
-        let not_after = r.not_after.map_or("-".into(), |t| {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64))
-                .to_string()
-        });
-        let expires = r
-            .expires_in
-            .map_or("-".into(), |s| format!("{}d", s.div_euclid(86400)));
-        let served = match (r.up, r.served.as_deref()) {
-            (false, _) => "DOWN".to_owned(),
-            (true, Some("old")) => "OLD".to_owned(),
-            (true, Some(word @ ("new" | "unused"))) => word.to_owned(),
-            _ => "NONE".to_owned(),
-        };
-        let state = format!(
-            "{:?}{}{}",
-            r.state,
-            if r.drift { " drift" } else { "" },
-            if r.pending { " pending" } else { "" }
-        )
-        .to_uppercase();
-        out.push_str(&format!(
-            "{:<14} {:<24} {:>7} {:<20} {:>9} {:<12} {:<12} {:<16} {}\n",
-            r.node,
-            r.lineage,
-            r.version.map_or("-".into(), |v| v.to_string()),
-            not_after,
-            expires,
-            short(&r.fingerprint),
-            served,
-            state,
-            r.served_name.as_deref().unwrap_or("-")
-        ));
-        if let Some(e) = &r.error {
-            out.push_str(&format!("  {}: {e}\n", r.node));
-        }
-        if r.up && r.served.as_deref() == Some("unused") {
-            out.push_str(&format!(
-                "  {}: warning: {} is not in use: the node serves another certificate ({}) for {}; no server block uses live/{}/ yet?\n",
-                r.node,
-                r.lineage,
-                short(&r.served_fingerprint),
-                r.served_name.as_deref().unwrap_or("-"),
-                r.lineage
-            ));
-        }
-    }
-    out.push_str(
-        &format!("certherd status {:?}\n", report.state)
-            .to_uppercase()
-            .replace("CERTHERD STATUS", "certherd status"),
-    );
-    out
-}
-
-fn influx_tag(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| match c {
-            ',' | '=' | ' ' => vec!['\\', c],
-            c if c.is_control() => vec!['_'],
-            c => vec![c],
-        })
-        .collect()
-}
-
-fn influx(report: &Report) -> String {
-    let ns = report.checked_at as i128 * 1_000_000_000;
-    let mut out = String::new();
-    for r in &report.rows {
-        let mut fields = vec![
-            format!("up={}", r.up),
-            format!("drift={}", r.drift),
-            format!("state={}i", r.state as i32),
-            format!(
-                "served_match={}",
-                r.served_fingerprint.is_some() && r.served_fingerprint == r.fingerprint
-            ),
-        ];
-        if let Some(v) = r.version {
-            fields.push(format!("version={v}i"));
-        }
-        if let Some(t) = r.not_after {
-            fields.push(format!("not_after={t}i"));
-        }
-        if let Some(s) = r.expires_in {
-            fields.push(format!("expires_in={s}i"));
-        }
-        out.push_str(&format!(
-            "certherd_status,node={},lineage={},from={} {} {ns}\n",
-            influx_tag(&r.node),
-            influx_tag(&r.lineage),
-            influx_tag(&report.from),
-            fields.join(",")
-        ));
-    }
-    out
-}
-
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn prometheus(report: &Report) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, help: &str, values: Vec<(String, f64)>| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-        for (labels, v) in values {
-            out.push_str(&format!("{name}{{{labels}}} {v}\n"));
-        }
-    };
-    let labels = |r: &Row| {
-        format!(
-            "node=\"{}\",lineage=\"{}\"",
-            label(&r.node),
-            label(&r.lineage)
-        )
-    };
-    let mut up: Vec<(String, f64)> = Vec::new();
-    for r in &report.rows {
-        let l = format!("node=\"{}\"", label(&r.node));
-        if !up.iter().any(|(x, _)| *x == l) {
-            up.push((l, if r.up { 1.0 } else { 0.0 }));
-        }
-    }
-    metric(
-        "certherd_node_up",
-        "Whether the node's certherd agent answered.",
-        up,
-    );
-    metric(
-        "certherd_certificate_not_after_seconds",
-        "Expiry of the installed certificate, Unix time.",
-        report
-            .rows
-            .iter()
-            .filter_map(|r| Some((labels(r), r.not_after? as f64)))
-            .collect(),
-    );
-    metric(
-        "certherd_certificate_version",
-        "Archive version the live symlinks name.",
-        report
-            .rows
-            .iter()
-            .filter_map(|r| Some((labels(r), r.version? as f64)))
-            .collect(),
-    );
-    metric(
-        "certherd_certificate_served_match",
-        "1 when the node serves the certificate it has installed.",
-        report
-            .rows
-            .iter()
-            .filter(|r| r.up)
-            .map(|r| {
-                (
-                    labels(r),
-                    (r.served_fingerprint.is_some() && r.served_fingerprint == r.fingerprint) as u8
-                        as f64,
-                )
-            })
-            .collect(),
-    );
-    metric(
-        "certherd_certificate_drift",
-        "1 when the node differs from the node that ran the check.",
-        report
-            .rows
-            .iter()
-            .map(|r| (labels(r), r.drift as u8 as f64))
-            .collect(),
-    );
-    metric(
-        "certherd_status_state",
-        "Overall monitoring state: 0 ok, 1 warning, 2 critical, 3 unknown.",
-        vec![(
-            format!("from=\"{}\"", label(&report.from)),
-            report.state as i32 as f64,
-        )],
-    );
-    out
 }

@@ -15,11 +15,12 @@ use std::time::Duration;
 use inotify::{Inotify, WatchMask};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::commands::deploy;
 use crate::config::Config;
 use crate::error::{Error, Result, EXIT_OK};
+use crate::fanout::certs;
 use crate::lineage::Layout;
 use crate::names::LineageName;
+use crate::report::deploy as report;
 
 type Seen = HashMap<LineageName, (u32, Option<String>)>;
 
@@ -71,11 +72,13 @@ pub async fn run(config: &Config, settle: Duration) -> Result<i32> {
                     // A stop request does not wait for the deploy: every agent install is atomic
                     // on its own, and what is cut short here is finished by the next sync.
                     tokio::select! {
-                        result = deploy::push(config, "watch", &lineage, true) => {
-                            if let Err(e) = result {
-                                crate::error!("deploying {lineage}: {e}");
+                        result = certs::push(config, &lineage, true) => match result {
+                            Ok(d) => {
+                                print!("{}", report::table(&d));
+                                report::publish(config, &d, "watch").await;
                             }
-                        }
+                            Err(e) => crate::error!("deploying {lineage}: {e}"),
+                        },
                         _ = term.recv() => break 'watching,
                         _ = int.recv() => break 'watching,
                     }

@@ -1,27 +1,31 @@
-//! The fan-out steps shared by `auth`, `cleanup` and `issue`: put or remove a token on this node
+//! The token engine, shared by `auth`, `cleanup`, `issue` and `doctor`: put or remove a token on this node
 //! and every managed peer, and self-check that every node serves it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::check::{self, Expectation, Target};
 use crate::config::{Config, Mode};
 use crate::fleet;
 use crate::names::{KeyAuthorization, Token};
-use crate::protocol::Request;
+use crate::ssh::PeerError;
 use crate::tokens::TokenStore;
+use crate::wire::Request;
+
+use super::{this_then_peers, NodeResult};
+
+/// Why a token step failed on one node.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// This node's own token store.
+    #[error("{0}")]
+    Local(#[from] crate::Error),
+    /// A peer, typed as the fleet reported it.
+    #[error("{0}")]
+    Peer(#[from] PeerError),
+}
 
 /// What happened on one node.
-#[derive(Debug)]
-pub struct NodeReport {
-    /// Node name.
-    pub node: String,
-    /// Failures on optional nodes only warn.
-    pub optional: bool,
-    /// `Ok` or one line saying why.
-    pub result: Result<(), String>,
-    /// Time taken on this node.
-    pub elapsed: Duration,
-}
+pub type NodeReport = NodeResult<Result<(), TokenError>>;
 
 impl NodeReport {
     /// Prints a failure as an error (required node) or a warning (optional node).
@@ -67,21 +71,14 @@ pub async fn apply_everywhere(config: &Config, op: TokenOp<'_>) -> Vec<NodeRepor
         TokenOp::Put(token, ka) => store.put(token, ka),
         TokenOp::Remove(token) => store.remove(token),
     };
-    let mut reports = vec![NodeReport {
-        node: config.node_name(),
-        optional: false,
-        result: local.map(|_| ()).map_err(|e| e.to_string()),
-        elapsed: start.elapsed(),
-    }];
-    for outcome in remote.await {
-        reports.push(NodeReport {
-            node: outcome.peer.name.clone(),
-            optional: outcome.peer.optional,
-            result: outcome.result.map(|_| ()).map_err(|e| e.to_string()),
-            elapsed: outcome.elapsed,
-        });
-    }
-    reports
+    let local_elapsed = start.elapsed();
+    this_then_peers(
+        config,
+        local.map(|_| ()).map_err(TokenError::from),
+        local_elapsed,
+        remote.await,
+        |_, result| result.map(|_| ()).map_err(TokenError::from),
+    )
 }
 
 /// Every node the self-check visits: this one, then every peer (managed or check-only),

@@ -1,3 +1,7 @@
+//! File-system primitives, one copy each: the atomic write (temp file, fsync, rename), the
+//! symlink swap, directory sync, and walking (and making) directories without following
+//! symlinks.
+//!
 //! Walking a trusted directory without following symlinks below it: the agent's webroot and
 //! letsencrypt dir come from its own config, but what lies inside them may have been planted
 //! (a `live/<lineage>` or `renewal` symlink to `/etc`, a lock file linked to a file elsewhere).
@@ -7,7 +11,10 @@
 //! Callers that then write by path (temp file, rename) rely on this check having held: whoever
 //! could swap a checked directory for a symlink afterwards already owns the agent's tree.
 
+use std::fs;
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -92,6 +99,82 @@ pub fn refuse_if_symlink(path: &Path) -> Result<()> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// Writes a file by temp + fsync + rename, unless it already has this content and mode (a key
+/// left 0644 with the right content is rewritten 0600, not skipped).
+pub fn write_if_changed(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+    if fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o7777 == mode)
+        && fs::read(path).is_ok_and(|c| c == content)
+    {
+        return Ok(());
+    }
+    let tmp = temp_name(path);
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("cannot write", path, e)
+    })
+}
+
+/// Points `link` at `target` by creating a temp symlink and renaming it over: the link never
+/// disappears, readers see the old or the new target.
+pub fn swap_symlink(link: &Path, target: &Path) -> Result<()> {
+    let tmp = temp_name(link);
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .map_err(|e| Error::io("cannot create symlink", &tmp, e))?;
+    fs::rename(&tmp, link).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("cannot replace", link, e)
+    })
+}
+
+pub fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("cannot remove", path, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn temp_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.certherd-tmp-{}", std::process::id()))
+}
+
+pub fn sync_dir(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("cannot sync", path, e))
+}
+
+/// Writes a file by temp + fsync + rename unless it already has this content (and mode);
+/// returns whether it changed. For other modules' certbot files (renewal configs, accounts).
+pub fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<bool> {
+    let same = fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o777 == mode)
+        && fs::read(path).is_ok_and(|c| c == content);
+    if same {
+        return Ok(false);
+    }
+    let _ = fs::remove_file(temp_name(path));
+    write_if_changed(path, content, mode).map(|()| true)
 }
 
 #[cfg(test)]

@@ -1,23 +1,14 @@
-//! The agent protocol, shared by both ends: one JSON object per line, one request then one
-//! response, over the SSH channel's stdin/stdout. The first exchange is `hello`.
-//!
-//! Both ends treat the other as hostile: lines are size-limited before they are parsed, requests
-//! are validated into typed names, and unknown fields or ops are refused.
-
-use std::io::BufRead;
+//! The messages: one request, one response. Requests are validated into typed names before
+//! anything acts on them, and unknown fields or ops are refused.
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use crate::lineage::LineageFiles;
-use crate::names::{printable, KeyAuthorization, LineageName, Token};
+use super::payload::{Installed, LineageFiles, LineageStatus, RenewalBundle};
+use crate::names::{KeyAuthorization, LineageName, Token};
+use crate::text::printable;
 
 /// Version of this protocol; `hello` tells the other end.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Longest request line the agent reads (a certificate chain and key fit many times over).
-pub const MAX_REQUEST_LINE: usize = 1 << 20;
-/// Longest response line the primary reads.
-pub const MAX_RESPONSE_LINE: usize = 1 << 20;
 
 /// A request from the primary to a peer's agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,7 +47,7 @@ pub enum Request {
         /// certbot lineage name.
         lineage: LineageName,
         /// The files.
-        bundle: crate::standby::RenewalBundle,
+        bundle: RenewalBundle,
     },
 }
 
@@ -104,15 +95,8 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         dropped: Vec<String>,
     },
-    /// Answer to `install`.
-    Installed {
-        /// Version before (None: no certificate yet).
-        before: Option<u32>,
-        /// Version now installed.
-        after: u32,
-        /// Whether anything changed.
-        changed: bool,
-    },
+    /// Answer to `install`: the fields of [`Installed`], next to `"result":"installed"`.
+    Installed(Installed),
     /// Answer to `status`.
     Status {
         /// One entry per lineage under live/.
@@ -125,25 +109,6 @@ pub enum Response {
         /// One human line.
         message: String,
     },
-}
-
-/// One lineage as installed on a node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineageStatus {
-    /// Lineage name.
-    pub lineage: String,
-    /// Version the live links name when all four agree.
-    pub version: Option<u32>,
-    /// SHA-256 of the live certificate.
-    pub fingerprint: Option<String>,
-    /// Serial of the live certificate (hex).
-    pub serial: Option<String>,
-    /// Expiry (Unix seconds).
-    pub not_after: Option<i64>,
-    /// An install moved the links but has not finished its test and reload: the node may not
-    /// run what its links name until the next deploy or sync.
-    #[serde(default)]
-    pub pending: bool,
 }
 
 /// Classes of agent errors.
@@ -226,74 +191,6 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     Ok(request)
 }
 
-/// A line that could not be read whole.
-#[derive(Debug, thiserror::Error)]
-pub enum LineError {
-    /// The line is longer than the limit; the rest of the stream is not trusted.
-    #[error("line longer than {0} bytes")]
-    TooLong(usize),
-    /// Reading failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Moves the bytes of `buf` up to the first newline into `line`, enforcing `limit`. Returns how
-/// many bytes of `buf` were used and whether the line is complete. Shared by both readers.
-fn take_line_part(
-    buf: &[u8],
-    line: &mut Vec<u8>,
-    limit: usize,
-) -> Result<(usize, bool), LineError> {
-    let (chunk, used, done) = match buf.iter().position(|&b| b == b'\n') {
-        Some(i) => (&buf[..i], i + 1, true),
-        None => (buf, buf.len(), false),
-    };
-    if line.len() + chunk.len() > limit {
-        return Err(LineError::TooLong(limit));
-    }
-    line.extend_from_slice(chunk);
-    Ok((used, done))
-}
-
-/// Reads one `\n`-terminated line of at most `limit` bytes, without ever buffering more than
-/// that. `Ok(None)` at a clean end of stream.
-pub fn read_line_limited(
-    reader: &mut impl BufRead,
-    limit: usize,
-) -> Result<Option<Vec<u8>>, LineError> {
-    let mut line = Vec::new();
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok((!line.is_empty()).then_some(line));
-        }
-        let (used, done) = take_line_part(buf, &mut line, limit)?;
-        reader.consume(used);
-        if done {
-            return Ok(Some(line));
-        }
-    }
-}
-
-/// Async twin of [`read_line_limited`] for the primary side.
-pub async fn read_line_limited_async<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    limit: usize,
-) -> Result<Option<Vec<u8>>, LineError> {
-    let mut line = Vec::new();
-    loop {
-        let buf = reader.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok((!line.is_empty()).then_some(line));
-        }
-        let (used, done) = take_line_part(buf, &mut line, limit)?;
-        reader.consume(used);
-        if done {
-            return Ok(Some(line));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +238,22 @@ mod tests {
         );
     }
 
+    /// `installed` carries the installer's own type, with the same bytes as before it did.
+    #[test]
+    fn installed_keeps_its_wire_format() {
+        let line = r#"{"result":"installed","before":1,"after":2,"changed":true}"#;
+        let parsed: Response = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            parsed,
+            Response::Installed(Installed {
+                before: Some(1),
+                after: 2,
+                changed: true
+            })
+        );
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), line);
+    }
+
     /// `dropped` and `standby` are optional both ways: old answers parse, and answers without
     /// them are byte-for-byte the old ones.
     #[test]
@@ -366,17 +279,5 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_string(&kind).unwrap(), name);
         }
-    }
-
-    #[test]
-    fn lines_are_limited() {
-        let mut r = std::io::Cursor::new(b"short\nxxxxxxxxxxxxxxxx\n".to_vec());
-        assert_eq!(read_line_limited(&mut r, 8).unwrap().unwrap(), b"short");
-        assert!(matches!(
-            read_line_limited(&mut r, 8),
-            Err(LineError::TooLong(8))
-        ));
-        let mut r = std::io::Cursor::new(b"".to_vec());
-        assert!(read_line_limited(&mut r, 8).unwrap().is_none());
     }
 }

@@ -1,0 +1,203 @@
+//! The one bounded process runner: a node's config test and reload run through here, without a
+//! shell, in their own process group, killed with their children at the time limit, their
+//! output drained so a chatty command cannot block on its pipes. The error is typed, so callers
+//! decide by its variant; its text is one line.
+
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a bounded command did not succeed. `Display` is one line.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecError {
+    /// The program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// argv[0].
+        program: String,
+        /// Why (shared: the error is cloned into reports).
+        source: Arc<std::io::Error>,
+    },
+    /// It ran and failed.
+    #[error("{command} exited with {status}: {output}")]
+    Failed {
+        /// argv joined by spaces.
+        command: String,
+        /// Its exit status.
+        status: ExitStatus,
+        /// Its stderr then stdout, whitespace squashed, at most 16 KiB each.
+        output: String,
+    },
+    /// It did not end within the limit; its process group was killed.
+    #[error("{command} killed after {timeout:?} (timeout)")]
+    TimedOut {
+        /// argv joined by spaces.
+        command: String,
+        /// The limit.
+        timeout: Duration,
+    },
+}
+
+/// A node's `[reload]` commands with their time limit.
+#[derive(Debug, Clone)]
+pub struct Commands {
+    /// argv of the config test; empty: none.
+    pub test: Vec<String>,
+    /// argv of the reload; empty: none.
+    pub reload: Vec<String>,
+    /// Limit for each.
+    pub timeout: Duration,
+}
+
+impl Commands {
+    /// Runs the config test.
+    pub fn test(&self) -> Result<(), ExecError> {
+        run_bounded(&self.test, self.timeout)
+    }
+
+    /// Runs the reload.
+    pub fn reload(&self) -> Result<(), ExecError> {
+        run_bounded(&self.reload, self.timeout)
+    }
+}
+
+/// Bytes of each of stdout and stderr kept for the error message (the rest is drained).
+const OUTPUT_KEPT: usize = 16 * 1024;
+/// How long output is still collected after the command ended: a daemon it started may hold
+/// the pipes open for ever, and must not hold the agent with them.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs argv without a shell in its own process group; after `timeout` the whole group is
+/// killed (by its PID, which is the group's id), so a hung reload cannot leave children behind.
+/// An empty argv is nothing to run: `Ok`.
+pub fn run_bounded(argv: &[String], timeout: Duration) -> Result<(), ExecError> {
+    use std::os::unix::process::CommandExt;
+    let Some((program, args)) = argv.split_first() else {
+        return Ok(());
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|source| ExecError::Spawn {
+            program: program.clone(),
+            source: Arc::new(source),
+        })?;
+    // One reader per pipe, each draining to the end: a command that fills one pipe while we
+    // wait on the other would otherwise block until its timeout.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ];
+    for (i, pipe) in pipes.into_iter().enumerate() {
+        let Some(mut pipe) = pipe else { continue };
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                let room = OUTPUT_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            let _ = tx.send((i, kept));
+        });
+    }
+    drop(tx);
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let group = nix::unistd::Pid::from_raw(child.id() as i32);
+                if nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).is_err() {
+                    let _ = child.kill();
+                }
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let mut output = [Vec::new(), Vec::new()];
+    let until = Instant::now() + OUTPUT_GRACE;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok((i, kept)) => output[i] = kept,
+            Err(_) => break,
+        }
+    }
+    let output = crate::text::squash(&String::from_utf8_lossy(&output.concat()));
+    match status {
+        Some(s) if s.success() => Ok(()),
+        Some(status) => Err(ExecError::Failed {
+            command: argv.join(" "),
+            status,
+            output,
+        }),
+        None => Err(ExecError::TimedOut {
+            command: argv.join(" "),
+            timeout,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn a_hung_command_is_killed_with_its_children() {
+        let start = Instant::now();
+        let err = run_bounded(
+            &argv(&["sh", "-c", "sleep 30 & echo started; wait"]),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
+        assert!(err.to_string().contains("killed after"), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_chatty_command_does_not_block_on_its_pipes() {
+        // 200 KiB on stderr, then stdout: more than both pipe buffers.
+        let start = Instant::now();
+        let err = run_bounded(
+            &argv(&[
+                "sh",
+                "-c",
+                "head -c 204800 /dev/zero >&2; echo done; exit 3",
+            ]),
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ExecError::Failed { status, .. } if status.code() == Some(3)),
+            "{err:.200}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // A daemon holding the pipes does not hold the caller.
+        let start = Instant::now();
+        run_bounded(&argv(&["sh", "-c", "sleep 30 &"]), Duration::from_secs(10)).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,162 @@
+//! certbot's on-disk layout for one lineage: `archive/<lineage>/{cert,chain,fullchain,privkey}N.pem`
+//! and `live/<lineage>/*.pem` as relative symlinks into the archive. Reading only; the agent's
+//! install is in [`super::install`].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::names::LineageName;
+use crate::wire::{LineageFiles, LineageStatus};
+
+/// The four files of a version, in certbot's order.
+pub const KINDS: [&str; 4] = ["cert", "chain", "fullchain", "privkey"];
+
+/// certbot's directory (`/etc/letsencrypt`) on one node.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub(super) root: PathBuf,
+}
+
+impl Layout {
+    /// The layout under `letsencrypt_dir`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Layout { root: root.into() }
+    }
+
+    /// The letsencrypt dir itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `live/<lineage>`
+    pub fn live_dir(&self, lineage: &LineageName) -> PathBuf {
+        self.root.join("live").join(lineage.as_str())
+    }
+
+    /// `archive/<lineage>`
+    pub fn archive_dir(&self, lineage: &LineageName) -> PathBuf {
+        self.root.join("archive").join(lineage.as_str())
+    }
+
+    /// Every lineage with a `live/<name>/cert.pem`.
+    pub fn lineages(&self) -> Result<Vec<LineageName>> {
+        let live = self.root.join("live");
+        let entries = match fs::read_dir(&live) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("cannot read", live, e)),
+        };
+        let mut names: Vec<_> = entries
+            .flatten()
+            .filter_map(|e| LineageName::parse(&e.file_name().to_string_lossy()).ok())
+            .filter(|n| self.live_dir(n).join("cert.pem").exists())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The version each live link names, in [`KINDS`] order (None: missing or not ours).
+    pub fn link_versions(&self, lineage: &LineageName) -> [Option<u32>; 4] {
+        KINDS.map(|kind| {
+            let target = fs::read_link(self.live_dir(lineage).join(format!("{kind}.pem"))).ok()?;
+            let name = target.file_name()?.to_str()?;
+            name.strip_prefix(kind)?.strip_suffix(".pem")?.parse().ok()
+        })
+    }
+
+    /// The version the live links name, when all four agree.
+    pub fn current_version(&self, lineage: &LineageName) -> Result<u32> {
+        let versions = self.link_versions(lineage);
+        match versions {
+            [Some(v), ..] if versions.iter().all(|x| *x == Some(v)) => Ok(v),
+            _ => Err(Error::Failed(format!(
+                "{}: live symlinks do not all name one archive version ({versions:?})",
+                self.live_dir(lineage).display()
+            ))),
+        }
+    }
+
+    /// What is installed for one lineage (for `status`).
+    pub fn status(&self, lineage: &LineageName) -> LineageStatus {
+        let version = self.current_version(lineage).ok();
+        let info = fs::read_to_string(self.live_dir(lineage).join("cert.pem"))
+            .ok()
+            .and_then(|p| crate::pem::info_pem(&p));
+        LineageStatus {
+            lineage: lineage.to_string(),
+            version,
+            fingerprint: info.as_ref().map(|i| i.fingerprint.clone()),
+            serial: info.as_ref().map(|i| i.serial.clone()),
+            not_after: info.map(|i| i.not_after),
+            pending: self.live_dir(lineage).join(PENDING).exists(),
+        }
+    }
+
+    /// Status of every lineage.
+    pub fn status_all(&self) -> Result<Vec<LineageStatus>> {
+        Ok(self.lineages()?.iter().map(|l| self.status(l)).collect())
+    }
+
+    /// Reads a version's files from the archive.
+    pub fn read_version(&self, lineage: &LineageName, version: u32) -> Result<LineageFiles> {
+        let dir = self.archive_dir(lineage);
+        let read = |kind: &str| {
+            let p = dir.join(format!("{kind}{version}.pem"));
+            fs::read_to_string(&p).map_err(|e| Error::io("cannot read", p, e))
+        };
+        let privkey_path = dir.join(format!("privkey{version}.pem"));
+        let privkey_link = fs::read_link(&privkey_path).ok().and_then(|t| {
+            t.to_str()?
+                .strip_prefix("privkey")?
+                .strip_suffix(".pem")?
+                .parse()
+                .ok()
+        });
+        Ok(LineageFiles {
+            cert: read("cert")?,
+            chain: read("chain")?,
+            fullchain: read("fullchain")?,
+            privkey: read("privkey")?,
+            privkey_link,
+        })
+    }
+}
+
+/// Marker in `live/<lineage>/` while an install has moved links but not finished its reload;
+/// holds the link targets to roll back to (JSON, one entry per [`KINDS`]).
+pub const PENDING: &str = ".certherd-pending";
+
+/// The rollback targets of an unfinished install, if one is recorded. An unreadable marker still
+/// means "unfinished": the current links are then the best rollback target there is.
+pub(super) fn read_pending(path: &Path) -> Option<Vec<Option<PathBuf>>> {
+    let bytes = fs::read(path).ok()?;
+    let live = path.parent()?;
+    Some(
+        serde_json::from_slice::<Vec<Option<PathBuf>>>(&bytes)
+            .ok()
+            .filter(|links| links.len() == KINDS.len())
+            .unwrap_or_else(|| {
+                KINDS
+                    .iter()
+                    .map(|k| fs::read_link(live.join(format!("{k}.pem"))).ok())
+                    .collect()
+            }),
+    )
+}
+
+/// The version recorded link targets name, when all four agree.
+pub(super) fn version_of(links: &[Option<PathBuf>]) -> Option<u32> {
+    let versions: Vec<Option<u32>> = KINDS
+        .iter()
+        .zip(links)
+        .map(|(kind, target)| {
+            let name = target.as_ref()?.file_name()?.to_str()?;
+            name.strip_prefix(kind)?.strip_suffix(".pem")?.parse().ok()
+        })
+        .collect();
+    match versions.first() {
+        Some(Some(v)) if versions.iter().all(|x| *x == Some(*v)) => Some(*v),
+        _ => None,
+    }
+}

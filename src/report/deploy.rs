@@ -1,0 +1,217 @@
+//! The report of a certificate push ([`crate::fanout::certs`]): the table (default), one JSON
+//! object with typed per-node rows (`--format json`), the log lines for failed or unused nodes,
+//! and the alert.
+
+use serde::Serialize;
+
+use crate::alert::{DeployAlert, NodeAlert};
+use crate::config::Config;
+use crate::fanout::certs::{Deployment, Row};
+use crate::served::Served;
+use crate::wire::ErrorKind;
+
+/// Output formats of `deploy` and `sync`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human table.
+    #[default]
+    Table,
+    /// One JSON object (see README, "deploy and sync as JSON").
+    Json,
+}
+
+/// The install step of one node, as a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallState {
+    /// A new version was installed (or this node reloaded).
+    Ok,
+    /// Already current: nothing ran.
+    Unchanged,
+    /// The node's config test failed; its previous certificate was restored.
+    TestFailed,
+    /// The reload failed after a passing test.
+    ReloadFailed,
+    /// Anything else (connection, refusal, verification, standby).
+    Failed,
+}
+
+impl InstallState {
+    fn of(row: &Row) -> Self {
+        match &row.result.install {
+            Ok(true) => InstallState::Ok,
+            Ok(false) => InstallState::Unchanged,
+            Err(e) => match e.kind() {
+                Some(ErrorKind::TestFailed) => InstallState::TestFailed,
+                Some(ErrorKind::ReloadFailed) => InstallState::ReloadFailed,
+                _ => InstallState::Failed,
+            },
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            InstallState::Ok => "ok",
+            InstallState::Unchanged => "unchanged",
+            InstallState::TestFailed => "TEST-FAIL",
+            InstallState::ReloadFailed => "RELOAD-FAIL",
+            InstallState::Failed => "FAILED",
+        }
+    }
+}
+
+/// One node in the JSON report.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeJson {
+    /// Node name.
+    pub node: String,
+    /// Failures of optional nodes only warn.
+    pub optional: bool,
+    /// Installed and serving the version.
+    pub ok: bool,
+    /// Version before (null: unknown).
+    pub before: Option<u32>,
+    /// Version after (null: unknown).
+    pub after: Option<u32>,
+    /// The install step.
+    pub install: InstallState,
+    /// The agent's error class when its agent refused or failed the install.
+    pub error_kind: Option<ErrorKind>,
+    /// What the node serves: `new`, `old`, `unused` or `none`.
+    pub served: String,
+    /// The name it was asked for (SNI).
+    pub checked: Option<String>,
+    /// SHA-256 of the certificate it serves.
+    pub served_fingerprint: Option<String>,
+    /// Why the row failed, one line.
+    pub error: Option<String>,
+    /// Time on this node, milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// One lineage's push in the JSON report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentJson {
+    /// The lineage.
+    pub lineage: String,
+    /// The version pushed.
+    pub version: u32,
+    /// The certificate's expiry (Unix seconds).
+    pub not_after: i64,
+    /// Every required node installed and serves the version.
+    pub ok: bool,
+    /// This node, then every managed peer.
+    pub nodes: Vec<NodeJson>,
+}
+
+impl DeploymentJson {
+    /// The typed rows of one push.
+    pub fn of(d: &Deployment) -> Self {
+        let nodes: Vec<NodeJson> = d
+            .rows
+            .iter()
+            .map(|r| NodeJson {
+                node: r.node.clone(),
+                optional: r.optional,
+                ok: r.ok(),
+                before: r.result.before,
+                after: r.result.after,
+                install: InstallState::of(r),
+                error_kind: r.result.install.as_ref().err().and_then(|e| e.kind()),
+                served: r.result.served.served.word().to_ascii_lowercase(),
+                checked: r.result.served.name.clone(),
+                served_fingerprint: r.result.served.fingerprint.clone(),
+                error: r.failure(),
+                elapsed_ms: r.elapsed.as_millis() as u64,
+            })
+            .collect();
+        DeploymentJson {
+            lineage: d.lineage.to_string(),
+            version: d.version,
+            not_after: d.not_after,
+            ok: d.rows.iter().all(|r| r.ok() || r.optional),
+            nodes,
+        }
+    }
+}
+
+/// The table of one push.
+pub fn table(d: &Deployment) -> String {
+    let v = |x: Option<u32>| x.map_or("-".to_owned(), |v| v.to_string());
+    let mut out = format!("{} version {}\n", d.lineage, d.version);
+    out.push_str(&format!(
+        "{:<16} {:>6} {:>6}  {:<10} {:<8} {:>7}  CHECKED\n",
+        "NODE", "BEFORE", "AFTER", "INSTALL", "SERVED", "TIME"
+    ));
+    for r in &d.rows {
+        out.push_str(&format!(
+            "{:<16} {:>6} {:>6}  {:<10} {:<8} {:>6.1}s  {}\n",
+            r.node,
+            v(r.result.before),
+            v(r.result.after),
+            InstallState::of(r).word(),
+            r.result.served.served.word(),
+            r.elapsed.as_secs_f64(),
+            r.result.served.name.as_deref().unwrap_or("-")
+        ));
+    }
+    out
+}
+
+/// Logs, per node, a lineage no server block uses yet (a warning) and every failure (an error,
+/// or a warning on an optional node).
+pub fn log_nodes(d: &Deployment, event: &str) {
+    let lineage = &d.lineage;
+    for r in &d.rows {
+        if let (Ok(_), Served::Unused { .. }) = (&r.result.install, &r.result.served.served) {
+            crate::warn!(
+                "{}: {lineage} is not in use for {}: the node serves another certificate \
+                 (no server block uses live/{lineage}/ yet?); not a failure",
+                r.node,
+                r.result.served.name.as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(why) = r.failure() {
+            if r.optional {
+                crate::warn!(
+                    "{}: {event} of {lineage} failed (optional node): {why}",
+                    r.node
+                );
+            } else {
+                crate::error!("{}: {event} of {lineage} failed: {why}", r.node);
+            }
+        }
+    }
+}
+
+/// The alert for one push.
+pub fn alert(d: &Deployment, event: &'static str, from: String) -> DeployAlert {
+    DeployAlert::new(
+        event,
+        from,
+        d.lineage.to_string(),
+        d.version,
+        Some(d.not_after),
+        d.rows
+            .iter()
+            .map(|r| NodeAlert {
+                node: r.node.clone(),
+                ok: r.ok(),
+                required: !r.optional,
+                before: r.result.before,
+                version: r.result.after,
+                duration_ms: r.elapsed.as_millis() as u64,
+                error: r.failure(),
+            })
+            .collect(),
+    )
+}
+
+/// Logs the push node by node and sends its alert (failed, or always with `on_success`);
+/// returns whether every required node installed and serves the version.
+pub async fn publish(config: &Config, d: &Deployment, event: &'static str) -> bool {
+    log_nodes(d, event);
+    let alert = alert(d, event, config.node_name());
+    crate::alert::send(&config.alert, &alert).await;
+    alert.ok
+}
