@@ -20,6 +20,7 @@
 //! Environment: `CERTHERD_KEEP_BED=1` keeps the bed's directory (logs, configs) after `Drop`; the
 //! daemons are stopped anyway.
 
+mod account;
 pub mod delay;
 mod dns01;
 mod node;
@@ -40,6 +41,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use account::Account;
 use node::{mkdir, q, qp, write, NodePaths};
 use proc::{run_bounded, run_ok, stop_all, Daemon};
 use slot::Slot;
@@ -104,6 +106,8 @@ pub struct Bed {
     ca: bool,
     certherd: PathBuf,
     daemons: Mutex<HashMap<String, Daemon>>,
+    /// The agent's account on every node (removed in Drop, after the daemons stopped).
+    account: Account,
     slot: Slot,
 }
 
@@ -134,6 +138,7 @@ impl Bed {
         if root.exists() {
             let _ = fs::remove_dir_all(&root);
         }
+        let account = Account::create(b, &root)?;
         let bed = Bed {
             nodes: (1..=opts.nodes)
                 .map(|i| NodePaths::new(&root, b, i))
@@ -143,6 +148,7 @@ impl Bed {
             ca: opts.ca,
             certherd,
             daemons: Mutex::new(HashMap::new()),
+            account,
             slot,
         };
         // From here on, an early return drops `bed`, which stops whatever was started.
@@ -164,7 +170,7 @@ impl Bed {
         keygens.extend(self.nodes.iter().map(|n| n.host_key.clone()));
         for n in &self.nodes {
             mkdir(&n.dir, 0o755)?;
-            mkdir(&n.sshd_dir, 0o700)?;
+            mkdir(&n.sshd_dir, 0o755)?;
         }
         std::thread::scope(|s| {
             let hs: Vec<_> = keygens
@@ -201,8 +207,20 @@ impl Bed {
         let mut known_hosts = String::new();
         for n in &self.nodes {
             known_hosts.push_str(&format!("{} {}\n", n.ip, read_pub(&n.host_key)?));
-            node::prepare(n, &self.certherd, &format!("{client_pub} certherd-bed"))?;
+            node::prepare(
+                n,
+                &self.certherd,
+                &format!("{client_pub} certherd-bed"),
+                &self.account,
+            )?;
         }
+        self.account.write_sudoers(
+            &self
+                .nodes
+                .iter()
+                .map(|n| n.nginx_conf.clone())
+                .collect::<Vec<_>>(),
+        )?;
         write(&self.ssh_dir().join("known_hosts"), &known_hosts)?;
 
         // Default certherd configs: node 1 lists all others as peers; the others list none.
@@ -428,17 +446,13 @@ impl Bed {
         t.push_str(&format!("webroot = {}\n", qp(&n.webroot)));
         t.push_str(&format!("http = {}\n", q(format!("{}:80", n.ip))));
         t.push_str(&format!("https = {}\n", q(format!("{}:443", n.ip))));
-        t.push_str("\n[ssh]\nuser = \"root\"\n");
+        t.push_str(&format!("\n[ssh]\nuser = {}\n", q(&self.account.name)));
         t.push_str(&format!("identity = {}\n", qp(&ssh.join("id_ed25519"))));
         t.push_str(&format!("known_hosts = {}\n", qp(&ssh.join("known_hosts"))));
         t.push_str("connect_timeout = \"5s\"\n");
         t.push_str(&format!("control_dir = {}\n", qp(&ssh.join("cm"))));
         t.push_str("\n[check]\ntimeout = \"10s\"\n");
-        let conf = n.nginx_conf.to_string_lossy();
-        t.push_str(&format!(
-            "\n[reload]\ntest = [\"/usr/sbin/nginx\", \"-t\", \"-q\", \"-c\", {c}]\nreload = [\"/usr/sbin/nginx\", \"-s\", \"reload\", \"-c\", {c}]\n",
-            c = q(&*conf)
-        ));
+        t.push_str(&format!("\n{}", self.reload_section(node)?));
         if !extra.trim().is_empty() {
             t.push('\n');
             t.push_str(extra);
@@ -470,6 +484,43 @@ impl Bed {
             }
         }
         write(&n.config, &t)
+    }
+
+    /// The README's `[reload]` section (`sudo -n nginx … -c /etc/nginx/nginx.conf`, the commands
+    /// contrib/sudoers/certherd allows), with the node's nginx.conf substituted. The agent runs it
+    /// as the bed's account, so only exactly the sudoers lines work.
+    pub fn reload_section(&self, node: usize) -> Result<String, String> {
+        let readme = account::read_contrib("../README.md")?;
+        let start = readme
+            .find("\n[reload]")
+            .ok_or("README.md has no [reload] section")?;
+        let section: String = readme[start + 1..]
+            .lines()
+            .take_while(|l| !l.trim().is_empty() && !l.starts_with("```"))
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l).trim_end()))
+            .collect();
+        Ok(section.replace(
+            "/etc/nginx/nginx.conf",
+            &self.node(node).nginx_conf.to_string_lossy(),
+        ))
+    }
+
+    /// The agent's account on every node of this bed (`certherd-bB`: accounts are global to the
+    /// machine, beds run in parallel).
+    pub fn agent_user(&self) -> &str {
+        &self.account.name
+    }
+
+    /// The agent account's uid and gid (e.g. for a tmpfs mounted over a node's directory).
+    pub fn agent_uid_gid(&self) -> (u32, u32) {
+        (self.account.uid, self.account.gid)
+    }
+
+    /// Gives a path the bed created as root (a directory a test made) to the agent's account,
+    /// as the checklist does for the webroot and the letsencrypt dir.
+    pub fn chown_to_agent(&self, path: &Path) -> Result<(), String> {
+        self.account.chown(path)
     }
 
     /// Makes `name` resolve (in challtestsrv, pebble's DNS) to these nodes' IPs, in this order.
@@ -593,7 +644,7 @@ impl Bed {
             "-i".into(),
             s(ssh.join("id_ed25519")),
             "-l".into(),
-            "root".into(),
+            self.account.name.clone(),
             "-o".into(),
             "IdentitiesOnly=yes".into(),
             "-o".into(),
@@ -700,6 +751,7 @@ impl Drop for Bed {
         self.close_control_masters();
         let daemons: Vec<Daemon> = self.lock().drain().map(|(_, d)| d).collect();
         stop_all(daemons, STOP_GRACE);
+        self.account.remove();
         self.slot.clear_record();
         if std::env::var_os("CERTHERD_KEEP_BED").is_some() {
             eprintln!(
@@ -760,10 +812,10 @@ pub struct PeerAddrs {
 /// Additions for the benchmarks (`certherd-bench`): plain logins for the hand-made baselines and
 /// peers reached through other addresses.
 impl Bed {
-    /// A second client key, `<root>/ssh/id_plain`, whose `authorized_keys` line on every node has
-    /// no forced command: a plain root shell, for baselines (`ssh host cmd`, rsync) that run their
-    /// own commands. Idempotent; returns the private key's path. Use with [`Bed::ssh_args`] after
-    /// replacing its `-i` value.
+    /// A second client key, `<root>/ssh/id_plain`, in root's `authorized_keys` on every node
+    /// with no forced command: a plain root shell, for baselines (`ssh host cmd`, rsync) that run
+    /// their own commands. Idempotent; returns the private key's path. Use with
+    /// [`Bed::ssh_args`] after replacing its `-i` value with this key and its `-l` with `root`.
     pub fn enable_plain_login(&self) -> Result<PathBuf, String> {
         let key = self.ssh_dir().join("id_plain");
         if key.exists() {
@@ -789,7 +841,7 @@ impl Bed {
             .map_err(|e| format!("read {}: {e}", pub_path.display()))?;
         let line = format!("{}\n", public.trim());
         for n in &self.nodes {
-            let ak = n.sshd_dir.join("authorized_keys");
+            let ak = n.root_keys();
             let mut text =
                 fs::read_to_string(&ak).map_err(|e| format!("read {}: {e}", ak.display()))?;
             if !text.ends_with('\n') {
