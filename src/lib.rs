@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod handover;
 pub mod lineage;
 pub mod lockfile;
 pub mod log;

@@ -47,11 +47,27 @@ impl Row {
 /// `certherd deploy`.
 pub async fn run(config: &Config, flags: &DeployFlags) -> Result<i32> {
     let lineage = lineage_from(flags)?;
+    hand_over_local(config);
     push(config, "deploy", &lineage, true).await
+}
+
+/// certbot may just have written this node's tree as root: give it to the letsencrypt dir's
+/// owner (the agent's account), so that this node can later be a peer again. A failure here only
+/// matters for that later change of roles, so it warns.
+fn hand_over_local(config: &Config) {
+    match crate::handover::hand_over(&config.letsencrypt_dir) {
+        Ok(0) => {}
+        Ok(n) => crate::verbose!(
+            "gave {n} entries certbot made under {} to its owner",
+            config.letsencrypt_dir.display()
+        ),
+        Err(e) => crate::warn!("{e}"),
+    }
 }
 
 /// `certherd sync [LINEAGE…]`: every lineage (or the named ones) to every peer that lacks it.
 pub async fn sync(config: &Config, names: &[String]) -> Result<i32> {
+    hand_over_local(config);
     let layout = Layout::new(&config.letsencrypt_dir);
     let lineages = if names.is_empty() {
         layout.lineages()?

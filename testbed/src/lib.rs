@@ -412,6 +412,22 @@ impl Bed {
         self.node(node).access_log()
     }
 
+    /// The directory whose `*.conf` the node's sshd includes (what production keeps in
+    /// `/etc/ssh/sshd_config.d/`); send the sshd SIGHUP ([`Bed::reload_sshd`]) after a change.
+    pub fn sshd_conf_d(&self, node: usize) -> PathBuf {
+        self.node(node).sshd_dir.join("sshd_config.d")
+    }
+
+    /// The node's sshd config file (`sshd -t -f` argument).
+    pub fn sshd_conf(&self, node: usize) -> PathBuf {
+        self.node(node).sshd_conf.clone()
+    }
+
+    /// The node's sshd pid file (SIGHUP makes sshd re-read its config).
+    pub fn sshd_pid_file(&self, node: usize) -> PathBuf {
+        self.node(node).sshd_dir.join("sshd.pid")
+    }
+
     /// The node's sshd log (its stderr, LogLevel ERROR).
     pub fn sshd_log(&self, node: usize) -> PathBuf {
         self.node(node).sshd_log()

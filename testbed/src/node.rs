@@ -239,6 +239,8 @@ fn write_sshd_conf(n: &NodePaths, account: &str) -> Result<(), String> {
              MaxSessions 500\n\
              # bash sources ~/.bashrc for ssh commands when SHLVL < 2; root's may be slow (pyenv...).\n\
              SetEnv SHLVL=1\n\
+             # what a test installs as /etc/ssh/sshd_config.d/*.conf (before any Match block)\n\
+             Include {s}/sshd_config.d/*.conf\n\
              # ---- contrib/ssh/sshd-certherd.conf ----\n\
              {block}",
             i = n.i,
