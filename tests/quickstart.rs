@@ -53,6 +53,7 @@ impl Drop for Globals {
         for d in &self.dirs {
             let _ = std::fs::remove_dir_all(d);
         }
+        let _ = std::fs::remove_dir("/etc/ssh/certherd-bed"); // only when no other bed uses it
         let _ = Command::new("/usr/sbin/userdel")
             .arg("-f")
             .arg(&self.account)

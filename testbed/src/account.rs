@@ -76,6 +76,8 @@ impl Account {
                 ACCOUNT_TIMEOUT,
             )?;
         }
+        // As the README (useradd, then `usermod -p '*'`, here in one call): no password opens
+        // it, yet it is not "locked" (`!`), which sshd without PAM would refuse even for a key.
         run_ok(
             Command::new("/usr/sbin/useradd")
                 .args([
@@ -85,16 +87,8 @@ impl Account {
                     "--shell",
                     "/bin/sh",
                 ])
-                .arg("--home-dir")
+                .args(["--password", "*", "--home-dir"])
                 .arg(home)
-                .arg(&name),
-            ACCOUNT_TIMEOUT,
-        )?;
-        // As the README: no password opens it, yet it is not "locked" (`!`), which sshd without
-        // PAM would refuse even for a key.
-        run_ok(
-            Command::new("/usr/sbin/usermod")
-                .args(["-p", "*"])
                 .arg(&name),
             ACCOUNT_TIMEOUT,
         )?;

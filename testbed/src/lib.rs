@@ -138,6 +138,8 @@ impl Bed {
         if root.exists() {
             let _ = fs::remove_dir_all(&root);
         }
+        // The start-up time printed with CERTHERD_BED_VERBOSE counts the account, too.
+        let t0 = Instant::now();
         let account = Account::create(b, &root)?;
         let bed = Bed {
             nodes: (1..=opts.nodes)
@@ -152,12 +154,11 @@ impl Bed {
             slot,
         };
         // From here on, an early return drops `bed`, which stops whatever was started.
-        bed.setup()?;
+        bed.setup(t0)?;
         Ok(bed)
     }
 
-    fn setup(&self) -> Result<(), String> {
-        let t0 = Instant::now();
+    fn setup(&self, t0: Instant) -> Result<(), String> {
         mkdir(&self.root, 0o755)?;
         mkdir(&self.root.join("ssh"), 0o700)?;
         mkdir(&self.ssh_dir().join("cm"), 0o700)?;
