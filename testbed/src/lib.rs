@@ -5,6 +5,11 @@
 //! std code only. Needs root (sshd, ports 22/80/443) and the Debian packages that
 //! `scripts/setup-debian.sh` installs.
 //!
+//! Production's shape: every node's agent runs as the bed's own non-root account `certherd-bB`
+//! (see `account.rs`), through the shipped `contrib/ssh` sshd block and authorized_keys line and
+//! the shipped `contrib/sudoers/certherd` line, with the README's `[reload]` (`sudo -n nginx …`);
+//! the account owns each node's webroot and letsencrypt dir.
+//!
 //! Addresses: a bed takes a free index B in 1..=250 (an exclusive `flock` on
 //! `/tmp/certherd-beds/B.lock`, held for the bed's lifetime); node i is `127.0.B.i`, the CA and
 //! its DNS listen on `127.0.B.250`. Many beds can run at once, in threads or processes.
