@@ -437,3 +437,96 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
         );
     }
 }
+
+/// The non-comment, non-empty lines of a text, trimmed.
+fn meaningful(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn contrib(rel: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+/// One recipe: SECURITY.md shows the shipped sshd block, authorized_keys line and sudoers line
+/// verbatim, and its `[reload]` is the README's; the README's checklist installs those very files
+/// and writes the same key line. (Issue 11 found three different sshd recipes.)
+#[test]
+fn one_recipe_in_readme_security_md_and_contrib() {
+    let security = include_str!("../SECURITY.md");
+    let sshd = meaningful(&contrib("ssh/sshd-certherd.conf"));
+    let at = security
+        .find(&sshd[0])
+        .expect("SECURITY.md shows the Match block");
+    let shown: Vec<String> = meaningful(&security[at..])
+        .into_iter()
+        .take(sshd.len())
+        .collect();
+    assert_eq!(
+        shown, sshd,
+        "SECURITY.md's sshd block differs from contrib/ssh"
+    );
+
+    let key_line = &meaningful(&contrib("ssh/authorized_keys.example"))[0];
+    let options = key_line.split(" ssh-ed25519 ").next().unwrap();
+    assert!(
+        security.contains(options),
+        "SECURITY.md's authorized_keys line differs from contrib/ssh: {options}"
+    );
+    let peer = block("peer");
+    assert!(
+        peer.contains(&options.replace('"', "\\\"")),
+        "the README's peer block writes another key line than contrib/ssh:\n{peer}"
+    );
+
+    let sudoers = &meaningful(&contrib("sudoers/certherd"))[0];
+    assert!(
+        security.contains(sudoers.as_str()),
+        "SECURITY.md's sudoers line differs from contrib/sudoers: {sudoers}"
+    );
+    let every = block("every-node");
+    for file in ["contrib/sudoers/certherd", "contrib/ssh/sshd-certherd.conf"] {
+        assert!(
+            every.contains(file),
+            "the checklist does not install {file}"
+        );
+    }
+
+    let reload = |text: &str| -> Vec<String> {
+        let at = text.find("\n[reload]").expect("a [reload] section") + 1;
+        meaningful(&text[at..])
+            .into_iter()
+            .skip(1)
+            .take(2)
+            .collect()
+    };
+    assert_eq!(
+        reload(security),
+        reload(README),
+        "SECURITY.md's [reload] differs from the README's"
+    );
+    for cmd in reload(README) {
+        // ["sudo", "-n", "/usr/sbin/nginx", "-t", ...] -> "/usr/sbin/nginx -t ..."
+        let argv: Vec<&str> = cmd
+            .split('[')
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(']')
+            .split(", ")
+            .map(|a| a.trim_matches('"'))
+            .collect();
+        assert_eq!(&argv[..2], ["sudo", "-n"], "{cmd}");
+        assert!(
+            sudoers.contains(&argv[2..].join(" ")),
+            "[reload] `{cmd}` is not a command the sudoers line allows"
+        );
+    }
+}
