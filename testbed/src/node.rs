@@ -111,7 +111,8 @@ pub(crate) fn prepare(
         &authorized_keys_line(certherd, &n.config, client_pubkey)?,
         0o644,
     )?;
-    write_mode(&n.root_keys(), "", 0o600)
+    // 0644: `nobody` reads it for sshd (public keys only).
+    write_mode(&n.root_keys(), "", 0o644)
 }
 
 /// contrib/ssh/authorized_keys.example's key line with the bed's binary, config, address and key.
@@ -223,7 +224,7 @@ fn write_sshd_conf(n: &NodePaths, account: &str) -> Result<(), String> {
              AddressFamily inet\n\
              HostKey {hk}\n\
              PidFile {s}/sshd.pid\n\
-             AuthorizedKeysFile {root_keys}\n\
+             AuthorizedKeysFile none\n\
              UsePAM no\n\
              PubkeyAuthentication yes\n\
              PasswordAuthentication no\n\
@@ -242,7 +243,12 @@ fn write_sshd_conf(n: &NodePaths, account: &str) -> Result<(), String> {
              # what a test installs as /etc/ssh/sshd_config.d/*.conf (before any Match block)\n\
              Include {s}/sshd_config.d/*.conf\n\
              # ---- contrib/ssh/sshd-certherd.conf ----\n\
-             {block}",
+             {block}\n\
+             # root (the benchmarks' plain login): its keys file is under /tmp, which StrictModes\n\
+             # refuses for a file outside the user's home, so sshd reads it through a command\n\
+             Match User root\n\
+             \x20   AuthorizedKeysCommand /bin/cat {root_keys}\n\
+             \x20   AuthorizedKeysCommandUser nobody\n",
             i = n.i,
             ip = n.ip,
             hk = n.host_key.display(),
