@@ -285,16 +285,16 @@ fn certbot_args(bed: &Bed, primary: &Node) -> Vec<String> {
     ]
 }
 
-fn certherd_as_documented(primary: &Node, args: &[&str], extra: &[String]) -> Command {
-    let mut cmd = Command::new(primary.root.join("usr/local/bin/certherd"));
+fn certherd_as_documented(node: &Node, args: &[&str], extra: &[String]) -> Command {
+    let mut cmd = Command::new(node.root.join("usr/local/bin/certherd"));
     cmd.args(args)
         .args(extra)
-        .env("CERTHERD_CONFIG", primary.config())
+        .env("CERTHERD_CONFIG", node.config())
         .env(
             "PATH",
             format!(
                 "{}:/usr/sbin:/usr/bin:/sbin:/bin",
-                primary.root.join("usr/local/bin").display()
+                node.root.join("usr/local/bin").display()
             ),
         );
     cmd
@@ -331,6 +331,14 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
 
     // 1. Every node: the first run creates the account, the others find it (one machine's
     // account per node in production; here they share one, as nodes share this machine).
+    // Node 2 already had certificates: certbot left root-owned 0700 `archive/` and `live/`
+    // (the checklist's `chown -R` is what lets the agent install there).
+    for dir in ["archive/old.test", "live/old.test"] {
+        let d = nodes[1].letsencrypt().join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        let parent = d.parent().unwrap();
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     for node in &nodes {
         node.prepare(&bed);
         let mut script = block("every-node");
@@ -417,6 +425,16 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
         );
     }
 
+    // Renew where [renew] says: a peer's timer does nothing, the primary's renews, and the new
+    // version reaches every node.
+    let out = certherd_as_documented(&nodes[1], &["renew"], &[])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && stderr(&out).contains("not the primary"),
+        "renew on a peer: {}",
+        text(&out)
+    );
     // Renew where [renew] says: the new version reaches and is served by every node.
     let out = certherd_as_documented(&nodes[0], &["renew", "--", "--force-renewal"], &[])
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
