@@ -45,8 +45,14 @@ struct Globals {
     dirs: Vec<PathBuf>,
 }
 
-impl Drop for Globals {
-    fn drop(&mut self) {
+impl Globals {
+    /// Removes what a run with the same bed index left when it was killed before its Drop.
+    fn clean(self) -> Globals {
+        self.remove();
+        self
+    }
+
+    fn remove(&self) {
         for f in &self.files {
             let _ = std::fs::remove_file(f);
         }
@@ -58,6 +64,12 @@ impl Drop for Globals {
             .arg("-f")
             .arg(&self.account)
             .output();
+    }
+}
+
+impl Drop for Globals {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -313,7 +325,8 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
         dirs: (1..=3)
             .map(|n| PathBuf::from(format!("/etc/ssh/certherd-bed/q{b}-{n}")))
             .collect(),
-    };
+    }
+    .clean();
     let shim_dir = bed.root().join("shims");
     shims(&shim_dir);
     let web = [(1, "web1"), (2, "web2"), (3, "web3")];
