@@ -26,6 +26,7 @@ pub mod exec;
 pub mod fanout;
 pub mod fleet;
 pub mod fsx;
+pub mod handover;
 pub mod lineage;
 pub mod lockfile;
 pub mod log;

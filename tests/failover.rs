@@ -1,6 +1,10 @@
 //! Primary failover: a standby receives certbot's renewal config and account with every deploy,
 //! so after the primary role moves, `certherd renew` there continues the same lineage.
 //!
+//! Every peer's agent runs as the bed's own non-root account, so the roles change both ways
+//! without a root agent: the old primary (whose tree certbot wrote as root) takes the standby's
+//! renewal as a peer, and after the fail-back the standby takes the primary's.
+//!
 //! Proves Guarantees 4 and 8 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
@@ -161,5 +165,46 @@ fn standby_renews_after_the_primary_role_moves() {
             "node {n} installed"
         );
         assert_eq!(served_serial(&bed, n, "site.test"), new, "node {n} serves");
+    }
+
+    // Fail back: node 1 is the primary again. certbot wrote node 2's tree as root while it was
+    // primary; node 2 takes node 1's renewal as a peer all the same (the agent is not root).
+    configure(&bed, "node1");
+    let out = renew(&bed, 2);
+    assert!(
+        out.status.success() && stderr(&out).contains("not the primary"),
+        "{}",
+        text(&out)
+    );
+    let out = renew(&bed, 1);
+    assert!(
+        out.status.success(),
+        "renew after fail-back:\n{}",
+        text(&out)
+    );
+    let back = installed_serial(&bed, 1, "site.test");
+    assert_ne!(back, new, "a new version after fail-back");
+    // `sync` both ways: from the primary and from the standby, nothing left to do.
+    for from in [1, 2] {
+        let out = bed.certherd(from, &["sync"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "sync from node {from}:\n{}",
+            text(&out)
+        );
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            !table.contains(" ok ") && !table.contains("FAILED"),
+            "sync from node {from} found work:\n{table}"
+        );
+    }
+    for n in 1..=3 {
+        assert_eq!(
+            live_links(&bed, n, "site.test")[0],
+            "../../archive/site.test/cert4.pem",
+            "node {n} after fail-back"
+        );
+        assert_eq!(installed_serial(&bed, n, "site.test"), back, "node {n}");
+        assert_eq!(served_serial(&bed, n, "site.test"), back, "node {n} serves");
     }
 }

@@ -206,6 +206,9 @@ fn missing_nginx_binary_rolls_the_node_back() {
 fn hung_reload_is_killed_with_its_children_and_reported() {
     let bed = tls_bed(3);
     let pids = PidFile(bed.node_dir(3).join("reload.pids"));
+    // The reload runs as the agent's account: it may append to this file only.
+    std::fs::write(&pids.0, "").unwrap();
+    bed.chown_to_agent(&pids.0).unwrap();
     let good = std::fs::read_to_string(bed.config_path(3)).unwrap();
     set_reload_line(
         &bed,

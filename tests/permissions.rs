@@ -14,7 +14,7 @@ use common::*;
 use security::*;
 
 /// One finding of the audit.
-fn audit_tree(root: &Path, findings: &mut Vec<String>) {
+fn audit_tree(root: &Path, agent_uid: u32, findings: &mut Vec<String>) {
     let mut stack = vec![root.to_owned()];
     while let Some(path) = stack.pop() {
         let meta = std::fs::symlink_metadata(&path).unwrap();
@@ -37,7 +37,7 @@ fn audit_tree(root: &Path, findings: &mut Vec<String>) {
         if mode & 0o7000 != 0 {
             bad("setuid/setgid/sticky");
         }
-        if meta.uid() != nix::unistd::getuid().as_raw() {
+        if meta.uid() != agent_uid {
             bad("not owned by the agent's user");
         }
         if meta.is_dir() {
@@ -151,7 +151,11 @@ fn deploy_leaves_every_file_with_its_mode() {
 
     let mut findings = Vec::new();
     for n in 2..=3 {
-        audit_tree(&bed.letsencrypt_dir(n), &mut findings);
+        audit_tree(
+            &bed.letsencrypt_dir(n),
+            bed.agent_uid_gid().0,
+            &mut findings,
+        );
         let le = bed.letsencrypt_dir(n);
         for v in 1..=2 {
             let key = le.join(format!("archive/{LINEAGE}/privkey{v}.pem"));
@@ -223,7 +227,11 @@ fn agent_umask_neither_loosens_nor_breaks_modes() {
 
     let mut findings = Vec::new();
     for n in 2..=3 {
-        audit_tree(&bed.letsencrypt_dir(n), &mut findings);
+        audit_tree(
+            &bed.letsencrypt_dir(n),
+            bed.agent_uid_gid().0,
+            &mut findings,
+        );
         audit_tokens(&bed, n, &mut findings);
     }
     assert!(

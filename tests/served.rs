@@ -178,8 +178,8 @@ fn reload_that_does_not_take_is_old_and_fails_fast() {
     edit_config(
         &bed,
         3,
-        "reload = [\"/usr/sbin/nginx\", \"-s\", \"reload\",",
-        "reload = [\"/bin/true\", \"-s\", \"reload\",",
+        "reload = [\"sudo\", \"-n\", \"/usr/sbin/nginx\", \"-s\", \"reload\",",
+        "reload = [\"/bin/true\", \"-n\", \"/usr/sbin/nginx\", \"-s\", \"reload\",",
     );
     bed.default_tls_server(2, true).unwrap();
     reload_nginx(&bed, 2);

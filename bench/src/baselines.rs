@@ -17,6 +17,10 @@ impl Bench {
         if let Some(i) = args.iter().position(|a| a == "-i") {
             args[i + 1] = self.plain_key.to_string_lossy().into_owned();
         }
+        // The plain key is root's; the bed's default login is the agent's account.
+        if let Some(i) = args.iter().position(|a| a == "-l") {
+            args[i + 1] = "root".into();
+        }
         args
     }
 

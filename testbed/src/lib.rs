@@ -5,6 +5,11 @@
 //! std code only. Needs root (sshd, ports 22/80/443) and the Debian packages that
 //! `scripts/setup-debian.sh` installs.
 //!
+//! Production's shape: every node's agent runs as the bed's own non-root account `certherd-bB`
+//! (see `account.rs`), through the shipped `contrib/ssh` sshd block and authorized_keys line and
+//! the shipped `contrib/sudoers/certherd` line, with the README's `[reload]` (`sudo -n nginx …`);
+//! the account owns each node's webroot and letsencrypt dir.
+//!
 //! Addresses: a bed takes a free index B in 1..=250 (an exclusive `flock` on
 //! `/tmp/certherd-beds/B.lock`, held for the bed's lifetime); node i is `127.0.B.i`, the CA and
 //! its DNS listen on `127.0.B.250`. Many beds can run at once, in threads or processes.
@@ -20,6 +25,7 @@
 //! Environment: `CERTHERD_KEEP_BED=1` keeps the bed's directory (logs, configs) after `Drop`; the
 //! daemons are stopped anyway.
 
+mod account;
 pub mod delay;
 mod dns01;
 mod node;
@@ -40,6 +46,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use account::Account;
 use node::{mkdir, q, qp, write, NodePaths};
 use proc::{run_bounded, run_ok, stop_all, Daemon};
 use slot::Slot;
@@ -104,6 +111,8 @@ pub struct Bed {
     ca: bool,
     certherd: PathBuf,
     daemons: Mutex<HashMap<String, Daemon>>,
+    /// The agent's account on every node (removed in Drop, after the daemons stopped).
+    account: Account,
     slot: Slot,
 }
 
@@ -134,6 +143,9 @@ impl Bed {
         if root.exists() {
             let _ = fs::remove_dir_all(&root);
         }
+        // The start-up time printed with CERTHERD_BED_VERBOSE counts the account, too.
+        let t0 = Instant::now();
+        let account = Account::create(b, &root)?;
         let bed = Bed {
             nodes: (1..=opts.nodes)
                 .map(|i| NodePaths::new(&root, b, i))
@@ -143,15 +155,15 @@ impl Bed {
             ca: opts.ca,
             certherd,
             daemons: Mutex::new(HashMap::new()),
+            account,
             slot,
         };
         // From here on, an early return drops `bed`, which stops whatever was started.
-        bed.setup()?;
+        bed.setup(t0)?;
         Ok(bed)
     }
 
-    fn setup(&self) -> Result<(), String> {
-        let t0 = Instant::now();
+    fn setup(&self, t0: Instant) -> Result<(), String> {
         mkdir(&self.root, 0o755)?;
         mkdir(&self.root.join("ssh"), 0o700)?;
         mkdir(&self.ssh_dir().join("cm"), 0o700)?;
@@ -164,7 +176,7 @@ impl Bed {
         keygens.extend(self.nodes.iter().map(|n| n.host_key.clone()));
         for n in &self.nodes {
             mkdir(&n.dir, 0o755)?;
-            mkdir(&n.sshd_dir, 0o700)?;
+            mkdir(&n.sshd_dir, 0o755)?;
         }
         std::thread::scope(|s| {
             let hs: Vec<_> = keygens
@@ -201,8 +213,20 @@ impl Bed {
         let mut known_hosts = String::new();
         for n in &self.nodes {
             known_hosts.push_str(&format!("{} {}\n", n.ip, read_pub(&n.host_key)?));
-            node::prepare(n, &self.certherd, &format!("{client_pub} certherd-bed"))?;
+            node::prepare(
+                n,
+                &self.certherd,
+                &format!("{client_pub} certherd-bed"),
+                &self.account,
+            )?;
         }
+        self.account.write_sudoers(
+            &self
+                .nodes
+                .iter()
+                .map(|n| n.nginx_conf.clone())
+                .collect::<Vec<_>>(),
+        )?;
         write(&self.ssh_dir().join("known_hosts"), &known_hosts)?;
 
         // Default certherd configs: node 1 lists all others as peers; the others list none.
@@ -394,6 +418,22 @@ impl Bed {
         self.node(node).access_log()
     }
 
+    /// The directory whose `*.conf` the node's sshd includes (what production keeps in
+    /// `/etc/ssh/sshd_config.d/`); send the sshd SIGHUP ([`Bed::reload_sshd`]) after a change.
+    pub fn sshd_conf_d(&self, node: usize) -> PathBuf {
+        self.node(node).sshd_dir.join("sshd_config.d")
+    }
+
+    /// The node's sshd config file (`sshd -t -f` argument).
+    pub fn sshd_conf(&self, node: usize) -> PathBuf {
+        self.node(node).sshd_conf.clone()
+    }
+
+    /// The node's sshd pid file (SIGHUP makes sshd re-read its config).
+    pub fn sshd_pid_file(&self, node: usize) -> PathBuf {
+        self.node(node).sshd_dir.join("sshd.pid")
+    }
+
     /// The node's sshd log (its stderr, LogLevel ERROR).
     pub fn sshd_log(&self, node: usize) -> PathBuf {
         self.node(node).sshd_log()
@@ -428,17 +468,13 @@ impl Bed {
         t.push_str(&format!("webroot = {}\n", qp(&n.webroot)));
         t.push_str(&format!("http = {}\n", q(format!("{}:80", n.ip))));
         t.push_str(&format!("https = {}\n", q(format!("{}:443", n.ip))));
-        t.push_str("\n[ssh]\nuser = \"root\"\n");
+        t.push_str(&format!("\n[ssh]\nuser = {}\n", q(&self.account.name)));
         t.push_str(&format!("identity = {}\n", qp(&ssh.join("id_ed25519"))));
         t.push_str(&format!("known_hosts = {}\n", qp(&ssh.join("known_hosts"))));
         t.push_str("connect_timeout = \"5s\"\n");
         t.push_str(&format!("control_dir = {}\n", qp(&ssh.join("cm"))));
         t.push_str("\n[check]\ntimeout = \"10s\"\n");
-        let conf = n.nginx_conf.to_string_lossy();
-        t.push_str(&format!(
-            "\n[reload]\ntest = [\"/usr/sbin/nginx\", \"-t\", \"-q\", \"-c\", {c}]\nreload = [\"/usr/sbin/nginx\", \"-s\", \"reload\", \"-c\", {c}]\n",
-            c = q(&*conf)
-        ));
+        t.push_str(&format!("\n{}", self.reload_section(node)?));
         if !extra.trim().is_empty() {
             t.push('\n');
             t.push_str(extra);
@@ -470,6 +506,43 @@ impl Bed {
             }
         }
         write(&n.config, &t)
+    }
+
+    /// The README's `[reload]` section (`sudo -n nginx … -c /etc/nginx/nginx.conf`, the commands
+    /// contrib/sudoers/certherd allows), with the node's nginx.conf substituted. The agent runs it
+    /// as the bed's account, so only exactly the sudoers lines work.
+    pub fn reload_section(&self, node: usize) -> Result<String, String> {
+        let readme = account::read_contrib("../README.md")?;
+        let start = readme
+            .find("\n[reload]")
+            .ok_or("README.md has no [reload] section")?;
+        let section: String = readme[start + 1..]
+            .lines()
+            .take_while(|l| !l.trim().is_empty() && !l.starts_with("```"))
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l).trim_end()))
+            .collect();
+        Ok(section.replace(
+            "/etc/nginx/nginx.conf",
+            &self.node(node).nginx_conf.to_string_lossy(),
+        ))
+    }
+
+    /// The agent's account on every node of this bed (`certherd-bB`: accounts are global to the
+    /// machine, beds run in parallel).
+    pub fn agent_user(&self) -> &str {
+        &self.account.name
+    }
+
+    /// The agent account's uid and gid (e.g. for a tmpfs mounted over a node's directory).
+    pub fn agent_uid_gid(&self) -> (u32, u32) {
+        (self.account.uid, self.account.gid)
+    }
+
+    /// Gives a path the bed created as root (a directory a test made) to the agent's account,
+    /// as the checklist does for the webroot and the letsencrypt dir.
+    pub fn chown_to_agent(&self, path: &Path) -> Result<(), String> {
+        self.account.chown(path)
     }
 
     /// Makes `name` resolve (in challtestsrv, pebble's DNS) to these nodes' IPs, in this order.
@@ -593,7 +666,7 @@ impl Bed {
             "-i".into(),
             s(ssh.join("id_ed25519")),
             "-l".into(),
-            "root".into(),
+            self.account.name.clone(),
             "-o".into(),
             "IdentitiesOnly=yes".into(),
             "-o".into(),
@@ -700,6 +773,7 @@ impl Drop for Bed {
         self.close_control_masters();
         let daemons: Vec<Daemon> = self.lock().drain().map(|(_, d)| d).collect();
         stop_all(daemons, STOP_GRACE);
+        self.account.remove();
         self.slot.clear_record();
         if std::env::var_os("CERTHERD_KEEP_BED").is_some() {
             eprintln!(
@@ -760,10 +834,10 @@ pub struct PeerAddrs {
 /// Additions for the benchmarks (`certherd-bench`): plain logins for the hand-made baselines and
 /// peers reached through other addresses.
 impl Bed {
-    /// A second client key, `<root>/ssh/id_plain`, whose `authorized_keys` line on every node has
-    /// no forced command: a plain root shell, for baselines (`ssh host cmd`, rsync) that run their
-    /// own commands. Idempotent; returns the private key's path. Use with [`Bed::ssh_args`] after
-    /// replacing its `-i` value.
+    /// A second client key, `<root>/ssh/id_plain`, in root's `authorized_keys` on every node
+    /// with no forced command: a plain root shell, for baselines (`ssh host cmd`, rsync) that run
+    /// their own commands. Idempotent; returns the private key's path. Use with
+    /// [`Bed::ssh_args`] after replacing its `-i` value with this key and its `-l` with `root`.
     pub fn enable_plain_login(&self) -> Result<PathBuf, String> {
         let key = self.ssh_dir().join("id_plain");
         if key.exists() {
@@ -789,7 +863,7 @@ impl Bed {
             .map_err(|e| format!("read {}: {e}", pub_path.display()))?;
         let line = format!("{}\n", public.trim());
         for n in &self.nodes {
-            let ak = n.sshd_dir.join("authorized_keys");
+            let ak = n.root_keys();
             let mut text =
                 fs::read_to_string(&ak).map_err(|e| format!("read {}: {e}", ak.display()))?;
             if !text.ends_with('\n') {

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::account::{read_contrib, Account};
 use super::proc::Daemon;
 
 pub(crate) const NGINX: &str = "/usr/sbin/nginx";
@@ -57,6 +58,14 @@ impl NodePaths {
     pub fn sshd_log(&self) -> PathBuf {
         self.sshd_dir.join("sshd.log")
     }
+    /// The agent account's authorized_keys (root-owned, the shipped forced-command line).
+    pub fn agent_keys(&self) -> PathBuf {
+        self.sshd_dir.join("authorized_keys")
+    }
+    /// root's authorized_keys (empty unless the benchmarks enable a plain login).
+    pub fn root_keys(&self) -> PathBuf {
+        self.sshd_dir.join("authorized_keys_root")
+    }
 }
 
 pub(crate) fn mkdir(path: &Path, mode: u32) -> Result<(), String> {
@@ -69,26 +78,64 @@ pub(crate) fn write(path: &Path, text: &str) -> Result<(), String> {
     fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
 }
 
-/// Creates the node's directories and its nginx and sshd config files (not the host key).
-pub(crate) fn prepare(n: &NodePaths, certherd: &Path, client_pubkey: &str) -> Result<(), String> {
+/// The address `from=` admits in the bed's authorized_keys line (the shipped example names the
+/// primary's address): every connection on loopback comes from 127.0.0.1 or the bed's own.
+const PRIMARY_FROM: &str = "127.0.0.0/8";
+
+/// Creates the node's directories and its nginx and sshd config files (not the host key), with
+/// the ownership the README's checklist gives a node: the agent's account owns the webroot and
+/// the letsencrypt dir; everything else (configs, sshd's files) is root's.
+pub(crate) fn prepare(
+    n: &NodePaths,
+    certherd: &Path,
+    client_pubkey: &str,
+    account: &Account,
+) -> Result<(), String> {
     mkdir(&n.dir, 0o755)?;
-    mkdir(&n.webroot, 0o755)?;
-    mkdir(&n.webroot.join(".well-known"), 0o755)?;
-    mkdir(&n.webroot.join(".well-known/acme-challenge"), 0o755)?;
-    mkdir(&n.letsencrypt, 0o755)?;
+    for d in [
+        n.webroot.clone(),
+        n.webroot.join(".well-known"),
+        n.webroot.join(".well-known/acme-challenge"),
+        n.letsencrypt.clone(),
+    ] {
+        mkdir(&d, 0o755)?;
+        account.chown(&d)?;
+    }
     mkdir(&n.nginx_dir, 0o755)?;
-    mkdir(&n.sshd_dir, 0o700)?;
+    // 0755: sshd reads authorized_keys as the account (the host key in here is 0600).
+    mkdir(&n.sshd_dir, 0o755)?;
     write_nginx_conf(n)?;
-    write_sshd_conf(n)?;
-    write(
-        &n.sshd_dir.join("authorized_keys"),
-        &format!(
-            "restrict,command=\"{} agent --config {}\" {}\n",
-            certherd.display(),
-            n.config.display(),
-            client_pubkey.trim()
-        ),
-    )
+    write_sshd_conf(n, &account.name)?;
+    write_mode(
+        &n.agent_keys(),
+        &authorized_keys_line(certherd, &n.config, client_pubkey)?,
+        0o644,
+    )?;
+    // 0644: `nobody` reads it for sshd (public keys only).
+    write_mode(&n.root_keys(), "", 0o644)
+}
+
+/// contrib/ssh/authorized_keys.example's key line with the bed's binary, config, address and key.
+fn authorized_keys_line(certherd: &Path, config: &Path, pubkey: &str) -> Result<String, String> {
+    let shipped = read_contrib("ssh/authorized_keys.example")?;
+    let line = shipped
+        .lines()
+        .find(|l| l.starts_with("restrict,"))
+        .ok_or("contrib/ssh/authorized_keys.example has no `restrict,` line")?;
+    let options = line
+        .split(" ssh-ed25519 ")
+        .next()
+        .unwrap_or(line)
+        .replace("/usr/local/bin/certherd", &certherd.to_string_lossy())
+        .replace("/etc/certherd/certherd.toml", &config.to_string_lossy())
+        .replace("192.0.2.11", PRIMARY_FROM);
+    Ok(format!("{options} {}\n", pubkey.trim()))
+}
+
+pub(crate) fn write_mode(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+    write(path, text)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))
 }
 
 /// contrib/nginx/acme-challenge.conf of this source tree (the workspace root, one up from this
@@ -158,8 +205,17 @@ fn write_nginx_conf(n: &NodePaths) -> Result<(), String> {
     )
 }
 
-fn write_sshd_conf(n: &NodePaths) -> Result<(), String> {
+/// sshd's own settings for the bed, then contrib/ssh/sshd-certherd.conf as shipped with the
+/// account's name and the node's authorized_keys path substituted (a `Match` block, so last).
+fn write_sshd_conf(n: &NodePaths, account: &str) -> Result<(), String> {
     let s = n.sshd_dir.display();
+    let shipped = read_contrib("ssh/sshd-certherd.conf")?;
+    let block = shipped
+        .replace("Match User certherd", &format!("Match User {account}"))
+        .replace(
+            "/etc/ssh/authorized_keys/%u",
+            &n.agent_keys().to_string_lossy(),
+        );
     write(
         &n.sshd_conf,
         &format!(
@@ -168,8 +224,7 @@ fn write_sshd_conf(n: &NodePaths) -> Result<(), String> {
              AddressFamily inet\n\
              HostKey {hk}\n\
              PidFile {s}/sshd.pid\n\
-             AuthorizedKeysFile {s}/authorized_keys\n\
-             StrictModes no\n\
+             AuthorizedKeysFile none\n\
              UsePAM no\n\
              PubkeyAuthentication yes\n\
              PasswordAuthentication no\n\
@@ -184,10 +239,20 @@ fn write_sshd_conf(n: &NodePaths) -> Result<(), String> {
              MaxStartups 500\n\
              MaxSessions 500\n\
              # bash sources ~/.bashrc for ssh commands when SHLVL < 2; root's may be slow (pyenv...).\n\
-             SetEnv SHLVL=1\n",
+             SetEnv SHLVL=1\n\
+             # what a test installs as /etc/ssh/sshd_config.d/*.conf (before any Match block)\n\
+             Include {s}/sshd_config.d/*.conf\n\
+             # ---- contrib/ssh/sshd-certherd.conf ----\n\
+             {block}\n\
+             # root (the benchmarks' plain login): its keys file is under /tmp, which StrictModes\n\
+             # refuses for a file outside the user's home, so sshd reads it through a command\n\
+             Match User root\n\
+             \x20   AuthorizedKeysCommand /bin/cat {root_keys}\n\
+             \x20   AuthorizedKeysCommandUser nobody\n",
             i = n.i,
             ip = n.ip,
             hk = n.host_key.display(),
+            root_keys = n.root_keys().display(),
         ),
     )
 }

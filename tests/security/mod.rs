@@ -114,18 +114,20 @@ pub fn set_reload_line(bed: &Bed, n: usize, key: &str, line: &str) {
     std::fs::write(&path, new.join("\n") + "\n").unwrap();
 }
 
-/// The `test = [...]` line the bed writes for node `n` (to restore it).
+/// The `test = [...]` line the bed writes for node `n` (the README's, through sudo; to restore it).
 pub fn nginx_test_line(bed: &Bed, n: usize) -> String {
-    format!(
-        "test = [\"/usr/sbin/nginx\", \"-t\", \"-q\", \"-c\", \"{}\"]",
-        bed.nginx_conf(n).display()
-    )
+    let section = bed.reload_section(n).unwrap();
+    section
+        .lines()
+        .find(|l| l.starts_with("test = ["))
+        .expect("the README's [reload] has a test line")
+        .to_owned()
 }
 
 /// A `[reload] test` that sleeps `secs` before running the real `nginx -t` (to widen a window).
 pub fn slow_test_line(bed: &Bed, n: usize, secs: u32) -> String {
     format!(
-        "test = [\"sh\", \"-c\", \"sleep {secs}; exec /usr/sbin/nginx -t -q -c {}\"]",
+        "test = [\"sh\", \"-c\", \"sleep {secs}; exec sudo -n /usr/sbin/nginx -t -q -c {}\"]",
         bed.nginx_conf(n).display()
     )
 }

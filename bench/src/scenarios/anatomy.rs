@@ -92,7 +92,8 @@ impl Bench {
                 exit_master(&sock);
             }
             // The agent over a warm master (the forced-command key), and locally.
-            let mut forced = self.plain_ssh();
+            // The forced-command key logs in as the agent's account, as certherd does.
+            let mut forced = self.bed.ssh_args();
             if let Some(i) = forced.iter().position(|a| a == "-i") {
                 forced[i + 1] = forced_key.to_string_lossy().into_owned();
             }

@@ -1,0 +1,563 @@
+//! The README's production checklist, executed: the shell blocks marked
+//! `<!-- quickstart: ROLE -->` in README.md are read from the file (never re-typed here) and run
+//! with `/bin/sh -e` on fresh bed nodes, with only names, addresses and paths substituted
+//! (`web1`/192.0.2.11 → node 1, `/etc/...` → under the node's own directory, the account
+//! `certherd` → one of this bed's own, since accounts are global to the machine). The contrib
+//! files the checklist installs get the same substitutions. Then `certherd issue` and
+//! `certherd renew` run through the result: a README edit that breaks the set-up breaks this test.
+//!
+//! The bed has no systemd: `systemctl` and `sshd` are small shims that log what they were asked
+//! (and SIGHUP the node's own sshd for `reload ssh`; `sshd -t` checks the node's own config).
+//!
+//! Proves Guarantees 1 and 7 of docs/GUARANTEES.md (the list there names each test): issuance
+//! through peers set up exactly as documented, each agent under its own non-root account with
+//! only the documented sudo rights.
+
+mod common;
+use common::*;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const README: &str = include_str!("../README.md");
+
+/// The shell block right after `<!-- quickstart: ROLE -->`.
+fn block(role: &str) -> String {
+    let marker = format!("<!-- quickstart: {role} -->");
+    let at = README
+        .find(&marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"));
+    let rest = &README[at + marker.len()..];
+    let start = rest
+        .find("```sh\n")
+        .expect("a ```sh block after the marker")
+        + 6;
+    let end = rest[start..].find("\n```").expect("the block's end") + start;
+    rest[start..end].to_owned()
+}
+
+/// Everything the test created outside the bed's directory; removed on drop (also on panic).
+struct Globals {
+    account: String,
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Globals {
+    /// Removes what a run with the same bed index left when it was killed before its Drop.
+    fn clean(self) -> Globals {
+        self.remove();
+        self
+    }
+
+    fn remove(&self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        let _ = std::fs::remove_dir("/etc/ssh/certherd-bed"); // only when no other bed uses it
+        let _ = Command::new("/usr/sbin/userdel")
+            .arg("-f")
+            .arg(&self.account)
+            .output();
+    }
+}
+
+impl Drop for Globals {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// One node's substitutions: the README's names, addresses and paths → this bed's.
+struct Node {
+    n: usize,
+    /// Stands for `/` of a production machine (except the global files below).
+    root: PathBuf,
+    /// The directory the checklist runs from (the built binary, contrib/, the primary's key).
+    work: PathBuf,
+    pairs: Vec<(String, String)>,
+}
+
+impl Node {
+    fn new(bed: &Bed, n: usize, account: &str, role_web: &[(usize, &str)]) -> Node {
+        let root = bed.node_dir(n).join("prod");
+        let work = bed.node_dir(n).join("checkout");
+        let b = bed.index();
+        let p = |rel: &str| root.join(rel).to_string_lossy().into_owned();
+        let mut pairs: Vec<(String, String)> = vec![
+            // the account: only where the checklist names it, never in paths or commands
+            ("certherd:certherd".into(), format!("{account}:{account}")),
+            (
+                "-o certherd -g certherd".into(),
+                format!("-o {account} -g {account}"),
+            ),
+            ("/bin/sh certherd".into(), format!("/bin/sh {account}")),
+            ("-p '*' certherd".into(), format!("-p '*' {account}")),
+            (
+                "user = \"certherd\"".into(),
+                format!("user = \"{account}\""),
+            ),
+            (
+                "Match User certherd".into(),
+                format!("Match User {account}"),
+            ),
+            ("certherd ALL=".into(), format!("{account} ALL=")),
+            // global files sudo and sshd must find: their own names for this bed and node
+            (
+                "/etc/sudoers.d/certherd".into(),
+                format!("/etc/sudoers.d/certherd-q{b}-{n}"),
+            ),
+            (
+                "/etc/ssh/authorized_keys/certherd".into(),
+                format!("/etc/ssh/certherd-bed/q{b}-{n}/{account}"),
+            ),
+            (
+                "/etc/ssh/authorized_keys".into(),
+                format!("/etc/ssh/certherd-bed/q{b}-{n}"),
+            ),
+            // the primary's address as the agent sees it on loopback
+            (
+                "from=\\\"192.0.2.11\\\"".into(),
+                "from=\\\"127.0.0.0/8\\\"".into(),
+            ),
+            // paths under the node's own directory
+            (
+                "/usr/local/bin/certherd".into(),
+                p("usr/local/bin/certherd"),
+            ),
+            ("/etc/letsencrypt".into(), p("etc/letsencrypt")),
+            ("/var/lib/certherd".into(), p("var/lib/certherd")),
+            ("/etc/certherd".into(), p("etc/certherd")),
+            (
+                "/etc/ssh/sshd_config.d".into(),
+                bed.sshd_conf_d(n).to_string_lossy().into_owned(),
+            ),
+            ("/etc/systemd/system".into(), p("etc/systemd/system")),
+            (
+                "/etc/nginx/nginx.conf".into(),
+                bed.nginx_conf(n).to_string_lossy().into_owned(),
+            ),
+        ];
+        for (node, web) in role_web {
+            pairs.push((format!("192.0.2.1{}", &web[3..]), bed.ip(*node).to_string()));
+            pairs.push((web.to_string(), format!("node{node}")));
+        }
+        Node {
+            n,
+            root,
+            work,
+            pairs,
+        }
+    }
+
+    fn subst(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (from, to) in &self.pairs {
+            out = out.replace(from, to);
+        }
+        out
+    }
+
+    /// The checkout the commands run from: `certherd` (the built binary) and the contrib
+    /// files the checklist installs, substituted like the commands.
+    fn prepare(&self, bed: &Bed) {
+        for d in ["usr/local/bin", "etc/systemd/system", "var/lib", "etc/ssh"] {
+            std::fs::create_dir_all(self.root.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(bed.sshd_conf_d(self.n)).unwrap();
+        for rel in [
+            "sudoers/certherd",
+            "ssh/sshd-certherd.conf",
+            "systemd/certherd-renew.service",
+            "systemd/certherd-renew.timer",
+        ] {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("contrib")
+                .join(rel);
+            let dst = self.work.join("contrib").join(rel);
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            std::fs::write(&dst, self.subst(&std::fs::read_to_string(src).unwrap())).unwrap();
+        }
+        std::os::unix::fs::symlink(bed.certherd_bin(), self.work.join("certherd")).unwrap();
+    }
+
+    /// Runs one checklist block here; panics with its output when it fails.
+    fn run(&self, bed: &Bed, shims: &Path, role: &str) -> String {
+        self.run_script(bed, shims, role, &block(role))
+    }
+
+    fn run_script(&self, bed: &Bed, shims: &Path, role: &str, script: &str) -> String {
+        let script = self.subst(script);
+        let path = format!(
+            "{}:{}:/usr/sbin:/usr/bin:/sbin:/bin",
+            self.root.join("usr/local/bin").display(),
+            shims.display()
+        );
+        let out = certherd_testbed::run_measured(
+            Command::new("/bin/sh")
+                .arg("-ec")
+                .arg(&script)
+                .current_dir(&self.work)
+                .env("PATH", path)
+                .env("CERTHERD_CONFIG", self.config())
+                .env("QS_LOG", self.root.join("systemctl.log"))
+                .env("QS_SSHD_PID", bed.sshd_pid_file(self.n))
+                .env("QS_SSHD_CONF", bed.sshd_conf(self.n)),
+            None,
+            Duration::from_secs(120),
+            &mut || {},
+        )
+        .unwrap()
+        .output;
+        assert!(
+            out.status.success(),
+            "README block `{role}` failed on node {}:\n--- script\n{script}\n{}",
+            self.n,
+            text(&out)
+        );
+        text(&out)
+    }
+
+    fn config(&self) -> PathBuf {
+        self.root.join("etc/certherd/certherd.toml")
+    }
+
+    fn letsencrypt(&self) -> PathBuf {
+        self.root.join("etc/letsencrypt")
+    }
+
+    fn webroot(&self) -> PathBuf {
+        self.root.join("var/lib/certherd/webroot")
+    }
+}
+
+/// `systemctl` and `sshd` for a bed without systemd: log every call; `reload ssh` re-reads the
+/// node's sshd config (SIGHUP), `sshd -t` tests the node's own config.
+fn shims(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, body: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write(
+        "systemctl",
+        "echo \"systemctl $*\" >> \"$QS_LOG\"\n\
+         case \"$*\" in\n  \"reload ssh\") kill -HUP \"$(cat \"$QS_SSHD_PID\")\" ;;\nesac",
+    );
+    write(
+        "sshd",
+        "echo \"sshd $*\" >> \"$QS_LOG\"\n\
+         [ \"$*\" = \"-t\" ] || { echo \"shim: only sshd -t\" >&2; exit 2; }\n\
+         exec /usr/sbin/sshd -t -f \"$QS_SSHD_CONF\"",
+    );
+}
+
+/// Points the node's nginx at the checklist's webroot and adds a TLS server for `lineage` from
+/// the checklist's letsencrypt dir (once the certificate is there).
+fn nginx_for(bed: &Bed, node: &Node, lineage: Option<&str>) {
+    let conf = bed.nginx_conf(node.n);
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let old = bed.webroot(node.n).to_string_lossy().into_owned();
+    std::fs::write(&conf, text.replace(&old, &node.webroot().to_string_lossy())).unwrap();
+    if let Some(l) = lineage {
+        let live = node.letsencrypt().join("live").join(l);
+        std::fs::write(
+            bed.nginx_tls_conf(node.n),
+            format!(
+                "server {{\n  listen {ip}:443 ssl;\n  server_name _;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {l}/privkey.pem;\n}}\n",
+                ip = bed.ip(node.n),
+                l = live.display()
+            ),
+        )
+        .unwrap();
+    }
+    bed.reload_nginx(node.n).unwrap();
+}
+
+fn certbot_args(bed: &Bed, primary: &Node) -> Vec<String> {
+    let s = |p: PathBuf| p.to_string_lossy().into_owned();
+    vec![
+        "--server".into(),
+        bed.pebble_url(),
+        "--config-dir".into(),
+        s(primary.letsencrypt()),
+        "--work-dir".into(),
+        s(bed.root().join("certbot/work")),
+        "--logs-dir".into(),
+        s(bed.root().join("certbot/logs")),
+        "--non-interactive".into(),
+        "--agree-tos".into(),
+        "--register-unsafely-without-email".into(),
+    ]
+}
+
+fn certherd_as_documented(node: &Node, args: &[&str], extra: &[String]) -> Command {
+    let mut cmd = Command::new(node.root.join("usr/local/bin/certherd"));
+    cmd.args(args)
+        .args(extra)
+        .env("CERTHERD_CONFIG", node.config())
+        .env(
+            "PATH",
+            format!(
+                "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                node.root.join("usr/local/bin").display()
+            ),
+        );
+    cmd
+}
+
+#[test]
+fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
+    let bed = bed(3, true);
+    let b = bed.index();
+    let account = format!("certherd-q{b}");
+    let _globals = Globals {
+        account: account.clone(),
+        files: (1..=3)
+            .map(|n| PathBuf::from(format!("/etc/sudoers.d/certherd-q{b}-{n}")))
+            .collect(),
+        dirs: (1..=3)
+            .map(|n| PathBuf::from(format!("/etc/ssh/certherd-bed/q{b}-{n}")))
+            .collect(),
+    }
+    .clean();
+    let shim_dir = bed.root().join("shims");
+    shims(&shim_dir);
+    let web = [(1, "web1"), (2, "web2"), (3, "web3")];
+    let nodes: Vec<Node> = (1..=3)
+        .map(|n| {
+            // A peer's block is written for web2: on node 3 it stands for node 3.
+            let map: Vec<(usize, &str)> = if n == 1 {
+                web.to_vec()
+            } else {
+                vec![(1, "web1"), (n, "web2")]
+            };
+            Node::new(&bed, n, &account, &map)
+        })
+        .collect();
+
+    // 1. Every node: the first run creates the account, the others find it (one machine's
+    // account per node in production; here they share one, as nodes share this machine).
+    // Node 2 already had certificates: certbot left root-owned 0700 `archive/` and `live/`
+    // (the checklist's `chown -R` is what lets the agent install there).
+    for dir in ["archive/old.test", "live/old.test"] {
+        let d = nodes[1].letsencrypt().join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        let parent = d.parent().unwrap();
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    for node in &nodes {
+        node.prepare(&bed);
+        let mut script = block("every-node");
+        if node.n > 1 {
+            // useradd would fail on the second node of one machine: the account exists.
+            let without: String = script
+                .lines()
+                .filter(|l| !l.starts_with("useradd "))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert_ne!(without, script, "the checklist creates the account");
+            script = without;
+        }
+        node.run_script(&bed, &shim_dir, "every-node", &script);
+        nginx_for(&bed, node, None);
+    }
+    // 2. The primary, 3. every peer (with the primary's public key copied over).
+    nodes[0].run(&bed, &shim_dir, "primary");
+    let public = nodes[0].root.join("etc/certherd/id_ed25519.pub");
+    for node in &nodes[1..] {
+        std::fs::copy(&public, node.work.join("id_ed25519.pub")).unwrap();
+        node.run(&bed, &shim_dir, "peer");
+    }
+    // The bed's only addition to the documented config: certbot's ACME server and directories.
+    let cfg = std::fs::read_to_string(nodes[0].config()).unwrap();
+    let certbot = format!(
+        "primary = \"node1\"\ncertbot = [\"/usr/bin/certbot\", {}]\n",
+        certbot_args(&bed, &nodes[0])
+            .iter()
+            .filter(|a| !a.starts_with("--agree") && !a.starts_with("--register"))
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    std::fs::write(
+        nodes[0].config(),
+        cfg.replacen("primary = \"node1\"\n", &certbot, 1),
+    )
+    .unwrap();
+    // 5. Last: sync (nothing yet) and doctor.
+    let out = nodes[0].run(&bed, &shim_dir, "primary-last");
+    assert!(!out.contains("FAIL"), "{out}");
+
+    for node in &nodes {
+        let log = std::fs::read_to_string(node.root.join("systemctl.log")).unwrap();
+        assert!(
+            log.contains("systemctl disable --now certbot.timer"),
+            "node {}: {log}",
+            node.n
+        );
+        let le = std::fs::metadata(node.letsencrypt()).unwrap();
+        let agent = nix::unistd::User::from_name(&account).unwrap().unwrap();
+        assert_eq!(
+            le.uid(),
+            agent.uid.as_raw(),
+            "the account owns the letsencrypt dir"
+        );
+    }
+
+    // Issue through the set-up, with DNS pointing only at the peers.
+    bed.dns("site.test", &[2, 3]).unwrap();
+    let extra: Vec<String> = certbot_args(&bed, &nodes[0]);
+    let mut extra_args = vec!["--".to_string()];
+    extra_args.extend(extra);
+    let out = certherd_as_documented(&nodes[0], &["issue", "-d", "site.test"], &extra_args)
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "certherd issue: {}", text(&out));
+    for node in &nodes {
+        let live = node.letsencrypt().join("live/site.test/cert.pem");
+        assert!(live.exists(), "node {} has the certificate", node.n);
+        nginx_for(&bed, node, Some("site.test"));
+    }
+    for node in &nodes[1..] {
+        let key =
+            std::fs::canonicalize(node.letsencrypt().join("live/site.test/privkey.pem")).unwrap();
+        let agent = nix::unistd::User::from_name(&account).unwrap().unwrap();
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().uid(),
+            agent.uid.as_raw(),
+            "node {}: installed by the agent's account",
+            node.n
+        );
+    }
+
+    // Renew where [renew] says: a peer's timer does nothing, the primary's renews, and the new
+    // version reaches every node.
+    let out = certherd_as_documented(&nodes[1], &["renew"], &[])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && stderr(&out).contains("not the primary"),
+        "renew on a peer: {}",
+        text(&out)
+    );
+    // Renew where [renew] says: the new version reaches and is served by every node.
+    let out = certherd_as_documented(&nodes[0], &["renew", "--", "--force-renewal"], &[])
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "certherd renew: {}", text(&out));
+    let out = certherd_as_documented(&nodes[0], &["status"], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "status: {}", text(&out));
+    for node in &nodes {
+        let link = std::fs::read_link(node.letsencrypt().join("live/site.test/cert.pem")).unwrap();
+        assert_eq!(
+            link,
+            Path::new("../../archive/site.test/cert2.pem"),
+            "node {}",
+            node.n
+        );
+    }
+}
+
+/// The non-comment, non-empty lines of a text, trimmed.
+fn meaningful(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn contrib(rel: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+/// One recipe: SECURITY.md shows the shipped sshd block, authorized_keys line and sudoers line
+/// verbatim, and its `[reload]` is the README's; the README's checklist installs those very files
+/// and writes the same key line. (Issue 11 found three different sshd recipes.)
+#[test]
+fn one_recipe_in_readme_security_md_and_contrib() {
+    let security = include_str!("../SECURITY.md");
+    let sshd = meaningful(&contrib("ssh/sshd-certherd.conf"));
+    let at = security
+        .find(&sshd[0])
+        .expect("SECURITY.md shows the Match block");
+    let shown: Vec<String> = meaningful(&security[at..])
+        .into_iter()
+        .take(sshd.len())
+        .collect();
+    assert_eq!(
+        shown, sshd,
+        "SECURITY.md's sshd block differs from contrib/ssh"
+    );
+
+    let key_line = &meaningful(&contrib("ssh/authorized_keys.example"))[0];
+    let options = key_line.split(" ssh-ed25519 ").next().unwrap();
+    assert!(
+        security.contains(options),
+        "SECURITY.md's authorized_keys line differs from contrib/ssh: {options}"
+    );
+    let peer = block("peer");
+    assert!(
+        peer.contains(&options.replace('"', "\\\"")),
+        "the README's peer block writes another key line than contrib/ssh:\n{peer}"
+    );
+
+    let sudoers = &meaningful(&contrib("sudoers/certherd"))[0];
+    assert!(
+        security.contains(sudoers.as_str()),
+        "SECURITY.md's sudoers line differs from contrib/sudoers: {sudoers}"
+    );
+    let every = block("every-node");
+    for file in ["contrib/sudoers/certherd", "contrib/ssh/sshd-certherd.conf"] {
+        assert!(
+            every.contains(file),
+            "the checklist does not install {file}"
+        );
+    }
+
+    let reload = |text: &str| -> Vec<String> {
+        let at = text.find("\n[reload]").expect("a [reload] section") + 1;
+        meaningful(&text[at..])
+            .into_iter()
+            .skip(1)
+            .take(2)
+            .collect()
+    };
+    assert_eq!(
+        reload(security),
+        reload(README),
+        "SECURITY.md's [reload] differs from the README's"
+    );
+    for cmd in reload(README) {
+        // ["sudo", "-n", "/usr/sbin/nginx", "-t", ...] -> "/usr/sbin/nginx -t ..."
+        let argv: Vec<&str> = cmd
+            .split('[')
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(']')
+            .split(", ")
+            .map(|a| a.trim_matches('"'))
+            .collect();
+        assert_eq!(&argv[..2], ["sudo", "-n"], "{cmd}");
+        assert!(
+            sudoers.contains(&argv[2..].join(" ")),
+            "[reload] `{cmd}` is not a command the sudoers line allows"
+        );
+    }
+}
