@@ -17,9 +17,14 @@ certbot flags:
   --pre-hook 'certherd warm' (connections open while certbot talks to the CA)
   or simply: certherd issue -d example.com";
 
+/// What `--version` prints after the name: the release and the agent protocol version, which is
+/// what a primary and its peers must agree on (`hello` refuses a mismatch). A literal because
+/// clap wants a `&'static str`; a unit test keeps it equal to `protocol::PROTOCOL_VERSION`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (agent protocol 1)");
+
 /// One certbot, many web servers: ACME HTTP-01 tokens and certificates on every node.
 #[derive(Debug, Parser)]
-#[command(name = "certherd", version, after_help = AFTER_HELP)]
+#[command(name = "certherd", version = VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Config file (default: $CERTHERD_CONFIG, else /etc/certherd/certherd.toml).
     #[arg(long, global = true, value_name = "PATH")]
@@ -68,6 +73,28 @@ pub enum Command {
     /// that is down is one warning line (exit 2 only for a bad config). `issue` and `renew` do
     /// this themselves.
     Warm,
+    /// Print the shell completion script for SHELL on stdout (the Debian package installs them;
+    /// e.g. `certherd completions bash > /etc/bash_completion.d/certherd`). Needs no config.
+    Completions(CompletionsFlags),
+    /// Write the man pages (certherd.1 and one per subcommand) into DIR; used by
+    /// scripts/deb.sh so the pages come from these very definitions. Needs no config.
+    #[command(hide = true)]
+    Manpages(ManpagesFlags),
+}
+
+/// `completions` flags.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsFlags {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `manpages` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ManpagesFlags {
+    /// Directory to write the pages into (created if missing).
+    pub dir: PathBuf,
 }
 
 /// Manual overrides for certbot's CERTBOT_* variables.
@@ -158,4 +185,19 @@ pub struct IssueFlags {
     /// Further certbot arguments, after `--` (e.g. `-- --server URL --config-dir DIR`).
     #[arg(last = true)]
     pub certbot_args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_the_agent_protocol() {
+        let expected = format!(
+            "{} (agent protocol {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::protocol::PROTOCOL_VERSION
+        );
+        assert_eq!(VERSION, expected);
+    }
 }

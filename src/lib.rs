@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod lineage;
 pub mod lockfile;
 pub mod log;
+pub mod manual;
 pub mod names;
 pub mod pem;
 pub mod protocol;

@@ -18,6 +18,13 @@ fn main() {
         Command::Status(_) => 3,
         _ => e.exit_code(),
     };
+    // completions and man pages come from the clap definitions alone: no config needed.
+    if let Some(result) = certherd::manual::run(&cli.command) {
+        std::process::exit(result.unwrap_or_else(|e| {
+            certherd::error!("{e}");
+            e.exit_code()
+        }));
+    }
     let path = Config::resolve_path(cli.config.as_deref());
     let config = match Config::load(&path) {
         Ok(c) => c,
