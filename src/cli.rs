@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Config: --config PATH, else $CERTHERD_CONFIG, else /etc/certherd/certherd.toml.
@@ -76,10 +76,35 @@ pub enum Command {
     /// Print the shell completion script for SHELL on stdout (the Debian package installs them;
     /// e.g. `certherd completions bash > /etc/bash_completion.d/certherd`). Needs no config.
     Completions(CompletionsFlags),
-    /// Write the man pages (certherd.1 and one per subcommand) into DIR; used by
-    /// scripts/deb.sh so the pages come from these very definitions. Needs no config.
-    #[command(hide = true)]
+}
+
+/// What the command line asks for: a normal run, or the build-time `certherd manpages DIR`.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Every user-facing command.
+    Run(Cli),
+    /// Write the man pages into a directory (scripts/deb.sh).
     Manpages(ManpagesFlags),
+}
+
+/// Parses the process arguments (exits with clap's message and code 2 on bad usage).
+///
+/// `manpages DIR` (write certherd.1 and one page per subcommand; scripts/deb.sh runs it so the
+/// pages come from these very definitions) is added here rather than to [`Command`]: the man
+/// pages and completions are generated from [`Cli`], and clap_complete offers even hidden
+/// subcommands, so a build tool inside `Cli` would show up in every user's TAB completion.
+pub fn parse() -> Invocation {
+    let manpages = ManpagesFlags::augment_args(
+        clap::Command::new("manpages")
+            .hide(true)
+            .about("Write the man pages into DIR (for packaging); needs no config"),
+    );
+    let matches = Cli::command().subcommand(manpages).get_matches();
+    let parsed = match matches.subcommand() {
+        Some(("manpages", m)) => ManpagesFlags::from_arg_matches(m).map(Invocation::Manpages),
+        _ => Cli::from_arg_matches(&matches).map(Invocation::Run),
+    };
+    parsed.unwrap_or_else(|e| e.exit())
 }
 
 /// `completions` flags.

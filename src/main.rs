@@ -1,13 +1,20 @@
 //! `certherd`: parse, load config, dispatch. Each command lives in `commands/`.
 
-use clap::Parser;
-
-use certherd::cli::{Cli, Command};
+use certherd::cli::{Command, Invocation};
 use certherd::commands;
 use certherd::config::Config;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match certherd::cli::parse() {
+        Invocation::Run(cli) => cli,
+        Invocation::Manpages(flags) => match certherd::manual::manpages(&flags.dir) {
+            Ok(_) => std::process::exit(certherd::error::EXIT_OK),
+            Err(e) => {
+                certherd::error!("{e}");
+                std::process::exit(e.exit_code());
+            }
+        },
+    };
     certherd::log::set_level(if cli.quiet {
         -1
     } else {
@@ -18,7 +25,7 @@ fn main() {
         Command::Status(_) => 3,
         _ => e.exit_code(),
     };
-    // completions and man pages come from the clap definitions alone: no config needed.
+    // completions come from the clap definitions alone: no config needed.
     if let Some(result) = certherd::manual::run(&cli.command) {
         std::process::exit(result.unwrap_or_else(|e| {
             certherd::error!("{e}");

@@ -12,18 +12,12 @@ use clap::CommandFactory;
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result, EXIT_OK};
 
-/// Runs `completions` or `manpages`; `None` for every command that needs a config.
+/// Runs `completions`; `None` for every command that needs a config.
 pub fn run(command: &Command) -> Option<Result<i32>> {
     match command {
         Command::Completions(flags) => {
             Some(completions(flags.shell, &mut std::io::stdout().lock()).map(|()| EXIT_OK))
         }
-        Command::Manpages(flags) => Some(manpages(&flags.dir).map(|pages| {
-            for page in pages {
-                crate::verbose!("wrote {}", page.display());
-            }
-            EXIT_OK
-        })),
         _ => None,
     }
 }
@@ -37,8 +31,9 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> Result<(
         .map_err(|e| Error::io("cannot write completions to", "stdout", e))
 }
 
-/// Writes `certherd.1` and `certherd-<subcommand>.1` for every visible subcommand into `dir`
-/// (created if missing); returns the files written.
+/// `certherd manpages DIR` (see [`crate::cli::parse`]): writes `certherd.1` and
+/// `certherd-<subcommand>.1` for every subcommand into `dir` (created if missing); returns the
+/// files written.
 pub fn manpages(dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
     clap_mangen::generate_to(Cli::command(), dir)
@@ -80,10 +75,7 @@ mod tests {
             .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
             .collect();
         let _ = std::fs::remove_dir_all(&dir);
-        let visible = Cli::command()
-            .get_subcommands()
-            .filter(|s| !s.is_hide_set())
-            .count();
+        let visible = Cli::command().get_subcommands().count();
         assert_eq!(names.len(), visible + 1, "{names:?}");
         assert!(names.contains(&"certherd.1".to_owned()));
         assert!(names.contains(&"certherd-deploy.1".to_owned()));
