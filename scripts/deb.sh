@@ -35,6 +35,19 @@ mkdir -p "$assets/completions" "$assets/systemd" "$assets/examples"
 "$bin" completions zsh > "$assets/completions/_certherd"
 "$bin" completions fish > "$assets/completions/certherd.fish"
 
+# Debian's changelog (changelog.Debian.gz, which lintian requires) for this version, pointing at
+# the project's own CHANGELOG.md; dated by the last commit so rebuilds are reproducible.
+version=$("$bin" --version | awk '{print $2}')
+maintainer=$(sed -n 's/^maintainer = "\(.*\)"$/\1/p' Cargo.toml)
+date=$(date -R -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")
+cat > "$assets/changelog" <<CHANGELOG
+certherd ($version-1) unstable; urgency=medium
+
+  * Release $version; see /usr/share/doc/certherd/CHANGELOG.md for what changed.
+
+ -- $maintainer  $date
+CHANGELOG
+
 # One source for the manual install and the package: rewrite the binary's path on the way in.
 packaged_path() { sed 's|/usr/local/bin/certherd|/usr/bin/certherd|g' "$1" > "$2"; }
 for unit in contrib/systemd/*; do
