@@ -36,14 +36,15 @@ mkdir -p "$assets/completions" "$assets/systemd" "$assets/examples"
 "$bin" completions fish > "$assets/completions/certherd.fish"
 
 # Debian's changelog (changelog.Debian.gz, which lintian requires) for this version, pointing at
-# the project's own CHANGELOG.md; dated by the last commit so rebuilds are reproducible.
+# the project's own CHANGELOG.md (installed as changelog.gz); dated by the last commit, so a
+# rebuild of the same commit is the same.
 version=$("$bin" --version | awk '{print $2}')
 maintainer=$(sed -n 's/^maintainer = "\(.*\)"$/\1/p' Cargo.toml)
 date=$(date -R -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")
 cat > "$assets/changelog" <<CHANGELOG
 certherd ($version-1) unstable; urgency=medium
 
-  * Release $version; see /usr/share/doc/certherd/CHANGELOG.md for what changed.
+  * Release $version; see /usr/share/doc/certherd/changelog.gz for what changed.
 
  -- $maintainer  $date
 CHANGELOG
