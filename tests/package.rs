@@ -103,18 +103,31 @@ fn completions_for_bash_zsh_fish() {
     assert!(stderr(&bad).contains("tcsh"), "{}", text(&bad));
 }
 
+/// `man` with its pager off, a fixed width, and `args`.
+fn man(args: &[String]) -> Output {
+    Command::new("man")
+        .args(args)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("run man (package man-db)")
+}
+
+/// The arguments that show `page` (e.g. `certherd-deploy`): by name from the installed pages,
+/// or with `-l` from `dir`.
+fn page_args(dir: Option<&Path>, page: &str) -> Vec<String> {
+    match dir {
+        None => vec![page.to_owned()],
+        Some(dir) => vec![
+            "-l".to_owned(),
+            dir.join(format!("{page}.1")).display().to_string(),
+        ],
+    }
+}
+
 /// `man certherd` and one page per subcommand; from the package when installed.
 #[test]
 fn man_pages_for_the_command_and_each_subcommand() {
-    let pages_dir;
-    let man = |args: &[&str]| -> Output {
-        Command::new("man")
-            .args(args)
-            .env("MANPAGER", "cat")
-            .env("MANWIDTH", "100")
-            .output()
-            .expect("run man (package man-db)")
-    };
     let subcommands = [
         "auth",
         "cleanup",
@@ -130,10 +143,9 @@ fn man_pages_for_the_command_and_each_subcommand() {
         "warm",
         "completions",
     ];
-    let (main_page, page_of): (Output, Box<dyn Fn(&str) -> Output>) = if installed_bin().is_some() {
+    let pages_dir = if installed_bin().is_some() {
         println!("checking the installed pages (CERTHERD_BIN is set)");
-        pages_dir = None;
-        let where_ = man(&["-w", "certherd"]);
+        let where_ = man(&["-w".to_owned(), "certherd".to_owned()]);
         assert!(
             where_.status.success(),
             "man -w certherd: {}",
@@ -155,10 +167,7 @@ fn man_pages_for_the_command_and_each_subcommand() {
             "dpkg: {}",
             text(&status)
         );
-        (
-            man(&["certherd"]),
-            Box::new(move |sub: &str| man(&[&format!("certherd-{sub}")])),
-        )
+        None
     } else {
         let dir = temp_dir("man");
         println!(
@@ -167,15 +176,10 @@ fn man_pages_for_the_command_and_each_subcommand() {
         );
         let out = run(&["manpages", dir.to_str().unwrap()]);
         assert!(out.status.success(), "{}", text(&out));
-        pages_dir = Some(dir.clone());
-        let d = dir.clone();
-        (
-            man(&["-l", dir.join("certherd.1").to_str().unwrap()]),
-            Box::new(move |sub: &str| {
-                man(&["-l", d.join(format!("certherd-{sub}.1")).to_str().unwrap()])
-            }),
-        )
+        Some(dir)
     };
+
+    let main_page = man(&page_args(pages_dir.as_deref(), "certherd"));
     assert!(
         main_page.status.success(),
         "man certherd: {}",
@@ -194,7 +198,7 @@ fn man_pages_for_the_command_and_each_subcommand() {
         );
     }
     for sub in subcommands {
-        let out = page_of(sub);
+        let out = man(&page_args(pages_dir.as_deref(), &format!("certherd-{sub}")));
         assert!(out.status.success(), "man certherd-{sub}: {}", text(&out));
         let page = String::from_utf8_lossy(&out.stdout);
         let words = page.split_whitespace().collect::<Vec<_>>().join(" ");
