@@ -18,8 +18,9 @@ certbot flags:
   or simply: certherd issue -d example.com";
 
 /// What `--version` prints after the name: the release and the agent protocol version, which is
-/// what a primary and its peers must agree on (`hello` refuses a mismatch). A literal because
-/// clap wants a `&'static str`; a unit test keeps it equal to `protocol::PROTOCOL_VERSION`.
+/// what a primary and its peers must agree on (the primary refuses another one at `hello`). A
+/// literal because clap wants a `&'static str`; a unit test keeps it equal to
+/// `protocol::PROTOCOL_VERSION`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (agent protocol 1)");
 
 /// One certbot, many web servers: ACME HTTP-01 tokens and certificates on every node.
