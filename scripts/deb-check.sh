@@ -6,6 +6,7 @@
 #      examples (sudoers and sshd snippets), /etc/cron.d/certherd as a conffile, and the
 #      `certherd` system account (home /var/lib/certherd, shell /bin/sh);
 #   3. dpkg -r: /etc/certherd (with what is in it), the cron conffile and the account stay;
+#      dpkg --purge: only the cron conffile goes;
 #   4. dpkg -i again: the account exists now and the maintainer script keeps it;
 #   and /etc/letsencrypt is exactly as before (listing with modes, owners, sizes, times, links).
 # Usage (root): scripts/deb-check.sh PATH.deb
@@ -75,8 +76,13 @@ dpkg -r certherd >/dev/null
 [ -f "$marker" ] || fail "dpkg -r removed /etc/certherd's content"
 [ -f /etc/cron.d/certherd ] || fail "dpkg -r removed the cron conffile"
 getent passwd certherd >/dev/null || fail "dpkg -r removed the certherd account"
-rm -f "$marker"
 ok "dpkg -r left /etc/certherd, the cron conffile and the account"
+dpkg --purge certherd >/dev/null
+[ -f "$marker" ] || fail "dpkg --purge removed /etc/certherd's content"
+[ ! -e /etc/cron.d/certherd ] || fail "dpkg --purge left the cron conffile"
+getent passwd certherd >/dev/null || fail "dpkg --purge removed the certherd account"
+rm -f "$marker"
+ok "dpkg --purge removed only the package's own conffile; /etc/certherd and the account stay"
 
 # 4. again, with the account already there
 dpkg -i "$deb" >/dev/null
