@@ -48,8 +48,9 @@ commands::issue 12
 commands::renew 12
 commands::watch 12
 cli 13
-commands 14
-lib 15
+commands 15
+manual 14
+lib 16
 EOF
 )
 

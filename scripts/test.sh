@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test command (README, CI): install what the tests need, then format check, clippy and every
-# test — unit tests and the e2e tests that run certbot, pebble, nginx and sshd for real on
-# loopback. Run as root on Debian 12.
+# The test command (README, CI): install what the tests need, then format check, clippy, build
+# and install the Debian package (scripts/deb.sh, scripts/deb-check.sh: lintian, files, account,
+# dpkg -r), and every test — unit tests and the e2e tests that run certbot, pebble, nginx and
+# sshd for real on loopback — against the INSTALLED /usr/bin/certherd, so a broken package
+# fails the run. Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +13,12 @@ cargo fmt --all -- --check
 # Imports in src/ point down only (docs/ARCHITECTURE.md).
 bash scripts/layers.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
+deb=$(bash scripts/deb.sh)
+bash scripts/deb-check.sh "$deb"
+# tests/common checks that this binary answers --version and `completions bash` exactly as the
+# cargo-built one does, and fails every test loudly otherwise.
+CERTHERD_BIN=/usr/bin/certherd \
+    cargo test --workspace --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
 
 # Fuzz the agent protocol, the config parser and certbot's environment, 60 s per target, against
 # the checked-in corpus (fuzz/corpus); a crash fails the run and names the input.

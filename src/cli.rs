@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Config: --config PATH, else $CERTHERD_CONFIG, else /etc/certherd/certherd.toml.
@@ -17,9 +17,15 @@ certbot flags:
   --pre-hook 'certherd warm' (connections open while certbot talks to the CA)
   or simply: certherd issue -d example.com";
 
+/// What `--version` prints after the name: the release and the agent protocol version, which is
+/// what a primary and its peers must agree on (the primary refuses another one at `hello`). A
+/// literal because clap wants a `&'static str`; a unit test keeps it equal to
+/// `wire::PROTOCOL_VERSION`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (agent protocol 1)");
+
 /// One certbot, many web servers: ACME HTTP-01 tokens and certificates on every node.
 #[derive(Debug, Parser)]
-#[command(name = "certherd", version, after_help = AFTER_HELP)]
+#[command(name = "certherd", version = VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Config file (default: $CERTHERD_CONFIG, else /etc/certherd/certherd.toml).
     #[arg(long, global = true, value_name = "PATH")]
@@ -68,6 +74,53 @@ pub enum Command {
     /// that is down is one warning line (exit 2 only for a bad config). `issue` and `renew` do
     /// this themselves.
     Warm,
+    /// Print the shell completion script for SHELL on stdout (the Debian package installs them;
+    /// e.g. `certherd completions bash > /etc/bash_completion.d/certherd`). Needs no config.
+    Completions(CompletionsFlags),
+}
+
+/// What the command line asks for: a normal run, or the build-time `certherd manpages DIR`.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Every user-facing command.
+    Run(Cli),
+    /// Write the man pages into a directory (scripts/deb.sh).
+    Manpages(ManpagesFlags),
+}
+
+/// Parses the process arguments (exits with clap's message and code 2 on bad usage).
+///
+/// `manpages DIR` (write certherd.1 and one page per subcommand; scripts/deb.sh runs it so the
+/// pages come from these very definitions) is added here rather than to [`Command`]: the man
+/// pages and completions are generated from [`Cli`], and clap_complete offers even hidden
+/// subcommands, so a build tool inside `Cli` would show up in every user's TAB completion.
+pub fn parse() -> Invocation {
+    let manpages = ManpagesFlags::augment_args(
+        clap::Command::new("manpages")
+            .hide(true)
+            .about("Write the man pages into DIR (for packaging); needs no config"),
+    );
+    let matches = Cli::command().subcommand(manpages).get_matches();
+    let parsed = match matches.subcommand() {
+        Some(("manpages", m)) => ManpagesFlags::from_arg_matches(m).map(Invocation::Manpages),
+        _ => Cli::from_arg_matches(&matches).map(Invocation::Run),
+    };
+    parsed.unwrap_or_else(|e| e.exit())
+}
+
+/// `completions` flags.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsFlags {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `manpages` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ManpagesFlags {
+    /// Directory to write the pages into (created if missing).
+    pub dir: PathBuf,
 }
 
 /// Manual overrides for certbot's CERTBOT_* variables.
@@ -164,4 +217,19 @@ pub struct IssueFlags {
     /// Further certbot arguments, after `--` (e.g. `-- --server URL --config-dir DIR`).
     #[arg(last = true)]
     pub certbot_args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_the_agent_protocol() {
+        let expected = format!(
+            "{} (agent protocol {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::wire::PROTOCOL_VERSION
+        );
+        assert_eq!(VERSION, expected);
+    }
 }

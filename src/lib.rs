@@ -30,6 +30,7 @@ pub mod handover;
 pub mod lineage;
 pub mod lockfile;
 pub mod log;
+pub mod manual;
 pub mod names;
 pub mod pem;
 pub mod report;

@@ -1,14 +1,19 @@
 //! `certherd`: parse, load config, dispatch. Each command lives in `commands/`; this file holds
 //! the one rule that turns an outcome into the process exit code.
 
-use clap::Parser;
-
-use certherd::cli::{Cli, Command};
+use certherd::cli::{Cli, Command, Invocation};
 use certherd::commands;
 use certherd::config::Config;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match certherd::cli::parse() {
+        Invocation::Run(cli) => cli,
+        // Hidden, for packaging: pages come from the clap definitions, no config needed.
+        Invocation::Manpages(flags) => std::process::exit(exit_code(
+            certherd::manual::manpages(&flags.dir).map(|_| certherd::error::EXIT_OK),
+            false,
+        )),
+    };
     certherd::log::set_level(if cli.quiet {
         -1
     } else {
@@ -21,6 +26,10 @@ fn main() {
 
 /// Loads the config and runs the command; the exit code of a command that ran, or its error.
 fn run(cli: Cli) -> certherd::Result<i32> {
+    // Completions come from the clap definitions alone: no config needed.
+    if let Some(result) = certherd::manual::run(&cli.command) {
+        return result;
+    }
     let path = Config::resolve_path(cli.config.as_deref());
     let config = Config::load(&path)?;
     match cli.command {

@@ -70,6 +70,10 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
         Command::Stateless => stateless::run(config),
         Command::Doctor(flags) => doctor::run(config, &flags.domains).await,
         Command::Warm => warm::run(config).await,
+        // main runs these before loading a config; here only for completeness of the match.
+        command @ Command::Completions(_) => {
+            crate::manual::run(&command).unwrap_or(Ok(crate::error::EXIT_OK))
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::OnceLock;
 
 #[allow(unused_imports)]
 pub use certherd_testbed::{Bed, BedOptions, PeerSpec};
@@ -15,9 +16,80 @@ pub fn bed(nodes: usize, ca: bool) -> Bed {
     Bed::start(BedOptions {
         nodes,
         ca,
-        certherd: env!("CARGO_BIN_EXE_certherd").into(),
+        certherd: certherd_bin().to_owned(),
     })
     .unwrap_or_else(|e| panic!("test bed did not start: {e}"))
+}
+
+/// The environment variable that makes the tests run another certherd binary than the one cargo
+/// built: scripts/test.sh sets `CERTHERD_BIN=/usr/bin/certherd` after installing the .deb, so a
+/// broken package fails CI. Unset, the tests run `CARGO_BIN_EXE_certherd`.
+pub const BIN_ENV: &str = "CERTHERD_BIN";
+
+/// The certherd binary every test runs (the peers' forced command and certbot's hooks too): the
+/// cargo-built one, or `$CERTHERD_BIN`, which must exist and answer `--version` and
+/// `completions bash` exactly as the cargo-built one does (same release, same command line);
+/// anything else panics with the reason in every test, never a silent fallback.
+pub fn certherd_bin() -> &'static Path {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BIN.get_or_init(choose_bin) {
+        Ok(path) => path,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The `$CERTHERD_BIN` the tests run, when set (then the package is installed, see scripts/test.sh).
+pub fn installed_bin() -> Option<PathBuf> {
+    std::env::var_os(BIN_ENV).map(|_| certherd_bin().to_owned())
+}
+
+fn choose_bin() -> Result<PathBuf, String> {
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_certherd"));
+    let Some(chosen) = std::env::var_os(BIN_ENV) else {
+        return Ok(built);
+    };
+    let chosen = PathBuf::from(chosen);
+    if !chosen.is_absolute() || !chosen.is_file() {
+        return Err(format!(
+            "{BIN_ENV}={}: expected the absolute path of an installed certherd binary (e.g. /usr/bin/certherd from scripts/deb.sh's package)",
+            chosen.display()
+        ));
+    }
+    for args in [&["--version"][..], &["completions", "bash"][..]] {
+        let ours = answer(&built, args)?;
+        let theirs = answer(&chosen, args)?;
+        if ours != theirs {
+            return Err(format!(
+                "{BIN_ENV}={}: `certherd {}` differs from the build's {} (stale package? rebuild with scripts/deb.sh and reinstall): {:?} vs {:?}",
+                chosen.display(),
+                args.join(" "),
+                built.display(),
+                first_line(&theirs),
+                first_line(&ours),
+            ));
+        }
+    }
+    Ok(chosen)
+}
+
+fn answer(bin: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{} {}` failed:\n{}",
+            bin.display(),
+            args.join(" "),
+            text(&out)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
 }
 
 /// Runs `certherd auth` on `node` with certbot's environment.
