@@ -9,6 +9,15 @@ bash scripts/setup-debian.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The crash tests (tests/crash.rs) run certherd built with the `crashpoints` feature, in its own
+# target dir (the test builds it too; this makes that a no-op). The release binary must contain
+# none of it: the feature's environment variable is not even a string in it.
+cargo build --locked --features crashpoints --bin certherd --target-dir target/crashpoints
+cargo build --locked --release --bin certherd
+if grep -qa CERTHERD_CRASHPOINT target/release/certherd; then
+    echo "target/release/certherd contains crash points (built with --features crashpoints?)" >&2
+    exit 1
+fi
 cargo test --workspace --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
 
 # Fuzz the agent protocol, the config parser and certbot's environment, 60 s per target, against

@@ -311,6 +311,7 @@ impl Layout {
             let path = archive.join(format!("{kind}{version}.pem"));
             made.note(&path);
             write_if_changed(&path, content.as_bytes(), 0o644)?;
+            crate::crashpoint!("after-archive-{kind}");
         }
         let key_path = archive.join(format!("privkey{version}.pem"));
         made.note(&key_path);
@@ -326,6 +327,7 @@ impl Layout {
         }
         key_mode_0600(&archive, version)?;
         sync_dir(&archive)?;
+        crate::crashpoint!("after-archive-privkey");
         made.note(&live.join("README"));
         write_readme(&live)?;
 
@@ -343,12 +345,15 @@ impl Layout {
         made.note(&pending_path);
         write_if_changed(&pending_path, &record, 0o600)?;
         sync_dir(&live)?;
+        crate::crashpoint!("after-pending-marker");
         made.links_moved = true;
         for kind in KINDS {
             let target = PathBuf::from(format!("../../archive/{lineage}/{kind}{version}.pem"));
             swap_symlink(&live.join(format!("{kind}.pem")), &target)?;
+            crate::crashpoint!("after-link-{kind}");
         }
         sync_dir(&live)?;
+        crate::crashpoint!("before-test");
 
         if let Err(output) = commands.test() {
             for (kind, old) in KINDS.iter().zip(&previous) {
@@ -357,18 +362,23 @@ impl Layout {
                     Some(target) => swap_symlink(&link, target)?,
                     None => remove_if_exists(&link)?,
                 }
+                crate::crashpoint!("rollback-after-link-{kind}");
             }
             sync_dir(&live)?;
+            crate::crashpoint!("rollback-before-marker-removed");
             remove_if_exists(&pending_path)?;
             // Back where it was: what this install created goes too.
             made.links_moved = false;
             let restored = before.map_or("none".to_owned(), |v| v.to_string());
             return Err(InstallError::TestFailed { output, restored });
         }
+        crate::crashpoint!("after-test");
         // A failed reload keeps the marker: the next deploy or sync tests and reloads again.
         commands.reload().map_err(InstallError::ReloadFailed)?;
+        crate::crashpoint!("after-reload");
         remove_if_exists(&pending_path)?;
         sync_dir(&live)?;
+        crate::crashpoint!("after-pending-removed");
         Ok(Installed {
             before,
             after: version,
@@ -687,9 +697,15 @@ mod tests {
 
     #[test]
     fn a_hung_command_is_killed_with_its_children() {
+        let dir = scratch("hung");
+        let pid_file = dir.join("child.pid");
         let start = Instant::now();
         let err = run_bounded(
-            &argv(&["sh", "-c", "sleep 30 & echo started; wait"]),
+            &argv(&[
+                "sh",
+                "-c",
+                &format!("sleep 30 & echo $! > {}; wait", pid_file.display()),
+            ]),
             Duration::from_millis(300),
         )
         .unwrap_err();
@@ -699,6 +715,22 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+        // The child, not only the shell, is gone (a zombie waiting for init to reap it counts as
+        // gone: it runs nothing). Bounded: the kill is delivered by the time run_bounded returns.
+        let pid = fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let gone = || {
+            fs::read_to_string(&stat).map_or(true, |s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !gone() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone(), "the hung command's child {} survived", pid.trim());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -136,9 +136,13 @@ pub(crate) async fn push(
             return (Ok(false), start.elapsed());
         }
         let result = tokio::task::spawn_blocking(move || {
+            crate::crashpoint!("primary-before-test");
             commands
                 .test()
-                .and_then(|()| commands.reload())
+                .and_then(|()| {
+                    crate::crashpoint!("primary-before-reload");
+                    commands.reload()
+                })
                 .map(|()| true)
         })
         .await
@@ -146,6 +150,7 @@ pub(crate) async fn push(
         (result, start.elapsed())
     };
     let (remote, (local, local_elapsed)) = tokio::join!(remote, local);
+    crate::crashpoint!("primary-after-installs");
     let standby_errors = copy_renewal_to_standbys(config, lineage, &peers).await;
 
     let mut rows = vec![Row {
