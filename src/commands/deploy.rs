@@ -46,7 +46,7 @@ impl Row {
 
 /// `certherd deploy`.
 pub async fn run(config: &Config, flags: &DeployFlags) -> Result<i32> {
-    let lineage = lineage_from(flags)?;
+    let lineage = lineage_from(config, flags)?;
     push(config, "deploy", &lineage, true).await
 }
 
@@ -76,7 +76,11 @@ pub async fn sync(config: &Config, names: &[String]) -> Result<i32> {
     Ok(code)
 }
 
-fn lineage_from(flags: &DeployFlags) -> Result<LineageName> {
+/// The lineage to deploy: `--lineage`, else certbot's `$RENEWED_LINEAGE`, which must be exactly
+/// `<letsencrypt_dir>/live/<name>` — a real directory, not a symlink, no `..` — so that a
+/// hostile value (`../../etc`, a path elsewhere, a planted link) is refused as input (exit 2)
+/// before anything is read or sent.
+fn lineage_from(config: &Config, flags: &DeployFlags) -> Result<LineageName> {
     if let Some(name) = &flags.lineage {
         return Ok(LineageName::parse(name)?);
     }
@@ -85,11 +89,31 @@ fn lineage_from(flags: &DeployFlags) -> Result<LineageName> {
             "missing lineage: expected $RENEWED_LINEAGE (set by certbot) or --lineage NAME".into(),
         )
     })?;
+    let live = config.letsencrypt_dir.join("live");
+    let refuse = |why: &str| {
+        Error::Input(format!(
+            "RENEWED_LINEAGE {} {why}: expected {}/NAME, a lineage directory",
+            crate::names::printable(&dir),
+            live.display()
+        ))
+    };
     let name = std::path::Path::new(&dir)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(LineageName::parse(&name)?)
+        .strip_prefix(&live)
+        .ok()
+        .and_then(|rest| {
+            let mut parts = rest.components();
+            match (parts.next(), parts.next()) {
+                (Some(std::path::Component::Normal(n)), None) => n.to_str(),
+                _ => None,
+            }
+        })
+        .ok_or_else(|| refuse("is not a directory directly under live/"))?;
+    let lineage = LineageName::parse(name)?;
+    match std::fs::symlink_metadata(live.join(name)) {
+        Ok(m) if m.is_dir() => Ok(lineage),
+        Ok(_) => Err(refuse("is a symlink or a file")),
+        Err(_) => Err(refuse("does not exist")),
+    }
 }
 
 /// Installs the lineage's current version everywhere, checks what each node serves, reports.
