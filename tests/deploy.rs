@@ -210,8 +210,8 @@ fn down_peer_is_caught_up_by_sync() {
 
 /// Guarantee 4: the private key never appears in any process's argv or environment during a
 /// deploy, nor in certherd's output on the success path or on a failing node's error path. The
-/// /proc watcher fails when it cannot read a process it should (only a process that exited
-/// between listing and reading is skipped) and must have seen an agent at work.
+/// /proc watcher fails when it cannot read a process of the bed (only one that exited between
+/// listing and reading is skipped) and must have seen an agent at work.
 #[test]
 fn private_key_never_in_argv_env_or_output() {
     let bed = issued_bed();
@@ -219,19 +219,30 @@ fn private_key_never_in_argv_env_or_output() {
     let key =
         std::fs::read_to_string(bed.letsencrypt_dir(1).join("live/site.test/privkey.pem")).unwrap();
     let needle: String = key.lines().nth(1).expect("PEM body line").to_owned();
+    // Node 3's config test takes a second, so the watcher surely reads the agent at work.
+    edit_config(
+        &bed,
+        3,
+        "test = [\"/usr/sbin/nginx\", \"-t\"",
+        "test = [\"sh\", \"-c\", \"sleep 1; exec \\\"$0\\\" \\\"$@\\\"\", \"/usr/sbin/nginx\", \"-t\"",
+    );
     for failing in [false, true] {
         if failing {
             // Node 3's config test fails: its install is rolled back and the error travels back.
             edit_config(
                 &bed,
                 3,
-                "test = [\"/usr/sbin/nginx\"",
-                "test = [\"/bin/false\", \"/usr/sbin/nginx\"",
+                "\"/usr/sbin/nginx\", \"-t\"",
+                "\"/bin/false\", \"-t\"",
             );
         }
         // Make node 3 need the install again so the key travels during the watch.
         let _ = std::fs::remove_file(bed.letsencrypt_dir(3).join("live/site.test/cert.pem"));
-        let (out, watch) = watch_proc(&needle, || {
+        let ours = [
+            bed.root().display().to_string(),
+            bed.certherd_bin().display().to_string(),
+        ];
+        let (out, watch) = watch_proc(&needle, &ours, || {
             bed.certherd(1, &["-v", "sync"]).output().unwrap()
         });
         assert!(watch.scans > 0);
@@ -272,12 +283,18 @@ struct Watch {
 }
 
 /// Runs `f` while another thread reads every process's cmdline and environ in a loop, looking
-/// for `needle`.
-fn watch_proc<T>(needle: &str, f: impl FnOnce() -> T) -> (T, Watch) {
+/// for `needle`. A process of this bed (its cmdline names the bed's directory or the certherd
+/// binary: certherd, ssh, sshd, the agent, the config test) must be readable: an error other than
+/// "it just exited" is recorded as unreadable. Other processes (another test's, a sandbox's init)
+/// are searched when readable.
+fn watch_proc<T>(needle: &str, ours: &[String], f: impl FnOnce() -> T) -> (T, Watch) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let (stop2, needle) = (stop.clone(), needle.to_owned());
+    let (stop2, needle, ours) = (stop.clone(), needle.to_owned(), ours.to_vec());
     let me = std::process::id().to_string();
+    let gone = |e: &std::io::Error| {
+        e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ESRCH)
+    };
     let watcher = std::thread::spawn(move || {
         let mut w = Watch {
             scans: 0,
@@ -292,23 +309,30 @@ fn watch_proc<T>(needle: &str, f: impl FnOnce() -> T) -> (T, Watch) {
                 if pid.parse::<u32>().is_err() || pid == me {
                     continue;
                 }
-                for file in ["cmdline", "environ"] {
-                    match std::fs::read(entry.path().join(file)) {
-                        Ok(bytes) => {
-                            let text = String::from_utf8_lossy(&bytes);
-                            if text.contains(&needle) {
-                                w.seen.push(format!("/proc/{pid}/{file}"));
-                            }
-                            if file == "cmdline" && text.contains("agent\0--config") {
-                                w.saw_agent = true;
-                            }
-                        }
-                        // The process exited between the listing and the read.
-                        Err(e)
-                            if e.kind() == std::io::ErrorKind::NotFound
-                                || e.raw_os_error() == Some(nix::libc::ESRCH) => {}
-                        Err(e) => w.unreadable.push(format!("/proc/{pid}/{file}: {e}")),
+                let cmdline = match std::fs::read(entry.path().join("cmdline")) {
+                    Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                    Err(e) if gone(&e) => continue,
+                    Err(e) => {
+                        w.unreadable.push(format!("/proc/{pid}/cmdline: {e}"));
+                        continue;
                     }
+                };
+                let is_ours = ours.iter().any(|o| cmdline.contains(o.as_str()));
+                if cmdline.contains(&needle) {
+                    w.seen.push(format!("/proc/{pid}/cmdline"));
+                }
+                if is_ours && cmdline.contains("agent\0--config") {
+                    w.saw_agent = true;
+                }
+                match std::fs::read(entry.path().join("environ")) {
+                    Ok(bytes) => {
+                        if String::from_utf8_lossy(&bytes).contains(&needle) {
+                            w.seen.push(format!("/proc/{pid}/environ"));
+                        }
+                    }
+                    Err(e) if gone(&e) => {}
+                    Err(e) if is_ours => w.unreadable.push(format!("/proc/{pid}/environ: {e}")),
+                    Err(_) => {}
                 }
             }
         }
