@@ -9,6 +9,7 @@ bash scripts/setup-debian.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --locked --features crashpoints --lib --bins -- -D warnings
 # The crash tests (tests/crash.rs) run certherd built with the `crashpoints` feature, in its own
 # target dir (the test builds it too; this makes that a no-op). The release binary must contain
 # none of it: the feature's environment variable is not even a string in it.
