@@ -104,7 +104,10 @@ fn hostile_renewed_lineage_is_refused_and_changes_nothing() {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{value:?}: {}", text(&out));
         assert_eq!(err.trim_end().lines().count(), 1, "{value:?}: {err}");
-        assert!(err.contains("expected"), "{value:?}: {err}");
+        assert!(
+            err.contains("RENEWED_LINEAGE") && err.contains("expected"),
+            "must name the variable and what was expected: {value:?}: {err}"
+        );
         assert!(out.stdout.is_empty(), "{value:?}: {}", text(&out));
     }
     assert_eq!(
