@@ -37,13 +37,22 @@ cargo fuzz build "${build[@]}"
 failed=()
 for t in "${targets[@]}"; do
     mkdir -p "scratch/$t" "artifacts/$t"
+    # The protocol targets go past the 1 MiB line limit (MAX_REQUEST_LINE / MAX_RESPONSE_LINE):
+    # -max_len above it, a dictionary of the protocol's words, and the targets' own generators
+    # that expand a short input into a line at the limit ± 1 KiB (see the targets' docs).
     max_len=4096
-    [ "$t" = agent_request ] && max_len=16384
+    extra=()
+    case "$t" in
+        agent_request | agent_response)
+            max_len=$((1024 * 1024 + 64 * 1024))
+            extra=(-dict=dict/protocol.dict)
+            ;;
+    esac
     echo "fuzz.sh: $t for ${seconds}s" >&2
     # First corpus dir is written to, the second (checked in) only read.
     if ! cargo fuzz run "${build[@]}" "$t" "scratch/$t" "corpus/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$max_len" \
-        -print_final_stats=1 2>"scratch/$t.log"; then
+        -print_final_stats=1 ${extra[@]+"${extra[@]}"} 2>"scratch/$t.log"; then
         failed+=("$t")
         tail -n 40 "scratch/$t.log" >&2
     fi

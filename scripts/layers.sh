@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 # unit layer — the first unit that is a prefix of the module wins (most specific first).
 table=$(cat <<'EOF'
 text 0
+crashpoint 0
 names 1
 error 2
 log 2

@@ -13,6 +13,16 @@ cargo fmt --all -- --check
 # Imports in src/ point down only (docs/ARCHITECTURE.md).
 bash scripts/layers.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --locked --features crashpoints --lib --bins -- -D warnings
+# The crash tests (tests/crash.rs) run certherd built with the `crashpoints` feature, in its own
+# target dir (the test builds it too; this makes that a no-op). The release binary must contain
+# none of it: the feature's environment variable is not even a string in it.
+cargo build --locked --features crashpoints --bin certherd --target-dir target/crashpoints
+cargo build --locked --release --bin certherd
+if grep -qa CERTHERD_CRASHPOINT target/release/certherd; then
+    echo "target/release/certherd contains crash points (built with --features crashpoints?)" >&2
+    exit 1
+fi
 deb=$(bash scripts/deb.sh)
 bash scripts/deb-check.sh "$deb"
 # tests/common checks that this binary answers --version and `completions bash` exactly as the

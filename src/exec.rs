@@ -162,9 +162,17 @@ mod tests {
 
     #[test]
     fn a_hung_command_is_killed_with_its_children() {
+        let dir = std::env::temp_dir().join(format!("certherd-exec-hung-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("child.pid");
         let start = Instant::now();
         let err = run_bounded(
-            &argv(&["sh", "-c", "sleep 30 & echo started; wait"]),
+            &argv(&[
+                "sh",
+                "-c",
+                &format!("sleep 30 & echo $! > {}; wait", pid_file.display()),
+            ]),
             Duration::from_millis(300),
         )
         .unwrap_err();
@@ -175,6 +183,22 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+        // The child, not only the shell, is gone (a zombie waiting for init to reap it counts as
+        // gone: it runs nothing). Bounded: the kill is delivered by the time run_bounded returns.
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let gone = || {
+            std::fs::read_to_string(&stat).map_or(true, |s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !gone() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone(), "the hung command's child {} survived", pid.trim());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod crashpoint;
 pub mod error;
 pub mod exec;
 pub mod fanout;

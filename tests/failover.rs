@@ -136,6 +136,7 @@ fn standby_renews_after_the_primary_role_moves() {
             "node {n}"
         );
     }
+    assert_no_account_or_renewal(&bed, 3);
 
     // The primary role moves to node 2 (a VIP moving, as far as certherd can tell).
     configure(&bed, "node2");
@@ -206,5 +207,19 @@ fn standby_renews_after_the_primary_role_moves() {
         );
         assert_eq!(installed_serial(&bed, n, "site.test"), back, "node {n}");
         assert_eq!(served_serial(&bed, n, "site.test"), back, "node {n} serves");
+    }
+    assert_no_account_or_renewal(&bed, 3);
+}
+
+/// Node `n` is not a standby: it never received the ACME account or a renewal config (nothing
+/// under `accounts/` or `renewal/`, not even the directories).
+fn assert_no_account_or_renewal(bed: &Bed, n: usize) {
+    for dir in ["accounts", "renewal"] {
+        let path = bed.letsencrypt_dir(n).join(dir);
+        assert!(
+            std::fs::symlink_metadata(&path).is_err(),
+            "non-standby node {n} has {}",
+            path.display()
+        );
     }
 }

@@ -28,10 +28,10 @@ fn auth_then_cleanup_on_every_node() {
         "the self-check fetched through node 3"
     );
 
-    // A second hook call reuses the shared connection made by the first.
-    let sockets = std::fs::read_dir(bed.root().join("ssh/cm"))
-        .unwrap()
-        .count();
+    // A second hook call reuses the shared connections made by the first: the very masters
+    // (same PIDs), one per peer, not new ones under the same socket names.
+    let masters = control_masters(&bed);
+    assert_eq!(masters.len(), 2, "one master per peer: {masters:?}");
     let out = cleanup(&bed, 1, "site.test", "tok1");
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -39,13 +39,7 @@ fn auth_then_cleanup_on_every_node() {
         "left: {:?}",
         token_files(&bed)
     );
-    assert_eq!(
-        std::fs::read_dir(bed.root().join("ssh/cm"))
-            .unwrap()
-            .count(),
-        sockets,
-        "no new control sockets"
-    );
+    assert_eq!(control_masters(&bed), masters, "cleanup opened new masters");
 }
 
 /// Guarantee 3: a required peer that is down fails auth naming it, without stopping the others;

@@ -1,7 +1,9 @@
 //! The fault matrix (SECURITY.md): each case breaks one thing on a real bed — a full disk, a
 //! read-only webroot, a missing nginx, a hung reload, a cut SSH connection, two primaries at once,
 //! a planted symlink, a changed host key — and asserts the outcome written above it: the command
-//! fails (or not) naming the node, nothing is lost, and every node ends on a consistent pair.
+//! fails (or not) naming the node, nothing is lost, and every node ends on a consistent pair:
+//! each row checks that promise on EVERY node through one shared assertion
+//! (`assert_every_node_consistent` in tests/common), not only on the node it broke.
 //!
 //! Proves Guarantees 2, 3, 5, 6 and 7 of docs/GUARANTEES.md (the list there names each test).
 
@@ -73,7 +75,7 @@ fn disk_full_on_a_peer_keeps_its_previous_pair() {
         "{}",
         text(&out)
     );
-    assert_consistent(&bed, 2, 1, "disk full");
+    assert_all_consistent(&bed, &[2, 1, 2], "disk full");
     assert_eq!(served_serial(&bed, 2, LINEAGE), serial_of(&bed, 1));
     assert_eq!(
         temp_files(&le),
@@ -95,7 +97,7 @@ fn disk_full_on_a_peer_keeps_its_previous_pair() {
         "sync after freeing space: {}",
         text(&out)
     );
-    assert_consistent(&bed, 2, 2, "after sync");
+    assert_all_consistent(&bed, &[2, 2, 2], "after sync");
     assert_eq!(served_serial(&bed, 2, LINEAGE), serial_of(&bed, 2));
 }
 
@@ -104,7 +106,7 @@ fn disk_full_on_a_peer_keeps_its_previous_pair() {
 /// node2 changed. cleanup then removes the token where it was and only warns about node2.
 #[test]
 fn read_only_webroot_fails_only_that_node() {
-    let bed = bed(3, false);
+    let bed = tls_bed(3);
     let webroot = bed.webroot(2);
     let mount = Mount::new(&webroot, &["--bind", webroot.to_str().unwrap()]);
     mount.remount("remount,bind,ro");
@@ -138,6 +140,7 @@ fn read_only_webroot_fails_only_that_node() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stderr(&out).contains("node2"), "{}", text(&out));
     assert!(token_files(&bed).is_empty(), "{:?}", token_files(&bed));
+    assert_all_consistent(&bed, &[1, 1, 1], "read-only webroot");
 }
 
 /// Node 3's nginx binary is gone (its [reload] commands name a path that does not exist): the
@@ -180,7 +183,7 @@ fn missing_nginx_binary_rolls_the_node_back() {
         links_before,
         "links restored exactly"
     );
-    assert_consistent(&bed, 3, 1, "nginx missing");
+    assert_all_consistent(&bed, &[2, 2, 1], "nginx missing");
     assert_eq!(served_serial(&bed, 3, LINEAGE), serial_of(&bed, 1));
     for n in [1, 2] {
         assert_eq!(
@@ -193,7 +196,7 @@ fn missing_nginx_binary_rolls_the_node_back() {
     std::fs::write(&path, good).unwrap();
     let out = bed.certherd(1, &["sync"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert_consistent(&bed, 3, 2, "after sync");
+    assert_all_consistent(&bed, &[2, 2, 2], "after sync");
     assert_eq!(served_serial(&bed, 3, LINEAGE), serial_of(&bed, 2));
 }
 
@@ -249,7 +252,7 @@ fn hung_reload_is_killed_with_its_children_and_reported() {
         survivors.is_empty(),
         "reload processes survived the kill: {survivors:?}"
     );
-    assert_consistent(&bed, 3, 2, "hung reload");
+    assert_all_consistent(&bed, &[2, 2, 2], "hung reload");
     assert_eq!(
         served_serial(&bed, 3, LINEAGE),
         serial_of(&bed, 1),
@@ -264,6 +267,8 @@ fn hung_reload_is_killed_with_its_children_and_reported() {
         text(&out)
     );
     assert_eq!(served_serial(&bed, 3, LINEAGE), serial_of(&bed, 2));
+    assert_all_consistent(&bed, &[2, 2, 2], "after sync");
+    assert!(pending_markers(&bed.letsencrypt_dir(3)).is_empty());
 }
 
 /// The SSH connection to node 2 is cut mid-install (its sshd and every process under it — the
@@ -271,8 +276,8 @@ fn hung_reload_is_killed_with_its_children_and_reported() {
 /// node2 within its deadline; node 3 gets version 2. node2 is left with version 2's links in
 /// place but never tested or reloaded; with sshd back, `sync` finishes the install there: links,
 /// archive and served certificate all on version 2. Then the other side of a cut: the primary
-/// killed (by its PID) mid-install; node2's agent finishes on its own, and re-running the deploy
-/// finds node2 `unchanged` and brings the rest to version 3.
+/// killed (by its PID) mid-install; node2's agent finishes on its own, and `sync` finds node2
+/// `unchanged` and brings the rest, the primary's own reload included, to version 3.
 #[test]
 fn ssh_cut_mid_install_is_finished_by_sync() {
     let bed = tls_bed(3);
@@ -308,7 +313,7 @@ fn ssh_cut_mid_install_is_finished_by_sync() {
     bed.start_sshd(2).unwrap();
     let out = bed.certherd(1, &["sync"]).output().unwrap();
     assert!(out.status.success(), "sync after the cut: {}", text(&out));
-    assert_consistent(&bed, 2, 2, "after sync");
+    assert_all_consistent(&bed, &[2, 2, 2], "after sync");
     assert_eq!(served_serial(&bed, 2, LINEAGE), serial_of(&bed, 2));
     assert!(temp_files(&bed.letsencrypt_dir(2)).is_empty());
 
@@ -334,12 +339,9 @@ fn ssh_cut_mid_install_is_finished_by_sync() {
         served,
         "node2's agent did not finish after the primary died"
     );
-    // Re-running the deploy hook repairs the rest, the primary's own reload included (`sync`
-    // does not reload the primary itself: see SECURITY.md, known gaps).
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", LINEAGE])
-        .output()
-        .unwrap();
+    // `sync` repairs the rest, the primary's own reload included (it reloads the primary when
+    // the primary does not serve the current version).
+    let out = bed.certherd(1, &["sync"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         install_column(&String::from_utf8_lossy(&out.stdout), "node2").as_deref(),
@@ -347,8 +349,8 @@ fn ssh_cut_mid_install_is_finished_by_sync() {
         "{}",
         text(&out)
     );
+    assert_all_consistent(&bed, &[3, 3, 3], "after the primary was killed");
     for n in 1..=3 {
-        assert_consistent(&bed, n, 3, "after the primary was killed");
         assert_eq!(served_serial(&bed, n, LINEAGE), serial_of(&bed, 3));
     }
 }
@@ -410,8 +412,8 @@ fn two_primaries_deploying_at_once_serialise_on_each_peer() {
             text(&b)
         );
     }
+    assert_all_consistent(&bed, &[2, 2, 2], "after two deploys");
     for n in 1..=3 {
-        assert_consistent(&bed, n, 2, "after two deploys");
         assert_eq!(
             served_serial(&bed, n, LINEAGE),
             serial_of(&bed, 2),
@@ -423,11 +425,13 @@ fn two_primaries_deploying_at_once_serialise_on_each_peer() {
 
 /// Someone planted symlinks in the token directories: node2's `acme-challenge` points at /etc,
 /// node3's `.well-known` at a decoy directory holding a file named like the token. auth exits 1
-/// naming both nodes ("symlink"), writes nothing into /etc or the decoy; cleanup of a token that
-/// exists in the decoy leaves it there. Node 1 is unaffected.
+/// naming both nodes ("symlink"); nothing new appears anywhere under /etc (no entry in /etc
+/// itself, no file named after the token or certherd's temp marker at any depth) or the decoy
+/// (its whole tree, contents and modes, unchanged); cleanup removes nothing through either link.
+/// Node 1 is unaffected, and every node keeps its consistent pair.
 #[test]
 fn planted_symlink_in_the_token_directory_is_refused() {
-    let bed = bed(3, false);
+    let bed = tls_bed(3);
     let token = format!("certherdfault{}", std::process::id());
     let validation = format!("{token}.thumb");
     let acme2 = bed.webroot(2).join(".well-known/acme-challenge");
@@ -439,6 +443,8 @@ fn planted_symlink_in_the_token_directory_is_refused() {
     let wk3 = bed.webroot(3).join(".well-known");
     std::fs::remove_dir_all(&wk3).unwrap();
     std::os::unix::fs::symlink(&decoy, &wk3).unwrap();
+    let etc_before = dir_entries(std::path::Path::new("/etc"));
+    let decoy_before = tree(&decoy);
 
     let out = auth(&bed, 1, "site.test", &token, &validation);
 
@@ -452,26 +458,78 @@ fn planted_symlink_in_the_token_directory_is_refused() {
             text(&out)
         );
     }
-    assert!(
-        !std::path::Path::new("/etc").join(&token).exists(),
-        "token written into /etc"
-    );
-    assert_eq!(
-        std::fs::read_to_string(decoy.join("acme-challenge").join(&token)).unwrap(),
-        "precious"
-    );
+    assert_nothing_new_in_etc(&etc_before, &token);
+    assert_eq!(tree(&decoy), decoy_before, "the decoy changed");
     assert!(has_token(&bed, 1, &token, &validation));
 
     let out = cleanup(&bed, 1, "site.test", &token);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stderr(&out).contains("node3"), "{}", text(&out));
     assert_eq!(
-        std::fs::read_to_string(decoy.join("acme-challenge").join(&token)).unwrap(),
-        "precious",
-        "cleanup removed a file through a planted symlink"
+        tree(&decoy),
+        decoy_before,
+        "cleanup changed the decoy through a planted symlink"
     );
+    assert_nothing_new_in_etc(&etc_before, &token);
     assert!(std::fs::symlink_metadata(&acme2).unwrap().is_symlink());
     assert!(!has_token(&bed, 1, &token, &validation));
+    assert_all_consistent(&bed, &[1, 1, 1], "planted symlink");
+}
+
+/// The names directly in `dir`.
+fn dir_entries(dir: &std::path::Path) -> std::collections::BTreeSet<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect()
+}
+
+/// Every path under `dir` with its type, mode, content or link target.
+fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let what = if meta.is_symlink() {
+                format!("link {:?}", std::fs::read_link(&p).unwrap())
+            } else if meta.is_dir() {
+                stack.push(p.clone());
+                "dir".to_owned()
+            } else {
+                format!("file {:?}", std::fs::read(&p).unwrap())
+            };
+            out.push((p, format!("{:o} {what}", meta.permissions().mode())));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// /etc has no new entry, and nowhere under it is a file named after the token or a certherd
+/// temp file (a write through the link would leave one of those).
+fn assert_nothing_new_in_etc(before: &std::collections::BTreeSet<std::ffi::OsString>, token: &str) {
+    let etc = std::path::Path::new("/etc");
+    let now = dir_entries(etc);
+    let new: Vec<_> = now.difference(before).collect();
+    assert!(new.is_empty(), "new entries in /etc: {new:?}");
+    let mut stack = vec![etc.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.contains(token) && !name.contains("certherd-tmp"),
+                "written under /etc: {}",
+                e.path().display()
+            );
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
 }
 
 /// Node 3's host key changed (a new key, sshd restarted: what a machine-in-the-middle looks
@@ -517,6 +575,7 @@ fn changed_host_key_is_refused_before_the_key_travels() {
         .filter(|(p, _)| p.starts_with(&le3))
         .collect();
     assert_eq!(after, before, "node3's letsencrypt dir changed");
+    assert_all_consistent(&bed, &[2, 2, 1], "changed host key");
     assert_eq!(served_serial(&bed, 2, LINEAGE), serial_of(&bed, 2));
     assert_eq!(served_serial(&bed, 3, LINEAGE), serial_of(&bed, 1));
 }

@@ -62,6 +62,62 @@ fn hostile_hook_input_is_refused_and_changes_nothing() {
     assert!(!std::path::Path::new("/tmp/pwned").exists());
 }
 
+/// Guarantee 5: a hostile `$RENEWED_LINEAGE` (what certbot hands the deploy hook) is refused
+/// before anything is read or sent: `../../etc`, a path outside the letsencrypt dir, shell
+/// metacharacters, a path with `..` that lands on a real lineage, a planted symlink under live/
+/// pointing at a real lineage elsewhere. Each exits 2 with one line saying what was expected,
+/// prints no result table (nothing was deployed), changes no file on any node, and runs none of
+/// the metacharacters.
+#[test]
+fn hostile_renewed_lineage_is_refused_and_changes_nothing() {
+    let bed = bed(3, false);
+    let le = bed.letsencrypt_dir(1);
+    // A real lineage for the tricks to point at, in certbot's layout.
+    let real = le.join("live/real.test");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::write(real.join("cert.pem"), "not a certificate").unwrap();
+    let elsewhere = bed.root().join("elsewhere/live/site.test");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, le.join("live/planted.test")).unwrap();
+    let marker = bed.root().join("pwned");
+    let live = le.join("live").display().to_string();
+    let cases = [
+        "../../etc".to_owned(),
+        format!("{live}/../../../etc"),
+        "/etc".to_owned(),
+        elsewhere.display().to_string(),
+        format!("{live}/$(touch {})", marker.display()),
+        format!("{live}/x;touch {}", marker.display()),
+        format!("{live}/real.test/../real.test"),
+        format!("{live}/planted.test"),
+        format!("{live}/"),
+        String::new(),
+    ];
+    let before = snapshot(&bed);
+    for value in &cases {
+        let out = bed
+            .certherd(1, &["deploy"])
+            .env("RENEWED_LINEAGE", value)
+            .env("RENEWED_DOMAINS", "site.test")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{value:?}: {}", text(&out));
+        assert_eq!(err.trim_end().lines().count(), 1, "{value:?}: {err}");
+        assert!(
+            err.contains("RENEWED_LINEAGE") && err.contains("expected"),
+            "must name the variable and what was expected: {value:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{value:?}: {}", text(&out));
+    }
+    assert_eq!(
+        snapshot(&bed),
+        before,
+        "a hostile RENEWED_LINEAGE changed files"
+    );
+    assert!(!marker.exists(), "shell metacharacters ran");
+}
+
 /// Sends raw lines to a node's agent through its real sshd and forced command.
 fn agent_session(bed: &Bed, node: usize, input: &[u8]) -> Vec<serde_json::Value> {
     let mut child = bed

@@ -9,6 +9,8 @@
 //! - after `installed`, all four live links name the version, the live key matches the live
 //!   certificate (no install of a pair whose key does not match), and a private key that is a
 //!   file has mode 0600; no temp file is left behind by a finished request;
+//! - lines up to the 1 MiB limit are read whole, longer ones are refused as too_large and
+//!   change nothing (inputs starting with `\xffBIG` are expanded to lines at the limit ± 1 KiB);
 //! - no renewal config written (the scratch node is a standby) contains a hook other than the
 //!   node's own certherd, or a path outside its letsencrypt dir.
 #![no_main]
@@ -202,6 +204,36 @@ fn check_renewal_configs(bed: &Bed, after: &BTreeMap<PathBuf, String>) {
     }
 }
 
+/// Inputs that start with this are expanded into a line near the real 1 MiB limit, which
+/// libFuzzer's mutations alone would take very long to reach (see [`expand`]).
+const BIG: &[u8] = b"\xffBIG";
+
+/// `BIG`, two bytes of a signed offset d, then a template `PREFIX \0 SUFFIX [\n REST]`: the
+/// first line becomes PREFIX, then `a` padding, then SUFFIX, exactly `MAX_REQUEST_LINE + d`
+/// bytes long (d in -1024..=1023), followed by REST. With d <= 0 the line must be read and
+/// answered; with d > 0 it must be refused as too_large, changing nothing.
+fn expand(data: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let rest = data.strip_prefix(BIG)?;
+    let (&[hi, lo], rest) = rest.split_first_chunk::<2>()?;
+    let d = (i16::from_be_bytes([hi, lo]) % 1024) as isize;
+    let (first, tail) = match rest.iter().position(|&b| b == b'\n') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, &[][..]),
+    };
+    let (prefix, suffix) = match first.iter().position(|&b| b == 0) {
+        Some(i) => (&first[..i], &first[i + 1..]),
+        None => (first, &[][..]),
+    };
+    let len = (MAX_REQUEST_LINE as isize + d) as usize;
+    let pad = len.checked_sub(prefix.len() + suffix.len())?;
+    let mut line = Vec::with_capacity(len + tail.len());
+    line.extend_from_slice(prefix);
+    line.resize(prefix.len() + pad, b'a');
+    line.extend_from_slice(suffix);
+    line.extend_from_slice(tail);
+    Some((line, len))
+}
+
 fuzz_target!(|data: &[u8]| {
     let bed = bed();
     // A fresh node for every input, so a crash always reproduces from its input alone.
@@ -209,19 +241,48 @@ fuzz_target!(|data: &[u8]| {
     std::fs::create_dir_all(bed.root.join("webroot")).unwrap();
     std::fs::create_dir_all(bed.root.join("letsencrypt")).unwrap();
 
+    let expanded = expand(data);
+    let (data, first_len) = match &expanded {
+        Some((line, len)) => (&line[..], Some(*len)),
+        None => (data, None),
+    };
     // Exactly what Agent::serve does with stdin, minus the process around it.
     let mut input = BufReader::with_capacity(64 * 1024, data);
+    let mut consumed = 0;
+    let mut first = true;
     loop {
         let mut before = BTreeMap::new();
         snapshot(&bed.root, &mut before);
-        match read_line_limited(&mut input, MAX_REQUEST_LINE) {
+        let read = read_line_limited(&mut input, MAX_REQUEST_LINE);
+        if let (true, Some(len)) = (first, first_len) {
+            // The generated line sits on the boundary: read whole up to the limit, refused above.
+            match &read {
+                Ok(Some(line)) => assert!(len <= MAX_REQUEST_LINE && line.len() == len),
+                Err(LineError::TooLong(_)) => assert!(len > MAX_REQUEST_LINE),
+                other => panic!("a {len}-byte line read as {:?}", other.as_ref().map(|l| l.as_ref().map(Vec::len))),
+            }
+        }
+        first = false;
+        match read {
             Ok(None) => break,
             Ok(Some(line)) => {
+                consumed += line.len() + 1;
                 let response = bed.agent.handle_line(&line);
                 let request = parse_request(&line).ok();
                 check_answer(bed, request.as_ref(), &response, &before);
             }
-            Err(LineError::TooLong(_)) => break,
+            Err(LineError::TooLong(limit)) => {
+                // What serve answers before it hangs up; the line really was over the limit.
+                let rest = &data[consumed.min(data.len())..];
+                let line_len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+                assert!(line_len > limit, "a {line_len}-byte line refused as too long");
+                let response = Response::error(
+                    ErrorKind::TooLarge,
+                    format!("request line longer than {limit} bytes refused"),
+                );
+                check_answer(bed, None, &response, &before);
+                break;
+            }
             Err(LineError::Io(e)) => panic!("reading a slice cannot fail: {e}"),
         }
     }

@@ -1,6 +1,7 @@
 //! What certbot hands the hooks (`CERTBOT_DOMAIN`, `CERTBOT_TOKEN`, `CERTBOT_VALIDATION`, and
 //! `RENEWED_LINEAGE`'s last component), through the same `Challenge::from_env` the hooks use
-//! (flags take precedence over the environment, so no variable is touched), and the name parsers.
+//! (both branches: the `--domain/--token/--validation` flags, and certbot's environment variables,
+//! which must give the same answer), and the name parsers.
 //!
 //! Properties: an accepted token, domain or lineage is safe as a file or directory name (no `/`,
 //! no NUL, not `.` or `..`; lineages never start with `-` or `.`); an accepted domain is lower case and parses to
@@ -42,13 +43,58 @@ fuzz_target!(|data: &[u8]| {
         parts.next().unwrap_or_default().to_owned(),
     );
 
-    let args = ChallengeArgs {
+    let need_validation = knob & 1 == 1;
+    // Both branches of `from_env`: the flags, or certbot's environment variables (knob bit 1;
+    // bit 2 uses CERTBOT_IDENTIFIER, the newer name, for the domain). They must agree.
+    let flags = ChallengeArgs {
         domain: Some(domain.clone()),
         token: Some(token.clone()),
         validation: Some(validation.clone()),
     };
-    let need_validation = knob & 1 == 1;
-    match Challenge::from_env(&args, need_validation) {
+    let from_flags = Challenge::from_env(&flags, need_validation);
+    for var in [
+        "CERTBOT_DOMAIN",
+        "CERTBOT_IDENTIFIER",
+        "CERTBOT_TOKEN",
+        "CERTBOT_VALIDATION",
+    ] {
+        std::env::remove_var(var);
+    }
+    let result = if knob & 2 == 2 && !validation.contains('\0') {
+        // The first two parts were split at NUL; the environment cannot hold a NUL at all.
+        let domain_var = if knob & 4 == 4 {
+            "CERTBOT_IDENTIFIER"
+        } else {
+            "CERTBOT_DOMAIN"
+        };
+        std::env::set_var(domain_var, &domain);
+        std::env::set_var("CERTBOT_TOKEN", &token);
+        std::env::set_var("CERTBOT_VALIDATION", &validation);
+        let from_env = Challenge::from_env(&ChallengeArgs::default(), need_validation);
+        match (&from_env, &from_flags) {
+            (Ok(e), Ok(f)) => {
+                assert_eq!(e.domain, f.domain);
+                assert_eq!(e.token, f.token);
+                assert_eq!(
+                    e.key_authorization.as_ref().map(|k| k.as_str()),
+                    f.key_authorization.as_ref().map(|k| k.as_str())
+                );
+            }
+            (Err(e), Err(f)) => assert_eq!(e.to_string(), f.to_string()),
+            (e, f) => panic!("environment and flags disagree: {e:?} vs {f:?}"),
+        }
+        // Nothing set: refused, naming the variable certbot sets.
+        for var in [domain_var, "CERTBOT_TOKEN", "CERTBOT_VALIDATION"] {
+            std::env::remove_var(var);
+        }
+        let missing = Challenge::from_env(&ChallengeArgs::default(), need_validation)
+            .expect_err("no flags, no environment");
+        assert!(missing.to_string().contains("$CERTBOT_DOMAIN"), "{missing}");
+        from_env
+    } else {
+        from_flags
+    };
+    match result {
         Ok(c) => {
             safe_name(c.token.as_str());
             assert!(!c.token.as_str().starts_with('.'));

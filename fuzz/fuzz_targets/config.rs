@@ -1,6 +1,8 @@
 //! The config parser: any text either parses into a config that passed validation, or is refused
 //! with an error that names the file. Neither path may panic (e.g. slicing the text at an error
-//! span), and a config that parsed must be usable by every command without panicking.
+//! span), and a config that parsed must be usable by every command without panicking and hold
+//! what validation promises: no empty program, no host starting with `-`, concurrency >= 1,
+//! `[ssh] kex_algorithms` non-empty names of `[A-Za-z0-9.@_-]` starting with a letter or digit.
 #![no_main]
 
 use std::path::Path;
@@ -15,8 +17,21 @@ fuzz_target!(|data: &[u8]| {
     match Config::parse(text, Path::new("/fuzz/certherd.toml")) {
         Ok(config) => {
             let _ = config.node_name();
-            let commands = config.commands();
-            assert_eq!(commands.test, config.reload.test);
+            // Properties validation must have enforced (each fails if its check is dropped;
+            // `commands()` merely copies fields, so comparing with it could never fail).
+            if let Some(kex) = &config.ssh.kex_algorithms {
+                assert!(!kex.is_empty(), "empty kex_algorithms accepted");
+                for name in kex {
+                    assert!(
+                        name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                            && name
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || ".@_-".contains(c)),
+                        "kex name {name:?} would reach ssh's -o KexAlgorithms= (list modifiers, \
+                         commas, spaces or option text)"
+                    );
+                }
+            }
             assert!(
                 config.ssh.concurrency >= 1,
                 "validation let concurrency 0 through"

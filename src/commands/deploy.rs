@@ -29,7 +29,7 @@ pub struct SyncOptions {
 
 /// `certherd deploy`.
 pub async fn run(config: &Config, options: &Options) -> Result<i32> {
-    let lineage = lineage_from(options.lineage.as_deref())?;
+    let lineage = lineage_from(config, options.lineage.as_deref())?;
     hand_over_local(config);
     let d = certs::push(config, &lineage, true).await?;
     match options.format {
@@ -97,7 +97,11 @@ fn print_json(value: &impl serde::Serialize) {
     }
 }
 
-fn lineage_from(flag: Option<&str>) -> Result<LineageName> {
+/// The lineage to deploy: `--lineage`, else certbot's `$RENEWED_LINEAGE`, which must be exactly
+/// `<letsencrypt_dir>/live/<name>` — a real directory, not a symlink, no `..` — so that a
+/// hostile value (`../../etc`, a path elsewhere, a planted link) is refused as input (exit 2)
+/// before anything is read or sent.
+fn lineage_from(config: &Config, flag: Option<&str>) -> Result<LineageName> {
     if let Some(name) = flag {
         return Ok(LineageName::parse(name)?);
     }
@@ -106,9 +110,29 @@ fn lineage_from(flag: Option<&str>) -> Result<LineageName> {
             "missing lineage: expected $RENEWED_LINEAGE (set by certbot) or --lineage NAME".into(),
         )
     })?;
+    let live = config.letsencrypt_dir.join("live");
+    let refuse = |why: &str| {
+        Error::Input(format!(
+            "RENEWED_LINEAGE {} {why}: expected {}/NAME, a lineage directory",
+            crate::text::printable(&dir),
+            live.display()
+        ))
+    };
     let name = std::path::Path::new(&dir)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(LineageName::parse(&name)?)
+        .strip_prefix(&live)
+        .ok()
+        .and_then(|rest| {
+            let mut parts = rest.components();
+            match (parts.next(), parts.next()) {
+                (Some(std::path::Component::Normal(n)), None) => n.to_str(),
+                _ => None,
+            }
+        })
+        .ok_or_else(|| refuse("is not a directory directly under live/"))?;
+    let lineage = LineageName::parse(name)?;
+    match std::fs::symlink_metadata(live.join(name)) {
+        Ok(m) if m.is_dir() => Ok(lineage),
+        Ok(_) => Err(refuse("is a symlink or a file")),
+        Err(_) => Err(refuse("does not exist")),
+    }
 }

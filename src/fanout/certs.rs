@@ -173,9 +173,13 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
             return (Ok(false), start.elapsed());
         }
         let result = tokio::task::spawn_blocking(move || {
+            crate::crashpoint!("primary-before-test");
             commands
                 .test()
-                .and_then(|()| commands.reload())
+                .and_then(|()| {
+                    crate::crashpoint!("primary-before-reload");
+                    commands.reload()
+                })
                 .map(|()| true)
         })
         .await
@@ -184,6 +188,7 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
         (result, start.elapsed())
     };
     let (remote, (local, local_elapsed)) = tokio::join!(remote, local);
+    crate::crashpoint!("primary-after-installs");
     let standby_errors = copy_renewal_to_standbys(config, lineage, &peers).await;
 
     let mut rows = this_then_peers(

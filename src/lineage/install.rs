@@ -169,6 +169,7 @@ impl Layout {
             let path = archive.join(format!("{kind}{version}.pem"));
             made.note(&path);
             write_if_changed(&path, content.as_bytes(), 0o644)?;
+            crate::crashpoint!("after-archive-{kind}");
         }
         let key_path = archive.join(format!("privkey{version}.pem"));
         made.note(&key_path);
@@ -184,6 +185,7 @@ impl Layout {
         }
         key_mode_0600(&archive, version)?;
         sync_dir(&archive)?;
+        crate::crashpoint!("after-archive-privkey");
         made.note(&live.join("README"));
         write_readme(&live)?;
 
@@ -200,12 +202,15 @@ impl Layout {
         made.note(&pending_path);
         write_if_changed(&pending_path, &record, 0o600)?;
         sync_dir(&live)?;
+        crate::crashpoint!("after-pending-marker");
         made.links_moved = true;
         for kind in KINDS {
             let target = PathBuf::from(format!("../../archive/{lineage}/{kind}{version}.pem"));
             swap_symlink(&live.join(format!("{kind}.pem")), &target)?;
+            crate::crashpoint!("after-link-{kind}");
         }
         sync_dir(&live)?;
+        crate::crashpoint!("before-test");
 
         if let Err(output) = commands.test() {
             for (kind, old) in KINDS.iter().zip(&previous) {
@@ -214,8 +219,10 @@ impl Layout {
                     Some(target) => swap_symlink(&link, target)?,
                     None => remove_if_exists(&link)?,
                 }
+                crate::crashpoint!("rollback-after-link-{kind}");
             }
             sync_dir(&live)?;
+            crate::crashpoint!("rollback-before-marker-removed");
             remove_if_exists(&pending_path)?;
             // Back where it was: what this install created goes too.
             made.links_moved = false;
@@ -224,10 +231,13 @@ impl Layout {
                 restored: before,
             });
         }
+        crate::crashpoint!("after-test");
         // A failed reload keeps the marker: the next deploy or sync tests and reloads again.
         commands.reload().map_err(InstallError::ReloadFailed)?;
+        crate::crashpoint!("after-reload");
         remove_if_exists(&pending_path)?;
         sync_dir(&live)?;
+        crate::crashpoint!("after-pending-removed");
         Ok(Installed {
             before,
             after: version,

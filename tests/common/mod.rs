@@ -13,10 +13,16 @@ pub use certherd_testbed::{Bed, BedOptions, PeerSpec};
 /// Starts a bed with `nodes` nodes, with pebble when `ca`. Fails the test loudly when a daemon
 /// is missing or does not start: that is an install bug, never a reason to skip.
 pub fn bed(nodes: usize, ca: bool) -> Bed {
+    bed_with(nodes, ca, certherd_bin())
+}
+
+/// [`bed`] running another certherd binary everywhere (the hooks and the peers' forced command):
+/// the crash tests use the one built with the `crashpoints` feature ([`crashpoint_bin`]).
+pub fn bed_with(nodes: usize, ca: bool, certherd: &Path) -> Bed {
     Bed::start(BedOptions {
         nodes,
         ca,
-        certherd: certherd_bin().to_owned(),
+        certherd: certherd.into(),
     })
     .unwrap_or_else(|e| panic!("test bed did not start: {e}"))
 }
@@ -90,6 +96,35 @@ fn answer(bin: &Path, args: &[&str]) -> Result<String, String> {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
+}
+
+/// certherd built with the `crashpoints` feature (src/crashpoint.rs) into its own target dir,
+/// `target/crashpoints`, so the product binary the other tests run never contains them. Built
+/// once per test process; scripts/test.sh builds it beforehand, so this is a no-op there. A
+/// build failure fails the test: the crash tests never silently skip.
+pub fn crashpoint_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = root.join("target/crashpoints");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .current_dir(root)
+            .args(["build", "--features", "crashpoints", "--bin", "certherd"])
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .expect("run cargo build --features crashpoints");
+        assert!(
+            out.status.success(),
+            "cargo build --features crashpoints failed:\n{}",
+            text(&out)
+        );
+        let bin = target.join("debug/certherd");
+        assert!(bin.exists(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
 }
 
 /// Runs `certherd auth` on `node` with certbot's environment.
@@ -342,4 +377,128 @@ pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) ->
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The fault matrix's promise for one node (SECURITY.md): all four links of `lineage` name
+/// version `v`, each of its archive files equals the primary's (node 1) byte for byte, the key
+/// matches the certificate (openssl, independently of certherd), `nginx -t` passes, and no
+/// certherd temp file is left anywhere under the node's letsencrypt dir.
+pub fn assert_node_consistent(bed: &Bed, lineage: &str, n: usize, v: u32, context: &str) {
+    let links = live_links(bed, n, lineage);
+    for (kind, link) in ["cert", "chain", "fullchain", "privkey"].iter().zip(&links) {
+        assert_eq!(
+            link,
+            &format!("../../archive/{lineage}/{kind}{v}.pem"),
+            "{context}: node {n} links {links:?}"
+        );
+        let rel = format!("archive/{lineage}/{kind}{v}.pem");
+        let want = std::fs::read(bed.letsencrypt_dir(1).join(&rel))
+            .unwrap_or_else(|e| panic!("{context}: the primary's {rel}: {e}"));
+        let got = std::fs::read(bed.letsencrypt_dir(n).join(&rel))
+            .unwrap_or_else(|e| panic!("{context}: node {n} {rel}: {e}"));
+        assert_eq!(
+            got, want,
+            "{context}: node {n} {rel} differs from the primary's"
+        );
+    }
+    let live = bed.letsencrypt_dir(n).join("live").join(lineage);
+    let public = |args: &[&str], file: &str| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .arg(live.join(file))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let from_cert = public(&["x509", "-noout", "-pubkey", "-in"], "cert.pem");
+    let from_key = public(&["pkey", "-pubout", "-in"], "privkey.pem");
+    assert!(
+        from_cert.contains("PUBLIC KEY") && from_cert == from_key,
+        "{context}: node {n}: the key does not match the certificate"
+    );
+    let test = std::process::Command::new("/usr/sbin/nginx")
+        .args(["-t", "-q", "-c"])
+        .arg(bed.nginx_conf(n))
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{context}: node {n} nginx -t: {}",
+        text(&test)
+    );
+    let temps = certherd_temp_files(&bed.letsencrypt_dir(n));
+    assert!(temps.is_empty(), "{context}: node {n} temp files {temps:?}");
+}
+
+/// The promise on EVERY node: node `n` is consistent on `versions[n - 1]` (see
+/// [`assert_node_consistent`]). Every fault-matrix row ends with this.
+pub fn assert_every_node_consistent(bed: &Bed, lineage: &str, versions: &[u32], context: &str) {
+    assert_eq!(
+        versions.len(),
+        bed.nodes(),
+        "{context}: one expected version per node"
+    );
+    for (i, v) in versions.iter().enumerate() {
+        assert_node_consistent(bed, lineage, i + 1, *v, context);
+    }
+}
+
+/// Every path under `dir` whose name contains certherd's temp marker (`.NAME.certherd-tmp-PID`).
+pub fn certherd_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_name().to_string_lossy().contains("certherd-tmp") {
+                out.push(p.clone());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Every `.certherd-pending` marker under `dir` (an install that moved links and did not finish).
+pub fn pending_markers(dir: &Path) -> Vec<PathBuf> {
+    let live = dir.join("live");
+    std::fs::read_dir(&live)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(".certherd-pending"))
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect()
+}
+
+/// The live SSH control masters under the bed's control directory: (socket, `ssh -O check`'s
+/// "Master running (pid=N)"), sorted. A new master has a new PID even under the same socket name
+/// (the names are a fixed hash per peer), so comparing these proves a connection was reused.
+pub fn control_masters(bed: &Bed) -> Vec<(PathBuf, String)> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out: Vec<(PathBuf, String)> = std::fs::read_dir(bed.root().join("ssh/cm"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_socket()))
+        .map(|e| {
+            let check = std::process::Command::new("/usr/bin/ssh")
+                .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-S"])
+                .arg(e.path())
+                .args(["-O", "check", "x"])
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&check.stderr).trim().to_owned();
+            assert!(
+                check.status.success() && said.contains("pid="),
+                "master on {} not alive: {said}",
+                e.path().display()
+            );
+            (e.path(), said)
+        })
+        .collect();
+    out.sort();
+    out
 }

@@ -67,7 +67,12 @@ pub fn new_version(bed: &Bed, v: u32) {
 /// A bed of `nodes` nodes where every node serves version 1 of site.test over TLS (installed on
 /// the peers by `certherd sync`), without a CA.
 pub fn tls_bed(nodes: usize) -> Bed {
-    let bed = bed(nodes, false);
+    tls_bed_with(nodes, Path::new(env!("CARGO_BIN_EXE_certherd")))
+}
+
+/// [`tls_bed`] running another certherd binary (the crash tests' build).
+pub fn tls_bed_with(nodes: usize, certherd: &Path) -> Bed {
+    let bed = bed_with(nodes, false, certherd);
     new_version(&bed, 1);
     enable_tls(&bed, LINEAGE);
     let out = bed.certherd(1, &["sync"]).output().unwrap();
@@ -259,20 +264,7 @@ impl Drop for PidFile {
 
 /// Every path under `dir` whose name contains certherd's temp marker.
 pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if e.file_name().to_string_lossy().contains("certherd-tmp") {
-                out.push(p.clone());
-            }
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(p);
-            }
-        }
-    }
-    out
+    certherd_temp_files(dir)
 }
 
 /// The INSTALL column of `node`'s row in a deploy/sync table.
@@ -283,50 +275,14 @@ pub fn install_column(stdout: &str, node: &str) -> Option<String> {
         .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
 }
 
-/// Asserts node `n` is on one consistent version `v`: all four live links name it, each archive
-/// file of `v` equals node 1's, the key matches the certificate, and `nginx -t` passes.
+/// Asserts node `n` is on one consistent version `v` (the shared assertion in tests/common).
 pub fn assert_consistent(bed: &Bed, n: usize, v: u32, context: &str) {
-    let links = live_links(bed, n, LINEAGE);
-    for (kind, link) in ["cert", "chain", "fullchain", "privkey"].iter().zip(&links) {
-        assert_eq!(
-            link,
-            &format!("../../archive/{LINEAGE}/{kind}{v}.pem"),
-            "{context}: node {n} links {links:?}"
-        );
-        let rel = format!("archive/{LINEAGE}/{kind}{v}.pem");
-        let want = std::fs::read(bed.letsencrypt_dir(1).join(&rel)).unwrap();
-        let got = std::fs::read(bed.letsencrypt_dir(n).join(&rel))
-            .unwrap_or_else(|e| panic!("{context}: node {n} {rel}: {e}"));
-        assert_eq!(
-            got, want,
-            "{context}: node {n} {rel} differs from the primary's"
-        );
-    }
-    let live = bed.letsencrypt_dir(n).join("live").join(LINEAGE);
-    let pubkey = |args: &[&str], file: &str| {
-        let out = Command::new("openssl")
-            .args(args)
-            .arg(live.join(file))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let from_cert = pubkey(&["x509", "-noout", "-pubkey", "-in"], "cert.pem");
-    let from_key = pubkey(&["pkey", "-pubout", "-in"], "privkey.pem");
-    assert!(
-        !from_cert.is_empty() && from_cert == from_key,
-        "{context}: node {n}: key does not match certificate"
-    );
-    let test = Command::new("/usr/sbin/nginx")
-        .args(["-t", "-q", "-c"])
-        .arg(bed.nginx_conf(n))
-        .output()
-        .unwrap();
-    assert!(
-        test.status.success(),
-        "{context}: node {n} nginx -t: {}",
-        text(&test)
-    );
+    assert_node_consistent(bed, LINEAGE, n, v, context);
+}
+
+/// Asserts every node is consistent, node `n` on `versions[n - 1]`.
+pub fn assert_all_consistent(bed: &Bed, versions: &[u32], context: &str) {
+    assert_every_node_consistent(bed, LINEAGE, versions, context);
 }
 
 /// The serial of archive version `v` on node 1.

@@ -1,0 +1,365 @@
+//! Kills at named crash points (src/crashpoint.rs), not at guessed delays: a certherd built with
+//! the `crashpoints` feature stops dead (SIGKILL to itself) at the point a test names, and writes
+//! the point's name first, so each round knows where the install was when the kill landed.
+//!
+//! Every round installs a version whose files differ from what the node has (a fresh key and
+//! certificate), kills at one point, asserts the node is in an allowed state — the old pair, the
+//! new pair, or a state marked pending (`.certherd-pending`, naming the old links) — with every
+//! archive file present complete, then that `sync` brings every node to a consistent new pair,
+//! served, with no temp file or marker left, and that `status` said "pending" (exit 1) before and
+//! exit 0 after.
+//!
+//! Proves Guarantee 6 of docs/GUARANTEES.md (the list there names each test).
+
+mod common;
+mod security;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use security::*;
+
+/// The agent's points, in the order an install meets them.
+const AGENT_POINTS: [&str; 13] = [
+    "after-archive-cert",
+    "after-archive-chain",
+    "after-archive-fullchain",
+    "after-archive-privkey",
+    "after-pending-marker",
+    "after-link-cert",
+    "after-link-chain",
+    "after-link-fullchain",
+    "after-link-privkey",
+    "before-test",
+    "after-test",
+    "after-reload",
+    "after-pending-removed",
+];
+
+/// The agent's rollback points (the config test failed), in order.
+const ROLLBACK_POINTS: [&str; 5] = [
+    "rollback-after-link-cert",
+    "rollback-after-link-chain",
+    "rollback-after-link-fullchain",
+    "rollback-after-link-privkey",
+    "rollback-before-marker-removed",
+];
+
+/// The primary's points in `deploy` (its own test and reload run beside the peers' installs).
+const PRIMARY_POINTS: [&str; 3] = [
+    "primary-before-test",
+    "primary-before-reload",
+    "primary-after-installs",
+];
+
+/// Makes node `n`'s forced command the crash build's agent with `point` armed.
+fn arm_agent(bed: &Bed, n: usize, point: &str, hits: &Path) -> String {
+    force_command(
+        bed,
+        n,
+        "crash",
+        &format!(
+            "export CERTHERD_CRASHPOINT={point} CERTHERD_CRASHPOINT_HIT={}\n{}",
+            hits.display(),
+            agent_command(bed, n)
+        ),
+    )
+}
+
+/// The last point a crash build stopped at.
+fn last_hit(hits: &Path) -> Option<String> {
+    std::fs::read_to_string(hits)
+        .ok()?
+        .lines()
+        .last()
+        .map(str::to_owned)
+}
+
+/// Asserts node `n` is in one of the allowed states after a kill during the install of `new`
+/// over `old`, and names it. Allowed: the old pair, the new pair, or pending (a marker naming the
+/// old links, whatever the links say). In every state: no temp file, every archive file of
+/// either version that exists equals the primary's byte for byte, and the old version is whole.
+fn observe(bed: &Bed, n: usize, old: u32, new: u32, context: &str) -> String {
+    let le = bed.letsencrypt_dir(n);
+    let temps = temp_files(&le);
+    assert!(temps.is_empty(), "{context}: node {n} temp files {temps:?}");
+    for v in [old, new] {
+        for kind in ["cert", "chain", "fullchain", "privkey"] {
+            let rel = format!("archive/{LINEAGE}/{kind}{v}.pem");
+            let path = le.join(&rel);
+            if v == new && std::fs::symlink_metadata(&path).is_err() {
+                continue;
+            }
+            let got = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("{context}: node {n} {rel} unreadable: {e}"));
+            let want = std::fs::read(bed.letsencrypt_dir(1).join(&rel)).unwrap();
+            assert_eq!(
+                got, want,
+                "{context}: node {n} {rel} is not the primary's (truncated?)"
+            );
+        }
+    }
+    let name = |v: u32| {
+        ["cert", "chain", "fullchain", "privkey"]
+            .map(|k| format!("../../archive/{LINEAGE}/{k}{v}.pem"))
+            .to_vec()
+    };
+    let links = live_links(bed, n, LINEAGE);
+    let words: Vec<&str> = links
+        .iter()
+        .zip(name(old).iter().zip(name(new)))
+        .map(|(l, (o, nw))| {
+            if l == o {
+                "old"
+            } else if *l == nw {
+                "new"
+            } else {
+                "OTHER"
+            }
+        })
+        .collect();
+    assert!(
+        !words.contains(&"OTHER"),
+        "{context}: node {n} links {links:?}"
+    );
+    let marker = le.join("live").join(LINEAGE).join(".certherd-pending");
+    if let Ok(bytes) = std::fs::read(&marker) {
+        let recorded: Vec<Option<String>> = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{context}: node {n} marker unreadable: {e}"));
+        let recorded: Vec<String> = recorded
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        assert_eq!(
+            recorded,
+            name(old),
+            "{context}: node {n}'s marker must name the old links to roll back to"
+        );
+        return format!("pending, links {}", words.join("/"));
+    }
+    let served = served_serial(bed, n, LINEAGE);
+    if links == name(old) {
+        assert_eq!(served, serial_of(bed, old), "{context}: node {n} old pair");
+        "old pair, serves old".into()
+    } else if links == name(new) {
+        assert_eq!(served, serial_of(bed, new), "{context}: node {n} new pair");
+        "new pair, serves new".into()
+    } else {
+        panic!("{context}: node {n} links {links:?} are mixed and no marker says pending")
+    }
+}
+
+/// `certherd status --format json` from node 1: (exit code, node `n`'s row).
+fn status_row(bed: &Bed, n: usize) -> (Option<i32>, serde_json::Value) {
+    let out = bed
+        .certherd(1, &["status", "--format", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status JSON: {e}: {}", text(&out)));
+    let row = report["rows"]
+        .as_array()
+        .and_then(|rows| {
+            rows.iter()
+                .find(|r| r["node"] == format!("node{n}") && r["lineage"] == LINEAGE)
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for node{n}: {report}"));
+    (out.status.code(), row)
+}
+
+/// `sync` from node 1 repairs everything: every node consistent on `v` and serving it, no marker
+/// anywhere, `status` exit 0.
+fn sync_repairs(bed: &Bed, v: u32, context: &str) {
+    let out = bed.certherd(1, &["sync"]).output().unwrap();
+    assert!(out.status.success(), "{context}: sync: {}", text(&out));
+    assert_all_consistent(bed, &[v, v, v], &format!("{context}, after sync"));
+    for n in 1..=3 {
+        assert_eq!(
+            served_serial(bed, n, LINEAGE),
+            serial_of(bed, v),
+            "{context}: node {n} after sync serves"
+        );
+        let markers = pending_markers(&bed.letsencrypt_dir(n));
+        assert!(markers.is_empty(), "{context}: node {n} {markers:?}");
+    }
+    let (code, row) = status_row(bed, 2);
+    assert_eq!(code, Some(0), "{context}: status after sync: {row}");
+    assert_eq!(row["pending"], false, "{context}: {row}");
+}
+
+/// Guarantee 6: node 2's agent killed at each of its install and rollback points.
+#[test]
+fn agent_killed_at_every_crash_point_is_repaired_by_sync() {
+    let bed = tls_bed_with(3, &crashpoint_bin());
+    let hits = bed.root().join("crash-hits");
+    let points: Vec<&str> = AGENT_POINTS
+        .iter()
+        .chain(&ROLLBACK_POINTS)
+        .copied()
+        .collect();
+    walk(&bed, &points, |point, v| {
+        let rollback = point.starts_with("rollback-");
+        let original = arm_agent(&bed, 2, point, &hits);
+        if rollback {
+            set_reload_line(&bed, 2, "test", "test = [\"/bin/false\"]");
+        }
+
+        let out = bed
+            .certherd(1, &["deploy", "--lineage", LINEAGE])
+            .output()
+            .unwrap();
+
+        restore_forced_command(&bed, 2, &original);
+        if rollback {
+            set_reload_line(&bed, 2, "test", &nginx_test_line(&bed, 2));
+        }
+        assert_eq!(
+            last_hit(&hits).as_deref(),
+            Some(point),
+            "the agent did not stop at {point}: {}",
+            text(&out)
+        );
+        assert_eq!(out.status.code(), Some(1), "{point}: {}", text(&out));
+        assert!(stderr(&out).contains("node2"), "{point}: {}", text(&out));
+        let state = observe(&bed, 2, v - 1, v, point);
+        assert_consistent(&bed, 3, v, &format!("{point}: the others move on"));
+        if state.starts_with("pending") {
+            let (code, row) = status_row(&bed, 2);
+            assert_eq!(
+                code,
+                Some(1),
+                "{point}: status with a pending install: {row}"
+            );
+            assert_eq!(row["pending"], true, "{point}: {row}");
+            assert_eq!(row["drift"], true, "{point}: {row}");
+        }
+        sync_repairs(&bed, v, point);
+        state
+    });
+}
+
+/// Runs one round per point, each on a new version (files that differ from every node's), and
+/// prints the table of states observed after each kill. A failing round does not hide the
+/// rounds after it: the panic is caught, the nodes are put back on the primary's version by the
+/// test itself (not by certherd), and the test fails at the end naming every failed point.
+fn walk(bed: &Bed, points: &[&str], round: impl Fn(&str, u32) -> String) {
+    let mut v = 1;
+    let mut table = Vec::new();
+    let mut failed = Vec::new();
+    for point in points {
+        v += 1;
+        new_version(bed, v);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| round(point, v)));
+        match result {
+            Ok(state) => table.push(format!("{point:<32} {state}")),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                let why = why.lines().next().unwrap_or_default().to_owned();
+                table.push(format!("{point:<32} FAILED: {why:.200}"));
+                failed.push(*point);
+                reset_nodes(bed, v);
+            }
+        }
+    }
+    eprintln!("crash points, state after the kill:\n{}", table.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "failed at {failed:?}:\n{}",
+        table.join("\n")
+    );
+}
+
+/// Puts every peer on the primary's version `v` by hand (copies, links, no marker, no temp file,
+/// nginx reloaded on every node), so the next round starts clean after a failed one.
+fn reset_nodes(bed: &Bed, v: u32) {
+    bed.close_control_masters();
+    for n in 2..=bed.nodes() {
+        let le = bed.letsencrypt_dir(n);
+        let archive = le.join("archive").join(LINEAGE);
+        let live = le.join("live").join(LINEAGE);
+        std::fs::create_dir_all(&archive).unwrap();
+        std::fs::create_dir_all(&live).unwrap();
+        for kind in ["cert", "chain", "fullchain", "privkey"] {
+            let name = format!("{kind}{v}.pem");
+            let from = bed
+                .letsencrypt_dir(1)
+                .join("archive")
+                .join(LINEAGE)
+                .join(&name);
+            std::fs::copy(&from, archive.join(&name)).unwrap();
+            let link = live.join(format!("{kind}.pem"));
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(format!("../../archive/{LINEAGE}/{name}"), &link).unwrap();
+        }
+        let _ = std::fs::remove_file(live.join(".certherd-pending"));
+        for t in temp_files(&le) {
+            let _ = std::fs::remove_file(t);
+        }
+    }
+    for n in 1..=bed.nodes() {
+        reload_nginx(bed, n);
+    }
+}
+
+/// Whether an agent process of this bed is still running (one a killed primary left).
+fn agents_running(bed: &Bed) -> bool {
+    let root = bed.root().display().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .any(|c| c.contains(" agent --config ") && c.contains(&root))
+}
+
+/// Guarantee 6: the primary's `deploy` killed at each of its points; `sync` (not only `deploy`)
+/// finishes the primary's own test and reload and catches the peers up.
+#[test]
+fn primary_killed_at_every_crash_point_is_repaired_by_sync() {
+    let bed = tls_bed_with(3, &crashpoint_bin());
+    let hits = bed.root().join("crash-hits");
+    walk(&bed, &PRIMARY_POINTS, |point, v| {
+        let out = bed
+            .certherd(1, &["deploy", "--lineage", LINEAGE])
+            .env("CERTHERD_CRASHPOINT", point)
+            .env("CERTHERD_CRASHPOINT_HIT", &hits)
+            .output()
+            .unwrap();
+
+        assert_eq!(out.status.signal(), Some(9), "{point}: {}", text(&out));
+        assert_eq!(last_hit(&hits).as_deref(), Some(point), "{}", text(&out));
+        // The agents the dead primary started finish (or give up) on their own.
+        assert!(
+            wait_until(Duration::from_secs(30), || !agents_running(&bed)),
+            "{point}: agents still running 30 s after the primary died"
+        );
+        // Killed before its reload, the primary still serves the old version: `sync` must see
+        // that and reload it; killed after, it serves the new one.
+        let reloaded = point == "primary-after-installs";
+        let primary = if reloaded {
+            "primary serves new"
+        } else {
+            "primary serves old"
+        };
+        assert_eq!(
+            served_serial(&bed, 1, LINEAGE),
+            serial_of(&bed, if reloaded { v } else { v - 1 }),
+            "{point}: {primary}"
+        );
+        assert_consistent(&bed, 1, v, point);
+        let peers: Vec<String> = (2..=3)
+            .map(|n| format!("node{n}: {}", observe(&bed, n, v - 1, v, point)))
+            .collect();
+        sync_repairs(&bed, v, point);
+        format!("{primary}; {}", peers.join("; "))
+    });
+}
