@@ -30,7 +30,7 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = 5)]
     pub(crate) reps: usize,
     /// Peer counts to measure (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "1,3,10,30")]
+    #[arg(long, value_delimiter = ',', default_value = "1,3,10,30,100")]
     pub(crate) peers: Vec<usize>,
     /// The injected round-trip time for the delayed runs, in milliseconds.
     #[arg(long, default_value_t = 20.0)]
@@ -38,13 +38,20 @@ pub(crate) struct Cli {
     /// The rsync deploy script is slow; above this many peers it runs only twice.
     #[arg(long, default_value_t = 10)]
     pub(crate) rsync_full_max: usize,
+    /// Above this many peers the rsync deploy script does not run at all (at 100 peers one run
+    /// is 700 ssh connections, minutes).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) rsync_max: usize,
+    /// The sequential ssh loop is slow; above this many peers it runs only twice.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) seq_full_max: usize,
     /// A quick run that only checks the runner works: N = 3, 2 repetitions.
     #[arg(long)]
     pub(crate) smoke: bool,
     /// Also write the raw samples as JSON here.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
-    /// Run only these sections (comma separated: anatomy, startup, auth, renewal, deploy).
+    /// Run only these sections (comma separated: anatomy, startup, kex, auth, renewal, deploy).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
 }
@@ -56,6 +63,8 @@ pub(crate) struct Plan {
     pub(crate) peers: Vec<usize>,
     pub(crate) rtt_ms: f64,
     pub(crate) rsync_full_max: usize,
+    pub(crate) rsync_max: usize,
+    pub(crate) seq_full_max: usize,
     pub(crate) anatomy_reps: usize,
     pub(crate) startup_reps: usize,
     pub(crate) renew_reps: usize,
@@ -77,7 +86,7 @@ pub(crate) fn args_text(cli: &Cli) -> String {
     if cli.reps != 5 {
         let _ = write!(s, " --reps {}", cli.reps);
     }
-    if cli.peers != [1, 3, 10, 30] {
+    if cli.peers != [1, 3, 10, 30, 100] {
         let _ = write!(
             s,
             " --peers {}",

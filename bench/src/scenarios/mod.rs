@@ -5,7 +5,10 @@
 mod anatomy;
 mod auth;
 mod deploy;
+mod kex;
 mod renewal;
+
+pub(crate) use kex::kex_variants;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -77,13 +80,11 @@ impl Bench {
         if self.plan.runs("startup") {
             self.startup();
         }
+        if self.plan.runs("kex") {
+            self.kex()?;
+        }
         if self.plan.runs("auth") {
-            let rtts: Vec<u32> = if self.plan.rtt_ms > 0.0 {
-                vec![0, self.plan.rtt_ms.round() as u32]
-            } else {
-                vec![0]
-            };
-            for &rtt in &rtts {
+            for &rtt in &self.rtts() {
                 for n in self.plan.peers.clone() {
                     self.auth(n, rtt)?;
                 }
@@ -92,6 +93,7 @@ impl Bench {
         }
         if self.plan.runs("renewal") {
             self.renewal()?;
+            self.renewal_warm()?;
         }
         if self.plan.runs("deploy") {
             if self.archive_versions().len() < 2 {
@@ -107,6 +109,15 @@ impl Bench {
     }
 
     // --- set-up ---------------------------------------------------------------------------
+
+    /// The round trips measured: 0 ms (direct) and the plan's RTT (through the proxies).
+    pub(crate) fn rtts(&self) -> Vec<u32> {
+        if self.plan.rtt_ms > 0.0 {
+            vec![0, self.plan.rtt_ms.round() as u32]
+        } else {
+            vec![0]
+        }
+    }
 
     pub(crate) fn addrs(&self, node: usize, via_proxy: bool) -> PeerAddrs {
         let ip = if via_proxy {
@@ -184,9 +195,12 @@ impl Drop for Bench {
     }
 }
 
-/// `127.0.B.(100+i)`: where node i's delay proxy listens.
+/// `127.1.B.i`: where node i's delay proxy listens. A second loopback block (all of 127/8
+/// reaches `lo` on Linux) mirrors the bed's own `127.0.B.i`, so the proxies never run out of
+/// addresses (`127.0.B.(100+i)` did above 98 peers) and bed B's proxies cannot meet another
+/// bed's, which owns a different B.
 pub(crate) fn front_ip(bed: &Bed, node: usize) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, bed.index(), (100 + node) as u8)
+    Ipv4Addr::new(127, 1, bed.index(), node as u8)
 }
 
 pub(crate) fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
