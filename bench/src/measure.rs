@@ -288,6 +288,7 @@ impl Results {
                         "own_peak_rss_kib": s.sampled.iter().map(|x| x.own_hwm_kib).collect::<Vec<_>>(),
                         "ssh_rss_kib": s.sampled.iter().map(|x| x.ssh_rss_kib).collect::<Vec<_>>(),
                         "ssh_cpu_s": s.sampled.iter().map(|x| x.ssh_cpu_s).collect::<Vec<_>>(),
+                        "ssh_pss_end_kib": s.sampled.iter().map(|x| x.ssh_pss_end_kib).collect::<Vec<_>>(),
                     }),
                 )
             })

@@ -33,6 +33,11 @@ pub(crate) struct Sampled {
     pub(crate) ssh_cpu_s: f64,
     /// How many distinct `ssh` processes were seen.
     pub(crate) ssh_procs: usize,
+    /// The summed proportional set size (`Pss` of `smaps_rollup`: shared pages divided among
+    /// the processes sharing them) of the `ssh` processes alive at the end — the masters that
+    /// stay for the next hook call. RSS counts libcrypto and libc once per process; PSS is
+    /// what they add up to. KiB.
+    pub(crate) ssh_pss_end_kib: u64,
 }
 
 /// A running sampler; [`Sampler::stop`] ends it and hands back what it saw.
@@ -72,6 +77,11 @@ impl Sampler {
                 }
                 out.ssh_rss_kib = out.ssh_rss_kib.max(sum);
                 if done {
+                    out.ssh_pss_end_kib = scan(&ssh_marker)
+                        .iter()
+                        .filter(|p| p.kind == Kind::Ssh)
+                        .map(|p| pss_kib(p.pid))
+                        .sum();
                     break;
                 }
                 std::thread::sleep(POLL);
@@ -150,6 +160,18 @@ fn scan(ssh_marker: &str) -> Vec<Proc> {
         });
     }
     out
+}
+
+/// `Pss:` of `/proc/PID/smaps_rollup`, KiB (0 if gone).
+fn pss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

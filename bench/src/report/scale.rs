@@ -76,11 +76,12 @@ pub(crate) fn resource_rows(plan: &Plan, r: &Results, rtts: &[u32]) -> Vec<Strin
         let wall = s.median().unwrap_or(0.0);
         let cpu = s.cpu_s.last().copied().unwrap_or(0.0);
         rows.push(format!(
-            "| {label} | {n} | {} | {} | {} | {} | {} | {} ({}/peer) | {} |",
+            "| {label} | {n} | {} | {} | {} | {} | {} | {} | {} ({}/peer) | {} |",
             fmt_s(wall),
             mib(x.own_hwm_kib),
             mib(s.rss_kib.last().copied().unwrap_or(0)),
             mib(x.ssh_rss_kib),
+            mib(x.ssh_pss_end_kib),
             x.ssh_procs,
             fmt_s(x.ssh_cpu_s),
             fmt_s(x.ssh_cpu_s / n.max(1) as f64),
@@ -135,6 +136,7 @@ pub(crate) fn renewal_rows(r: &Results) -> (Vec<String>, Option<usize>) {
     for (what, label) in [
         ("plain", "without warm-up"),
         ("warm", "with `--pre-hook 'certherd warm'`"),
+        ("renew", "`certherd renew` (warm-up concurrent with certbot)"),
     ] {
         rows.push(format!(
             "| {label} | {} | {} |",
@@ -142,19 +144,24 @@ pub(crate) fn renewal_rows(r: &Results) -> (Vec<String>, Option<usize>) {
             super::cell(r, &format!("renew{n}/{what}/certbot_total")),
         ));
     }
-    rows.push(format!(
-        "| with ÷ without (paired) | {} | {} |",
-        ratio_cell(
-            r,
-            &format!("renew{n}/warm/serving"),
-            &format!("renew{n}/plain/serving")
-        ),
-        ratio_cell(
-            r,
-            &format!("renew{n}/warm/certbot_total"),
-            &format!("renew{n}/plain/certbot_total")
-        ),
-    ));
+    for (what, label) in [
+        ("warm", "pre-hook ÷ without (paired)"),
+        ("renew", "`certherd renew` ÷ without (paired)"),
+    ] {
+        rows.push(format!(
+            "| {label} | {} | {} |",
+            ratio_cell(
+                r,
+                &format!("renew{n}/{what}/serving"),
+                &format!("renew{n}/plain/serving")
+            ),
+            ratio_cell(
+                r,
+                &format!("renew{n}/{what}/certbot_total"),
+                &format!("renew{n}/plain/certbot_total")
+            ),
+        ));
+    }
     (rows, Some(n))
 }
 

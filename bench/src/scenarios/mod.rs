@@ -60,9 +60,16 @@ impl Bench {
             pairs.len(),
             t.elapsed()
         );
+        let mut results = Results::default();
+        results.notes.push(format!(
+            "The bed ({} nodes: one sshd and one nginx each, pebble and challtestsrv) and {} delay proxy listeners started in {:.1?}.",
+            max_n + 1,
+            pairs.len(),
+            t.elapsed()
+        ));
         Ok(Bench {
             plan,
-            results: Results::default(),
+            results,
             plain_key,
             certherd: certherd.to_owned(),
 

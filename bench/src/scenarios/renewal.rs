@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use certherd_testbed::PeerSpec;
+
 use super::{read_stamp, Bench};
-use crate::plan::{DOMAIN, KINDS};
+use crate::measure::{run, Run};
+use crate::plan::{DOMAIN, KINDS, RUN_TIMEOUT};
 
 impl Bench {
     pub(crate) fn renewal(&mut self) -> Result<(), String> {
@@ -89,11 +92,12 @@ impl Bench {
         Ok(())
     }
 
-    /// A real renewal at up to 10 peers, with and without `--pre-hook 'certherd warm'`:
-    /// `certbot certonly --force-renewal` with certherd's auth, cleanup and deploy hooks, no
-    /// master up before it starts, timed from certbot's start until every node serves the new
-    /// certificate (the poller, every 25 ms per node). The peers are reached at the plan's RTT;
-    /// pebble validates node 2 directly.
+    /// A real renewal at up to 10 peers: `certbot certonly --force-renewal` with certherd's
+    /// auth, cleanup and deploy hooks, without and with `--pre-hook 'certherd warm'`, and
+    /// `certherd renew` (certbot renew, warm-up started concurrently); no master up before it
+    /// starts, timed from the start until every node serves the new certificate (the poller,
+    /// every 25 ms per node). The peers are reached at the plan's RTT; pebble validates node 2
+    /// directly.
     pub(crate) fn renewal_warm(&mut self) -> Result<(), String> {
         let n = self.kex_peers();
         let rtt = *self.rtts().last().unwrap_or(&0);
@@ -106,20 +110,35 @@ impl Bench {
             .collect();
         let deploy_hook = self.bed.hook_command("deploy");
         let pre_hook = self.bed.hook_command("warm");
+        // `certherd renew` runs `certbot renew` with these arguments (the bed's directories;
+        // the server and the hooks come from the lineage's renewal config).
+        let q = |p: std::path::PathBuf| format!("{:?}", p.display().to_string());
+        let renew_section = format!(
+            "[renew]\ncertbot = [\"/usr/bin/certbot\", \"--config-dir\", {}, \"--work-dir\", {}, \"--logs-dir\", {}, \"--non-interactive\"]\n",
+            q(self.bed.letsencrypt_dir(1)),
+            q(self.bed.root().join("certbot/work")),
+            q(self.bed.root().join("certbot/logs")),
+        );
+        let peers: Vec<_> = (2..=n + 1)
+            .map(|i| (PeerSpec::new(i), self.addrs(i, rtt > 0)))
+            .collect();
+        self.bed.write_config_addrs(1, &peers, &renew_section)?;
         for rep in 0..self.plan.renew_reps {
             eprintln!("  rep {}/{}", rep + 1, self.plan.renew_reps);
-            for what in ["plain", "warm"] {
+            for what in ["plain", "warm", "renew"] {
                 self.bed.close_control_masters();
                 self.proxy.reset_connections();
                 let key = format!("renew{n}/{what}/serving");
                 let poller = Poller::start(nodes.clone(), Duration::from_millis(25));
                 let t0 = SystemTime::now();
-                let extra: Vec<&str> = if what == "warm" {
-                    vec!["--force-renewal", "--pre-hook", pre_hook.as_str()]
-                } else {
-                    vec!["--force-renewal"]
+                let run = match what {
+                    "plain" => self.certbot_issue(&["--force-renewal"], &deploy_hook),
+                    "warm" => self.certbot_issue(
+                        &["--force-renewal", "--pre-hook", pre_hook.as_str()],
+                        &deploy_hook,
+                    ),
+                    _ => self.certherd_renew(),
                 };
-                let run = self.certbot_issue(&extra, &deploy_hook);
                 std::thread::sleep(Duration::from_millis(100));
                 let seen = poller.stop();
                 let run = match run {
@@ -167,6 +186,23 @@ impl Bench {
         self.bed.close_control_masters();
         self.proxy.set_delay(Duration::ZERO);
         Ok(())
+    }
+
+    /// `certherd renew -- --force-renewal` on node 1: certbot renew with the warm-up started
+    /// concurrently.
+    fn certherd_renew(&self) -> Result<Run, String> {
+        let r = run(
+            self.bed
+                .certherd(1, &["renew", "--", "--force-renewal"])
+                .env("REQUESTS_CA_BUNDLE", self.bed.ca_bundle()),
+            None,
+            RUN_TIMEOUT,
+        )?;
+        if r.ok() {
+            Ok(r)
+        } else {
+            Err(format!("certherd renew failed: {}", r.why()))
+        }
     }
 
     /// When certbot finished writing the renewed lineage on node 1: the newest mtime among the
