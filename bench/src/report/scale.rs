@@ -136,7 +136,10 @@ pub(crate) fn renewal_rows(r: &Results) -> (Vec<String>, Option<usize>) {
     for (what, label) in [
         ("plain", "without warm-up"),
         ("warm", "with `--pre-hook 'certherd warm'`"),
-        ("renew", "`certherd renew` (warm-up concurrent with certbot)"),
+        (
+            "renew",
+            "`certherd renew` (warm-up concurrent with certbot)",
+        ),
     ] {
         rows.push(format!(
             "| {label} | {} | {} |",

@@ -2,7 +2,6 @@
 //! up to 10 peers with no master up, so every peer is one new connection (wall time, the
 //! client's CPU: certherd and the `ssh -M -f` processes it reaps, which make the key exchange
 //! before they fork; the bed's CPU: the peers' sshd).
-use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
@@ -61,17 +60,9 @@ impl Bench {
 
     /// Puts `kex_algorithms = [algo]` into node 1's `[ssh]` section.
     fn set_kex(&self, algo: &str) -> Result<(), String> {
-        let path = self.bed.config_path(1);
-        let text =
-            fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-        if !text.contains("\n[ssh]\n") {
-            return Err(format!("{}: no [ssh] section", path.display()));
-        }
-        let text = text.replacen(
+        self.edit_ssh_section(
             "\n[ssh]\n",
             &format!("\n[ssh]\nkex_algorithms = [\"{algo}\"]\n"),
-            1,
-        );
-        fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))
+        )
     }
 }

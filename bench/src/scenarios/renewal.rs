@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use certherd_testbed::PeerSpec;
-
 use super::{read_stamp, Bench};
 use crate::measure::{run, Run};
 use crate::plan::{DOMAIN, KINDS, RUN_TIMEOUT};
@@ -102,7 +100,6 @@ impl Bench {
         let n = self.kex_peers();
         let rtt = *self.rtts().last().unwrap_or(&0);
         eprintln!("== renewal with and without warm, {n} peers, RTT {rtt} ms");
-        self.configure(n, rtt > 0)?;
         self.proxy
             .set_delay(Duration::from_secs_f64(f64::from(rtt) / 2000.0));
         let nodes: Vec<String> = (1..=n + 1)
@@ -119,10 +116,7 @@ impl Bench {
             q(self.bed.root().join("certbot/work")),
             q(self.bed.root().join("certbot/logs")),
         );
-        let peers: Vec<_> = (2..=n + 1)
-            .map(|i| (PeerSpec::new(i), self.addrs(i, rtt > 0)))
-            .collect();
-        self.bed.write_config_addrs(1, &peers, &renew_section)?;
+        self.configure_with(n, rtt > 0, &renew_section)?;
         for rep in 0..self.plan.renew_reps {
             eprintln!("  rep {}/{}", rep + 1, self.plan.renew_reps);
             for what in ["plain", "warm", "renew"] {
