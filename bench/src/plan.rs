@@ -38,12 +38,13 @@ pub(crate) struct Cli {
     /// The rsync deploy script is slow; above this many peers it runs only twice.
     #[arg(long, default_value_t = 10)]
     pub(crate) rsync_full_max: usize,
-    /// Above this many peers the rsync deploy script does not run at all (at 100 peers one run
-    /// is 700 ssh connections, minutes).
-    #[arg(long, default_value_t = 30)]
+    /// Above this many peers the rsync deploy script does not run at all (7 ssh connections per
+    /// peer, one peer after the other: minutes at 30 peers on a loaded machine).
+    #[arg(long, default_value_t = 10)]
     pub(crate) rsync_max: usize,
-    /// The sequential ssh loop is slow; above this many peers it runs only twice.
-    #[arg(long, default_value_t = 30)]
+    /// The sequential ssh loop is slow (a second or more per peer on a loaded machine); above
+    /// this many peers it runs once, in the first repetition.
+    #[arg(long, default_value_t = 10)]
     pub(crate) seq_full_max: usize,
     /// A quick run that only checks the runner works: N = 3, 2 repetitions.
     #[arg(long)]
@@ -99,6 +100,18 @@ pub(crate) fn args_text(cli: &Cli) -> String {
     }
     if cli.rtt_ms != 20.0 {
         let _ = write!(s, " --rtt-ms {}", cli.rtt_ms);
+    }
+    for (flag, value, default) in [
+        ("--rsync-full-max", cli.rsync_full_max, 10),
+        ("--rsync-max", cli.rsync_max, 10),
+        ("--seq-full-max", cli.seq_full_max, 10),
+    ] {
+        if value != default {
+            let _ = write!(s, " {flag} {value}");
+        }
+    }
+    if !cli.only.is_empty() {
+        let _ = write!(s, " --only {}", cli.only.join(","));
     }
     s
 }

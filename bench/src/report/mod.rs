@@ -247,7 +247,6 @@ pub(crate) fn render(
     v.set("renew_n", renew_n.unwrap_or(0).to_string());
     v.set("kex_n", max_n.min(10).to_string());
     v.set("seq_full_max", plan.seq_full_max.to_string());
-    v.set("rsync_max", plan.rsync_max.to_string());
     let t12 = scale::targets(plan, r, &rtts);
     v.set(
         "target12_rows",
@@ -310,8 +309,15 @@ pub(crate) fn render(
         "rsync_capped_above",
         plan.peers
             .iter()
-            .any(|&n| n > plan.rsync_full_max)
+            .any(|&n| n > plan.rsync_full_max && n <= plan.rsync_max)
             .then(|| plan.rsync_full_max.to_string()),
+    );
+    v.opt(
+        "rsync_skipped_above",
+        plan.peers
+            .iter()
+            .any(|&n| n > plan.rsync_max)
+            .then(|| plan.rsync_max.to_string()),
     );
 
     // --- renewal, start-up, anatomy: one cell per result key ---

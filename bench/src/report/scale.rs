@@ -261,7 +261,7 @@ pub(crate) fn targets(plan: &Plan, r: &Results, rtts: &[u32]) -> Vec<Target> {
                 .collect::<Vec<_>>()
                 .join("; "),
             if hi > plan.seq_full_max {
-                format!(" (the sequential loop ran {seq_runs} times at {hi} peers, paired with the first warm runs)")
+                format!(" (the sequential loop ran {seq_runs} time(s) at {hi} peers, paired with the first warm run(s))")
             } else {
                 String::new()
             }

@@ -84,7 +84,7 @@ wait"#;
             eprintln!("  rep {}/{}", rep + 1, self.plan.reps);
             // (a) sequential loop, (b) parallel loop.
             for (what, script) in [("seq", SEQ), ("par", PAR)] {
-                if what == "seq" && n > self.plan.seq_full_max && rep >= 2 {
+                if what == "seq" && n > self.plan.seq_full_max && rep >= 1 {
                     continue;
                 }
                 let (r, token, ka) = self.baseline_token(script, n, via_proxy);
