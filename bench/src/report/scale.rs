@@ -209,7 +209,7 @@ pub(crate) fn targets(plan: &Plan, r: &Results, rtts: &[u32]) -> Vec<Target> {
             figure,
             met,
             caveat: None,
-            why_not: format!("with the masters up the first auth costs what a warm auth costs: per peer an `ssh -O check`, a mux client process and an agent session on the peer, plus the HTTP self-check of every node. At {n} peers on 2 cores that CPU, not the network, is the floor; the parallel loop it is compared with is itself CPU-bound (key exchanges), so the ratio moves with the load. Closing it: the warm-path items of *What would make certherd faster* (no `-O check` process, `native-mux`, agent sessions kept open)."),
+            why_not: format!("with the masters up the first auth costs what a warm auth costs: per peer a session over the master (sshd forks, runs the shell and starts `certherd agent` on the peer), the request round trips, and the HTTP self-check of every node. With few peers the parallel loop is short and these fixed costs weigh more; at {n} peers on 2 shared cores the loop is CPU-bound on key exchanges, so the ratio moves with the machine's load. Closing it: agent sessions kept open across the hook calls of one certbot run (item 6 of *What would make certherd faster*)."),
         });
     }
     // 2. Cold auth ≤ 1.0× the parallel loop at every point.
@@ -272,7 +272,7 @@ pub(crate) fn targets(plan: &Plan, r: &Results, rtts: &[u32]) -> Vec<Target> {
             Some(xs.iter().all(|(_, x)| x.is_some_and(|x| x <= 0.05)))
         },
         caveat: None,
-        why_not: "see the warm-path CPU in the CPU table: two helper processes per peer and call on the primary and an agent session per peer.".into(),
+        why_not: "a warm call still opens one session per peer over its master — on the peer sshd forks, runs the shell and starts `certherd agent` — and self-checks every node over HTTP; see the warm-path CPU in the CPU table. Agent sessions kept open across hook calls would remove the per-call session start.".into(),
     });
     // 4. certherd's own peak RSS ≤ 30 MiB at hi peers (sampled runs).
     let own: Option<u64> = r
