@@ -205,14 +205,23 @@ pub(crate) fn targets(plan: &Plan, r: &Results) -> Vec<Target> {
         why_not: "process start-up (dynamic linking, page faults of a large binary).".into(),
     });
 
-    // 7. peak RSS ≤ 30 MiB at max N.
+    // 7. peak RSS ≤ 30 MiB at max N: certherd's own `VmHWM` from the sampled runs. `wait4`'s
+    // `ru_maxrss` is no measure of certherd here: Linux starts a forked child's high-water mark
+    // at its parent's RSS, so every child of this bench (even `/bin/sh`) reports at least the
+    // bench's own RSS, which the delay proxies' threads raise to ~40 MiB at 100 peers.
+    let own: Option<u64> = r
+        .series
+        .iter()
+        .filter(|(k, _)| k.starts_with("sampled/") && k.contains(&format!("/n{hi}")))
+        .flat_map(|(_, s)| s.sampled.iter().map(|x| x.own_hwm_kib))
+        .max();
     let keys = [
         key_auth("cold", hi, 0),
         key_auth("warm", hi, 0),
         key_deploy("cold", hi),
         key_deploy("warm", hi),
     ];
-    let peak = keys
+    let maxrss = keys
         .iter()
         .filter_map(|k| {
             r.series
@@ -220,14 +229,24 @@ pub(crate) fn targets(plan: &Plan, r: &Results) -> Vec<Target> {
                 .and_then(|s| s.rss_kib.iter().max().copied())
         })
         .max();
+    let peak = own.or(maxrss);
     t.push(Target {
         name: format!("peak RSS ≤ 30 MiB at {hi} peers"),
-        figure: peak.map_or("–".into(), |k| {
-            format!(
-                "{:.1} MiB (max over auth and deploy, cold and warm)",
-                k as f64 / 1024.0
-            )
-        }),
+        figure: match (own, maxrss) {
+            (Some(o), m) => format!(
+                "{:.1} MiB (certherd's `VmHWM`, max over the sampled auth and deploy runs){}",
+                o as f64 / 1024.0,
+                m.map_or(String::new(), |m| format!(
+                    "; `wait4`'s `ru_maxrss` says {:.1} MiB, but it starts from the forking bench's own RSS (see the memory table)",
+                    m as f64 / 1024.0
+                ))
+            ),
+            (None, Some(m)) => format!(
+                "{:.1} MiB (`ru_maxrss`, max over auth and deploy, cold and warm)",
+                m as f64 / 1024.0
+            ),
+            (None, None) => "–".into(),
+        },
         met: peak.map(|k| k <= 30 * 1024),
         caveat: None,
         why_not: "per-peer buffers and the four PEM files held per peer task.".into(),

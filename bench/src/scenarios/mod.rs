@@ -65,7 +65,7 @@ impl Bench {
         );
         let mut results = Results::default();
         results.notes.push(format!(
-            "node 1's configs set `[ssh] connect_timeout = \"{}s\"`: with the default 5 s (`ssh -M` bounded at 10 s) a cold fan-out to 100 peers on this loaded 2-core machine timed out on some peers in a trial run (32 post-quantum key exchanges at once); the baselines have no timeout.",
+            "node 1's configs set `[ssh] connect_timeout = \"{}s\"`: with the default 5 s (`ssh -M` bounded at 10 s) a cold fan-out to 100 peers on this loaded 2-core machine timed out on some peers in a trial run (32 post-quantum key exchanges at once); the baselines' ssh get the same `ConnectTimeout`.",
             CONNECT_TIMEOUT.as_secs()
         ));
         results.notes.push(format!(
