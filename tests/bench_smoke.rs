@@ -61,6 +61,12 @@ fn bench_smoke_writes_every_table() {
         "## renewal: certbot writes the lineage → every node serves it",
         "## start-up and memory",
         "## Where one connection's time goes",
+        "## Targets (issue 12: warm-up, 100 peers)",
+        "### auth after `certherd warm` (certbot's `--pre-hook`)",
+        "### Growth from 3 to 3 peers",
+        "### Memory and CPU of certherd and its ssh processes",
+        "## Key exchange: what `[ssh] kex_algorithms` costs per peer",
+        "### A real renewal at 3 peers, with and without `warm`",
     ] {
         assert!(
             report.contains(heading),
@@ -78,6 +84,15 @@ fn bench_smoke_writes_every_table() {
         "| peak RSS ≤ 30 MiB at 3 peers | ",
         "| **all 3 nodes serve the new certificate** (poller) | ",
         "| new connection, defaults (kex sntrup761x25519) | ",
+        "| first `auth` after `certherd warm` at 3 peers ≤ 0.1× the naive parallel loop | ",
+        "| certherd's own peak RSS ≤ 30 MiB at 3 peers | ",
+        "| `curve25519-sha256` | 3 | 20 ms | ",
+        "| `sntrup761x25519-sha512@openssh.com` | 3 | 0 ms | ",
+        "| with `--pre-hook 'certherd warm'` | ",
+        "| `certherd renew` (warm-up concurrent with certbot) | ",
+        "| auth cold, 20 ms | 3 | ",
+        "| `warm` + auth, 0 ms | 3 | ",
+        "| deploy cold, 0 ms | 3 | ",
     ] {
         let line = report
             .lines()
@@ -118,11 +133,24 @@ fn bench_smoke_writes_every_table() {
         "deploy/rsync/n3",
         "renew/serving",
         "startup/certherd",
+        "auth/warmup/n3/rtt20",
+        "auth/warmed/n3/rtt0",
+        "kex/curve25519/n3/rtt20",
+        "renew3/warm/serving",
+        "renew3/renew/serving",
+        "sampled/auth_cold/n3/rtt0",
     ] {
         let samples = raw[key]["samples_s"]
             .as_array()
             .unwrap_or_else(|| panic!("no samples for {key}"));
         assert!(!samples.is_empty(), "no samples for {key}");
+    }
+    // The sampled runs saw certherd itself and its ssh processes.
+    for key in ["sampled/auth_cold/n3/rtt0", "sampled/deploy_cold/n3"] {
+        for field in ["own_peak_rss_kib", "ssh_rss_kib", "ssh_pss_end_kib"] {
+            let v = raw[key][field][0].as_u64().unwrap_or(0);
+            assert!(v > 0, "{key}: {field} is {v}");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

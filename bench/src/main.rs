@@ -2,13 +2,13 @@
 //! bed, with and without an injected round-trip delay; writes `BENCHMARKS.md`.
 //!
 //! ```text
-//! sudo scripts/bench.sh                       # the full run (~10 min), writes BENCHMARKS.md
+//! sudo scripts/bench.sh                       # the full run (~30 min), writes BENCHMARKS.md
 //! certherd-bench --smoke --out /tmp/b.md      # N = 3, 2 repetitions: checks the runner works
 //! ```
 //!
 //! One bed (N_max + 1 nodes and pebble) serves every measurement; node 1 is the primary and its
 //! config is rewritten for each N. A [`certherd_testbed::delay::DelayProxy`] stands in front of every peer (ssh, http,
-//! https on `127.0.B.(100+i)`) for the delayed runs. The baselines log in with a second key that
+//! https on `127.1.B.i`) for the delayed runs. The baselines log in with a second key that
 //! has no forced command. Every run's result is verified (exit code, token files on the peers,
 //! live links), so a fast failure is never reported as a fast success. Needs root and the
 //! packages of `scripts/setup-debian.sh`.
@@ -26,6 +26,7 @@ mod fdpass;
 mod measure;
 mod plan;
 mod report;
+mod sampler;
 mod scenarios;
 
 use std::fs;
@@ -71,6 +72,8 @@ fn real_main(cli: Cli) -> Result<(), String> {
             peers: vec![3],
             rtt_ms: cli.rtt_ms,
             rsync_full_max: 3,
+            rsync_max: 3,
+            seq_full_max: 3,
             anatomy_reps: 2,
             startup_reps: 5,
             renew_reps: 1,
@@ -86,6 +89,8 @@ fn real_main(cli: Cli) -> Result<(), String> {
             peers,
             rtt_ms: cli.rtt_ms,
             rsync_full_max: cli.rsync_full_max,
+            rsync_max: cli.rsync_max,
+            seq_full_max: cli.seq_full_max,
             anatomy_reps: (cli.reps * 2).clamp(3, 15),
             startup_reps: 30,
             renew_reps: cli.reps.max(1),
@@ -93,7 +98,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
             only: cli.only.clone(),
         }
     };
-    const SECTIONS: [&str; 5] = ["anatomy", "startup", "auth", "renewal", "deploy"];
+    const SECTIONS: [&str; 6] = ["anatomy", "startup", "kex", "auth", "renewal", "deploy"];
     if let Some(bad) = plan.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
         return Err(format!(
             "--only: unknown section {bad:?} (one of {SECTIONS:?})"
@@ -103,9 +108,13 @@ fn real_main(cli: Cli) -> Result<(), String> {
         return Err("--peers needs at least one count ≥ 1".into());
     }
     let max_n = *plan.peers.last().unwrap_or(&1);
-    if max_n + 1 > 99 {
-        return Err("at most 98 peers (the delay proxies use 127.0.B.(100+i))".into());
+    // Nodes are 127.0.B.1..=249 (250 is the CA), their delay proxies 127.1.B.i.
+    if max_n + 1 > 249 {
+        return Err(format!(
+            "--peers {max_n}: at most 248 peers (nodes are 127.0.B.1..=249)"
+        ));
     }
+    raise_nofile();
     let started = SystemTime::now();
     let t0 = Instant::now();
     let env = Environment::capture(&certherd);
@@ -125,4 +134,19 @@ fn real_main(cli: Cli) -> Result<(), String> {
     );
     drop(b);
     res
+}
+
+/// Raises this process's open-file limit to its hard limit. The delay proxies hold four
+/// descriptors per proxied connection plus 3 listeners per peer: at 100 peers and 20 ms that
+/// was ~1,900 descriptors at once, above the usual soft limit of 1,024.
+fn raise_nofile() {
+    use nix::libc;
+    // SAFETY: getrlimit/setrlimit with a valid out-parameter; no other preconditions.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use certherd_testbed::run_measured;
 
+use crate::sampler::Sampled;
+
 // ---------------------------------------------------------------------------------------------
 // Running a command: wall time, exit code, peak RSS (wait4), output; bounded.
 
@@ -176,6 +178,8 @@ pub(crate) struct Series {
     pub(crate) busy_s: Vec<f64>,
     pub(crate) bed_s: Vec<f64>,
     pub(crate) self_s: Vec<f64>,
+    /// Runs made with the `/proc` sampler ([`crate::sampler`]).
+    pub(crate) sampled: Vec<Sampled>,
 }
 
 impl Series {
@@ -249,6 +253,22 @@ impl Results {
             Err(e) => self.fail(key, e),
         }
     }
+    /// [`Results::record`] for a run the `/proc` sampler watched.
+    pub(crate) fn record_sampled(
+        &mut self,
+        key: &str,
+        r: Result<Run, String>,
+        got: Sampled,
+        verify: impl FnOnce(&Run) -> bool,
+    ) {
+        let before = self.entry(key).samples.len();
+        self.record(key, r, verify);
+        let s = self.entry(key);
+        if s.samples.len() > before {
+            s.sampled.push(got);
+        }
+    }
+
     pub(crate) fn to_json(&self) -> String {
         let map: serde_json::Map<String, serde_json::Value> = self
             .series
@@ -265,6 +285,10 @@ impl Results {
                         "machine_busy_s": s.busy_s,
                         "bed_cpu_s": s.bed_s,
                         "proxy_cpu_s": s.self_s,
+                        "own_peak_rss_kib": s.sampled.iter().map(|x| x.own_hwm_kib).collect::<Vec<_>>(),
+                        "ssh_rss_kib": s.sampled.iter().map(|x| x.ssh_rss_kib).collect::<Vec<_>>(),
+                        "ssh_cpu_s": s.sampled.iter().map(|x| x.ssh_cpu_s).collect::<Vec<_>>(),
+                        "ssh_pss_end_kib": s.sampled.iter().map(|x| x.ssh_pss_end_kib).collect::<Vec<_>>(),
                     }),
                 )
             })
@@ -275,6 +299,10 @@ impl Results {
 
 pub(crate) fn key_auth(what: &str, n: usize, rtt: u32) -> String {
     format!("auth/{what}/n{n}/rtt{rtt}")
+}
+
+pub(crate) fn key_kex(what: &str, n: usize, rtt: u32) -> String {
+    format!("kex/{what}/n{n}/rtt{rtt}")
 }
 
 pub(crate) fn key_deploy(what: &str, n: usize) -> String {

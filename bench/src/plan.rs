@@ -30,7 +30,7 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = 5)]
     pub(crate) reps: usize,
     /// Peer counts to measure (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "1,3,10,30")]
+    #[arg(long, value_delimiter = ',', default_value = "1,3,10,30,100")]
     pub(crate) peers: Vec<usize>,
     /// The injected round-trip time for the delayed runs, in milliseconds.
     #[arg(long, default_value_t = 20.0)]
@@ -38,13 +38,21 @@ pub(crate) struct Cli {
     /// The rsync deploy script is slow; above this many peers it runs only twice.
     #[arg(long, default_value_t = 10)]
     pub(crate) rsync_full_max: usize,
+    /// Above this many peers the rsync deploy script does not run at all (7 ssh connections per
+    /// peer, one peer after the other: minutes at 30 peers on a loaded machine).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) rsync_max: usize,
+    /// The sequential ssh loop is slow (a second or more per peer on a loaded machine); above
+    /// this many peers it runs once, in the first repetition.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) seq_full_max: usize,
     /// A quick run that only checks the runner works: N = 3, 2 repetitions.
     #[arg(long)]
     pub(crate) smoke: bool,
     /// Also write the raw samples as JSON here.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
-    /// Run only these sections (comma separated: anatomy, startup, auth, renewal, deploy).
+    /// Run only these sections (comma separated: anatomy, startup, kex, auth, renewal, deploy).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
 }
@@ -56,6 +64,8 @@ pub(crate) struct Plan {
     pub(crate) peers: Vec<usize>,
     pub(crate) rtt_ms: f64,
     pub(crate) rsync_full_max: usize,
+    pub(crate) rsync_max: usize,
+    pub(crate) seq_full_max: usize,
     pub(crate) anatomy_reps: usize,
     pub(crate) startup_reps: usize,
     pub(crate) renew_reps: usize,
@@ -77,7 +87,7 @@ pub(crate) fn args_text(cli: &Cli) -> String {
     if cli.reps != 5 {
         let _ = write!(s, " --reps {}", cli.reps);
     }
-    if cli.peers != [1, 3, 10, 30] {
+    if cli.peers != [1, 3, 10, 30, 100] {
         let _ = write!(
             s,
             " --peers {}",
@@ -90,6 +100,18 @@ pub(crate) fn args_text(cli: &Cli) -> String {
     }
     if cli.rtt_ms != 20.0 {
         let _ = write!(s, " --rtt-ms {}", cli.rtt_ms);
+    }
+    for (flag, value, default) in [
+        ("--rsync-full-max", cli.rsync_full_max, 10),
+        ("--rsync-max", cli.rsync_max, 10),
+        ("--seq-full-max", cli.seq_full_max, 10),
+    ] {
+        if value != default {
+            let _ = write!(s, " {flag} {value}");
+        }
+    }
+    if !cli.only.is_empty() {
+        let _ = write!(s, " --only {}", cli.only.join(","));
     }
     s
 }

@@ -2,6 +2,7 @@
 //! `bench/report-template.md`.
 
 mod prose;
+mod scale;
 mod targets;
 mod template;
 
@@ -210,6 +211,7 @@ pub(crate) fn render(
         vec![0]
     };
     let mut auth = Vec::new();
+    let mut warmed = Vec::new();
     for &t in &rtts {
         for &n in &plan.peers {
             auth.push(format!(
@@ -222,9 +224,45 @@ pub(crate) fn render(
                 ratio_cell(r, &key_auth("warm", n, t), &key_auth("seq", n, t)),
                 ratio_cell(r, &key_auth("cold", n, t), &key_auth("par", n, t)),
             ));
+            warmed.push(format!(
+                "| {n} | {t} ms | {} | {} | {} | {} | {} |",
+                cell(r, &key_auth("warmup", n, t)),
+                cell(r, &key_auth("warmed", n, t)),
+                cell(r, &key_auth("par", n, t)),
+                ratio_cell(r, &key_auth("warmed", n, t), &key_auth("par", n, t)),
+                ratio_cell(r, &key_auth("warmed", n, t), &key_auth("cold", n, t)),
+            ));
         }
     }
     v.set("auth_rows", auth.join("\n"));
+    v.set("warmed_rows", warmed.join("\n"));
+    v.set("growth_rows", scale::growth_rows(plan, r, &rtts).join("\n"));
+    v.block(
+        "resource_rows",
+        scale::resource_rows(plan, r, &rtts).join("\n"),
+    );
+    v.block("kex_rows", scale::kex_rows(r, &rtts).join("\n"));
+    let (renew_rows, renew_n) = scale::renewal_rows(r);
+    v.block("renew_warm_rows", renew_rows.join("\n"));
+    v.set("renew_n", renew_n.unwrap_or(0).to_string());
+    v.set("kex_n", max_n.min(10).to_string());
+    v.set("seq_full_max", plan.seq_full_max.to_string());
+    let t12 = scale::targets(plan, r, &rtts);
+    v.set(
+        "target12_rows",
+        t12.iter()
+            .map(|t| format!("| {} | {} | {} |", t.name, t.figure, yes_no(t.met)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    v.block(
+        "missed12",
+        t12.iter()
+            .filter(|t| t.met == Some(false))
+            .map(|t| format!("- **{}** — {}\n", t.name, t.why_not))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
     let (lo, hi) = (
         *plan.peers.first().unwrap_or(&1),
         *plan.peers.last().unwrap_or(&1),
@@ -271,8 +309,15 @@ pub(crate) fn render(
         "rsync_capped_above",
         plan.peers
             .iter()
-            .any(|&n| n > plan.rsync_full_max)
+            .any(|&n| n > plan.rsync_full_max && n <= plan.rsync_max)
             .then(|| plan.rsync_full_max.to_string()),
+    );
+    v.opt(
+        "rsync_skipped_above",
+        plan.peers
+            .iter()
+            .any(|&n| n > plan.rsync_max)
+            .then(|| plan.rsync_max.to_string()),
     );
 
     // --- renewal, start-up, anatomy: one cell per result key ---
@@ -394,6 +439,8 @@ mod tests {
             peers: vec![1, 3],
             rtt_ms: 20.0,
             rsync_full_max: 1,
+            rsync_max: 3,
+            seq_full_max: 3,
             anatomy_reps: 1,
             startup_reps: 1,
             renew_reps: 1,

@@ -1,5 +1,6 @@
-//! `auth`: one token to every peer — certherd cold, warm and cleanup against the sequential and
-//! parallel ssh loops, at every N, with and without the injected round trip.
+//! `auth`: one token to every peer — certherd cold, warm, cleanup and warmed (the first auth
+//! after `certherd warm`, as with certbot's `--pre-hook`) against the sequential and parallel
+//! ssh loops, at every N, with and without the injected round trip.
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use super::Bench;
 use crate::measure::{key_auth, run, Run};
 use crate::plan::{DOMAIN, RUN_TIMEOUT, THUMBPRINT};
+use crate::sampler::Sampler;
 
 impl Bench {
     pub(crate) fn next_token(&mut self, what: &str) -> String {
@@ -82,6 +84,9 @@ wait"#;
             eprintln!("  rep {}/{}", rep + 1, self.plan.reps);
             // (a) sequential loop, (b) parallel loop.
             for (what, script) in [("seq", SEQ), ("par", PAR)] {
+                if what == "seq" && n > self.plan.seq_full_max && rep >= 1 {
+                    continue;
+                }
                 let (r, token, ka) = self.baseline_token(script, n, via_proxy);
                 let ok = self.peers_hold(n, &token, &ka);
                 self.results.record(&key_auth(what, n, rtt), r, |_| ok);
@@ -109,8 +114,70 @@ wait"#;
             for t in &tokens {
                 self.remove_token(n, t);
             }
+            // A certbot run with `--pre-hook 'certherd warm'`: no master, `warm` (timed on its
+            // own: it runs while certbot talks to the CA), then the run's first auth.
+            self.bed.close_control_masters();
+            self.proxy.reset_connections();
+            let r = self.certherd_warm();
+            self.results.record(&key_auth("warmup", n, rtt), r, |r| {
+                !r.stderr.contains("warning")
+            });
+            let token = self.next_token("warmed");
+            let ka = format!("{token}.{THUMBPRINT}");
+            let r = self.certherd_token("auth", &token, Some(&ka));
+            let held = self.peers_hold(n, &token, &ka);
+            self.results.record(&key_auth("warmed", n, rtt), r, |r| {
+                held && r.stdout.contains("\"ok\":true")
+            });
+            self.remove_token(n, &token);
         }
+        self.sampled_auth(n, rtt);
         Ok(())
+    }
+
+    /// `certherd warm` on node 1 (its config as it stands).
+    pub(crate) fn certherd_warm(&self) -> Result<Run, String> {
+        run(
+            Command::new(&self.certherd)
+                .arg("--config")
+                .arg(self.bed.config_path(1))
+                .arg("warm"),
+            None,
+            RUN_TIMEOUT,
+        )
+    }
+
+    /// One untimed cold and one untimed warmed-by-`warm` auth with the `/proc` sampler riding
+    /// along: certherd's own peak RSS and its `ssh` processes' summed RSS and CPU.
+    fn sampled_auth(&mut self, n: usize, rtt: u32) {
+        for what in ["cold", "warmed"] {
+            self.bed.close_control_masters();
+            self.proxy.reset_connections();
+            // For `warmed`, the ssh processes' CPU includes the masters' handshakes made by
+            // `warm`, which the sampler watches too.
+            let sampler = Sampler::start(self.ssh_marker());
+            if what == "warmed" {
+                let _ = self.certherd_warm();
+            }
+            let token = self.next_token("sampled");
+            let ka = format!("{token}.{THUMBPRINT}");
+            let r = self.certherd_token("auth", &token, Some(&ka));
+            let got = sampler.stop();
+            let held = self.peers_hold(n, &token, &ka);
+            self.remove_token(n, &token);
+            let key = format!("sampled/auth_{what}/n{n}/rtt{rtt}");
+            self.results
+                .record_sampled(&key, r, got, |r| held && r.stdout.contains("\"ok\":true"));
+        }
+    }
+
+    /// What every `ssh` process of certherd's names on its command line: the control directory.
+    pub(crate) fn ssh_marker(&self) -> String {
+        self.bed
+            .root()
+            .join("ssh/cm")
+            .to_string_lossy()
+            .into_owned()
     }
 
     // --- deploy ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ use std::process::Command;
 use super::{tail, Bench};
 use crate::measure::{key_deploy, run, Run};
 use crate::plan::{KINDS, LINEAGE, RUN_TIMEOUT};
+use crate::sampler::Sampler;
 
 impl Bench {
     pub(crate) fn live_dir(&self, node: usize) -> PathBuf {
@@ -108,12 +109,24 @@ impl Bench {
                 let ok = self.peers_on(n, v);
                 self.results.record(&key_deploy(what, n), r, |_| ok);
             }
+            if rep == 0 {
+                // One more cold run, untimed, with the `/proc` sampler (see `crate::sampler`).
+                let v = flip(&mut next);
+                self.set_primary_version(v)?;
+                self.bed.close_control_masters();
+                let sampler = Sampler::start(self.ssh_marker());
+                let r = self.certherd_deploy();
+                let got = sampler.stop();
+                let ok = self.peers_on(n, v);
+                self.results
+                    .record_sampled(&format!("sampled/deploy_cold/n{n}"), r, got, |_| ok);
+            }
             let rsync_reps = if n > self.plan.rsync_full_max {
                 self.plan.reps.min(2)
             } else {
                 self.plan.reps
             };
-            if rep < rsync_reps {
+            if rep < rsync_reps && n <= self.plan.rsync_max {
                 let v = flip(&mut next);
                 self.set_primary_version(v)?;
                 let (script, peers) = self.rsync_script(n);
