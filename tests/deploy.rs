@@ -220,21 +220,19 @@ fn private_key_never_in_argv_env_or_output() {
         std::fs::read_to_string(bed.letsencrypt_dir(1).join("live/site.test/privkey.pem")).unwrap();
     let needle: String = key.lines().nth(1).expect("PEM body line").to_owned();
     // Node 3's config test takes a second, so the watcher surely reads the agent at work.
-    edit_config(
+    // (The README's test line, through sudo, after a one-second sleep.)
+    set_test_line(
         &bed,
         3,
-        "test = [\"/usr/sbin/nginx\", \"-t\"",
-        "test = [\"sh\", \"-c\", \"sleep 1; exec \\\"$0\\\" \\\"$@\\\"\", \"/usr/sbin/nginx\", \"-t\"",
+        &format!(
+            "test = [\"sh\", \"-c\", \"sleep 1; exec sudo -n /usr/sbin/nginx -t -q -c {}\"]",
+            bed.nginx_conf(3).display()
+        ),
     );
     for failing in [false, true] {
         if failing {
             // Node 3's config test fails: its install is rolled back and the error travels back.
-            edit_config(
-                &bed,
-                3,
-                "\"/usr/sbin/nginx\", \"-t\"",
-                "\"/bin/false\", \"-t\"",
-            );
+            set_test_line(&bed, 3, "test = [\"sh\", \"-c\", \"sleep 1; exit 1\"]");
         }
         // Make node 3 need the install again so the key travels during the watch.
         let _ = std::fs::remove_file(bed.letsencrypt_dir(3).join("live/site.test/cert.pem"));
@@ -341,4 +339,16 @@ fn watch_proc<T>(needle: &str, ours: &[String], f: impl FnOnce() -> T) -> (T, Wa
     let result = f();
     stop.store(true, Ordering::Relaxed);
     (result, watcher.join().unwrap())
+}
+
+/// Replaces node `n`'s `[reload] test = [...]` line, asserting there was one.
+fn set_test_line(bed: &Bed, n: usize, line: &str) {
+    let path = bed.config_path(n);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old = text
+        .lines()
+        .find(|l| l.starts_with("test = ["))
+        .unwrap_or_else(|| panic!("no `test = [` line in {}", path.display()))
+        .to_owned();
+    std::fs::write(&path, text.replacen(&old, line, 1)).unwrap();
 }
