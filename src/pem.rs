@@ -307,20 +307,11 @@ pub fn verify_pair(
     Ok(())
 }
 
+/// Test support shared by this module's tests and the install tests in `lineage`.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times() {
-        assert_eq!(parse_time(0x17, "700101000000Z"), Some(0));
-        assert_eq!(parse_time(0x17, "250101000000Z"), Some(1735689600));
-        assert_eq!(parse_time(0x18, "20500101000000Z"), Some(2524608000));
-        assert_eq!(parse_time(0x17, "garbage"), None);
-    }
-
+pub(crate) mod testing {
     /// A fresh key and self-signed certificate made by openssl: (cert PEM, key PEM).
-    fn pair(name: &str, newkey: &[&str]) -> (String, String) {
+    pub(crate) fn pair(name: &str, newkey: &[&str]) -> (String, String) {
         let dir = std::env::temp_dir().join(format!("certherd-pem-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = std::process::Command::new("openssl")
@@ -349,6 +340,20 @@ mod tests {
         let pair = (read("c.pem"), read("k.pem"));
         std::fs::remove_dir_all(&dir).unwrap();
         pair
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::pair;
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time(0x17, "700101000000Z"), Some(0));
+        assert_eq!(parse_time(0x17, "250101000000Z"), Some(1735689600));
+        assert_eq!(parse_time(0x18, "20500101000000Z"), Some(2524608000));
+        assert_eq!(parse_time(0x17, "garbage"), None);
     }
 
     fn verify(cert: &str, fullchain: &str, key: &str) -> Result<(), PairError> {

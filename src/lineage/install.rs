@@ -328,7 +328,6 @@ User Guide at https://certbot.eff.org/docs/using.html#where-are-my-certificates.
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-    use std::process::Command;
     use std::time::Duration;
 
     use crate::pem::PairError;
@@ -339,29 +338,10 @@ mod tests {
 
     /// A real version made by openssl (P-256, self-signed): install verifies what it writes.
     fn real_files(tag: &str) -> LineageFiles {
-        let dir = std::env::temp_dir().join(format!("certherd-files-{tag}-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=example.com",
-            ])
-            .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-            .arg("-keyout")
-            .arg(dir.join("k.pem"))
-            .arg("-out")
-            .arg(dir.join("c.pem"))
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let cert = fs::read_to_string(dir.join("c.pem")).unwrap();
-        let privkey = fs::read_to_string(dir.join("k.pem")).unwrap();
-        fs::remove_dir_all(&dir).unwrap();
+        let (cert, privkey) = crate::pem::testing::pair(
+            &format!("files-{tag}"),
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        );
         LineageFiles {
             chain: cert.clone(),
             fullchain: format!("{cert}{cert}"),
