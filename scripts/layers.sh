@@ -15,6 +15,7 @@ table=$(cat <<'EOF'
 text 0
 crashpoint 0
 names 1
+pattern 1
 error 2
 log 2
 wire 3

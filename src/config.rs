@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
+use crate::pattern::LineagePattern;
 
 /// Where the config is read from when neither `--config` nor `$CERTHERD_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/certherd/certherd.toml";
@@ -203,9 +204,26 @@ pub struct Peer {
     /// them only when its own config says `standby = true` (a mismatch fails that node).
     #[serde(default)]
     pub standby: bool,
+    /// The lineages this peer receives, as globs on the lineage name (`*`, `?`; see
+    /// [`crate::pattern`]); unset: every lineage. A lineage not on the list is never sent there
+    /// (deploy, sync, watch, a standby's renewal config) and `status` never expects it there.
+    /// Tokens are not filtered: they are per domain, and a node DNS points at must answer.
+    #[serde(default)]
+    pub lineages: Option<Vec<String>>,
 }
 
 impl Peer {
+    /// Whether this peer receives `lineage`: no `lineages` list, or a pattern on it matches.
+    /// A pattern that does not parse matches nothing (validation refuses it at load, so this
+    /// only fails closed for a config that skipped [`Config::parse`]).
+    pub fn receives(&self, lineage: &str) -> bool {
+        self.lineages.as_ref().is_none_or(|patterns| {
+            patterns
+                .iter()
+                .any(|p| LineagePattern::parse(p).is_ok_and(|p| p.matches(lineage)))
+        })
+    }
+
     /// HTTP address for the self-check.
     pub fn http_addr(&self) -> String {
         self.http
@@ -446,6 +464,11 @@ impl Config {
             }
             self.check_addr(&key("http"), &peer.http_addr())?;
             self.check_addr(&key("https"), &peer.https_addr())?;
+            for (j, p) in peer.lineages.iter().flatten().enumerate() {
+                LineagePattern::parse(p).map_err(|e| {
+                    self.invalid(&format!("peers[{i}].lineages[{j}]"), e.to_string())
+                })?;
+            }
         }
         for (key, argv) in [
             ("reload.test", &self.reload.test),
@@ -492,6 +515,11 @@ impl Config {
     /// Peers that certherd talks to over SSH.
     pub fn managed_peers(&self) -> impl Iterator<Item = &Peer> {
         self.peers.iter().filter(|p| !p.check_only)
+    }
+
+    /// Managed peers whose `lineages` list admits `lineage`: the only ones it is sent to.
+    pub fn peers_receiving<'a>(&'a self, lineage: &'a str) -> impl Iterator<Item = &'a Peer> {
+        self.managed_peers().filter(move |p| p.receives(lineage))
     }
 }
 
@@ -560,6 +588,38 @@ jitter = "1h"
             e.contains("ssh.kex_algorithms") && e.contains("empty"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn peer_lineage_lists_are_globs_checked_at_load() {
+        let c = parse(
+            "[[peers]]\nname = \"a\"\nhost = \"h\"\n\
+             [[peers]]\nname = \"b\"\nhost = \"h\"\nlineages = [\"example.com\", \"*.example.org\"]\n\
+             [[peers]]\nname = \"c\"\nhost = \"h\"\nlineages = []\n",
+        )
+        .unwrap();
+        let receiving = |l: &str| {
+            c.peers_receiving(l)
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(receiving("example.com"), ["a", "b"]);
+        assert_eq!(receiving("www.example.org"), ["a", "b"]);
+        assert_eq!(receiving("example.org"), ["a"]);
+        assert_eq!(receiving("example.com-0001"), ["a"]);
+        for bad in ["a/b", "Example.com", "[ab].com", ""] {
+            let e = parse(&format!(
+                "[[peers]]\nname = \"a\"\nhost = \"h\"\n[[peers]]\nname = \"b\"\nhost = \"h\"\nlineages = [\"ok.com\", {bad:?}]\n"
+            ))
+            .unwrap_err();
+            let shown = e.to_string();
+            assert!(
+                shown.contains("key `peers[1].lineages[1]`")
+                    && shown.contains(&crate::text::printable(bad)),
+                "{bad:?}: {shown}"
+            );
+            assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
+        }
     }
 
     #[test]

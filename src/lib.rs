@@ -33,6 +33,7 @@ pub mod lockfile;
 pub mod log;
 pub mod manual;
 pub mod names;
+pub mod pattern;
 pub mod pem;
 pub mod report;
 

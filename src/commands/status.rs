@@ -87,6 +87,9 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
     for n in &nodes {
         let (node, addr, result) = (&n.node, &n.https, &n.result);
         for (lineage, reference) in &primary {
+            if !expected_on(config, node, lineage) {
+                continue;
+            }
             let index = rows.len();
             let mut row = Row {
                 node: node.clone(),
@@ -171,6 +174,16 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
         state: overall,
         rows,
     })
+}
+
+/// Whether `node` should hold `lineage`: this node holds every lineage (its files are the
+/// reference); a peer only those its `[[peers]] lineages` list admits, so a lineage it is never
+/// sent is neither drift nor UNKNOWN there.
+fn expected_on(config: &Config, node: &str, lineage: &str) -> bool {
+    config
+        .managed_peers()
+        .find(|p| p.name == node)
+        .is_none_or(|p| p.receives(lineage))
 }
 
 /// The name to check a lineage with and its versions' fingerprints, from this node's files.

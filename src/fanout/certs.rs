@@ -95,7 +95,7 @@ pub struct Install {
     pub served: Check,
 }
 
-/// One node's row: this node first, then every managed peer.
+/// One node's row: this node first, then every managed peer that receives the lineage.
 pub type Row = NodeResult<Install>;
 
 impl Row {
@@ -128,7 +128,7 @@ pub struct Deployment {
     pub version: u32,
     /// The certificate's expiry (Unix seconds).
     pub not_after: i64,
-    /// This node, then every managed peer.
+    /// This node, then every managed peer that receives the lineage.
     pub rows: Vec<Row>,
 }
 
@@ -151,7 +151,9 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
     let sni = pem::first_cert_der(&files.cert).and_then(|der| served::check_name_for(&der));
     let versions = Versions::read(&layout, lineage, version, &info.fingerprint);
 
-    let peers: Vec<_> = config.managed_peers().cloned().collect();
+    // Only the peers whose `lineages` list admits it: the others never hear its name, and the
+    // standbys among them never get its renewal config.
+    let peers: Vec<_> = config.peers_receiving(lineage.as_str()).cloned().collect();
     let request = Request::Install {
         lineage: lineage.clone(),
         version,
