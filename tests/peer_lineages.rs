@@ -1,0 +1,260 @@
+//! Per-peer lineage lists (issue 14, item 7): `[[peers]] lineages = [globs]` on the primary.
+//! A lineage not on a peer's list never reaches that peer — not by deploy, sync, or a standby's
+//! renewal config; its letsencrypt dir is byte-for-byte untouched and no request its agent reads
+//! names it — and `status` never expects it there. Tokens still go to every node (a node DNS
+//! points at must answer HTTP-01), so issuance with DNS on the listing peer works.
+//!
+//! Proves Guarantee 7 (whoever holds the primary's key installs on a peer only what the
+//! primary's list admits for it: "A peer receives only the lineages on its list") and
+//! Guarantee 9 (`status` neither hides nor invents: no drift, no UNKNOWN for a lineage a peer is
+//! not meant to hold). See docs/GUARANTEES.md.
+
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// On every node; node 3 lists only this one.
+const SHARED: &str = "shared.test";
+/// On nodes 1 and 2 only.
+const PRIVATE: &str = "private.test";
+
+/// Every entry under `dir` with content, mode and link target (files byte for byte).
+fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
+    fn walk(path: &Path, map: &mut BTreeMap<PathBuf, String>) {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode();
+        if meta.is_symlink() {
+            map.insert(path.into(), format!("link {:?}", std::fs::read_link(path)));
+        } else if meta.is_dir() {
+            map.insert(path.into(), format!("dir {mode:o}"));
+            for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&e.path(), map);
+            }
+        } else {
+            map.insert(
+                path.into(),
+                format!("file {mode:o} {:?}", std::fs::read(path).ok()),
+            );
+        }
+    }
+    let mut map = BTreeMap::new();
+    walk(dir, &mut map);
+    map
+}
+
+/// The entries of `tree` whose path or content names `needle`.
+fn naming(tree: &BTreeMap<PathBuf, String>, needle: &str) -> Vec<PathBuf> {
+    tree.iter()
+        .filter(|(p, v)| p.to_string_lossy().contains(needle) || v.contains(needle))
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+/// Node `n`'s forced command, wrapped so that every byte the primary sends its agent is also
+/// appended to a file (the agent account's own, 0600, inside the bed): the record of what node
+/// `n` was asked. The wrapper runs the same agent with the same config.
+fn record_requests(bed: &Bed, n: usize) -> PathBuf {
+    let dir = bed.node_dir(n);
+    let log = dir.join("agent-requests.log");
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    bed.chown_to_agent(&log).unwrap();
+    let agent = format!(
+        "{} agent --config {}",
+        bed.certherd_bin().display(),
+        bed.config_path(n).display()
+    );
+    let wrapper = dir.join("record-agent.sh");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\ntee -a {} | {agent}\n", log.display()),
+    )
+    .unwrap();
+    let keys = dir.join("sshd").join("authorized_keys");
+    let line = std::fs::read_to_string(&keys).unwrap();
+    let forced = format!("command=\"{agent}\"");
+    assert!(line.contains(&forced), "{forced} not in {line}");
+    std::fs::write(
+        &keys,
+        line.replace(
+            &forced,
+            &format!("command=\"/bin/sh {}\"", wrapper.display()),
+        ),
+    )
+    .unwrap();
+    log
+}
+
+fn run(bed: &Bed, args: &[&str]) -> std::process::Output {
+    let out = bed.certherd(1, args).output().unwrap();
+    assert!(out.status.success(), "certherd {args:?}:\n{}", text(&out));
+    out
+}
+
+/// The deploy table's node names (first column of rows that name a node).
+fn table_nodes(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.starts_with("node"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_lineage_not_on_a_peers_list_never_reaches_it() {
+    let bed = bed(3, true);
+    // Node 2 takes both through a glob; node 3 only SHARED (a `?` glob, and a pattern that
+    // matches nothing). Node 3 is also a standby, so the renewal config is filtered too.
+    edit_config(
+        &bed,
+        1,
+        "name = \"node2\"\n",
+        "name = \"node2\"\nlineages = [\"*.test\"]\n",
+    );
+    edit_config(
+        &bed,
+        1,
+        "name = \"node3\"\n",
+        "name = \"node3\"\nlineages = [\"shared.te?t\", \"nothing.*\"]\nstandby = true\n",
+    );
+    edit_config(
+        &bed,
+        3,
+        "name = \"node3\"\n",
+        &format!(
+            "name = \"node3\"\nstandby = true\nacme_servers = [\"{}\"]\n",
+            bed.pebble_url()
+        ),
+    );
+    let requests = record_requests(&bed, 3);
+
+    // SHARED: DNS at nodes 2 and 3, served by every node.
+    bed.dns(SHARED, &[2, 3]).unwrap();
+    enable_tls(&bed, SHARED);
+    let out = certbot_with_deploy(&bed, &[SHARED]);
+    assert!(out.status.success(), "certbot {SHARED}:\n{}", text(&out));
+    for n in 1..=3 {
+        assert_eq!(
+            served_serial(&bed, n, SHARED),
+            current_serial(&bed, SHARED),
+            "node {n} serves {SHARED}"
+        );
+    }
+    assert!(
+        bed.letsencrypt_dir(3)
+            .join(format!("renewal/{SHARED}.conf"))
+            .exists(),
+        "the standby got {SHARED}'s renewal config"
+    );
+    let node3_before = tree(&bed.letsencrypt_dir(3));
+
+    // PRIVATE: DNS at node 3 first (pebble validates against the first address), so issuance
+    // works only because tokens still reach node 3 and it answers; but only nodes 1 and 2 have
+    // a vhost for it and receive its certificate.
+    bed.dns(PRIVATE, &[3, 2]).unwrap();
+    for n in 1..=2 {
+        bed.add_tls_vhost(n, PRIVATE, PRIVATE).unwrap();
+    }
+    let out = certbot_with_deploy(&bed, &[PRIVATE]);
+    assert!(out.status.success(), "certbot {PRIVATE}:\n{}", text(&out));
+    for n in 1..=2 {
+        assert_eq!(
+            served_serial(&bed, n, PRIVATE),
+            current_serial(&bed, PRIVATE),
+            "node {n} serves {PRIVATE}"
+        );
+    }
+
+    // Every way a lineage travels, PRIVATE named explicitly and not.
+    let deploy = run(&bed, &["deploy", "--lineage", PRIVATE]);
+    assert_eq!(
+        table_nodes(&deploy),
+        ["node1", "node2"],
+        "{}",
+        text(&deploy)
+    );
+    let sync = run(&bed, &["sync", PRIVATE]);
+    assert_eq!(table_nodes(&sync), ["node1", "node2"], "{}", text(&sync));
+    let sync_all = run(&bed, &["sync", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&sync_all.stdout).unwrap();
+    for l in json["lineages"].as_array().unwrap() {
+        let nodes: Vec<&str> = l["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["node"].as_str().unwrap())
+            .collect();
+        let want: &[&str] = if l["lineage"] == PRIVATE {
+            &["node1", "node2"]
+        } else {
+            &["node1", "node2", "node3"]
+        };
+        assert_eq!(nodes, want, "{l:#}");
+    }
+
+    // Node 3: its letsencrypt dir byte for byte as before PRIVATE existed, nothing anywhere in
+    // it names PRIVATE, and nothing it was asked over SSH did either.
+    let node3_after = tree(&bed.letsencrypt_dir(3));
+    assert_eq!(naming(&node3_after, PRIVATE), Vec::<PathBuf>::new());
+    assert!(
+        node3_before == node3_after,
+        "node 3's letsencrypt dir changed:\nbefore {:#?}\nafter {:#?}",
+        node3_before.keys().collect::<Vec<_>>(),
+        node3_after.keys().collect::<Vec<_>>()
+    );
+    let asked = std::fs::read_to_string(&requests).unwrap();
+    assert!(
+        asked.contains(SHARED),
+        "the request record works: node 3 was asked about {SHARED}"
+    );
+    assert!(
+        !asked.contains(PRIVATE),
+        "node 3's agent was sent {PRIVATE}:\n{}",
+        asked
+            .lines()
+            .filter(|l| l.contains(PRIVATE))
+            .map(|l| &l[..l.len().min(300)])
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let sshd_log = std::fs::read_to_string(bed.sshd_log(3)).unwrap_or_default();
+    assert!(!sshd_log.contains(PRIVATE), "{sshd_log}");
+
+    // status: OK, exit 0; node 3 has a row for SHARED and none for PRIVATE.
+    let status = bed
+        .certherd(1, &["status", "--format", "json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&status)));
+    assert_eq!(status.status.code(), Some(0), "{json:#}");
+    let rows: Vec<(String, String)> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["node"].as_str().unwrap().to_owned(),
+                r["lineage"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("node1", PRIVATE),
+        ("node1", SHARED),
+        ("node2", PRIVATE),
+        ("node2", SHARED),
+        ("node3", SHARED),
+    ]
+    .iter()
+    .map(|(n, l)| (n.to_string(), l.to_string()))
+    .collect();
+    let mut got = rows.clone();
+    got.sort();
+    assert_eq!(got, want, "{json:#}");
+}
