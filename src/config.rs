@@ -217,11 +217,12 @@ impl Peer {
     /// A pattern that does not parse matches nothing (validation refuses it at load, so this
     /// only fails closed for a config that skipped [`Config::parse`]).
     pub fn receives(&self, lineage: &str) -> bool {
-        self.lineages.as_ref().is_none_or(|patterns| {
-            patterns
+        match &self.lineages {
+            None => true,
+            Some(patterns) => patterns
                 .iter()
-                .any(|p| LineagePattern::parse(p).is_ok_and(|p| p.matches(lineage)))
-        })
+                .any(|p| LineagePattern::parse(p).is_ok_and(|p| p.matches(lineage))),
+        }
     }
 
     /// HTTP address for the self-check.

@@ -180,10 +180,10 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
 /// reference); a peer only those its `[[peers]] lineages` list admits, so a lineage it is never
 /// sent is neither drift nor UNKNOWN there.
 fn expected_on(config: &Config, node: &str, lineage: &str) -> bool {
-    config
-        .managed_peers()
-        .find(|p| p.name == node)
-        .is_none_or(|p| p.receives(lineage))
+    match config.managed_peers().find(|p| p.name == node) {
+        Some(peer) => peer.receives(lineage),
+        None => true,
+    }
 }
 
 /// The name to check a lineage with and its versions' fingerprints, from this node's files.
