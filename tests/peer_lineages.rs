@@ -258,3 +258,29 @@ fn a_lineage_not_on_a_peers_list_never_reaches_it() {
     got.sort();
     assert_eq!(got, want, "{json:#}");
 }
+
+/// A pattern that is not a lineage glob (a path, upper case, a character class) is a config
+/// error before anything is sent: one line naming `peers[N].lineages[M]` and the value, exit 2
+/// (`status`, a monitoring plugin: 3), nothing changed on any node.
+#[test]
+fn a_bad_lineage_pattern_is_a_config_error_naming_key_and_value() {
+    let bed = bed(3, false);
+    edit_config(
+        &bed,
+        1,
+        "name = \"node3\"\n",
+        "name = \"node3\"\nlineages = [\"shared.test\", \"../etc/*\"]\n",
+    );
+    let before = snapshot(&bed);
+    for (args, code) in [(&["sync"][..], 2), (&["status"][..], 3)] {
+        let out = bed.certherd(1, args).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("peers[1].lineages[1]") && err.contains("\"../etc/*\""),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(snapshot(&bed) == before, "a node changed");
+}
