@@ -220,7 +220,7 @@ fn a_lineage_not_on_a_peers_list_never_reaches_it() {
         asked
             .lines()
             .filter(|l| l.contains(PRIVATE))
-            .map(|l| &l[..l.len().min(80)])
+            .map(|l| l.chars().take(80).collect::<String>())
             .collect::<Vec<_>>()
             .join("\n")
     );
