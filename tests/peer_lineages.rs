@@ -1,7 +1,7 @@
 //! Per-peer lineage lists (issue 14, item 7): `[[peers]] lineages = [globs]` on the primary.
-//! A lineage not on a peer's list never reaches that peer — not by deploy, sync, or a standby's
-//! renewal config; its letsencrypt dir is byte-for-byte untouched and no request its agent reads
-//! names it — and `status` never expects it there. Tokens still go to every node (a node DNS
+//! A lineage not on a peer's list never reaches that peer — not by deploy, sync, watch, or a
+//! standby's renewal config; its letsencrypt dir is byte-for-byte untouched and no request its
+//! agent reads names it — and `status` never expects it there. Tokens still go to every node (a node DNS
 //! points at must answer HTTP-01), so issuance with DNS on the listing peer works.
 //!
 //! Proves Guarantee 7 (whoever holds the primary's key installs on a peer only what the
@@ -87,6 +87,57 @@ fn record_requests(bed: &Bed, n: usize) -> PathBuf {
     )
     .unwrap();
     log
+}
+
+/// Runs `certherd watch` on node 1 while certbot renews `lineage`, until node 2 serves the new
+/// certificate (bounded); stops watch by its PID and returns what it printed.
+fn watch_renewal(bed: &Bed, lineage: &str) -> String {
+    use std::time::Duration;
+    let (out, err) = (bed.root().join("watch.out"), bed.root().join("watch.err"));
+    let mut watch = bed
+        .certherd(1, &["watch", "--settle", "1s"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || read(&err).contains("watching")),
+        "watch did not start: {}",
+        read(&err)
+    );
+    let renewed = bed.certbot(&[
+        "renew",
+        "--force-renewal",
+        "--no-random-sleep-on-renew",
+        "--cert-name",
+        lineage,
+    ]);
+    assert!(renewed.status.success(), "renew: {}", text(&renewed));
+    let want = current_serial(bed, lineage);
+    let version_2 = format!("{lineage} version 2");
+    let served = wait_until(Duration::from_secs(30), || {
+        served_serial(bed, 2, lineage) == want && read(&out).contains(&version_2)
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stopped = wait_until(Duration::from_secs(10), || {
+        matches!(watch.try_wait(), Ok(Some(_)))
+    });
+    if !stopped {
+        let _ = watch.kill();
+        let _ = watch.wait();
+    }
+    assert!(
+        served,
+        "node 2 never served the renewal; watch said:\n{}{}",
+        read(&out),
+        read(&err)
+    );
+    read(&out)
 }
 
 fn run(bed: &Bed, args: &[&str]) -> std::process::Output {
@@ -196,6 +247,17 @@ fn a_lineage_not_on_a_peers_list_never_reaches_it() {
         };
         assert_eq!(nodes, want, "{l:#}");
     }
+
+    // watch: a renewal of PRIVATE (its stored deploy hook runs too) reaches node 2, not node 3.
+    let watched = watch_renewal(&bed, PRIVATE);
+    assert!(
+        watched.contains(&format!("{PRIVATE} version 2")),
+        "watch did not deploy the renewal:\n{watched}"
+    );
+    assert!(
+        !watched.lines().any(|l| l.starts_with("node3")),
+        "watch deployed to node 3:\n{watched}"
+    );
 
     // Node 3: its letsencrypt dir byte for byte as before PRIVATE existed, nothing anywhere in
     // it names PRIVATE, and nothing it was asked over SSH did either.
