@@ -1,6 +1,7 @@
-//! `certherd status`: every node × every lineage — installed version, expiry, fingerprint, what
-//! the node actually serves over TLS, and drift from this node — with monitoring-plugin exit
-//! codes. The formats are in [`crate::report::status`].
+//! `certherd status`: every node × every lineage it should hold (a peer: those its
+//! `[[peers]] lineages` list admits) — installed version, expiry, fingerprint, what the node
+//! actually serves over TLS, and drift from this node — with monitoring-plugin exit codes. The
+//! formats are in [`crate::report::status`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
