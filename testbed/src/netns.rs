@@ -239,6 +239,42 @@ mod tests {
         assert!(veth_name(250, 99).len() <= 15, "IFNAMSIZ");
     }
 
+    fn names_present(b: u8) -> Vec<String> {
+        let mut found = Vec::new();
+        for args in [&["netns", "list"][..], &["-o", "link", "show"][..]] {
+            let out = run_ok(Command::new(IP).args(args), IP_TIMEOUT).unwrap();
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                for w in line.split([' ', ':', '@']) {
+                    if w.starts_with(&format!("certherd-b{b}-n"))
+                        || w.starts_with(&format!("chv{b}-"))
+                        || w == bridge_name(b)
+                    {
+                        found.push(w.to_owned());
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// A crashed run (no Drop) leaves namespaces, veths and the bridge; the next bed with that
+    /// index removes them and starts; its Drop leaves nothing. Needs root (as the whole bed).
+    #[test]
+    fn stale_leftovers_are_removed_and_drop_removes_everything() {
+        let slot = crate::slot::Slot::acquire(2, false).unwrap();
+        let b = slot.index;
+        let crashed = Net::create(b, 2).unwrap();
+        std::mem::forget(crashed);
+        assert!(names_present(b).len() >= 5, "{:?}", names_present(b));
+        let net = Net::create(b, 2).expect("leftovers of a crashed run are removed first");
+        drop(net);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !names_present(b).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(names_present(b), Vec::<String>::new(), "left after Drop");
+    }
+
     #[test]
     fn parses_ip_o_addr() {
         let t = "2: eth0    inet 198.18.3.1/24 scope global eth0\\       valid_lft forever\n\
