@@ -7,7 +7,8 @@
 //! VIP; `certherd renew` on node 2 continues the same lineage with the same ACME account (real
 //! certbot, pebble) and the surviving nodes serve it; node 1 comes back without the VIP and does
 //! not renew; `sync` from node 2 catches it up; fail-back the same way round; every node
-//! consistent at the end. The agent is the bed's non-root account throughout.
+//! consistent at the end. The agent is the bed's non-root account throughout, and at the end
+//! every file under `archive/` and `live/` on every node is its account's.
 //!
 //! Proves Guarantees 3 (a down peer is caught up by `sync`) and 8 (roles change both ways with
 //! the agent non-root, here with a real VIP moving between namespaces) of docs/GUARANTEES.md.
@@ -321,4 +322,33 @@ fn keepalived_vip_moves_the_primary_both_ways() {
     }
     assert_eq!(account_dirs(&bed, 1), vec![account.clone()]);
     assert_eq!(account_dirs(&bed, 2), vec![account]);
+    // The roles changed both ways with the agent non-root: whichever node's certbot wrote them,
+    // every entry under archive/ and live/ on every node is the agent's account's.
+    let (uid, _) = bed.agent_uid_gid();
+    assert_ne!(uid, 0);
+    for n in 1..=3 {
+        for dir in ["archive", "live"] {
+            let foreign = not_owned_by(&bed.letsencrypt_dir(n).join(dir), uid);
+            assert!(foreign.is_empty(), "node {n}: not the agent's: {foreign:?}");
+        }
+    }
+}
+
+/// Every path under `dir` (itself included, links not followed) whose owner is not `uid`.
+fn not_owned_by(dir: &std::path::Path, uid: u32) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        if meta.uid() != uid {
+            out.push(p.clone());
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap().flatten() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
 }
