@@ -267,6 +267,20 @@ mod tests {
         std::mem::forget(crashed);
         assert!(names_present(b).len() >= 5, "{:?}", names_present(b));
         let net = Net::create(b, 2).expect("leftovers of a crashed run are removed first");
+        // Nothing leaves the namespaces: a node's only route is the bridge's /24, no default.
+        for i in 1..=2 {
+            let out = run_ok(
+                Command::new(IP).args(["-n", &ns_name(b, i), "-4", "route", "show"]),
+                IP_TIMEOUT,
+            )
+            .unwrap();
+            let routes = String::from_utf8_lossy(&out.stdout).into_owned();
+            let only = format!("198.18.{b}.0/24 dev eth0");
+            assert!(
+                routes.lines().count() == 1 && routes.starts_with(&only),
+                "node {i} routes: {routes}"
+            );
+        }
         drop(net);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !names_present(b).is_empty() && std::time::Instant::now() < deadline {
