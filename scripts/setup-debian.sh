@@ -2,8 +2,10 @@
 # Prepare a fresh Debian 12 machine (as root) for certherd's test bed, e2e tests and benchmarks:
 # certbot, pebble (+ pebble-challtestsrv), nginx, openssh-server, influxdb, rsync, openssl, sudo
 # (the bed's agents run as their own account and reach nginx through the shipped sudoers line),
-# a C toolchain for building, and lintian + man-db for the package checks (scripts/deb.sh
-# installs cargo-deb itself). Idempotent: safe to run again.
+# keepalived and iproute2 (tests/vrrp.rs: real VRRP between the nodes' network namespaces; the
+# bed starts keepalived itself, never the package's service), a C toolchain for building, and
+# lintian + man-db for the package checks (scripts/deb.sh installs cargo-deb itself).
+# Idempotent: safe to run again.
 #
 # The packages' own services are NOT started (the test bed runs its own daemons on 127.0.B.x
 # loopback addresses; a system nginx/sshd listening on 0.0.0.0 would take ports 80/22 from it).
@@ -16,7 +18,7 @@ fi
 
 PACKAGES=(
     certbot pebble nginx openssh-server openssh-client influxdb rsync openssl prometheus iproute2
-    sudo ca-certificates curl build-essential pkg-config lintian man-db
+    keepalived sudo ca-certificates curl build-essential pkg-config lintian man-db
 )
 
 # Keep maintainer scripts from starting services: a policy-rc.d that denies everything, unless
@@ -75,7 +77,8 @@ missing=()
 for bin in /usr/bin/certbot /usr/bin/pebble /usr/bin/pebble-challtestsrv /usr/sbin/nginx \
            /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/bin/influxd /usr/bin/rsync \
            /usr/bin/openssl /usr/bin/promtool /usr/bin/curl /usr/bin/sudo /usr/sbin/visudo \
-           /usr/sbin/useradd /usr/sbin/userdel /usr/sbin/runuser /usr/bin/lintian /usr/bin/man; do
+           /usr/sbin/useradd /usr/sbin/userdel /usr/sbin/runuser /usr/bin/lintian /usr/bin/man \
+           /usr/sbin/keepalived /usr/bin/ip; do
     if [ ! -x "$bin" ]; then
         missing+=("$bin")
     fi

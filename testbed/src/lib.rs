@@ -22,18 +22,26 @@
 //! # Ok::<(), String>(())
 //! ```
 //!
+//! With `BedOptions.netns` every node is its own network namespace on a bridge the bed creates
+//! instead (node i is `198.18.B.i`, the CA `198.18.B.254`; see `netns.rs`), and keepalived can
+//! run in the nodes' namespaces (`keepalived.rs`).
+//!
 //! Environment: `CERTHERD_KEEP_BED=1` keeps the bed's directory (logs, configs) after `Drop`; the
 //! daemons are stopped anyway.
 
 mod account;
 pub mod delay;
 mod dns01;
+mod keepalived;
+mod netns;
 mod node;
 mod pebble;
 mod proc;
 mod slot;
 mod vhost;
 
+pub use keepalived::Vrrp;
+pub use netns::MAX_NETNS_NODES;
 pub use proc::{run_measured, Measured};
 
 use std::collections::HashMap;
@@ -90,6 +98,8 @@ pub struct BedOptions {
     pub ca: bool,
     /// Path to the built `certherd` binary (the peers' forced command and the hooks).
     pub certherd: PathBuf,
+    /// Every node in its own network namespace on a bridge (198.18.B.I; see `netns.rs`).
+    pub netns: bool,
 }
 
 impl Default for BedOptions {
@@ -98,6 +108,7 @@ impl Default for BedOptions {
             nodes: 3,
             ca: false,
             certherd: PathBuf::from("certherd"),
+            netns: false,
         }
     }
 }
@@ -111,6 +122,8 @@ pub struct Bed {
     ca: bool,
     certherd: PathBuf,
     daemons: Mutex<HashMap<String, Daemon>>,
+    /// The namespaces, veths and bridge of a namespaced bed (removed in Drop, after the daemons).
+    net: Option<netns::Net>,
     /// The agent's account on every node (removed in Drop, after the daemons stopped).
     account: Account,
     slot: Slot,
@@ -145,11 +158,19 @@ impl Bed {
         }
         // The start-up time printed with CERTHERD_BED_VERBOSE counts the account, too.
         let t0 = Instant::now();
+        let net = match opts.netns {
+            true => Some(netns::Net::create(b, opts.nodes)?),
+            false => None,
+        };
         let account = Account::create(b, &root)?;
         let bed = Bed {
             nodes: (1..=opts.nodes)
-                .map(|i| NodePaths::new(&root, b, i))
+                .map(|i| match net {
+                    Some(_) => NodePaths::new(&root, b, i).in_netns(b),
+                    None => NodePaths::new(&root, b, i),
+                })
                 .collect(),
+            net,
             root,
             index: b,
             ca: opts.ca,
@@ -167,6 +188,11 @@ impl Bed {
         mkdir(&self.root, 0o755)?;
         mkdir(&self.root.join("ssh"), 0o700)?;
         mkdir(&self.ssh_dir().join("cm"), 0o700)?;
+        if self.net.is_some() {
+            for n in &self.nodes {
+                mkdir(&netns::control_dir(&self.ssh_dir(), n.i), 0o700)?;
+            }
+        }
         mkdir(&self.root.join("certbot"), 0o755)?;
         fs::create_dir_all("/run/sshd").map_err(|e| format!("mkdir /run/sshd: {e}"))?;
 
@@ -322,6 +348,9 @@ impl Bed {
     }
 
     fn ca_ip(&self) -> Ipv4Addr {
+        if self.net.is_some() {
+            return netns::bridge_ip(self.index);
+        }
         Ipv4Addr::new(127, 0, self.index, 250)
     }
 
@@ -335,7 +364,7 @@ impl Bed {
         self.nodes.len()
     }
 
-    /// `127.0.B.<node>`; `node` is 1-based.
+    /// `127.0.B.<node>` (`198.18.B.<node>` on a namespaced bed); `node` is 1-based.
     pub fn ip(&self, node: usize) -> Ipv4Addr {
         self.node(node).ip
     }
@@ -472,7 +501,11 @@ impl Bed {
         t.push_str(&format!("identity = {}\n", qp(&ssh.join("id_ed25519"))));
         t.push_str(&format!("known_hosts = {}\n", qp(&ssh.join("known_hosts"))));
         t.push_str("connect_timeout = \"5s\"\n");
-        t.push_str(&format!("control_dir = {}\n", qp(&ssh.join("cm"))));
+        let cm = match self.net {
+            Some(_) => netns::control_dir(&ssh, n.i),
+            None => ssh.join("cm"),
+        };
+        t.push_str(&format!("control_dir = {}\n", qp(&cm)));
         t.push_str("\n[check]\ntimeout = \"10s\"\n");
         t.push_str(&format!("\n{}", self.reload_section(node)?));
         if !extra.trim().is_empty() {
@@ -586,10 +619,11 @@ impl Bed {
         ]
     }
 
-    /// Runs `/usr/bin/certbot <args> <common args>` on node 1 with `REQUESTS_CA_BUNDLE` set to
+    /// Runs `/usr/bin/certbot <args> <common args>` on node 1 (in its namespace on a namespaced
+    /// bed) with `REQUESTS_CA_BUNDLE` set to
     /// the bed's CA; killed after 120 s (then stderr ends with a `[testbed: killed ...]` note).
     pub fn certbot(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("/usr/bin/certbot");
+        let mut cmd = self.command_on(1, "/usr/bin/certbot");
         cmd.args(args)
             .args(self.certbot_common_args())
             .env("REQUESTS_CA_BUNDLE", self.ca_bundle())
@@ -634,9 +668,10 @@ impl Bed {
         args
     }
 
-    /// `<certherd> --config <node's certherd.toml> <args...>`, not yet run.
+    /// `<certherd> --config <node's certherd.toml> <args...>`, not yet run; on a namespaced bed
+    /// it runs in the node's namespace (`ip netns exec`), where `[renew] vip` is looked up.
     pub fn certherd(&self, node: usize, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.certherd);
+        let mut cmd = self.command_on(node, &self.certherd);
         cmd.arg("--config").arg(self.config_path(node)).args(args);
         cmd
     }
@@ -773,6 +808,7 @@ impl Drop for Bed {
         self.close_control_masters();
         let daemons: Vec<Daemon> = self.lock().drain().map(|(_, d)| d).collect();
         stop_all(daemons, STOP_GRACE);
+        keepalived::stop_watchers(self);
         self.account.remove();
         self.slot.clear_record();
         if std::env::var_os("CERTHERD_KEEP_BED").is_some() {

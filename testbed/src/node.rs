@@ -27,6 +27,8 @@ pub(crate) struct NodePaths {
     pub sshd_conf: PathBuf,
     pub host_key: PathBuf,
     pub config: PathBuf,
+    /// The node's network namespace on a namespaced bed (its daemons start there).
+    pub netns: Option<String>,
 }
 
 impl NodePaths {
@@ -43,9 +45,25 @@ impl NodePaths {
             sshd_conf: sshd_dir.join("sshd_config"),
             host_key: sshd_dir.join("ssh_host_ed25519_key"),
             config: dir.join("certherd.toml"),
+            netns: None,
             nginx_dir,
             sshd_dir,
             dir,
+        }
+    }
+
+    /// The same node as its own network namespace of bed `bed` (address 198.18.B.I).
+    pub fn in_netns(mut self, bed: u8) -> NodePaths {
+        self.ip = super::netns::node_ip(bed, self.i);
+        self.netns = Some(super::netns::ns_name(bed, self.i));
+        self
+    }
+
+    /// A command for `program` that runs in the node's namespace, if it has one.
+    pub fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => super::netns::command_in(ns, program),
+            None => Command::new(program),
         }
     }
 
@@ -79,8 +97,17 @@ pub(crate) fn write(path: &Path, text: &str) -> Result<(), String> {
 }
 
 /// The address `from=` admits in the bed's authorized_keys line (the shipped example names the
-/// primary's address): every connection on loopback comes from 127.0.0.1 or the bed's own.
-const PRIMARY_FROM: &str = "127.0.0.0/8";
+/// primary's address): every connection on loopback comes from 127.0.0.1 or the bed's own; on a
+/// namespaced bed, from the bed's own 198.18.B.0/24 (nodes, VIPs, the bridge).
+fn primary_from(n: &NodePaths) -> String {
+    match n.netns {
+        Some(_) => {
+            let o = n.ip.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        None => "127.0.0.0/8".into(),
+    }
+}
 
 /// Creates the node's directories and its nginx and sshd config files (not the host key), with
 /// the ownership the README's checklist gives a node: the agent's account owns the webroot and
@@ -108,7 +135,7 @@ pub(crate) fn prepare(
     write_sshd_conf(n, &account.name)?;
     write_mode(
         &n.agent_keys(),
-        &authorized_keys_line(certherd, &n.config, client_pubkey)?,
+        &authorized_keys_line(certherd, &n.config, client_pubkey, &primary_from(n))?,
         0o644,
     )?;
     // 0644: `nobody` reads it for sshd (public keys only).
@@ -116,7 +143,12 @@ pub(crate) fn prepare(
 }
 
 /// contrib/ssh/authorized_keys.example's key line with the bed's binary, config, address and key.
-fn authorized_keys_line(certherd: &Path, config: &Path, pubkey: &str) -> Result<String, String> {
+fn authorized_keys_line(
+    certherd: &Path,
+    config: &Path,
+    pubkey: &str,
+    from: &str,
+) -> Result<String, String> {
     let shipped = read_contrib("ssh/authorized_keys.example")?;
     let line = shipped
         .lines()
@@ -128,7 +160,7 @@ fn authorized_keys_line(certherd: &Path, config: &Path, pubkey: &str) -> Result<
         .unwrap_or(line)
         .replace("/usr/local/bin/certherd", &certherd.to_string_lossy())
         .replace("/etc/certherd/certherd.toml", &config.to_string_lossy())
-        .replace("192.0.2.11", PRIMARY_FROM);
+        .replace("192.0.2.11", from);
     Ok(format!("{options} {}\n", pubkey.trim()))
 }
 
@@ -260,7 +292,7 @@ fn write_sshd_conf(n: &NodePaths, account: &str) -> Result<(), String> {
 pub(crate) fn spawn_sshd(n: &NodePaths) -> Result<Daemon, String> {
     Daemon::spawn(
         &format!("sshd node{}", n.i),
-        Command::new(SSHD)
+        n.command(SSHD)
             .arg("-D")
             .arg("-e")
             .arg("-f")
@@ -272,7 +304,7 @@ pub(crate) fn spawn_sshd(n: &NodePaths) -> Result<Daemon, String> {
 pub(crate) fn spawn_nginx(n: &NodePaths) -> Result<Daemon, String> {
     Daemon::spawn(
         &format!("nginx node{}", n.i),
-        Command::new(NGINX)
+        n.command(NGINX)
             .arg("-p")
             .arg(&n.nginx_dir)
             .arg("-c")

@@ -23,6 +23,7 @@ pub fn bed_with(nodes: usize, ca: bool, certherd: &Path) -> Bed {
         nodes,
         ca,
         certherd: certherd.into(),
+        ..Default::default()
     })
     .unwrap_or_else(|e| panic!("test bed did not start: {e}"))
 }
@@ -416,7 +417,9 @@ pub fn assert_node_consistent(bed: &Bed, lineage: &str, n: usize, v: u32, contex
         from_cert.contains("PUBLIC KEY") && from_cert == from_key,
         "{context}: node {n}: the key does not match the certificate"
     );
-    let test = std::process::Command::new("/usr/sbin/nginx")
+    // In the node's own namespace on a namespaced bed (nginx -t binds its listen addresses).
+    let test = bed
+        .command_on(n, "/usr/sbin/nginx")
         .args(["-t", "-q", "-c"])
         .arg(bed.nginx_conf(n))
         .output()

@@ -45,6 +45,7 @@ impl Bench {
             nodes: max_n + 1,
             ca: true,
             certherd: certherd.to_owned(),
+            ..Default::default()
         })?;
         let _ = BED_ROOT.set(bed.root().to_string_lossy().into_owned());
         let plain_key = bed.enable_plain_login()?;

@@ -137,6 +137,7 @@ fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, Str
         nodes,
         ca: true,
         certherd: certherd.clone(),
+        ..Default::default()
     })?;
     println!(
         "   bed {} at {} ({:.2?})",
