@@ -1,6 +1,7 @@
 //! What commands print: [`deploy`] (table, JSON, the alert and the per-node lines for `deploy`,
-//! `sync` and `watch`) and [`status`] (table, JSON, InfluxDB, Prometheus). Reports read the
+//! `sync` and `watch`) and [`status`] (table, JSON, InfluxDB, Prometheus; [`nagios`] for the plugin format). Reports read the
 //! engines' typed rows; nothing here decides by reading text back.
 
 pub mod deploy;
+pub mod nagios;
 pub mod status;
