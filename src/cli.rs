@@ -45,7 +45,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// certbot --manual-auth-hook: put the token on every node, then check every node serves it.
-    Auth(ChallengeFlags),
+    Auth(AuthFlags),
     /// certbot --manual-cleanup-hook: remove the token from every node (a down peer only warns).
     Cleanup(ChallengeFlags),
     /// certbot --deploy-hook: install the renewed certificate on every node.
@@ -208,6 +208,18 @@ pub struct ManpagesFlags {
     pub dir: PathBuf,
 }
 
+/// `auth` flags.
+#[derive(Debug, Clone, Args)]
+pub struct AuthFlags {
+    /// certbot's variables, overridden.
+    #[command(flatten)]
+    pub challenge: ChallengeFlags,
+    /// Output format: the one-line summary certbot passes to cleanup, or one JSON object with a
+    /// typed row per node (token write, self-check, time, SSH detail).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::report::nodes::Format,
+}
+
 /// Manual overrides for certbot's CERTBOT_* variables.
 #[derive(Debug, Clone, Args)]
 pub struct ChallengeFlags {
@@ -230,7 +242,7 @@ pub struct DeployFlags {
     pub lineage: Option<String>,
     /// Output format: the table, or one JSON object with a typed row per node.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: crate::report::deploy::Format,
+    pub format: crate::report::nodes::Format,
 }
 
 /// `doctor` flags.
@@ -313,7 +325,7 @@ pub struct SyncFlags {
     pub lineages: Vec<String>,
     /// Output format: the tables, or one JSON object with every lineage's typed rows.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: crate::report::deploy::Format,
+    pub format: crate::report::nodes::Format,
 }
 
 /// `issue` flags.

@@ -69,7 +69,7 @@ fn stderr_is(value: &str) -> bool {
         return false;
     };
     nix::sys::stat::fstat(std::io::stderr().as_raw_fd())
-        .is_ok_and(|st| st.st_dev as u64 == dev && st.st_ino as u64 == ino)
+        .is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
 }
 
 /// Prints an error line (always shown).

@@ -2,6 +2,8 @@
 //! `sync` and `watch`) and [`status`] (table, JSON, InfluxDB, Prometheus; [`nagios`] for the plugin format). Reports read the
 //! engines' typed rows; nothing here decides by reading text back.
 
+pub mod auth;
 pub mod deploy;
 pub mod nagios;
+pub mod nodes;
 pub mod status;
