@@ -36,6 +36,8 @@ struct Node {
     served_fingerprint: Option<String>,
     error: Option<String>,
     elapsed_ms: u64,
+    /// How a peer was reached (tests/output_formats.rs checks it); null for this node.
+    ssh: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
