@@ -11,6 +11,7 @@ Exit codes:
   0  success
   1  the operation failed (a node did not get, install or serve what it should)
   2  bad usage, config or input; nothing was changed
+  3  status only (a monitoring plugin): UNKNOWN, including any usage error of status
 
 certbot flags:
   --manual-auth-hook 'certherd auth' --manual-cleanup-hook 'certherd cleanup'
@@ -30,10 +31,10 @@ pub struct Cli {
     /// Config file (default: $CERTHERD_CONFIG, else /etc/certherd/certherd.toml).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// More output; repeat for more.
+    /// More output: per-node timings and SSH detail for deploy, sync and auth; repeat for more.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only errors.
+    /// Errors only: no table, no info or warning lines (an explicit --format json still prints).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// What to do.
@@ -61,7 +62,7 @@ pub enum Command {
     /// Deploy lineages changed by other means (inotify); run it on the primary only.
     Watch(WatchFlags),
     /// Every node × every lineage: versions, expiry, what each node serves (exit 0 ok, 1 warning,
-    /// 2 critical, 3 unknown).
+    /// 2 critical, 3 unknown; every usage error of status is 3 too).
     Status(StatusFlags),
     /// Print the ACME account thumbprint and the nginx snippet that answers any token without
     /// fan-out (use with `mode = "stateless"`).
