@@ -45,7 +45,9 @@ fn is_number(s: &str) -> bool {
     let frac = parts.next();
     !int.is_empty()
         && int.bytes().all(|b| b.is_ascii_digit())
-        && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+        && frac.map_or(true, |f| {
+            !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 /// A threshold field: empty, or a plugin range `[@][start:][end]` with `~` for -infinity.
