@@ -120,3 +120,108 @@ pub fn summary_line(domain: &str, token: &str, published: &Published) -> String 
     })
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::check::{CheckFailure, Target, Verdict};
+    use crate::fanout::tokens::TokenError;
+    use crate::fanout::NodeResult;
+    use crate::names::Domain;
+    use crate::ssh::PeerError;
+
+    fn config() -> Config {
+        Config::parse(
+            "name = \"web1\"\n\
+             [[peers]]\nname = \"web2\"\nhost = \"192.0.2.2\"\n\
+             [[peers]]\nname = \"web3\"\nhost = \"192.0.2.3\"\ncheck_only = true\n\
+             [[peers]]\nname = \"web4\"\nhost = \"192.0.2.4\"\noptional = true\n",
+            Path::new("/x/certherd.toml"),
+        )
+        .unwrap()
+    }
+
+    fn write(node: &str, result: Result<(), TokenError>) -> tokens::NodeReport {
+        NodeResult {
+            node: node.into(),
+            optional: node == "web4",
+            https: String::new(),
+            result,
+            elapsed: Duration::from_millis(5),
+            ssh: None,
+        }
+    }
+
+    fn verdict(node: &str, result: Result<(), CheckFailure>) -> Verdict {
+        Verdict {
+            target: Target {
+                node: node.into(),
+                http: String::new(),
+                https: String::new(),
+                optional: false,
+            },
+            domain: Domain::parse("example.com").unwrap(),
+            result,
+        }
+    }
+
+    #[test]
+    fn every_node_gets_a_typed_row_in_config_order() {
+        let published = Published {
+            ok: false,
+            holders: vec!["web1".into(), "web2".into()],
+            writes: vec![
+                write("web1", Ok(())),
+                write("web2", Ok(())),
+                write(
+                    "web4",
+                    Err(TokenError::Peer(PeerError::Agent("gone".into()))),
+                ),
+            ],
+            verdicts: vec![
+                verdict("web1", Ok(())),
+                verdict(
+                    "web2",
+                    Err(CheckFailure::Status {
+                        status: 404,
+                        url: "http://example.com/x".into(),
+                    }),
+                ),
+                verdict("web3", Ok(())),
+            ],
+        };
+        let report = json(&config(), "example.com", "tok", &published);
+        let v = serde_json::to_value(&report).unwrap();
+        let rows = v["nodes"].as_array().unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r["node"].as_str().unwrap()).collect();
+        assert_eq!(names, ["web1", "web2", "web3", "web4"]);
+        let step = |i: usize| {
+            (
+                rows[i]["token_write"].as_str().unwrap(),
+                rows[i]["self_check"].as_str().unwrap(),
+                rows[i]["ok"].as_bool().unwrap(),
+            )
+        };
+        assert_eq!(step(0), ("written", "ok", true));
+        assert_eq!(step(1), ("written", "failed", false));
+        assert_eq!(step(2), ("check_only", "ok", true));
+        assert_eq!(step(3), ("failed", "skipped", false));
+        assert!(rows[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("self-check failed: HTTP 404"));
+        assert!(rows[3]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("writing the token failed"));
+        assert_eq!(rows[3]["optional"], true);
+        assert_eq!(v["ok"], false);
+        assert_eq!(
+            summary_line("example.com", "tok", &published),
+            r#"{"domain":"example.com","nodes":["web1","web2"],"ok":false,"token":"tok"}"#
+        );
+    }
+}
