@@ -11,6 +11,7 @@ Exit codes:
   0  success
   1  the operation failed (a node did not get, install or serve what it should)
   2  bad usage, config or input; nothing was changed
+  3  status only (a monitoring plugin): UNKNOWN, including any usage error of status
 
 certbot flags:
   --manual-auth-hook 'certherd auth' --manual-cleanup-hook 'certherd cleanup'
@@ -30,10 +31,10 @@ pub struct Cli {
     /// Config file (default: $CERTHERD_CONFIG, else /etc/certherd/certherd.toml).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// More output; repeat for more.
+    /// More output: per-node timings and SSH detail for deploy, sync and auth; repeat for more.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only errors.
+    /// Errors only: no table, no info or warning lines (an explicit --format json still prints).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// What to do.
@@ -45,7 +46,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// certbot --manual-auth-hook: put the token on every node, then check every node serves it.
-    Auth(ChallengeFlags),
+    Auth(AuthFlags),
     /// certbot --manual-cleanup-hook: remove the token from every node (a down peer only warns).
     Cleanup(ChallengeFlags),
     /// certbot --deploy-hook: install the renewed certificate on every node.
@@ -61,7 +62,7 @@ pub enum Command {
     /// Deploy lineages changed by other means (inotify); run it on the primary only.
     Watch(WatchFlags),
     /// Every node × every lineage: versions, expiry, what each node serves (exit 0 ok, 1 warning,
-    /// 2 critical, 3 unknown).
+    /// 2 critical, 3 unknown; every usage error of status is 3 too).
     Status(StatusFlags),
     /// Print the ACME account thumbprint and the nginx snippet that answers any token without
     /// fan-out (use with `mode = "stateless"`).
@@ -86,9 +87,23 @@ pub enum Invocation {
     Run(Cli),
     /// Write the man pages into a directory (scripts/deb.sh).
     Manpages(ManpagesFlags),
+    /// A usage error of `status`: a monitoring plugin's bad usage is UNKNOWN (exit 3), not
+    /// clap's 2, so main prints it through the one exit-code rule instead of clap exiting.
+    StatusUsage(StatusUsage),
 }
 
-/// Parses the process arguments (exits with clap's message and code 2 on bad usage).
+/// A usage error of `status`, as one line, and the format it was asked for (when readable), so
+/// that `--format nagios` still gets its `CERTHERD UNKNOWN - …` line on stdout.
+#[derive(Debug, Clone)]
+pub struct StatusUsage {
+    /// One line naming the value and what was expected.
+    pub message: String,
+    /// The `--format` given, if it was a valid one.
+    pub format: Option<crate::report::status::Format>,
+}
+
+/// Parses the process arguments (exits with clap's message and code 2 on bad usage, except for
+/// `status`, whose usage errors come back as [`Invocation::StatusUsage`] for exit 3).
 ///
 /// `manpages DIR` (write certherd.1 and one page per subcommand; scripts/deb.sh runs it so the
 /// pages come from these very definitions) is added here rather than to [`Command`]: the man
@@ -100,12 +115,83 @@ pub fn parse() -> Invocation {
             .hide(true)
             .about("Write the man pages into DIR (for packaging); needs no config"),
     );
-    let matches = Cli::command().subcommand(manpages).get_matches();
-    let parsed = match matches.subcommand() {
-        Some(("manpages", m)) => ManpagesFlags::from_arg_matches(m).map(Invocation::Manpages),
-        _ => Cli::from_arg_matches(&matches).map(Invocation::Run),
-    };
-    parsed.unwrap_or_else(|e| e.exit())
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed = Cli::command()
+        .subcommand(manpages)
+        .try_get_matches_from(&args)
+        .and_then(|matches| match matches.subcommand() {
+            Some(("manpages", m)) => ManpagesFlags::from_arg_matches(m).map(Invocation::Manpages),
+            _ => Cli::from_arg_matches(&matches).map(Invocation::Run),
+        });
+    match parsed {
+        Ok(Invocation::Run(cli)) => match &cli.command {
+            Command::Status(flags) => match flags.check() {
+                Ok(()) => Invocation::Run(cli),
+                Err(e) => Invocation::StatusUsage(StatusUsage {
+                    message: e.to_string(),
+                    format: Some(flags.format),
+                }),
+            },
+            _ => Invocation::Run(cli),
+        },
+        Ok(other) => other,
+        // --help and --version are not errors: clap prints them and exits 0 as usual.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) if subcommand_of(&args).as_deref() == Some("status") => {
+            Invocation::StatusUsage(StatusUsage {
+                message: first_line(&e.to_string()),
+                format: format_of(&args),
+            })
+        }
+        Err(e) => e.exit(),
+    }
+}
+
+/// The subcommand named on a command line that clap refused: the first word that is not an
+/// option, skipping the value of `--config` (the only global option that takes one).
+fn subcommand_of(args: &[std::ffi::OsString]) -> Option<String> {
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(word) = words.next() {
+        if word == "--config" {
+            words.next();
+        } else if word == "--" {
+            return None;
+        } else if !word.starts_with('-') {
+            return Some(word.into_owned());
+        }
+    }
+    None
+}
+
+/// The `--format` of a refused command line, when it is a valid one.
+fn format_of(args: &[std::ffi::OsString]) -> Option<crate::report::status::Format> {
+    use clap::ValueEnum;
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let value = words.iter().enumerate().find_map(|(i, w)| {
+        w.strip_prefix("--format=").map(str::to_owned).or_else(|| {
+            (w == "--format")
+                .then(|| words.get(i + 1).cloned())
+                .flatten()
+        })
+    })?;
+    crate::report::status::Format::from_str(&value, false).ok()
+}
+
+/// clap's message as one line: its first line without the `error: ` tag (the logger adds its
+/// own), plus the `[possible values: …]` line when there is one (what was expected), without
+/// the tips, usage and `For more information` tail.
+fn first_line(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim);
+    let first = lines.next().unwrap_or("bad usage");
+    let mut out = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    if let Some(expected) = lines.find(|l| l.starts_with("[possible values")) {
+        out.push(' ');
+        out.push_str(expected);
+    }
+    out
 }
 
 /// `completions` flags.
@@ -121,6 +207,18 @@ pub struct CompletionsFlags {
 pub struct ManpagesFlags {
     /// Directory to write the pages into (created if missing).
     pub dir: PathBuf,
+}
+
+/// `auth` flags.
+#[derive(Debug, Clone, Args)]
+pub struct AuthFlags {
+    /// certbot's variables, overridden.
+    #[command(flatten)]
+    pub challenge: ChallengeFlags,
+    /// Output format: the one-line summary certbot passes to cleanup, or one JSON object with a
+    /// typed row per node (token write, self-check, time, SSH detail).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::report::nodes::Format,
 }
 
 /// Manual overrides for certbot's CERTBOT_* variables.
@@ -145,7 +243,7 @@ pub struct DeployFlags {
     pub lineage: Option<String>,
     /// Output format: the table, or one JSON object with a typed row per node.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: crate::report::deploy::Format,
+    pub format: crate::report::nodes::Format,
 }
 
 /// `doctor` flags.
@@ -178,15 +276,47 @@ pub struct RenewFlags {
 /// `status` flags.
 #[derive(Debug, Clone, Args)]
 pub struct StatusFlags {
-    /// Output format.
+    /// Output format. `nagios`: the monitoring-plugins convention, first line
+    /// `CERTHERD OK|WARNING|CRITICAL|UNKNOWN - <summary> | <perfdata>` (days left per node and
+    /// lineage with --warn/--crit in days, nodes in drift, nodes down), then one line per problem.
+    /// Any usage error of `status` exits 3 (UNKNOWN), whatever the format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::report::status::Format,
     /// Warning (exit 1) when a certificate expires within this, or a node drifted.
     #[arg(long, default_value = "21d", value_parser = humantime::parse_duration)]
     pub warn: std::time::Duration,
-    /// Critical (exit 2) when a certificate expires within this.
+    /// Critical (exit 2) when a certificate expires within this; at most --warn.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     pub crit: std::time::Duration,
+}
+
+/// A `status` flag combination clap cannot refuse alone.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StatusFlagsError {
+    /// The critical threshold lies beyond the warning one.
+    #[error(
+        "--crit {crit} is longer than --warn {warn}: expected --crit at most --warn (critical is \
+         the nearer expiry)"
+    )]
+    CritAboveWarn {
+        /// --crit, as given back.
+        crit: String,
+        /// --warn, as given back.
+        warn: String,
+    },
+}
+
+impl StatusFlags {
+    /// What clap cannot check alone: the critical threshold is not above the warning one.
+    pub fn check(&self) -> Result<(), StatusFlagsError> {
+        if self.crit > self.warn {
+            return Err(StatusFlagsError::CritAboveWarn {
+                crit: humantime::format_duration(self.crit).to_string(),
+                warn: humantime::format_duration(self.warn).to_string(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// `sync` flags.
@@ -196,7 +326,7 @@ pub struct SyncFlags {
     pub lineages: Vec<String>,
     /// Output format: the tables, or one JSON object with every lineage's typed rows.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: crate::report::deploy::Format,
+    pub format: crate::report::nodes::Format,
 }
 
 /// `issue` flags.
@@ -222,6 +352,59 @@ pub struct IssueFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn words(line: &str) -> Vec<std::ffi::OsString> {
+        line.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn a_refused_status_line_is_found_as_status() {
+        assert_eq!(
+            subcommand_of(&words("certherd --config status -q status --crit 30")).as_deref(),
+            Some("status")
+        );
+        assert_eq!(
+            subcommand_of(&words("certherd -v deploy")).as_deref(),
+            Some("deploy")
+        );
+        assert_eq!(subcommand_of(&words("certherd -- status")), None);
+        assert_eq!(
+            format_of(&words("certherd status --format nagios --crit 3")),
+            Some(crate::report::status::Format::Nagios)
+        );
+        assert_eq!(
+            format_of(&words("certherd status --format=json")),
+            Some(crate::report::status::Format::Json)
+        );
+        assert_eq!(format_of(&words("certherd status --format xml")), None);
+    }
+
+    #[test]
+    fn clap_messages_become_one_line_naming_what_was_expected() {
+        let e = Cli::command()
+            .try_get_matches_from(["certherd", "status", "--format", "xml"])
+            .unwrap_err();
+        let line = first_line(&e.to_string());
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.starts_with("invalid value 'xml' for '--format"),
+            "{line}"
+        );
+        assert!(line.contains("[possible values: table, json"), "{line}");
+    }
+
+    #[test]
+    fn crit_beyond_warn_is_refused() {
+        let flags = |warn: u64, crit: u64| StatusFlags {
+            format: crate::report::status::Format::Table,
+            warn: std::time::Duration::from_secs(warn),
+            crit: std::time::Duration::from_secs(crit),
+        };
+        assert!(flags(10, 10).check().is_ok());
+        assert!(flags(10, 5).check().is_ok());
+        let e = flags(5, 10).check().unwrap_err().to_string();
+        assert!(e.contains("--crit 10s") && e.contains("--warn 5s"), "{e}");
+    }
 
     #[test]
     fn version_names_the_agent_protocol() {

@@ -21,6 +21,22 @@ pub struct PeerOutcome<T = Vec<Response>> {
     pub result: Result<T, PeerError>,
     /// Wall time for this peer, connection included.
     pub elapsed: Duration,
+    /// How the peer was reached and where the time went (for `-v` and the JSON reports).
+    pub ssh: SshDetail,
+}
+
+/// How one peer was reached: the destination, whether the shared connection was reused, and
+/// the time to get a connection and to exchange the requests. A step that never ran is None.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SshDetail {
+    /// `user@host:port`.
+    pub destination: String,
+    /// The shared connection was already up (true) or was started (false).
+    pub reused: Option<bool>,
+    /// Milliseconds to get the connection (the key exchange when it was started).
+    pub connect_ms: Option<u64>,
+    /// Milliseconds from starting the agent to its last answer.
+    pub exchange_ms: Option<u64>,
 }
 
 impl<T> PeerOutcome<T> {
@@ -35,7 +51,11 @@ pub async fn run(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Vec<P
     let requests = Arc::new(requests.to_vec());
     each_peer(ssh, peers, move |ssh, peer| {
         let requests = requests.clone();
-        async move { on_peer(&ssh, &peer, &requests).await }
+        async move {
+            let mut detail = SshDetail::default();
+            let result = on_peer(&ssh, &peer, &requests, &mut detail).await;
+            (result, detail)
+        }
     })
     .await
 }
@@ -43,7 +63,14 @@ pub async fn run(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Vec<P
 /// Opens (or refreshes) the shared connection to every peer in `peers`; nothing else.
 pub async fn warm(ssh: &SshConfig, peers: &[Peer]) -> Vec<PeerOutcome<Warmed>> {
     each_peer(ssh, peers, |ssh, peer| async move {
-        crate::ssh::warm(&ssh, &peer).await
+        let start = Instant::now();
+        let result = crate::ssh::warm(&ssh, &peer).await;
+        let detail = SshDetail {
+            reused: result.as_ref().ok().map(|w| *w == Warmed::Reused),
+            connect_ms: Some(millis(start.elapsed())),
+            ..SshDetail::default()
+        };
+        (result, detail)
     })
     .await
 }
@@ -54,7 +81,7 @@ async fn each_peer<T, F, Fut>(ssh: &SshConfig, peers: &[Peer], work: F) -> Vec<P
 where
     T: Send + 'static,
     F: Fn(Arc<SshConfig>, Peer) -> Fut,
-    Fut: std::future::Future<Output = Result<T, PeerError>> + Send + 'static,
+    Fut: std::future::Future<Output = (Result<T, PeerError>, SshDetail)> + Send + 'static,
 {
     let ssh = Arc::new(ssh.clone());
     let limit = Arc::new(Semaphore::new(ssh.concurrency.max(1)));
@@ -65,13 +92,14 @@ where
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let start = Instant::now();
-            let result = job.await;
+            let (result, ssh) = job.await;
             (
                 index,
                 PeerOutcome {
                     peer,
                     result,
                     elapsed: start.elapsed(),
+                    ssh,
                 },
             )
         });
@@ -86,21 +114,31 @@ where
         .into_iter()
         .zip(peers)
         .map(|(o, peer)| {
-            o.unwrap_or_else(|| PeerOutcome {
+            let mut o = o.unwrap_or_else(|| PeerOutcome {
                 peer: peer.clone(),
                 result: Err(PeerError::Agent("internal error: task panicked".into())),
                 elapsed: Duration::ZERO,
-            })
+                ssh: SshDetail::default(),
+            });
+            o.ssh.destination = crate::ssh::destination(&ssh, peer);
+            o
         })
         .collect()
 }
 
+/// The requests on one peer; `detail` gets the connection and exchange times as they happen,
+/// so a failure still reports how far it got.
 async fn on_peer(
     ssh: &SshConfig,
     peer: &Peer,
     requests: &[Request],
+    detail: &mut SshDetail,
 ) -> Result<Vec<Response>, PeerError> {
+    let start = Instant::now();
     let conn = Connection::open(ssh, peer).await?;
+    detail.connect_ms = Some(millis(start.elapsed()));
+    detail.reused = Some(conn.warmed() == Warmed::Reused);
+    let start = Instant::now();
     let mut agent = conn.agent().await?;
     let result = async {
         if pipelined(requests) {
@@ -124,10 +162,15 @@ async fn on_peer(
         }
     }
     .await;
+    detail.exchange_ms = Some(millis(start.elapsed()));
     // Every answer is in: let the channel wind down in the background instead of paying one
     // more round trip for the agent's exit before the command moves on (the self-check, say).
     tokio::spawn(agent.close());
     result
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Whether the first request may go out together with `hello`, before the agent has said which

@@ -4,6 +4,7 @@
 use certherd::cli::{Cli, Command, Invocation};
 use certherd::commands;
 use certherd::config::Config;
+use certherd::report::status::Format as StatusFormat;
 
 fn main() {
     let cli = match certherd::cli::parse() {
@@ -11,7 +12,12 @@ fn main() {
         // Hidden, for packaging: pages come from the clap definitions, no config needed.
         Invocation::Manpages(flags) => std::process::exit(exit_code(
             certherd::manual::manpages(&flags.dir).map(|_| certherd::error::EXIT_OK),
-            false,
+            None,
+        )),
+        // A plugin's bad usage is UNKNOWN: the same rule as status's own errors.
+        Invocation::StatusUsage(usage) => std::process::exit(exit_code(
+            Err(certherd::Error::Input(usage.message)),
+            Some(usage.format.unwrap_or(StatusFormat::Table)),
         )),
     };
     certherd::log::set_level(if cli.quiet {
@@ -19,7 +25,10 @@ fn main() {
     } else {
         cli.verbose.min(2) as i8
     });
-    let monitoring = matches!(cli.command, Command::Status(_));
+    let monitoring = match &cli.command {
+        Command::Status(flags) => Some(flags.format),
+        _ => None,
+    };
     let result = run(cli);
     std::process::exit(exit_code(result, monitoring));
 }
@@ -40,17 +49,25 @@ fn run(cli: Cli) -> certherd::Result<i32> {
 }
 
 /// The one exit-code rule: a command that ran chose its code; an error is printed and mapped
-/// by [`certherd::Error::exit_code`], except under `status`, a monitoring plugin, where any error
-/// of its own is UNKNOWN (3), not a usage code.
-fn exit_code(result: certherd::Result<i32>, monitoring: bool) -> i32 {
+/// by [`certherd::Error::exit_code`], except under `status` (`monitoring` is its format), a
+/// monitoring plugin, where any error of its own, usage included, is UNKNOWN (3), not a usage
+/// code; with `--format nagios` it is also the plugin's one UNKNOWN line on stdout.
+fn exit_code(result: certherd::Result<i32>, monitoring: Option<StatusFormat>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
             certherd::error!("{e}");
-            if monitoring {
-                certherd::error::EXIT_UNKNOWN
-            } else {
-                e.exit_code()
+            match monitoring {
+                Some(format) => {
+                    if format == StatusFormat::Nagios {
+                        println!(
+                            "{}",
+                            certherd::report::status::nagios_unknown(&e.to_string())
+                        );
+                    }
+                    certherd::error::EXIT_UNKNOWN
+                }
+                None => e.exit_code(),
             }
         }
     }

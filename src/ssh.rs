@@ -217,6 +217,12 @@ pub struct Connection {
     session: Arc<Session>,
     peer: String,
     request_timeout: Duration,
+    warmed: Warmed,
+}
+
+/// The SSH destination of a peer as `-v` shows it: `user@host:port`.
+pub fn destination(config: &SshConfig, peer: &Peer) -> String {
+    format!("{}@{}:{}", config.user, peer.host, peer.port)
 }
 
 impl Connection {
@@ -225,8 +231,9 @@ impl Connection {
         let dir = control_dir(config)?;
         let sock = socket_path(&dir, config, peer);
         let log = sock.with_extension("log");
-        ensure_master(config, peer, &sock).await?;
+        let warmed = ensure_master(config, peer, &sock).await?;
         Ok(Connection {
+            warmed,
             // Sessions start over the mux protocol spoken directly (no `ssh -S` client process).
             session: Arc::new(Session::resume_mux(
                 sock.into_boxed_path(),
@@ -235,6 +242,11 @@ impl Connection {
             peer: peer.name.clone(),
             request_timeout: config.request_timeout,
         })
+    }
+
+    /// Whether the shared connection was already up (no key exchange) or had to be started.
+    pub fn warmed(&self) -> Warmed {
+        self.warmed
     }
 
     /// Starts the agent on the peer. The command we send is ignored by a forced command, but

@@ -36,6 +36,8 @@ struct Node {
     served_fingerprint: Option<String>,
     error: Option<String>,
     elapsed_ms: u64,
+    /// How a peer was reached (tests/output_formats.rs checks it); null for this node.
+    ssh: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +76,8 @@ fn deploy_and_sync_report_typed_rows_as_json() {
     let names: Vec<&str> = d.nodes.iter().map(|n| n.node.as_str()).collect();
     assert_eq!(names, ["node1", "node2", "node3"], "this node first");
     assert_eq!(node(&d, "node1").install, "ok");
+    assert!(node(&d, "node1").ssh.is_none(), "this node needs no ssh");
+    assert!(node(&d, "node2").ssh.is_some() && node(&d, "node3").ssh.is_some());
     for n in &d.nodes {
         assert!(n.ok && !n.optional && n.error.is_none(), "{n:?}");
         assert_eq!((n.served.as_str(), n.after), ("new", Some(1)), "{n:?}");

@@ -7,9 +7,12 @@ use crate::check::Expectation;
 use crate::config::Config;
 use crate::error::{Result, EXIT_FAILED, EXIT_OK};
 use crate::fanout::tokens as publish;
+use crate::report::auth as report;
+use crate::report::nodes::{log_timings, print_json, Format};
 
-/// Runs the hook; returns the exit code.
-pub async fn run(config: &Config, args: &ChallengeArgs) -> Result<i32> {
+/// Runs the hook; returns the exit code. `format`: the one-line summary (what certbot hands to
+/// cleanup; not printed under `-q`) or the JSON report with a row per node.
+pub async fn run(config: &Config, args: &ChallengeArgs, format: Format) -> Result<i32> {
     let challenge = Challenge::from_env(args, true)?;
     let Some(key_authorization) = challenge.key_authorization else {
         unreachable!("from_env(.., true) always reads the validation")
@@ -19,12 +22,18 @@ pub async fn run(config: &Config, args: &ChallengeArgs) -> Result<i32> {
         token: challenge.token.clone(),
         key_authorization,
     };
-    let (ok, holders) =
-        publish::publish_and_check(config, std::slice::from_ref(&expectation)).await;
-    println!(
-        "{}",
-        serde_json::json!({ "domain": challenge.domain, "token": challenge.token, "nodes": holders, "ok": ok })
-    );
+    let published =
+        publish::publish_and_check_rows(config, std::slice::from_ref(&expectation)).await;
+    let (domain, token) = (challenge.domain.to_string(), challenge.token.to_string());
+    match format {
+        Format::Json => print_json(&report::json(config, &domain, &token, &published)),
+        Format::Table if crate::log::enabled(0) => {
+            println!("{}", report::summary_line(&domain, &token, &published))
+        }
+        Format::Table => {}
+    }
+    log_timings(&published.writes, "token write");
+    let ok = published.ok;
     if ok {
         crate::info!("every node serves the token for {}", challenge.domain);
         Ok(EXIT_OK)

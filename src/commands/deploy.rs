@@ -8,6 +8,7 @@ use crate::fanout::certs;
 use crate::lineage::Layout;
 use crate::names::LineageName;
 use crate::report::deploy::{self as report, DeploymentJson, Format};
+use crate::report::nodes::print_json;
 
 /// `deploy` options.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +34,9 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
     hand_over_local(config);
     let d = certs::push(config, &lineage, true).await?;
     match options.format {
-        Format::Table => print!("{}", report::table(&d)),
+        // -q: errors only; the table is not one.
+        Format::Table if crate::log::enabled(0) => print!("{}", report::table(&d)),
+        Format::Table => {}
         Format::Json => print_json(&DeploymentJson::of(&d)),
     }
     let ok = report::publish(config, &d, "deploy").await;
@@ -72,7 +75,7 @@ pub async fn sync(config: &Config, options: &SyncOptions) -> Result<i32> {
     let mut pushed = Vec::new();
     for lineage in &lineages {
         let d = certs::push(config, lineage, false).await?;
-        if options.format == Format::Table {
+        if options.format == Format::Table && crate::log::enabled(0) {
             print!("{}", report::table(&d));
         }
         ok &= report::publish(config, &d, "sync").await;
@@ -88,13 +91,6 @@ pub async fn sync(config: &Config, options: &SyncOptions) -> Result<i32> {
         print_json(&serde_json::json!({ "ok": ok, "lineages": pushed }));
     }
     Ok(if ok { EXIT_OK } else { EXIT_FAILED })
-}
-
-fn print_json(value: &impl serde::Serialize) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(e) => crate::error!("cannot encode the report as JSON: {e}"),
-    }
 }
 
 /// The lineage to deploy: `--lineage`, else certbot's `$RENEWED_LINEAGE`, which must be exactly

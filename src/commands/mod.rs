@@ -24,7 +24,7 @@ pub mod watch;
 /// Runs an async subcommand; returns the process exit code.
 pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> Result<i32> {
     match command {
-        Command::Auth(flags) => auth::run(config, &challenge(flags)).await,
+        Command::Auth(flags) => auth::run(config, &challenge(flags.challenge), flags.format).await,
         Command::Cleanup(flags) => cleanup::run(config, &challenge(flags)).await,
         Command::Issue(flags) => {
             let options = issue::Options {

@@ -42,7 +42,11 @@ pub struct Options {
 /// Runs `status`; returns the monitoring exit code.
 pub async fn run(config: &Config, options: &Options) -> Result<i32> {
     let report = collect(config, options).await?;
-    print!("{}", render(&report, options.format));
+    let limits = crate::report::nagios::Limits {
+        warn: options.warn,
+        crit: options.crit,
+    };
+    print!("{}", render(&report, options.format, limits));
     Ok(report.state as i32)
 }
 

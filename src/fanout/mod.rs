@@ -28,6 +28,8 @@ pub struct NodeResult<T> {
     pub result: T,
     /// Time taken on this node, connection included.
     pub elapsed: Duration,
+    /// How a peer was reached (None: this node, no SSH).
+    pub ssh: Option<crate::fleet::SshDetail>,
 }
 
 /// This node's result first, then one per peer outcome (in the order `fleet` returned them,
@@ -45,6 +47,7 @@ pub fn this_then_peers<R, T>(
         https: config.https.clone(),
         result: local,
         elapsed: local_elapsed,
+        ssh: None,
     }];
     for outcome in remote {
         rows.push(NodeResult {
@@ -53,6 +56,7 @@ pub fn this_then_peers<R, T>(
             https: outcome.peer.https_addr(),
             result: map(&outcome.peer, outcome.result),
             elapsed: outcome.elapsed,
+            ssh: Some(outcome.ssh),
         });
     }
     rows

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::check::{self, Expectation, Target};
+use crate::check::{self, Expectation, Target, Verdict};
 use crate::config::{Config, Mode};
 use crate::fleet;
 use crate::names::{KeyAuthorization, Token};
@@ -103,6 +103,15 @@ pub fn targets(config: &Config, skip: &[String]) -> Vec<Target> {
 /// Self-checks every node for every expectation within `[check] timeout`; prints one line per
 /// failure and returns whether every required node passed.
 pub async fn self_check(config: &Config, expectations: &[Expectation], skip: &[String]) -> bool {
+    self_check_verdicts(config, expectations, skip).await.0
+}
+
+/// [`self_check`], also returning every verdict (for a per-node report).
+async fn self_check_verdicts(
+    config: &Config,
+    expectations: &[Expectation],
+    skip: &[String],
+) -> (bool, Vec<Verdict>) {
     let verdicts =
         check::check_all(&targets(config, skip), expectations, config.check.timeout).await;
     let mut ok = true;
@@ -126,7 +135,7 @@ pub async fn self_check(config: &Config, expectations: &[Expectation], skip: &[S
             }
         }
     }
-    ok
+    (ok, verdicts)
 }
 
 /// Puts the token everywhere and self-checks it; returns (every required node ok, nodes that
@@ -135,9 +144,29 @@ pub async fn publish_and_check(
     config: &Config,
     expectations: &[Expectation],
 ) -> (bool, Vec<String>) {
+    let published = publish_and_check_rows(config, expectations).await;
+    (published.ok, published.holders)
+}
+
+/// Everything [`publish_and_check_rows`] saw, for a per-node report.
+#[derive(Debug)]
+pub struct Published {
+    /// Every required node holds and serves every token.
+    pub ok: bool,
+    /// Nodes that hold the token.
+    pub holders: Vec<String>,
+    /// Every write: this node, then every managed peer, per token (none in stateless mode).
+    pub writes: Vec<NodeReport>,
+    /// Every self-check verdict (nodes whose write failed are not checked).
+    pub verdicts: Vec<Verdict>,
+}
+
+/// [`publish_and_check`], keeping every node's write and check.
+pub async fn publish_and_check_rows(config: &Config, expectations: &[Expectation]) -> Published {
     let mut ok = true;
     let mut skip = Vec::new();
     let mut holders = Vec::new();
+    let mut writes = Vec::new();
     for exp in unique_tokens(expectations) {
         for report in
             apply_everywhere(config, TokenOp::Put(&exp.token, &exp.key_authorization)).await
@@ -160,10 +189,16 @@ pub async fn publish_and_check(
                     skip.push(report.node.clone());
                 }
             }
+            writes.push(report);
         }
     }
-    ok &= self_check(config, expectations, &skip).await;
-    (ok, holders)
+    let (checked, verdicts) = self_check_verdicts(config, expectations, &skip).await;
+    Published {
+        ok: ok && checked,
+        holders,
+        writes,
+        verdicts,
+    }
 }
 
 fn unique_tokens(expectations: &[Expectation]) -> Vec<&Expectation> {

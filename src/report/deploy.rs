@@ -10,15 +10,8 @@ use crate::fanout::certs::{Deployment, Row};
 use crate::served::Served;
 use crate::wire::ErrorKind;
 
-/// Output formats of `deploy` and `sync`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Human table.
-    #[default]
-    Table,
-    /// One JSON object (see README, "deploy and sync as JSON").
-    Json,
-}
+pub use super::nodes::Format;
+use super::nodes::NodeJson;
 
 /// The install step of one node, as a word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,15 +53,10 @@ impl InstallState {
     }
 }
 
-/// One node in the JSON report.
+/// A `deploy`/`sync` node's own fields in the JSON report (the common ones are
+/// [`NodeJson`]'s).
 #[derive(Debug, Clone, Serialize)]
-pub struct NodeJson {
-    /// Node name.
-    pub node: String,
-    /// Failures of optional nodes only warn.
-    pub optional: bool,
-    /// Installed and serving the version.
-    pub ok: bool,
+pub struct InstallJson {
     /// Version before (null: unknown).
     pub before: Option<u32>,
     /// Version after (null: unknown).
@@ -83,10 +71,6 @@ pub struct NodeJson {
     pub checked: Option<String>,
     /// SHA-256 of the certificate it serves.
     pub served_fingerprint: Option<String>,
-    /// Why the row failed, one line.
-    pub error: Option<String>,
-    /// Time on this node, milliseconds.
-    pub elapsed_ms: u64,
 }
 
 /// One lineage's push in the JSON report.
@@ -101,28 +85,26 @@ pub struct DeploymentJson {
     /// Every required node installed and serves the version.
     pub ok: bool,
     /// This node, then every managed peer.
-    pub nodes: Vec<NodeJson>,
+    pub nodes: Vec<NodeJson<InstallJson>>,
 }
 
 impl DeploymentJson {
     /// The typed rows of one push.
     pub fn of(d: &Deployment) -> Self {
-        let nodes: Vec<NodeJson> = d
+        let nodes: Vec<NodeJson<InstallJson>> = d
             .rows
             .iter()
-            .map(|r| NodeJson {
-                node: r.node.clone(),
-                optional: r.optional,
-                ok: r.ok(),
-                before: r.result.before,
-                after: r.result.after,
-                install: InstallState::of(r),
-                error_kind: r.result.install.as_ref().err().and_then(|e| e.kind()),
-                served: r.result.served.served.word().to_ascii_lowercase(),
-                checked: r.result.served.name.clone(),
-                served_fingerprint: r.result.served.fingerprint.clone(),
-                error: r.failure(),
-                elapsed_ms: r.elapsed.as_millis() as u64,
+            .map(|r| {
+                let step = InstallJson {
+                    before: r.result.before,
+                    after: r.result.after,
+                    install: InstallState::of(r),
+                    error_kind: r.result.install.as_ref().err().and_then(|e| e.kind()),
+                    served: r.result.served.served.word().to_ascii_lowercase(),
+                    checked: r.result.served.name.clone(),
+                    served_fingerprint: r.result.served.fingerprint.clone(),
+                };
+                NodeJson::of(r, r.ok(), step, r.failure())
             })
             .collect();
         DeploymentJson {
@@ -211,6 +193,7 @@ pub fn alert(d: &Deployment, event: &'static str, from: String) -> DeployAlert {
 /// returns whether every required node installed and serves the version.
 pub async fn publish(config: &Config, d: &Deployment, event: &'static str) -> bool {
     log_nodes(d, event);
+    super::nodes::log_timings(&d.rows, event);
     let alert = alert(d, event, config.node_name());
     crate::alert::send(&config.alert, &alert).await;
     alert.ok

@@ -18,6 +18,9 @@ pub enum Format {
     Influx,
     /// Prometheus text exposition (node_exporter textfile collector).
     Prometheus,
+    /// Monitoring-plugin output (Nagios, Icinga): state line with perfdata, then one line per
+    /// problem.
+    Nagios,
 }
 
 /// Monitoring-plugin states; the numeric value is the exit code.
@@ -107,9 +110,15 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-/// Formats the report.
-pub fn render(report: &Report, format: Format) -> String {
+/// The plugin's one line when `status` could not check at all (see [`super::nagios::unknown`]).
+pub fn nagios_unknown(message: &str) -> String {
+    super::nagios::unknown(message)
+}
+
+/// Formats the report (`limits`: the thresholds it was judged with, for the plugin's perfdata).
+pub fn render(report: &Report, format: Format, limits: super::nagios::Limits) -> String {
     match format {
+        Format::Nagios => super::nagios::render(report, limits),
         Format::Json => serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
         Format::Table => table(report),
         Format::Influx => influx(report),

@@ -1,0 +1,392 @@
+//! `status --format nagios`: the monitoring-plugins convention (Nagios, Icinga, Naemon, Sensu).
+//!
+//! ```text
+//! CERTHERD WARNING - node2/example.com expires in 12d | 'node1/example.com_days'=80;21;7;0; … 'drift_nodes'=0;;;0;3 'down_nodes'=0;;;0;3
+//! WARNING: node2/example.com: expires in 12d (warning below 21d)
+//! ```
+//!
+//! The first line is what the monitoring system shows and alerts on: the state word, a short
+//! summary and the performance data (days left per node and lineage, with `--warn`/`--crit` in
+//! days as the warn and crit fields, then how many nodes drifted or are down). Every further
+//! line is one problem. The exit code is the state (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+//! Text from outside (a node's error) is kept to one line and never contains `|`, which would
+//! start the performance data.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::status::{Report, Row, State};
+
+/// The thresholds `status` judged with, for the perfdata's warn and crit fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `--warn`.
+    pub warn: Duration,
+    /// `--crit`.
+    pub crit: Duration,
+}
+
+/// Longest piece of outside text (an error) in one problem line.
+const MAX_REASON: usize = 200;
+/// How many problems the first line names before "and N more".
+const SUMMARY_PROBLEMS: usize = 3;
+
+/// The whole plugin output: the first line, then one line per problem.
+pub fn render(report: &Report, limits: Limits) -> String {
+    let problems = problems(report, limits);
+    let mut out = format!(
+        "CERTHERD {} - {} | {}\n",
+        word(report.state),
+        summary(report, &problems),
+        perfdata(report, limits)
+    );
+    for p in &problems {
+        out.push_str(&format!("{}: {}: {}\n", word(p.state), p.subject, p.detail));
+    }
+    out
+}
+
+/// The one line of a `status` that could not check at all (bad usage, unreadable config).
+pub fn unknown(message: &str) -> String {
+    format!("CERTHERD UNKNOWN - {}", clean(message))
+}
+
+/// The plugin word of a state.
+pub fn word(state: State) -> &'static str {
+    match state {
+        State::Ok => "OK",
+        State::Warning => "WARNING",
+        State::Critical => "CRITICAL",
+        State::Unknown => "UNKNOWN",
+    }
+}
+
+/// One problem: a node (down) or a node × lineage (expiry, drift).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    state: State,
+    /// `node` or `node/lineage`.
+    subject: String,
+    /// Short, for the first line.
+    short: String,
+    /// Long, for the problem's own line.
+    detail: String,
+}
+
+/// Every problem, the worst first (critical, unknown, warning), in report order within a state.
+fn problems(report: &Report, limits: Limits) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut down = BTreeSet::new();
+    for r in &report.rows {
+        if !r.up {
+            // One line per node, not per lineage: the node could not be asked at all.
+            if down.insert(r.node.clone()) {
+                let why = r.error.as_deref().unwrap_or("no answer");
+                out.push(Problem {
+                    state: State::Unknown,
+                    subject: clean(&r.node),
+                    short: format!("{} down", clean(&r.node)),
+                    detail: format!("could not be asked: {}", clean(why)),
+                });
+            }
+            continue;
+        }
+        if r.state == State::Ok {
+            continue;
+        }
+        let subject = format!("{}/{}", clean(&r.node), clean(&r.lineage));
+        let expiry = expiry(r, limits);
+        let mut why = Vec::new();
+        if let Some(e) = &expiry {
+            why.push(e.clone());
+        }
+        if r.drift {
+            why.push(drift(r));
+        }
+        let short = format!("{subject} {}", why.first().cloned().unwrap_or_default());
+        out.push(Problem {
+            state: r.state,
+            subject,
+            short: short.trim_end().to_owned(),
+            detail: why.join("; "),
+        });
+    }
+    let rank = |s: State| match s {
+        State::Critical => 0,
+        State::Unknown => 1,
+        State::Warning => 2,
+        State::Ok => 3,
+    };
+    out.sort_by_key(|p| rank(p.state));
+    out
+}
+
+/// The expiry part of a row's problem, when its expiry is what is wrong (or unknown): a row
+/// far from expiry is a drift problem only.
+fn expiry(r: &Row, limits: Limits) -> Option<String> {
+    match r.expires_in {
+        None => Some("not installed".to_owned()),
+        Some(s) if s < 0 => Some(format!("expired {}d ago", (-s).div_euclid(86400))),
+        Some(s) if s < limits.warn.as_secs() as i64 => {
+            Some(format!("expires in {}d", s.div_euclid(86400)))
+        }
+        Some(_) => None,
+    }
+}
+
+/// What drifted on a row, in words.
+fn drift(r: &Row) -> String {
+    let version = r.version.map_or("-".to_owned(), |v| v.to_string());
+    let served = r.served.as_deref().unwrap_or("none");
+    let mut out = format!("drift: installed version {version}, serves {served}");
+    if r.pending {
+        out.push_str(", an install is pending");
+    }
+    if let Some(e) = &r.served_error {
+        out.push_str(&format!(" ({})", clean(e)));
+    }
+    out
+}
+
+/// The short text of the first line.
+fn summary(report: &Report, problems: &[Problem]) -> String {
+    let nodes: BTreeSet<&str> = report.rows.iter().map(|r| r.node.as_str()).collect();
+    let lineages: BTreeSet<&str> = report.rows.iter().map(|r| r.lineage.as_str()).collect();
+    if problems.is_empty() {
+        if report.rows.is_empty() {
+            return match report.state {
+                State::Ok => format!("no lineages on {}", clean(&report.from)),
+                _ => format!(
+                    "no lineages on {}; a node could not be asked",
+                    clean(&report.from)
+                ),
+            };
+        }
+        let soonest = report
+            .rows
+            .iter()
+            .filter_map(|r| Some((r.expires_in?, r)))
+            .min_by_key(|(s, _)| *s);
+        let mut out = format!(
+            "{} lineage{} on {} node{} current",
+            lineages.len(),
+            plural(lineages.len()),
+            nodes.len(),
+            plural(nodes.len())
+        );
+        if let Some((s, r)) = soonest {
+            out.push_str(&format!(
+                ", soonest expiry in {}d ({}/{})",
+                s.div_euclid(86400),
+                clean(&r.node),
+                clean(&r.lineage)
+            ));
+        }
+        return out;
+    }
+    let mut out = problems
+        .iter()
+        .take(SUMMARY_PROBLEMS)
+        .map(|p| p.short.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if problems.len() > SUMMARY_PROBLEMS {
+        out.push_str(&format!(" and {} more", problems.len() - SUMMARY_PROBLEMS));
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Performance data: `'label'=value[UOM];[warn];[crit];[min];[max]`, space separated.
+fn perfdata(report: &Report, limits: Limits) -> String {
+    let nodes: BTreeSet<&str> = report.rows.iter().map(|r| r.node.as_str()).collect();
+    let mut out: Vec<String> = report
+        .rows
+        .iter()
+        .map(|r| {
+            let days = r
+                .expires_in
+                .filter(|_| r.up)
+                .map_or("U".to_owned(), |s| s.div_euclid(86400).to_string());
+            format!(
+                "{}={days};{};{};0;",
+                label(&format!("{}/{}_days", r.node, r.lineage)),
+                days_of(limits.warn),
+                days_of(limits.crit)
+            )
+        })
+        .collect();
+    let drifted = nodes_where(report, |r| r.up && r.drift);
+    let down = nodes_where(report, |r| !r.up);
+    out.push(format!("'drift_nodes'={drifted};;;0;{}", nodes.len()));
+    out.push(format!("'down_nodes'={down};;;0;{}", nodes.len()));
+    out.join(" ")
+}
+
+/// How many distinct nodes have a row matching `pred`.
+fn nodes_where(report: &Report, pred: impl Fn(&Row) -> bool) -> usize {
+    report
+        .rows
+        .iter()
+        .filter(|r| pred(r))
+        .map(|r| r.node.as_str())
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// A threshold in days: whole days as an integer, else up to two decimals.
+fn days_of(d: Duration) -> String {
+    let days = d.as_secs_f64() / 86400.0;
+    let text = format!("{days:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// A perfdata label: quoted, a quote doubled, `=` (which ends a label) and control characters
+/// replaced.
+fn label(raw: &str) -> String {
+    let inner: String = raw
+        .chars()
+        .map(|c| if c == '=' || c.is_control() { '_' } else { c })
+        .collect();
+    format!("'{}'", inner.replace('\'', "''"))
+}
+
+/// Outside text for a plugin line: one line, no `|` (that starts the perfdata).
+fn clean(text: &str) -> String {
+    crate::text::one_line(text, MAX_REASON).replace('|', "/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(node: &str, lineage: &str, days: Option<i64>, state: State) -> Row {
+        Row {
+            node: node.into(),
+            lineage: lineage.into(),
+            up: true,
+            error: None,
+            version: Some(1),
+            fingerprint: None,
+            serial: None,
+            not_after: None,
+            expires_in: days.map(|d| d * 86400 + 3600),
+            served_name: None,
+            served: Some("new".into()),
+            served_fingerprint: None,
+            served_error: None,
+            pending: false,
+            drift: false,
+            state,
+        }
+    }
+
+    fn report(rows: Vec<Row>) -> Report {
+        let state = rows.iter().fold(State::Ok, |s, r| s.worst(r.state));
+        Report {
+            from: "node1".into(),
+            checked_at: 0,
+            state,
+            rows,
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        warn: Duration::from_secs(21 * 86400),
+        crit: Duration::from_secs(7 * 86400),
+    };
+
+    #[test]
+    fn ok_first_line_has_summary_and_perfdata() {
+        let r = report(vec![
+            row("node1", "example.com", Some(80), State::Ok),
+            row("node2", "example.com", Some(54), State::Ok),
+        ]);
+        let out = render(&r, LIMITS);
+        assert_eq!(
+            out,
+            "CERTHERD OK - 1 lineage on 2 nodes current, soonest expiry in 54d \
+             (node2/example.com) | 'node1/example.com_days'=80;21;7;0; \
+             'node2/example.com_days'=54;21;7;0; 'drift_nodes'=0;;;0;2 'down_nodes'=0;;;0;2\n"
+        );
+    }
+
+    #[test]
+    fn problems_worst_first_one_line_each() {
+        let mut down = row("node3", "example.com", None, State::Unknown);
+        down.up = false;
+        down.error = Some("ssh: connection refused | x\nforged".into());
+        let mut drifted = row("node4", "example.com", Some(80), State::Warning);
+        drifted.drift = true;
+        drifted.served = Some("old".into());
+        let r = report(vec![
+            row("node1", "example.com", Some(10), State::Warning),
+            row("node2", "example.com", Some(3), State::Critical),
+            down,
+            drifted,
+        ]);
+        let out = render(&r, LIMITS);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 5, "{out}");
+        assert!(
+            lines[0].starts_with(
+                "CERTHERD CRITICAL - node2/example.com expires in 3d, node3 down, \
+                 node1/example.com expires in 10d and 1 more | "
+            ),
+            "{out}"
+        );
+        assert_eq!(lines[0].matches('|').count(), 1, "{out}");
+        assert!(lines[0].contains("'node3/example.com_days'=U;21;7;0;"));
+        assert!(lines[0].ends_with("'drift_nodes'=1;;;0;4 'down_nodes'=1;;;0;4"));
+        assert_eq!(lines[1], "CRITICAL: node2/example.com: expires in 3d");
+        assert_eq!(
+            lines[2],
+            "UNKNOWN: node3: could not be asked: ssh: connection refused / x\\nforged"
+        );
+        assert_eq!(lines[3], "WARNING: node1/example.com: expires in 10d");
+        assert_eq!(
+            lines[4],
+            "WARNING: node4/example.com: drift: installed version 1, serves old"
+        );
+    }
+
+    #[test]
+    fn labels_and_thresholds_follow_the_grammar() {
+        assert_eq!(label("n'1/a=b_days"), "'n''1/a_b_days'");
+        assert_eq!(days_of(Duration::from_secs(21 * 86400)), "21");
+        assert_eq!(days_of(Duration::from_secs(36 * 3600)), "1.5");
+        assert_eq!(days_of(Duration::ZERO), "0");
+    }
+
+    #[test]
+    fn expired_and_missing_certificates_are_named() {
+        let r = report(vec![
+            row("node1", "a.example", Some(-3), State::Critical),
+            row("node2", "a.example", None, State::Critical),
+        ]);
+        let out = render(&r, LIMITS);
+        assert!(
+            out.contains("CRITICAL: node1/a.example: expired 2d ago"),
+            "{out}"
+        );
+        assert!(
+            out.contains("CRITICAL: node2/a.example: not installed"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn unknown_line_is_one_line_without_a_pipe() {
+        assert_eq!(
+            unknown("--crit 30d | bad\nline"),
+            "CERTHERD UNKNOWN - --crit 30d / bad\\nline"
+        );
+    }
+}
