@@ -17,6 +17,7 @@ crashpoint 0
 names 1
 error 2
 log 2
+glob 2
 wire 3
 fsx 4
 handover 4
@@ -28,6 +29,7 @@ tokens 5
 certbot_env 5
 lineage 6
 standby 6
+actions 6
 tls 7
 check 7
 ssh 7
