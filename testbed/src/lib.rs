@@ -28,12 +28,14 @@
 mod account;
 pub mod delay;
 mod dns01;
+mod haproxy;
 mod node;
 mod pebble;
 mod proc;
 mod slot;
 mod vhost;
 
+pub use haproxy::{Haproxies, HAPROXY_PORT};
 pub use proc::{run_measured, Measured};
 
 use std::collections::HashMap;
