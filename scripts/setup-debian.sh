@@ -16,7 +16,7 @@ fi
 
 PACKAGES=(
     certbot pebble nginx openssh-server openssh-client influxdb rsync openssl prometheus iproute2
-    sudo ca-certificates curl build-essential pkg-config lintian man-db
+    sudo ca-certificates curl build-essential pkg-config lintian man-db haproxy
 )
 
 # Keep maintainer scripts from starting services: a policy-rc.d that denies everything, unless
@@ -75,7 +75,8 @@ missing=()
 for bin in /usr/bin/certbot /usr/bin/pebble /usr/bin/pebble-challtestsrv /usr/sbin/nginx \
            /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/bin/influxd /usr/bin/rsync \
            /usr/bin/openssl /usr/bin/promtool /usr/bin/curl /usr/bin/sudo /usr/sbin/visudo \
-           /usr/sbin/useradd /usr/sbin/userdel /usr/sbin/runuser /usr/bin/lintian /usr/bin/man; do
+           /usr/sbin/useradd /usr/sbin/userdel /usr/sbin/runuser /usr/bin/lintian /usr/bin/man \
+           /usr/sbin/haproxy; do
     if [ ! -x "$bin" ]; then
         missing+=("$bin")
     fi

@@ -60,7 +60,7 @@ pub enum ActionError {
         /// How the test failed.
         output: ExecError,
         /// Why the rollback failed.
-        source: Error,
+        source: Box<Error>,
     },
     /// The action's reload failed after its test passed; the new file stays.
     #[error(
@@ -79,7 +79,7 @@ pub enum ActionError {
         /// Position in the config's `[[deploy]]` list.
         index: usize,
         /// Why.
-        source: Error,
+        source: Box<Error>,
     },
 }
 
@@ -148,7 +148,10 @@ fn run_one(
     installed: bool,
     timeout: Duration,
 ) -> Result<bool, ActionError> {
-    let write_err = |source| ActionError::Write { index, source };
+    let write_err = |source| ActionError::Write {
+        index,
+        source: Box::new(source),
+    };
     let mut written = None;
     if let Some(dir) = &action.combined_pem {
         let mut content = fullchain.as_bytes().to_vec();
@@ -165,8 +168,8 @@ fn run_one(
         let same = previous.as_ref().is_some_and(|p| {
             p.content == content
                 && p.mode == mode
-                && uid.is_none_or(|u| u == p.uid)
-                && gid.is_none_or(|g| g == p.gid)
+                && uid.map_or(true, |u| u == p.uid)
+                && gid.map_or(true, |g| g == p.gid)
         });
         if !same {
             target.write(&content, mode, uid, gid).map_err(write_err)?;
@@ -192,7 +195,7 @@ fn run_one(
                 return Err(ActionError::RollbackFailed {
                     index,
                     output,
-                    source,
+                    source: Box::new(source),
                 });
             }
         }

@@ -1,11 +1,12 @@
 //! Per-lineage deploy actions (`[[deploy]]`) end to end with real HAProxy on every node.
 //!
-//! Proves Guarantee 13 of docs/GUARANTEES.md: each node's own `[[deploy]]` action writes the
-//! combined PEM (fullchain + key, owner/group/mode from the node's config) for the lineages its
-//! globs match — on the primary and on every peer — and its own check and reload (through sudo,
-//! the shipped `contrib/sudoers/certherd-haproxy` lines) make HAProxy serve the new certificate,
-//! checked over TLS with openssl; a lineage no glob matches writes nothing; a failing action
-//! test puts the previous combined PEM back and the deploy row says `action_test_failed`.
+//! Proves Guarantee 10 of docs/GUARANTEES.md (deploy actions): each node's own `[[deploy]]`
+//! action writes the combined PEM (fullchain + key, owner/group/mode from the node's config) for
+//! the lineages its globs match — on the primary and on every peer — and its own check and
+//! reload (through sudo, the shipped `contrib/sudoers/certherd-haproxy` lines) make HAProxy
+//! serve the new certificate, checked over TLS with openssl; a lineage no glob matches writes
+//! nothing; a failing action test puts the previous combined PEM back and the deploy row says
+//! `action_test_failed`.
 
 mod common;
 use common::*;
