@@ -104,50 +104,99 @@ struct Previous {
     gid: Gid,
 }
 
-/// Runs every action of `actions` whose globs match `lineage`, in config order. `installed`
-/// says whether the lineage itself changed on this node (then the commands run even when the
-/// combined PEM was already current). All matching actions run even when one fails; the first
-/// failure is returned. `Ok(true)`: something was written or run.
-pub fn run(
-    actions: &[DeployAction],
-    lineage: &LineageName,
-    fullchain: &str,
-    privkey: &str,
-    installed: bool,
-    timeout: Duration,
-) -> Result<bool, ActionError> {
+/// Name of the marker in `live/<lineage>/` that says an action of this lineage was started and
+/// did not finish (written and not yet reloaded, agent killed, test or reload failed): while it
+/// is there, the next run tests and reloads even when every file is current, as the lineage's
+/// own pending marker makes the next install finish an unfinished one.
+pub const ACTIONS_PENDING: &str = ".certherd-actions-pending";
+
+/// What a deploy brings to a node's actions.
+#[derive(Debug, Clone, Copy)]
+pub struct Deployed<'a> {
+    /// The lineage.
+    pub lineage: &'a LineageName,
+    /// Its current fullchain.
+    pub fullchain: &'a str,
+    /// Its current private key.
+    pub privkey: &'a str,
+    /// Whether the lineage itself changed (or was reloaded) on this node: then the commands run
+    /// even when the combined PEM was already current.
+    pub installed: bool,
+    /// `live/<lineage>/` on this node (checked by the install): where [`ACTIONS_PENDING`] lives.
+    pub live_dir: &'a Path,
+    /// Limit for each command.
+    pub timeout: Duration,
+}
+
+/// The pending marker, written once, just before the first file or command of a run.
+struct Marker {
+    path: PathBuf,
+    set: bool,
+}
+
+impl Marker {
+    fn set(&mut self) -> Result<(), Error> {
+        if !self.set {
+            crate::fsx::refuse_if_symlink(&self.path)?;
+            crate::fsx::write_file(&self.path, b"", 0o600)?;
+            crate::fsx::sync_dir(self.path.parent().unwrap_or(Path::new("/")))?;
+            self.set = true;
+        }
+        Ok(())
+    }
+}
+
+/// Runs every action of `actions` whose globs match the lineage, in config order. All matching
+/// actions run even when one fails; the first failure is returned (and the pending marker
+/// stays, so the next run tests and reloads again). `Ok(true)`: something was written or run.
+pub fn run(actions: &[DeployAction], d: &Deployed) -> Result<bool, ActionError> {
+    let path = d.live_dir.join(ACTIONS_PENDING);
+    let pending = std::fs::symlink_metadata(&path).is_ok();
+    let mut marker = Marker { set: pending, path };
+    let forced = d.installed || pending;
     let mut changed = false;
     let mut first_error = None;
     for (index, action) in actions.iter().enumerate() {
-        if !action.applies_to(lineage) {
+        if !action.applies_to(d.lineage) {
             continue;
         }
-        match run_one(
-            index, action, lineage, fullchain, privkey, installed, timeout,
-        ) {
+        match run_one(index, action, d, forced, &mut marker) {
             Ok(c) => changed |= c,
             Err(e) => {
                 changed = true;
-                crate::error!("{lineage}: {e}");
+                crate::error!("{}: {e}", d.lineage);
                 first_error.get_or_insert(e);
             }
         }
     }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(changed),
+        None => {
+            if marker.set {
+                crate::fsx::remove_if_exists(&marker.path).map_err(|e| ActionError::Write {
+                    index: 0,
+                    source: Box::new(e),
+                })?;
+            }
+            Ok(changed)
+        }
     }
 }
 
 fn run_one(
     index: usize,
     action: &DeployAction,
-    lineage: &LineageName,
-    fullchain: &str,
-    privkey: &str,
-    installed: bool,
-    timeout: Duration,
+    d: &Deployed,
+    forced: bool,
+    marker: &mut Marker,
 ) -> Result<bool, ActionError> {
+    let Deployed {
+        lineage,
+        fullchain,
+        privkey,
+        timeout,
+        ..
+    } = *d;
     let write_err = |source| ActionError::Write {
         index,
         source: Box::new(source),
@@ -172,13 +221,15 @@ fn run_one(
                 && gid.map_or(true, |g| g == p.gid)
         });
         if !same {
+            marker.set().map_err(write_err)?;
             target.write(&content, mode, uid, gid).map_err(write_err)?;
             written = Some((target, previous));
         }
     }
-    if written.is_none() && !installed {
+    if written.is_none() && !forced {
         return Ok(false);
     }
+    marker.set().map_err(write_err)?;
     if let Err(output) = run_bounded(&action.test, timeout) {
         let path = written.as_ref().map(|(t, _)| t.path.clone()).or(action
             .combined_pem
@@ -441,7 +492,33 @@ mod tests {
         LineageName::parse(s).unwrap()
     }
 
-    const T: Duration = Duration::from_secs(5);
+    /// Runs the actions with `live/<lineage>/` in the scratch dir `live`.
+    fn go(
+        actions: &[DeployAction],
+        name: &str,
+        fullchain: &str,
+        privkey: &str,
+        installed: bool,
+    ) -> Result<bool, ActionError> {
+        // Each test's own live dir, beside its combined-PEM dir.
+        let live = actions[0]
+            .combined_pem
+            .as_ref()
+            .unwrap()
+            .with_extension("live");
+        fs::create_dir_all(&live).unwrap();
+        run(
+            actions,
+            &Deployed {
+                lineage: &lineage(name),
+                fullchain,
+                privkey,
+                installed,
+                live_dir: &live,
+                timeout: Duration::from_secs(5),
+            },
+        )
+    }
 
     #[test]
     fn writes_fullchain_then_key_with_mode_only_for_matching_lineages() {
@@ -452,7 +529,7 @@ mod tests {
             &["true"],
             Some("0640"),
         )];
-        assert!(run(&a, &lineage("site.test"), "CHAIN", "KEY\n", false, T).unwrap());
+        assert!(go(&a, "site.test", "CHAIN", "KEY\n", false).unwrap());
         let pem = dir.join("site.test.pem");
         assert_eq!(fs::read_to_string(&pem).unwrap(), "CHAIN\nKEY\n");
         assert_eq!(
@@ -460,9 +537,9 @@ mod tests {
             0o640
         );
         // Unchanged and the lineage did not change: nothing runs.
-        assert!(!run(&a, &lineage("site.test"), "CHAIN", "KEY\n", false, T).unwrap());
-        assert!(!run(&a, &lineage("other.test"), "CHAIN", "KEY\n", true, T).unwrap());
-        assert!(run(&a, &lineage("www.example.org"), "C", "K", false, T).unwrap());
+        assert!(!go(&a, "site.test", "CHAIN", "KEY\n", false).unwrap());
+        assert!(!go(&a, "other.test", "CHAIN", "KEY\n", true).unwrap());
+        assert!(go(&a, "www.example.org", "C", "K", false).unwrap());
         let mut names: Vec<_> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -470,6 +547,7 @@ mod tests {
         names.sort();
         assert_eq!(names, ["site.test.pem", "www.example.org.pem"]);
         fs::remove_dir_all(&dir).unwrap();
+        let _ = fs::remove_dir_all(dir.with_extension("live"));
     }
 
     #[test]
@@ -477,12 +555,12 @@ mod tests {
         let dir = scratch("rollback");
         let ok = [action(&dir, &["*"], &["true"], None)];
         let bad = [action(&dir, &["*"], &["false"], None)];
-        let e = run(&bad, &lineage("site.test"), "NEW", "KEY", false, T).unwrap_err();
+        let e = go(&bad, "site.test", "NEW", "KEY", false).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ActionTestFailed, "{e}");
         assert!(e.to_string().contains("removed"), "{e}");
         assert!(!dir.join("site.test.pem").exists());
-        run(&ok, &lineage("site.test"), "OLD", "KEY", false, T).unwrap();
-        let e = run(&bad, &lineage("site.test"), "NEW", "KEY", false, T).unwrap_err();
+        go(&ok, "site.test", "OLD", "KEY", false).unwrap();
+        let e = go(&bad, "site.test", "NEW", "KEY", false).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -499,15 +577,7 @@ mod tests {
         );
         let mut reload_fails = action(&dir, &["*"], &["true"], None);
         reload_fails.reload = vec!["false".into()];
-        let e = run(
-            &[reload_fails],
-            &lineage("site.test"),
-            "NEW",
-            "KEY",
-            false,
-            T,
-        )
-        .unwrap_err();
+        let e = go(&[reload_fails], "site.test", "NEW", "KEY", false).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ActionReloadFailed, "{e}");
         assert_eq!(
             fs::read_to_string(dir.join("site.test.pem")).unwrap(),
@@ -515,6 +585,32 @@ mod tests {
         );
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "temp files left");
         fs::remove_dir_all(&dir).unwrap();
+        let _ = fs::remove_dir_all(dir.with_extension("live"));
+    }
+
+    #[test]
+    fn an_unfinished_action_is_finished_by_the_next_run_even_when_the_file_is_current() {
+        let dir = scratch("retry");
+        let count = dir.with_extension("count");
+        let _ = fs::remove_file(&count);
+        let mut failing = action(&dir, &["*"], &["true"], None);
+        failing.reload = vec!["false".into()];
+        let e = go(&[failing], "site.test", "NEW", "KEY", false).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ActionReloadFailed, "{e}");
+        assert!(dir.with_extension("live").join(ACTIONS_PENDING).exists());
+        let mut fixed = action(&dir, &["*"], &["true"], None);
+        fixed.reload = ["sh", "-c", &format!("echo reloaded >> {}", count.display())]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // Same content, lineage unchanged: the marker alone makes it test and reload again.
+        assert!(go(&[fixed.clone()], "site.test", "NEW", "KEY", false).unwrap());
+        assert!(!dir.with_extension("live").join(ACTIONS_PENDING).exists());
+        assert!(!go(&[fixed], "site.test", "NEW", "KEY", false).unwrap());
+        assert_eq!(fs::read_to_string(&count).unwrap(), "reloaded\n");
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(dir.with_extension("live")).unwrap();
+        fs::remove_file(&count).unwrap();
     }
 
     #[test]
@@ -524,14 +620,15 @@ mod tests {
         fs::write(decoy.join("victim"), "keep").unwrap();
         std::os::unix::fs::symlink(decoy.join("victim"), dir.join("site.test.pem")).unwrap();
         let a = [action(&dir, &["*"], &["true"], None)];
-        let e = run(&a, &lineage("site.test"), "NEW", "KEY", true, T).unwrap_err();
+        let e = go(&a, "site.test", "NEW", "KEY", true).unwrap_err();
         assert!(e.to_string().contains("symlink"), "{e}");
         assert_eq!(fs::read_to_string(decoy.join("victim")).unwrap(), "keep");
         let missing = [action(&dir.join("nope"), &["*"], &["true"], None)];
-        let e = run(&missing, &lineage("site.test"), "NEW", "KEY", true, T).unwrap_err();
+        let e = go(&missing, "site.test", "NEW", "KEY", true).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
         assert!(!dir.join("nope").exists());
         fs::remove_dir_all(&dir).unwrap();
+        let _ = fs::remove_dir_all(dir.with_extension("live"));
         fs::remove_dir_all(&decoy).unwrap();
     }
 }

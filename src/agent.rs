@@ -111,11 +111,14 @@ impl Agent {
                 // its config; the request only chose the lineage and its files).
                 match crate::actions::run(
                     &self.actions,
-                    &lineage,
-                    &files.fullchain,
-                    &files.privkey,
-                    installed.changed,
-                    self.commands.timeout,
+                    &crate::actions::Deployed {
+                        lineage: &lineage,
+                        fullchain: &files.fullchain,
+                        privkey: &files.privkey,
+                        installed: installed.changed,
+                        live_dir: &self.layout.live_dir(&lineage),
+                        timeout: self.commands.timeout,
+                    },
                 ) {
                     Ok(acted) => Response::Installed(crate::wire::Installed {
                         changed: installed.changed || acted,

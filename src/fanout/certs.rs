@@ -168,6 +168,7 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
     let commands = config.commands();
     let actions = config.deploy.clone();
     let action_lineage = lineage.clone();
+    let live_dir = layout.live_dir(lineage);
     let local_addr = config.https.clone();
     let local = async {
         let start = Instant::now();
@@ -193,11 +194,14 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
                 // nothing when their layout is current and nothing was reloaded.
                 let acted = crate::actions::run(
                     &actions,
-                    &action_lineage,
-                    &fullchain,
-                    &privkey,
-                    reloaded,
-                    commands.timeout,
+                    &crate::actions::Deployed {
+                        lineage: &action_lineage,
+                        fullchain: &fullchain,
+                        privkey: &privkey,
+                        installed: reloaded,
+                        live_dir: &live_dir,
+                        timeout: commands.timeout,
+                    },
                 )?;
                 Ok(reloaded || acted)
             })
