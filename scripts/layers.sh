@@ -18,6 +18,7 @@ names 1
 pattern 1
 error 2
 log 2
+glob 2
 wire 3
 fsx 4
 handover 4
@@ -29,6 +30,7 @@ tokens 5
 certbot_env 5
 lineage 6
 standby 6
+actions 6
 tls 7
 check 7
 ssh 7

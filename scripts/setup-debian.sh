@@ -18,7 +18,7 @@ fi
 
 PACKAGES=(
     certbot pebble nginx openssh-server openssh-client influxdb rsync openssl prometheus iproute2
-    keepalived sudo ca-certificates curl build-essential pkg-config lintian man-db
+    keepalived haproxy sudo ca-certificates curl build-essential pkg-config lintian man-db
 )
 
 # Keep maintainer scripts from starting services: a policy-rc.d that denies everything, unless
@@ -78,7 +78,7 @@ for bin in /usr/bin/certbot /usr/bin/pebble /usr/bin/pebble-challtestsrv /usr/sb
            /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/bin/influxd /usr/bin/rsync \
            /usr/bin/openssl /usr/bin/promtool /usr/bin/curl /usr/bin/sudo /usr/sbin/visudo \
            /usr/sbin/useradd /usr/sbin/userdel /usr/sbin/runuser /usr/bin/lintian /usr/bin/man \
-           /usr/sbin/keepalived /usr/bin/ip; do
+           /usr/sbin/keepalived /usr/bin/ip /usr/sbin/haproxy; do
     if [ ! -x "$bin" ]; then
         missing+=("$bin")
     fi

@@ -20,6 +20,8 @@ pub struct Agent {
     tokens: TokenStore,
     layout: Layout,
     commands: Commands,
+    /// This node's own `[[deploy]]` actions.
+    actions: Vec<crate::config::DeployAction>,
 }
 
 impl Agent {
@@ -39,6 +41,7 @@ impl Agent {
             tokens: TokenStore::new(&config.webroot),
             layout: Layout::new(&config.letsencrypt_dir),
             commands: config.commands(),
+            actions: config.deploy.clone(),
         }
     }
 
@@ -97,11 +100,30 @@ impl Agent {
                 version,
                 files,
             } => {
-                match self
+                let installed = match self
                     .layout
                     .install(&lineage, version, &files, &self.commands)
                 {
-                    Ok(installed) => Response::Installed(installed),
+                    Ok(installed) => installed,
+                    Err(e) => return Response::error(e.kind(), e.to_string()),
+                };
+                // After the lineage: this node's own actions for it (paths and commands from
+                // its config; the request only chose the lineage and its files).
+                match crate::actions::run(
+                    &self.actions,
+                    &crate::actions::Deployed {
+                        lineage: &lineage,
+                        fullchain: &files.fullchain,
+                        privkey: &files.privkey,
+                        installed: installed.changed,
+                        live_dir: &self.layout.live_dir(&lineage),
+                        timeout: self.commands.timeout,
+                    },
+                ) {
+                    Ok(acted) => Response::Installed(crate::wire::Installed {
+                        changed: installed.changed || acted,
+                        ..installed
+                    }),
                     Err(e) => Response::error(e.kind(), e.to_string()),
                 }
             }

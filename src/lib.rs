@@ -14,6 +14,7 @@
 //! through [`fleet`], [`ssh`] and the peer [`agent`] and returns typed per-node rows, and
 //! [`report`] prints them.
 
+pub mod actions;
 pub mod agent;
 pub mod alert;
 pub mod certbot_env;
@@ -27,6 +28,7 @@ pub mod exec;
 pub mod fanout;
 pub mod fleet;
 pub mod fsx;
+pub mod glob;
 pub mod handover;
 pub mod lineage;
 pub mod lockfile;

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::actions::ActionError;
 use crate::config::{Config, Peer};
 use crate::error::{Error, Result};
 use crate::exec::ExecError;
@@ -40,6 +41,9 @@ pub enum InstallFailure {
     /// A standby installed the version but did not take the renewal config.
     #[error("{0}")]
     Standby(#[from] StandbyFailure),
+    /// This node's own `[[deploy]]` action (the lineage itself is in place).
+    #[error("{0}")]
+    Action(#[from] ActionError),
 }
 
 impl InstallFailure {
@@ -47,6 +51,7 @@ impl InstallFailure {
     pub fn kind(&self) -> Option<ErrorKind> {
         match self {
             InstallFailure::Peer(PeerError::Refused { kind, .. }) => Some(*kind),
+            InstallFailure::Action(e) => Some(e.kind()),
             _ => None,
         }
     }
@@ -139,6 +144,8 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
     let layout = Layout::new(&config.letsencrypt_dir);
     let version = layout.current_version(lineage)?;
     let files: LineageFiles = layout.read_version(lineage, version)?;
+    // This node's own `[[deploy]]` actions get the same files (see `crate::actions`).
+    let (fullchain, privkey) = (files.fullchain.clone(), files.privkey.clone());
     let info = pem::info_pem(&files.cert).ok_or_else(|| {
         Error::Failed(format!(
             "{}: cert{version}.pem is not a readable certificate",
@@ -161,32 +168,48 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
     };
     let remote = fleet::run(&config.ssh, &peers, std::slice::from_ref(&request));
     let commands = config.commands();
+    let actions = config.deploy.clone();
+    let action_lineage = lineage.clone();
+    let live_dir = layout.live_dir(lineage);
     let local_addr = config.https.clone();
     let local = async {
         let start = Instant::now();
         // sync leaves this node alone when it already serves the version: certbot's files here
         // are the source. It reloads when it does not (say, a deploy killed before its reload).
-        if !run_local
+        let serving = !run_local
             && served::check(&local_addr, sni.as_deref(), &versions, Duration::ZERO)
                 .await
                 .served
-                == Served::New
-        {
-            return (Ok(false), start.elapsed());
-        }
-        let result = tokio::task::spawn_blocking(move || {
-            crate::crashpoint!("primary-before-test");
-            commands
-                .test()
-                .and_then(|()| {
+                == Served::New;
+        let result =
+            tokio::task::spawn_blocking(move || -> std::result::Result<bool, InstallFailure> {
+                let reloaded = if serving {
+                    false
+                } else {
+                    crate::crashpoint!("primary-before-test");
+                    commands.test()?;
                     crate::crashpoint!("primary-before-reload");
-                    commands.reload()
-                })
-                .map(|()| true)
-        })
-        .await
-        .map_err(InstallFailure::from)
-        .and_then(|r| r.map_err(InstallFailure::from));
+                    commands.reload()?;
+                    true
+                };
+                // Then this node's own actions, as an agent runs them after its install; they do
+                // nothing when their layout is current and nothing was reloaded.
+                let acted = crate::actions::run(
+                    &actions,
+                    &crate::actions::Deployed {
+                        lineage: &action_lineage,
+                        fullchain: &fullchain,
+                        privkey: &privkey,
+                        installed: reloaded,
+                        live_dir: &live_dir,
+                        timeout: commands.timeout,
+                    },
+                )?;
+                Ok(reloaded || acted)
+            })
+            .await
+            .map_err(InstallFailure::from)
+            .and_then(|r| r);
         (result, start.elapsed())
     };
     let (remote, (local, local_elapsed)) = tokio::join!(remote, local);

@@ -25,6 +25,11 @@ pub enum InstallState {
     TestFailed,
     /// The reload failed after a passing test.
     ReloadFailed,
+    /// A `[[deploy]]` action's own test failed (the lineage is installed); that action's
+    /// previous combined PEM was put back.
+    ActionTestFailed,
+    /// A `[[deploy]]` action's reload failed after its test passed.
+    ActionReloadFailed,
     /// Anything else (connection, refusal, verification, standby).
     Failed,
 }
@@ -37,6 +42,8 @@ impl InstallState {
             Err(e) => match e.kind() {
                 Some(ErrorKind::TestFailed) => InstallState::TestFailed,
                 Some(ErrorKind::ReloadFailed) => InstallState::ReloadFailed,
+                Some(ErrorKind::ActionTestFailed) => InstallState::ActionTestFailed,
+                Some(ErrorKind::ActionReloadFailed) => InstallState::ActionReloadFailed,
                 _ => InstallState::Failed,
             },
         }
@@ -48,6 +55,8 @@ impl InstallState {
             InstallState::Unchanged => "unchanged",
             InstallState::TestFailed => "TEST-FAIL",
             InstallState::ReloadFailed => "RELOAD-FAIL",
+            InstallState::ActionTestFailed => "ACTION-TEST-FAIL",
+            InstallState::ActionReloadFailed => "ACTION-RELOAD-FAIL",
             InstallState::Failed => "FAILED",
         }
     }

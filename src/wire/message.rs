@@ -136,6 +136,12 @@ pub enum ErrorKind {
     /// `install`: the files failed verification (not PEM of the right type, `cert` not first in
     /// `fullchain`, key not the certificate's, leaf expired); nothing written.
     Unverified,
+    /// `install`: the lineage is installed, but a `[[deploy]]` action's own test failed on the
+    /// node; that action's previous combined PEM was put back.
+    ActionTestFailed,
+    /// `install`: the lineage is installed and a `[[deploy]]` action's layout written and
+    /// tested, but its reload failed.
+    ActionReloadFailed,
 }
 
 impl Response {
@@ -276,6 +282,8 @@ mod tests {
         for (kind, name) in [
             (ErrorKind::NotStandby, "\"not_standby\""),
             (ErrorKind::Unverified, "\"unverified\""),
+            (ErrorKind::ActionTestFailed, "\"action_test_failed\""),
+            (ErrorKind::ActionReloadFailed, "\"action_reload_failed\""),
         ] {
             assert_eq!(serde_json::to_string(&kind).unwrap(), name);
         }

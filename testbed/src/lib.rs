@@ -34,6 +34,7 @@ pub mod delay;
 mod dns01;
 mod keepalived;
 mod netns;
+mod haproxy;
 mod node;
 mod pebble;
 mod proc;
@@ -42,6 +43,7 @@ mod vhost;
 
 pub use keepalived::Vrrp;
 pub use netns::MAX_NETNS_NODES;
+pub use haproxy::{Haproxies, HAPROXY_PORT};
 pub use proc::{run_measured, Measured};
 
 use std::collections::HashMap;
