@@ -18,7 +18,6 @@ names 1
 pattern 1
 error 2
 log 2
-glob 2
 wire 3
 fsx 4
 handover 4

@@ -181,16 +181,16 @@ pub const DEFAULT_PEM_MODE: u32 = 0o600;
 
 impl DeployAction {
     /// The validated globs (config loading refused any bad one).
-    pub fn globs(&self) -> Vec<crate::glob::LineageGlob> {
+    pub fn globs(&self) -> Vec<LineagePattern> {
         self.lineages
             .iter()
-            .filter_map(|g| crate::glob::LineageGlob::parse(g).ok())
+            .filter_map(|g| LineagePattern::parse(g).ok())
             .collect()
     }
 
     /// Whether this action is for the lineage.
     pub fn applies_to(&self, lineage: &crate::names::LineageName) -> bool {
-        self.globs().iter().any(|g| g.matches(lineage))
+        self.globs().iter().any(|g| g.matches(lineage.as_str()))
     }
 
     /// The combined PEM's mode bits (`0600` when unset).
@@ -519,7 +519,7 @@ impl Config {
             ));
         }
         for glob in &action.lineages {
-            crate::glob::LineageGlob::parse(glob)
+            LineagePattern::parse(glob)
                 .map_err(|e| self.invalid(&key("lineages"), e.to_string()))?;
         }
         if let Some(dir) = &action.combined_pem {

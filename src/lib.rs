@@ -28,7 +28,6 @@ pub mod exec;
 pub mod fanout;
 pub mod fleet;
 pub mod fsx;
-pub mod glob;
 pub mod handover;
 pub mod lineage;
 pub mod lockfile;
