@@ -32,18 +32,18 @@
 mod account;
 pub mod delay;
 mod dns01;
+mod haproxy;
 mod keepalived;
 mod netns;
-mod haproxy;
 mod node;
 mod pebble;
 mod proc;
 mod slot;
 mod vhost;
 
+pub use haproxy::{Haproxies, HAPROXY_PORT};
 pub use keepalived::Vrrp;
 pub use netns::MAX_NETNS_NODES;
-pub use haproxy::{Haproxies, HAPROXY_PORT};
 pub use proc::{run_measured, Measured};
 
 use std::collections::HashMap;
