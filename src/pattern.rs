@@ -1,8 +1,9 @@
 //! Globs on certbot lineage names, for `[[peers]] lineages` (which lineages the primary sends to
 //! a peer) and a node's own `[[deploy]] lineages` (which actions run). A 20-line matcher
-//! instead of a crate: only `*` (any run of characters, dots included) and `?` (one character) are special, the pattern must match the whole name, and a
-//! lineage name has no path separators to treat apart, so `globset`'s path semantics, classes
-//! and alternations would only add ways to write a list that means something else.
+//! instead of a crate: only `*` (any run of characters, dots included) and `?` (one character)
+//! are special, the pattern must match the whole name, and a lineage name has no path
+//! separators to treat apart, so `globset`'s path semantics, classes and alternations would
+//! only add ways to write a list that means something else.
 
 use crate::text::printable;
 
