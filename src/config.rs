@@ -685,7 +685,7 @@ jitter = "1h"
         let e = e.to_string();
         assert!(e.contains("/nonexistent/certherd.toml"), "{e}");
         assert!(
-            e.contains("/usr/share/doc/certherd/examples/certherd.toml.example"),
+            e.contains("/usr/share/doc/certherd/examples/contrib/certherd.toml.example"),
             "{e}"
         );
         assert!(e.contains("contrib/certherd.toml.example"), "{e}");

@@ -27,7 +27,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The config file does not exist.
-    #[error("config {path} does not exist: start from /usr/share/doc/certherd/examples/certherd.toml.example (contrib/certherd.toml.example in the source), or name another file with --config or $CERTHERD_CONFIG")]
+    #[error("config {path} does not exist: start from /usr/share/doc/certherd/examples/contrib/certherd.toml.example (contrib/certherd.toml.example in the source), or name another file with --config or $CERTHERD_CONFIG")]
     ConfigMissing { path: PathBuf },
     /// The config file is invalid (where in it is not known).
     #[error("{path}: {}{message}", key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]

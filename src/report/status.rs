@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::text::{influx_tag, prometheus_label as label};
+use crate::text::{influx_string, influx_tag, one_line, prometheus_label as label};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -94,6 +94,15 @@ pub struct Row {
     pub state: State,
 }
 
+/// A node whose certificates could not be seen, and why (UNKNOWN is never reported without it).
+#[derive(Debug, Clone, Serialize)]
+pub struct Unknown {
+    /// Node name.
+    pub node: String,
+    /// What could not be seen, and why, on one line.
+    pub reason: String,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -105,6 +114,9 @@ pub struct Report {
     pub state: State,
     /// Node × lineage.
     pub rows: Vec<Row>,
+    /// Every node that could not be seen, with the reason: printed in every format, so a
+    /// monitoring UNKNOWN always says which node and why (also without `-v`).
+    pub unknown: Vec<Unknown>,
 }
 
 /// Formats the report.
@@ -174,6 +186,13 @@ fn table(report: &Report) -> String {
             ));
         }
     }
+    for u in &report.unknown {
+        out.push_str(&format!(
+            "UNKNOWN {}: {}\n",
+            u.node,
+            one_line(&u.reason, 400)
+        ));
+    }
     out.push_str(
         &format!("certherd status {:?}\n", report.state)
             .to_uppercase()
@@ -210,6 +229,14 @@ fn influx(report: &Report) -> String {
             influx_tag(&r.lineage),
             influx_tag(&report.from),
             fields.join(",")
+        ));
+    }
+    for u in &report.unknown {
+        out.push_str(&format!(
+            "certherd_unknown,node={},from={} state=3i,reason=\"{}\" {ns}\n",
+            influx_tag(&u.node),
+            influx_tag(&report.from),
+            influx_string(&one_line(&u.reason, 400))
         ));
     }
     out
@@ -283,6 +310,24 @@ fn prometheus(report: &Report) -> String {
             .rows
             .iter()
             .map(|r| (labels(r), r.drift as u8 as f64))
+            .collect(),
+    );
+    metric(
+        "certherd_node_unknown",
+        "1 for a node whose certificates could not be seen; the reason is a label.",
+        report
+            .unknown
+            .iter()
+            .map(|u| {
+                (
+                    format!(
+                        "node=\"{}\",reason=\"{}\"",
+                        label(&u.node),
+                        label(&one_line(&u.reason, 400))
+                    ),
+                    1.0,
+                )
+            })
             .collect(),
     );
     metric(
