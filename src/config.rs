@@ -1,5 +1,5 @@
 //! The one TOML config file, the same shape on every node. Loaded once at start-up; an unknown key
-//! or a bad value is an error naming the key and the file.
+//! or a bad value is an error naming the file, the line and the dotted key path ([`locate`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

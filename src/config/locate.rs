@@ -62,42 +62,33 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
+/// Records one entry; its spans are those of its key and its value or header, when known.
+fn push(out: &mut Vec<Entry>, path: &str, depth: usize, spans: [Option<Range<usize>>; 2]) {
+    out.push(Entry {
+        path: path.to_owned(),
+        depth,
+        spans: spans.into_iter().flatten().collect(),
+    });
+}
+
 fn table(t: &Table, prefix: &str, depth: usize, out: &mut Vec<Entry>) {
     for (key, item) in t.iter() {
         let path = join(prefix, key);
-        let mut spans: Vec<Range<usize>> = t.key(key).and_then(|k| k.span()).into_iter().collect();
+        let key_span = t.key(key).and_then(|k| k.span());
         match item {
             Item::Value(v) => {
-                spans.extend(v.span());
-                out.push(Entry {
-                    path: path.clone(),
-                    depth: depth + 1,
-                    spans,
-                });
+                push(out, &path, depth + 1, [key_span, v.span()]);
                 value(v, &path, depth + 1, out);
             }
             Item::Table(sub) => {
-                spans.extend(sub.span());
-                out.push(Entry {
-                    path: path.clone(),
-                    depth: depth + 1,
-                    spans,
-                });
+                push(out, &path, depth + 1, [key_span, sub.span()]);
                 table(sub, &path, depth + 1, out);
             }
             Item::ArrayOfTables(array) => {
-                out.push(Entry {
-                    path: path.clone(),
-                    depth: depth + 1,
-                    spans,
-                });
+                push(out, &path, depth + 1, [key_span, None]);
                 for (i, sub) in array.iter().enumerate() {
                     let path = format!("{path}[{i}]");
-                    out.push(Entry {
-                        path: path.clone(),
-                        depth: depth + 2,
-                        spans: sub.span().into_iter().collect(),
-                    });
+                    push(out, &path, depth + 2, [sub.span(), None]);
                     table(sub, &path, depth + 2, out);
                 }
             }
@@ -111,25 +102,15 @@ fn value(v: &Value, path: &str, depth: usize, out: &mut Vec<Entry>) {
         Value::Array(array) => {
             for (i, element) in array.iter().enumerate() {
                 let path = format!("{path}[{i}]");
-                out.push(Entry {
-                    path: path.clone(),
-                    depth: depth + 1,
-                    spans: element.span().into_iter().collect(),
-                });
+                push(out, &path, depth + 1, [element.span(), None]);
                 value(element, &path, depth + 1, out);
             }
         }
         Value::InlineTable(t) => {
             for (key, element) in t.iter() {
                 let path = join(path, key);
-                let mut spans: Vec<Range<usize>> =
-                    t.key(key).and_then(|k| k.span()).into_iter().collect();
-                spans.extend(element.span());
-                out.push(Entry {
-                    path: path.clone(),
-                    depth: depth + 1,
-                    spans,
-                });
+                let key_span = t.key(key).and_then(|k| k.span());
+                push(out, &path, depth + 1, [key_span, element.span()]);
                 value(element, &path, depth + 1, out);
             }
         }
