@@ -11,7 +11,7 @@ fn main() {
         // Hidden, for packaging: pages come from the clap definitions, no config needed.
         Invocation::Manpages(flags) => std::process::exit(exit_code(
             certherd::manual::manpages(&flags.dir).map(|_| certherd::error::EXIT_OK),
-            false,
+            None,
         )),
     };
     certherd::log::set_level(if cli.quiet {
@@ -19,7 +19,10 @@ fn main() {
     } else {
         cli.verbose.min(2) as i8
     });
-    let monitoring = matches!(cli.command, Command::Status(_));
+    let monitoring = match &cli.command {
+        Command::Status(flags) => Some(flags.format),
+        _ => None,
+    };
     let result = run(cli);
     std::process::exit(exit_code(result, monitoring));
 }
@@ -41,16 +44,28 @@ fn run(cli: Cli) -> certherd::Result<i32> {
 
 /// The one exit-code rule: a command that ran chose its code; an error is printed and mapped
 /// by [`certherd::Error::exit_code`], except under `status`, a monitoring plugin, where any error
-/// of its own is UNKNOWN (3), not a usage code.
-fn exit_code(result: certherd::Result<i32>, monitoring: bool) -> i32 {
+/// of its own is UNKNOWN (3), not a usage code, and is also its report (stdout, in the format
+/// asked for): monitoring reads stdout, and UNKNOWN always says why.
+fn exit_code(
+    result: certherd::Result<i32>,
+    monitoring: Option<certherd::report::status::Format>,
+) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
             certherd::error!("{e}");
-            if monitoring {
-                certherd::error::EXIT_UNKNOWN
-            } else {
-                e.exit_code()
+            match monitoring {
+                Some(format) => {
+                    print!(
+                        "{}",
+                        certherd::report::status::render(
+                            &certherd::report::status::Report::failed(&e.to_string()),
+                            format
+                        )
+                    );
+                    certherd::error::EXIT_UNKNOWN
+                }
+                None => e.exit_code(),
             }
         }
     }

@@ -269,3 +269,52 @@ fn unprivileged_status_is_unknown_with_reasons_and_works_through_the_sudo_line()
         text(&out)
     );
 }
+
+/// A `status` that cannot even load its config is UNKNOWN (3) with the reason on stdout too, in
+/// the format asked for: monitoring reads stdout (the JSON parses, the line names the key).
+#[test]
+fn status_without_a_usable_config_is_unknown_with_the_reason_on_stdout() {
+    let dir = std::env::temp_dir().join(format!("certherd-mon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("certherd.toml");
+    std::fs::write(&config, "name = \"a\"\n[ssh]\nconnect_timeout = 5\n").unwrap();
+    let run = |format: &str| {
+        Command::new(certherd_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["status", "--format", format])
+            .output()
+            .unwrap()
+    };
+    let out = run("table");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains(&format!(
+            ": {}:3: ssh.connect_timeout: invalid type: integer `5`",
+            config.display()
+        )) && table.starts_with("NODE")
+            && table.contains("\nUNKNOWN "),
+        "{table}"
+    );
+    let out = run("json");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(report["state"], "unknown");
+    assert!(
+        report["unknown"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ssh.connect_timeout"),
+        "{report}"
+    );
+    std::fs::remove_file(&config).unwrap();
+    let out = run("influx");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        stdout(&out).starts_with("certherd_unknown,") && stdout(&out).contains("does not exist"),
+        "{}",
+        text(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -119,6 +119,29 @@ pub struct Report {
     pub unknown: Vec<Unknown>,
 }
 
+impl Report {
+    /// The report of a `status` that could not run at all (its config, say): UNKNOWN for this
+    /// host, with the reason, and no rows.
+    pub fn failed(reason: &str) -> Report {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        Report {
+            from: host.clone(),
+            checked_at: std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            state: State::Unknown,
+            rows: Vec::new(),
+            unknown: vec![Unknown {
+                node: host,
+                reason: reason.to_owned(),
+            }],
+        }
+    }
+}
+
 /// Formats the report.
 pub fn render(report: &Report, format: Format) -> String {
     match format {
