@@ -1,5 +1,5 @@
 //! The one TOML config file, the same shape on every node. Loaded once at start-up; an unknown key
-//! or a bad value is an error naming the key and the file.
+//! or a bad value is an error naming the file, the line and the dotted key path ([`locate`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 use crate::pattern::LineagePattern;
+
+mod locate;
 
 /// Where the config is read from when neither `--config` nor `$CERTHERD_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/certherd/certherd.toml";
@@ -413,13 +415,24 @@ fn default_ssh_port() -> u16 {
     22
 }
 
+/// A duration string (`"5s"`, `"2m"`): any other type is refused with serde's "invalid type"
+/// message, which then says what was expected instead of "a string".
 fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {s:?} ({e}): expected e.g. \"5s\", \"2m\", \"1h\""
-        ))
-    })
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration string, e.g. \"5s\", \"2m\", \"1h\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Duration, E> {
+            humantime::parse_duration(s).map_err(|e| {
+                E::custom(format!(
+                    "invalid duration {s:?} ({e}): expected e.g. \"5s\", \"2m\", \"1h\""
+                ))
+            })
+        }
+    }
+    d.deserialize_str(Visitor)
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(
@@ -440,28 +453,64 @@ impl Config {
         }
     }
 
-    /// Reads and validates the config file.
+    /// Reads and validates the config file. A missing file is its own error: it points to the
+    /// shipped example.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
-            path: path.to_owned(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                Error::ConfigMissing {
+                    path: path.to_owned(),
+                }
+            } else {
+                Error::ConfigRead {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
         })?;
         Self::parse(&text, path)
     }
 
-    /// Parses and validates config text; `path` is only used in messages.
+    /// Parses and validates config text; `path` is only used in messages. Every error names the
+    /// line and the dotted key path (see [`locate`]) when the text tells them.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let mut config: Config = toml::from_str(text).map_err(|e| Error::Config {
-            path: path.to_owned(),
-            message: crate::text::squash(e.message()),
-            // The span may not fall on a character boundary: never slice with it directly.
-            key: e
-                .span()
-                .and_then(|s| text.get(s))
-                .map(|k| k.lines().next().unwrap_or("").to_owned()),
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let message = crate::text::squash(e.message());
+            match e.span() {
+                Some(span) => Error::ConfigAt {
+                    path: path.to_owned(),
+                    line: locate::line_of(text, span.start),
+                    key: locate::path_at(text, span.start),
+                    message,
+                },
+                None => Error::Config {
+                    path: path.to_owned(),
+                    message,
+                    key: None,
+                },
+            }
         })?;
         config.path = path.to_owned();
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            Error::Config {
+                path,
+                message,
+                key: Some(key),
+            } => match locate::line_of_path(text, &key) {
+                Some(line) => Error::ConfigAt {
+                    path,
+                    line,
+                    key: Some(key),
+                    message,
+                },
+                None => Error::Config {
+                    path,
+                    message,
+                    key: Some(key),
+                },
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -775,7 +824,7 @@ jitter = "1h"
             .unwrap_err();
             let shown = e.to_string();
             assert!(
-                shown.contains("key `peers[1].lineages[1]`")
+                shown.contains(": peers[1].lineages[1]: ")
                     && shown.contains(&crate::text::printable(bad)),
                 "{bad:?}: {shown}"
             );
@@ -844,7 +893,7 @@ reload = ["systemctl", "reload", "haproxy"]
             let e = parse(&format!("[[deploy]]\n{extra}\n")).unwrap_err();
             assert_eq!(e.exit_code(), crate::error::EXIT_USAGE, "{extra}");
             assert!(
-                e.to_string().contains(&format!("key `{key}`")),
+                e.to_string().contains(&format!(": {key}: ")),
                 "{extra}: {e}"
             );
         }
@@ -880,5 +929,57 @@ reload = ["systemctl", "reload", "haproxy"]
             .unwrap_err()
             .to_string();
         assert!(e.contains("peers[0].name"), "{e}");
+    }
+
+    /// The line and the dotted key path, not the value serde saw (`key `5``) — issue 11.
+    #[test]
+    fn errors_name_line_and_key_path() {
+        let padding = "# comment\n".repeat(10);
+        let e = Config::parse(
+            &format!("{padding}[ssh]\nconnect_timeout = 5\n"),
+            Path::new("certherd.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("certherd.toml:12: ssh.connect_timeout: invalid type: integer `5`, expected a duration string"),
+            "{e}"
+        );
+        let e = parse("name = \"a\"\n\n[[peers]]\nname = \"b\"\nhost = \"h\"\nhttp = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/x/certherd.toml:6: peers[0].http: "), "{e}");
+        let e = parse("name = \"a\"\n[ssh]\nuser = \"u\"\nidentty = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/x/certherd.toml:4: ssh.identty: unknown field `identty`"),
+            "{e}"
+        );
+        let e = parse("name = \"a\"\n[ssh\nuser = \"u\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/x/certherd.toml:2: "), "{e}");
+        let e = parse("[[peers]]\nname = \"b\"\nhost = \"h\"\nport = \"22\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/x/certherd.toml:4: peers[0].port: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_config_points_to_the_example() {
+        let e = Config::load(Path::new("/nonexistent/certherd.toml")).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
+        let e = e.to_string();
+        assert!(e.contains("/nonexistent/certherd.toml"), "{e}");
+        assert!(
+            e.contains("/usr/share/doc/certherd/examples/contrib/certherd.toml.example"),
+            "{e}"
+        );
+        assert!(e.contains("contrib/certherd.toml.example"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 }

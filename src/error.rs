@@ -26,12 +26,23 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The config file is invalid.
-    #[error("config {path}: {}{message}", key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+    /// The config file does not exist.
+    #[error("config {path} does not exist: start from /usr/share/doc/certherd/examples/contrib/certherd.toml.example (contrib/certherd.toml.example in the source), or name another file with --config or $CERTHERD_CONFIG")]
+    ConfigMissing { path: PathBuf },
+    /// The config file is invalid (where in it is not known).
+    #[error("{path}: {}{message}", key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
     Config {
         path: PathBuf,
         message: String,
         key: Option<String>,
+    },
+    /// The config file is invalid at this line (and dotted key path, when known).
+    #[error("{path}:{line}: {}{message}", key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
+    ConfigAt {
+        path: PathBuf,
+        line: usize,
+        key: Option<String>,
+        message: String,
     },
     /// A name from certbot, the command line or a request was refused.
     #[error("{0}")]
@@ -55,9 +66,12 @@ impl Error {
     /// The documented process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::ConfigRead { .. } | Error::Config { .. } | Error::Name(_) | Error::Input(_) => {
-                EXIT_USAGE
-            }
+            Error::ConfigRead { .. }
+            | Error::ConfigMissing { .. }
+            | Error::Config { .. }
+            | Error::ConfigAt { .. }
+            | Error::Name(_)
+            | Error::Input(_) => EXIT_USAGE,
             Error::Io { .. } | Error::Failed(_) => EXIT_FAILED,
         }
     }

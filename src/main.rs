@@ -51,7 +51,8 @@ fn run(cli: Cli) -> certherd::Result<i32> {
 /// The one exit-code rule: a command that ran chose its code; an error is printed and mapped
 /// by [`certherd::Error::exit_code`], except under `status` (`monitoring` is its format), a
 /// monitoring plugin, where any error of its own, usage included, is UNKNOWN (3), not a usage
-/// code; with `--format nagios` it is also the plugin's one UNKNOWN line on stdout.
+/// code, and is also its report on stdout in the format asked for (with `--format nagios` the
+/// plugin's one UNKNOWN line): monitoring reads stdout, and UNKNOWN always says why.
 fn exit_code(result: certherd::Result<i32>, monitoring: Option<StatusFormat>) -> i32 {
     match result {
         Ok(code) => code,
@@ -59,12 +60,11 @@ fn exit_code(result: certherd::Result<i32>, monitoring: Option<StatusFormat>) ->
             certherd::error!("{e}");
             match monitoring {
                 Some(format) => {
-                    if format == StatusFormat::Nagios {
-                        println!(
-                            "{}",
-                            certherd::report::status::nagios_unknown(&e.to_string())
-                        );
-                    }
+                    let reason = e.to_string();
+                    print!(
+                        "{}",
+                        certherd::report::status::render_failed(&reason, format)
+                    );
                     certherd::error::EXIT_UNKNOWN
                 }
                 None => e.exit_code(),

@@ -58,6 +58,10 @@ pub enum ConnectCause {
     Refused,
     /// No answer within `ConnectTimeout`.
     TimedOut,
+    /// The address is unreachable (`No route to host`, `Network is unreachable`).
+    NoRoute,
+    /// The host name does not resolve.
+    Unresolved,
     /// Anything else.
     Other,
 }
@@ -74,6 +78,10 @@ impl ConnectCause {
             ConnectCause::Refused
         } else if text.contains("timed out") || text.contains("timeout") {
             ConnectCause::TimedOut
+        } else if text.contains("no route to host") || text.contains("network is unreachable") {
+            ConnectCause::NoRoute
+        } else if text.contains("could not resolve hostname") {
+            ConnectCause::Unresolved
         } else {
             ConnectCause::Other
         }

@@ -1,5 +1,6 @@
-//! `certherd doctor [-d DOMAIN…]`: explains what is misconfigured. Checks the config, SSH and the
-//! agent on every peer, then — for each domain — puts a throwaway token on every node, fetches it
+//! `certherd doctor [-d DOMAIN…]`: explains what is misconfigured. Checks the config, this node
+//! itself ([`local`]: identity, known_hosts, directories, sudo for `[reload]`, Debian's certbot
+//! timer), SSH and the agent on every peer, then — for each domain — puts a throwaway token on every node, fetches it
 //! through every node as the CA would, and removes it. Every failure comes with its likely cause
 //! and the fix.
 
@@ -13,12 +14,18 @@ use crate::wire::{Request, Response};
 
 use crate::fanout::tokens::{self as publish, TokenOp};
 
+pub mod local;
+
 fn ok(what: &str) {
     println!("ok    {what}");
 }
 
 fn fail(what: &str, why: &str, fix: &str) {
     println!("FAIL  {what}: {why}\n      fix: {fix}");
+}
+
+fn warn(what: &str, why: &str, fix: &str) {
+    println!("WARN  {what}: {why}\n      fix: {fix}");
 }
 
 /// Explains an SSH/agent failure, by its type; only ssh's own output (a connection that failed
@@ -30,7 +37,9 @@ pub fn explain_peer(e: &PeerError) -> &'static str {
             ConnectCause::Denied => "the peer refused our key: add [ssh] identity's .pub to the agent user's authorized_keys with restrict,command=\"certherd agent\"",
             ConnectCause::Refused => "nothing listens on the peer's SSH port: is sshd running, is `port` right?",
             ConnectCause::TimedOut => "no answer: a firewall drops SSH, or the host is down",
-            ConnectCause::Other => "see the message; run with -v for more",
+            ConnectCause::NoRoute => "no route to the peer's address: check `host` (a typo, an old address?), that the peer is up and on the network, and that no firewall rejects it (icmp-host-prohibited)",
+            ConnectCause::Unresolved => "the peer's `host` does not resolve: fix the name, or use its address",
+            ConnectCause::Other => "ssh could not connect: run `ssh -v -i IDENTITY -o UserKnownHostsFile=KNOWN_HOSTS -p PORT USER@HOST` as this account to see why",
         },
         PeerError::Timeout(..) => "no answer: a firewall drops SSH, or the host is down",
         PeerError::Agent(_) => "the forced command did not start certherd agent: check the path in authorized_keys and that certherd is installed",
@@ -102,6 +111,17 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
         config.path.display(),
         config.peers.len()
     ));
+    // This node first: a missing identity or known_hosts entry would fail every peer below.
+    for finding in local::check(config, &local::System::default()) {
+        match &finding.verdict {
+            local::Verdict::Ok => ok(&finding.what),
+            local::Verdict::Warn(why, fix) => warn(&finding.what, why, fix),
+            local::Verdict::Fail(why, fix) => {
+                healthy = false;
+                fail(&finding.what, why, fix);
+            }
+        }
+    }
 
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let hello = Request::Hello {
@@ -226,6 +246,9 @@ mod tests {
         let refused =
             PeerError::Connect("ssh: connect to host x port 22: Connection refused".into());
         assert!(explain_peer(&refused).contains("nothing listens"));
+        let no_route =
+            PeerError::Connect("ssh: connect to host x port 22: No route to host".into());
+        assert!(explain_peer(&no_route).starts_with("no route"));
         let agent = PeerError::Agent("closed the connection without answering".into());
         assert!(explain_peer(&agent).contains("forced command"));
     }

@@ -113,8 +113,12 @@ pub fn certbot_argv(
         .map_err(|e| Error::Failed(format!("cannot find my own path: {e}")))?;
     let mut hook = shell_quote(&exe.to_string_lossy());
     if config_path != Path::new(config::DEFAULT_PATH) {
+        // certbot keeps the hooks in the renewal config, and its timer runs them from `/`: a
+        // relative --config would then name another file, or none.
+        let absolute = std::path::absolute(config_path)
+            .map_err(|e| Error::io("cannot make absolute", config_path, e))?;
         hook.push_str(" --config ");
-        hook.push_str(&shell_quote(&config_path.to_string_lossy()));
+        hook.push_str(&shell_quote(&absolute.to_string_lossy()));
     }
     let mut argv: Vec<String> = ["certonly", "--manual", "--preferred-challenges", "http"]
         .iter()
@@ -146,6 +150,23 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A relative `--config` reaches the hooks as an absolute path (issue 11).
+    #[test]
+    fn hooks_name_an_absolute_config() {
+        let flags = Options {
+            domains: vec![],
+            skip_preflight: true,
+            preflight_only: false,
+            certbot: "certbot".into(),
+            certbot_args: vec![],
+        };
+        let argv = certbot_argv(Path::new("c.toml"), &flags, &[]).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let expected = format!(" --config {} auth", cwd.join("c.toml").display());
+        let auth = &argv[argv.iter().position(|a| a == "--manual-auth-hook").unwrap() + 1];
+        assert!(auth.ends_with(&expected), "{auth}");
+    }
 
     #[test]
     fn quoting() {

@@ -4,15 +4,16 @@
 //! formats are in [`crate::report::status`].
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fanout::this_then_peers;
 use crate::fleet;
 use crate::lineage::Layout;
 use crate::names::LineageName;
-use crate::report::status::{render, Format, Report, Row, State};
+use crate::report::status::{render, Format, Report, Row, State, Unknown};
 use crate::served::{self, Served, Versions};
 use crate::ssh::PeerError;
 use crate::wire::{LineageStatus, Request, Response};
@@ -26,6 +27,60 @@ enum Unasked {
     /// It answered `status` with something else.
     #[error("unexpected answer {0}")]
     UnexpectedAnswer(String),
+    /// This node's own files could not be read, or hold nothing to monitor.
+    #[error("{0}")]
+    Local(#[from] Local),
+}
+
+/// Why this node's own lineages are unknown. Every case is UNKNOWN, never an empty OK: a
+/// monitoring check that cannot see the certificates must not say they are fine.
+#[derive(Debug, thiserror::Error)]
+enum Local {
+    /// `letsencrypt_dir` is not there.
+    #[error("letsencrypt_dir {} does not exist: fix `letsencrypt_dir` in the config (or issue a certificate first)", .0.display())]
+    Missing(PathBuf),
+    /// The running account may not read it (certbot's `live/` and `archive/` are 0700).
+    #[error("{0}: run status as root or the letsencrypt dir's owner; a monitoring account (telegraf) runs `sudo -n certherd status …` with the line of contrib/sudoers/certherd-status")]
+    Denied(Error),
+    /// Any other read error.
+    #[error("{0}")]
+    Unreadable(Error),
+    /// It holds no lineage.
+    #[error("no certificate lineage under {}: nothing to monitor (issue one, or fix `letsencrypt_dir`)", .0.display())]
+    Empty(PathBuf),
+}
+
+/// This node's lineages, or why they cannot be seen.
+fn local_lineages(layout: &Layout) -> std::result::Result<Vec<LineageStatus>, Local> {
+    let root = layout.root();
+    let typed = |e: Error| match &e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Local::Denied(e)
+        }
+        _ => Local::Unreadable(e),
+    };
+    match std::fs::metadata(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Local::Missing(root.to_owned()))
+        }
+        Err(e) => return Err(typed(Error::io("cannot read", root, e))),
+        Ok(_) => {}
+    }
+    let live = root.join("live");
+    // read_dir first: lineages() reads a missing live/ as "none", and a live/ it may not list
+    // must say so rather than look empty.
+    if let Err(e) = std::fs::read_dir(&live) {
+        return Err(if e.kind() == std::io::ErrorKind::NotFound {
+            Local::Empty(live)
+        } else {
+            typed(Error::io("cannot read", &live, e))
+        });
+    }
+    let lineages = layout.status_all().map_err(typed)?;
+    if lineages.is_empty() {
+        return Err(Local::Empty(live));
+    }
+    Ok(lineages)
 }
 
 /// `status` flags, parsed.
@@ -60,13 +115,14 @@ fn now() -> i64 {
 /// Asks every node and checks what each serves.
 pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
     let layout = Layout::new(&config.letsencrypt_dir);
-    let local = layout.status_all()?;
+    let local_result = local_lineages(&layout).map_err(Unasked::from);
+    let local = local_result.as_ref().cloned().unwrap_or_default();
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let outcomes = fleet::run(&config.ssh, &peers, &[Request::Status {}]).await;
 
     let nodes = this_then_peers(
         config,
-        Ok(local.clone()),
+        local_result,
         Duration::ZERO,
         outcomes,
         |_, result| match result {
@@ -167,10 +223,16 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
         };
         overall = overall.worst(row.state);
     }
-    // A node that is down still counts when this node holds no lineage at all.
+    // A node that cannot be seen counts even when it has no row (this node holds no lineage,
+    // or could not read its own), and always with its reason.
+    let mut unknown = Vec::new();
     for n in &nodes {
-        if n.result.is_err() {
+        if let Err(e) = &n.result {
             overall = overall.worst(State::Unknown);
+            unknown.push(Unknown {
+                node: n.node.clone(),
+                reason: e.to_string(),
+            });
         }
     }
     Ok(Report {
@@ -178,6 +240,7 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
         checked_at: now,
         state: overall,
         rows,
+        unknown,
     })
 }
 

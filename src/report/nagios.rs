@@ -111,6 +111,18 @@ fn problems(report: &Report, limits: Limits) -> Vec<Problem> {
             detail: why.join("; "),
         });
     }
+    // Nodes that could not be seen at all (this node's letsencrypt dir missing, unreadable or
+    // empty; status itself failing) have no row: their reason is a problem of its own.
+    for u in &report.unknown {
+        if down.insert(u.node.clone()) {
+            out.push(Problem {
+                state: State::Unknown,
+                subject: clean(&u.node),
+                short: format!("{} unknown", clean(&u.node)),
+                detail: clean(&u.reason),
+            });
+        }
+    }
     let rank = |s: State| match s {
         State::Critical => 0,
         State::Unknown => 1,
@@ -295,6 +307,7 @@ mod tests {
             checked_at: 0,
             state,
             rows,
+            unknown: Vec::new(),
         }
     }
 
@@ -388,5 +401,23 @@ mod tests {
             unknown("--crit 30d | bad\nline"),
             "CERTHERD UNKNOWN - --crit 30d / bad\\nline"
         );
+    }
+
+    #[test]
+    fn a_node_seen_not_at_all_is_unknown_with_its_reason() {
+        let mut r = report(Vec::new());
+        r.state = State::Unknown;
+        r.unknown.push(crate::report::status::Unknown {
+            node: "node1".into(),
+            reason: "no certificate lineage under /etc/letsencrypt/live | x".into(),
+        });
+        let out = render(&r, LIMITS);
+        let first = out.lines().next().unwrap();
+        assert!(
+            first.starts_with("CERTHERD UNKNOWN - node1 unknown"),
+            "{out}"
+        );
+        assert!(out.contains("no certificate lineage"), "{out}");
+        assert_eq!(first.matches('|').count(), 1, "{first}");
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::text::{influx_tag, prometheus_label as label};
+use crate::text::{influx_string, influx_tag, one_line, prometheus_label as label};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -97,6 +97,15 @@ pub struct Row {
     pub state: State,
 }
 
+/// A node whose certificates could not be seen, and why (UNKNOWN is never reported without it).
+#[derive(Debug, Clone, Serialize)]
+pub struct Unknown {
+    /// Node name.
+    pub node: String,
+    /// What could not be seen, and why, on one line.
+    pub reason: String,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -108,11 +117,54 @@ pub struct Report {
     pub state: State,
     /// Node × lineage.
     pub rows: Vec<Row>,
+    /// Every node that could not be seen, with the reason: printed in every format, so a
+    /// monitoring UNKNOWN always says which node and why (also without `-v`).
+    pub unknown: Vec<Unknown>,
+}
+
+impl Report {
+    /// The report of a `status` that could not run at all (its config, say): UNKNOWN for this
+    /// host, with the reason, and no rows.
+    pub fn failed(reason: &str) -> Report {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        Report {
+            from: host.clone(),
+            checked_at: std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            state: State::Unknown,
+            rows: Vec::new(),
+            unknown: vec![Unknown {
+                node: host,
+                reason: reason.to_owned(),
+            }],
+        }
+    }
 }
 
 /// The plugin's one line when `status` could not check at all (see [`super::nagios::unknown`]).
 pub fn nagios_unknown(message: &str) -> String {
     super::nagios::unknown(message)
+}
+
+/// The whole output of a `status` that could not check at all, in the format asked for:
+/// UNKNOWN for this host with the reason (the plugin's one UNKNOWN line under nagios).
+pub fn render_failed(reason: &str, format: Format) -> String {
+    match format {
+        Format::Nagios => nagios_unknown(reason) + "\n",
+        // No row is judged, so the thresholds do not show anywhere.
+        other => render(
+            &Report::failed(reason),
+            other,
+            super::nagios::Limits {
+                warn: std::time::Duration::ZERO,
+                crit: std::time::Duration::ZERO,
+            },
+        ),
+    }
 }
 
 /// Formats the report (`limits`: the thresholds it was judged with, for the plugin's perfdata).
@@ -183,6 +235,13 @@ fn table(report: &Report) -> String {
             ));
         }
     }
+    for u in &report.unknown {
+        out.push_str(&format!(
+            "UNKNOWN {}: {}\n",
+            u.node,
+            one_line(&u.reason, 400)
+        ));
+    }
     out.push_str(
         &format!("certherd status {:?}\n", report.state)
             .to_uppercase()
@@ -219,6 +278,14 @@ fn influx(report: &Report) -> String {
             influx_tag(&r.lineage),
             influx_tag(&report.from),
             fields.join(",")
+        ));
+    }
+    for u in &report.unknown {
+        out.push_str(&format!(
+            "certherd_unknown,node={},from={} state=3i,reason=\"{}\" {ns}\n",
+            influx_tag(&u.node),
+            influx_tag(&report.from),
+            influx_string(&one_line(&u.reason, 400))
         ));
     }
     out
@@ -292,6 +359,24 @@ fn prometheus(report: &Report) -> String {
             .rows
             .iter()
             .map(|r| (labels(r), r.drift as u8 as f64))
+            .collect(),
+    );
+    metric(
+        "certherd_node_unknown",
+        "1 for a node whose certificates could not be seen; the reason is a label.",
+        report
+            .unknown
+            .iter()
+            .map(|u| {
+                (
+                    format!(
+                        "node=\"{}\",reason=\"{}\"",
+                        label(&u.node),
+                        label(&one_line(&u.reason, 400))
+                    ),
+                    1.0,
+                )
+            })
             .collect(),
     );
     metric(

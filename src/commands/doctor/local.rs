@@ -1,0 +1,458 @@
+//! doctor's checks of this node itself, run before any peer is asked: a missing identity, a
+//! peer absent from known_hosts or a letsencrypt dir the agent may not write makes every peer
+//! fail later with a less helpful message. Each check yields a verdict with the exact fix — the
+//! README checklist's own line where there is one.
+//!
+//! The system files (Debian's certbot timer and cron entry) are looked up under a [`System`]
+//! root, `/` in production, so that tests can point it at a directory they made.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::exec::{run_bounded, ExecError};
+
+/// Any helper program doctor runs (ssh-keygen, sudo) answers in far less.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Fine.
+    Ok,
+    /// Works now, but a likely mistake: why, and the fix.
+    Warn(String, String),
+    /// Broken: why, and the fix.
+    Fail(String, String),
+}
+
+/// One check's subject and verdict.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// What was checked (`identity /etc/certherd/id_ed25519`).
+    pub what: String,
+    /// What was found.
+    pub verdict: Verdict,
+}
+
+/// Where system files are looked up: `/` on a real node.
+#[derive(Debug, Clone)]
+pub struct System {
+    root: PathBuf,
+}
+
+impl Default for System {
+    fn default() -> Self {
+        System { root: "/".into() }
+    }
+}
+
+impl System {
+    /// System files under `root` instead of `/` (tests).
+    pub fn under(root: impl Into<PathBuf>) -> Self {
+        System { root: root.into() }
+    }
+
+    fn path(&self, absolute: &str) -> PathBuf {
+        self.root.join(absolute.trim_start_matches('/'))
+    }
+}
+
+/// Every local check, in the order a new node is set up.
+pub fn check(config: &Config, system: &System) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if config.managed_peers().next().is_some() {
+        out.push(identity(&config.ssh.identity));
+        out.extend(known_hosts(config));
+    }
+    let agent = nix::unistd::User::from_name(&config.ssh.user)
+        .ok()
+        .flatten();
+    out.push(directory(
+        "webroot",
+        &config.webroot,
+        &config.ssh.user,
+        agent.as_ref(),
+    ));
+    out.push(directory(
+        "letsencrypt_dir",
+        &config.letsencrypt_dir,
+        &config.ssh.user,
+        agent.as_ref(),
+    ));
+    for (key, argv) in [
+        ("reload.test", &config.reload.test),
+        ("reload.reload", &config.reload.reload),
+    ] {
+        if let Some(f) = reload_sudo(key, argv, &config.ssh.user, agent.as_ref()) {
+            out.push(f);
+        }
+    }
+    out.push(certbot_schedule(config, system));
+    out
+}
+
+fn finding(what: String, verdict: Verdict) -> Finding {
+    Finding { what, verdict }
+}
+
+fn fail(what: String, why: impl Into<String>, fix: impl Into<String>) -> Finding {
+    finding(what, Verdict::Fail(why.into(), fix.into()))
+}
+
+/// The identity must exist, be readable by whoever runs certherd, and be readable by nobody
+/// else (ssh itself refuses a private key that others may read).
+fn identity(path: &Path) -> Finding {
+    let what = format!("[ssh] identity {}", path.display());
+    let unreadable = |e: &dyn std::fmt::Display, owner: String| {
+        fail(
+            what.clone(),
+            format!(
+                "not readable by this account (uid {}): {e}",
+                nix::unistd::geteuid()
+            ),
+            format!("run certherd as the account that owns it ({owner}), or chown it to the account that runs certherd"),
+        )
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fail(
+                what,
+                "does not exist",
+                format!(
+                    "ssh-keygen -q -t ed25519 -N '' -f {}, then put its .pub into every peer's authorized_keys line (README, step 3)",
+                    path.display()
+                ),
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return unreadable(&e, "root, as the README makes it".into())
+        }
+        Err(e) => return fail(what, e.to_string(), "check the directories above it"),
+    };
+    if let Err(e) = nix::unistd::access(path, nix::unistd::AccessFlags::R_OK) {
+        return unreadable(&e, format!("uid {}", meta.uid()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return fail(
+            what,
+            format!("mode {mode:04o}: others may read the private key, and ssh refuses it"),
+            format!("chmod 600 {}", path.display()),
+        );
+    }
+    finding(what, Verdict::Ok)
+}
+
+/// ssh-keygen's name for a host in known_hosts: `host`, or `[host]:port` off port 22.
+fn known_hosts_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_owned()
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// Every managed peer needs an entry under exactly its configured `host` (and port): ssh looks
+/// the key up by that name, never by another name of the same machine.
+fn known_hosts(config: &Config) -> Vec<Finding> {
+    let file = &config.ssh.known_hosts;
+    if let Err(e) = std::fs::File::open(file) {
+        return vec![fail(
+            format!("[ssh] known_hosts {}", file.display()),
+            e.to_string(),
+            format!(
+                "ssh-keyscan -t ed25519 {} > {} and compare the fingerprints (README, step 2)",
+                config
+                    .managed_peers()
+                    .map(|p| p.host.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                file.display()
+            ),
+        )];
+    }
+    config
+        .managed_peers()
+        .map(|peer| {
+            let name = known_hosts_name(&peer.host, peer.port);
+            let what = format!("{}: known_hosts entry {name}", peer.name);
+            let argv = [
+                "ssh-keygen".to_owned(),
+                "-F".to_owned(),
+                name.clone(),
+                "-f".to_owned(),
+                file.to_string_lossy().into_owned(),
+            ];
+            let port = if peer.port == 22 {
+                String::new()
+            } else {
+                format!("-p {} ", peer.port)
+            };
+            let fix = format!(
+                "ssh-keyscan -t ed25519 {port}{} >> {}, after comparing the fingerprint with the peer's `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`",
+                peer.host,
+                file.display()
+            );
+            match run_bounded(&argv, HELPER_TIMEOUT) {
+                Ok(()) => finding(what, Verdict::Ok),
+                Err(ExecError::Failed { .. }) => fail(
+                    what,
+                    format!(
+                        "no host key for {name} in {} (ssh looks it up by the configured `host` exactly)",
+                        file.display()
+                    ),
+                    fix,
+                ),
+                Err(e) => fail(what, e.to_string(), "install openssh-client"),
+            }
+        })
+        .collect()
+}
+
+/// The webroot and the letsencrypt dir: present, owned by the agent's account (it writes
+/// tokens and installs certificates there), mode 0755 as the checklist makes them (nginx reads
+/// the webroot as another user; nobody else may write either).
+fn directory(key: &str, path: &Path, user: &str, agent: Option<&nix::unistd::User>) -> Finding {
+    let what = format!("{key} {}", path.display());
+    let create = format!("install -d -o {user} -g {user} -m 0755 {}", path.display());
+    let meta = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => m,
+        Ok(_) => return fail(what, "not a directory", create),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fail(what, "does not exist", create)
+        }
+        Err(e) => return fail(what, e.to_string(), "check the directories above it"),
+    };
+    let Some(agent) = agent else {
+        return fail(
+            what,
+            format!("the agent's account {user:?} ([ssh] user) does not exist on this node"),
+            format!("useradd --system --user-group --home-dir /var/lib/certherd --shell /bin/sh {user} (README, step 1)"),
+        );
+    };
+    if meta.uid() != agent.uid.as_raw() {
+        let recursive = if key == "letsencrypt_dir" { "-R " } else { "" };
+        return fail(
+            what,
+            format!(
+                "owned by uid {}, not by the agent's account {user} (uid {}): it cannot write there",
+                meta.uid(),
+                agent.uid
+            ),
+            format!("chown {recursive}{user}:{user} {}", path.display()),
+        );
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode != 0o755 {
+        return fail(
+            what,
+            format!("mode {mode:04o}, documented 0755 (others read, only the agent writes)"),
+            format!("chmod 0755 {}", path.display()),
+        );
+    }
+    finding(what, Verdict::Ok)
+}
+
+/// `[reload]` through sudo: the agent's account must be allowed exactly this command line
+/// without a password (`sudo -n -l ARGV` as that account, which asks sudo without running it).
+/// None when the command does not go through sudo.
+fn reload_sudo(
+    key: &str,
+    argv: &[String],
+    user: &str,
+    agent: Option<&nix::unistd::User>,
+) -> Option<Finding> {
+    let (program, rest) = argv.split_first()?;
+    if Path::new(program).file_name()? != "sudo" {
+        return None;
+    }
+    // sudo's own options up to the command: -n is ours anyway; -u/-g carry a value.
+    let mut options = Vec::new();
+    let mut i = 0;
+    while i < rest.len() && rest[i].starts_with('-') {
+        match rest[i].as_str() {
+            "-u" | "-g" if i + 1 < rest.len() => {
+                options.extend_from_slice(&rest[i..i + 2]);
+                i += 2;
+            }
+            "-n" | "--non-interactive" => i += 1,
+            other => {
+                options.push(other.to_owned());
+                i += 1;
+            }
+        }
+    }
+    let command = &rest[i..];
+    let what = format!("{key} as {user} through sudo: {}", command.join(" "));
+    let agent = agent?;
+    let mut probe: Vec<String> = Vec::new();
+    let me = nix::unistd::geteuid();
+    if me == agent.uid {
+        // Already the agent's account.
+    } else if me.is_root() {
+        probe.extend(["runuser", "-u", user, "--"].map(String::from));
+    } else {
+        return Some(finding(
+            what,
+            Verdict::Warn(
+                format!("not checked: this runs as uid {me}, neither root nor {user}"),
+                "run certherd doctor as root".into(),
+            ),
+        ));
+    }
+    probe.push(program.clone());
+    probe.extend(["-n", "-l"].map(String::from));
+    probe.extend(options);
+    probe.extend(command.iter().cloned());
+    Some(match run_bounded(&probe, HELPER_TIMEOUT) {
+        Ok(()) => finding(what, Verdict::Ok),
+        Err(ExecError::Failed { output, .. }) => fail(
+            what,
+            format!("sudo does not let {user} run it without a password ({output})"),
+            format!(
+                "install contrib/sudoers/certherd as /etc/sudoers.d/certherd (root:root 0440, `visudo -cf` it), its command lines exactly as in [reload], account {user}"
+            ),
+        ),
+        Err(e) => fail(what, e.to_string(), "install sudo (and util-linux's runuser)"),
+    })
+}
+
+/// Debian's own schedule for `certbot renew`: the systemd timer (enabled = its symlink in
+/// timers.target.wants) or, where systemd does not run, `/etc/cron.d/certbot`. Besides
+/// certherd-renew it renews on its own schedule on every node that holds renewal configs — a
+/// standby or an old primary included, which must not. Enabled on a node without renewal
+/// configs it does nothing yet: a warning.
+fn certbot_schedule(config: &Config, system: &System) -> Finding {
+    let timer = system.path("/etc/systemd/system/timers.target.wants/certbot.timer");
+    let cron = system.path("/etc/cron.d/certbot");
+    let systemd = system.path("/run/systemd/system").is_dir();
+    let cron_active = !systemd
+        && std::fs::read_to_string(&cron).is_ok_and(|text| {
+            text.lines().any(|l| {
+                let l = l.trim();
+                // Not a comment, not a variable (`SHELL=/bin/sh`): an entry that runs certbot.
+                !l.starts_with('#')
+                    && l.split_whitespace()
+                        .next()
+                        .is_some_and(|t| !t.contains('='))
+                    && l.contains("certbot")
+            })
+        });
+    let timer_enabled = std::fs::symlink_metadata(&timer).is_ok();
+    let (what, fix) = if timer_enabled {
+        (
+            format!("Debian's certbot.timer is enabled ({})", timer.display()),
+            "systemctl disable --now certbot.timer (certherd-renew.timer renews where [renew] says)"
+                .to_owned(),
+        )
+    } else if cron_active {
+        (
+            format!("{} runs `certbot renew` (no systemd here)", cron.display()),
+            format!(
+                "rm {} and uncomment the entry of /etc/cron.d/certherd (`certherd renew`)",
+                cron.display()
+            ),
+        )
+    } else {
+        return finding(
+            "Debian's certbot.timer / cron.d entry: not active".into(),
+            Verdict::Ok,
+        );
+    };
+    let renewal = config.letsencrypt_dir.join("renewal");
+    let confs = std::fs::read_dir(&renewal)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".conf"))
+                .count()
+        })
+        .unwrap_or(0);
+    let verdict = if confs > 0 || config.standby {
+        Verdict::Fail(
+            format!(
+                "this node holds {confs} renewal config(s) in {}: certbot renews here on its own schedule, besides certherd renew and whatever [renew] says",
+                renewal.display()
+            ),
+            fix,
+        )
+    } else {
+        Verdict::Warn(
+            "no renewal config here yet, but it would renew on its own once one arrives (a standby, a primary)".into(),
+            fix,
+        )
+    };
+    finding(what, verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(le: &Path, standby: bool) -> Config {
+        let text = format!(
+            "letsencrypt_dir = {:?}\nstandby = {standby}\n",
+            le.display().to_string()
+        );
+        Config::parse(&text, Path::new("t.toml")).unwrap()
+    }
+
+    /// The timer's symlink, or the cron entry where systemd is absent, fails a node with
+    /// renewal configs and warns on one without; removing it clears the finding.
+    #[test]
+    fn certbot_schedule_under_a_fake_root() {
+        let root = std::env::temp_dir().join(format!("certherd-doctor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let le = root.join("le");
+        std::fs::create_dir_all(le.join("renewal")).unwrap();
+        let system = System::under(&root);
+        let wants = root.join("etc/systemd/system/timers.target.wants");
+        std::fs::create_dir_all(&wants).unwrap();
+        let link = wants.join("certbot.timer");
+        std::os::unix::fs::symlink("/lib/systemd/system/certbot.timer", &link).unwrap();
+
+        let f = certbot_schedule(&config(&le, false), &system);
+        assert!(matches!(f.verdict, Verdict::Warn(..)), "{f:?}");
+        let f = certbot_schedule(&config(&le, true), &system);
+        assert!(
+            matches!(&f.verdict, Verdict::Fail(_, fix) if fix.starts_with("systemctl disable --now certbot.timer")),
+            "{f:?}"
+        );
+        std::fs::write(le.join("renewal/site.test.conf"), "").unwrap();
+        let f = certbot_schedule(&config(&le, false), &system);
+        assert!(matches!(f.verdict, Verdict::Fail(..)), "{f:?}");
+        std::fs::remove_file(&link).unwrap();
+        assert_eq!(
+            certbot_schedule(&config(&le, false), &system).verdict,
+            Verdict::Ok
+        );
+
+        // No systemd: Debian's cron entry is what renews.
+        std::fs::create_dir_all(root.join("etc/cron.d")).unwrap();
+        std::fs::write(
+            root.join("etc/cron.d/certbot"),
+            "# comment\nSHELL=/bin/sh\n0 */12 * * * root test -x /usr/bin/certbot -a \\! -d /run/systemd/system && certbot -q renew\n",
+        )
+        .unwrap();
+        let f = certbot_schedule(&config(&le, false), &system);
+        assert!(
+            matches!(&f.verdict, Verdict::Fail(_, fix) if fix.contains("/etc/cron.d/certherd")),
+            "{f:?}"
+        );
+        // With systemd running, the cron entry does nothing (its own test says so).
+        std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+        assert_eq!(
+            certbot_schedule(&config(&le, false), &system).verdict,
+            Verdict::Ok
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn known_hosts_names_follow_ssh_keygen() {
+        assert_eq!(known_hosts_name("192.0.2.12", 22), "192.0.2.12");
+        assert_eq!(known_hosts_name("web2", 2222), "[web2]:2222");
+    }
+}

@@ -1,0 +1,76 @@
+//! `certherd issue --config relative.toml` stores an ABSOLUTE config path in the hooks certbot
+//! keeps in the renewal config: certbot's timer runs them from `/`, where a relative path names
+//! another file or none (issue 11, "Why": "`issue` writes a relative config path").
+//!
+//! Proves Guarantee 1 of docs/GUARANTEES.md (issuance, and the renewal it sets up, works) for a
+//! config named relative to the directory `issue` ran in.
+
+mod common;
+use common::*;
+
+/// Run from the config's own directory with `--config certherd.toml`: every hook in
+/// `renewal/site.test.conf` names the config by its absolute path, and a `certbot renew` run
+/// from `/` renews through those stored hooks.
+#[test]
+fn issue_with_a_relative_config_stores_absolute_hook_paths() {
+    let bed = bed(2, true);
+    bed.dns("site.test", &[2]).unwrap();
+    let config = bed.config_path(1);
+    let dir = config.parent().unwrap();
+    let file = config.file_name().unwrap().to_str().unwrap();
+
+    // Bounded: `timeout` ends a hung certbot (pebble answers in seconds).
+    let out = std::process::Command::new("timeout")
+        .arg("180")
+        .arg(bed.certherd_bin())
+        .args(["--config", file, "issue", "-d", "site.test", "--"])
+        .args(bed.certbot_common_args())
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "issue failed:\n{}", text(&out));
+
+    let conf_path = bed.letsencrypt_dir(1).join("renewal/site.test.conf");
+    let conf = std::fs::read_to_string(&conf_path).unwrap();
+    let absolute = format!("--config {} ", config.display());
+    for key in ["manual_auth_hook", "manual_cleanup_hook"] {
+        let line = conf
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in {}:\n{conf}", conf_path.display()));
+        assert!(
+            line.contains(&absolute),
+            "{key} must name the config by its absolute path {}:\n{line}",
+            config.display()
+        );
+    }
+
+    // The stored hooks work from `/`, as certbot's timer runs them.
+    let before = current_serial(&bed, "site.test");
+    let mut args: Vec<String> = vec![
+        "180".into(),
+        "/usr/bin/certbot".into(),
+        "renew".into(),
+        "--force-renewal".into(),
+        // Without a terminal certbot sleeps up to 8 minutes first (as certherd renew, skip it).
+        "--no-random-sleep-on-renew".into(),
+    ];
+    args.extend(bed.certbot_common_args());
+    let out = std::process::Command::new("timeout")
+        .args(&args)
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "certbot renew from /:\n{}",
+        text(&out)
+    );
+    let after = current_serial(&bed, "site.test");
+    assert!(
+        !after.is_empty() && after != before,
+        "the renewal from / did not replace the certificate ({before} -> {after})"
+    );
+}
