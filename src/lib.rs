@@ -27,13 +27,13 @@ pub mod exec;
 pub mod fanout;
 pub mod fleet;
 pub mod fsx;
-pub mod handover;
 pub mod lineage;
 pub mod lockfile;
 pub mod log;
 pub mod manual;
 pub mod names;
 pub mod pem;
+pub mod privdrop;
 pub mod report;
 
 pub mod served;

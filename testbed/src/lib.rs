@@ -228,6 +228,19 @@ impl Bed {
                 .collect::<Vec<_>>(),
         )?;
         write(&self.ssh_dir().join("known_hosts"), &known_hosts)?;
+        // The primary's certbot and hooks run as the agent's account (certherd drops to the
+        // letsencrypt dir's owner): its identity (0600), known_hosts, control sockets and
+        // certbot's work/logs dirs are the account's, as the README's checklist has them.
+        for p in [
+            "ssh",
+            "ssh/cm",
+            "ssh/id_ed25519",
+            "ssh/id_ed25519.pub",
+            "ssh/known_hosts",
+            "certbot",
+        ] {
+            self.account.chown(&self.root.join(p))?;
+        }
 
         // Default certherd configs: node 1 lists all others as peers; the others list none.
         let all_peers: Vec<PeerSpec> = (2..=self.nodes.len()).map(PeerSpec::new).collect();
@@ -539,6 +552,18 @@ impl Bed {
         (self.account.uid, self.account.gid)
     }
 
+    /// Makes `cmd` run as the agent's account (uid, gid, no supplementary groups; `HOME` and
+    /// `USER` its own), as certherd runs certbot after dropping root.
+    pub fn as_agent<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(self.account.uid)
+            .gid(self.account.gid)
+            .env("HOME", &self.root)
+            .env("USER", &self.account.name)
+            .env("LOGNAME", &self.account.name)
+            .env_remove("XDG_RUNTIME_DIR")
+    }
+
     /// Gives a path the bed created as root (a directory a test made) to the agent's account,
     /// as the checklist does for the webroot and the letsencrypt dir.
     pub fn chown_to_agent(&self, path: &Path) -> Result<(), String> {
@@ -586,14 +611,17 @@ impl Bed {
         ]
     }
 
-    /// Runs `/usr/bin/certbot <args> <common args>` on node 1 with `REQUESTS_CA_BUNDLE` set to
-    /// the bed's CA; killed after 120 s (then stderr ends with a `[testbed: killed ...]` note).
+    /// Runs `/usr/bin/certbot <args> <common args>` on node 1 as the agent's account (as
+    /// `certherd issue`/`renew` run it, never root over the account's files) with
+    /// `REQUESTS_CA_BUNDLE` set to the bed's CA; killed after 120 s (then stderr ends with a
+    /// `[testbed: killed ...]` note).
     pub fn certbot(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new("/usr/bin/certbot");
         cmd.args(args)
             .args(self.certbot_common_args())
             .env("REQUESTS_CA_BUNDLE", self.ca_bundle())
             .current_dir(&self.root);
+        self.as_agent(&mut cmd);
         match run_bounded(&mut cmd, CERTBOT_TIMEOUT) {
             Ok(o) => o,
             Err(e) => Output {
