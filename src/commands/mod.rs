@@ -94,8 +94,18 @@ pub fn as_letsencrypt_owner(config: &Config, command: &Command) -> Result<()> {
                 "started as root: running as {account} (uid {uid}, gid {gid}), the owner of {}",
                 dir.display()
             );
-            // `warm` (a pre-hook) and `status` (a monitoring plugin) stay silent when all is well.
-            if matches!(command, Command::Warm | Command::Status(_)) {
+            // certbot's hooks (certbot runs them as the account already, so this only shows when
+            // someone runs one as root by hand), `status` (a monitoring plugin) and `stateless`
+            // keep their output as it is: one line on bad input, nothing when all is well.
+            if matches!(
+                command,
+                Command::Auth(_)
+                    | Command::Cleanup(_)
+                    | Command::Deploy(_)
+                    | Command::Warm
+                    | Command::Status(_)
+                    | Command::Stateless
+            ) {
                 crate::verbose!("{line}");
             } else {
                 crate::info!("{line}");
