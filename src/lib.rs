@@ -7,7 +7,8 @@
 //! ```text
 //! main → commands/mod.rs (dispatcher) → cli → commands/* → report → fanout
 //!      → served, fleet, agent → tls, check, ssh, alert → lineage, standby
-//!      → config, tokens, certbot_env → fsx, exec, lockfile, pem → wire → error, log → names → text
+//!      → config, tokens, certbot_env → fsx, exec, lockfile, pem → wire → error, log → names, privdrop
+//!      → text
 //! ```
 //!
 //! A command builds its options, a [`fanout`] engine runs the work on this node and every peer
