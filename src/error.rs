@@ -60,6 +60,9 @@ pub enum Error {
     /// An operation ran but did not succeed everywhere it had to (details were already printed).
     #[error("{0}")]
     Failed(String),
+    /// Started as root, certherd could not become the letsencrypt dir's owner (and stopped).
+    #[error(transparent)]
+    Privilege(#[from] crate::privdrop::DropError),
 }
 
 impl Error {
@@ -72,7 +75,7 @@ impl Error {
             | Error::ConfigAt { .. }
             | Error::Name(_)
             | Error::Input(_) => EXIT_USAGE,
-            Error::Io { .. } | Error::Failed(_) => EXIT_FAILED,
+            Error::Io { .. } | Error::Failed(_) | Error::Privilege(_) => EXIT_FAILED,
         }
     }
 

@@ -7,7 +7,8 @@
 //! ```text
 //! main → commands/mod.rs (dispatcher) → cli → commands/* → report → fanout
 //!      → served, fleet, agent → tls, check, ssh, alert → lineage, standby
-//!      → config, tokens, certbot_env → fsx, exec, lockfile, pem → wire → error, log → names → text
+//!      → config, tokens, certbot_env → fsx, exec, lockfile, pem → wire → error, log → names, privdrop
+//!      → text
 //! ```
 //!
 //! A command builds its options, a [`fanout`] engine runs the work on this node and every peer
@@ -28,7 +29,6 @@ pub mod exec;
 pub mod fanout;
 pub mod fleet;
 pub mod fsx;
-pub mod handover;
 pub mod lineage;
 pub mod lockfile;
 pub mod log;
@@ -36,6 +36,7 @@ pub mod manual;
 pub mod names;
 pub mod pattern;
 pub mod pem;
+pub mod privdrop;
 pub mod report;
 
 pub mod served;

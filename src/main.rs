@@ -44,7 +44,11 @@ fn run(cli: Cli) -> certherd::Result<i32> {
     match cli.command {
         // The agent is synchronous: no runtime, so sshd's forced command starts fast.
         Command::Agent => Ok(commands::agent::run(&config)),
-        command => runtime()?.block_on(commands::dispatch(&config, &path, command)),
+        command => {
+            // Before the runtime's threads: root becomes the letsencrypt dir's owner for good.
+            commands::as_letsencrypt_owner(&config, &command)?;
+            runtime()?.block_on(commands::dispatch(&config, &path, command))
+        }
     }
 }
 

@@ -331,6 +331,9 @@ fn agents_running(bed: &Bed) -> bool {
 fn primary_killed_at_every_crash_point_is_repaired_by_sync() {
     let bed = tls_bed_with(3, &crashpoint_bin());
     let hits = bed.root().join("crash-hits");
+    // The primary's certherd, started as root, runs as the letsencrypt dir's owner.
+    std::fs::write(&hits, "").unwrap();
+    bed.chown_to_agent(&hits).unwrap();
     walk(&bed, &PRIMARY_POINTS, |point, v| {
         let out = bed
             .certherd(1, &["deploy", "--lineage", LINEAGE])

@@ -97,10 +97,13 @@ fn a_renewal_deploys_exactly_once_from_either_hook() {
     .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(&log, "").unwrap();
+    bed.chown_to_agent(&log).unwrap();
 
-    // The real `certbot renew`, as cron or a timer runs it: the directory hook finds `certherd`
-    // on PATH and the config in CERTHERD_CONFIG.
+    // The real `certbot renew`, as `certherd renew` runs it (as the agent's account, never root
+    // over the account's files): the directory hook finds `certherd` on PATH and the config in
+    // CERTHERD_CONFIG.
     let mut cmd = Command::new("/usr/bin/certbot");
+    bed.as_agent(&mut cmd);
     cmd.args(["renew", "--force-renewal", "--no-random-sleep-on-renew"])
         .args(bed.certbot_common_args())
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())

@@ -122,7 +122,12 @@ fn status_formats_are_accepted_by_real_consumers_and_exit_codes_follow_threshold
 }
 
 fn fake_certbot(bed: &Bed) -> (std::path::PathBuf, std::path::PathBuf) {
-    let log = bed.root().join("fake-certbot.log");
+    // certherd runs certbot as the letsencrypt dir's owner (the agent's account): its log
+    // goes where that account may write.
+    let dir = bed.root().join("fake-certbot");
+    std::fs::create_dir(&dir).unwrap();
+    bed.chown_to_agent(&dir).unwrap();
+    let log = dir.join("fake-certbot.log");
     let script = bed.root().join("fake-certbot.sh");
     std::fs::write(
         &script,

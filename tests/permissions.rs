@@ -96,11 +96,12 @@ fn audit_tokens(bed: &Bed, n: usize, findings: &mut Vec<String>) {
     }
 }
 
-/// The control directory of the primary's shared SSH connections: 0700, ours, and every socket
-/// in it unreachable for others (a socket there is a live login to every peer).
-fn audit_control_dir(dir: &Path, findings: &mut Vec<String>) {
+/// The control directory of the primary's shared SSH connections: 0700, owned by the account
+/// certherd runs as (`owner`: root's certherd becomes the agent's account), and every socket in
+/// it unreachable for others (a socket there is a live login to every peer).
+fn audit_control_dir(dir: &Path, owner: u32, findings: &mut Vec<String>) {
     let meta = std::fs::symlink_metadata(dir).unwrap();
-    if meta.permissions().mode() & 0o777 != 0o700 || meta.uid() != nix::unistd::getuid().as_raw() {
+    if meta.permissions().mode() & 0o777 != 0o700 || meta.uid() != owner {
         findings.push(format!(
             "{}: {:o}, expected our 0700 directory",
             dir.display(),
@@ -167,7 +168,11 @@ fn deploy_leaves_every_file_with_its_mode() {
     for n in 1..=3 {
         audit_tokens(&bed, n, &mut findings);
     }
-    audit_control_dir(&bed.root().join("ssh/cm"), &mut findings);
+    audit_control_dir(
+        &bed.root().join("ssh/cm"),
+        bed.agent_uid_gid().0,
+        &mut findings,
+    );
     assert!(
         findings.is_empty(),
         "permission audit:\n{}",

@@ -132,6 +132,8 @@ impl Node {
             ),
             ("/etc/letsencrypt".into(), p("etc/letsencrypt")),
             ("/var/lib/certherd".into(), p("var/lib/certherd")),
+            ("/var/lib/letsencrypt".into(), p("var/lib/letsencrypt")),
+            ("/var/log/letsencrypt".into(), p("var/log/letsencrypt")),
             ("/etc/certherd".into(), p("etc/certherd")),
             (
                 "/etc/ssh/sshd_config.d".into(),
@@ -166,7 +168,13 @@ impl Node {
     /// The checkout the commands run from: `certherd` (the built binary) and the contrib
     /// files the checklist installs, substituted like the commands.
     fn prepare(&self, bed: &Bed) {
-        for d in ["usr/local/bin", "etc/systemd/system", "var/lib", "etc/ssh"] {
+        for d in [
+            "usr/local/bin",
+            "etc/systemd/system",
+            "var/lib",
+            "var/log",
+            "etc/ssh",
+        ] {
             std::fs::create_dir_all(self.root.join(d)).unwrap();
         }
         std::fs::create_dir_all(bed.sshd_conf_d(self.n)).unwrap();
@@ -287,10 +295,11 @@ fn certbot_args(bed: &Bed, primary: &Node) -> Vec<String> {
         bed.pebble_url(),
         "--config-dir".into(),
         s(primary.letsencrypt()),
+        // the checklist's own directories (the account owns them; certbot runs as it)
         "--work-dir".into(),
-        s(bed.root().join("certbot/work")),
+        s(primary.root.join("var/lib/letsencrypt")),
         "--logs-dir".into(),
-        s(bed.root().join("certbot/logs")),
+        s(primary.root.join("var/log/letsencrypt")),
         "--non-interactive".into(),
         "--agree-tos".into(),
         "--register-unsafely-without-email".into(),

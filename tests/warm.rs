@@ -158,6 +158,17 @@ fn probing_auth_hook(bed: &Bed, probe: &Path) -> String {
     )
 }
 
+/// Where a probing hook writes: certbot and its hooks run as the agent's account (certherd
+/// leaves root before it starts certbot), so the directory is the account's.
+fn probe_file(bed: &Bed, name: &str) -> PathBuf {
+    let dir = bed.root().join("probes");
+    if !dir.exists() {
+        std::fs::create_dir(&dir).unwrap();
+        bed.chown_to_agent(&dir).unwrap();
+    }
+    dir.join(name)
+}
+
 /// The live-master counts the probing hook recorded, one per auth call.
 fn probed(probe: &Path) -> Vec<usize> {
     std::fs::read_to_string(probe)
@@ -180,7 +191,7 @@ fn certbot_pre_hook_warm_opens_connections_before_the_first_auth() {
         }
         bed.close_control_masters();
         assert!(sockets(&bed).is_empty());
-        let probe = bed.root().join(format!("probe-{lineage}"));
+        let probe = probe_file(&bed, &format!("probe-{lineage}"));
         let mut args = bed.certonly_args(None);
         args.extend(["--manual-auth-hook".into(), probing_auth_hook(&bed, &probe)]);
         if let Some(h) = pre_hook {
@@ -208,7 +219,7 @@ fn issue_and_renew_warm_up_while_certbot_talks_to_the_ca() {
     let bed = bed(3, true);
     bed.dns("site.test", &[2, 3]).unwrap();
     bed.close_control_masters();
-    let probe = bed.root().join("probe-issue");
+    let probe = probe_file(&bed, "probe-issue");
     let mut cmd = bed.certherd(1, &["issue", "--skip-preflight", "-d", "site.test", "--"]);
     cmd.args(bed.certbot_common_args())
         .args(["--manual-auth-hook", &probing_auth_hook(&bed, &probe)])
@@ -249,7 +260,7 @@ fn issue_and_renew_warm_up_while_certbot_talks_to_the_ca() {
     )
     .unwrap();
     bed.close_control_masters();
-    let probe = bed.root().join("probe-renew");
+    let probe = probe_file(&bed, "probe-renew");
     let old = current_serial(&bed, "site.test");
     let out = bed
         .certherd(1, &["renew", "--jitter", "0s", "--", "--force-renewal"])

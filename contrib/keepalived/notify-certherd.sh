@@ -2,9 +2,9 @@
 # keepalived notify script (vrrp_instance { notify /usr/local/lib/certherd/notify-certherd.sh }).
 # keepalived calls it with: TYPE NAME STATE PRIORITY. When this node becomes MASTER it holds the
 # VIP, so `certherd renew` (with [renew] vip = the VIP) now acts here: renew right away, and run
-# the watcher only where the VIP is. Nothing to chown on the way back to BACKUP: certherd deploy
-# and sync on the primary hand what certbot wrote as root to the letsencrypt dir's owner (the
-# agent's account), so this node takes installs as a peer again.
+# the watcher only where the VIP is. Nothing to chown on the way back to BACKUP: certherd runs
+# certbot as the letsencrypt dir's owner (the agent's account), never as root, so what it wrote
+# here as primary is the account's and this node takes installs as a peer again.
 state=$3
 case "$state" in
     MASTER)

@@ -31,7 +31,6 @@ pub struct SyncOptions {
 /// `certherd deploy`.
 pub async fn run(config: &Config, options: &Options) -> Result<i32> {
     let lineage = lineage_from(config, options.lineage.as_deref())?;
-    hand_over_local(config);
     let d = certs::push(config, &lineage, true).await?;
     match options.format {
         // -q: errors only; the table is not one.
@@ -43,24 +42,9 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
     Ok(if ok { EXIT_OK } else { EXIT_FAILED })
 }
 
-/// certbot may just have written this node's tree as root: give it to the letsencrypt dir's
-/// owner (the agent's account), so that this node can later be a peer again. A failure here only
-/// matters for that later change of roles, so it warns.
-fn hand_over_local(config: &Config) {
-    match crate::handover::hand_over(&config.letsencrypt_dir) {
-        Ok(0) => {}
-        Ok(n) => crate::verbose!(
-            "gave {n} entries certbot made under {} to its owner",
-            config.letsencrypt_dir.display()
-        ),
-        Err(e) => crate::warn!("{e}"),
-    }
-}
-
 /// `certherd sync [LINEAGE…]`: every lineage (or the named ones) to every peer that lacks it.
 /// As JSON: one object, `{"ok": …, "lineages": [<deploy object>…]}`.
 pub async fn sync(config: &Config, options: &SyncOptions) -> Result<i32> {
-    hand_over_local(config);
     let layout = Layout::new(&config.letsencrypt_dir);
     let lineages = if options.lineages.is_empty() {
         layout.lineages()?

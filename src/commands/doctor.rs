@@ -122,6 +122,9 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
             }
         }
     }
+    if let Some(why) = crate::privdrop::root_owned_warning(&config.letsencrypt_dir) {
+        println!("WARN  {why}");
+    }
 
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let hello = Request::Hello {

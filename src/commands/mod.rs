@@ -77,6 +77,49 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
     }
 }
 
+/// Started as root, every command that works on this node's letsencrypt dir — certbot and its
+/// hooks (`issue`, `renew`, `auth`, `cleanup`, `deploy`, `warm`), `sync`, `watch`, and the
+/// read-only `status`, `doctor`, `stateless` — first becomes the dir's owner (the agent's
+/// account), so root never runs certbot, nor anything certbot finds there, over files that
+/// account can write ([`crate::privdrop`]). The agent itself is left alone: sshd starts it as its
+/// account already. Must run before the async runtime starts any thread.
+pub fn as_letsencrypt_owner(config: &Config, command: &Command) -> Result<()> {
+    if matches!(command, Command::Agent | Command::Completions(_)) {
+        return Ok(());
+    }
+    let dir = &config.letsencrypt_dir;
+    match crate::privdrop::become_owner_of(dir)? {
+        crate::privdrop::Outcome::Became { account, uid, gid } => {
+            let line = format!(
+                "started as root: running as {account} (uid {uid}, gid {gid}), the owner of {}",
+                dir.display()
+            );
+            // certbot's hooks (certbot runs them as the account already, so this only shows when
+            // someone runs one as root by hand), `status` (a monitoring plugin) and `stateless`
+            // keep their output as it is: one line on bad input, nothing when all is well.
+            if matches!(
+                command,
+                Command::Auth(_)
+                    | Command::Cleanup(_)
+                    | Command::Deploy(_)
+                    | Command::Warm
+                    | Command::Status(_)
+                    | Command::Stateless
+            ) {
+                crate::verbose!("{line}");
+            } else {
+                crate::info!("{line}");
+            }
+        }
+        crate::privdrop::Outcome::RootOwned => crate::verbose!(
+            "{} belongs to root: running as root (certherd doctor explains)",
+            dir.display()
+        ),
+        crate::privdrop::Outcome::NotRoot | crate::privdrop::Outcome::Missing => {}
+    }
+    Ok(())
+}
+
 /// certbot's challenge flags to the shared parser's arguments.
 fn challenge(flags: ChallengeFlags) -> ChallengeArgs {
     ChallengeArgs {

@@ -256,6 +256,19 @@ impl Bed {
                 .collect::<Vec<_>>(),
         )?;
         write(&self.ssh_dir().join("known_hosts"), &known_hosts)?;
+        // The primary's certbot and hooks run as the agent's account (certherd drops to the
+        // letsencrypt dir's owner): its identity (0600), known_hosts, control sockets and
+        // certbot's work/logs dirs are the account's, as the README's checklist has them.
+        for p in [
+            "ssh",
+            "ssh/cm",
+            "ssh/id_ed25519",
+            "ssh/id_ed25519.pub",
+            "ssh/known_hosts",
+            "certbot",
+        ] {
+            self.account.chown(&self.root.join(p))?;
+        }
 
         // Default certherd configs: node 1 lists all others as peers; the others list none.
         let all_peers: Vec<PeerSpec> = (2..=self.nodes.len()).map(PeerSpec::new).collect();
@@ -574,6 +587,39 @@ impl Bed {
         (self.account.uid, self.account.gid)
     }
 
+    /// Makes `cmd` run as the agent's account (uid, gid, no supplementary groups; `HOME` and
+    /// `USER` its own), as certherd runs certbot after dropping root.
+    pub fn as_agent<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(self.account.uid)
+            .gid(self.account.gid)
+            .env("HOME", &self.root)
+            .env("USER", &self.account.name)
+            .env("LOGNAME", &self.account.name)
+            .env_remove("XDG_RUNTIME_DIR")
+    }
+
+    /// `program` on node `node` as the agent's account. On a namespaced bed `ip netns exec` must
+    /// run as root (entering a namespace needs CAP_SYS_ADMIN), so the switch to the account is
+    /// setpriv's, inside the namespace; elsewhere it is [`Bed::as_agent`]'s.
+    pub fn agent_command_on(&self, node: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        if !self.is_netns() {
+            let mut cmd = Command::new(program);
+            self.as_agent(&mut cmd);
+            return cmd;
+        }
+        let mut cmd = self.command_on(node, "/usr/bin/setpriv");
+        cmd.arg(format!("--reuid={}", self.account.uid))
+            .arg(format!("--regid={}", self.account.gid))
+            .args(["--init-groups", "--"])
+            .arg(program)
+            .env("HOME", &self.root)
+            .env("USER", &self.account.name)
+            .env("LOGNAME", &self.account.name)
+            .env_remove("XDG_RUNTIME_DIR");
+        cmd
+    }
+
     /// Gives a path the bed created as root (a directory a test made) to the agent's account,
     /// as the checklist does for the webroot and the letsencrypt dir.
     pub fn chown_to_agent(&self, path: &Path) -> Result<(), String> {
@@ -622,10 +668,11 @@ impl Bed {
     }
 
     /// Runs `/usr/bin/certbot <args> <common args>` on node 1 (in its namespace on a namespaced
-    /// bed) with `REQUESTS_CA_BUNDLE` set to
-    /// the bed's CA; killed after 120 s (then stderr ends with a `[testbed: killed ...]` note).
+    /// bed) as the agent's account (as `certherd issue`/`renew` run it, never root over the
+    /// account's files) with `REQUESTS_CA_BUNDLE` set to the bed's CA; killed after 120 s (then
+    /// stderr ends with a `[testbed: killed ...]` note).
     pub fn certbot(&self, args: &[&str]) -> Output {
-        let mut cmd = self.command_on(1, "/usr/bin/certbot");
+        let mut cmd = self.agent_command_on(1, "/usr/bin/certbot");
         cmd.args(args)
             .args(self.certbot_common_args())
             .env("REQUESTS_CA_BUNDLE", self.ca_bundle())

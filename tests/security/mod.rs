@@ -62,6 +62,21 @@ pub fn new_version(bed: &Bed, v: u32) {
         std::os::unix::fs::symlink(format!("../../archive/{LINEAGE}/{kind}{v}.pem"), &tmp).unwrap();
         std::fs::rename(&tmp, &link).unwrap();
     }
+    // certbot runs as the agent's account (certherd leaves root before it starts certbot), so
+    // everything it writes is the account's.
+    let mut owned = vec![
+        le.join("archive"),
+        le.join("live"),
+        archive.clone(),
+        live.clone(),
+    ];
+    for kind in ["cert", "chain", "fullchain", "privkey"] {
+        owned.push(archive.join(format!("{kind}{v}.pem")));
+        owned.push(live.join(format!("{kind}.pem")));
+    }
+    for path in owned {
+        bed.chown_to_agent(&path).unwrap();
+    }
 }
 
 /// A bed of `nodes` nodes where every node serves version 1 of site.test over TLS (installed on

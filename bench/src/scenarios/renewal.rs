@@ -16,6 +16,8 @@ impl Bench {
         self.configure(self.small(), false)?;
         let stamps = self.bed.root().join("bench-hook");
         let _ = fs::create_dir_all(&stamps);
+        // certbot and its deploy hook run as the agent's account (never root over its files).
+        self.bed.chown_to_agent(&stamps)?;
         let (hs, he) = (stamps.join("start"), stamps.join("end"));
         let deploy_hook = format!(
             "date +%s%N > {hs}; {cmd}; rc=$?; date +%s%N > {he}; exit $rc",
