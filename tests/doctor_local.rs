@@ -112,7 +112,9 @@ fn each_local_failure_is_reported_with_its_fix_and_clears_when_fixed() {
     chmod(&identity, 0o600);
     assert_fixed(&bed, "[ssh] identity");
 
-    // Identity not readable by the account that runs doctor (the agent's account here).
+    // Identity not readable by the account that runs doctor (the agent's account here): since
+    // certbot runs as that account the identity is its own, so give it to root for this step.
+    std::os::unix::fs::chown(&identity, Some(0), Some(0)).unwrap();
     let out = Command::new("timeout")
         .args(["60", "/usr/sbin/runuser", "-u", &user, "--"])
         .arg(bed.certherd_bin())
@@ -128,6 +130,7 @@ fn each_local_failure_is_reported_with_its_fix_and_clears_when_fixed() {
         fix.contains("run certherd as the account that owns it"),
         "{fix}"
     );
+    bed.chown_to_agent(&identity).unwrap();
 
     // A missing identity.
     let moved = identity.with_extension("moved");
