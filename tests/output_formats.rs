@@ -336,8 +336,9 @@ fn nagios_json_quiet_verbose_and_journal_outputs() {
     assert_eq!(details.len(), 3, "{details:?}");
     assert!(crit.summary.contains("expires in"), "{crit:?}");
 
-    // Usage errors: UNKNOWN (3) in every format, one line naming the value, nothing on stdout
-    // but the plugin's own UNKNOWN line under nagios.
+    // Usage errors: UNKNOWN (3) in every format, one line naming the value on stderr, and on
+    // stdout the UNKNOWN report in the format asked for, with that line as the reason
+    // (monitoring reads stdout; UNKNOWN always says why).
     for (args, named) in [
         (&["--crit", "30"][..], "'30'"),
         (&["--format", "xml"][..], "'xml'"),
@@ -353,7 +354,12 @@ fn nagios_json_quiet_verbose_and_journal_outputs() {
             err[0].starts_with("certherd: error: ") && err[0].contains(named),
             "{args:?}: {err:?}"
         );
-        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.to_uppercase().contains("UNKNOWN") && stdout.contains(named),
+            "{args:?}: {}",
+            text(&out)
+        );
     }
     for args in [&["--crit", "30"][..], &["--warn", "1d", "--crit", "2d"][..]] {
         let (line, details, out) = nagios(&bed, args);
