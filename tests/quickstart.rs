@@ -335,7 +335,7 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
     .unwrap_or_else(|e| panic!("namespaced test bed did not start: {e}"));
     let b = bed.index();
     let account = format!("certherd-q{b}");
-    let _globals = Globals {
+    let mut globals = Globals {
         account: account.clone(),
         files: (1..=3)
             .map(|n| PathBuf::from(format!("/etc/sudoers.d/certherd-q{b}-{n}")))
@@ -386,6 +386,12 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
         node.run_script(&bed, &shim_dir, "every-node", &script);
         nginx_for(&bed, node, None);
     }
+    // certherd, as the account, keeps its ssh control sockets in /tmp/certherd-<uid> (no
+    // XDG_RUNTIME_DIR after the switch from root): removed with the account.
+    let agent = nix::unistd::User::from_name(&account).unwrap().unwrap();
+    globals
+        .dirs
+        .push(PathBuf::from(format!("/tmp/certherd-{}", agent.uid)));
     // 2. The primary, 3. every peer (with the primary's public key copied over).
     nodes[0].run(&bed, &shim_dir, "primary");
     assert_scanned_by_configured_host(&bed, &nodes[0]);
