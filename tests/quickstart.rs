@@ -1,10 +1,15 @@
 //! The README's production checklist, executed: the shell blocks marked
 //! `<!-- quickstart: ROLE -->` in README.md are read from the file (never re-typed here) and run
-//! with `/bin/sh -e` on fresh bed nodes, with only names, addresses and paths substituted
-//! (`web1`/192.0.2.11 → node 1, `/etc/...` → under the node's own directory, the account
-//! `certherd` → one of this bed's own, since accounts are global to the machine). The contrib
-//! files the checklist installs get the same substitutions. Then `certherd issue` and
-//! `certherd renew` run through the result: a README edit that breaks the set-up breaks this test.
+//! with `/bin/sh -e` on fresh nodes of a namespaced bed (each node its own network namespace,
+//! as each web server is its own machine: node I's block runs inside it with `ip netns exec`),
+//! with only names, addresses and paths substituted (`web1`/192.0.2.11 → node 1 at its
+//! 198.18.B.1, `/etc/...` → under the node's own directory, the account `certherd` → one of this
+//! bed's own, since accounts are global to the machine). The contrib files the checklist installs
+//! get the same substitutions. The primary scans its peers' host keys over the bridge by exactly
+//! the `host` its config names, and the peers accept its key only `from=` its own address. Then
+//! `certherd issue` and `certherd renew` run through the result (real certbot, pebble), and every
+//! node must serve the certificate over TLS on its own address: a README edit that breaks the
+//! set-up breaks this test.
 //!
 //! The bed has no systemd: `systemctl` and `sshd` are small shims that log what they were asked
 //! (and SIGHUP the node's own sshd for `reload ssh`; `sshd -t` checks the node's own config).
@@ -120,11 +125,6 @@ impl Node {
                 "/etc/ssh/authorized_keys".into(),
                 format!("/etc/ssh/certherd-bed/q{b}-{n}"),
             ),
-            // the primary's address as the agent sees it on loopback
-            (
-                "from=\\\"192.0.2.11\\\"".into(),
-                "from=\\\"127.0.0.0/8\\\"".into(),
-            ),
             // paths under the node's own directory
             (
                 "/usr/local/bin/certherd".into(),
@@ -199,6 +199,7 @@ impl Node {
         self.run_script(bed, shims, role, &block(role))
     }
 
+    /// Runs `script` (substituted) with `/bin/sh -ec` inside this node's namespace.
     fn run_script(&self, bed: &Bed, shims: &Path, role: &str, script: &str) -> String {
         let script = self.subst(script);
         let path = format!(
@@ -207,7 +208,7 @@ impl Node {
             shims.display()
         );
         let out = certherd_testbed::run_measured(
-            Command::new("/bin/sh")
+            bed.command_on(self.n, "/bin/sh")
                 .arg("-ec")
                 .arg(&script)
                 .current_dir(&self.work)
@@ -306,8 +307,10 @@ fn certbot_args(bed: &Bed, primary: &Node) -> Vec<String> {
     ]
 }
 
-fn certherd_as_documented(node: &Node, args: &[&str], extra: &[String]) -> Command {
-    let mut cmd = Command::new(node.root.join("usr/local/bin/certherd"));
+/// The installed certherd on `node`, run in its namespace as root (as the timer would run it;
+/// certherd itself becomes the letsencrypt dir's owner).
+fn certherd_as_documented(bed: &Bed, node: &Node, args: &[&str], extra: &[String]) -> Command {
+    let mut cmd = bed.command_on(node.n, node.root.join("usr/local/bin/certherd"));
     cmd.args(args)
         .args(extra)
         .env("CERTHERD_CONFIG", node.config())
@@ -323,10 +326,16 @@ fn certherd_as_documented(node: &Node, args: &[&str], extra: &[String]) -> Comma
 
 #[test]
 fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
-    let bed = bed(3, true);
+    let bed = Bed::start(BedOptions {
+        nodes: 3,
+        ca: true,
+        certherd: certherd_bin().into(),
+        netns: true,
+    })
+    .unwrap_or_else(|e| panic!("namespaced test bed did not start: {e}"));
     let b = bed.index();
     let account = format!("certherd-q{b}");
-    let _globals = Globals {
+    let mut globals = Globals {
         account: account.clone(),
         files: (1..=3)
             .map(|n| PathBuf::from(format!("/etc/sudoers.d/certherd-q{b}-{n}")))
@@ -377,12 +386,28 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
         node.run_script(&bed, &shim_dir, "every-node", &script);
         nginx_for(&bed, node, None);
     }
+    // certherd, as the account, keeps its ssh control sockets in /tmp/certherd-<uid> (no
+    // XDG_RUNTIME_DIR after the switch from root): removed with the account.
+    let agent = nix::unistd::User::from_name(&account).unwrap().unwrap();
+    globals
+        .dirs
+        .push(PathBuf::from(format!("/tmp/certherd-{}", agent.uid)));
     // 2. The primary, 3. every peer (with the primary's public key copied over).
     nodes[0].run(&bed, &shim_dir, "primary");
+    assert_scanned_by_configured_host(&bed, &nodes[0]);
     let public = nodes[0].root.join("etc/certherd/id_ed25519.pub");
     for node in &nodes[1..] {
         std::fs::copy(&public, node.work.join("id_ed25519.pub")).unwrap();
         node.run(&bed, &shim_dir, "peer");
+        // The key works only from the primary's own address (the bridge carries no other).
+        let keys =
+            std::fs::read_to_string(format!("/etc/ssh/certherd-bed/q{b}-{}/{account}", node.n))
+                .unwrap();
+        assert!(
+            keys.starts_with(&format!("restrict,from=\"{}\",", bed.ip(1))),
+            "node {}: {keys}",
+            node.n
+        );
     }
     // The bed's only addition to the documented config: certbot's ACME server and directories.
     let cfg = std::fs::read_to_string(nodes[0].config()).unwrap();
@@ -425,7 +450,7 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
     let extra: Vec<String> = certbot_args(&bed, &nodes[0]);
     let mut extra_args = vec!["--".to_string()];
     extra_args.extend(extra);
-    let out = certherd_as_documented(&nodes[0], &["issue", "-d", "site.test"], &extra_args)
+    let out = certherd_as_documented(&bed, &nodes[0], &["issue", "-d", "site.test"], &extra_args)
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
         .output()
         .unwrap();
@@ -435,6 +460,7 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
         assert!(live.exists(), "node {} has the certificate", node.n);
         nginx_for(&bed, node, Some("site.test"));
     }
+    assert_every_node_serves(&bed, &nodes, "after issue");
     for node in &nodes[1..] {
         let key =
             std::fs::canonicalize(node.letsencrypt().join("live/site.test/privkey.pem")).unwrap();
@@ -449,7 +475,7 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
 
     // Renew where [renew] says: a peer's timer does nothing, the primary's renews, and the new
     // version reaches every node.
-    let out = certherd_as_documented(&nodes[1], &["renew"], &[])
+    let out = certherd_as_documented(&bed, &nodes[1], &["renew"], &[])
         .output()
         .unwrap();
     assert!(
@@ -458,12 +484,12 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
         text(&out)
     );
     // Renew where [renew] says: the new version reaches and is served by every node.
-    let out = certherd_as_documented(&nodes[0], &["renew", "--", "--force-renewal"], &[])
+    let out = certherd_as_documented(&bed, &nodes[0], &["renew", "--", "--force-renewal"], &[])
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
         .output()
         .unwrap();
     assert!(out.status.success(), "certherd renew: {}", text(&out));
-    let out = certherd_as_documented(&nodes[0], &["status"], &[])
+    let out = certherd_as_documented(&bed, &nodes[0], &["status"], &[])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "status: {}", text(&out));
@@ -474,6 +500,72 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
             Path::new("../../archive/site.test/cert2.pem"),
             "node {}",
             node.n
+        );
+    }
+    // Served by every node after the deploy's own `[reload]` (sudo nginx -s reload): the test
+    // reloads nothing itself after the renewal.
+    assert_every_node_serves(&bed, &nodes, "after renew");
+}
+
+/// The known_hosts the primary's block wrote holds one line per configured peer, under exactly
+/// the `host` of its `[[peers]]` entry, with that node's own host key (the bed's record of it).
+fn assert_scanned_by_configured_host(bed: &Bed, primary: &Node) {
+    let scanned = std::fs::read_to_string(primary.root.join("etc/certherd/known_hosts")).unwrap();
+    let config = std::fs::read_to_string(primary.config()).unwrap();
+    let hosts: Vec<&str> = config
+        .lines()
+        .filter_map(|l| l.strip_prefix("host = \""))
+        .map(|h| h.trim_end_matches('"'))
+        .collect();
+    let peers: Vec<String> = (2..=bed.nodes()).map(|n| bed.ip(n).to_string()).collect();
+    assert_eq!(
+        hosts, peers,
+        "the config's peers are the nodes' own addresses"
+    );
+    let bed_keys = std::fs::read_to_string(bed.known_hosts()).unwrap();
+    let entries: Vec<(String, String)> = scanned
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            let host = w.next().unwrap_or("").to_owned();
+            let key: Vec<&str> = w.take(2).collect();
+            (host, key.join(" "))
+        })
+        .collect();
+    let mut scanned_hosts: Vec<&str> = entries.iter().map(|(h, _)| h.as_str()).collect();
+    scanned_hosts.sort_unstable();
+    assert_eq!(scanned_hosts, hosts, "known_hosts: {scanned}");
+    for (host, key) in &entries {
+        let expected = format!("{host} {key}");
+        assert!(
+            bed_keys.lines().any(|l| l == expected),
+            "known_hosts has another key for {host} than the node's own: {scanned}"
+        );
+    }
+}
+
+/// Every node serves the certificate its own `live/site.test` names, over TLS on its own
+/// address (read with `openssl s_client` from outside the nodes, across the bridge). nginx
+/// reloads asynchronously (old workers finish first): bounded wait.
+fn assert_every_node_serves(bed: &Bed, nodes: &[Node], context: &str) {
+    for node in nodes {
+        let want = file_serial(&node.letsencrypt().join("live/site.test/cert.pem"));
+        assert!(
+            !want.is_empty(),
+            "node {}: no certificate ({context})",
+            node.n
+        );
+        let mut got = String::new();
+        let served = wait_until(Duration::from_secs(10), || {
+            got = served_serial(bed, node.n, "site.test");
+            got == want
+        });
+        assert!(
+            served,
+            "node {} at {} serves {got:?}, its live/ names {want} ({context})",
+            node.n,
+            bed.ip(node.n)
         );
     }
 }

@@ -72,6 +72,9 @@ fn shim(bed: &Bed, node: usize) -> Result<String, String> {
 # has no systemd, so keepalived's PATH starts with this stand-in for `systemctl`. It knows the
 # two units contrib/keepalived/notify-certherd.sh names, for node {node}; anything else fails.
 set -u
+# systemd starts a unit with UMask=0022; keepalived runs notify scripts under its own 0177, which
+# makes certbot's mkdtemp directories 0600 (untraversable) once certherd runs it as the account.
+umask 0022
 dir={d}
 cfg={cfg}
 log="$dir/systemctl.log"

@@ -269,6 +269,15 @@ impl Bed {
         ] {
             self.account.chown(&self.root.join(p))?;
         }
+        // A namespaced bed's per-node control dirs too: the primary's hooks open their masters
+        // there as the account (root-owned, every hook failed: "control directory … must be a
+        // directory owned by uid …").
+        if self.net.is_some() {
+            for n in &self.nodes {
+                self.account
+                    .chown(&netns::control_dir(&self.ssh_dir(), n.i))?;
+            }
+        }
 
         // Default certherd configs: node 1 lists all others as peers; the others list none.
         let all_peers: Vec<PeerSpec> = (2..=self.nodes.len()).map(PeerSpec::new).collect();
