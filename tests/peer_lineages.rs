@@ -19,33 +19,6 @@ const SHARED: &str = "shared.test";
 /// On nodes 1 and 2 only.
 const PRIVATE: &str = "private.test";
 
-/// Every entry under `dir` with content, mode and link target (files byte for byte).
-fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
-    fn walk(path: &Path, map: &mut BTreeMap<PathBuf, String>) {
-        use std::os::unix::fs::PermissionsExt;
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            return;
-        };
-        let mode = meta.permissions().mode();
-        if meta.is_symlink() {
-            map.insert(path.into(), format!("link {:?}", std::fs::read_link(path)));
-        } else if meta.is_dir() {
-            map.insert(path.into(), format!("dir {mode:o}"));
-            for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
-                walk(&e.path(), map);
-            }
-        } else {
-            map.insert(
-                path.into(),
-                format!("file {mode:o} {:?}", std::fs::read(path).ok()),
-            );
-        }
-    }
-    let mut map = BTreeMap::new();
-    walk(dir, &mut map);
-    map
-}
-
 /// The entries of `tree` whose path or content names `needle`.
 fn naming(tree: &BTreeMap<PathBuf, String>, needle: &str) -> Vec<PathBuf> {
     tree.iter()

@@ -187,6 +187,13 @@ pub fn snapshot(bed: &Bed) -> BTreeMap<PathBuf, String> {
     map
 }
 
+/// Every entry under `dir` with content, mode and link target (files byte for byte).
+pub fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut map = BTreeMap::new();
+    walk(dir, &mut map);
+    map
+}
+
 fn walk(path: &Path, map: &mut BTreeMap<PathBuf, String>) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
