@@ -26,6 +26,7 @@
 //! daemons are stopped anyway.
 
 mod account;
+mod config_edit;
 pub mod delay;
 mod dns01;
 mod node;
@@ -34,6 +35,7 @@ mod proc;
 mod slot;
 mod vhost;
 
+pub use config_edit::{ConfigEditError, ConfigFile};
 pub use proc::{run_measured, Measured};
 
 use std::collections::HashMap;
