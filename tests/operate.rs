@@ -421,7 +421,7 @@ fn stateless_issuance_without_any_token_file() {
         .unwrap();
         reload_nginx(&bed, n);
     }
-    edit_config(&bed, 1, "name = ", "mode = \"stateless\"\nname = ");
+    bed.config(1).set("mode", "stateless").unwrap();
 
     let out = certbot_certonly(&bed, &["site.test"]);
 
