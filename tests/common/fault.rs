@@ -41,6 +41,13 @@ pub enum Fault {
     /// The directory `at` moved aside and a symlink to `to` planted in its place. Heal: the link
     /// removed, the directory moved back.
     PlantedSymlink { at: PathBuf, to: PathBuf },
+    /// An address (a VIP) added to `lo`, as keepalived would on the node holding it. Heal: deleted.
+    LoopbackAddress(String),
+}
+
+/// Applies `fault` to any bed (a [`super::cluster::Cluster`] does the same with `.fault`).
+pub fn on(bed: &Bed, fault: Fault) -> FaultGuard<'_> {
+    FaultGuard::apply(bed, fault)
 }
 
 /// Undoes a [`Fault`] on drop (see the module doc).
@@ -62,6 +69,7 @@ enum Step {
     KillPids(PathBuf),
     RestoreHostKey(usize, Vec<(PathBuf, Vec<u8>)>),
     Unplant { at: PathBuf, saved: PathBuf },
+    DeleteAddress(String),
 }
 
 impl<'a> FaultGuard<'a> {
@@ -147,6 +155,10 @@ impl<'a> FaultGuard<'a> {
                     saved,
                 });
                 std::os::unix::fs::symlink(&to, &at).unwrap();
+            }
+            Fault::LoopbackAddress(addr) => {
+                run(Command::new("ip").args(["addr", "add", &format!("{addr}/32"), "dev", "lo"]));
+                g.heal.push(Step::DeleteAddress(addr));
             }
         }
         g
@@ -291,6 +303,17 @@ impl Step {
             Step::Unplant { at, saved } => {
                 std::fs::remove_file(at).map_err(|e| io("remove", at, e))?;
                 std::fs::rename(saved, at).map_err(|e| io("rename", saved, e))
+            }
+            Step::DeleteAddress(addr) => {
+                let deleted = Command::new("ip")
+                    .args(["addr", "del", &format!("{addr}/32"), "dev", "lo"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if deleted {
+                    Ok(())
+                } else {
+                    Err(format!("ip addr del {addr}/32 dev lo failed"))
+                }
             }
         }
     }
