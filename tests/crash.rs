@@ -213,7 +213,9 @@ fn agent_killed_at_every_crash_point_is_repaired_by_sync() {
         let rollback = point.starts_with("rollback-");
         let original = arm_agent(&bed, 2, point, &hits);
         if rollback {
-            bed.config(2).set("reload.test", vec!["/bin/false"]).unwrap();
+            bed.config(2)
+                .set("reload.test", vec!["/bin/false"])
+                .unwrap();
         }
 
         let out = bed
@@ -223,7 +225,9 @@ fn agent_killed_at_every_crash_point_is_repaired_by_sync() {
 
         restore_forced_command(&bed, 2, &original);
         if rollback {
-            bed.config(2).set("reload.test", nginx_test.clone()).unwrap();
+            bed.config(2)
+                .set("reload.test", nginx_test.clone())
+                .unwrap();
         }
         assert_eq!(
             last_hit(&hits).as_deref(),

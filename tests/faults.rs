@@ -92,7 +92,11 @@ fn read_only_webroot_fails_only_that_node() {
     let out = cleanup(&cluster, 1, "site.test", "rotok");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stderr(&out).contains("node2"), "{}", text(&out));
-    assert!(token_files(&cluster).is_empty(), "{:?}", token_files(&cluster));
+    assert!(
+        token_files(&cluster).is_empty(),
+        "{:?}",
+        token_files(&cluster)
+    );
     cluster.assert_versions(&[1, 1, 1], "read-only webroot");
 }
 
@@ -167,7 +171,10 @@ fn hung_reload_is_killed_with_its_children_and_reported() {
 
     hung.heal();
     cluster.sync().succeeds();
-    cluster.assert_node(3).serves_version(2).has_no_pending_install();
+    cluster
+        .assert_node(3)
+        .serves_version(2)
+        .has_no_pending_install();
     cluster.assert_versions(&[2, 2, 2], "after sync");
 }
 
@@ -253,7 +260,10 @@ fn two_primaries_deploying_at_once_serialise_on_each_peer() {
     certherd_testbed::ConfigFile::at(&second)
         .set("name", "node1b")
         .unwrap()
-        .set("ssh.control_dir", cluster.root().join("ssh/cm-b").to_str().unwrap())
+        .set(
+            "ssh.control_dir",
+            cluster.root().join("ssh/cm-b").to_str().unwrap(),
+        )
         .unwrap()
         // The bed closes only its own shared connections; B's must not outlive the test.
         .set("ssh.persist", "1s")

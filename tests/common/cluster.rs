@@ -81,7 +81,11 @@ impl Cluster {
 
     /// `certherd deploy --lineage L --format json` on the primary, to its end.
     pub fn deploy(&self) -> Run<Deployment> {
-        Run::of(self.deploy_command(&self.bed.config_path(1)).output().unwrap())
+        Run::of(
+            self.deploy_command(&self.bed.config_path(1))
+                .output()
+                .unwrap(),
+        )
     }
 
     /// The same deploy started in the background (a test acts while it runs).
@@ -102,9 +106,13 @@ impl Cluster {
 
     fn deploy_command(&self, config: &Path) -> Command {
         let mut cmd = Command::new(self.bed.certherd_bin());
-        cmd.arg("--config")
-            .arg(config)
-            .args(["deploy", "--lineage", &self.lineage, "--format", "json"]);
+        cmd.arg("--config").arg(config).args([
+            "deploy",
+            "--lineage",
+            &self.lineage,
+            "--format",
+            "json",
+        ]);
         cmd
     }
 
@@ -190,13 +198,7 @@ impl NodeAssert<'_> {
     /// It is consistent on version `v` (see [`Cluster::assert_versions`]).
     pub fn is_consistent_on(&self, v: u32) -> &Self {
         let c = self.cluster;
-        assert_node_consistent(
-            &c.bed,
-            &c.lineage,
-            self.n,
-            v,
-            &format!("node {}", self.n),
-        );
+        assert_node_consistent(&c.bed, &c.lineage, self.n, v, &format!("node {}", self.n));
         self
     }
 
@@ -224,9 +226,8 @@ pub struct Run<T> {
 impl<T: serde::de::DeserializeOwned> Run<T> {
     /// Parses stdout as the JSON report; panics with the whole output when it is not.
     pub fn of(output: Output) -> Run<T> {
-        let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not the JSON report ({e}):\n{}", text(&output))
-        });
+        let report = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}):\n{}", text(&output)));
         Run { output, report }
     }
 }
@@ -253,7 +254,11 @@ impl<T> Run<T> {
         assert_eq!(self.code(), Some(1), "{}", text(&self.output));
         let err = self.stderr();
         for w in words {
-            assert!(err.contains(w), "{w:?} not in stderr: {}", text(&self.output));
+            assert!(
+                err.contains(w),
+                "{w:?} not in stderr: {}",
+                text(&self.output)
+            );
         }
         self
     }

@@ -108,7 +108,9 @@ impl<'a> FaultGuard<'a> {
                                 .into_iter()
                                 .flatten()
                                 .find(|w| w.as_str() == Some("/usr/sbin/nginx"))
-                                .ok_or_else(|| "expected a command naming /usr/sbin/nginx".to_owned())?;
+                                .ok_or_else(|| {
+                                    "expected a command naming /usr/sbin/nginx".to_owned()
+                                })?;
                             *nginx = "/nonexistent/sbin/nginx".into();
                             Ok(())
                         })
