@@ -204,11 +204,18 @@ fn agent_killed_at_every_crash_point_is_repaired_by_sync() {
         .chain(&ROLLBACK_POINTS)
         .copied()
         .collect();
+    let nginx_test = bed
+        .config(2)
+        .get("reload.test")
+        .unwrap()
+        .expect("the README's [reload] has a test command");
     walk(&bed, &points, |point, v| {
         let rollback = point.starts_with("rollback-");
         let original = arm_agent(&bed, 2, point, &hits);
         if rollback {
-            set_reload_line(&bed, 2, "test", "test = [\"/bin/false\"]");
+            bed.config(2)
+                .set("reload.test", vec!["/bin/false"])
+                .unwrap();
         }
 
         let out = bed
@@ -218,7 +225,9 @@ fn agent_killed_at_every_crash_point_is_repaired_by_sync() {
 
         restore_forced_command(&bed, 2, &original);
         if rollback {
-            set_reload_line(&bed, 2, "test", &nginx_test_line(&bed, 2));
+            bed.config(2)
+                .set("reload.test", nginx_test.clone())
+                .unwrap();
         }
         assert_eq!(
             last_hit(&hits).as_deref(),

@@ -1,8 +1,11 @@
 //! Flow 3: status, renew, watch, doctor and stateless answers, on the real bed.
 //!
-//! Proves Guarantees 1, 8 and 9 of docs/GUARANTEES.md (the list there names each test).
+//! Proves Guarantees 1, 8 and 9 of docs/GUARANTEES.md (the list there names each test; each test
+//! below names its own, or says it proves a flow of the README). Configs are edited through typed
+//! keys (`bed.config(n).set("renew.vip", …)`), faults are guards (tests/common/fault.rs).
 
 mod common;
+use common::fault::{self, Fault};
 use common::influx::Influx;
 use common::*;
 use std::process::{Command, Stdio};
@@ -14,8 +17,9 @@ fn status(bed: &Bed, args: &[&str]) -> std::process::Output {
     bed.certherd(1, &all).output().unwrap()
 }
 
-/// status: JSON parsed by serde, influx lines accepted by a real influxd, Prometheus text accepted
-/// by promtool; --warn/--crit give 0/1/2; a down peer gives 3 without hanging.
+/// Guarantee 9. status: JSON parsed by serde, influx lines accepted by a real influxd,
+/// Prometheus text accepted by promtool; --warn/--crit give 0/1/2; a down peer gives UNKNOWN
+/// (exit 3) without hanging, naming why.
 #[test]
 fn status_formats_are_accepted_by_real_consumers_and_exit_codes_follow_thresholds() {
     let bed = issued_bed();
@@ -97,7 +101,7 @@ fn status_formats_are_accepted_by_real_consumers_and_exit_codes_follow_threshold
         Some(2)
     );
 
-    bed.stop_sshd(3);
+    let _down = fault::on(&bed, Fault::StopSshd(3));
     let start = Instant::now();
     let out = status(&bed, &["--format", "json"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
@@ -141,15 +145,18 @@ fn fake_certbot(bed: &Bed) -> (std::path::PathBuf, std::path::PathBuf) {
     (script, log)
 }
 
-/// renew runs certbot only on the primary, never twice at once, and follows the VIP.
+/// Guarantee 8. renew runs certbot only on the primary, never twice at once, and follows the VIP.
 #[test]
 fn renew_runs_only_where_primary_and_never_twice_at_once() {
     let bed = bed(2, false);
     let (script, log) = fake_certbot(&bed);
-    let renew_section =
-        |who: &str| format!("[renew]\n{who}\ncertbot = [\"{}\"]\n", script.display());
     for n in 1..=2 {
-        bed.write_config(n, &[], &renew_section("primary = \"node1\""))
+        bed.config(n)
+            .remove("peers")
+            .unwrap()
+            .set("renew.primary", "node1")
+            .unwrap()
+            .set("renew.certbot", vec![script.to_str().unwrap()])
             .unwrap();
     }
     let out = bed.certherd(2, &["renew"]).output().unwrap();
@@ -189,7 +196,10 @@ fn renew_runs_only_where_primary_and_never_twice_at_once() {
     // VIP: whoever holds the address renews.
     let vip = format!("127.0.{}.200", bed.index());
     std::fs::remove_file(&log).unwrap();
-    bed.write_config(1, &[], &renew_section(&format!("vip = \"{vip}\"")))
+    bed.config(1)
+        .remove("renew.primary")
+        .unwrap()
+        .set("renew.vip", vip.as_str())
         .unwrap();
     let out = bed.certherd(1, &["renew"]).output().unwrap();
     assert!(
@@ -198,20 +208,7 @@ fn renew_runs_only_where_primary_and_never_twice_at_once() {
         text(&out)
     );
     assert!(!log.exists());
-    struct Vip(String);
-    impl Drop for Vip {
-        fn drop(&mut self) {
-            let _ = Command::new("ip")
-                .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
-                .status();
-        }
-    }
-    let added = Command::new("ip")
-        .args(["addr", "add", &format!("{vip}/32"), "dev", "lo"])
-        .status()
-        .unwrap();
-    assert!(added.success(), "ip addr add {vip} failed");
-    let _vip = Vip(vip);
+    let _vip = fault::on(&bed, Fault::LoopbackAddress(vip));
     let out = bed.certherd(1, &["renew"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
@@ -223,8 +220,8 @@ fn renew_runs_only_where_primary_and_never_twice_at_once() {
     );
 }
 
-/// The real thing: `certherd renew` runs certbot renew on the primary and the stored deploy hook
-/// brings the new certificate to every node.
+/// A flow of the README (not a guarantee): `certherd renew` runs certbot renew on the primary and
+/// the stored deploy hook brings the new certificate to every node.
 #[test]
 fn renew_with_real_certbot_reaches_every_node() {
     let bed = issued_bed();
@@ -234,17 +231,11 @@ fn renew_with_real_certbot_reaches_every_node() {
             .into_iter()
             .filter(|a| a != "--server" && !a.starts_with("https://")),
     );
-    let list = certbot
-        .iter()
-        .map(|a| format!("{a:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    bed.write_config(
-        1,
-        &[PeerSpec::new(2), PeerSpec::new(3)],
-        &format!("[renew]\nprimary = \"node1\"\ncertbot = [{list}]\n"),
-    )
-    .unwrap();
+    bed.config(1)
+        .set("renew.primary", "node1")
+        .unwrap()
+        .set("renew.certbot", certbot)
+        .unwrap();
     let old = current_serial(&bed, "site.test");
     let out = bed
         .certherd(1, &["renew", "--", "--force-renewal"])
@@ -259,7 +250,7 @@ fn renew_with_real_certbot_reaches_every_node() {
     }
 }
 
-/// watch: renewals made without the deploy hook reach every node; a lineage created while it runs
+/// A flow of the README (not a guarantee). watch: renewals made without the deploy hook reach every node; a lineage created while it runs
 /// is picked up; 20 renewals in a row are each deployed exactly once; SIGTERM stops it cleanly.
 #[test]
 fn watch_deploys_every_change_exactly_once() {
@@ -356,7 +347,7 @@ fn watch_deploys_every_change_exactly_once() {
     );
 }
 
-/// doctor names the node and the cause for a node without the acme location (404) and one
+/// Guarantee 9. doctor names the node and the cause for a node without the acme location (404) and one
 /// whose port 80 is closed.
 #[test]
 fn doctor_explains_404_and_closed_port() {
@@ -401,7 +392,7 @@ fn doctor_explains_404_and_closed_port() {
     );
 }
 
-/// Stateless answers: the nodes answer every token from the account thumbprint; issuance works
+/// Guarantee 1. Stateless answers: the nodes answer every token from the account thumbprint; issuance works
 /// through nodes that never received a token.
 #[test]
 fn stateless_issuance_without_any_token_file() {
@@ -426,7 +417,7 @@ fn stateless_issuance_without_any_token_file() {
         .unwrap();
         reload_nginx(&bed, n);
     }
-    edit_config(&bed, 1, "name = ", "mode = \"stateless\"\nname = ");
+    bed.config(1).set("mode", "stateless").unwrap();
 
     let out = certbot_certonly(&bed, &["site.test"]);
 

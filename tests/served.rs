@@ -175,12 +175,18 @@ fn reload_that_does_not_take_is_old_and_fails_fast() {
         );
     }
     let hook = with_webhook(&bed);
-    edit_config(
-        &bed,
-        3,
-        "reload = [\"sudo\", \"-n\", \"/usr/sbin/nginx\", \"-s\", \"reload\",",
-        "reload = [\"/bin/true\", \"-n\", \"/usr/sbin/nginx\", \"-s\", \"reload\",",
-    );
+    // The reload's program (`sudo`) becomes /bin/true: it succeeds and reloads nothing.
+    bed.config(3)
+        .update("reload.reload[0]", |v| {
+            match v.as_ref().and_then(|v| v.as_str()) {
+                Some("sudo") => {
+                    *v = Some("/bin/true".into());
+                    Ok(())
+                }
+                other => Err(format!("expected the README's sudo, found {other:?}")),
+            }
+        })
+        .unwrap();
     bed.default_tls_server(2, true).unwrap();
     reload_nginx(&bed, 2);
 

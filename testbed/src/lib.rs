@@ -30,6 +30,7 @@
 //! daemons are stopped anyway.
 
 mod account;
+mod config_edit;
 pub mod delay;
 mod dns01;
 mod haproxy;
@@ -44,6 +45,7 @@ mod vhost;
 pub use haproxy::{Haproxies, HAPROXY_PORT};
 pub use keepalived::Vrrp;
 pub use netns::MAX_NETNS_NODES;
+pub use config_edit::{ConfigEditError, ConfigFile};
 pub use proc::{run_measured, Measured};
 
 use std::collections::HashMap;

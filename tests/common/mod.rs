@@ -260,6 +260,8 @@ pub fn challenge_hits(bed: &Bed, n: usize) -> usize {
         .count()
 }
 
+pub mod cluster;
+pub mod fault;
 pub mod influx;
 
 /// Gives every node an nginx TLS server on :443 using `live/<lineage>/` (see `Bed::enable_tls`).

@@ -17,66 +17,7 @@ pub const LINEAGE: &str = "site.test";
 /// for site.test, in certbot's layout and modes — and points node 1's live links at it, the way
 /// certbot does on renewal.
 pub fn new_version(bed: &Bed, v: u32) {
-    let le = bed.letsencrypt_dir(1);
-    let archive = le.join("archive").join(LINEAGE);
-    let live = le.join("live").join(LINEAGE);
-    for (dir, mode) in [
-        (le.join("archive"), 0o700),
-        (le.join("live"), 0o700),
-        (archive.clone(), 0o755),
-        (live.clone(), 0o755),
-    ] {
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-    let key = archive.join(format!("privkey{v}.pem"));
-    let cert = archive.join(format!("cert{v}.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "30"])
-        .args([
-            "-subj",
-            "/CN=site.test",
-            "-addext",
-            "subjectAltName=DNS:site.test",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openssl req: {}", text(&out));
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let pem = std::fs::read_to_string(&cert).unwrap();
-    std::fs::write(archive.join(format!("chain{v}.pem")), &pem).unwrap();
-    std::fs::write(
-        archive.join(format!("fullchain{v}.pem")),
-        format!("{pem}{pem}"),
-    )
-    .unwrap();
-    for kind in ["cert", "chain", "fullchain", "privkey"] {
-        let link = live.join(format!("{kind}.pem"));
-        let tmp = live.join(format!(".{kind}.pem.test-tmp"));
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(format!("../../archive/{LINEAGE}/{kind}{v}.pem"), &tmp).unwrap();
-        std::fs::rename(&tmp, &link).unwrap();
-    }
-    // certbot runs as the agent's account (certherd leaves root before it starts certbot), so
-    // everything it writes is the account's.
-    let mut owned = vec![
-        le.join("archive"),
-        le.join("live"),
-        archive.clone(),
-        live.clone(),
-    ];
-    for kind in ["cert", "chain", "fullchain", "privkey"] {
-        owned.push(archive.join(format!("{kind}{v}.pem")));
-        owned.push(live.join(format!("{kind}.pem")));
-    }
-    for path in owned {
-        bed.chown_to_agent(&path).unwrap();
-    }
+    crate::common::cluster::make_version(bed, LINEAGE, v);
 }
 
 /// A bed of `nodes` nodes where every node serves version 1 of site.test over TLS (installed on
@@ -241,13 +182,7 @@ impl Drop for Mount {
 
 /// Whether `pid` is a live (not zombie) process.
 pub fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        let state = s
-            .rsplit_once(')')
-            .map(|(_, r)| r.trim_start())
-            .unwrap_or("");
-        !state.starts_with('Z') && !state.starts_with('X')
-    })
+    crate::common::fault::alive(pid)
 }
 
 /// Kills the listed PIDs (processes a test made a node start) when dropped, so a failing test

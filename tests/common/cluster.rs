@@ -1,0 +1,415 @@
+//! A cluster builder, so an e2e test reads like the guarantee it proves (in the spirit of the
+//! `Test` helper of the `just` command runner's integration tests):
+//!
+//! ```ignore
+//! let cluster = Cluster::new(3).issued("site.test");      // every node serves version 1
+//! let _cut = cluster.fault(Fault::StopSshd(3));           // undone on drop, even on panic
+//! cluster.renew();                                        // version 2 on the primary
+//! let deploy = cluster.deploy();                          // typed rows from `--format json`
+//! assert_eq!(deploy.row("node3").install, Install::Failed);
+//! cluster.assert_node(2).serves_version(2).is_consistent_on(2);
+//! ```
+//!
+//! Versions are made with openssl on node 1 in certbot's layout (deploy does not care which CA
+//! signed them, so no pebble is needed); `deploy` and `sync` are read through their JSON report,
+//! never by scraping the table; faults are guards (tests/common/fault.rs).
+
+use std::cell::Cell;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde::Deserialize;
+
+use super::fault::{Fault, FaultGuard};
+use super::*;
+
+/// A bed whose nodes share one lineage, with the version the primary (node 1) holds.
+pub struct Cluster {
+    bed: Bed,
+    lineage: String,
+    version: Cell<u32>,
+}
+
+/// A started bed with no lineage yet: call [`Started::issued`].
+pub struct Started {
+    bed: Bed,
+}
+
+impl Cluster {
+    /// A bed of `nodes` nodes without a CA, running the cargo-built certherd (or `$CERTHERD_BIN`).
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(nodes: usize) -> Started {
+        Cluster::with_bin(nodes, certherd_bin())
+    }
+
+    /// [`Cluster::new`] running another certherd binary everywhere (the crash tests' build).
+    pub fn with_bin(nodes: usize, certherd: &Path) -> Started {
+        Started {
+            bed: bed_with(nodes, false, certherd),
+        }
+    }
+
+    /// The bed, for anything the builder does not cover (also reachable through `Deref`).
+    pub fn bed(&self) -> &Bed {
+        &self.bed
+    }
+
+    /// The lineage every step works on.
+    pub fn lineage(&self) -> &str {
+        &self.lineage
+    }
+
+    /// The newest version on the primary.
+    pub fn version(&self) -> u32 {
+        self.version.get()
+    }
+
+    /// What certbot's renewal writes: the next version on the primary (node 1), its live links
+    /// moved to it. Nothing is deployed. Returns the new version.
+    pub fn renew(&self) -> u32 {
+        let v = self.version.get() + 1;
+        make_version(&self.bed, &self.lineage, v);
+        self.version.set(v);
+        v
+    }
+
+    /// Breaks one thing; the guard puts it back when dropped (see tests/common/fault.rs).
+    pub fn fault(&self, fault: Fault) -> FaultGuard<'_> {
+        FaultGuard::apply(&self.bed, fault)
+    }
+
+    /// `certherd deploy --lineage L --format json` on the primary, to its end.
+    pub fn deploy(&self) -> Run<Deployment> {
+        Run::of(
+            self.deploy_command(&self.bed.config_path(1))
+                .output()
+                .unwrap(),
+        )
+    }
+
+    /// The same deploy started in the background (a test acts while it runs).
+    pub fn spawn_deploy(&self) -> Running {
+        self.spawn_deploy_with(&self.bed.config_path(1))
+    }
+
+    /// A background deploy with another primary's config file (e.g. a second primary).
+    pub fn spawn_deploy_with(&self, config: &Path) -> Running {
+        Running(
+            self.deploy_command(config)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn deploy_command(&self, config: &Path) -> Command {
+        let mut cmd = Command::new(self.bed.certherd_bin());
+        cmd.arg("--config").arg(config).args([
+            "deploy",
+            "--lineage",
+            &self.lineage,
+            "--format",
+            "json",
+        ]);
+        cmd
+    }
+
+    /// `certherd sync --format json` on the primary.
+    pub fn sync(&self) -> Run<SyncReport> {
+        Run::of(
+            self.bed
+                .certherd(1, &["sync", "--format", "json"])
+                .output()
+                .unwrap(),
+        )
+    }
+
+    /// The serial of version `v` (node 1's archive).
+    pub fn serial_of(&self, v: u32) -> String {
+        file_serial(
+            &self
+                .bed
+                .letsencrypt_dir(1)
+                .join(format!("archive/{}/cert{v}.pem", self.lineage)),
+        )
+    }
+
+    /// Assertions about node `n`.
+    pub fn assert_node(&self, n: usize) -> NodeAssert<'_> {
+        NodeAssert { cluster: self, n }
+    }
+
+    /// The fault matrix's promise on EVERY node: node `n` is consistent on `versions[n - 1]`
+    /// (links, archive bytes equal to the primary's, key matches certificate, `nginx -t`, no
+    /// temp file; `assert_every_node_consistent` in tests/common).
+    pub fn assert_versions(&self, versions: &[u32], context: &str) -> &Self {
+        assert_every_node_consistent(&self.bed, &self.lineage, versions, context);
+        self
+    }
+}
+
+impl Started {
+    /// Version 1 of `lineage` on the primary, TLS on every node, `certherd sync`: every node
+    /// serves version 1 (asserted) before the test starts.
+    pub fn issued(self, lineage: &str) -> Cluster {
+        let cluster = Cluster {
+            bed: self.bed,
+            lineage: lineage.to_owned(),
+            version: Cell::new(0),
+        };
+        cluster.renew();
+        enable_tls(&cluster.bed, lineage);
+        cluster.sync().succeeds();
+        for n in 1..=cluster.bed.nodes() {
+            cluster.assert_node(n).serves_version(1);
+        }
+        cluster
+    }
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Bed;
+    fn deref(&self) -> &Bed {
+        &self.bed
+    }
+}
+
+/// Assertions about one node of a [`Cluster`], chainable.
+pub struct NodeAssert<'a> {
+    cluster: &'a Cluster,
+    n: usize,
+}
+
+impl NodeAssert<'_> {
+    /// Its TLS server (read with `openssl s_client`) presents version `v`.
+    pub fn serves_version(&self, v: u32) -> &Self {
+        let c = self.cluster;
+        assert_eq!(
+            served_serial(&c.bed, self.n, &c.lineage),
+            c.serial_of(v),
+            "node {} does not serve version {v}",
+            self.n
+        );
+        self
+    }
+
+    /// It is consistent on version `v` (see [`Cluster::assert_versions`]).
+    pub fn is_consistent_on(&self, v: u32) -> &Self {
+        let c = self.cluster;
+        assert_node_consistent(&c.bed, &c.lineage, self.n, v, &format!("node {}", self.n));
+        self
+    }
+
+    /// No certherd temp file anywhere under its letsencrypt dir.
+    pub fn has_no_temp_files(&self) -> &Self {
+        let temps = certherd_temp_files(&self.cluster.bed.letsencrypt_dir(self.n));
+        assert!(temps.is_empty(), "node {} temp files {temps:?}", self.n);
+        self
+    }
+
+    /// No unfinished-install marker under its letsencrypt dir.
+    pub fn has_no_pending_install(&self) -> &Self {
+        let markers = pending_markers(&self.cluster.bed.letsencrypt_dir(self.n));
+        assert!(markers.is_empty(), "node {} markers {markers:?}", self.n);
+        self
+    }
+}
+
+/// A finished `deploy`/`sync`: its output and the typed report parsed from stdout.
+pub struct Run<T> {
+    pub output: Output,
+    pub report: T,
+}
+
+impl<T: serde::de::DeserializeOwned> Run<T> {
+    /// Parses stdout as the JSON report; panics with the whole output when it is not.
+    pub fn of(output: Output) -> Run<T> {
+        let report = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}):\n{}", text(&output)));
+        Run { output, report }
+    }
+}
+
+impl<T> Run<T> {
+    /// The exit code.
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    /// stderr as text.
+    pub fn stderr(&self) -> String {
+        stderr(&self.output)
+    }
+
+    /// Asserts exit 0.
+    pub fn succeeds(&self) -> &Self {
+        assert!(self.output.status.success(), "{}", text(&self.output));
+        self
+    }
+
+    /// Asserts exit 1 (some node failed) and that stderr names every one of `words`.
+    pub fn fails_naming(&self, words: &[&str]) -> &Self {
+        assert_eq!(self.code(), Some(1), "{}", text(&self.output));
+        let err = self.stderr();
+        for w in words {
+            assert!(
+                err.contains(w),
+                "{w:?} not in stderr: {}",
+                text(&self.output)
+            );
+        }
+        self
+    }
+}
+
+/// A deploy running in the background.
+pub struct Running(Child);
+
+impl Running {
+    /// Waits for its end and parses its report.
+    pub fn finish(self) -> Run<Deployment> {
+        Run::of(self.0.wait_with_output().unwrap())
+    }
+
+    /// Kills it (by its PID, which this test started) and reaps it.
+    pub fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+/// `deploy --format json` (README, "deploy and sync as JSON").
+#[derive(Debug, Deserialize)]
+pub struct Deployment {
+    pub lineage: String,
+    pub version: u32,
+    pub not_after: i64,
+    pub ok: bool,
+    pub nodes: Vec<Row>,
+}
+
+/// `sync --format json`: one deployment per lineage.
+#[derive(Debug, Deserialize)]
+pub struct SyncReport {
+    pub ok: bool,
+    pub lineages: Vec<Deployment>,
+}
+
+/// One node's row.
+#[derive(Debug, Deserialize)]
+pub struct Row {
+    pub node: String,
+    pub optional: bool,
+    pub ok: bool,
+    pub before: Option<u32>,
+    pub after: Option<u32>,
+    pub install: Install,
+    pub error_kind: Option<String>,
+    pub served: String,
+    pub checked: Option<String>,
+    pub served_fingerprint: Option<String>,
+    pub error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+/// The install step of a row (the table's `ok`, `unchanged`, `TEST-FAIL`, `RELOAD-FAIL`, `FAILED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Install {
+    Ok,
+    Unchanged,
+    TestFailed,
+    ReloadFailed,
+    Failed,
+}
+
+impl Deployment {
+    /// The row of `node`; panics naming it when there is none.
+    pub fn row(&self, node: &str) -> &Row {
+        self.nodes
+            .iter()
+            .find(|r| r.node == node)
+            .unwrap_or_else(|| panic!("no row for {node} in {self:?}"))
+    }
+}
+
+impl Run<Deployment> {
+    /// The row of `node`.
+    pub fn row(&self, node: &str) -> &Row {
+        self.report.row(node)
+    }
+}
+
+impl Run<SyncReport> {
+    /// The row of `node` in the (only) lineage's deployment.
+    pub fn row(&self, node: &str) -> &Row {
+        assert_eq!(
+            self.report.lineages.len(),
+            1,
+            "one lineage expected: {:?}",
+            self.report
+        );
+        self.report.lineages[0].row(node)
+    }
+}
+
+/// Makes version `v` of `lineage` on node 1 — a fresh P-256 key and a self-signed certificate
+/// for the name, in certbot's layout and modes — and points node 1's live links at it, the way
+/// certbot does on renewal.
+pub fn make_version(bed: &Bed, lineage: &str, v: u32) {
+    let le = bed.letsencrypt_dir(1);
+    let archive = le.join("archive").join(lineage);
+    let live = le.join("live").join(lineage);
+    for (dir, mode) in [
+        (le.join("archive"), 0o700),
+        (le.join("live"), 0o700),
+        (archive.clone(), 0o755),
+        (live.clone(), 0o755),
+    ] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let key = archive.join(format!("privkey{v}.pem"));
+    let cert = archive.join(format!("cert{v}.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "30"])
+        .arg("-subj")
+        .arg(format!("/CN={lineage}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{lineage}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl req: {}", text(&out));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    std::fs::write(archive.join(format!("chain{v}.pem")), &pem).unwrap();
+    std::fs::write(
+        archive.join(format!("fullchain{v}.pem")),
+        format!("{pem}{pem}"),
+    )
+    .unwrap();
+    for kind in ["cert", "chain", "fullchain", "privkey"] {
+        let link = live.join(format!("{kind}.pem"));
+        let tmp = live.join(format!(".{kind}.pem.test-tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("../../archive/{lineage}/{kind}{v}.pem"), &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+    }
+    // certbot runs as the agent's account (certherd leaves root before it starts certbot), so
+    // everything it writes is the account's.
+    let mut owned = vec![le.join("archive"), le.join("live"), archive.clone(), live.clone()];
+    for kind in ["cert", "chain", "fullchain", "privkey"] {
+        owned.push(archive.join(format!("{kind}{v}.pem")));
+        owned.push(live.join(format!("{kind}.pem")));
+    }
+    for path in owned {
+        bed.chown_to_agent(&path).unwrap();
+    }
+}
