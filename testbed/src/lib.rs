@@ -42,10 +42,10 @@ mod proc;
 mod slot;
 mod vhost;
 
+pub use config_edit::{ConfigEditError, ConfigFile};
 pub use haproxy::{Haproxies, HAPROXY_PORT};
 pub use keepalived::Vrrp;
 pub use netns::MAX_NETNS_NODES;
-pub use config_edit::{ConfigEditError, ConfigFile};
 pub use proc::{run_measured, Measured};
 
 use std::collections::HashMap;

@@ -404,7 +404,12 @@ pub fn make_version(bed: &Bed, lineage: &str, v: u32) {
     }
     // certbot runs as the agent's account (certherd leaves root before it starts certbot), so
     // everything it writes is the account's.
-    let mut owned = vec![le.join("archive"), le.join("live"), archive.clone(), live.clone()];
+    let mut owned = vec![
+        le.join("archive"),
+        le.join("live"),
+        archive.clone(),
+        live.clone(),
+    ];
     for kind in ["cert", "chain", "fullchain", "privkey"] {
         owned.push(archive.join(format!("{kind}{v}.pem")));
         owned.push(live.join(format!("{kind}.pem")));
