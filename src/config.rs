@@ -5,12 +5,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::pattern::LineagePattern;
 
+mod defaults;
+mod deploy_action;
 mod locate;
+
+pub use defaults::LETS_ENCRYPT_SERVERS;
+use defaults::*;
+pub use deploy_action::{DeployAction, ModeError, DEFAULT_PEM_MODE};
 
 /// Where the config is read from when neither `--config` nor `$CERTHERD_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/certherd/certherd.toml";
@@ -147,84 +153,6 @@ pub struct ReloadConfig {
     pub timeout: Duration,
 }
 
-/// `[[deploy]]`: extra layouts and commands for the lineages its globs match. Validated at load
-/// (globs, an absolute directory, the mode, known owner and group); the typed values are read
-/// through [`DeployAction::globs`] and [`DeployAction::mode_bits`].
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeployAction {
-    /// Globs on lineage names (`*` for any characters); at least one.
-    pub lineages: Vec<String>,
-    /// Directory (absolute, must exist, never created) that receives `<lineage>.pem`:
-    /// fullchain then private key, HAProxy's combined PEM.
-    #[serde(default)]
-    pub combined_pem: Option<PathBuf>,
-    /// User that owns the combined PEM (a non-root agent can only name itself).
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// Group of the combined PEM (a non-root agent: one of its own groups).
-    #[serde(default)]
-    pub group: Option<String>,
-    /// Octal mode of the combined PEM, e.g. `"0640"` (default `"0600"`; never readable by
-    /// others: it holds the private key).
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// Test command (argv, no shell) run after the layout is written; failing, the previous
-    /// combined PEM is put back.
-    #[serde(default)]
-    pub test: Vec<String>,
-    /// Reload command (argv, no shell) run after a passing test.
-    #[serde(default)]
-    pub reload: Vec<String>,
-}
-
-/// Mode of a combined PEM when `mode` is not set.
-pub const DEFAULT_PEM_MODE: u32 = 0o600;
-
-impl DeployAction {
-    /// The validated globs (config loading refused any bad one).
-    pub fn globs(&self) -> Vec<LineagePattern> {
-        self.lineages
-            .iter()
-            .filter_map(|g| LineagePattern::parse(g).ok())
-            .collect()
-    }
-
-    /// Whether this action is for the lineage.
-    pub fn applies_to(&self, lineage: &crate::names::LineageName) -> bool {
-        self.globs().iter().any(|g| g.matches(lineage.as_str()))
-    }
-
-    /// The combined PEM's mode bits (`0600` when unset).
-    pub fn mode_bits(&self) -> std::result::Result<u32, ModeError> {
-        match &self.mode {
-            None => Ok(DEFAULT_PEM_MODE),
-            Some(m) => parse_pem_mode(m),
-        }
-    }
-}
-
-/// A refused `mode`: names the value and what was expected.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "{} is not a mode for a file holding a private key: expected octal like \"0600\" or \"0640\" \
-     (owner can read, nothing for others, no setuid/setgid/sticky)",
-    crate::text::printable(.0)
-)]
-pub struct ModeError(pub String);
-
-/// `"0640"`-style octal: 3 or 4 digits, no setuid/setgid/sticky bits, nothing for others (the
-/// file holds a private key), and the owner can read it.
-fn parse_pem_mode(s: &str) -> std::result::Result<u32, ModeError> {
-    let bits = (matches!(s.len(), 3 | 4) && s.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-        .then(|| u32::from_str_radix(s, 8).ok())
-        .flatten();
-    match bits {
-        Some(b) if b & 0o7007 == 0 && b & 0o400 != 0 => Ok(b),
-        _ => Err(ModeError(s.to_owned())),
-    }
-}
-
 /// `[alert]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -356,91 +284,6 @@ impl Default for CheckConfig {
     }
 }
 
-/// Let's Encrypt's production and staging directories.
-pub const LETS_ENCRYPT_SERVERS: [&str; 2] = [
-    "https://acme-v02.api.letsencrypt.org/directory",
-    "https://acme-staging-v02.api.letsencrypt.org/directory",
-];
-
-fn default_acme_servers() -> Vec<String> {
-    LETS_ENCRYPT_SERVERS.iter().map(|s| s.to_string()).collect()
-}
-
-fn default_letsencrypt_dir() -> PathBuf {
-    "/etc/letsencrypt".into()
-}
-fn default_webroot() -> PathBuf {
-    "/var/lib/certherd/webroot".into()
-}
-fn default_http() -> String {
-    "127.0.0.1:80".into()
-}
-fn default_https() -> String {
-    "127.0.0.1:443".into()
-}
-fn default_ssh_user() -> String {
-    "certherd".into()
-}
-fn default_identity() -> PathBuf {
-    "/etc/certherd/id_ed25519".into()
-}
-fn default_known_hosts() -> PathBuf {
-    "/etc/certherd/known_hosts".into()
-}
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-/// Two minutes: ControlPersist is an idle timeout, restarted by every use (a hook call, or
-/// `certherd warm` finding the master alive). The longest idle gap inside one certbot run is the
-/// CA's work between two hooks: from the pre-hook's `warm` to the first `auth` (account, order,
-/// authorizations: seconds), and from the last `cleanup` to `deploy` (finalize, which certbot
-/// polls for up to 90 s). 120 s covers both with a margin; an idle master costs one `ssh` on this
-/// node and one `sshd` on the peer.
-fn default_persist() -> Duration {
-    Duration::from_secs(120)
-}
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_concurrency() -> usize {
-    32
-}
-fn default_check_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_command_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_ssh_port() -> u16 {
-    22
-}
-
-/// A duration string (`"5s"`, `"2m"`): any other type is refused with serde's "invalid type"
-/// message, which then says what was expected instead of "a string".
-fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
-    struct Visitor;
-    impl serde::de::Visitor<'_> for Visitor {
-        type Value = Duration;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a duration string, e.g. \"5s\", \"2m\", \"1h\"")
-        }
-        fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Duration, E> {
-            humantime::parse_duration(s).map_err(|e| {
-                E::custom(format!(
-                    "invalid duration {s:?} ({e}): expected e.g. \"5s\", \"2m\", \"1h\""
-                ))
-            })
-        }
-    }
-    d.deserialize_str(Visitor)
-}
-
-fn opt_duration<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
-}
-
 impl Config {
     /// Which file to read: `--config`, else `$CERTHERD_CONFIG`, else the default path.
     pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
@@ -554,81 +397,6 @@ impl Config {
                     crate::text::printable(name)
                 )));
             }
-        }
-        Ok(())
-    }
-
-    /// One `[[deploy]]` entry: each refusal names `deploy[i].<key>`.
-    fn check_deploy(&self, i: usize, action: &DeployAction) -> Result<()> {
-        let key = |k: &str| format!("deploy[{i}].{k}");
-        if action.lineages.is_empty() {
-            return Err(self.invalid(
-                &key("lineages"),
-                "the list is empty: name at least one lineage or glob (\"*\" for all)".into(),
-            ));
-        }
-        for glob in &action.lineages {
-            LineagePattern::parse(glob)
-                .map_err(|e| self.invalid(&key("lineages"), e.to_string()))?;
-        }
-        if let Some(dir) = &action.combined_pem {
-            let plain = dir.is_absolute()
-                && dir
-                    .components()
-                    .all(|c| !matches!(c, std::path::Component::ParentDir));
-            if !plain {
-                return Err(self.invalid(
-                    &key("combined_pem"),
-                    format!(
-                        "{} is not an absolute directory path without `..`: expected e.g. \"/etc/haproxy/certs\"",
-                        crate::text::printable(&dir.to_string_lossy())
-                    ),
-                ));
-            }
-        }
-        action
-            .mode_bits()
-            .map_err(|m| self.invalid(&key("mode"), m.to_string()))?;
-        if action.combined_pem.is_none()
-            && (action.owner.is_some() || action.group.is_some() || action.mode.is_some())
-        {
-            return Err(self.invalid(
-                &key("combined_pem"),
-                "owner, group and mode are for the combined PEM: set combined_pem too".into(),
-            ));
-        }
-        if let Some(user) = &action.owner {
-            if !matches!(nix::unistd::User::from_name(user), Ok(Some(_))) {
-                return Err(self.invalid(
-                    &key("owner"),
-                    format!(
-                        "{} is not a user on this node",
-                        crate::text::printable(user)
-                    ),
-                ));
-            }
-        }
-        if let Some(group) = &action.group {
-            if !matches!(nix::unistd::Group::from_name(group), Ok(Some(_))) {
-                return Err(self.invalid(
-                    &key("group"),
-                    format!(
-                        "{} is not a group on this node",
-                        crate::text::printable(group)
-                    ),
-                ));
-            }
-        }
-        for (k, argv) in [("test", &action.test), ("reload", &action.reload)] {
-            if argv.first().is_some_and(|a| a.is_empty()) {
-                return Err(self.invalid(&key(k), "the program name is empty".into()));
-            }
-        }
-        if action.combined_pem.is_none() && action.test.is_empty() && action.reload.is_empty() {
-            return Err(self.invalid(
-                &format!("deploy[{i}]"),
-                "nothing to do: set combined_pem, test or reload".into(),
-            ));
         }
         Ok(())
     }
@@ -830,76 +598,6 @@ jitter = "1h"
             );
             assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
         }
-    }
-
-    #[test]
-    fn deploy_actions_are_checked_naming_the_key() {
-        let c = parse(
-            r#"
-[[deploy]]
-lineages = ["example.com", "*.example.org"]
-combined_pem = "/etc/haproxy/certs"
-group = "root"
-mode = "0640"
-test = ["haproxy", "-c", "-f", "/etc/haproxy/haproxy.cfg"]
-reload = ["systemctl", "reload", "haproxy"]
-"#,
-        )
-        .unwrap();
-        assert_eq!(c.deploy[0].mode_bits().unwrap(), 0o640);
-        assert!(
-            c.deploy[0].applies_to(&crate::names::LineageName::parse("www.example.org").unwrap())
-        );
-        assert!(!c.deploy[0].applies_to(&crate::names::LineageName::parse("example.net").unwrap()));
-        let base = "lineages = [\"*\"]\ncombined_pem = \"/etc/haproxy/certs\"\n";
-        for (extra, key) in [
-            (
-                "lineages = [\"Example.com\"]\ncombined_pem = \"/d\"",
-                "deploy[0].lineages",
-            ),
-            (
-                "lineages = [\"a/b\"]\ncombined_pem = \"/d\"",
-                "deploy[0].lineages",
-            ),
-            ("lineages = []\ncombined_pem = \"/d\"", "deploy[0].lineages"),
-            (
-                "lineages = [\"*\"]\ncombined_pem = \"certs\"",
-                "deploy[0].combined_pem",
-            ),
-            (
-                "lineages = [\"*\"]\ncombined_pem = \"/etc/../tmp\"",
-                "deploy[0].combined_pem",
-            ),
-            (
-                "lineages = [\"*\"]\nmode = \"0600\"\ntest = [\"true\"]",
-                "deploy[0].combined_pem",
-            ),
-            (&format!("{base}mode = \"0644\""), "deploy[0].mode"),
-            (&format!("{base}mode = \"0999\""), "deploy[0].mode"),
-            (&format!("{base}mode = \"4600\""), "deploy[0].mode"),
-            (&format!("{base}mode = \"600 \""), "deploy[0].mode"),
-            (&format!("{base}mode = \"0060\""), "deploy[0].mode"),
-            (
-                &format!("{base}owner = \"no-such-user-certherd\""),
-                "deploy[0].owner",
-            ),
-            (
-                &format!("{base}group = \"no-such-group-certherd\""),
-                "deploy[0].group",
-            ),
-            (&format!("{base}test = [\"\"]"), "deploy[0].test"),
-            ("lineages = [\"*\"]", "deploy[0]"),
-        ] {
-            let e = parse(&format!("[[deploy]]\n{extra}\n")).unwrap_err();
-            assert_eq!(e.exit_code(), crate::error::EXIT_USAGE, "{extra}");
-            assert!(
-                e.to_string().contains(&format!(": {key}: ")),
-                "{extra}: {e}"
-            );
-        }
-        assert!(
-            parse("[[deploy]]\nlineages = [\"*\"]\nbogus = 1\ncombined_pem = \"/d\"\n").is_err()
-        );
     }
 
     #[test]
