@@ -132,6 +132,10 @@ pub struct Verdict {
     pub domain: Domain,
     /// `Ok` or the last failure before the deadline.
     pub result: Result<(), CheckFailure>,
+    /// From the first fetch to the verdict (retries and back-off included).
+    pub elapsed: Duration,
+    /// Fetches made (1 when the first one passed).
+    pub attempts: u32,
 }
 
 /// Checks every (node, expectation) pair concurrently, each retrying until it passes or
@@ -151,8 +155,11 @@ pub async fn check_all(
             index += 1;
             tasks.spawn(async move {
                 let mut delay = Duration::from_millis(50);
+                let started = Instant::now();
+                let mut attempts = 0;
                 loop {
                     let result = fetch(&target, &exp).await;
+                    attempts += 1;
                     if result.is_ok() || Instant::now() + delay >= until {
                         return (
                             i,
@@ -160,6 +167,8 @@ pub async fn check_all(
                                 target,
                                 domain: exp.domain,
                                 result,
+                                elapsed: started.elapsed(),
+                                attempts,
                             },
                         );
                     }

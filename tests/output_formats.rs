@@ -259,6 +259,8 @@ struct AuthNode {
     ok: bool,
     token_write: String,
     self_check: String,
+    self_check_ms: Option<u64>,
+    self_check_attempts: u32,
     error: Option<String>,
     elapsed_ms: u64,
     ssh: Option<Ssh>,
@@ -392,6 +394,10 @@ fn nagios_json_quiet_verbose_and_journal_outputs() {
             ("written", "ok")
         );
         assert!(n.elapsed_ms < 60_000, "{n:?}");
+        assert!(
+            n.self_check_ms.is_some_and(|ms| ms < 60_000) && n.self_check_attempts >= 1,
+            "the self-check's own timing: {n:?}"
+        );
     }
     assert!(report.nodes[0].ssh.is_none(), "this node needs no ssh");
     for (i, n) in report.nodes.iter().enumerate().skip(1) {
@@ -472,6 +478,16 @@ fn nagios_json_quiet_verbose_and_journal_outputs() {
     let out = auth_cmd(&bed, &["-v"], "tokv").output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     verbose_ok(&out, "token write");
+    // ... and the self-check's own time per node.
+    let err = String::from_utf8_lossy(&out.stderr);
+    for n in &nodes {
+        assert!(
+            err.lines().any(|l| l
+                .contains(&format!("{n}: serves the token for site.test (self-check "))
+                && l.contains(" ms, ")),
+            "{n}: {err}"
+        );
+    }
     assert!(cleanup_cmd(&bed, &[], "tokv").status().unwrap().success());
 
     // journald: <6> info lines when stderr is $JOURNAL_STREAM; unchanged when it is not.

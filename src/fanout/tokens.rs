@@ -117,7 +117,14 @@ async fn self_check_verdicts(
     let mut ok = true;
     for v in &verdicts {
         match &v.result {
-            Ok(()) => crate::verbose!("{}: serves the token for {}", v.target.node, v.domain),
+            Ok(()) => crate::verbose!(
+                "{}: serves the token for {} (self-check {} ms, {} attempt{})",
+                v.target.node,
+                v.domain,
+                v.elapsed.as_millis(),
+                v.attempts,
+                if v.attempts == 1 { "" } else { "s" }
+            ),
             Err(why) if v.target.optional => {
                 crate::warn!(
                     "{}: self-check for {} failed (optional node): {why}",

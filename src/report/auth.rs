@@ -42,6 +42,10 @@ pub struct TokenJson {
     pub token_write: TokenState,
     /// The self-check.
     pub self_check: CheckState,
+    /// How long the self-check took until its verdict, retries included (absent when skipped).
+    pub self_check_ms: Option<u64>,
+    /// Fetches the self-check made (0 when skipped).
+    pub self_check_attempts: u32,
 }
 
 /// The whole `auth --format json` report.
@@ -87,6 +91,8 @@ pub fn json(config: &Config, domain: &str, token: &str, published: &Published) -
             let step = TokenJson {
                 token_write,
                 self_check,
+                self_check_ms: verdict.map(|v| v.elapsed.as_millis() as u64),
+                self_check_attempts: verdict.map_or(0, |v| v.attempts),
             };
             match write {
                 Some(w) => NodeJson::of(w, ok, step, error),
@@ -165,6 +171,8 @@ mod tests {
             },
             domain: Domain::parse("example.com").unwrap(),
             result,
+            elapsed: Duration::from_millis(7),
+            attempts: 2,
         }
     }
 
@@ -209,6 +217,11 @@ mod tests {
         assert_eq!(step(1), ("written", "failed", false));
         assert_eq!(step(2), ("check_only", "ok", true));
         assert_eq!(step(3), ("failed", "skipped", false));
+        // The self-check's own timing: present where it ran, absent where it was skipped.
+        assert_eq!(rows[0]["self_check_ms"], 7);
+        assert_eq!(rows[0]["self_check_attempts"], 2);
+        assert!(rows[3]["self_check_ms"].is_null());
+        assert_eq!(rows[3]["self_check_attempts"], 0);
         assert!(rows[1]["error"]
             .as_str()
             .unwrap()
