@@ -76,6 +76,24 @@ fn each_local_failure_is_reported_with_its_fix_and_clears_when_fixed() {
     let bed = bed(2, false);
     let user = bed.agent_user().to_owned();
     let ip2 = bed.ip(2).to_string();
+    // Node 1 renews (no `[renew] primary` names another node), so certbot runs here as the
+    // agent's account: its work and log dirs are the bed's, the account's, as README step 1
+    // makes /var/lib/letsencrypt and /var/log/letsencrypt.
+    let (work, logs) = (
+        bed.root().join("certbot/work"),
+        bed.root().join("certbot/logs"),
+    );
+    for dir in [&work, &logs] {
+        std::fs::create_dir_all(dir).unwrap();
+        bed.chown_to_agent(dir).unwrap();
+    }
+    let certbot: Vec<String> = vec![
+        "/usr/bin/certbot".into(),
+        "--work-dir".into(),
+        work.display().to_string(),
+        format!("--logs-dir={}", logs.display()),
+    ];
+    bed.config(1).set("renew.certbot", certbot).unwrap();
 
     // A bed set up as the README says: no FAIL at all.
     let (code, report) = doctor(&bed);
@@ -197,6 +215,22 @@ fn each_local_failure_is_reported_with_its_fix_and_clears_when_fixed() {
     assert_fails(&bed, "reload.test as", "contrib/sudoers/certherd");
     edit_config(&bed, 1, "\"-t\", \"-q\", \"-T\"", "\"-t\", \"-q\"");
     assert_fixed(&bed, "reload.test as");
+
+    // certbot's log dir left to root: certbot, running as the account, could not write there.
+    std::os::unix::fs::chown(&logs, Some(0), Some(0)).unwrap();
+    assert_fails(
+        &bed,
+        "certbot --logs-dir",
+        &format!("install -d -o {user} -g {user} -m 0755 {}", logs.display()),
+    );
+    bed.chown_to_agent(&logs).unwrap();
+    assert_fixed(&bed, "certbot --logs-dir");
+    // A work dir that does not exist.
+    std::fs::remove_dir(&work).unwrap();
+    assert_fails(&bed, "certbot --work-dir", "install -d -o");
+    std::fs::create_dir(&work).unwrap();
+    bed.chown_to_agent(&work).unwrap();
+    assert_fixed(&bed, "certbot --work-dir");
 
     // Debian's certbot schedule: harmless (WARN) without renewal configs, a FAIL with one.
     let renewal = le.join("renewal");

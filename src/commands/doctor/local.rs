@@ -81,6 +81,18 @@ pub fn check(config: &Config, system: &System) -> Vec<Finding> {
         &config.ssh.user,
         agent.as_ref(),
     ));
+    // certbot runs as the letsencrypt dir's owner (certherd leaves root for it first); a tree
+    // that root owns (or none yet) runs it as root, which can write anywhere.
+    let certbot_runs_as = std::fs::metadata(&config.letsencrypt_dir)
+        .ok()
+        .map(|m| m.uid())
+        .filter(|&uid| uid != 0);
+    if let (true, Some(uid)) = (may_run_certbot(config), certbot_runs_as) {
+        for (flag, default) in CERTBOT_DIRS {
+            let dir = certbot_dir(&config.renew.certbot, flag, default);
+            out.push(certbot_dir_owner(flag, &dir, uid, &config.ssh.user));
+        }
+    }
     for (key, argv) in [
         ("reload.test", &config.reload.test),
         ("reload.reload", &config.reload.reload),
@@ -254,6 +266,69 @@ fn directory(key: &str, path: &Path, user: &str, agent: Option<&nix::unistd::Use
         );
     }
     finding(what, Verdict::Ok)
+}
+
+/// certbot's own directories besides the config dir, with Debian's defaults.
+const CERTBOT_DIRS: [(&str, &str); 2] = [
+    ("--work-dir", "/var/lib/letsencrypt"),
+    ("--logs-dir", "/var/log/letsencrypt"),
+];
+
+/// Whether `certherd renew` may run certbot here: a standby, a node that renews where the VIP
+/// is, the named primary, or — with neither `primary` nor `vip` set — every node.
+fn may_run_certbot(config: &Config) -> bool {
+    let renew = &config.renew;
+    config.standby
+        || renew.vip.is_some()
+        || renew
+            .primary
+            .as_deref()
+            .map_or(true, |p| p == config.node_name())
+}
+
+/// The directory certbot uses for `flag` (`--work-dir DIR` or `--work-dir=DIR` in
+/// `[renew] certbot`), else its default.
+fn certbot_dir(argv: &[String], flag: &str, default: &str) -> PathBuf {
+    let mut args = argv.iter();
+    while let Some(a) = args.next() {
+        if a == flag {
+            if let Some(dir) = args.next() {
+                return PathBuf::from(dir);
+            }
+        } else if let Some(dir) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+            return PathBuf::from(dir);
+        }
+    }
+    PathBuf::from(default)
+}
+
+/// certbot runs as the letsencrypt dir's owner `uid` (certherd leaves root first), so its work
+/// and log directories must exist and be that account's: certbot cannot create
+/// `/var/log/letsencrypt` itself, and a root-owned one fails every renewal.
+fn certbot_dir_owner(flag: &str, path: &Path, uid: u32, user: &str) -> Finding {
+    let what = format!("certbot {flag} {}", path.display());
+    let fix = format!(
+        "install -d -o {user} -g {user} -m 0755 {0} && chown -R {user}:{user} {0}",
+        path.display()
+    );
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_dir() => fail(what, "not a directory", fix),
+        Ok(m) if m.uid() != uid => fail(
+            what,
+            format!(
+                "owned by uid {}, not by uid {uid} (the letsencrypt dir's owner, whom certbot runs as here)",
+                m.uid()
+            ),
+            fix,
+        ),
+        Ok(_) => finding(what, Verdict::Ok),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fail(
+            what,
+            "does not exist, and certbot (as the letsencrypt dir's owner) cannot create it",
+            fix,
+        ),
+        Err(e) => fail(what, e.to_string(), "check the directories above it"),
+    }
 }
 
 /// `[reload]` through sudo: the agent's account must be allowed exactly this command line
@@ -454,5 +529,19 @@ mod tests {
     fn known_hosts_names_follow_ssh_keygen() {
         assert_eq!(known_hosts_name("192.0.2.12", 22), "192.0.2.12");
         assert_eq!(known_hosts_name("web2", 2222), "[web2]:2222");
+    }
+
+    #[test]
+    fn certbot_dirs_come_from_the_renew_argv_else_debians() {
+        let argv: Vec<String> = ["certbot", "--work-dir", "/w", "--logs-dir=/l"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(certbot_dir(&argv, "--work-dir", "/d"), PathBuf::from("/w"));
+        assert_eq!(certbot_dir(&argv, "--logs-dir", "/d"), PathBuf::from("/l"));
+        assert_eq!(
+            certbot_dir(&argv[..1], "--work-dir", "/d"),
+            PathBuf::from("/d")
+        );
     }
 }
