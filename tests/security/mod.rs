@@ -1,7 +1,7 @@
-//! Helpers shared by the security tests (`faults.rs`, `hostile_agent.rs`, `permissions.rs`):
-//! certificate versions made with openssl (deploy does not care which CA signed them, so these
-//! tests need no pebble), config edits, forced-command swaps, and guards that undo a mount or
-//! kill a process by PID even when the test panics.
+//! Helpers shared by the security tests (`agent_verify.rs`, `crash.rs`, `hostile_agent.rs`,
+//! `permissions.rs`): certificate versions made with openssl (deploy does not care which CA
+//! signed them, so these tests need no pebble), config edits and forced-command swaps. The
+//! guards that undo a fault (mounts, stopped daemons) are `tests/common/fault.rs`'s.
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -75,24 +75,6 @@ pub fn set_reload_line(bed: &Bed, n: usize, key: &str, line: &str) {
     std::fs::write(&path, new.join("\n") + "\n").unwrap();
 }
 
-/// The `test = [...]` line the bed writes for node `n` (the README's, through sudo; to restore it).
-pub fn nginx_test_line(bed: &Bed, n: usize) -> String {
-    let section = bed.reload_section(n).unwrap();
-    section
-        .lines()
-        .find(|l| l.starts_with("test = ["))
-        .expect("the README's [reload] has a test line")
-        .to_owned()
-}
-
-/// A `[reload] test` that sleeps `secs` before running the real `nginx -t` (to widen a window).
-pub fn slow_test_line(bed: &Bed, n: usize, secs: u32) -> String {
-    format!(
-        "test = [\"sh\", \"-c\", \"sleep {secs}; exec sudo -n /usr/sbin/nginx -t -q -c {}\"]",
-        bed.nginx_conf(n).display()
-    )
-}
-
 /// Node `n`'s authorized_keys file (one line, `restrict,command="..." KEY`).
 pub fn authorized_keys(bed: &Bed, n: usize) -> PathBuf {
     bed.node_dir(n).join("sshd/authorized_keys")
@@ -133,96 +115,14 @@ pub fn agent_command(bed: &Bed, n: usize) -> String {
     )
 }
 
-/// Undoes a mount when dropped (also on panic), lazily if the filesystem is busy.
-pub struct Mount {
-    pub target: PathBuf,
-}
-
-impl Mount {
-    /// `mount ARGS... TARGET`; fails the test loudly when the sandbox forbids it.
-    pub fn new(target: &Path, args: &[&str]) -> Mount {
-        let out = Command::new("mount")
-            .args(args)
-            .arg(target)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mount {args:?} {}: this fault needs mount(2) (root, CAP_SYS_ADMIN): {}",
-            target.display(),
-            text(&out)
-        );
-        Mount {
-            target: target.to_owned(),
-        }
-    }
-
-    /// Makes an existing bind mount read-only.
-    pub fn remount(&self, options: &str) {
-        let out = Command::new("mount")
-            .args(["-o", options])
-            .arg(&self.target)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "remount {options}: {}", text(&out));
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.target)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.target).status();
-        }
-    }
-}
-
 /// Whether `pid` is a live (not zombie) process.
 pub fn alive(pid: i32) -> bool {
     crate::common::fault::alive(pid)
 }
 
-/// Kills the listed PIDs (processes a test made a node start) when dropped, so a failing test
-/// never leaves them behind. Only PIDs read from a file the test's own script wrote.
-pub struct PidFile(pub PathBuf);
-
-impl PidFile {
-    pub fn pids(&self) -> Vec<i32> {
-        std::fs::read_to_string(&self.0)
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        for pid in self.pids() {
-            if alive(pid) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
-
 /// Every path under `dir` whose name contains certherd's temp marker.
 pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
     certherd_temp_files(dir)
-}
-
-/// The INSTALL column of `node`'s row in a deploy/sync table.
-pub fn install_column(stdout: &str, node: &str) -> Option<String> {
-    stdout
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(node))
-        .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
 }
 
 /// Asserts node `n` is on one consistent version `v` (the shared assertion in tests/common).
