@@ -11,12 +11,9 @@ mod common;
 use common::*;
 
 fn renew_section(bed: &Bed, n: usize, primary: &str) -> String {
-    let s = |p: std::path::PathBuf| format!("{:?}", p.display().to_string());
     format!(
-        "[renew]\nprimary = \"{primary}\"\ncertbot = [\"/usr/bin/certbot\", \"--config-dir\", {}, \"--work-dir\", {}, \"--logs-dir\", {}, \"--non-interactive\"]\n",
-        s(bed.letsencrypt_dir(n)),
-        s(bed.root().join(format!("certbot/work{n}"))),
-        s(bed.root().join(format!("certbot/logs{n}")))
+        "[renew]\nprimary = \"{primary}\"\ncertbot = {:?}\n",
+        bed.renew_certbot_argv(n)
     )
 }
 

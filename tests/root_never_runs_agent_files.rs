@@ -15,17 +15,14 @@ mod common;
 use common::*;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Node 1's `[renew]`: the primary, with the bed's certbot directories.
 fn renew_section(bed: &Bed) -> String {
-    let s = |p: PathBuf| format!("{:?}", p.display().to_string());
     format!(
-        "[renew]\nprimary = \"node1\"\ncertbot = [\"/usr/bin/certbot\", \"--config-dir\", {}, \"--work-dir\", {}, \"--logs-dir\", {}, \"--non-interactive\"]\n",
-        s(bed.letsencrypt_dir(1)),
-        s(bed.root().join("certbot/work")),
-        s(bed.root().join("certbot/logs"))
+        "[renew]\nprimary = \"node1\"\ncertbot = {:?}\n",
+        bed.renew_certbot_argv(1)
     )
 }
 

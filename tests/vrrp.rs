@@ -40,12 +40,9 @@ fn netns_bed() -> Bed {
 
 /// `[renew]` with the VIP and certbot on this node's own directories.
 fn renew_section(bed: &Bed, n: usize, vip: Ipv4Addr) -> String {
-    let s = |p: PathBuf| format!("{:?}", p.display().to_string());
     format!(
-        "[renew]\nvip = \"{vip}\"\ncertbot = [\"/usr/bin/certbot\", \"--config-dir\", {}, \"--work-dir\", {}, \"--logs-dir\", {}, \"--non-interactive\"]\n",
-        s(bed.letsencrypt_dir(n)),
-        s(bed.root().join(format!("certbot/work{n}"))),
-        s(bed.root().join(format!("certbot/logs{n}")))
+        "[renew]\nvip = \"{vip}\"\ncertbot = {:?}\n",
+        bed.renew_certbot_argv(n)
     )
 }
 

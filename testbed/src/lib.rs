@@ -660,6 +660,22 @@ impl Bed {
         Ok(())
     }
 
+    /// `[renew] certbot` for node `n`: certbot with that node's own config dir and work and log
+    /// dirs under the bed (`certbot/work{n}`, `certbot/logs{n}`), as `certherd renew` runs it.
+    pub fn renew_certbot_argv(&self, n: usize) -> Vec<String> {
+        let s = |p: PathBuf| p.to_string_lossy().into_owned();
+        vec![
+            "/usr/bin/certbot".into(),
+            "--config-dir".into(),
+            s(self.letsencrypt_dir(n)),
+            "--work-dir".into(),
+            s(self.root.join(format!("certbot/work{n}"))),
+            "--logs-dir".into(),
+            s(self.root.join(format!("certbot/logs{n}"))),
+            "--non-interactive".into(),
+        ]
+    }
+
     /// The bed's common certbot arguments (appended after the caller's in `certbot()`).
     pub fn certbot_common_args(&self) -> Vec<String> {
         let s = |p: PathBuf| p.to_string_lossy().into_owned();
