@@ -153,12 +153,7 @@ fn observe(bed: &Bed, n: usize, old: u32, new: u32, context: &str) -> String {
 
 /// `certherd status --format json` from node 1: (exit code, node `n`'s row).
 fn status_row(bed: &Bed, n: usize) -> (Option<i32>, serde_json::Value) {
-    let out = bed
-        .certherd(1, &["status", "--format", "json"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("status JSON: {e}: {}", text(&out)));
+    let (code, report) = status_json(bed);
     let row = report["rows"]
         .as_array()
         .and_then(|rows| {
@@ -167,7 +162,7 @@ fn status_row(bed: &Bed, n: usize) -> (Option<i32>, serde_json::Value) {
         })
         .cloned()
         .unwrap_or_else(|| panic!("no row for node{n}: {report}"));
-    (out.status.code(), row)
+    (code, row)
 }
 
 /// `sync` from node 1 repairs everything: every node consistent on `v` and serving it, no marker

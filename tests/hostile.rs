@@ -4,8 +4,6 @@
 
 mod common;
 use common::*;
-use std::io::Write;
-use std::process::Stdio;
 
 /// Hostile certbot environments: exit 2, one line naming the value and what was expected, and
 /// not a byte changed on any node.
@@ -120,27 +118,7 @@ fn hostile_renewed_lineage_is_refused_and_changes_nothing() {
 
 /// Sends raw lines to a node's agent through its real sshd and forced command.
 fn agent_session(bed: &Bed, node: usize, input: &[u8]) -> Vec<serde_json::Value> {
-    let mut child = bed
-        .ssh_agent_command(node)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    // Write from a thread: the agent may hang up before reading all of a huge line.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = writer.join();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("agent answered non-JSON {l:?}: {e}"))
-        })
-        .collect()
+    agent_exchange(bed, node, input).0
 }
 
 /// Straight to the agent: unknown ops, path tricks and a 10 MB line are refused, nothing changes.

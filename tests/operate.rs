@@ -310,17 +310,7 @@ fn watch_deploys_every_change_exactly_once() {
         "new lineage not deployed"
     );
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watch.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let stopped = wait_until(Duration::from_secs(10), || {
-        matches!(watch.try_wait(), Ok(Some(_)))
-    });
-    if !stopped {
-        let _ = watch.kill();
-    }
+    let stopped = stop_on_sigterm(&mut watch, Duration::from_secs(10));
     assert!(stopped, "watch did not stop on SIGTERM");
     assert!(watch.wait().unwrap().success());
 

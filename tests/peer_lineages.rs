@@ -92,18 +92,7 @@ fn watch_renewal(bed: &Bed, lineage: &str) -> String {
     let served = wait_until(Duration::from_secs(30), || {
         served_serial(bed, 2, lineage) == want && read(&out).contains(&version_2)
     });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watch.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let stopped = wait_until(Duration::from_secs(10), || {
-        matches!(watch.try_wait(), Ok(Some(_)))
-    });
-    if !stopped {
-        let _ = watch.kill();
-        let _ = watch.wait();
-    }
+    stop_on_sigterm(&mut watch, Duration::from_secs(10));
     assert!(
         served,
         "node 2 never served the renewal; watch said:\n{}{}",
@@ -263,13 +252,8 @@ fn a_lineage_not_on_a_peers_list_never_reaches_it() {
     assert!(!sshd_log.contains(PRIVATE), "{sshd_log}");
 
     // status: OK, exit 0; node 3 has a row for SHARED and none for PRIVATE.
-    let status = bed
-        .certherd(1, &["status", "--format", "json"])
-        .output()
-        .unwrap();
-    let json: serde_json::Value =
-        serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&status)));
-    assert_eq!(status.status.code(), Some(0), "{json:#}");
+    let (code, json) = status_json(&bed);
+    assert_eq!(code, Some(0), "{json:#}");
     let rows: Vec<(String, String)> = json["rows"]
         .as_array()
         .unwrap()

@@ -116,13 +116,8 @@ fn wildcard_from_dns01_is_unused_until_a_vhost_uses_it_then_new() {
     }
     assert!(hook.bodies().is_empty(), "{:?}", hook.bodies());
 
-    let status = bed
-        .certherd(1, &["status", "--format", "json"])
-        .output()
-        .unwrap();
-    let json: serde_json::Value =
-        serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&status)));
-    assert_eq!(status.status.code(), Some(0), "{json:#}");
+    let (code, json) = status_json(&bed);
+    assert_eq!(code, Some(0), "{json:#}");
     assert_eq!(json["state"], "ok", "{json:#}");
     for r in json["rows"].as_array().unwrap() {
         assert_eq!(r["served"], "new", "{r}");

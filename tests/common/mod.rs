@@ -374,6 +374,68 @@ pub fn edit_config(bed: &Bed, n: usize, from: &str, to: &str) {
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
 
+/// Sends raw bytes to node `node`'s agent through its real sshd, the forced command and the
+/// bed's restricted key (what whoever holds the primary's key can do); returns every answer line
+/// parsed as JSON (a non-JSON line fails the test) and the session's output.
+pub fn agent_exchange(
+    bed: &Bed,
+    node: usize,
+    input: &[u8],
+) -> (Vec<serde_json::Value>, std::process::Output) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = bed
+        .ssh_agent_command(node)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Write from a thread: the agent may hang up before reading all of a huge line.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    let answers = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("agent answered non-JSON {l:?}: {e}"))
+        })
+        .collect();
+    (answers, out)
+}
+
+/// `certherd status --format json` run on node 1: its exit code and the parsed report (a
+/// report that does not parse fails the test with the output).
+pub fn status_json(bed: &Bed) -> (Option<i32>, serde_json::Value) {
+    let out = bed
+        .certherd(1, &["status", "--format", "json"])
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status JSON: {e}: {}", text(&out)));
+    (out.status.code(), report)
+}
+
+/// Sends SIGTERM to a child the test started and waits up to `limit` for it to exit; kills and
+/// reaps it if it did not. Returns whether it stopped on SIGTERM by itself.
+pub fn stop_on_sigterm(child: &mut std::process::Child, limit: std::time::Duration) -> bool {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stopped = wait_until(limit, || matches!(child.try_wait(), Ok(Some(_))));
+    if !stopped {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    stopped
+}
+
 /// Polls `cond` every 20 ms until it is true or `limit` has passed; returns whether it became
 /// true (every wait in the tests is bounded).
 pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -146,30 +146,12 @@ pub fn serial_of(bed: &Bed, v: u32) -> String {
 /// Sends raw request lines to node `n`'s agent through its real sshd, the forced command and the
 /// bed's restricted key (what whoever holds the primary's key can do), and returns the answers.
 pub fn agent_session(bed: &Bed, n: usize, lines: &[serde_json::Value]) -> Vec<serde_json::Value> {
-    use std::io::Write;
-    use std::process::Stdio;
     let mut input = String::from("{\"op\":\"hello\",\"protocol\":1}\n");
     for l in lines {
         input.push_str(&l.to_string());
         input.push('\n');
     }
-    let mut child = bed
-        .ssh_agent_command(n)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = writer.join();
-    let answers: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("non-JSON answer {l:?}: {e}")))
-        .collect();
+    let (answers, out) = agent_exchange(bed, n, input.as_bytes());
     assert_eq!(answers.len(), lines.len() + 1, "{answers:?} {}", text(&out));
     assert_eq!(answers[0]["result"], "hello", "{}", answers[0]);
     answers[1..].to_vec()
