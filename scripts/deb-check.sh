@@ -42,8 +42,8 @@ for f in /usr/share/man/man1/certherd.1.gz /usr/share/man/man1/certherd-deploy.1
          /usr/share/bash-completion/completions/certherd \
          /usr/share/zsh/vendor-completions/_certherd \
          /usr/share/fish/vendor_completions.d/certherd.fish \
-         /lib/systemd/system/certherd-renew.service /lib/systemd/system/certherd-renew.timer \
-         /lib/systemd/system/certherd-watch.service \
+         /usr/lib/systemd/system/certherd-renew.service /usr/lib/systemd/system/certherd-renew.timer \
+         /usr/lib/systemd/system/certherd-watch.service \
          /usr/share/doc/certherd/examples/contrib/sudoers/certherd \
          /usr/share/doc/certherd/examples/contrib/ssh/sshd-certherd.conf \
          /usr/share/doc/certherd/examples/contrib/cron.d/certherd \
@@ -51,10 +51,15 @@ for f in /usr/share/man/man1/certherd.1.gz /usr/share/man/man1/certherd-deploy.1
          /usr/share/doc/certherd/copyright /etc/cron.d/certherd; do
     [ -e "$f" ] || fail "$f missing"
 done
-grep -q 'ExecStart=/usr/bin/certherd ' /lib/systemd/system/certherd-renew.service ||
+grep -q 'ExecStart=/usr/bin/certherd ' /usr/lib/systemd/system/certherd-renew.service ||
     fail "the packaged unit does not run /usr/bin/certherd"
-if grep -rq /usr/local/bin/certherd /lib/systemd/system/certherd-* /usr/share/doc/certherd/examples; then
+if grep -rq /usr/local/bin/certherd /usr/lib/systemd/system/certherd-* /usr/share/doc/certherd/examples; then
     fail "a packaged file still names /usr/local/bin/certherd"
+fi
+# Debian 13's lintian (aliased-location) wants units under /usr/lib since the /usr merge;
+# Debian 12's accepts both: one layout for both releases.
+if dpkg -L certherd | grep -q '^/lib/'; then
+    fail "the package installs under /lib (aliased location since the /usr merge): $(dpkg -L certherd | grep '^/lib/' | head -n 1)"
 fi
 if ls /etc/systemd/system/*.wants/certherd-* >/dev/null 2>&1; then
     fail "a certherd unit is enabled: the package must only install them"

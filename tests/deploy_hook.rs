@@ -14,8 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 /// A `certherd` on PATH that logs `RENEWED_LINEAGE` and its arguments, one line per call, to
-/// `log`, then runs the real binary: the count of `deploy` lines is the count of deploys.
-fn counting_wrapper(dir: &Path, log: &Path) -> std::path::PathBuf {
+/// `log`, then runs the bed's binary (the account runs it, so it must be the bed's path, which
+/// the account can reach): the count of `deploy` lines is the count of deploys.
+fn counting_wrapper(bed: &Bed, dir: &Path, log: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let wrapper = dir.join("certherd");
     std::fs::write(
@@ -23,7 +24,7 @@ fn counting_wrapper(dir: &Path, log: &Path) -> std::path::PathBuf {
         format!(
             "#!/bin/sh\necho \"${{RENEWED_LINEAGE##*/}} $*\" >> {}\nexec {} \"$@\"\n",
             log.display(),
-            certherd_bin().display()
+            bed.certherd_bin().display()
         ),
     )
     .unwrap();
@@ -63,7 +64,7 @@ fn a_renewal_deploys_exactly_once_from_either_hook() {
     }
     let bin = bed.root().join("wrapper-bin");
     let log = bed.root().join("deploy-calls.log");
-    let wrapper = counting_wrapper(&bin, &log);
+    let wrapper = counting_wrapper(&bed, &bin, &log);
 
     // stored.test: issued the way `certherd issue` does it, `<certherd> --config <cfg> deploy`
     // as its deploy hook (certbot stores it as renew_hook). dironly.test: no deploy hook.

@@ -37,6 +37,9 @@ pub async fn run(config: &Config, config_path: &Path, flags: &Options) -> Result
         .iter()
         .map(|d| Domain::parse(d))
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Failed(format!("cannot find my own path: {e}")))?;
+    runnable_by_me(&exe, config_path)?;
     if !flags.skip_preflight {
         let ok = preflight(config, &domains).await?;
         if !ok {
@@ -134,6 +137,37 @@ pub fn certbot_argv(
     }
     argv.extend(flags.certbot_args.iter().cloned());
     Ok(argv)
+}
+
+/// certbot runs the hooks as this process's account (the letsencrypt dir's owner, after the
+/// switch in `commands::as_letsencrypt_owner`), so that account must be able to run this binary
+/// and read the config: a build under root's 0700 home is out of its reach, and certbot would
+/// only say "Unable to find manual-auth-hook command" deep in its log, after talking to the CA.
+/// Checked first, before the pre-flight sends anything anywhere.
+fn runnable_by_me(exe: &Path, config_path: &Path) -> Result<()> {
+    use nix::unistd::{access, AccessFlags};
+    let who = || {
+        let uid = nix::unistd::geteuid();
+        nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(
+            || format!("uid {uid}"),
+            |u| format!("{} (uid {uid})", u.name),
+        )
+    };
+    if let Err(e) = access(exe, AccessFlags::X_OK) {
+        return Err(Error::Input(format!(
+            "certbot would run the hooks as {}, who cannot run {}: {e}: a directory above it is closed to that account (a build under /root?); install the package (/usr/bin/certherd) or build where that account can enter",
+            who(),
+            exe.display()
+        )));
+    }
+    if let Err(e) = access(config_path, AccessFlags::R_OK) {
+        return Err(Error::Input(format!(
+            "certbot would run the hooks as {}, who cannot read the config {}: {e}: give that account read access (e.g. /etc/certherd/certherd.toml, mode 0644)",
+            who(),
+            config_path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Quotes a string for `sh` (certbot runs hooks through a shell).

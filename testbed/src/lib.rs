@@ -32,6 +32,7 @@
 mod account;
 mod config_edit;
 pub mod delay;
+pub mod demo;
 mod dns01;
 mod haproxy;
 mod keepalived;
@@ -39,6 +40,7 @@ mod netns;
 mod node;
 mod pebble;
 mod proc;
+mod reach;
 mod slot;
 mod vhost;
 
@@ -167,6 +169,11 @@ impl Bed {
             false => None,
         };
         let account = Account::create(b, &root)?;
+        // The account runs this binary (agents, certbot's hooks): from a checkout it cannot
+        // enter, the bed runs a copy in its own directory (reach.rs).
+        let certherd = reach::place(&certherd, &root.join("bin")).inspect_err(|_| {
+            let _ = fs::remove_dir_all(&root);
+        })?;
         let bed = Bed {
             nodes: (1..=opts.nodes)
                 .map(|i| match net {
@@ -752,7 +759,9 @@ impl Bed {
         cmd
     }
 
-    /// The path of the certherd binary the bed was started with.
+    /// The certherd binary the bed runs: the one it was started with, or, when the agent's
+    /// account cannot reach that one (a checkout under a 0700 directory), its copy in the bed's
+    /// directory. Anything the account runs (hooks, forced commands) must name this path.
     pub fn certherd_bin(&self) -> &Path {
         &self.certherd
     }

@@ -79,7 +79,8 @@ impl Bench {
             plan,
             results,
             plain_key,
-            certherd: certherd.to_owned(),
+            // The bed's path: a copy it made when the agent's account cannot reach `certherd`.
+            certherd: bed.certherd_bin().to_owned(),
 
             token_counter: 0,
             proxy,

@@ -1,18 +1,16 @@
-//! `certherd-bed demo [--keep]`: start a 3-node test bed with a pebble CA, point `site.test` at
-//! nodes 2 and 3 only, issue a certificate with certbot on node 1 through certherd's hooks, and
-//! show which nodes served the ACME token.
+//! `certherd-bed demo [--keep]`: the demo of `scripts/demo.sh` (certherd_testbed::demo): a
+//! 3-node test bed with a pebble CA, a certificate issued through certherd's hooks while DNS
+//! points only at nodes 2 and 3, deployed, renewed, and the time each phase took.
 //!
 //! Needs root and the packages from `scripts/setup-debian.sh`; finds `certherd` next to itself.
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use certherd_testbed::{Bed, BedOptions};
+use certherd_testbed::demo::{self, DemoOptions};
 
 #[derive(Parser)]
 #[command(
@@ -37,10 +35,12 @@ enum Cmd {
         /// certherd binary (default: `certherd` next to this program).
         #[arg(long)]
         certherd: Option<PathBuf>,
+        /// A phase timed before the demo (NAME=SECONDS, repeatable), shown first in its timing
+        /// table: scripts/demo.sh passes `packages` and `build`.
+        #[arg(long = "phase", value_name = "NAME=SECONDS", value_parser = parse_phase)]
+        phases: Vec<(String, Duration)>,
     },
 }
-
-const DOMAIN: &str = "site.test";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -49,7 +49,8 @@ fn main() -> ExitCode {
             keep,
             nodes,
             certherd,
-        } => match demo(keep, nodes, certherd) {
+            phases,
+        } => match run_demo(keep, nodes, certherd, phases) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
@@ -60,53 +61,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Flow 2 and 3 on the same bed: every node gets a TLS server for site.test, `certherd deploy`
-/// brings the certificate to the peers, a forced renewal reaches every node through the deploy
-/// hook, and `certherd status` shows what each node serves.
-fn cert_ok_then_deploy(bed: &Bed, certherd: &Path) -> Result<bool, String> {
-    bed.enable_tls(DOMAIN)?;
-    let certherd_cmd = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(certherd);
-        cmd.arg("--config").arg(bed.config_path(1)).args(args);
-        cmd
+fn run_demo(
+    keep: bool,
+    nodes: usize,
+    certherd: Option<PathBuf>,
+    phases_before: Vec<(String, Duration)>,
+) -> Result<bool, String> {
+    let certherd = match certherd {
+        Some(p) => p,
+        None => default_certherd()?,
     };
-    println!(
-        "== certherd deploy --lineage {DOMAIN} (every node gets a TLS server using live/{DOMAIN})"
-    );
-    let out = certherd_cmd(&["deploy", "--lineage", DOMAIN])
-        .output()
-        .map_err(|e| e.to_string())?;
-    print_tail(&String::from_utf8_lossy(&out.stdout), 20);
-    print_tail(&String::from_utf8_lossy(&out.stderr), 20);
-    let deployed = out.status.success();
-
-    let deploy_hook = format!(
-        "{} --config {} deploy",
-        certherd.display(),
-        bed.config_path(1).display()
-    );
-    println!("== certbot renew --force-renewal --deploy-hook '{deploy_hook}'");
-    let t = Instant::now();
-    let out = bed.certbot(&[
-        "renew",
-        "--force-renewal",
-        "--no-random-sleep-on-renew",
-        "--deploy-hook",
-        &deploy_hook,
-    ]);
-    println!(
-        "   certbot exited with {} after {:.2?}",
-        out.status,
-        t.elapsed()
-    );
-    let renewed = out.status.success();
-
-    println!("== certherd status");
-    let out = certherd_cmd(&["status"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    print_tail(&String::from_utf8_lossy(&out.stdout), 20);
-    Ok(deployed && renewed && out.status.success())
+    demo::run(DemoOptions {
+        nodes,
+        certherd,
+        keep,
+        phases_before,
+    })
 }
 
 fn default_certherd() -> Result<PathBuf, String> {
@@ -117,197 +87,17 @@ fn default_certherd() -> Result<PathBuf, String> {
     Ok(dir.join("certherd"))
 }
 
-fn demo(keep: bool, nodes: usize, certherd: Option<PathBuf>) -> Result<bool, String> {
-    if nodes < 3 {
-        return Err("--nodes must be at least 3".into());
-    }
-    let certherd = match certherd {
-        Some(p) => p,
-        None => default_certherd()?,
-    };
-    if !certherd.is_file() {
-        return Err(format!(
-            "certherd binary not found at {} (build it: cargo build -p certherd)",
-            certherd.display()
-        ));
-    }
-    let t0 = Instant::now();
-    println!("== starting a {nodes}-node bed with a pebble CA");
-    let bed = Bed::start(BedOptions {
-        nodes,
-        ca: true,
-        certherd: certherd.clone(),
-        ..Default::default()
-    })?;
-    println!(
-        "   bed {} at {} ({:.2?})",
-        bed.index(),
-        bed.root().display(),
-        t0.elapsed()
-    );
-    for i in 1..=nodes {
-        println!("   node{i}: {}  (sshd :22, nginx :80)", bed.ip(i));
-    }
-    println!("   CA:    {}", bed.pebble_url());
-
-    let dns_nodes: Vec<usize> = (2..=nodes).collect();
-    bed.dns(DOMAIN, &dns_nodes)?;
-    let dns_ips: Vec<String> = dns_nodes.iter().map(|&i| bed.ip(i).to_string()).collect();
-    println!(
-        "== DNS: {DOMAIN} -> {} (node 1, where certbot runs, is NOT in DNS)",
-        dns_ips.join(", ")
-    );
-
-    let auth = bed.hook_command("auth");
-    let cleanup = bed.hook_command("cleanup");
-    println!("== certbot certonly on node1 with hooks:\n   auth:    {auth}\n   cleanup: {cleanup}");
-    let t1 = Instant::now();
-    let mut args = bed.certonly_args(None);
-    args.extend(["-d".into(), DOMAIN.into()]);
-    let out = bed.certbot(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let certbot_ok = out.status.success();
-    println!(
-        "   certbot exited with {} after {:.2?}",
-        out.status,
-        t1.elapsed()
-    );
-    if !certbot_ok {
-        println!("   --- certbot stdout ---");
-        print_tail(&String::from_utf8_lossy(&out.stdout), 30);
-        println!("   --- certbot stderr ---");
-        print_tail(&String::from_utf8_lossy(&out.stderr), 40);
-    }
-
-    println!("== who served /.well-known/acme-challenge/ (nginx access logs)");
-    println!(
-        "   {:<6} {:<14} {:>8}  by user agent",
-        "node", "ip", "requests"
-    );
-    for i in 1..=nodes {
-        let (total, by_ua) = challenge_hits(&bed.access_log(i));
-        let uas: Vec<String> = by_ua.iter().map(|(ua, n)| format!("{n}× {ua}")).collect();
-        let role = if i == 1 {
-            " (certbot)"
-        } else if dns_nodes.contains(&i) {
-            " (in DNS)"
-        } else {
-            ""
-        };
-        println!(
-            "   node{:<2} {:<14} {:>8}  {}{}",
-            i,
-            bed.ip(i).to_string(),
-            total,
-            if uas.is_empty() {
-                "-".to_string()
-            } else {
-                uas.join(", ")
-            },
-            role
-        );
-    }
-
-    let live = bed.letsencrypt_dir(1).join("live").join(DOMAIN);
-    let files = ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"];
-    let have: Vec<bool> = files.iter().map(|f| live.join(f).exists()).collect();
-    let cert_ok = have.iter().all(|&b| b);
-    println!("== certificate in {}", live.display());
-    for (f, h) in files.iter().zip(&have) {
-        println!("   {:<14} {}", f, if *h { "present" } else { "MISSING" });
-    }
-
-    let ok = certbot_ok && cert_ok && cert_ok_then_deploy(&bed, &certherd)?;
-    println!("== {}", if ok { "demo OK" } else { "demo FAILED" });
-
-    if keep {
-        println!();
-        println!("Bed kept running at {}", bed.root().display());
-        println!(
-            "  ssh to node 2's agent: ssh {} {}",
-            bed.ssh_args().join(" "),
-            bed.ip(2)
-        );
-        println!(
-            "  node configs:          {}/node<i>/certherd.toml",
-            bed.root().display()
-        );
-        println!(
-            "  certbot env:           REQUESTS_CA_BUNDLE={}",
-            bed.ca_bundle().display()
-        );
-        println!("Press Enter (or ctrl-c) to stop it.");
-        wait_enter_or_signal();
-        println!("stopping the bed...");
-    }
-    drop(bed);
-    Ok(ok)
-}
-
-/// (total, [(user agent, count)]) of requests for challenge paths in an nginx combined log.
-fn challenge_hits(log: &Path) -> (usize, Vec<(String, usize)>) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut by: Vec<(String, usize)> = Vec::new();
-    let mut total = 0;
-    for line in text
-        .lines()
-        .filter(|l| l.contains("/.well-known/acme-challenge/"))
-    {
-        total += 1;
-        // combined: ... "request" status bytes "referer" "user agent"
-        let ua = line
-            .rsplit('"')
-            .nth(1)
-            .map(|s| s.split('/').next().unwrap_or(s).trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "?".into());
-        match by.iter_mut().find(|(u, _)| *u == ua) {
-            Some((_, n)) => *n += 1,
-            None => by.push((ua, 1)),
-        }
-    }
-    (total, by)
-}
-
-fn print_tail(text: &str, n: usize) {
-    let lines: Vec<&str> = text.lines().collect();
-    for l in &lines[lines.len().saturating_sub(n)..] {
-        println!("   | {l}");
-    }
-}
-
-static SIGNALLED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: nix::libc::c_int) {
-    SIGNALLED.store(true, Ordering::SeqCst);
-}
-
-/// Blocks until a line (or EOF) on stdin, SIGINT or SIGTERM. The bed's daemons share our process
-/// group, so a terminal ctrl-c reaches them too; `Drop` then just reaps them and cleans up.
-fn wait_enter_or_signal() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        let _ = sigaction(Signal::SIGINT, &act);
-        let _ = sigaction(Signal::SIGTERM, &act);
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
-        let _ = tx.send(());
-    });
-    loop {
-        if SIGNALLED.load(Ordering::SeqCst) {
-            return;
-        }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-        }
-    }
+/// `NAME=SECONDS` (seconds as a decimal number) to a phase.
+fn parse_phase(s: &str) -> Result<(String, Duration), String> {
+    let (name, secs) = s
+        .split_once('=')
+        .ok_or_else(|| format!("phase {s:?}: expected NAME=SECONDS, e.g. build=212.5"))?;
+    let secs: f64 = secs
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| {
+            format!("phase {s:?}: {secs:?} is not a number of seconds, e.g. build=212.5")
+        })?;
+    Ok((name.to_owned(), Duration::from_secs_f64(secs)))
 }
