@@ -12,6 +12,8 @@ pub struct CertInfo {
     pub fingerprint: String,
     /// Serial number, lower-case hex.
     pub serial: String,
+    /// notBefore as Unix seconds.
+    pub not_before: i64,
     /// notAfter as Unix seconds.
     pub not_after: i64,
 }
@@ -30,10 +32,11 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// Facts about a DER certificate.
 pub fn info(der: &[u8]) -> Option<CertInfo> {
-    let (serial, not_after) = walk(der)?;
+    let (serial, not_before, not_after) = walk(der)?;
     Some(CertInfo {
         fingerprint: fingerprint(der),
         serial: hex(serial),
+        not_before,
         not_after,
     })
 }
@@ -94,7 +97,8 @@ fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, &rest[..len], &rest[len..]))
 }
 
-fn walk(der: &[u8]) -> Option<(&[u8], i64)> {
+/// (serial, notBefore, notAfter) of a DER certificate.
+fn walk(der: &[u8]) -> Option<(&[u8], i64, i64)> {
     let (_, cert, _) = element(der)?;
     let (_, mut tbs, _) = element(cert)?;
     let (tag, content, rest) = element(tbs)?;
@@ -110,7 +114,7 @@ fn walk(der: &[u8]) -> Option<(&[u8], i64)> {
     let (_, _sig_alg, rest) = element(rest)?;
     let (_, _issuer, rest) = element(rest)?;
     let (_, validity, _) = element(rest)?;
-    let (_, _not_before, rest) = element(validity)?;
+    let (before_tag, not_before, rest) = element(validity)?;
     let (tag, not_after, _) = element(rest)?;
     let serial = match serial {
         [0, tail @ ..] if !tail.is_empty() => tail,
@@ -118,6 +122,7 @@ fn walk(der: &[u8]) -> Option<(&[u8], i64)> {
     };
     Some((
         serial,
+        parse_time(before_tag, std::str::from_utf8(not_before).ok()?)?,
         parse_time(tag, std::str::from_utf8(not_after).ok()?)?,
     ))
 }

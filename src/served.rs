@@ -148,6 +148,9 @@ pub struct Check {
     pub served: Served,
     /// SHA-256 of the certificate served, if one was.
     pub fingerprint: Option<String>,
+    /// notAfter of the certificate served (Unix seconds), if one was and it could be read:
+    /// `status` calls a node that serves an expired certificate CRITICAL.
+    pub not_after: Option<i64>,
 }
 
 /// Classifies one attempt's result; the flag says whether waiting may change it.
@@ -188,6 +191,7 @@ pub async fn check(addr: &str, name: Option<&str>, versions: &Versions, wait: Du
                 error: "the certificate names no DNS name that can be sent as SNI".into(),
             },
             fingerprint: None,
+            not_after: None,
         };
     };
     let began = Instant::now();
@@ -197,11 +201,17 @@ pub async fn check(addr: &str, name: Option<&str>, versions: &Versions, wait: Du
     loop {
         let result = tls::served_leaf(addr, name, ATTEMPT_TIMEOUT).await;
         let fp = result.as_deref().ok().map(pem::fingerprint);
+        let not_after = result
+            .as_deref()
+            .ok()
+            .and_then(pem::info)
+            .map(|i| i.not_after);
         let (served, transient) = classify(result, versions);
         let done = |served| Check {
             name: Some(name.to_owned()),
             served,
             fingerprint: fp.clone(),
+            not_after,
         };
         let now = Instant::now();
         if served == Served::New {

@@ -13,6 +13,7 @@ use crate::fanout::this_then_peers;
 use crate::fleet;
 use crate::lineage::Layout;
 use crate::names::LineageName;
+use crate::report::expiry::{left, Threshold};
 use crate::report::status::{render, Format, Report, Row, State, Unknown};
 use crate::served::{self, Served, Versions};
 use crate::ssh::PeerError;
@@ -89,19 +90,15 @@ pub struct Options {
     /// Output format.
     pub format: Format,
     /// Warning threshold.
-    pub warn: Duration,
+    pub warn: Threshold,
     /// Critical threshold.
-    pub crit: Duration,
+    pub crit: Threshold,
 }
 
 /// Runs `status`; returns the monitoring exit code.
 pub async fn run(config: &Config, options: &Options) -> Result<i32> {
     let report = collect(config, options).await?;
-    let limits = crate::report::nagios::Limits {
-        warn: options.warn,
-        crit: options.crit,
-    };
-    print!("{}", render(&report, options.format, limits));
+    print!("{}", render(&report, options.format));
     Ok(report.state as i32)
 }
 
@@ -162,10 +159,16 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                 serial: None,
                 not_after: None,
                 expires_in: None,
+                lifetime: None,
+                left_share: None,
+                warn_below: None,
+                crit_below: None,
                 served_name: None,
                 served: None,
                 served_fingerprint: None,
                 served_error: None,
+                served_not_after: None,
+                serving_problem: None,
                 pending: false,
                 drift: false,
                 state: State::Ok,
@@ -178,8 +181,11 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                     row.not_after = l.not_after;
                     row.pending = l.pending;
                     row.expires_in = l.not_after.map(|t| t - now);
+                    // An agent from before notBefore was reported: the primary's lifetime for
+                    // the same certificate, else unknown.
+                    let same = l.fingerprint == reference.fingerprint;
+                    row.lifetime = lifetime(l).or_else(|| same.then(|| lifetime(reference))?);
                 }
-                let _ = reference;
                 let (sni, versions) = checks[lineage].clone();
                 row.served_name = sni.clone();
                 let addr = addr.clone();
@@ -196,6 +202,7 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
         let row = &mut rows[index];
         row.served = Some(check.served.word().to_ascii_lowercase());
         row.served_fingerprint = check.fingerprint;
+        row.served_not_after = check.not_after;
         if let Served::None { error } = check.served {
             row.served_error = Some(error);
         }
@@ -209,18 +216,7 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                 || row.version != reference.version
                 || row.fingerprint != reference.fingerprint
                 || row.served_fingerprint != reference.fingerprint);
-        row.state = if !row.up {
-            State::Unknown
-        } else {
-            let remaining = row.expires_in.unwrap_or(i64::MIN);
-            if remaining < options.crit.as_secs() as i64 {
-                State::Critical
-            } else if remaining < options.warn.as_secs() as i64 || row.drift {
-                State::Warning
-            } else {
-                State::Ok
-            }
-        };
+        judge(row, options, now);
         overall = overall.worst(row.state);
     }
     // A node that cannot be seen counts even when it has no row (this node holds no lineage,
@@ -242,6 +238,67 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
         rows,
         unknown,
     })
+}
+
+/// notAfter − notBefore of an installed certificate, when both are known.
+fn lifetime(l: &LineageStatus) -> Option<i64> {
+    Some(l.not_after? - l.not_before?).filter(|s| *s > 0)
+}
+
+/// A row's thresholds for its certificate's lifetime, and its state: UNKNOWN when the node could
+/// not be asked; CRITICAL when the installed certificate is past `--crit` or missing, or when
+/// what the node serves for a lineage it holds is nothing, expired, or past `--crit`; WARNING
+/// past `--warn` or on drift. A share of an unknown lifetime (an old agent, an unreadable
+/// certificate) is judged with the 90-day lifetime of the classic profile, never not at all.
+fn judge(row: &mut Row, options: &Options, now: i64) {
+    const CLASSIC: i64 = 90 * 86400;
+    let lifetime = row.lifetime.unwrap_or(CLASSIC);
+    row.warn_below = options.warn.seconds(Some(lifetime));
+    row.crit_below = options.crit.seconds(Some(lifetime));
+    row.left_share = row
+        .expires_in
+        .zip(row.lifetime)
+        .map(|(left, life)| left as f64 / life as f64);
+    if !row.up {
+        row.state = State::Unknown;
+        return;
+    }
+    let crit = row.crit_below.unwrap_or(0);
+    let warn = row.warn_below.unwrap_or(0);
+    let holds = row.version.is_some();
+    // The installed certificate's own expiry is judged below; what is served is judged here
+    // only when it is another certificate: expired, whatever it is (an old version, another
+    // vhost's, another file); past the critical threshold, an old version of this lineage (a
+    // certificate of no version has a lifetime of its own, which this row cannot judge).
+    let other = row.served_fingerprint.is_some() && row.served_fingerprint != row.fingerprint;
+    row.serving_problem = match (row.served.as_deref(), row.served_not_after) {
+        (Some("none"), _) if holds => Some(format!(
+            "serves no certificate for {}{}",
+            row.served_name.as_deref().unwrap_or(&row.lineage),
+            row.served_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )),
+        (_, Some(t)) if other && t <= now => Some(format!(
+            "serves an expired certificate (expired {} ago)",
+            left(now - t)
+        )),
+        (Some("old"), Some(t)) if other && t - now < crit => Some(format!(
+            "serves a certificate that expires in {} (critical below {})",
+            left(t - now),
+            left(crit)
+        )),
+        _ => None,
+    };
+    let remaining = row.expires_in.unwrap_or(i64::MIN);
+    row.state = if remaining < crit || row.serving_problem.is_some() {
+        State::Critical
+    } else if remaining < warn || row.drift {
+        State::Warning
+    } else {
+        State::Ok
+    };
 }
 
 /// Whether `node` should hold `lineage`: this node holds every lineage (its files are the

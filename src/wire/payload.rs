@@ -55,6 +55,10 @@ pub struct LineageStatus {
     pub serial: Option<String>,
     /// Expiry (Unix seconds).
     pub not_after: Option<i64>,
+    /// Start of validity (Unix seconds): with `not_after`, the certificate's own lifetime,
+    /// which `status` judges expiry by. Absent from agents before it (then unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
     /// An install moved the links but has not finished its test and reload: the node may not
     /// run what its links name until the next deploy or sync.
     #[serde(default)]
