@@ -18,7 +18,7 @@ fi
 
 PACKAGES=(
     certbot pebble nginx openssh-server openssh-client influxdb rsync openssl prometheus iproute2
-    keepalived haproxy sudo ca-certificates curl git python3-cryptography build-essential pkg-config lintian man-db
+    keepalived haproxy sudo ca-certificates curl git python3-cryptography python3-venv build-essential pkg-config lintian man-db
 )
 
 # Keep maintainer scripts from starting services: a policy-rc.d that denies everything, unless
@@ -73,12 +73,25 @@ for exe in /usr/sbin/nginx /usr/sbin/sshd /usr/bin/influxd; do
     fi
 done
 
+# The newest certbot from PyPI beside Debian's (2.1 on Debian 12, 4.0 on 13), in its own
+# virtualenv, pinned: scripts/test.sh runs the certbot e2e tests with it as well
+# (CERTHERD_BED_CERTBOT). Readable by every account: the bed runs certbot as the agent's.
+CERTBOT_PYPI_VERSION=5.8.0
+CERTBOT_VENV=/opt/certherd-certbot5
+if [ "$("$CERTBOT_VENV/bin/certbot" --version 2>/dev/null | awk '{print $2}')" != "$CERTBOT_PYPI_VERSION" ]; then
+    echo "installing certbot $CERTBOT_PYPI_VERSION from PyPI into $CERTBOT_VENV"
+    rm -rf "$CERTBOT_VENV"
+    /usr/bin/python3 -m venv "$CERTBOT_VENV"
+    "$CERTBOT_VENV/bin/pip" install --quiet --disable-pip-version-check "certbot==$CERTBOT_PYPI_VERSION"
+fi
+chmod -R go+rX,go-w "$CERTBOT_VENV"
+
 missing=()
 for bin in /usr/bin/certbot /usr/bin/pebble /usr/bin/pebble-challtestsrv /usr/sbin/nginx \
            /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/bin/influxd /usr/bin/rsync \
            /usr/bin/openssl /usr/bin/promtool /usr/bin/curl /usr/bin/sudo /usr/sbin/visudo \
            /usr/sbin/useradd /usr/sbin/userdel /usr/sbin/runuser /usr/bin/lintian /usr/bin/man \
-           /usr/sbin/keepalived /usr/bin/ip /usr/sbin/haproxy; do
+           /usr/sbin/keepalived /usr/bin/ip /usr/sbin/haproxy "$CERTBOT_VENV/bin/certbot"; do
     if [ ! -x "$bin" ]; then
         missing+=("$bin")
     fi
@@ -96,5 +109,5 @@ else
     echo "then re-run this script or just: cargo build --bins && cargo test" >&2
 fi
 
-echo "OK: test bed prerequisites are installed (certbot $(certbot --version 2>&1 | awk '{print $2}')," \
+echo "OK: test bed prerequisites are installed (certbot $(certbot --version 2>&1 | awk '{print $2}') and $("$CERTBOT_VENV/bin/certbot" --version 2>&1 | awk '{print $2}') from PyPI," \
      "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(ssh -V 2>&1 | cut -d, -f1))."

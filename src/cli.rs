@@ -354,6 +354,14 @@ pub struct IssueFlags {
     /// certbot program to run.
     #[arg(long, default_value = "certbot")]
     pub certbot: String,
+    /// Ask the CA for this ACME profile (`classic`, `tlsserver`, `shortlived` at Let's Encrypt),
+    /// falling back to its default if it has no such profile; needs certbot 4.0 or later, and
+    /// 4.1 or later to keep it for renewals.
+    #[arg(long, value_name = "NAME", conflicts_with = "required_profile")]
+    pub preferred_profile: Option<String>,
+    /// Like --preferred-profile, but fail when the CA does not offer the profile.
+    #[arg(long, value_name = "NAME")]
+    pub required_profile: Option<String>,
     /// Further certbot arguments, after `--` (e.g. `-- --server URL --config-dir DIR`).
     #[arg(last = true)]
     pub certbot_args: Vec<String>,
