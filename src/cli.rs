@@ -224,7 +224,8 @@ pub struct AuthFlags {
 /// Manual overrides for certbot's CERTBOT_* variables.
 #[derive(Debug, Clone, Args)]
 pub struct ChallengeFlags {
-    /// The domain being validated (default: $CERTBOT_DOMAIN, or $CERTBOT_IDENTIFIER).
+    /// The name being validated, a domain or an IPv4 address (default: $CERTBOT_IDENTIFIER, or
+    /// $CERTBOT_DOMAIN from certbot before 5.3).
     #[arg(long)]
     pub domain: Option<String>,
     /// The challenge token (default: $CERTBOT_TOKEN).

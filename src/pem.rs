@@ -69,6 +69,31 @@ pub fn dns_names(der: &[u8]) -> Option<Vec<String>> {
     )
 }
 
+/// The IP addresses of a certificate's subjectAltName extension, in the certificate's order
+/// (an IP-address certificate names no DNS name; its served check sends no SNI).
+pub fn ip_addresses(der: &[u8]) -> Option<Vec<std::net::IpAddr>> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()?;
+    Some(
+        san.map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::IPAddress(b) => match b.len() {
+                        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).ok()?)),
+                        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).ok()?)),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default(),
+    )
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -11,7 +11,8 @@
 //! restarting, so it gets the whole deadline. A node that answers with an old or foreign
 //! certificate or a TLS alert is judged after a short settle window (a graceful nginx reload
 //! swaps its workers within milliseconds; the window covers the odd connection an old worker
-//! still accepts). A name that cannot be sent as SNI is never sent and fails at once.
+//! still accepts). A name that cannot be sent as SNI is never sent and fails at once. A
+//! certificate for IP addresses only is checked by its first address, with no SNI at all.
 
 use std::time::{Duration, Instant};
 
@@ -50,9 +51,11 @@ pub fn check_name(sans: &[String]) -> Option<String> {
     plain.cloned().or_else(wildcard)
 }
 
-/// The name to check for a leaf certificate (DER).
+/// The name to check for a leaf certificate (DER): a DNS name of it ([`check_name`]), else,
+/// for a certificate of IP addresses only, its first address, checked without SNI.
 pub fn check_name_for(leaf: &[u8]) -> Option<String> {
     check_name(&pem::dns_names(leaf)?)
+        .or_else(|| pem::ip_addresses(leaf)?.first().map(|ip| ip.to_string()))
 }
 
 /// The fingerprints of a lineage's versions, to tell `new` from `OLD` from `unused`.
