@@ -102,6 +102,7 @@ pub fn check(config: &Config, system: &System) -> Vec<Finding> {
         }
     }
     out.push(certbot_schedule(config, system));
+    out.extend(super::renewal_confs::check(&config.letsencrypt_dir));
     out
 }
 
