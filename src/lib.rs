@@ -45,6 +45,7 @@ pub mod standby;
 pub mod text;
 pub mod tls;
 pub mod tokens;
+pub mod webconf;
 pub mod wire;
 
 pub use config::Config;
