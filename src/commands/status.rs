@@ -13,7 +13,7 @@ use crate::fanout::this_then_peers;
 use crate::fleet;
 use crate::lineage::Layout;
 use crate::names::LineageName;
-use crate::report::status::{render, Format, Report, Row, State, Unknown};
+use crate::report::status::{render, Exposed, Format, Report, Row, State, Unknown};
 use crate::served::{self, Served, Versions};
 use crate::ssh::PeerError;
 use crate::wire::{LineageStatus, Request, Response};
@@ -235,12 +235,28 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
             });
         }
     }
+    // This node's web server configs: a file root reads that an account may change is
+    // root-equivalent (issue 20), CRITICAL until `certherd doctor`'s fix is applied.
+    let exposed: Vec<Exposed> =
+        crate::webconf::exposed_here(&[&config.reload.test, &config.reload.reload])
+            .into_iter()
+            .map(|(server, e)| Exposed {
+                node: config.node_name(),
+                server: server.name().to_owned(),
+                file: e.file.display().to_string(),
+                reason: e.describe(server),
+            })
+            .collect();
+    if !exposed.is_empty() {
+        overall = overall.worst(State::Critical);
+    }
     Ok(Report {
         from: config.node_name(),
         checked_at: now,
         state: overall,
         rows,
         unknown,
+        exposed,
     })
 }
 

@@ -123,6 +123,19 @@ fn problems(report: &Report, limits: Limits) -> Vec<Problem> {
             });
         }
     }
+    // A config root reads that an account may change: root-equivalent, whatever the rows say.
+    for x in &report.exposed {
+        out.push(Problem {
+            state: State::Critical,
+            subject: clean(&x.node),
+            short: format!(
+                "{} {} config writable by an account",
+                clean(&x.node),
+                clean(&x.server)
+            ),
+            detail: format!("{} (fix: certherd doctor)", clean(&x.reason)),
+        });
+    }
     let rank = |s: State| match s {
         State::Critical => 0,
         State::Unknown => 1,
@@ -308,6 +321,7 @@ mod tests {
             state,
             rows,
             unknown: Vec::new(),
+            exposed: Vec::new(),
         }
     }
 

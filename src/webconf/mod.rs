@@ -135,8 +135,9 @@ pub struct Exposure {
     pub role: Role,
     /// Each way it may be changed: `owned by certherd (uid 998)`, `/etc/letsencrypt: owned by …`.
     pub reasons: Vec<String>,
-    /// A directory above it is writable (moving the file out is the fix), not only the file.
-    pub in_writable_dir: bool,
+    /// The directories above it (as shown) a non-root account may write: moving the file out
+    /// is the fix. Empty when only the file itself is the problem.
+    pub writable_dirs: Vec<PathBuf>,
     /// Every directive that names it.
     pub named_by: Vec<Reference>,
 }
@@ -315,7 +316,11 @@ impl Walk<'_> {
                     file: file.to_owned(),
                     role,
                     reasons,
-                    in_writable_dir: found.iter().any(|w| w.is_dir && w.path != real),
+                    writable_dirs: found
+                        .iter()
+                        .filter(|w| w.is_dir && w.path != real)
+                        .map(|w| self.s.shown(&w.path))
+                        .collect(),
                     named_by: Vec::new(),
                 });
                 self.scan.exposed.len() - 1
@@ -459,6 +464,50 @@ impl Walk<'_> {
             self.visit(&m, depth + 1, by.cloned(), true);
         }
     }
+}
+
+impl Exposure {
+    /// One line for a report: what root reads, where it is named, and who may change it.
+    pub fn describe(&self, server: Server) -> String {
+        let what = match self.role {
+            Role::Main => "its main config",
+            Role::Included => "as configuration",
+            Role::Loaded => "as a module or key material",
+            Role::Listed => "every file a glob or missing include finds in",
+        };
+        let named: Vec<String> = self
+            .named_by
+            .iter()
+            .take(5)
+            .map(|r| format!("{}:{}", r.file.display(), r.line))
+            .collect();
+        let named = match (named.len(), self.named_by.len()) {
+            (0, _) => String::new(),
+            (n, total) if total > n => {
+                format!(" (named in {} and {} more)", named.join(", "), total - n)
+            }
+            _ => format!(" (named in {})", named.join(", ")),
+        };
+        format!(
+            "root's {} reads {what} {}{named}, which a non-root account may change: {}",
+            server.name(),
+            self.file.display(),
+            self.reasons.join("; ")
+        )
+    }
+}
+
+/// Every exposure of this node's web server configs (`/`, root): the main configs of the
+/// `[reload]` commands, else the installed defaults.
+pub fn exposed_here(argvs: &[&[String]]) -> Vec<(Server, Exposure)> {
+    Scanner::system()
+        .scan_all(argvs)
+        .into_iter()
+        .flat_map(|scan| {
+            let server = scan.server;
+            scan.exposed.into_iter().map(move |e| (server, e))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -147,7 +147,11 @@ fn a_file_in_an_account_writable_directory_is_exposed_with_its_includers() {
     );
     let e = &scan.exposed[0];
     assert_eq!(e.role, Role::Included);
-    assert!(e.in_writable_dir);
+    assert_eq!(e.writable_dirs, [PathBuf::from("/etc/letsencrypt")]);
+    assert_eq!(
+        e.describe(Server::Nginx),
+        "root's nginx reads as configuration /etc/letsencrypt/options-ssl-nginx.conf (named in /etc/nginx/sites-enabled/a:2, /etc/nginx/sites-enabled/b:2), which a non-root account may change: /etc/letsencrypt: writable by every account (mode 0777)"
+    );
     assert_eq!(
         e.reasons,
         ["/etc/letsencrypt: writable by every account (mode 0777)"]
@@ -173,8 +177,8 @@ fn a_file_in_an_account_writable_directory_is_exposed_with_its_includers() {
     assert_eq!(scan.exposed.len(), 1, "{:?}", scan.exposed);
     let e = &scan.exposed[0];
     assert_eq!(e.file, Path::new("/etc/nginx/sites-enabled/b"));
-    assert!(!e.in_writable_dir && e.reasons[0].starts_with("writable by group"));
-    assert_eq!(e.named_by[0].literal, false, "named by a glob");
+    assert!(e.writable_dirs.is_empty() && e.reasons[0].starts_with("writable by group"));
+    assert!(!e.named_by[0].literal, "named by a glob");
 
     // The main config itself, and a glob's directory anyone may add files to.
     t.chmod("/etc/nginx/sites-enabled/b", 0o644);
