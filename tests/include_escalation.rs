@@ -312,6 +312,31 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
         "root loaded the account's library after the move: {:?}",
         recorded(&record)
     );
+
+    // A peer's own exposure reaches the primary's status through its agent's answer.
+    let options2 = bed.letsencrypt_dir(2).join("options-ssl-nginx.conf");
+    std::fs::write(&options2, CERTBOT_OPTIONS).unwrap();
+    bed.chown_to_agent(&options2).unwrap();
+    let tls2 = bed.nginx_tls_conf(2);
+    let server2 = std::fs::read_to_string(&tls2).unwrap();
+    std::fs::write(
+        &tls2,
+        server2.replacen(
+            "  location /",
+            &format!("  include {};\n  location /", options2.display()),
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, json) = status_json(&bed);
+    assert_eq!(code, Some(2), "{json}");
+    let exposed = json["exposed"].as_array().unwrap();
+    assert!(
+        exposed.len() == 1
+            && exposed[0]["node"] == "node2"
+            && exposed[0]["file"] == options2.to_string_lossy().as_ref(),
+        "{json}"
+    );
 }
 
 fn stdout_of(o: &std::process::Output) -> String {
