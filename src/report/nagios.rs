@@ -128,12 +128,13 @@ fn problems(report: &Report, limits: Limits) -> Vec<Problem> {
         out.push(Problem {
             state: State::Critical,
             subject: clean(&x.node),
-            short: format!(
-                "{} {} config writable by an account",
-                clean(&x.node),
-                clean(&x.server)
+            short: format!("{} account-writable {}", clean(&x.node), clean(&x.file)),
+            detail: format!(
+                "root's {} reads {}, which a non-root account may change (fix: certherd doctor); {}",
+                clean(&x.server),
+                clean(&x.file),
+                clean(&x.reason)
             ),
-            detail: format!("{} (fix: certherd doctor)", clean(&x.reason)),
         });
     }
     let rank = |s: State| match s {

@@ -473,7 +473,7 @@ impl Exposure {
             Role::Main => "its main config",
             Role::Included => "as configuration",
             Role::Loaded => "as a module or key material",
-            Role::Listed => "every file a glob or missing include finds in",
+            Role::Listed => "as configuration whatever appears at",
         };
         let named: Vec<String> = self
             .named_by

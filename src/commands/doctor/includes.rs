@@ -37,8 +37,12 @@ fn findings(scan: &Scan, test: &[String]) -> Vec<Finding> {
             what: format!("{} {}", server.name(), e.file.display()),
             verdict: Verdict::Fail(
                 format!(
-                    "{}; a line in it (nginx: `ssl_certificate_key engine:…`, Apache: a piped log) runs that account's code as root at the next config test or reload",
-                    e.describe(server)
+                    "{}; {}",
+                    e.describe(server),
+                    match e.role {
+                        Role::Loaded => "root loads what the account puts there at the next config test or reload",
+                        _ => "a line in it (nginx: `ssl_certificate_key engine:…`, Apache: a piped log) runs that account's code as root at the next config test or reload",
+                    }
                 ),
                 fix(server, e, test),
             ),
@@ -112,9 +116,12 @@ fn fix(server: Server, e: &Exposure, test: &[String]) -> String {
                     includers.push(&r.file);
                 }
             }
-            let check = format!(
-                "read {file} first: it may already hold a line you did not write (an `engine:` key, a `load_module`, a piped log `|`)"
-            );
+            let check = match e.role {
+                Role::Loaded => format!("check {file} first: it must be the file you expect"),
+                _ => format!(
+                    "read {file} first: it may already hold a line you did not write (an `engine:` key, a `load_module`, a piped log `|`)"
+                ),
+            };
             if plain(&e.file) && plain(&dest) && includers.iter().all(|p| plain(p)) {
                 format!(
                     "{check}; then move it where only root writes and point the include lines there: install -o root -g root -m 0644 {file} {}/ && sed -i 's#{file}#{}#' {} && {retest}",
