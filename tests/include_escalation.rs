@@ -343,46 +343,155 @@ fn stdout_of(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Apache: certbot's `options-ssl-apache.conf` in the account's letsencrypt dir, included by a
-/// site the way `certbot --apache` writes it, with a piped `CustomLog` the account added:
-/// doctor FAILs naming it from the `[reload]` command's `-d`/`-f`, without running Apache; the
-/// checklist's move (its Apache lines) clears it.
+/// What the bed's Apache includes as certbot's `options-ssl-apache.conf`: the real file is
+/// mod_ssl settings, which need a certificate this Apache has no use for; the include is what
+/// matters.
+const CERTBOT_APACHE_OPTIONS: &str =
+    "# certbot's options-ssl-apache.conf (its mod_ssl lines left out)\nServerSignature Off\n";
+
+/// Debian's apache2 package's own config tree, copied (root's) into `dir` as a ServerRoot,
+/// listening only on `ip:8081`; started and stopped as root by its PID file (never by name).
+struct Apache {
+    dir: PathBuf,
+}
+
+impl Apache {
+    fn debian(dir: &Path, ip: std::net::Ipv4Addr) -> Apache {
+        let out = Command::new("cp")
+            .args(["-a", "/etc/apache2"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "Debian's apache2 package is not installed (scripts/setup-debian.sh): {}",
+            text(&out)
+        );
+        std::fs::remove_file(dir.join("sites-enabled/000-default.conf")).unwrap();
+        std::fs::write(dir.join("ports.conf"), format!("Listen {ip}:8081\n")).unwrap();
+        for d in ["run", "lock", "log"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        Apache {
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("run/apache2.pid")
+    }
+
+    /// `apache2 -k start` as root (what `systemctl start apache2` does), waiting for its PID file.
+    fn start(&self) {
+        let d = &self.dir;
+        let out = Command::new("/usr/sbin/apache2")
+            .arg("-d")
+            .arg(d)
+            .arg("-f")
+            .arg(d.join("apache2.conf"))
+            .args(["-k", "start"])
+            .env("APACHE_RUN_USER", "www-data")
+            .env("APACHE_RUN_GROUP", "www-data")
+            .env("APACHE_PID_FILE", self.pid_file())
+            .env("APACHE_RUN_DIR", d.join("run"))
+            .env("APACHE_LOCK_DIR", d.join("lock"))
+            .env("APACHE_LOG_DIR", d.join("log"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "apache2 -k start: {}", text(&out));
+        assert!(
+            wait_until(std::time::Duration::from_secs(10), || self.pid().is_some()),
+            "apache2 wrote no PID file"
+        );
+    }
+
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// SIGTERM to the PID it wrote (its children, the piped loggers among them, go with it);
+    /// bounded wait.
+    fn stop(&self) {
+        if let Some(pid) = self.pid() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            wait_until(std::time::Duration::from_secs(10), || {
+                nix::sys::signal::kill(pid, None).is_err()
+            });
+            let _ = std::fs::remove_file(self.pid_file());
+        }
+    }
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Apache: Debian's own config tree with a site shaped the way `certbot --apache` writes it
+/// (`Include /etc/letsencrypt/options-ssl-apache.conf` in the TLS virtual host), the options
+/// file in the account's letsencrypt dir, and a piped `CustomLog` the account added (a script
+/// of its own that records its uid). doctor FAILs naming the file from the `[reload]` command's
+/// `-d`/`-f`, without running Apache; Apache started as root runs the logger as root (the
+/// attack is real); after the checklist's move (its Apache lines) doctor is clean and Apache,
+/// started again, never runs the account's logger as root.
 #[test]
 fn an_account_writable_apache_include_is_named_and_the_checklist_move_ends_it() {
     let bed = bed(1, false);
     let le = bed.letsencrypt_dir(1);
-    let apache = bed.root().join("apache2");
-    for d in ["sites-enabled", "conf-available", "mods-enabled"] {
-        std::fs::create_dir_all(apache.join(d)).unwrap();
-    }
-    std::fs::write(
-        apache.join("apache2.conf"),
-        "# Debian's shape\nIncludeOptional mods-enabled/*.load\nIncludeOptional sites-enabled/*.conf\n",
-    )
-    .unwrap();
-    let site = apache.join("sites-enabled/site-le-ssl.conf");
+    let dir = bed.root().join("apache2");
+    let apache = Apache::debian(&dir, bed.ip(1));
+    let site = dir.join("sites-enabled/site-le-ssl.conf");
     let options = le.join("options-ssl-apache.conf");
     std::fs::write(
         &site,
         format!(
-            "<IfModule mod_ssl.c>\n<VirtualHost *:443>\n  ServerName site.test\n  Include {}\n</VirtualHost>\n</IfModule>\n",
+            "<VirtualHost {}:8081>\n  ServerName site.test\n  Include {}\n</VirtualHost>\n",
+            bed.ip(1),
             options.display()
         ),
     )
     .unwrap();
-    std::fs::write(&options, "SSLEngine on\nSSLProtocol all -SSLv2 -SSLv3\n").unwrap();
+    std::fs::write(&options, CERTBOT_APACHE_OPTIONS).unwrap();
     bed.chown_to_agent(&options).unwrap();
-    let out = as_agent(
-        &bed,
-        &format!(
-            "echo 'CustomLog \"|/bin/sh -c id\" combined' >> {}",
-            options.display()
+
+    // The account's logger records the uid it runs as, then reads the log until Apache stops.
+    let record_dir = bed.root().join("record");
+    std::fs::create_dir(&record_dir).unwrap();
+    std::fs::set_permissions(&record_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let record = record_dir.join("uids");
+    let logger = record_dir.join("logger.sh");
+    std::fs::write(
+        &logger,
+        format!(
+            "#!/bin/sh\nid -u >> {}\nexec cat > /dev/null\n",
+            record.display()
         ),
-    );
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bed.chown_to_agent(&logger).unwrap();
+    let append = |file: &Path| {
+        as_agent(
+            &bed,
+            &format!(
+                "echo 'CustomLog \"|{}\" combined' >> {}",
+                logger.display(),
+                file.display()
+            ),
+        )
+    };
+    let out = append(&options);
     assert!(out.status.success(), "{}", text(&out));
+
     let reload = format!(
         "[reload]\ntest = [\"sudo\", \"-n\", \"/usr/sbin/apache2ctl\", \"-d\", \"{d}\", \"-f\", \"{d}/apache2.conf\", \"-t\"]\nreload = [\"true\"]\n",
-        d = apache.display()
+        d = dir.display()
     );
     let config = bed.config_path(1);
     let text_before = std::fs::read_to_string(&config).unwrap();
@@ -396,6 +505,7 @@ fn an_account_writable_apache_include_is_named_and_the_checklist_move_ends_it() 
     )
     .unwrap();
 
+    // doctor names the file, with the move as the fix, and runs nothing.
     let (code, report) = doctor(&bed);
     assert_eq!(code, Some(1), "{report}");
     let (line, fix) = failure(&report, &format!("apache {}", options.display()))
@@ -410,10 +520,28 @@ fn an_account_writable_apache_include_is_named_and_the_checklist_move_ends_it() 
         )),
         "{fix}"
     );
+    assert_eq!(
+        recorded(&record),
+        Vec::<String>::new(),
+        "doctor ran the logger"
+    );
 
-    // The admin restores certbot's content (doctor's fix says to read it first), then moves it.
-    std::fs::write(&options, "SSLEngine on\nSSLProtocol all -SSLv2 -SSLv3\n").unwrap();
-    let script = checklist_move(&le, &bed.root().join("no-nginx"), &apache);
+    // The attack is real: Apache started as root runs the account's logger as root.
+    apache.start();
+    let root_ran = wait_until(std::time::Duration::from_secs(10), || {
+        recorded(&record).contains(&"0".to_owned())
+    });
+    apache.stop();
+    assert!(
+        root_ran,
+        "the piped log did not run as root ({:?}): the test proves nothing",
+        recorded(&record)
+    );
+
+    // The admin restores certbot's content (doctor's fix says to read it first), then runs the
+    // checklist's move; the account adds its logger again where it still can.
+    std::fs::write(&options, CERTBOT_APACHE_OPTIONS).unwrap();
+    let script = checklist_move(&le, &bed.root().join("no-nginx"), &dir);
     let out = Command::new("/bin/sh")
         .arg("-ec")
         .arg(&script)
@@ -424,15 +552,44 @@ fn an_account_writable_apache_include_is_named_and_the_checklist_move_ends_it() 
         "the checklist's move failed:\n{script}\n{}",
         text(&out)
     );
+    let copy = dir.join("conf-available/options-ssl-apache.conf");
+    assert!(std::fs::read_to_string(&site)
+        .unwrap()
+        .contains(&format!("Include {}", copy.display())));
+    assert_eq!(std::fs::metadata(&copy).unwrap().uid(), 0);
+    std::fs::remove_file(&record).unwrap();
+    assert!(append(&options).status.success());
+    assert!(
+        !append(&copy).status.success(),
+        "the account wrote the root-owned copy"
+    );
+
     let (_, report) = doctor(&bed);
     assert!(
         failure(&report, "options-ssl-apache.conf").is_none(),
         "doctor still fails after the move:\n{report}"
     );
-    assert!(std::fs::read_to_string(&site).unwrap().contains(
-        &apache
-            .join("conf-available/options-ssl-apache.conf")
-            .to_string_lossy()
-            .into_owned()
-    ));
+    let main = dir.join("apache2.conf").to_string_lossy().into_owned();
+    assert!(
+        report.lines().any(|l| l.starts_with("ok    apache ")
+            && l.contains(&main)
+            && l.contains("none writable by a non-root account")),
+        "{report}"
+    );
+    // Apache as root again, serving (so its config, loggers included, was read): no root logger.
+    apache.start();
+    let answered = wait_until(std::time::Duration::from_secs(10), || {
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{}:8081/", bed.ip(1)))
+            .output()
+            .is_ok_and(|o| o.stdout.len() == 3 && o.stdout != b"000")
+    });
+    apache.stop();
+    assert!(answered, "Apache did not answer after the move");
+    assert!(
+        !recorded(&record).contains(&"0".to_owned()),
+        "root ran the account's logger after the move: {:?}",
+        recorded(&record)
+    );
 }
