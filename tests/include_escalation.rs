@@ -14,8 +14,9 @@
 //! rewritten), the account appends the line again, doctor is clean, deploys run their `nginx -t`
 //! and reload, and the record never shows uid 0.
 //!
-//! A second test does the same for Apache's `options-ssl-apache.conf` with a piped `CustomLog`,
-//! as far as doctor goes: the config files are written by the test (doctor never runs Apache).
+//! A second test does the same for Apache (Debian's apache2 package and its own config tree):
+//! `options-ssl-apache.conf` with a piped `CustomLog` the account added runs the account's
+//! program as root when Apache starts, until the checklist's move.
 //!
 //! Proves Guarantee 10 of docs/GUARANTEES.md (an agent bug never becomes root).
 
