@@ -168,10 +168,10 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
     assert!(line.contains(bed.agent_user()), "names the owner: {line}");
     assert!(
         fix.contains(&format!(
-            "install -o root -g root -m 0644 {} /etc/nginx/snippets/ && sed -i 's#{}#/etc/nginx/snippets/options-ssl-nginx.conf#' {}",
-            options.display(),
-            options.display(),
-            tls.display()
+            "install -d -o root -g root -m 0755 {s} && install -o root -g root -m 0644 {o} {s}/ && sed -i 's#{o}#{s}/options-ssl-nginx.conf#' {t}",
+            s = nginx_dir.join("snippets").display(),
+            o = options.display(),
+            t = tls.display()
         )),
         "{fix}"
     );
@@ -514,10 +514,10 @@ fn an_account_writable_apache_include_is_named_and_the_checklist_move_ends_it() 
     assert!(line.contains(bed.agent_user()), "{line}");
     assert!(
         fix.contains(&format!(
-            "install -o root -g root -m 0644 {} /etc/apache2/conf-available/ && sed -i 's#{}#/etc/apache2/conf-available/options-ssl-apache.conf#' {}",
-            options.display(),
-            options.display(),
-            site.display()
+            "install -d -o root -g root -m 0755 {c} && install -o root -g root -m 0644 {o} {c}/ && sed -i 's#{o}#{c}/options-ssl-apache.conf#' {s}",
+            c = dir.join("conf-available").display(),
+            o = options.display(),
+            s = site.display()
         )),
         "{fix}"
     );

@@ -7,7 +7,7 @@
 //! include it — certbot's `options-ssl-nginx.conf` and `ssl-dhparams.pem` in the letsencrypt
 //! dir, which the agent's account owns, are the usual ones.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::local::{Finding, System, Verdict};
 use crate::config::Config;
@@ -44,7 +44,7 @@ fn findings(scan: &Scan, test: &[String]) -> Vec<Finding> {
                         _ => "a line in it (nginx: `ssl_certificate_key engine:…`, Apache: a piped log) runs that account's code as root at the next config test or reload",
                     }
                 ),
-                fix(server, e, test),
+                fix(server, &scan.main, e, test),
             ),
         })
         .collect();
@@ -75,12 +75,14 @@ fn findings(scan: &Scan, test: &[String]) -> Vec<Finding> {
     out
 }
 
-/// Where a file moves to: a directory root owns that the server's package ships.
-fn snippets(server: Server) -> &'static str {
-    match server {
-        Server::Nginx => "/etc/nginx/snippets",
-        Server::Apache => "/etc/apache2/conf-available",
-    }
+/// Where a file moves to: the directory beside the main config that Debian's package ships
+/// root-owned for it (`/etc/nginx/snippets`, `/etc/apache2/conf-available`).
+fn snippets(server: Server, main: &Path) -> PathBuf {
+    let dir = main.parent().unwrap_or(Path::new("/"));
+    dir.join(match server {
+        Server::Nginx => "snippets",
+        Server::Apache => "conf-available",
+    })
 }
 
 /// A path a shell and a `sed s#…#…#` take as it is.
@@ -93,7 +95,7 @@ fn plain(p: &Path) -> bool {
 }
 
 /// The exact fix for one exposed file.
-fn fix(server: Server, e: &Exposure, test: &[String]) -> String {
+fn fix(server: Server, main: &Path, e: &Exposure, test: &[String]) -> String {
     let file = e.file.display();
     let retest = match server {
         Server::Nginx if !test.is_empty() => test.join(" "),
@@ -109,7 +111,8 @@ fn fix(server: Server, e: &Exposure, test: &[String]) -> String {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let dest = Path::new(snippets(server)).join(&name);
+            let dir = snippets(server, main);
+            let dest = dir.join(&name);
             let mut includers: Vec<&Path> = Vec::new();
             for r in &e.named_by {
                 if !includers.contains(&r.file.as_path()) {
@@ -124,8 +127,8 @@ fn fix(server: Server, e: &Exposure, test: &[String]) -> String {
             };
             if plain(&e.file) && plain(&dest) && includers.iter().all(|p| plain(p)) {
                 format!(
-                    "{check}; then move it where only root writes and point the include lines there: install -o root -g root -m 0644 {file} {}/ && sed -i 's#{file}#{}#' {} && {retest}",
-                    snippets(server),
+                    "{check}; then move it where only root writes and point the include lines there: install -d -o root -g root -m 0755 {0} && install -o root -g root -m 0644 {file} {0}/ && sed -i 's#{file}#{1}#' {2} && {retest}",
+                    dir.display(),
                     dest.display(),
                     includers
                         .iter()
@@ -161,7 +164,6 @@ fn fix(server: Server, e: &Exposure, test: &[String]) -> String {
 mod tests {
     use super::*;
     use crate::webconf::Reference;
-    use std::path::PathBuf;
 
     fn exposure(file: &str, role: Role, dirs: &[&str], by: &[(&str, bool)]) -> Exposure {
         Exposure {
@@ -203,7 +205,7 @@ mod tests {
                 ("/etc/nginx/sites-enabled/a", true),
             ],
         );
-        let f = fix(Server::Nginx, &e, &test);
+        let f = fix(Server::Nginx, Path::new("/etc/nginx/nginx.conf"), &e, &test);
         assert!(f.contains(
             "install -o root -g root -m 0644 /etc/letsencrypt/options-ssl-nginx.conf /etc/nginx/snippets/ && sed -i 's#/etc/letsencrypt/options-ssl-nginx.conf#/etc/nginx/snippets/options-ssl-nginx.conf#' /etc/nginx/sites-enabled/a /etc/nginx/sites-enabled/b && sudo -n /usr/sbin/nginx -t -q -c /etc/nginx/nginx.conf"
         ), "{f}");
@@ -213,22 +215,24 @@ mod tests {
             &["/etc/letsencrypt"],
             &[("/etc/apache2/sites-enabled/x-le-ssl.conf", true)],
         );
-        assert!(fix(Server::Apache, &e, &[]).contains("/etc/apache2/conf-available/ && sed -i 's#/etc/letsencrypt/options-ssl-apache.conf#/etc/apache2/conf-available/options-ssl-apache.conf#' /etc/apache2/sites-enabled/x-le-ssl.conf && apache2ctl configtest"));
+        assert!(fix(Server::Apache, Path::new("/etc/apache2/apache2.conf"), &e, &[]).contains("/etc/apache2/conf-available/ && sed -i 's#/etc/letsencrypt/options-ssl-apache.conf#/etc/apache2/conf-available/options-ssl-apache.conf#' /etc/apache2/sites-enabled/x-le-ssl.conf && apache2ctl configtest"));
     }
 
     #[test]
     fn other_exposures_get_root_ownership_or_a_move() {
         let e = exposure("/etc/nginx/nginx.conf", Role::Main, &[], &[]);
-        assert!(fix(Server::Nginx, &e, &[]).starts_with(
-            "chown root:root /etc/nginx/nginx.conf && chmod go-w /etc/nginx/nginx.conf"
-        ));
+        assert!(
+            fix(Server::Nginx, Path::new("/etc/nginx/nginx.conf"), &e, &[]).starts_with(
+                "chown root:root /etc/nginx/nginx.conf && chmod go-w /etc/nginx/nginx.conf"
+            )
+        );
         let e = exposure(
             "/srv/conf/a.conf",
             Role::Included,
             &["/srv/conf"],
             &[("/etc/nginx/nginx.conf", false)],
         );
-        let f = fix(Server::Nginx, &e, &[]);
+        let f = fix(Server::Nginx, Path::new("/etc/nginx/nginx.conf"), &e, &[]);
         assert!(
             f.contains("chown root:root /srv/conf && chmod go-w /srv/conf"),
             "{f}"
@@ -239,6 +243,9 @@ mod tests {
             &["/srv/my conf"],
             &[("/etc/nginx/nginx.conf", true)],
         );
-        assert!(fix(Server::Nginx, &e, &[]).contains("copy it to /etc/nginx/snippets/a.conf"));
+        assert!(
+            fix(Server::Nginx, Path::new("/etc/nginx/nginx.conf"), &e, &[])
+                .contains("copy it to /etc/nginx/snippets/a.conf")
+        );
     }
 }
