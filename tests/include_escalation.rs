@@ -12,7 +12,9 @@
 //! `nginx -t` through the account's sudo line records uid 0). After the README checklist's move
 //! (its own lines, read from README.md: a root-owned copy in nginx's `snippets/`, the include
 //! rewritten), the account appends the line again, doctor is clean, deploys run their `nginx -t`
-//! and reload, and the record never shows uid 0.
+//! and reload, and the record never shows uid 0. Last, a peer's own exposure reaches the
+//! primary's `status` through its agent's answer, and the peer's doctor's fix, run exactly as
+//! printed, clears it.
 //!
 //! A second test does the same for Apache (Debian's apache2 package and its own config tree):
 //! `options-ssl-apache.conf` with a piped `CustomLog` the account added runs the account's
@@ -338,6 +340,29 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
             && exposed[0]["file"] == options2.to_string_lossy().as_ref(),
         "{json}"
     );
+
+    // doctor's fix, run exactly as node 2's doctor prints it, ends that too.
+    let out = bed.certherd(2, &["doctor"]).output().unwrap();
+    let report = text(&out);
+    let (_, fix) = failure(&report, &format!("nginx {}", options2.display()))
+        .unwrap_or_else(|| panic!("node 2's doctor does not name it:\n{report}"));
+    let command = fix
+        .split("point the include lines there: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in the fix: {fix}"));
+    let out = Command::new("/bin/sh")
+        .arg("-ec")
+        .arg(command)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "doctor's fix failed: {command}\n{}",
+        text(&out)
+    );
+    let (code, json) = status_json(&bed);
+    assert_eq!(json["exposed"], serde_json::json!([]), "{json}");
+    assert_ne!(code, Some(2), "{json}");
 }
 
 fn stdout_of(o: &std::process::Output) -> String {
