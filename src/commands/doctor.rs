@@ -1,8 +1,9 @@
 //! `certherd doctor [-d DOMAIN…]`: explains what is misconfigured. Checks the config, this node
 //! itself ([`local`]: identity, known_hosts, directories, sudo for `[reload]`, Debian's certbot
-//! timer; [`includes`]: no web server config root reads is writable by a non-root account), SSH and the agent on every peer, then — for each domain — puts a throwaway token on every node, fetches it
-//! through every node as the CA would, and removes it. Every failure comes with its likely cause
-//! and the fix.
+//! timer; [`includes`]: no web server config root reads is writable by a non-root account), SSH
+//! and the agent on every peer, then — for each domain — puts a throwaway token on every node,
+//! fetches it through every node as the CA would, and removes it. Every failure comes with its
+//! likely cause and the fix.
 
 use crate::check::{self, CheckFailure, Expectation, NoAnswer};
 use crate::config::Config;
