@@ -18,7 +18,8 @@ fi
 
 PACKAGES=(
     certbot pebble nginx openssh-server openssh-client influxdb rsync openssl prometheus iproute2
-    keepalived haproxy sudo ca-certificates curl git python3-cryptography python3-venv build-essential pkg-config lintian man-db
+    keepalived haproxy sudo ca-certificates curl git python3-cryptography python3-venv
+    build-essential pkg-config lintian man-db apache2
 )
 
 # Keep maintainer scripts from starting services: a policy-rc.d that denies everything, unless

@@ -14,10 +14,10 @@ use crate::fleet;
 use crate::lineage::Layout;
 use crate::names::LineageName;
 use crate::report::expiry::{left, Threshold};
-use crate::report::status::{render, Format, Report, Row, State, Unknown};
+use crate::report::status::{render, Exposed, Format, Report, Row, State, Unknown};
 use crate::served::{self, Served, Versions};
 use crate::ssh::PeerError;
-use crate::wire::{LineageStatus, Request, Response};
+use crate::wire::{ConfigExposure, LineageStatus, Request, Response};
 
 /// Why a node's lineages are unknown.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +116,14 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
     let local = local_result.as_ref().cloned().unwrap_or_default();
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let outcomes = fleet::run(&config.ssh, &peers, &[Request::Status {}]).await;
+    let mut peer_exposed = Vec::new();
+    for o in &outcomes {
+        if let Ok(r) = &o.result {
+            if let Some(Response::Status { exposed, .. }) = r.last() {
+                peer_exposed.extend(peer_exposures(&o.peer.name, exposed));
+            }
+        }
+    }
 
     let nodes = this_then_peers(
         config,
@@ -124,7 +132,7 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
         outcomes,
         |_, result| match result {
             Ok(r) => match r.last() {
-                Some(Response::Status { lineages }) => Ok(lineages.clone()),
+                Some(Response::Status { lineages, .. }) => Ok(lineages.clone()),
                 other => Err(Unasked::UnexpectedAnswer(format!("{other:?}"))),
             },
             Err(e) => Err(Unasked::from(e)),
@@ -231,12 +239,29 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
             });
         }
     }
+    // This node's web server configs: a file root reads that an account may change is
+    // root-equivalent (issue 20), CRITICAL until `certherd doctor`'s fix is applied.
+    let mut exposed: Vec<Exposed> =
+        crate::webconf::exposed_here(&[&config.reload.test, &config.reload.reload])
+            .into_iter()
+            .map(|(server, e)| Exposed {
+                node: config.node_name(),
+                server: server.name().to_owned(),
+                file: e.file.display().to_string(),
+                reason: e.describe(server),
+            })
+            .collect();
+    exposed.extend(peer_exposed);
+    if !exposed.is_empty() {
+        overall = overall.worst(State::Critical);
+    }
     Ok(Report {
         from: config.node_name(),
         checked_at: now,
         state: overall,
         rows,
         unknown,
+        exposed,
     })
 }
 
@@ -301,6 +326,25 @@ fn judge(row: &mut Row, options: &Options, now: i64) {
     };
 }
 
+/// What a peer's agent says about its own web server config: outside text, so at most
+/// [`ConfigExposure::MAX`] entries, each field on one escaped, bounded line, and a server name
+/// only from the known ones.
+fn peer_exposures(node: &str, exposed: &[ConfigExposure]) -> Vec<Exposed> {
+    exposed
+        .iter()
+        .take(ConfigExposure::MAX)
+        .map(|x| Exposed {
+            node: node.to_owned(),
+            server: match x.server.as_str() {
+                "nginx" | "apache" => x.server.clone(),
+                _ => "web server".to_owned(),
+            },
+            file: crate::text::one_line(&x.file, 400),
+            reason: crate::text::one_line(&x.reason, 600),
+        })
+        .collect()
+}
+
 /// Whether `node` should hold `lineage`: this node holds every lineage (its files are the
 /// reference); a peer only those its `[[peers]] lineages` list admits, so a lineage it is never
 /// sent is neither drift nor UNKNOWN there.
@@ -327,4 +371,26 @@ fn check_plan(layout: &Layout, status: &LineageStatus) -> (Option<String>, Versi
         status.fingerprint.as_deref().unwrap_or(""),
     );
     (name, versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer's answer is hostile input: bounded in count, one escaped line per field, a server
+    /// name only from the known ones.
+    #[test]
+    fn peer_exposures_are_bounded_and_escaped() {
+        let hostile = ConfigExposure {
+            server: "nginx\nCERTHERD OK".into(),
+            file: format!("/etc/x\nOK: all fine\u{1b}[2J{}", "y".repeat(10_000)),
+            reason: "r\r\nforged".into(),
+        };
+        let got = peer_exposures("web2", &vec![hostile; 1000]);
+        assert_eq!(got.len(), ConfigExposure::MAX);
+        let x = &got[0];
+        assert_eq!((x.node.as_str(), x.server.as_str()), ("web2", "web server"));
+        assert!(x.file.len() <= 450 && !x.file.contains('\n') && !x.file.contains('\u{1b}'));
+        assert!(!x.reason.contains('\n') && !x.reason.contains('\r'));
+    }
 }

@@ -118,6 +118,20 @@ fn problems(report: &Report) -> Vec<Problem> {
             });
         }
     }
+    // A config root reads that an account may change: root-equivalent, whatever the rows say.
+    for x in &report.exposed {
+        out.push(Problem {
+            state: State::Critical,
+            subject: clean(&x.node),
+            short: format!("{} account-writable {}", clean(&x.node), clean(&x.file)),
+            detail: format!(
+                "root's {} reads {}, which a non-root account may change (fix: certherd doctor); {}",
+                clean(&x.server),
+                clean(&x.file),
+                clean(&x.reason)
+            ),
+        });
+    }
     let rank = |s: State| match s {
         State::Critical => 0,
         State::Unknown => 1,
@@ -318,6 +332,7 @@ mod tests {
             state,
             rows,
             unknown: Vec::new(),
+            exposed: Vec::new(),
         }
     }
 

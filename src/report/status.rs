@@ -119,6 +119,20 @@ pub struct Unknown {
     pub reason: String,
 }
 
+/// A file root's web server reads as configuration (or loads) that a non-root account may
+/// change on a node: root-equivalent, so CRITICAL whatever the certificates say (issue 20).
+#[derive(Debug, Clone, Serialize)]
+pub struct Exposed {
+    /// Node name.
+    pub node: String,
+    /// `nginx` or `apache`.
+    pub server: String,
+    /// The file (or directory) as the server names it.
+    pub file: String,
+    /// What root reads, where it is named and who may change it, on one line.
+    pub reason: String,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -133,6 +147,9 @@ pub struct Report {
     /// Every node that could not be seen, with the reason: printed in every format, so a
     /// monitoring UNKNOWN always says which node and why (also without `-v`).
     pub unknown: Vec<Unknown>,
+    /// Web server config files root reads that a non-root account may change (this node's:
+    /// `certherd doctor` gives the fix). Any of them makes the report CRITICAL.
+    pub exposed: Vec<Exposed>,
 }
 
 impl Report {
@@ -154,6 +171,7 @@ impl Report {
                 node: host,
                 reason: reason.to_owned(),
             }],
+            exposed: Vec::new(),
         }
     }
 }
@@ -241,6 +259,13 @@ fn table(report: &Report) -> String {
             ));
         }
     }
+    for x in &report.exposed {
+        out.push_str(&format!(
+            "CRITICAL {}: {} (fix: certherd doctor)\n",
+            x.node,
+            one_line(&x.reason, 600)
+        ));
+    }
     for u in &report.unknown {
         out.push_str(&format!(
             "UNKNOWN {}: {}\n",
@@ -298,6 +323,16 @@ fn influx(report: &Report) -> String {
             influx_tag(&u.node),
             influx_tag(&report.from),
             influx_string(&one_line(&u.reason, 400))
+        ));
+    }
+    for x in &report.exposed {
+        out.push_str(&format!(
+            "certherd_exposed,node={},server={},from={} state=2i,file=\"{}\",reason=\"{}\" {ns}\n",
+            influx_tag(&x.node),
+            influx_tag(&x.server),
+            influx_tag(&report.from),
+            influx_string(&one_line(&x.file, 400)),
+            influx_string(&one_line(&x.reason, 600))
         ));
     }
     out
@@ -403,6 +438,25 @@ fn prometheus(report: &Report) -> String {
                         "node=\"{}\",reason=\"{}\"",
                         label(&u.node),
                         label(&one_line(&u.reason, 400))
+                    ),
+                    1.0,
+                )
+            })
+            .collect(),
+    );
+    metric(
+        "certherd_config_exposed",
+        "1 for a file root's web server reads as configuration that a non-root account may change (root-equivalent; certherd doctor gives the fix).",
+        report
+            .exposed
+            .iter()
+            .map(|x| {
+                (
+                    format!(
+                        "node=\"{}\",server=\"{}\",file=\"{}\"",
+                        label(&x.node),
+                        label(&x.server),
+                        label(&one_line(&x.file, 400))
                     ),
                     1.0,
                 )

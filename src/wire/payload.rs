@@ -42,6 +42,24 @@ pub struct Installed {
     pub changed: bool,
 }
 
+/// A file of the node's own web server config that root reads and a non-root account may
+/// change (issue 20), as the agent reports it in its `status` answer. Outside text to the
+/// primary: it bounds and escapes every field before printing ([`ConfigExposure::MAX`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigExposure {
+    /// `nginx` or `apache`.
+    pub server: String,
+    /// The file as the server names it.
+    pub file: String,
+    /// What root reads, where it is named and who may change it, on one line.
+    pub reason: String,
+}
+
+impl ConfigExposure {
+    /// Entries an answer may carry; the primary keeps no more than these.
+    pub const MAX: usize = 32;
+}
+
 /// One lineage as installed on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineageStatus {

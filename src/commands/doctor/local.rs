@@ -54,6 +54,11 @@ impl System {
         System { root: root.into() }
     }
 
+    /// The root itself (`/` on a node).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn path(&self, absolute: &str) -> PathBuf {
         self.root.join(absolute.trim_start_matches('/'))
     }
