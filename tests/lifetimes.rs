@@ -94,19 +94,19 @@ fn expiry_is_judged_by_each_certificates_own_lifetime() {
         (Some(1), vec!["warning".into(); 3]),
         "160 h with 30 h left"
     );
-    // 10 hours left: CRITICAL, and the plugin line says hours, not "0d".
-    install(&bed, 3, short, 150 * HOUR);
+    // 9.5 hours left: CRITICAL, and the plugin line says hours, not "0d".
+    install(&bed, 3, short, 150 * HOUR + HOUR / 2);
     assert_eq!(
         judged(&bed, &[], short),
         (Some(2), vec!["critical".into(); 3]),
-        "160 h with 10 h left"
+        "160 h with 9.5 h left"
     );
     let (_, nagios) = status(&bed, "nagios", &[]);
     assert!(
         nagios.contains("CRITICAL: node1/life.test: expires in 9h"),
         "{nagios}"
     );
-    assert!(nagios.contains("'node1/life.test_left'=6.2"), "{nagios}");
+    assert!(nagios.contains("'node1/life.test_left'=5.9"), "{nagios}");
 
     // A 90-day certificate keeps today's behaviour: 20 days left WARNING, 6 days CRITICAL.
     let classic = 90 * DAY;
