@@ -125,6 +125,7 @@ pub fn become_owner_of(dir: &Path) -> Result<Outcome, DropError> {
     // A passwd name never holds a NUL; should it, initgroups fails with EINVAL below.
     let c_name = CString::new(name.as_bytes()).unwrap_or_default();
     nix::unistd::initgroups(&c_name, user.gid).map_err(step(&name, "initgroups"))?;
+    make_account_runtime_dir(&user);
     nix::unistd::setgid(user.gid).map_err(step(&name, "setgid"))?;
     nix::unistd::setuid(user.uid).map_err(step(&name, "setuid"))?;
     let still = DropError::StillPrivileged {
@@ -154,6 +155,37 @@ pub fn become_owner_of(dir: &Path) -> Result<Outcome, DropError> {
         uid,
         gid: user.gid.as_raw(),
     })
+}
+
+/// The account's directory for SSH control sockets that root makes before dropping to it
+/// (`crate::ssh`'s first choice for a non-root account). In `/run`, where only root can create
+/// entries: no other local user can make it first, as anyone can in `/tmp`.
+pub fn account_runtime_dir(uid: u32) -> PathBuf {
+    PathBuf::from(format!("/run/certherd-{uid}"))
+}
+
+/// Creates [`account_runtime_dir`] for `user` (0700, theirs) while still root. Best effort: when
+/// it cannot be made, or something other than a plain directory of root's or theirs is there,
+/// it is left alone and `crate::ssh` passes it over.
+fn make_account_runtime_dir(user: &User) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = account_runtime_dir(user.uid.as_raw());
+    // The promise rests on the parent: root's, and no one else may create entries in it.
+    let parent_is_roots = dir
+        .parent()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.uid() == 0 && m.permissions().mode() & 0o022 == 0);
+    if !parent_is_roots {
+        return;
+    }
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+        return;
+    };
+    if meta.is_dir() && (meta.uid() == 0 || meta.uid() == user.uid.as_raw()) {
+        let _ = std::os::unix::fs::lchown(&dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()));
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
 }
 
 /// The warning `doctor` prints when root owns the letsencrypt dir: certbot and certherd then
