@@ -21,18 +21,15 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{getegid, geteuid, getgid, getuid, Gid, Uid, User};
 
+mod tree;
+
 /// Why certherd could not become the letsencrypt dir's owner; it then stops before doing
 /// anything (exit 1), since going on as root is exactly what must not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum DropError {
-    /// The letsencrypt dir could not be examined.
-    #[error("cannot examine the letsencrypt dir {path}: {source}")]
-    Stat {
-        /// The letsencrypt dir.
-        path: PathBuf,
-        /// What the system said.
-        source: std::io::Error,
-    },
+    /// The tree is split between accounts, or root's parts are writable by others.
+    #[error(transparent)]
+    Tree(#[from] tree::TreeError),
     /// The owner's uid has no account (no passwd entry): nothing to switch to.
     #[error("the letsencrypt dir {path} belongs to uid {uid}, which has no account: expected the agent's account (chown -R certherd:certherd {path})")]
     NoAccount {
@@ -84,29 +81,26 @@ pub enum Outcome {
         uid: u32,
         /// Its primary gid.
         gid: u32,
+        /// The first path of the tree it owns (the letsencrypt dir itself when it owns that).
+        owns: PathBuf,
     },
 }
 
-/// When running as root and `dir` belongs to another account, becomes that account for good:
+/// When running as root and any part of the tree certbot reads in `dir` belongs to another
+/// account (`tree`: the top level, `renewal/`, `renewal-hooks/`, `accounts/`, `archive/`,
+/// `live/`), becomes that account for good; refuses a tree split between two accounts or with
+/// root's parts writable by others:
 /// supplementary groups, gid and uid, with `HOME`, `USER` and `LOGNAME` set to the account's
 /// and root's `XDG_RUNTIME_DIR` removed. Call it before any thread starts.
 pub fn become_owner_of(dir: &Path) -> Result<Outcome, DropError> {
     if !geteuid().is_root() {
         return Ok(Outcome::NotRoot);
     }
-    let uid = match std::fs::metadata(dir) {
-        Ok(m) => m.uid(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Missing),
-        Err(source) => {
-            return Err(DropError::Stat {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
+    let (uid, owns) = match tree::decide(dir)? {
+        tree::Decision::Missing => return Ok(Outcome::Missing),
+        tree::Decision::Root => return Ok(Outcome::RootOwned),
+        tree::Decision::Account { uid, path } => (uid, path),
     };
-    if uid == 0 {
-        return Ok(Outcome::RootOwned);
-    }
     let step = |account: &str, step: &'static str| {
         let account = account.to_owned();
         move |source| DropError::Step {
@@ -154,6 +148,7 @@ pub fn become_owner_of(dir: &Path) -> Result<Outcome, DropError> {
         account: name,
         uid,
         gid: user.gid.as_raw(),
+        owns,
     })
 }
 
@@ -191,8 +186,8 @@ fn make_account_runtime_dir(user: &User) {
 /// The warning `doctor` prints when root owns the letsencrypt dir: certbot and certherd then
 /// run as root there, which is safe only while no agent can write the tree (a single node).
 pub fn root_owned_warning(dir: &Path) -> Option<String> {
-    let meta = std::fs::metadata(dir).ok()?;
-    (meta.uid() == 0).then(|| {
+    let decision = tree::decide(dir).ok()?;
+    (decision == tree::Decision::Root).then(|| {
         format!(
             "the letsencrypt dir {} belongs to root, so certbot runs as root here: fine on a single node; with peers or standbys give it (and /var/lib/letsencrypt, /var/log/letsencrypt) to the agent's account (chown -R certherd:certherd ...), then certherd runs certbot as that account",
             dir.display()
