@@ -15,6 +15,7 @@ use crate::wire::{Request, Response};
 use crate::fanout::tokens::{self as publish, TokenOp};
 
 pub mod local;
+mod schedulers;
 
 fn ok(what: &str) {
     println!("ok    {what}");
