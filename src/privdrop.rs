@@ -6,7 +6,8 @@
 //! by an operator — certbot would run, as root, whatever the tree holds: `renew_hook`,
 //! `pre_hook`, `post_hook` in `renewal/*.conf`, the scripts in `renewal-hooks/*/`. A bug in the
 //! agent (reachable by a hostile primary) would become root on the next renewal. So every
-//! command that reads or writes that tree, or runs certbot, switches to the tree's owner first:
+//! command that reads or writes that tree, or runs certbot, switches to the tree's owner first
+//! (the owner of any part certbot reads, not only of the top level: `tree`):
 //! `initgroups`, `setgid`, `setuid` — each checked, then checked again that there is no way back
 //! (`setuid(0)` must fail). certbot, its hooks and `certherd deploy`'s local reload (through the
 //! sudoers line, as the agent's) then run as that account. A tree that root owns (a single-node
@@ -31,9 +32,11 @@ pub enum DropError {
     #[error(transparent)]
     Tree(#[from] tree::TreeError),
     /// The owner's uid has no account (no passwd entry): nothing to switch to.
-    #[error("the letsencrypt dir {path} belongs to uid {uid}, which has no account: expected the agent's account (chown -R certherd:certherd {path})")]
+    #[error("{path} in the letsencrypt dir {top} belongs to uid {uid}, which has no account: expected the agent's account (chown -R certherd:certherd {top})")]
     NoAccount {
         /// The letsencrypt dir.
+        top: PathBuf,
+        /// The part of it that uid owns (the dir itself when it owns that).
         path: PathBuf,
         /// Its owner.
         uid: u32,
@@ -88,10 +91,10 @@ pub enum Outcome {
 
 /// When running as root and any part of the tree certbot reads in `dir` belongs to another
 /// account (`tree`: the top level, `renewal/`, `renewal-hooks/`, `accounts/`, `archive/`,
-/// `live/`), becomes that account for good; refuses a tree split between two accounts or with
-/// root's parts writable by others:
-/// supplementary groups, gid and uid, with `HOME`, `USER` and `LOGNAME` set to the account's
-/// and root's `XDG_RUNTIME_DIR` removed. Call it before any thread starts.
+/// `live/`), becomes that account for good — supplementary groups, gid and uid, with `HOME`,
+/// `USER` and `LOGNAME` set to the account's and root's `XDG_RUNTIME_DIR` removed — after making
+/// its control-socket directory ([`account_runtime_dir`]). Refuses a tree split between two
+/// accounts or with root's parts writable by others. Call it before any thread starts.
 pub fn become_owner_of(dir: &Path) -> Result<Outcome, DropError> {
     if !geteuid().is_root() {
         return Ok(Outcome::NotRoot);
@@ -112,7 +115,8 @@ pub fn become_owner_of(dir: &Path) -> Result<Outcome, DropError> {
     let user = User::from_uid(Uid::from_raw(uid))
         .map_err(step(&format!("uid {uid}"), "getpwuid"))?
         .ok_or_else(|| DropError::NoAccount {
-            path: dir.to_path_buf(),
+            top: dir.to_path_buf(),
+            path: owns.clone(),
             uid,
         })?;
     let name = user.name.clone();
