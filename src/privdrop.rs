@@ -257,6 +257,15 @@ mod tests {
                 }
                 std::fs::remove_dir_all(&t).unwrap();
                 assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+                // Root made the account's control-socket directory before dropping: its own, 0700.
+                use std::os::unix::fs::PermissionsExt;
+                let run = account_runtime_dir(nobody.uid.as_raw());
+                let meta = std::fs::symlink_metadata(&run).unwrap();
+                let _ = std::fs::remove_dir(&run);
+                assert_eq!(
+                    (meta.uid(), meta.permissions().mode() & 0o777),
+                    (nobody.uid.as_raw(), 0o700)
+                );
             }
         }
     }

@@ -47,7 +47,7 @@ pub enum TreeError {
         source: std::io::Error,
     },
     /// Two non-root accounts own parts of it: running as either leaves the other's files to it.
-    #[error("the letsencrypt dir is split between two accounts: {first} belongs to uid {first_uid}, {second} to uid {second_uid}; expected one owner (chown -R certherd:certherd {top})")]
+    #[error("the letsencrypt dir is split between two accounts: {first} belongs to {}, {second} to {}; expected one owner (chown -R certherd:certherd {top})", owner_name(*first_uid), owner_name(*second_uid))]
     Split {
         /// The letsencrypt dir.
         top: PathBuf,
@@ -76,6 +76,14 @@ pub enum TreeError {
         /// The directory.
         path: PathBuf,
     },
+}
+
+/// `name (uid N)`, or `uid N` when the uid has no account.
+fn owner_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// Decides who certbot must run as over the letsencrypt dir `top` (see the module docs).
@@ -304,9 +312,9 @@ mod tests {
         let e = decide(&t).unwrap_err().to_string();
         for part in [
             "renewal-hooks/deploy",
-            "uid 65534",
+            "nobody (uid 65534)",
             "live/site.test",
-            "uid 1",
+            "(uid 1)",
         ] {
             assert!(e.contains(part), "{part}: {e}");
         }

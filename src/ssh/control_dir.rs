@@ -3,9 +3,9 @@
 //! it, no other local user may be able to stop renewals by creating it first.
 //!
 //! Configured (`[ssh] control_dir`): that directory or a refusal, as the operator asked. Root:
-//! `/run/certherd`. Any other account, the first that is ours and private of:
-//! `/run/certherd-<uid>` (made by root when certherd drops to the account: only root can create
-//! entries in `/run`), `$XDG_RUNTIME_DIR/certherd` (a login session), `/tmp/certherd-<uid>`.
+//! `/run/certherd`. Any other account, the first that is ours and private of: `/run/certherd`
+//! (a unit run with `User=` and `RuntimeDirectory=`), `/run/certherd-<uid>` (made by root when
+//! certherd drops to the account: only root can create entries in `/run`), `$XDG_RUNTIME_DIR/certherd` (a login session), `/tmp/certherd-<uid>`.
 //! The last one anyone can create first in `/tmp`; then it is a warning and a fresh private
 //! directory (mkdtemp), never a refusal.
 
@@ -42,7 +42,11 @@ pub fn control_dir(config: &SshConfig) -> Result<PathBuf, PeerError> {
 
 /// A non-root account's default places, best first, each with whether certherd may create it.
 fn candidates(uid: u32) -> Vec<(PathBuf, bool)> {
-    let mut c = vec![(crate::privdrop::account_runtime_dir(uid), false)];
+    let mut c = vec![
+        // A unit with `User=` and `RuntimeDirectory=certherd` (`RuntimeDirectoryMode=0700`).
+        (PathBuf::from("/run/certherd"), false),
+        (crate::privdrop::account_runtime_dir(uid), false),
+    ];
     if let Some(r) = std::env::var_os("XDG_RUNTIME_DIR").filter(|r| !r.is_empty()) {
         c.push((PathBuf::from(r).join("certherd"), true));
     }
