@@ -187,6 +187,16 @@ fn make_account_runtime_dir(user: &User) {
     }
 }
 
+/// The account certbot runs as over `dir` when certherd is started as root (the owner of any
+/// part of the tree, as [`become_owner_of`] decides); `None` for root, a missing dir, or a tree
+/// that would be refused.
+pub fn certbot_account(dir: &Path) -> Option<u32> {
+    match tree::decide(dir) {
+        Ok(tree::Decision::Account { uid, .. }) => Some(uid),
+        _ => None,
+    }
+}
+
 /// The warning `doctor` prints when root owns the letsencrypt dir: certbot and certherd then
 /// run as root there, which is safe only while no agent can write the tree (a single node).
 pub fn root_owned_warning(dir: &Path) -> Option<String> {

@@ -84,10 +84,7 @@ pub fn check(config: &Config, system: &System) -> Vec<Finding> {
     ));
     // certbot runs as the letsencrypt dir's owner (certherd leaves root for it first); a tree
     // that root owns (or none yet) runs it as root, which can write anywhere.
-    let certbot_runs_as = std::fs::metadata(&config.letsencrypt_dir)
-        .ok()
-        .map(|m| m.uid())
-        .filter(|&uid| uid != 0);
+    let certbot_runs_as = crate::privdrop::certbot_account(&config.letsencrypt_dir);
     if let (true, Some(uid)) = (may_run_certbot(config), certbot_runs_as) {
         for (flag, default) in CERTBOT_DIRS {
             let dir = certbot_dir(&config.renew.certbot, flag, default);
