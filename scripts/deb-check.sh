@@ -4,10 +4,12 @@
 #   1. lintian: no errors (warnings and info are printed, not fatal);
 #   2. dpkg -i: the binary, man pages, completions, systemd units (installed, not enabled), the
 #      examples (sudoers and sshd snippets), /etc/cron.d/certherd as a conffile, and the
-#      `certherd` system account (home /var/lib/certherd, shell /bin/sh);
+#      `certherd` system account (home /var/lib/certherd, shell /bin/sh), that home root's
+#      (root:root 0755) and only its webroot the account's (SECURITY.md);
 #   3. dpkg -r: /etc/certherd (with what is in it), the cron conffile and the account stay;
 #      dpkg --purge: only the cron conffile goes;
-#   4. dpkg -i again: the account exists now and the maintainer script keeps it;
+#   4. dpkg -i again: the account exists now and the maintainer script keeps it, and takes
+#      back a home an earlier package left to the account;
 #   and /etc/letsencrypt is exactly as before (listing with modes, owners, sizes, times, links).
 # Usage (root): scripts/deb-check.sh PATH.deb
 set -euo pipefail
@@ -71,7 +73,14 @@ IFS=: read -r _ _ _ _ _ home shell < <(getent passwd certherd) || fail "no certh
 [ "$home" = /var/lib/certherd ] && [ "$shell" = /bin/sh ] ||
     fail "certherd account: home $home shell $shell (want /var/lib/certherd, /bin/sh)"
 [ -d /etc/certherd ] || fail "/etc/certherd missing"
-ok "installed: binary, man pages, completions, units (not enabled), examples, cron conffile, account"
+home_is_roots() {
+    [ "$(stat -c '%U:%G %a' /var/lib/certherd)" = "root:root 755" ] ||
+        fail "/var/lib/certherd is $(stat -c '%U:%G %a' /var/lib/certherd), want root:root 755 (SECURITY.md)"
+    [ "$(stat -c '%U:%G %a' /var/lib/certherd/webroot)" = "certherd:$(id -gn certherd) 755" ] ||
+        fail "/var/lib/certherd/webroot is $(stat -c '%U:%G %a' /var/lib/certherd/webroot), want certherd's, 755"
+}
+home_is_roots
+ok "installed: binary, man pages, completions, units (not enabled), examples, cron conffile, account, root's home"
 
 # 3. remove: configs, certificates and the account stay
 marker=/etc/certherd/.deb-check-$$
@@ -89,11 +98,13 @@ getent passwd certherd >/dev/null || fail "dpkg --purge removed the certherd acc
 rm -f "$marker"
 ok "dpkg --purge removed only the package's own conffile; /etc/certherd and the account stay"
 
-# 4. again, with the account already there
+# 4. again, with the account already there, its home left to it as earlier packages did
+chown certherd: /var/lib/certherd
 dpkg -i "$deb" >/dev/null
 [ -x /usr/bin/certherd ] || fail "reinstall: /usr/bin/certherd missing"
 [ "$(getent passwd certherd | cut -d: -f6)" = /var/lib/certherd ] || fail "reinstall changed the account"
-ok "reinstalled over the existing account"
+home_is_roots
+ok "reinstalled over the existing account; its home root's again, the webroot still its own"
 
 [ "$(letsencrypt_state)" = "$before" ] || fail "/etc/letsencrypt changed"
 ok "/etc/letsencrypt untouched"

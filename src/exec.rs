@@ -68,8 +68,16 @@ const OUTPUT_KEPT: usize = 16 * 1024;
 /// the pipes open for ever, and must not hold the agent with them.
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
-/// Runs argv without a shell in its own process group; after `timeout` the whole group is
-/// killed (by its PID, which is the group's id), so a hung reload cannot leave children behind.
+/// How long a timed-out command has between SIGTERM and SIGKILL. SIGTERM comes first because
+/// it is the only way to reach a command run through sudo: sudo relays it to root's child,
+/// while SIGKILL ends sudo alone and leaves root's child running (the account may not signal
+/// it). Long enough for `nginx -t` or `systemctl reload` to end on SIGTERM, short next to the
+/// `[reload] timeout`.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs argv without a shell in its own process group; after `timeout` the whole group gets
+/// SIGTERM, then SIGKILL after [`KILL_GRACE`] (by its PID, which is the group's id), so a hung
+/// reload cannot leave children behind, and one behind sudo gets the SIGTERM that sudo relays.
 /// An empty argv is nothing to run: `Ok`.
 pub fn run_bounded(argv: &[String], timeout: Duration) -> Result<(), ExecError> {
     use std::os::unix::process::CommandExt;
@@ -120,11 +128,7 @@ pub fn run_bounded(argv: &[String], timeout: Duration) -> Result<(), ExecError> 
             Ok(Some(status)) => break Some(status),
             Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
             _ => {
-                let group = nix::unistd::Pid::from_raw(child.id() as i32);
-                if nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).is_err() {
-                    let _ = child.kill();
-                }
-                let _ = child.wait();
+                stop_group(&mut child);
                 break None;
             }
         }
@@ -150,6 +154,36 @@ pub fn run_bounded(argv: &[String], timeout: Duration) -> Result<(), ExecError> 
             timeout,
         }),
     }
+}
+
+/// Ends a timed-out command's process group: SIGTERM, up to [`KILL_GRACE`] for the command to
+/// end, then SIGKILL for whatever of the group is left (a child that ignored SIGTERM), then the
+/// command is reaped. It is reaped only after the SIGKILL, so its PID, which is the group's id,
+/// cannot have been reused by then.
+fn stop_group(child: &mut std::process::Child) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    if killpg(pid, Signal::SIGTERM).is_ok() {
+        // WNOWAIT: see that it ended without reaping it.
+        let ended = || {
+            !matches!(
+                waitid(
+                    Id::Pid(pid),
+                    WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT
+                ),
+                Ok(WaitStatus::StillAlive)
+            )
+        };
+        let until = Instant::now() + KILL_GRACE;
+        while !ended() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    if killpg(pid, Signal::SIGKILL).is_err() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
 }
 
 #[cfg(test)]
@@ -198,6 +232,46 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(gone(), "the hung command's child {} survived", pid.trim());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// SIGTERM comes first (the one signal sudo relays to root's child), and a command that
+    /// ignores it still ends, by SIGKILL, within the grace.
+    #[test]
+    fn a_timed_out_command_gets_sigterm_then_sigkill() {
+        let dir = std::env::temp_dir().join(format!("certherd-exec-term-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let termed = dir.join("termed");
+        let err = run_bounded(
+            &argv(&[
+                "sh",
+                "-c",
+                &format!(
+                    "trap 'echo term > {}; exit 0' TERM; sleep 30 & wait",
+                    termed.display()
+                ),
+            ]),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        // Ending on the SIGTERM, even with status 0, is still a timeout.
+        assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&termed).unwrap(), "term\n");
+
+        let start = Instant::now();
+        let err = run_bounded(
+            &argv(&["sh", "-c", "trap '' TERM; sleep 30 & wait"]),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
+        let took = start.elapsed();
+        assert!(
+            took >= KILL_GRACE,
+            "SIGKILL came before the grace: {took:?}"
+        );
+        assert!(took < KILL_GRACE + Duration::from_secs(3), "{took:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -6,7 +6,8 @@
 //! by an operator — certbot would run, as root, whatever the tree holds: `renew_hook`,
 //! `pre_hook`, `post_hook` in `renewal/*.conf`, the scripts in `renewal-hooks/*/`. A bug in the
 //! agent (reachable by a hostile primary) would become root on the next renewal. So every
-//! command that reads or writes that tree, or runs certbot, switches to the tree's owner first:
+//! command that reads or writes that tree, or runs certbot, switches to the tree's owner first
+//! (the owner of any part certbot reads, not only of the top level: `tree`):
 //! `initgroups`, `setgid`, `setuid` — each checked, then checked again that there is no way back
 //! (`setuid(0)` must fail). certbot, its hooks and `certherd deploy`'s local reload (through the
 //! sudoers line, as the agent's) then run as that account. A tree that root owns (a single-node
@@ -21,22 +22,21 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{getegid, geteuid, getgid, getuid, Gid, Uid, User};
 
+mod tree;
+
 /// Why certherd could not become the letsencrypt dir's owner; it then stops before doing
 /// anything (exit 1), since going on as root is exactly what must not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum DropError {
-    /// The letsencrypt dir could not be examined.
-    #[error("cannot examine the letsencrypt dir {path}: {source}")]
-    Stat {
-        /// The letsencrypt dir.
-        path: PathBuf,
-        /// What the system said.
-        source: std::io::Error,
-    },
+    /// The tree is split between accounts, or root's parts are writable by others.
+    #[error(transparent)]
+    Tree(#[from] tree::TreeError),
     /// The owner's uid has no account (no passwd entry): nothing to switch to.
-    #[error("the letsencrypt dir {path} belongs to uid {uid}, which has no account: expected the agent's account (chown -R certherd:certherd {path})")]
+    #[error("{path} in the letsencrypt dir {top} belongs to uid {uid}, which has no account: expected the agent's account (chown -R certherd:certherd {top})")]
     NoAccount {
         /// The letsencrypt dir.
+        top: PathBuf,
+        /// The part of it that uid owns (the dir itself when it owns that).
         path: PathBuf,
         /// Its owner.
         uid: u32,
@@ -84,29 +84,26 @@ pub enum Outcome {
         uid: u32,
         /// Its primary gid.
         gid: u32,
+        /// The first path of the tree it owns (the letsencrypt dir itself when it owns that).
+        owns: PathBuf,
     },
 }
 
-/// When running as root and `dir` belongs to another account, becomes that account for good:
-/// supplementary groups, gid and uid, with `HOME`, `USER` and `LOGNAME` set to the account's
-/// and root's `XDG_RUNTIME_DIR` removed. Call it before any thread starts.
+/// When running as root and any part of the tree certbot reads in `dir` belongs to another
+/// account (`tree`: the top level, `renewal/`, `renewal-hooks/`, `accounts/`, `archive/`,
+/// `live/`), becomes that account for good — supplementary groups, gid and uid, with `HOME`,
+/// `USER` and `LOGNAME` set to the account's and root's `XDG_RUNTIME_DIR` removed — after making
+/// its control-socket directory ([`account_runtime_dir`]). Refuses a tree split between two
+/// accounts or with root's parts writable by others. Call it before any thread starts.
 pub fn become_owner_of(dir: &Path) -> Result<Outcome, DropError> {
     if !geteuid().is_root() {
         return Ok(Outcome::NotRoot);
     }
-    let uid = match std::fs::metadata(dir) {
-        Ok(m) => m.uid(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Missing),
-        Err(source) => {
-            return Err(DropError::Stat {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
+    let (uid, owns) = match tree::decide(dir)? {
+        tree::Decision::Missing => return Ok(Outcome::Missing),
+        tree::Decision::Root => return Ok(Outcome::RootOwned),
+        tree::Decision::Account { uid, path } => (uid, path),
     };
-    if uid == 0 {
-        return Ok(Outcome::RootOwned);
-    }
     let step = |account: &str, step: &'static str| {
         let account = account.to_owned();
         move |source| DropError::Step {
@@ -118,13 +115,15 @@ pub fn become_owner_of(dir: &Path) -> Result<Outcome, DropError> {
     let user = User::from_uid(Uid::from_raw(uid))
         .map_err(step(&format!("uid {uid}"), "getpwuid"))?
         .ok_or_else(|| DropError::NoAccount {
-            path: dir.to_path_buf(),
+            top: dir.to_path_buf(),
+            path: owns.clone(),
             uid,
         })?;
     let name = user.name.clone();
     // A passwd name never holds a NUL; should it, initgroups fails with EINVAL below.
     let c_name = CString::new(name.as_bytes()).unwrap_or_default();
     nix::unistd::initgroups(&c_name, user.gid).map_err(step(&name, "initgroups"))?;
+    make_account_runtime_dir(&user);
     nix::unistd::setgid(user.gid).map_err(step(&name, "setgid"))?;
     nix::unistd::setuid(user.uid).map_err(step(&name, "setuid"))?;
     let still = DropError::StillPrivileged {
@@ -153,14 +152,56 @@ pub fn become_owner_of(dir: &Path) -> Result<Outcome, DropError> {
         account: name,
         uid,
         gid: user.gid.as_raw(),
+        owns,
     })
+}
+
+/// The account's directory for SSH control sockets that root makes before dropping to it
+/// (`crate::ssh`'s first choice for a non-root account). In `/run`, where only root can create
+/// entries: no other local user can make it first, as anyone can in `/tmp`.
+pub fn account_runtime_dir(uid: u32) -> PathBuf {
+    PathBuf::from(format!("/run/certherd-{uid}"))
+}
+
+/// Creates [`account_runtime_dir`] for `user` (0700, theirs) while still root. Best effort: when
+/// it cannot be made, or something other than a plain directory of root's or theirs is there,
+/// it is left alone and `crate::ssh` passes it over.
+fn make_account_runtime_dir(user: &User) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = account_runtime_dir(user.uid.as_raw());
+    // The promise rests on the parent: root's, and no one else may create entries in it.
+    let parent_is_roots = dir
+        .parent()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.uid() == 0 && m.permissions().mode() & 0o022 == 0);
+    if !parent_is_roots {
+        return;
+    }
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+        return;
+    };
+    if meta.is_dir() && (meta.uid() == 0 || meta.uid() == user.uid.as_raw()) {
+        let _ = std::os::unix::fs::lchown(&dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()));
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
+/// The account certbot runs as over `dir` when certherd is started as root (the owner of any
+/// part of the tree, as [`become_owner_of`] decides); `None` for root, a missing dir, or a tree
+/// that would be refused.
+pub fn certbot_account(dir: &Path) -> Option<u32> {
+    match tree::decide(dir) {
+        Ok(tree::Decision::Account { uid, .. }) => Some(uid),
+        _ => None,
+    }
 }
 
 /// The warning `doctor` prints when root owns the letsencrypt dir: certbot and certherd then
 /// run as root there, which is safe only while no agent can write the tree (a single node).
 pub fn root_owned_warning(dir: &Path) -> Option<String> {
-    let meta = std::fs::metadata(dir).ok()?;
-    (meta.uid() == 0).then(|| {
+    let decision = tree::decide(dir).ok()?;
+    (decision == tree::Decision::Root).then(|| {
         format!(
             "the letsencrypt dir {} belongs to root, so certbot runs as root here: fine on a single node; with peers or standbys give it (and /var/lib/letsencrypt, /var/log/letsencrypt) to the agent's account (chown -R certherd:certherd ...), then certherd runs certbot as that account",
             dir.display()
@@ -226,6 +267,15 @@ mod tests {
                 }
                 std::fs::remove_dir_all(&t).unwrap();
                 assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+                // Root made the account's control-socket directory before dropping: its own, 0700.
+                use std::os::unix::fs::PermissionsExt;
+                let run = account_runtime_dir(nobody.uid.as_raw());
+                let meta = std::fs::symlink_metadata(&run).unwrap();
+                let _ = std::fs::remove_dir(&run);
+                assert_eq!(
+                    (meta.uid(), meta.permissions().mode() & 0o777),
+                    (nobody.uid.as_raw(), 0o700)
+                );
             }
         }
     }

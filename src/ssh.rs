@@ -7,7 +7,7 @@
 //! peer's forced command (`certherd agent`) and speak [`crate::wire`] over its stdin/stdout.
 
 use std::hash::{Hash, Hasher};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -17,9 +17,12 @@ use openssh::{Child, ChildStderr, ChildStdin, ChildStdout, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::config::{Peer, SshConfig};
+
+mod control_dir;
 use crate::wire::{
     read_line_limited_async, LineError, Request, Response, MAX_RESPONSE_LINE, PROTOCOL_VERSION,
 };
+pub use control_dir::control_dir;
 
 /// Why talking to one peer failed. Each is a one-line explanation naming the cause.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -86,45 +89,6 @@ impl ConnectCause {
             ConnectCause::Other
         }
     }
-}
-
-/// The directory for control sockets: configured, else `/run/certherd` for root, else
-/// `$XDG_RUNTIME_DIR/certherd`, else `/tmp/certherd-<uid>`. Created 0700; refused when it is
-/// not ours or others can enter it, since a socket there is a live login to every peer.
-pub fn control_dir(config: &SshConfig) -> Result<PathBuf, PeerError> {
-    let uid = nix::unistd::getuid();
-    let dir = match &config.control_dir {
-        Some(d) => d.clone(),
-        None if uid.is_root() => PathBuf::from("/run/certherd"),
-        None => match std::env::var_os("XDG_RUNTIME_DIR") {
-            Some(r) if !r.is_empty() => PathBuf::from(r).join("certherd"),
-            _ => PathBuf::from(format!("/tmp/certherd-{uid}")),
-        },
-    };
-    match std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(false)
-        .create(&dir)
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(PeerError::Connect(format!(
-                "cannot create control directory {}: {e}",
-                dir.display()
-            )))
-        }
-    }
-    let meta = std::fs::symlink_metadata(&dir)
-        .map_err(|e| PeerError::Connect(format!("control directory {}: {e}", dir.display())))?;
-    if !meta.is_dir() || meta.uid() != uid.as_raw() || meta.permissions().mode() & 0o077 != 0 {
-        return Err(PeerError::Connect(format!(
-            "control directory {} must be a directory owned by uid {} with mode 0700",
-            dir.display(),
-            uid
-        )));
-    }
-    Ok(dir)
 }
 
 /// The common `ssh` options: strict host keys, our key only, no prompts, no user config.

@@ -247,7 +247,7 @@ fn each_local_failure_is_reported_with_its_fix_and_clears_when_fixed() {
         );
     } else {
         assert!(
-            report.contains("ok    Debian's certbot.timer / cron.d entry: not active"),
+            report.contains("ok    certbot's own schedulers"),
             "{report}"
         );
     }
@@ -262,4 +262,80 @@ fn each_local_failure_is_reported_with_its_fix_and_clears_when_fixed() {
             "{report}"
         );
     }
+}
+
+/// `certherd doctor` with `/etc/systemd/system` and `/var/spool` replaced, for it alone, by
+/// directories the test made (bind mounts in a private mount namespace: the machine's own are
+/// untouched, other tests see nothing).
+fn doctor_with_system(bed: &Bed, units: &Path, spool: &Path) -> (Option<i32>, String) {
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(
+            "mount --bind \"$1\" /etc/systemd/system && mount --bind \"$2\" /var/spool && shift 2 && exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(units)
+        .arg(spool)
+        .arg(bed.certherd_bin())
+        .arg("--config")
+        .arg(bed.config_path(1))
+        .arg("doctor")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Guarantee 10. certbot's schedulers other than Debian's timer, each running `certbot renew`
+/// as root over the agent's files: the snap's `snap.certbot.renew.timer` (its unit file and the
+/// `timers.target.wants/` link that enables it, where systemd has them) and a certbot line in
+/// root's crontab. On a node holding a renewal config, doctor FAILs naming each, with its fix.
+#[test]
+fn snap_timer_and_root_crontab_line_each_fail_by_name() {
+    let bed = bed(2, false);
+    let renewal = bed.letsencrypt_dir(1).join("renewal");
+    std::fs::create_dir_all(&renewal).unwrap();
+    bed.chown_to_agent(&renewal).unwrap();
+    std::fs::write(renewal.join("site.test.conf"), "# test\n").unwrap();
+    bed.chown_to_agent(&renewal.join("site.test.conf")).unwrap();
+
+    let units = bed.root().join("fake-systemd-system");
+    std::fs::create_dir_all(units.join("timers.target.wants")).unwrap();
+    std::fs::write(
+        units.join("snap.certbot.renew.timer"),
+        "[Unit]\nDescription=Timer renew for snap application certbot.renew\n[Timer]\nOnCalendar=*-*-* 01:13\n[Install]\nWantedBy=timers.target\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "/etc/systemd/system/snap.certbot.renew.timer",
+        units.join("timers.target.wants/snap.certbot.renew.timer"),
+    )
+    .unwrap();
+    let spool = bed.root().join("fake-spool");
+    std::fs::create_dir_all(spool.join("cron/crontabs")).unwrap();
+    std::fs::write(
+        spool.join("cron/crontabs/root"),
+        "# m h dom mon dow command\n0 4 * * * /usr/bin/certbot renew -q\n",
+    )
+    .unwrap();
+
+    let (code, report) = doctor_with_system(&bed, &units, &spool);
+    assert_eq!(code, Some(1), "{report}");
+    let (line, fix) = failure(&report, "snap.certbot.renew.timer is enabled")
+        .unwrap_or_else(|| panic!("no FAIL for the snap's timer:\n{report}"));
+    assert!(
+        line.contains("timers.target.wants/snap.certbot.renew.timer"),
+        "{line}"
+    );
+    assert!(fix.contains("snap stop --disable certbot.renew"), "{fix}");
+    let (line, fix) = failure(&report, "/var/spool/cron/crontabs/root runs certbot")
+        .unwrap_or_else(|| panic!("no FAIL for root's crontab:\n{report}"));
+    assert!(line.contains("/usr/bin/certbot renew -q"), "{line}");
+    assert!(fix.contains("crontab -e -u root"), "{fix}");
 }

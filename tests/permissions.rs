@@ -277,3 +277,112 @@ fn control_dir_open_to_others_or_planted_is_refused() {
         "a socket was made in the planted directory"
     );
 }
+
+/// Removes the account's default control directories when the test ends, pass or fail: they
+/// live outside the bed (`/tmp`, `/run`), and the next bed may get the same uid.
+struct DefaultControlDirs(Vec<PathBuf>);
+
+impl Drop for DefaultControlDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+            // And the fresh ones made beside it (`<name>-XXXXXX`).
+            let (Some(parent), Some(name)) = (d.parent(), d.file_name()) else {
+                continue;
+            };
+            let prefix = format!("{}-", name.to_string_lossy());
+            for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// Guarantee 10. `/tmp/certherd-<uid>`, the old default control directory of the agent's
+/// account, created first by another account (`nobody`, 0755): root's `certherd issue` (auth on
+/// both peers that DNS names, then deploy) and `certherd renew` still reach every peer, through
+/// `/run/certherd-<uid>`, which root makes when it drops to the account and which no other user
+/// can create. The account running certherd itself (no `/run` directory, no
+/// `XDG_RUNTIME_DIR`) gets a warning and a fresh private directory, and still reaches both peers.
+/// The planted directory is never used. The configured `control_dir` keeps its refusal
+/// (`control_dir_open_to_others_or_planted_is_refused`).
+#[test]
+fn a_control_dir_planted_in_tmp_does_not_stop_a_renewal() {
+    let bed = bed(3, true);
+    let (agent_uid, _) = bed.agent_uid_gid();
+    bed.dns("site.test", &[2, 3]).unwrap();
+    bed.config(1)
+        .remove("ssh.control_dir")
+        .unwrap()
+        .set("renew.primary", "node1")
+        .unwrap()
+        .set("renew.certbot", bed.renew_certbot_argv(1))
+        .unwrap();
+    let planted = PathBuf::from(format!("/tmp/certherd-{agent_uid}"));
+    let runtime = PathBuf::from(format!("/run/certherd-{agent_uid}"));
+    let _cleanup = DefaultControlDirs(vec![planted.clone(), runtime.clone()]);
+    let _ = std::fs::remove_dir_all(&planted);
+    let _ = std::fs::remove_dir_all(&runtime);
+    std::fs::create_dir(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+
+    let issued = bed
+        .certherd(1, &["issue", "-d", "site.test", "--"])
+        .args(bed.certbot_common_args())
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .output()
+        .unwrap();
+    assert!(
+        issued.status.success(),
+        "certherd issue:\n{}",
+        text(&issued)
+    );
+    assert_every_node_consistent(&bed, "site.test", &[1, 1, 1], "issued as root");
+    let renewed = bed
+        .certherd(1, &["renew", "--", "--force-renewal"])
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .output()
+        .unwrap();
+    assert!(
+        renewed.status.success(),
+        "certherd renew:\n{}",
+        text(&renewed)
+    );
+    assert_every_node_consistent(&bed, "site.test", &[2, 2, 2], "renewed as root");
+    let meta = std::fs::symlink_metadata(&runtime).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.permissions().mode() & 0o777),
+        (agent_uid, 0o700),
+        "{}",
+        runtime.display()
+    );
+    assert_eq!(std::fs::read_dir(&planted).unwrap().count(), 0);
+
+    // Without root's directory in /run: the account's own run falls back to a fresh one.
+    std::fs::remove_dir_all(&runtime).unwrap();
+    let mut cmd = std::process::Command::new(bed.certherd_bin());
+    cmd.arg("--config")
+        .arg(bed.config_path(1))
+        .arg("auth")
+        .env("CERTBOT_DOMAIN", "site.test")
+        .env("CERTBOT_TOKEN", "plantedtok")
+        .env("CERTBOT_VALIDATION", "plantedtok.thumb");
+    let out = bed.as_agent(&mut cmd).output().unwrap();
+    assert!(out.status.success(), "auth as the account:\n{}", text(&out));
+    assert!(
+        stderr(&out).contains(&planted.display().to_string())
+            && stderr(&out).contains("fresh private directory"),
+        "{}",
+        text(&out)
+    );
+    for n in [2, 3] {
+        assert!(
+            has_token(&bed, n, "plantedtok", "plantedtok.thumb"),
+            "node{n}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&planted).unwrap().count(), 0);
+}

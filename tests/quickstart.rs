@@ -202,6 +202,13 @@ impl Node {
             std::fs::write(&dst, self.subst(&std::fs::read_to_string(src).unwrap())).unwrap();
         }
         std::os::unix::fs::symlink(bed.certherd_bin(), self.work.join("certherd")).unwrap();
+        // Debian's certbot package (and its timer) only on the primary: the every-node block
+        // must also run on nodes without certbot.
+        let units = self.root.join("lib/systemd/system");
+        std::fs::create_dir_all(&units).unwrap();
+        if self.n == 1 {
+            std::fs::write(units.join("certbot.timer"), "[Timer]\n").unwrap();
+        }
     }
 
     /// Runs one checklist block here; panics with its output when it fails.
@@ -225,6 +232,7 @@ impl Node {
                 .env("PATH", path)
                 .env("CERTHERD_CONFIG", self.config())
                 .env("QS_LOG", self.root.join("systemctl.log"))
+                .env("QS_UNITS", self.root.join("lib/systemd/system"))
                 .env("QS_SSHD_PID", bed.sshd_pid_file(self.n))
                 .env("QS_SSHD_CONF", bed.sshd_conf(self.n)),
             None,
@@ -256,7 +264,8 @@ impl Node {
 }
 
 /// `systemctl` and `sshd` for a bed without systemd: log every call; `reload ssh` re-reads the
-/// node's sshd config (SIGHUP), `sshd -t` tests the node's own config.
+/// node's sshd config (SIGHUP), `sshd -t` tests the node's own config; `cat` and `disable` of a
+/// unit the node does not have (none in `$QS_UNITS`) fail as systemd's do.
 fn shims(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let write = |name: &str, body: &str| {
@@ -267,7 +276,9 @@ fn shims(dir: &Path) {
     write(
         "systemctl",
         "echo \"systemctl $*\" >> \"$QS_LOG\"\n\
-         case \"$*\" in\n  \"reload ssh\") kill -HUP \"$(cat \"$QS_SSHD_PID\")\" ;;\nesac",
+         case \"$*\" in\n  \"reload ssh\") kill -HUP \"$(cat \"$QS_SSHD_PID\")\" ;;\n  \
+           \"cat \"*|\"disable \"*) for unit; do :; done\n    \
+           [ -e \"$QS_UNITS/$unit\" ] || { echo \"No files found for $unit.\" >&2; exit 1; } ;;\nesac",
     );
     write(
         "sshd",
@@ -408,12 +419,14 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
         nginx_for(&bed, node, None);
     }
     assert_options_moved(&bed, &nodes[0], &options);
-    // certherd, as the account, keeps its ssh control sockets in /tmp/certherd-<uid> (no
-    // XDG_RUNTIME_DIR after the switch from root): removed with the account.
+    // certherd, as the account, keeps its ssh control sockets in /run/certherd-<uid> (made by
+    // root at the switch), else /tmp/certherd-<uid>: removed with the account.
     let agent = nix::unistd::User::from_name(&account).unwrap().unwrap();
-    globals
-        .dirs
-        .push(PathBuf::from(format!("/tmp/certherd-{}", agent.uid)));
+    for dir in ["/run/certherd", "/tmp/certherd"] {
+        globals
+            .dirs
+            .push(PathBuf::from(format!("{dir}-{}", agent.uid)));
+    }
     // 2. The primary, 3. every peer (with the primary's public key copied over).
     nodes[0].run(&bed, &shim_dir, "primary");
     assert_scanned_by_configured_host(&bed, &nodes[0]);
@@ -452,9 +465,16 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
     assert!(!out.contains("FAIL"), "{out}");
 
     for node in &nodes {
+        // certbot.timer disabled where it exists (node 1), and the block went on where not.
         let log = std::fs::read_to_string(node.root.join("systemctl.log")).unwrap();
-        assert!(
+        assert_eq!(
             log.contains("systemctl disable --now certbot.timer"),
+            node.n == 1,
+            "node {}: {log}",
+            node.n
+        );
+        assert!(
+            log.contains("systemctl cat snap.certbot.renew.timer"),
             "node {}: {log}",
             node.n
         );

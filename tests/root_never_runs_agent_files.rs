@@ -176,3 +176,71 @@ fn root_owned_letsencrypt_dir_stays_root_and_doctor_warns() {
         "no drop for a root-owned dir: {all}"
     );
 }
+
+/// Guarantee 10. The top level of the letsencrypt dir root's again (a config-management run or
+/// a restore chowned it back), `renewal-hooks/deploy/` still the account's, holding a script the
+/// account planted that records `id -u`: root's `certherd renew` looks at the whole tree, not
+/// only its top, so it becomes the account (naming the hook directory as what it owns) and the
+/// hook never records 0. As the account it cannot take its lock in root's top level, so the
+/// renewal stops there, exit 1 naming the lock (before, root renewed and the hook recorded 0).
+#[test]
+fn an_account_owned_hook_dir_under_a_root_owned_top_never_runs_as_root() {
+    let bed = bed(1, true);
+    let (agent_uid, _) = bed.agent_uid_gid();
+    bed.dns("site.test", &[1]).unwrap();
+    bed.write_config(1, &[], &renew_section(&bed)).unwrap();
+    let le = bed.letsencrypt_dir(1);
+    let issued = bed
+        .certherd(1, &["issue", "-d", "site.test", "--"])
+        .args(bed.certbot_common_args())
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .output()
+        .unwrap();
+    assert!(
+        issued.status.success(),
+        "certherd issue:\n{}",
+        text(&issued)
+    );
+
+    let proof = bed.root().join("proof");
+    std::fs::create_dir(&proof).unwrap();
+    bed.chown_to_agent(&proof).unwrap();
+    let record = proof.join("deploy-hook");
+    let hooks = le.join("renewal-hooks/deploy");
+    as_agent(
+        &bed,
+        &format!(
+            "mkdir -p {h} && printf '#!/bin/sh\\nid -u >> {o}\\n' > {h}/x.sh && chmod 0755 {h}/x.sh",
+            h = hooks.display(),
+            o = record.display()
+        ),
+    );
+    std::os::unix::fs::chown(&le, Some(0), Some(0)).unwrap();
+    assert_eq!(std::fs::metadata(&hooks).unwrap().uid(), agent_uid);
+
+    let out = bed
+        .certherd(1, &["renew", "--", "--force-renewal"])
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .output()
+        .unwrap();
+    let recorded = std::fs::read_to_string(&record).unwrap_or_default();
+    assert!(
+        !recorded.lines().any(|l| l.trim() == "0"),
+        "the account's hook ran as root:\n{recorded}\n{}",
+        text(&out)
+    );
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "running as {} (uid {agent_uid}, gid {}), the owner of {}",
+            bed.agent_user(),
+            bed.agent_uid_gid().1,
+            le.join("renewal").display()
+        )) || said.contains(&format!("the owner of {}", hooks.display())),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(said.contains("Permission denied"), "{}", text(&out));
+    assert!(recorded.is_empty(), "the hook ran: {recorded}");
+}

@@ -18,6 +18,7 @@ use crate::fanout::tokens::{self as publish, TokenOp};
 pub mod includes;
 pub mod local;
 pub mod renewal_confs;
+mod schedulers;
 
 fn ok(what: &str) {
     println!("ok    {what}");

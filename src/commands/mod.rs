@@ -93,10 +93,15 @@ pub fn as_letsencrypt_owner(config: &Config, command: &Command) -> Result<()> {
     }
     let dir = &config.letsencrypt_dir;
     match crate::privdrop::become_owner_of(dir)? {
-        crate::privdrop::Outcome::Became { account, uid, gid } => {
+        crate::privdrop::Outcome::Became {
+            account,
+            uid,
+            gid,
+            owns,
+        } => {
             let line = format!(
                 "started as root: running as {account} (uid {uid}, gid {gid}), the owner of {}",
-                dir.display()
+                owns.display()
             );
             // certbot's hooks (certbot runs them as the account already, so this only shows when
             // someone runs one as root by hand), `status` (a monitoring plugin) and `stateless`

@@ -150,6 +150,8 @@ impl Account {
     /// Removes the sudoers file and the account (bounded); errors are printed, not returned.
     pub fn remove(&self) {
         let _ = fs::remove_file(&self.sudoers);
+        // The control-socket directory root's certherd made when it dropped to the account.
+        let _ = fs::remove_dir_all(format!("/run/certherd-{}", self.uid));
         let Ok(_lock) = accounts_lock() else { return };
         if exists(&self.name) {
             if let Err(e) = run_ok(

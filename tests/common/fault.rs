@@ -32,6 +32,13 @@ pub enum Fault {
     /// timeout`; the PIDs it started are written to a file ([`FaultGuard::pids`]). Heal: the
     /// config put back; teardown: those PIDs killed.
     HungReload { node: usize, timeout: &'static str },
+    /// The node's config test is a root-owned script run through sudo (its own sudoers file,
+    /// `/etc/sudoers.d/certherd-bed-B-hung`): as root it starts a background `sleep 600`,
+    /// records both PIDs ([`FaultGuard::pids`]) and waits, ending its child on SIGTERM, as
+    /// `nginx -t` or `systemctl` end theirs. The account cannot signal either process: only
+    /// what sudo relays reaches them. Heal: the config put back; teardown: the sudoers file
+    /// removed, those PIDs killed.
+    HungConfigTestAsRoot { node: usize, timeout: &'static str },
     /// The node's config test sleeps `secs` before the real `nginx -t` (widens a window).
     /// Heal: the config put back.
     SlowConfigTest { node: usize, secs: u32 },
@@ -135,6 +142,9 @@ impl<'a> FaultGuard<'a> {
                     .set("reload.timeout", timeout)
                     .unwrap();
             }
+            Fault::HungConfigTestAsRoot { node, timeout } => {
+                g.hung_config_test_as_root(node, timeout)
+            }
             Fault::SlowConfigTest { node, secs } => {
                 g.keep_config(node);
                 let test = format!(
@@ -166,10 +176,10 @@ impl<'a> FaultGuard<'a> {
         g
     }
 
-    /// The PIDs a [`Fault::HungReload`] has started so far.
+    /// The PIDs a [`Fault::HungReload`] or [`Fault::HungConfigTestAsRoot`] has started so far.
     pub fn pids(&self) -> Vec<i32> {
         let Some(file) = &self.pids else {
-            panic!("only a HungReload fault records PIDs")
+            panic!("only a hung reload or config test records PIDs")
         };
         read_pids(file)
     }
@@ -218,6 +228,53 @@ impl<'a> FaultGuard<'a> {
             4096,
             "exactly one page left"
         );
+    }
+
+    fn hung_config_test_as_root(&mut self, node: usize, timeout: &str) {
+        let bed = self.bed;
+        // Root-owned, in the root-owned node directory: nothing the account can write.
+        let pids = bed.node_dir(node).join("config-test.pids");
+        let script = bed.node_dir(node).join("hung-config-test.sh");
+        std::fs::write(&pids, "").unwrap();
+        self.teardown.push(Step::KillPids(pids.clone()));
+        self.pids = Some(pids.clone());
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n\
+                 sleep 600 & child=$!\n\
+                 trap 'kill $child; exit 143' TERM\n\
+                 echo $$ $child >> {p}\n\
+                 wait\n",
+                p = pids.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sudoers = PathBuf::from(format!("/etc/sudoers.d/certherd-bed-{}-hung", bed.index()));
+        let tmp = sudoers.with_file_name(format!(".certherd-bed-{}-hung.tmp", bed.index()));
+        std::fs::write(
+            &tmp,
+            format!(
+                "{} ALL=(root) NOPASSWD: {}\n",
+                bed.agent_user(),
+                script.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o440)).unwrap();
+        run(Command::new("/usr/sbin/visudo").arg("-cqf").arg(&tmp));
+        std::fs::rename(&tmp, &sudoers).unwrap();
+        self.teardown.push(Step::RemoveFile(sudoers));
+        self.keep_config(node);
+        bed.config(node)
+            .set(
+                "reload.test",
+                vec!["/usr/bin/sudo", "-n", script.to_str().unwrap()],
+            )
+            .unwrap()
+            .set("reload.timeout", timeout)
+            .unwrap();
     }
 
     fn changed_host_key(&mut self, n: usize) {

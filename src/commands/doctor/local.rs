@@ -3,8 +3,8 @@
 //! fail later with a less helpful message. Each check yields a verdict with the exact fix — the
 //! README checklist's own line where there is one.
 //!
-//! The system files (Debian's certbot timer and cron entry) are looked up under a [`System`]
-//! root, `/` in production, so that tests can point it at a directory they made.
+//! The system files (certbot's timers and cron entries, `schedulers`) are looked up under a
+//! [`System`] root, `/` in production, so that tests can point it at a directory they made.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -59,7 +59,8 @@ impl System {
         &self.root
     }
 
-    fn path(&self, absolute: &str) -> PathBuf {
+    /// `absolute` under the root.
+    pub(super) fn path(&self, absolute: &str) -> PathBuf {
         self.root.join(absolute.trim_start_matches('/'))
     }
 }
@@ -88,10 +89,7 @@ pub fn check(config: &Config, system: &System) -> Vec<Finding> {
     ));
     // certbot runs as the letsencrypt dir's owner (certherd leaves root for it first); a tree
     // that root owns (or none yet) runs it as root, which can write anywhere.
-    let certbot_runs_as = std::fs::metadata(&config.letsencrypt_dir)
-        .ok()
-        .map(|m| m.uid())
-        .filter(|&uid| uid != 0);
+    let certbot_runs_as = crate::privdrop::certbot_account(&config.letsencrypt_dir);
     if let (true, Some(uid)) = (may_run_certbot(config), certbot_runs_as) {
         for (flag, default) in CERTBOT_DIRS {
             let dir = certbot_dir(&config.renew.certbot, flag, default);
@@ -106,7 +104,7 @@ pub fn check(config: &Config, system: &System) -> Vec<Finding> {
             out.push(f);
         }
     }
-    out.push(certbot_schedule(config, system));
+    out.extend(super::schedulers::findings(config, system));
     out.extend(super::renewal_confs::check(&config.letsencrypt_dir));
     out
 }
@@ -401,135 +399,9 @@ fn reload_sudo(
     })
 }
 
-/// Debian's own schedule for `certbot renew`: the systemd timer (enabled = its symlink in
-/// timers.target.wants) or, where systemd does not run, `/etc/cron.d/certbot`. Besides
-/// certherd-renew it renews on its own schedule on every node that holds renewal configs — a
-/// standby or an old primary included, which must not. Enabled on a node without renewal
-/// configs it does nothing yet: a warning.
-fn certbot_schedule(config: &Config, system: &System) -> Finding {
-    let timer = system.path("/etc/systemd/system/timers.target.wants/certbot.timer");
-    let cron = system.path("/etc/cron.d/certbot");
-    let systemd = system.path("/run/systemd/system").is_dir();
-    let cron_active = !systemd
-        && std::fs::read_to_string(&cron).is_ok_and(|text| {
-            text.lines().any(|l| {
-                let l = l.trim();
-                // Not a comment, not a variable (`SHELL=/bin/sh`): an entry that runs certbot.
-                !l.starts_with('#')
-                    && l.split_whitespace()
-                        .next()
-                        .is_some_and(|t| !t.contains('='))
-                    && l.contains("certbot")
-            })
-        });
-    let timer_enabled = std::fs::symlink_metadata(&timer).is_ok();
-    let (what, fix) = if timer_enabled {
-        (
-            format!("Debian's certbot.timer is enabled ({})", timer.display()),
-            "systemctl disable --now certbot.timer (certherd-renew.timer renews where [renew] says)"
-                .to_owned(),
-        )
-    } else if cron_active {
-        (
-            format!("{} runs `certbot renew` (no systemd here)", cron.display()),
-            format!(
-                "rm {} and uncomment the entry of /etc/cron.d/certherd (`certherd renew`)",
-                cron.display()
-            ),
-        )
-    } else {
-        return finding(
-            "Debian's certbot.timer / cron.d entry: not active".into(),
-            Verdict::Ok,
-        );
-    };
-    let renewal = config.letsencrypt_dir.join("renewal");
-    let confs = std::fs::read_dir(&renewal)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".conf"))
-                .count()
-        })
-        .unwrap_or(0);
-    let verdict = if confs > 0 || config.standby {
-        Verdict::Fail(
-            format!(
-                "this node holds {confs} renewal config(s) in {}: certbot renews here on its own schedule, besides certherd renew and whatever [renew] says",
-                renewal.display()
-            ),
-            fix,
-        )
-    } else {
-        Verdict::Warn(
-            "no renewal config here yet, but it would renew on its own once one arrives (a standby, a primary)".into(),
-            fix,
-        )
-    };
-    finding(what, verdict)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(le: &Path, standby: bool) -> Config {
-        let text = format!(
-            "letsencrypt_dir = {:?}\nstandby = {standby}\n",
-            le.display().to_string()
-        );
-        Config::parse(&text, Path::new("t.toml")).unwrap()
-    }
-
-    /// The timer's symlink, or the cron entry where systemd is absent, fails a node with
-    /// renewal configs and warns on one without; removing it clears the finding.
-    #[test]
-    fn certbot_schedule_under_a_fake_root() {
-        let root = std::env::temp_dir().join(format!("certherd-doctor-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let le = root.join("le");
-        std::fs::create_dir_all(le.join("renewal")).unwrap();
-        let system = System::under(&root);
-        let wants = root.join("etc/systemd/system/timers.target.wants");
-        std::fs::create_dir_all(&wants).unwrap();
-        let link = wants.join("certbot.timer");
-        std::os::unix::fs::symlink("/lib/systemd/system/certbot.timer", &link).unwrap();
-
-        let f = certbot_schedule(&config(&le, false), &system);
-        assert!(matches!(f.verdict, Verdict::Warn(..)), "{f:?}");
-        let f = certbot_schedule(&config(&le, true), &system);
-        assert!(
-            matches!(&f.verdict, Verdict::Fail(_, fix) if fix.starts_with("systemctl disable --now certbot.timer")),
-            "{f:?}"
-        );
-        std::fs::write(le.join("renewal/site.test.conf"), "").unwrap();
-        let f = certbot_schedule(&config(&le, false), &system);
-        assert!(matches!(f.verdict, Verdict::Fail(..)), "{f:?}");
-        std::fs::remove_file(&link).unwrap();
-        assert_eq!(
-            certbot_schedule(&config(&le, false), &system).verdict,
-            Verdict::Ok
-        );
-
-        // No systemd: Debian's cron entry is what renews.
-        std::fs::create_dir_all(root.join("etc/cron.d")).unwrap();
-        std::fs::write(
-            root.join("etc/cron.d/certbot"),
-            "# comment\nSHELL=/bin/sh\n0 */12 * * * root test -x /usr/bin/certbot -a \\! -d /run/systemd/system && certbot -q renew\n",
-        )
-        .unwrap();
-        let f = certbot_schedule(&config(&le, false), &system);
-        assert!(
-            matches!(&f.verdict, Verdict::Fail(_, fix) if fix.contains("/etc/cron.d/certherd")),
-            "{f:?}"
-        );
-        // With systemd running, the cron entry does nothing (its own test says so).
-        std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
-        assert_eq!(
-            certbot_schedule(&config(&le, false), &system).verdict,
-            Verdict::Ok
-        );
-        let _ = std::fs::remove_dir_all(&root);
-    }
 
     #[test]
     fn known_hosts_names_follow_ssh_keygen() {
