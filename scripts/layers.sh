@@ -20,6 +20,7 @@ error 2
 log 2
 wire 3
 fsx 4
+webconf 4
 privdrop 1
 exec 4
 lockfile 4

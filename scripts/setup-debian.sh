@@ -7,7 +7,7 @@
 # bed starts keepalived itself, never the package's service), a C toolchain for building, and
 # lintian + man-db for the package checks (scripts/deb.sh installs cargo-deb itself).
 # Idempotent: safe to run again. It also makes sure this machine's name resolves from /etc/hosts
-# (see the end: sudo looks it up on every call).
+# (see below: sudo looks it up on every call).
 #
 # The packages' own services are NOT started (the test bed runs its own daemons on 127.0.B.x
 # loopback addresses; a system nginx/sshd listening on 0.0.0.0 would take ports 80/22 from it).
@@ -20,9 +20,10 @@ fi
 
 # Supported and tested: Debian 12 (bookworm) and 13 (trixie). Every package below has the same
 # name on both (trixie: certbot 4.0, nginx 1.26, OpenSSH 10, sudo 1.9.16, pebble 2.6, influxdb
-# 1.6, prometheus 2.53, keepalived 2.3, haproxy 3.0, lintian 2.122), so one list serves both; a
-# package a release lacks is named before anything is installed (below). Another release or
-# distribution is tried with the same list, after a note.
+# 1.6, prometheus 2.53, keepalived 2.3, haproxy 3.0, apache2 2.4, lintian 2.122; the certbot
+# from PyPI below as well), so one list serves both; a package a release lacks is named before
+# anything is installed (below). Another release or distribution is tried with the same list,
+# after a note.
 # shellcheck disable=SC1091
 . /etc/os-release
 case "${ID:-}:${VERSION_CODENAME:-}" in
@@ -35,7 +36,8 @@ esac
 
 PACKAGES=(
     certbot pebble nginx openssh-server openssh-client influxdb rsync openssl prometheus iproute2
-    keepalived haproxy sudo ca-certificates curl git build-essential pkg-config lintian man-db
+    keepalived haproxy sudo ca-certificates curl git python3-cryptography python3-venv
+    build-essential pkg-config lintian man-db apache2
 )
 
 # Keep maintainer scripts from starting services: a policy-rc.d that denies everything, unless
@@ -122,12 +124,25 @@ for exe in /usr/sbin/nginx /usr/sbin/sshd /usr/bin/influxd; do
     fi
 done
 
+# The newest certbot from PyPI beside Debian's (2.1 on Debian 12, 4.0 on 13), in its own
+# virtualenv, pinned: scripts/test.sh runs the certbot e2e tests with it as well
+# (CERTHERD_BED_CERTBOT). Readable by every account: the bed runs certbot as the agent's.
+CERTBOT_PYPI_VERSION=5.8.0
+CERTBOT_VENV=/opt/certherd-certbot5
+if [ "$("$CERTBOT_VENV/bin/certbot" --version 2>/dev/null | awk '{print $2}')" != "$CERTBOT_PYPI_VERSION" ]; then
+    echo "installing certbot $CERTBOT_PYPI_VERSION from PyPI into $CERTBOT_VENV"
+    rm -rf "$CERTBOT_VENV"
+    /usr/bin/python3 -m venv "$CERTBOT_VENV"
+    "$CERTBOT_VENV/bin/pip" install --quiet --disable-pip-version-check "certbot==$CERTBOT_PYPI_VERSION"
+fi
+chmod -R go+rX,go-w "$CERTBOT_VENV"
+
 missing=()
 for bin in /usr/bin/certbot /usr/bin/pebble /usr/bin/pebble-challtestsrv /usr/sbin/nginx \
            /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/bin/influxd /usr/bin/rsync \
            /usr/bin/openssl /usr/bin/promtool /usr/bin/curl /usr/bin/sudo /usr/sbin/visudo \
            /usr/sbin/useradd /usr/sbin/userdel /usr/sbin/runuser /usr/bin/lintian /usr/bin/man \
-           /usr/sbin/keepalived /usr/bin/ip /usr/sbin/haproxy; do
+           /usr/sbin/keepalived /usr/bin/ip /usr/sbin/haproxy "$CERTBOT_VENV/bin/certbot"; do
     if [ ! -x "$bin" ]; then
         missing+=("$bin")
     fi
@@ -145,5 +160,5 @@ else
     echo "then re-run this script or just: cargo build --bins && cargo test" >&2
 fi
 
-echo "OK: test bed prerequisites are installed on ${PRETTY_NAME:-this system} (certbot $(certbot --version 2>&1 | awk '{print $2}')," \
+echo "OK: test bed prerequisites are installed on ${PRETTY_NAME:-this system} (certbot $(certbot --version 2>&1 | awk '{print $2}') and $("$CERTBOT_VENV/bin/certbot" --version 2>&1 | awk '{print $2}') from PyPI," \
      "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(ssh -V 2>&1 | cut -d, -f1))."

@@ -92,7 +92,10 @@ impl Agent {
                 }
             }
             Request::Status {} => match self.layout.status_all() {
-                Ok(lineages) => Response::Status { lineages },
+                Ok(lineages) => Response::Status {
+                    lineages,
+                    exposed: self.exposed(),
+                },
                 Err(e) => Response::error(ErrorKind::Io, e.to_string()),
             },
             Request::Install {
@@ -128,6 +131,20 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// This node's own web server config files that root reads and a non-root account may
+    /// change (from its own `[reload]`, never from the request), for the primary's `status`.
+    fn exposed(&self) -> Vec<crate::wire::ConfigExposure> {
+        crate::webconf::exposed_here(&[&self.commands.test, &self.commands.reload])
+            .into_iter()
+            .take(crate::wire::ConfigExposure::MAX)
+            .map(|(server, e)| crate::wire::ConfigExposure {
+                server: server.name().to_owned(),
+                file: e.file.display().to_string(),
+                reason: crate::text::one_line(&e.describe(server), 600),
+            })
+            .collect()
     }
 
     /// Serves requests from stdin until it closes. Returns the process exit code.

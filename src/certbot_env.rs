@@ -72,19 +72,21 @@ fn from_flag_or_env(flag: &Option<String>, vars: &[&str], what: &str) -> Result<
             return Ok(v);
         }
     }
+    let vars: Vec<String> = vars.iter().map(|v| format!("${v}")).collect();
     Err(Error::Input(format!(
-        "missing {what}: expected ${} (set by certbot) or the --{what} flag",
-        vars[0]
+        "missing {what}: expected {} (set by certbot) or the --{what} flag",
+        vars.join(" or ")
     )))
 }
 
 impl Challenge {
     /// Reads a challenge; `need_validation` is true for `auth`.
     pub fn from_env(args: &ChallengeArgs, need_validation: bool) -> Result<Challenge> {
-        // certbot >= 2.3 also passes CERTBOT_IDENTIFIER; older ones only CERTBOT_DOMAIN.
+        // certbot 5.3+ names the identifier (a DNS name or an IP address) CERTBOT_IDENTIFIER
+        // and keeps CERTBOT_DOMAIN equal to it; older ones pass only CERTBOT_DOMAIN.
         let domain = from_flag_or_env(
             &args.domain,
-            &["CERTBOT_DOMAIN", "CERTBOT_IDENTIFIER"],
+            &["CERTBOT_IDENTIFIER", "CERTBOT_DOMAIN"],
             "domain",
         )?;
         let domain = Domain::parse(&domain)?;

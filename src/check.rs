@@ -202,7 +202,8 @@ pub async fn fetch(target: &Target, exp: &Expectation) -> Result<(), CheckFailur
             return Err(CheckFailure::RedirectLoop(url.to_string()));
         }
         let client = client_for(&url, target, domain).await?;
-        let response = client.get(url.clone()).send().await.map_err(|e| {
+        let response = request(&client, &url, target, domain).await?;
+        let response = response.send().await.map_err(|e| {
             let cause = if connection_refused(&e) {
                 NoAnswer::Refused
             } else if url.scheme() == "https" {
@@ -273,6 +274,27 @@ fn pinned_addr(url: &Url, target: &Target, domain: &str) -> String {
         (true, _) => target.http.clone(),
         _ => url.host_str().unwrap_or("?").to_owned(),
     }
+}
+
+/// The request for one hop. An IP-address identifier (RFC 8738) cannot be pinned by name
+/// resolution: the request goes to the node's own address with the identifier as `Host`, as
+/// the CA's would reach whichever node holds that address (a VIP moves between them).
+async fn request(
+    client: &reqwest::Client,
+    url: &Url,
+    target: &Target,
+    domain: &str,
+) -> Result<reqwest::RequestBuilder, CheckFailure> {
+    if url.host_str() != Some(domain) || domain.parse::<std::net::IpAddr>().is_err() {
+        return Ok(client.get(url.clone()));
+    }
+    let node = resolve_first(&pinned_addr(url, target, domain)).await?;
+    let mut direct = url.clone();
+    let _ = direct.set_ip_host(node.ip());
+    let _ = direct.set_port(Some(node.port()));
+    Ok(client
+        .get(direct)
+        .header(reqwest::header::HOST, url.host_str().unwrap_or(domain)))
 }
 
 /// A client for one hop: the domain pinned to the node's address for that scheme; certificates

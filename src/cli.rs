@@ -224,7 +224,8 @@ pub struct AuthFlags {
 /// Manual overrides for certbot's CERTBOT_* variables.
 #[derive(Debug, Clone, Args)]
 pub struct ChallengeFlags {
-    /// The domain being validated (default: $CERTBOT_DOMAIN, or $CERTBOT_IDENTIFIER).
+    /// The name being validated, a domain or an IPv4 address (default: $CERTBOT_IDENTIFIER, or
+    /// $CERTBOT_DOMAIN from certbot before 5.3).
     #[arg(long)]
     pub domain: Option<String>,
     /// The challenge token (default: $CERTBOT_TOKEN).
@@ -282,12 +283,15 @@ pub struct StatusFlags {
     /// Any usage error of `status` exits 3 (UNKNOWN), whatever the format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::report::status::Format,
-    /// Warning (exit 1) when a certificate expires within this, or a node drifted.
-    #[arg(long, default_value = "21d", value_parser = humantime::parse_duration)]
-    pub warn: std::time::Duration,
-    /// Critical (exit 2) when a certificate expires within this; at most --warn.
-    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
-    pub crit: std::time::Duration,
+    /// Warning (exit 1) when a certificate has less than this left, or a node drifted: a share
+    /// of the certificate's own lifetime (`25%`: 40 hours of a 160-hour certificate, 22 days of
+    /// a 90-day one) or a time (`21d`).
+    #[arg(long, default_value = "25%", value_name = "SHARE%|TIME")]
+    pub warn: crate::report::expiry::Threshold,
+    /// Critical (exit 2) when a certificate has less than this left, or a node serves none or an
+    /// expired one: a share of its lifetime (`8%`) or a time (`7d`); at most --warn.
+    #[arg(long, default_value = "8%", value_name = "SHARE%|TIME")]
+    pub crit: crate::report::expiry::Threshold,
 }
 
 /// A `status` flag combination clap cannot refuse alone.
@@ -307,12 +311,19 @@ pub enum StatusFlagsError {
 }
 
 impl StatusFlags {
-    /// What clap cannot check alone: the critical threshold is not above the warning one.
+    /// What clap cannot check alone: the critical threshold is not above the warning one (when
+    /// both are times or both shares; a time and a share compare only per certificate).
     pub fn check(&self) -> Result<(), StatusFlagsError> {
-        if self.crit > self.warn {
+        use crate::report::expiry::Threshold::{Before, Share};
+        let above = match (self.crit, self.warn) {
+            (Before(c), Before(w)) => c > w,
+            (Share(c), Share(w)) => c > w,
+            _ => false,
+        };
+        if above {
             return Err(StatusFlagsError::CritAboveWarn {
-                crit: humantime::format_duration(self.crit).to_string(),
-                warn: humantime::format_duration(self.warn).to_string(),
+                crit: self.crit.to_string(),
+                warn: self.warn.to_string(),
             });
         }
         Ok(())
@@ -344,6 +355,14 @@ pub struct IssueFlags {
     /// certbot program to run.
     #[arg(long, default_value = "certbot")]
     pub certbot: String,
+    /// Ask the CA for this ACME profile (`classic`, `tlsserver`, `shortlived` at Let's Encrypt),
+    /// falling back to its default if it has no such profile; needs certbot 4.0 or later, and
+    /// 4.1 or later to keep it for renewals.
+    #[arg(long, value_name = "NAME", conflicts_with = "required_profile")]
+    pub preferred_profile: Option<String>,
+    /// Like --preferred-profile, but fail when the CA does not offer the profile.
+    #[arg(long, value_name = "NAME")]
+    pub required_profile: Option<String>,
     /// Further certbot arguments, after `--` (e.g. `-- --server URL --config-dir DIR`).
     #[arg(last = true)]
     pub certbot_args: Vec<String>,
@@ -395,15 +414,25 @@ mod tests {
 
     #[test]
     fn crit_beyond_warn_is_refused() {
-        let flags = |warn: u64, crit: u64| StatusFlags {
+        use crate::report::expiry::Threshold::{self, Before, Share};
+        let flags = |warn: Threshold, crit: Threshold| StatusFlags {
             format: crate::report::status::Format::Table,
-            warn: std::time::Duration::from_secs(warn),
-            crit: std::time::Duration::from_secs(crit),
+            warn,
+            crit,
         };
-        assert!(flags(10, 10).check().is_ok());
-        assert!(flags(10, 5).check().is_ok());
-        let e = flags(5, 10).check().unwrap_err().to_string();
+        let secs = |s| Before(std::time::Duration::from_secs(s));
+        assert!(flags(secs(10), secs(10)).check().is_ok());
+        assert!(flags(secs(10), secs(5)).check().is_ok());
+        let e = flags(secs(5), secs(10)).check().unwrap_err().to_string();
         assert!(e.contains("--crit 10s") && e.contains("--warn 5s"), "{e}");
+        assert!(flags(Share(0.25), Share(0.08)).check().is_ok());
+        let e = flags(Share(0.08), Share(0.25))
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--crit 25%") && e.contains("--warn 8%"), "{e}");
+        // A time and a share compare only per certificate.
+        assert!(flags(Share(0.25), secs(30 * 86400)).check().is_ok());
     }
 
     #[test]

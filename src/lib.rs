@@ -7,7 +7,7 @@
 //! ```text
 //! main → commands/mod.rs (dispatcher) → cli → commands/* → report → fanout
 //!      → served, fleet, agent → tls, check, ssh, alert → lineage, standby
-//!      → config, tokens, certbot_env → fsx, exec, lockfile, pem → wire → error, log → names, privdrop
+//!      → config, tokens, certbot_env → fsx, exec, lockfile, pem, webconf → wire → error, log → names, privdrop
 //!      → text
 //! ```
 //!
@@ -45,6 +45,7 @@ pub mod standby;
 pub mod text;
 pub mod tls;
 pub mod tokens;
+pub mod webconf;
 pub mod wire;
 
 pub use config::Config;

@@ -12,6 +12,8 @@ pub struct CertInfo {
     pub fingerprint: String,
     /// Serial number, lower-case hex.
     pub serial: String,
+    /// notBefore as Unix seconds.
+    pub not_before: i64,
     /// notAfter as Unix seconds.
     pub not_after: i64,
 }
@@ -30,10 +32,11 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// Facts about a DER certificate.
 pub fn info(der: &[u8]) -> Option<CertInfo> {
-    let (serial, not_after) = walk(der)?;
+    let (serial, not_before, not_after) = walk(der)?;
     Some(CertInfo {
         fingerprint: fingerprint(der),
         serial: hex(serial),
+        not_before,
         not_after,
     })
 }
@@ -58,6 +61,31 @@ pub fn dns_names(der: &[u8]) -> Option<Vec<String>> {
                 .iter()
                 .filter_map(|n| match n {
                     GeneralName::DNSName(name) => Some((*name).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default(),
+    )
+}
+
+/// The IP addresses of a certificate's subjectAltName extension, in the certificate's order
+/// (an IP-address certificate names no DNS name; its served check sends no SNI).
+pub fn ip_addresses(der: &[u8]) -> Option<Vec<std::net::IpAddr>> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()?;
+    Some(
+        san.map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::IPAddress(b) => match b.len() {
+                        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).ok()?)),
+                        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).ok()?)),
+                        _ => None,
+                    },
                     _ => None,
                 })
                 .collect()
@@ -94,7 +122,8 @@ fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, &rest[..len], &rest[len..]))
 }
 
-fn walk(der: &[u8]) -> Option<(&[u8], i64)> {
+/// (serial, notBefore, notAfter) of a DER certificate.
+fn walk(der: &[u8]) -> Option<(&[u8], i64, i64)> {
     let (_, cert, _) = element(der)?;
     let (_, mut tbs, _) = element(cert)?;
     let (tag, content, rest) = element(tbs)?;
@@ -110,7 +139,7 @@ fn walk(der: &[u8]) -> Option<(&[u8], i64)> {
     let (_, _sig_alg, rest) = element(rest)?;
     let (_, _issuer, rest) = element(rest)?;
     let (_, validity, _) = element(rest)?;
-    let (_, _not_before, rest) = element(validity)?;
+    let (before_tag, not_before, rest) = element(validity)?;
     let (tag, not_after, _) = element(rest)?;
     let serial = match serial {
         [0, tail @ ..] if !tail.is_empty() => tail,
@@ -118,6 +147,7 @@ fn walk(der: &[u8]) -> Option<(&[u8], i64)> {
     };
     Some((
         serial,
+        parse_time(before_tag, std::str::from_utf8(not_before).ok()?)?,
         parse_time(tag, std::str::from_utf8(not_after).ok()?)?,
     ))
 }

@@ -11,7 +11,8 @@
 //! restarting, so it gets the whole deadline. A node that answers with an old or foreign
 //! certificate or a TLS alert is judged after a short settle window (a graceful nginx reload
 //! swaps its workers within milliseconds; the window covers the odd connection an old worker
-//! still accepts). A name that cannot be sent as SNI is never sent and fails at once.
+//! still accepts). A name that cannot be sent as SNI is never sent and fails at once. A
+//! certificate for IP addresses only is checked by its first address, with no SNI at all.
 
 use std::time::{Duration, Instant};
 
@@ -50,9 +51,11 @@ pub fn check_name(sans: &[String]) -> Option<String> {
     plain.cloned().or_else(wildcard)
 }
 
-/// The name to check for a leaf certificate (DER).
+/// The name to check for a leaf certificate (DER): a DNS name of it ([`check_name`]), else,
+/// for a certificate of IP addresses only, its first address, checked without SNI.
 pub fn check_name_for(leaf: &[u8]) -> Option<String> {
     check_name(&pem::dns_names(leaf)?)
+        .or_else(|| pem::ip_addresses(leaf)?.first().map(|ip| ip.to_string()))
 }
 
 /// The fingerprints of a lineage's versions, to tell `new` from `OLD` from `unused`.
@@ -148,6 +151,9 @@ pub struct Check {
     pub served: Served,
     /// SHA-256 of the certificate served, if one was.
     pub fingerprint: Option<String>,
+    /// notAfter of the certificate served (Unix seconds), if one was and it could be read:
+    /// `status` calls a node that serves an expired certificate CRITICAL.
+    pub not_after: Option<i64>,
 }
 
 /// Classifies one attempt's result; the flag says whether waiting may change it.
@@ -188,6 +194,7 @@ pub async fn check(addr: &str, name: Option<&str>, versions: &Versions, wait: Du
                 error: "the certificate names no DNS name that can be sent as SNI".into(),
             },
             fingerprint: None,
+            not_after: None,
         };
     };
     let began = Instant::now();
@@ -197,11 +204,17 @@ pub async fn check(addr: &str, name: Option<&str>, versions: &Versions, wait: Du
     loop {
         let result = tls::served_leaf(addr, name, ATTEMPT_TIMEOUT).await;
         let fp = result.as_deref().ok().map(pem::fingerprint);
+        let not_after = result
+            .as_deref()
+            .ok()
+            .and_then(pem::info)
+            .map(|i| i.not_after);
         let (served, transient) = classify(result, versions);
         let done = |served| Check {
             name: Some(name.to_owned()),
             served,
             fingerprint: fp.clone(),
+            not_after,
         };
         let now = Instant::now();
         if served == Served::New {

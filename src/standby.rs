@@ -179,8 +179,32 @@ fn allowed_param(key: &str, value: &str) -> bool {
             .parse::<u32>()
             .is_ok_and(|n| (2048..=8192).contains(&n)),
         "reuse_key" => matches!(value, "True" | "False" | "true" | "false"),
+        // certbot 4.1+ stores the ACME profile asked for (`issue --preferred-profile`): a
+        // standby that dropped it would renew with the CA's default profile after a failover.
+        "preferred_profile" | "required_profile" => is_profile_name(value),
         _ => false,
     }
+}
+
+/// An ACME profile name as CAs publish them (`classic`, `tlsserver`, `shortlived`): a short
+/// token of letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+pub fn is_profile_name(value: &str) -> bool {
+    all_bytes(value, 64, |b| {
+        b.is_ascii_alphanumeric() || b"._-".contains(&b)
+    }) && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// certbot 5's `[acme_renewal_info] ari_retry_after`: a naive ISO 8601 date and time,
+/// `YYYY-MM-DDTHH:MM:SS`, nothing else.
+fn is_ari_time(value: &str) -> bool {
+    let b = value.as_bytes();
+    b.len() == 19
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 /// A hook value an honest primary sends: its own certherd with this role.
@@ -232,6 +256,7 @@ pub fn build_conf(
     let mut params: Vec<(String, String)> = Vec::new();
     let mut account = None;
     let mut server = None;
+    let mut ari_retry_after = None;
     let mut section = String::new();
     for line in conf.lines() {
         let t = line.trim();
@@ -240,7 +265,7 @@ pub fn build_conf(
         }
         if t.starts_with('[') {
             section = t.to_owned();
-            if section != "[renewalparams]" {
+            if section != "[renewalparams]" && section != "[acme_renewal_info]" {
                 drop_key(t);
             }
             continue;
@@ -274,6 +299,9 @@ pub fn build_conf(
             ("[renewalparams]", "authenticator") if v == "manual" => {}
             ("[renewalparams]", "pref_challs")
                 if v.split(',').all(|c| matches!(c.trim(), "" | "http-01")) => {}
+            ("[acme_renewal_info]", "ari_retry_after") if is_ari_time(v) => {
+                ari_retry_after = Some(v.to_owned())
+            }
             ("[renewalparams]", key) if allowed_param(key, v) => {
                 if !params.iter().any(|(k, _)| k == key) {
                     params.push((key.to_owned(), v.to_owned()))
@@ -311,6 +339,9 @@ pub fn build_conf(
     }
     for (k, v) in params {
         out.push_str(&format!("{k} = {v}\n"));
+    }
+    if let Some(t) = ari_retry_after {
+        out.push_str(&format!("\n[acme_renewal_info]\nari_retry_after = {t}\n"));
     }
     Ok((out, dropped))
 }
@@ -539,6 +570,56 @@ mod tests {
             0o400
         );
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// certbot 4.1+ keeps the ACME profile, certbot 5 the ARI retry time: a standby keeps
+    /// valid values of both (so a failover renews with the same profile) and drops anything
+    /// else in their place, hooks above all.
+    #[test]
+    fn profiles_and_the_ari_retry_time_are_kept_when_valid() {
+        let policy = policy(Path::new("/s"), true);
+        let lineage = LineageName::parse("site.test").unwrap();
+        let certbot5 = format!(
+            "version = 5.8.0\n[renewalparams]\naccount = {ID}\nserver = {SERVER}\n\
+             authenticator = manual\npreferred_profile = shortlived\nrequired_profile = tlsserver\n\
+             [acme_renewal_info]\nari_retry_after = 2026-12-03T00:38:31\n"
+        );
+        let (conf, dropped) = build_conf(&policy, &lineage, &certbot5, "/p", ID).unwrap();
+        for good in [
+            "preferred_profile = shortlived\n",
+            "required_profile = tlsserver\n",
+            "\n[acme_renewal_info]\nari_retry_after = 2026-12-03T00:38:31\n",
+        ] {
+            assert!(conf.contains(good), "{good:?} missing in\n{conf}");
+        }
+        assert!(dropped.is_empty(), "{dropped:?}");
+
+        let hostile = format!(
+            "[renewalparams]\naccount = {ID}\npreferred_profile = classic; touch /tmp/pwned\n\
+             required_profile = -x\n[acme_renewal_info]\nari_retry_after = $(id)\n\
+             pre_hook = touch /tmp/pwned\n"
+        );
+        let (conf, dropped) = build_conf(&policy, &lineage, &hostile, "/p", ID).unwrap();
+        for bad in [
+            "profile",
+            "pwned",
+            "acme_renewal_info",
+            "ari_retry_after",
+            "id)",
+        ] {
+            assert!(!conf.contains(bad), "{bad:?} in\n{conf}");
+        }
+        for key in [
+            "preferred_profile",
+            "required_profile",
+            "ari_retry_after",
+            "pre_hook",
+        ] {
+            assert!(
+                dropped.contains(&key.to_string()),
+                "{key} not in {dropped:?}"
+            );
+        }
     }
 
     #[test]

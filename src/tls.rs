@@ -120,9 +120,20 @@ pub fn sni_name(name: &str) -> Option<ServerName<'static>> {
         .map(ServerName::DnsName)
 }
 
-/// The DER leaf certificate served at `addr` for `sni`, within `timeout`.
+/// The server name for a check of `name`: a DNS name (sent as SNI), or an IP address, which
+/// TLS never carries as SNI (RFC 6066): rustls then sends no SNI at all, as a client reaching
+/// an IP-address certificate (Let's Encrypt's `shortlived` profile) does.
+pub fn server_name(name: &str) -> Option<ServerName<'static>> {
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => Some(ServerName::IpAddress(ip.into())),
+        Err(_) => sni_name(name),
+    }
+}
+
+/// The DER leaf certificate served at `addr` for `sni` (no SNI when it is an IP address),
+/// within `timeout`.
 pub async fn served_leaf(addr: &str, sni: &str, timeout: Duration) -> Result<Vec<u8>, TlsError> {
-    let name = sni_name(sni).ok_or_else(|| TlsError::BadName {
+    let name = server_name(sni).ok_or_else(|| TlsError::BadName {
         name: crate::text::printable(sni),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -202,6 +213,24 @@ fn alert_name(alert: rustls::AlertDescription) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An IP address is a server name rustls sends no SNI for; a DNS name is sent as SNI.
+    #[test]
+    fn an_ip_address_is_checked_without_sni() {
+        assert!(matches!(
+            server_name("127.0.1.2"),
+            Some(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(
+            server_name("2001:db8::1"),
+            Some(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(
+            server_name("site.test"),
+            Some(ServerName::DnsName(_))
+        ));
+        assert!(server_name("bad name").is_none());
+    }
 
     #[test]
     fn sni_names() {

@@ -103,7 +103,7 @@ fn a_renewal_deploys_exactly_once_from_either_hook() {
     // The real `certbot renew`, as `certherd renew` runs it (as the agent's account, never root
     // over the account's files): the directory hook finds `certherd` on PATH and the config in
     // CERTHERD_CONFIG.
-    let mut cmd = Command::new("/usr/bin/certbot");
+    let mut cmd = Command::new(certherd_testbed::certbot_program());
     bed.as_agent(&mut cmd);
     cmd.args(["renew", "--force-renewal", "--no-random-sleep-on-renew"])
         .args(bed.certbot_common_args())

@@ -30,6 +30,23 @@ fn certificate_issued_when_dns_points_only_at_peers() {
         "tokens left behind: {:?}",
         token_files(&bed)
     );
+    // The certbot that ran is the one asked for (Debian's, or PyPI's under
+    // $CERTHERD_BED_CERTBOT): it writes its own version into the renewal config.
+    let program = certherd_testbed::certbot_program();
+    let version = std::process::Command::new(&program)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout)
+        .trim()
+        .replace("certbot ", "");
+    let conf =
+        std::fs::read_to_string(bed.letsencrypt_dir(1).join("renewal/site.test.conf")).unwrap();
+    assert!(
+        conf.lines().any(|l| l == format!("version = {version}")),
+        "{} is certbot {version}, the renewal config says:\n{conf}",
+        program.display()
+    );
 }
 
 /// certherd's own self-check also fetches through node 1; only those requests may hit it.
@@ -48,7 +65,19 @@ fn two_names_on_two_different_nodes_via_certherd_issue() {
     bed.dns("a.test", &[2]).unwrap();
     bed.dns("b.test", &[3]).unwrap();
 
-    let mut cmd = bed.certherd(1, &["issue", "-d", "a.test", "-d", "b.test", "--"]);
+    let mut cmd = bed.certherd(
+        1,
+        &[
+            "issue",
+            "--certbot",
+            &certbot_program_arg(),
+            "-d",
+            "a.test",
+            "-d",
+            "b.test",
+            "--",
+        ],
+    );
     cmd.args(bed.certbot_common_args())
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle());
     let out = cmd.output().unwrap();
@@ -110,7 +139,17 @@ fn without_fan_out_auth_fails_naming_the_nodes_and_no_certificate_is_issued() {
     let certbot_runs =
         || std::fs::read_dir(bed.root().join("certbot/logs")).map_or(0, |d| d.count());
     let runs_before = certbot_runs();
-    let mut cmd = bed.certherd(1, &["issue", "-d", "site.test", "--"]);
+    let mut cmd = bed.certherd(
+        1,
+        &[
+            "issue",
+            "--certbot",
+            &certbot_program_arg(),
+            "-d",
+            "site.test",
+            "--",
+        ],
+    );
     cmd.args(bed.certbot_common_args())
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle());
     let out = cmd.output().unwrap();

@@ -23,7 +23,16 @@ fn issue_with_a_relative_config_stores_absolute_hook_paths() {
     let out = std::process::Command::new("timeout")
         .arg("180")
         .arg(bed.certherd_bin())
-        .args(["--config", file, "issue", "-d", "site.test", "--"])
+        .args([
+            "--config",
+            file,
+            "issue",
+            "--certbot",
+            &certbot_program_arg(),
+            "-d",
+            "site.test",
+            "--",
+        ])
         .args(bed.certbot_common_args())
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
         .current_dir(dir)
@@ -50,7 +59,7 @@ fn issue_with_a_relative_config_stores_absolute_hook_paths() {
     let before = current_serial(&bed, "site.test");
     let mut args: Vec<String> = vec![
         "180".into(),
-        "/usr/bin/certbot".into(),
+        certherd_testbed::certbot_program().display().to_string(),
         "renew".into(),
         "--force-renewal".into(),
         // Without a terminal certbot sleeps up to 8 minutes first (as certherd renew, skip it).
@@ -72,5 +81,91 @@ fn issue_with_a_relative_config_stores_absolute_hook_paths() {
     assert!(
         !after.is_empty() && after != before,
         "the renewal from / did not replace the certificate ({before} -> {after})"
+    );
+}
+
+/// The newest certbot from PyPI (scripts/setup-debian.sh installs it beside Debian's).
+const PYPI_CERTBOT: &str = "/opt/certherd-certbot5/bin/certbot";
+
+/// `certherd issue --preferred-profile NAME` (issue 21): a name that is no profile name is
+/// refused naming it; a certbot older than 4.0 (Debian 12's 2.1) is refused up front naming its
+/// version, before the pre-flight sends anything; certbot 5.x from PyPI is handed the flag and
+/// keeps the profile in the renewal config (which a standby keeps too: standby.rs's unit test).
+#[test]
+fn issue_with_a_profile_needs_a_certbot_that_knows_profiles() {
+    let bed = bed(2, true);
+    bed.dns("site.test", &[2]).unwrap();
+    let issue = |certbot: &str, profile: &str| {
+        std::process::Command::new("timeout")
+            .arg("180")
+            .arg(bed.certherd_bin())
+            .arg("--config")
+            .arg(bed.config_path(1))
+            .args([
+                "issue",
+                "--certbot",
+                certbot,
+                "--preferred-profile",
+                profile,
+            ])
+            .args(["-d", "site.test", "--"])
+            .args(bed.certbot_common_args())
+            .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+            .output()
+            .unwrap()
+    };
+    let error_line = |out: &std::process::Output| {
+        stderr(out)
+            .lines()
+            .find(|l| l.contains("error:"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let out = issue(PYPI_CERTBOT, "short lived;id");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        error_line(&out)
+            .contains("--preferred-profile \"short lived;id\": expected an ACME profile name"),
+        "{}",
+        text(&out)
+    );
+
+    let debian = std::process::Command::new("/usr/bin/certbot")
+        .arg("--version")
+        .output()
+        .unwrap();
+    let debian = String::from_utf8_lossy(&debian.stdout)
+        .trim()
+        .replace("certbot ", "");
+    let major: u32 = debian.split('.').next().unwrap().parse().unwrap();
+    if major < 4 {
+        let out = issue("/usr/bin/certbot", "shortlived");
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            error_line(&out).contains(&format!(
+                "certbot {debian} (/usr/bin/certbot) cannot ask for an ACME profile"
+            )),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            challenge_hits(&bed, 2),
+            0,
+            "the pre-flight ran although the certbot was refused"
+        );
+    }
+
+    let out = issue(PYPI_CERTBOT, "shortlived");
+    assert!(
+        out.status.success(),
+        "issue with certbot 5:\n{}",
+        text(&out)
+    );
+    let conf =
+        std::fs::read_to_string(bed.letsencrypt_dir(1).join("renewal/site.test.conf")).unwrap();
+    assert!(
+        conf.lines().any(|l| l == "preferred_profile = shortlived"),
+        "{conf}"
     );
 }

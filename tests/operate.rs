@@ -225,7 +225,7 @@ fn renew_runs_only_where_primary_and_never_twice_at_once() {
 #[test]
 fn renew_with_real_certbot_reaches_every_node() {
     let bed = issued_bed();
-    let mut certbot = vec!["/usr/bin/certbot".to_owned()];
+    let mut certbot = vec![certherd_testbed::certbot_program().display().to_string()];
     certbot.extend(
         bed.certbot_common_args()
             .into_iter()

@@ -312,12 +312,29 @@ fn nagios_json_quiet_verbose_and_journal_outputs() {
     assert_eq!(ok.state, "OK", "{ok:?}");
     assert!(details.is_empty(), "{details:?}");
     assert!(ok.summary.contains("1 lineage on 3 nodes"), "{ok:?}");
+    // The default thresholds are shares of each certificate's own lifetime (25 %, 8 %): the
+    // days fields follow the lifetime pebble gave it, the share fields are the flags.
+    let (_, json) = status_json(&bed);
+    let lifetime_days = json["rows"][0]["lifetime"].as_f64().unwrap() / 86400.0;
+    let days = |share: f64| {
+        let t = format!("{:.2}", lifetime_days * share);
+        t.trim_end_matches('0').trim_end_matches('.').to_owned()
+    };
     for n in nodes {
         let p = perf(&ok, &format!("{n}/site.test_days"));
-        assert!(p.value.is_some_and(|d| d > 21.0), "{p:?}");
+        assert!(p.value.is_some_and(|d| d > lifetime_days * 0.25), "{p:?}");
         assert_eq!(
-            (p.warn.as_str(), p.crit.as_str(), p.min.as_str()),
-            ("21", "7", "0")
+            (p.warn.clone(), p.crit.clone(), p.min.as_str()),
+            (days(0.25), days(0.08), "0")
+        );
+        let left = perf(&ok, &format!("{n}/site.test_left"));
+        assert!(
+            left.value.is_some_and(|s| s > 25.0 && s <= 100.0),
+            "{left:?}"
+        );
+        assert_eq!(
+            (left.warn.as_str(), left.crit.as_str(), left.max.as_str()),
+            ("25", "8", "100")
         );
     }
     assert_eq!(perf(&ok, "drift_nodes").value, Some(0.0));

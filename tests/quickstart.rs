@@ -144,6 +144,16 @@ impl Node {
                 "/etc/nginx/nginx.conf".into(),
                 bed.nginx_conf(n).to_string_lossy().into_owned(),
             ),
+            // the rest of nginx's directory: the node's own (its snippets/ the checklist makes)
+            (
+                "/etc/nginx".into(),
+                bed.nginx_conf(n)
+                    .parent()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            ("/etc/apache2".into(), p("etc/apache2")),
         ];
         for (node, web) in role_web {
             pairs.push((format!("192.0.2.1{}", &web[3..]), bed.ip(*node).to_string()));
@@ -370,6 +380,17 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
         let parent = d.parent().unwrap();
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
+    // Node 1's nginx was set up by `certbot --nginx`: its TLS options file in the letsencrypt
+    // dir (root's, as certbot left it), included by the node's config. The checklist moves it
+    // to a root-owned copy before the account gets the letsencrypt dir (issue 20).
+    let options = nodes[0].letsencrypt().join("options-ssl-nginx.conf");
+    std::fs::create_dir_all(nodes[0].letsencrypt()).unwrap();
+    std::fs::write(&options, CERTBOT_OPTIONS).unwrap();
+    std::fs::write(
+        bed.nginx_tls_conf(1),
+        format!("include {};\n", options.display()),
+    )
+    .unwrap();
     for node in &nodes {
         node.prepare(&bed);
         let mut script = block("every-node");
@@ -386,6 +407,7 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
         node.run_script(&bed, &shim_dir, "every-node", &script);
         nginx_for(&bed, node, None);
     }
+    assert_options_moved(&bed, &nodes[0], &options);
     // certherd, as the account, keeps its ssh control sockets in /tmp/certherd-<uid> (no
     // XDG_RUNTIME_DIR after the switch from root): removed with the account.
     let agent = nix::unistd::User::from_name(&account).unwrap().unwrap();
@@ -505,6 +527,35 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
     // Served by every node after the deploy's own `[reload]` (sudo nginx -s reload): the test
     // reloads nothing itself after the renewal.
     assert_every_node_serves(&bed, &nodes, "after renew");
+}
+
+/// What `certbot --nginx` writes as `options-ssl-nginx.conf` (its settings that are valid at
+/// `http` level, where the bed includes it).
+const CERTBOT_OPTIONS: &str = "ssl_session_timeout 1440m;\nssl_session_tickets off;\nssl_protocols TLSv1.2 TLSv1.3;\nssl_prefer_server_ciphers off;\n";
+
+/// After the every-node block: node 1's config includes a root-owned copy of certbot's options
+/// file in nginx's own `snippets/`, never the one in the letsencrypt dir the account now owns.
+fn assert_options_moved(bed: &Bed, node: &Node, options: &Path) {
+    let tls = std::fs::read_to_string(bed.nginx_tls_conf(node.n)).unwrap();
+    let copy = bed
+        .nginx_conf(node.n)
+        .parent()
+        .unwrap()
+        .join("snippets/options-ssl-nginx.conf");
+    assert_eq!(
+        tls,
+        format!("include {};\n", copy.display()),
+        "the checklist did not point the include at the root-owned copy"
+    );
+    assert!(!tls.contains(&options.to_string_lossy().into_owned()));
+    let meta = std::fs::metadata(&copy).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o7777),
+        (0, 0o644),
+        "{}",
+        copy.display()
+    );
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), CERTBOT_OPTIONS);
 }
 
 /// The known_hosts the primary's block wrote holds one line per configured peer, under exactly

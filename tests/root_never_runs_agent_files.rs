@@ -62,7 +62,17 @@ fn planted_certbot_hooks_run_as_the_agent_never_as_root() {
 
     // Issued by root through `certherd issue`.
     let issued = bed
-        .certherd(1, &["issue", "-d", "site.test", "--"])
+        .certherd(
+            1,
+            &[
+                "issue",
+                "--certbot",
+                &certbot_program_arg(),
+                "-d",
+                "site.test",
+                "--",
+            ],
+        )
         .args(bed.certbot_common_args())
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
         .output()

@@ -220,7 +220,18 @@ fn issue_and_renew_warm_up_while_certbot_talks_to_the_ca() {
     bed.dns("site.test", &[2, 3]).unwrap();
     bed.close_control_masters();
     let probe = probe_file(&bed, "probe-issue");
-    let mut cmd = bed.certherd(1, &["issue", "--skip-preflight", "-d", "site.test", "--"]);
+    let mut cmd = bed.certherd(
+        1,
+        &[
+            "issue",
+            "--certbot",
+            &certbot_program_arg(),
+            "--skip-preflight",
+            "-d",
+            "site.test",
+            "--",
+        ],
+    );
     cmd.args(bed.certbot_common_args())
         .args(["--manual-auth-hook", &probing_auth_hook(&bed, &probe)])
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle());
@@ -242,7 +253,7 @@ fn issue_and_renew_warm_up_while_certbot_talks_to_the_ca() {
         "{renewal}"
     );
 
-    let mut certbot = vec!["/usr/bin/certbot".to_owned()];
+    let mut certbot = vec![certherd_testbed::certbot_program().display().to_string()];
     certbot.extend(
         bed.certbot_common_args()
             .into_iter()

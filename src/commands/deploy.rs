@@ -28,9 +28,22 @@ pub struct SyncOptions {
     pub format: Format,
 }
 
+/// Warns, on every run, about each file of this node's web server config that root reads and a
+/// non-root account may change (issue 20): the `[reload]` test this deploy runs through sudo
+/// would read it as root. Only this node's files can be seen from here.
+fn warn_exposed(config: &Config) {
+    for (server, e) in crate::webconf::exposed_here(&[&config.reload.test, &config.reload.reload]) {
+        crate::warn!(
+            "{} (root-equivalent: run certherd doctor for the fix)",
+            e.describe(server)
+        );
+    }
+}
+
 /// `certherd deploy`.
 pub async fn run(config: &Config, options: &Options) -> Result<i32> {
     let lineage = lineage_from(config, options.lineage.as_deref())?;
+    warn_exposed(config);
     let d = certs::push(config, &lineage, true).await?;
     match options.format {
         // -q: errors only; the table is not one.
@@ -45,6 +58,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
 /// `certherd sync [LINEAGE…]`: every lineage (or the named ones) to every peer that lacks it.
 /// As JSON: one object, `{"ok": …, "lineages": [<deploy object>…]}`.
 pub async fn sync(config: &Config, options: &SyncOptions) -> Result<i32> {
+    warn_exposed(config);
     let layout = Layout::new(&config.letsencrypt_dir);
     let lineages = if options.lineages.is_empty() {
         layout.lineages()?

@@ -1,8 +1,9 @@
 //! `certherd doctor [-d DOMAIN…]`: explains what is misconfigured. Checks the config, this node
 //! itself ([`local`]: identity, known_hosts, directories, sudo for `[reload]`, Debian's certbot
-//! timer), SSH and the agent on every peer, then — for each domain — puts a throwaway token on every node, fetches it
-//! through every node as the CA would, and removes it. Every failure comes with its likely cause
-//! and the fix.
+//! timer; [`includes`]: no web server config root reads is writable by a non-root account), SSH
+//! and the agent on every peer, then — for each domain — puts a throwaway token on every node,
+//! fetches it through every node as the CA would, and removes it. Every failure comes with its
+//! likely cause and the fix.
 
 use crate::check::{self, CheckFailure, Expectation, NoAnswer};
 use crate::config::Config;
@@ -14,7 +15,9 @@ use crate::wire::{Request, Response};
 
 use crate::fanout::tokens::{self as publish, TokenOp};
 
+pub mod includes;
 pub mod local;
+pub mod renewal_confs;
 
 fn ok(what: &str) {
     println!("ok    {what}");
@@ -112,7 +115,11 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
         config.peers.len()
     ));
     // This node first: a missing identity or known_hosts entry would fail every peer below.
-    for finding in local::check(config, &local::System::default()) {
+    let system = local::System::default();
+    for finding in local::check(config, &system)
+        .into_iter()
+        .chain(includes::check(config, &system))
+    {
         match &finding.verdict {
             local::Verdict::Ok => ok(&finding.what),
             local::Verdict::Warn(why, fix) => warn(&finding.what, why, fix),

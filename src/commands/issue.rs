@@ -26,8 +26,104 @@ pub struct Options {
     pub preflight_only: bool,
     /// certbot program to run.
     pub certbot: String,
+    /// The ACME profile to ask for, if any.
+    pub profile: Option<Profile>,
     /// Further certbot arguments.
     pub certbot_args: Vec<String>,
+}
+
+/// An ACME profile for certbot (`--preferred-profile` or `--required-profile`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Profile {
+    /// Asked for; the CA's default if it has no such profile.
+    Preferred(String),
+    /// Required: certbot fails when the CA does not offer it.
+    Required(String),
+}
+
+/// certbot's first release with `--preferred-profile`/`--required-profile`.
+const PROFILE_SINCE: (u32, u32) = (4, 0);
+/// certbot's first release that stores the profile in the renewal config (renewals keep it).
+const PROFILE_KEPT_SINCE: (u32, u32) = (4, 1);
+
+impl Profile {
+    /// The flags as given (clap refuses both at once); a name that is not a profile name is
+    /// bad input naming the value.
+    pub fn from_flags(preferred: Option<String>, required: Option<String>) -> Result<Option<Self>> {
+        let (flag, profile) = match (preferred, required) {
+            (Some(p), _) => ("--preferred-profile", Profile::Preferred(p)),
+            (None, Some(r)) => ("--required-profile", Profile::Required(r)),
+            (None, None) => return Ok(None),
+        };
+        if !crate::standby::is_profile_name(profile.name()) {
+            return Err(Error::Input(format!(
+                "{flag} {:?}: expected an ACME profile name (letters, digits, '.', '_', '-'; e.g. classic, tlsserver, shortlived)",
+                profile.name()
+            )));
+        }
+        Ok(Some(profile))
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Profile::Preferred(n) | Profile::Required(n) => n,
+        }
+    }
+
+    fn flag(&self) -> &'static str {
+        match self {
+            Profile::Preferred(_) => "--preferred-profile",
+            Profile::Required(_) => "--required-profile",
+        }
+    }
+}
+
+/// `certbot --version`'s (major, minor), e.g. `certbot 2.1.0` → (2, 1).
+fn certbot_version(certbot: &str) -> Result<(u32, u32, String)> {
+    let out = std::process::Command::new(certbot)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::Input(format!("cannot run {certbot} --version: {e}")))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let version = text
+        .split_whitespace()
+        .skip_while(|w| *w != "certbot")
+        .nth(1)
+        .unwrap_or("")
+        .to_owned();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => Ok((major, minor, version)),
+        _ => Err(Error::Input(format!(
+            "{certbot} --version answered {:?}: expected `certbot X.Y.Z`",
+            crate::text::one_line(&text, 200)
+        ))),
+    }
+}
+
+/// Refuses a profile with a certbot too old to ask for one; warns when it cannot keep it.
+fn check_profile_support(certbot: &str, profile: &Profile) -> Result<()> {
+    let (major, minor, version) = certbot_version(certbot)?;
+    if (major, minor) < PROFILE_SINCE {
+        return Err(Error::Input(format!(
+            "{} {}: certbot {version} ({certbot}) cannot ask for an ACME profile: expected certbot {}.{} or later (Debian 13's, or certbot from PyPI)",
+            profile.flag(),
+            profile.name(),
+            PROFILE_SINCE.0,
+            PROFILE_SINCE.1
+        )));
+    }
+    if (major, minor) < PROFILE_KEPT_SINCE {
+        crate::warn!(
+            "certbot {version} asks for profile {} but does not store it: its renewals will use the CA's default profile (certbot {}.{} or later keeps it)",
+            profile.name(),
+            PROFILE_KEPT_SINCE.0,
+            PROFILE_KEPT_SINCE.1
+        );
+    }
+    Ok(())
 }
 
 /// Runs the pre-flight, then certbot; returns certbot's exit code.
@@ -40,6 +136,9 @@ pub async fn run(config: &Config, config_path: &Path, flags: &Options) -> Result
     let exe = std::env::current_exe()
         .map_err(|e| Error::Failed(format!("cannot find my own path: {e}")))?;
     runnable_by_me(&exe, config_path)?;
+    if let Some(profile) = &flags.profile {
+        check_profile_support(&flags.certbot, profile)?;
+    }
     if !flags.skip_preflight {
         let ok = preflight(config, &domains).await?;
         if !ok {
@@ -135,6 +234,10 @@ pub fn certbot_argv(
         argv.push("-d".into());
         argv.push(d.to_string());
     }
+    if let Some(profile) = &flags.profile {
+        argv.push(profile.flag().into());
+        argv.push(profile.name().into());
+    }
     argv.extend(flags.certbot_args.iter().cloned());
     Ok(argv)
 }
@@ -193,6 +296,7 @@ mod tests {
             skip_preflight: true,
             preflight_only: false,
             certbot: "certbot".into(),
+            profile: None,
             certbot_args: vec![],
         };
         let argv = certbot_argv(Path::new("c.toml"), &flags, &[]).unwrap();

@@ -32,6 +32,10 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
                 skip_preflight: flags.skip_preflight,
                 preflight_only: flags.preflight_only,
                 certbot: flags.certbot,
+                profile: issue::Profile::from_flags(
+                    flags.preferred_profile,
+                    flags.required_profile,
+                )?,
                 certbot_args: flags.certbot_args,
             };
             issue::run(config, config_path, &options).await

@@ -13,10 +13,11 @@ use crate::fanout::this_then_peers;
 use crate::fleet;
 use crate::lineage::Layout;
 use crate::names::LineageName;
-use crate::report::status::{render, Format, Report, Row, State, Unknown};
+use crate::report::expiry::{left, Threshold};
+use crate::report::status::{render, Exposed, Format, Report, Row, State, Unknown};
 use crate::served::{self, Served, Versions};
 use crate::ssh::PeerError;
-use crate::wire::{LineageStatus, Request, Response};
+use crate::wire::{ConfigExposure, LineageStatus, Request, Response};
 
 /// Why a node's lineages are unknown.
 #[derive(Debug, thiserror::Error)]
@@ -89,19 +90,15 @@ pub struct Options {
     /// Output format.
     pub format: Format,
     /// Warning threshold.
-    pub warn: Duration,
+    pub warn: Threshold,
     /// Critical threshold.
-    pub crit: Duration,
+    pub crit: Threshold,
 }
 
 /// Runs `status`; returns the monitoring exit code.
 pub async fn run(config: &Config, options: &Options) -> Result<i32> {
     let report = collect(config, options).await?;
-    let limits = crate::report::nagios::Limits {
-        warn: options.warn,
-        crit: options.crit,
-    };
-    print!("{}", render(&report, options.format, limits));
+    print!("{}", render(&report, options.format));
     Ok(report.state as i32)
 }
 
@@ -119,6 +116,14 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
     let local = local_result.as_ref().cloned().unwrap_or_default();
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let outcomes = fleet::run(&config.ssh, &peers, &[Request::Status {}]).await;
+    let mut peer_exposed = Vec::new();
+    for o in &outcomes {
+        if let Ok(r) = &o.result {
+            if let Some(Response::Status { exposed, .. }) = r.last() {
+                peer_exposed.extend(peer_exposures(&o.peer.name, exposed));
+            }
+        }
+    }
 
     let nodes = this_then_peers(
         config,
@@ -127,7 +132,7 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
         outcomes,
         |_, result| match result {
             Ok(r) => match r.last() {
-                Some(Response::Status { lineages }) => Ok(lineages.clone()),
+                Some(Response::Status { lineages, .. }) => Ok(lineages.clone()),
                 other => Err(Unasked::UnexpectedAnswer(format!("{other:?}"))),
             },
             Err(e) => Err(Unasked::from(e)),
@@ -162,10 +167,16 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                 serial: None,
                 not_after: None,
                 expires_in: None,
+                lifetime: None,
+                left_share: None,
+                warn_below: None,
+                crit_below: None,
                 served_name: None,
                 served: None,
                 served_fingerprint: None,
                 served_error: None,
+                served_not_after: None,
+                serving_problem: None,
                 pending: false,
                 drift: false,
                 state: State::Ok,
@@ -178,8 +189,11 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                     row.not_after = l.not_after;
                     row.pending = l.pending;
                     row.expires_in = l.not_after.map(|t| t - now);
+                    // An agent from before notBefore was reported: the primary's lifetime for
+                    // the same certificate, else unknown.
+                    let same = l.fingerprint == reference.fingerprint;
+                    row.lifetime = lifetime(l).or_else(|| same.then(|| lifetime(reference))?);
                 }
-                let _ = reference;
                 let (sni, versions) = checks[lineage].clone();
                 row.served_name = sni.clone();
                 let addr = addr.clone();
@@ -196,6 +210,7 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
         let row = &mut rows[index];
         row.served = Some(check.served.word().to_ascii_lowercase());
         row.served_fingerprint = check.fingerprint;
+        row.served_not_after = check.not_after;
         if let Served::None { error } = check.served {
             row.served_error = Some(error);
         }
@@ -209,18 +224,7 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
                 || row.version != reference.version
                 || row.fingerprint != reference.fingerprint
                 || row.served_fingerprint != reference.fingerprint);
-        row.state = if !row.up {
-            State::Unknown
-        } else {
-            let remaining = row.expires_in.unwrap_or(i64::MIN);
-            if remaining < options.crit.as_secs() as i64 {
-                State::Critical
-            } else if remaining < options.warn.as_secs() as i64 || row.drift {
-                State::Warning
-            } else {
-                State::Ok
-            }
-        };
+        judge(row, options, now);
         overall = overall.worst(row.state);
     }
     // A node that cannot be seen counts even when it has no row (this node holds no lineage,
@@ -235,13 +239,110 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
             });
         }
     }
+    // This node's web server configs: a file root reads that an account may change is
+    // root-equivalent (issue 20), CRITICAL until `certherd doctor`'s fix is applied.
+    let mut exposed: Vec<Exposed> =
+        crate::webconf::exposed_here(&[&config.reload.test, &config.reload.reload])
+            .into_iter()
+            .map(|(server, e)| Exposed {
+                node: config.node_name(),
+                server: server.name().to_owned(),
+                file: e.file.display().to_string(),
+                reason: e.describe(server),
+            })
+            .collect();
+    exposed.extend(peer_exposed);
+    if !exposed.is_empty() {
+        overall = overall.worst(State::Critical);
+    }
     Ok(Report {
         from: config.node_name(),
         checked_at: now,
         state: overall,
         rows,
         unknown,
+        exposed,
     })
+}
+
+/// notAfter − notBefore of an installed certificate, when both are known.
+fn lifetime(l: &LineageStatus) -> Option<i64> {
+    Some(l.not_after? - l.not_before?).filter(|s| *s > 0)
+}
+
+/// A row's thresholds for its certificate's lifetime, and its state: UNKNOWN when the node could
+/// not be asked; CRITICAL when the installed certificate is past `--crit` or missing, or when
+/// what the node serves for a lineage it holds is nothing, expired, or past `--crit`; WARNING
+/// past `--warn` or on drift. A share of an unknown lifetime (an old agent, an unreadable
+/// certificate) is judged with the 90-day lifetime of the classic profile, never not at all.
+fn judge(row: &mut Row, options: &Options, now: i64) {
+    const CLASSIC: i64 = 90 * 86400;
+    let lifetime = row.lifetime.unwrap_or(CLASSIC);
+    row.warn_below = options.warn.seconds(Some(lifetime));
+    row.crit_below = options.crit.seconds(Some(lifetime));
+    row.left_share = row
+        .expires_in
+        .zip(row.lifetime)
+        .map(|(left, life)| left as f64 / life as f64);
+    if !row.up {
+        row.state = State::Unknown;
+        return;
+    }
+    let crit = row.crit_below.unwrap_or(0);
+    let warn = row.warn_below.unwrap_or(0);
+    let holds = row.version.is_some();
+    // The installed certificate's own expiry is judged below; what is served is judged here
+    // only when it is another certificate: expired, whatever it is (an old version, another
+    // vhost's, another file); past the critical threshold, an old version of this lineage (a
+    // certificate of no version has a lifetime of its own, which this row cannot judge).
+    let other = row.served_fingerprint.is_some() && row.served_fingerprint != row.fingerprint;
+    row.serving_problem = match (row.served.as_deref(), row.served_not_after) {
+        (Some("none"), _) if holds => Some(format!(
+            "serves no certificate for {}{}",
+            row.served_name.as_deref().unwrap_or(&row.lineage),
+            row.served_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )),
+        (_, Some(t)) if other && t <= now => Some(format!(
+            "serves an expired certificate (expired {} ago)",
+            left(now - t)
+        )),
+        (Some("old"), Some(t)) if other && t - now < crit => Some(format!(
+            "serves a certificate that expires in {} (critical below {})",
+            left(t - now),
+            left(crit)
+        )),
+        _ => None,
+    };
+    let remaining = row.expires_in.unwrap_or(i64::MIN);
+    row.state = if remaining < crit || row.serving_problem.is_some() {
+        State::Critical
+    } else if remaining < warn || row.drift {
+        State::Warning
+    } else {
+        State::Ok
+    };
+}
+
+/// What a peer's agent says about its own web server config: outside text, so at most
+/// [`ConfigExposure::MAX`] entries, each field on one escaped, bounded line, and a server name
+/// only from the known ones.
+fn peer_exposures(node: &str, exposed: &[ConfigExposure]) -> Vec<Exposed> {
+    exposed
+        .iter()
+        .take(ConfigExposure::MAX)
+        .map(|x| Exposed {
+            node: node.to_owned(),
+            server: match x.server.as_str() {
+                "nginx" | "apache" => x.server.clone(),
+                _ => "web server".to_owned(),
+            },
+            file: crate::text::one_line(&x.file, 400),
+            reason: crate::text::one_line(&x.reason, 600),
+        })
+        .collect()
 }
 
 /// Whether `node` should hold `lineage`: this node holds every lineage (its files are the
@@ -270,4 +371,26 @@ fn check_plan(layout: &Layout, status: &LineageStatus) -> (Option<String>, Versi
         status.fingerprint.as_deref().unwrap_or(""),
     );
     (name, versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer's answer is hostile input: bounded in count, one escaped line per field, a server
+    /// name only from the known ones.
+    #[test]
+    fn peer_exposures_are_bounded_and_escaped() {
+        let hostile = ConfigExposure {
+            server: "nginx\nCERTHERD OK".into(),
+            file: format!("/etc/x\nOK: all fine\u{1b}[2J{}", "y".repeat(10_000)),
+            reason: "r\r\nforged".into(),
+        };
+        let got = peer_exposures("web2", &vec![hostile; 1000]);
+        assert_eq!(got.len(), ConfigExposure::MAX);
+        let x = &got[0];
+        assert_eq!((x.node.as_str(), x.server.as_str()), ("web2", "web server"));
+        assert!(x.file.len() <= 450 && !x.file.contains('\n') && !x.file.contains('\u{1b}'));
+        assert!(!x.reason.contains('\n') && !x.reason.contains('\r'));
+    }
 }

@@ -322,6 +322,7 @@ fn unchecked() -> Check {
             error: "not checked".into(),
         },
         fingerprint: None,
+        not_after: None,
     }
 }
 

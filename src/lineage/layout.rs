@@ -88,7 +88,8 @@ impl Layout {
             version,
             fingerprint: info.as_ref().map(|i| i.fingerprint.clone()),
             serial: info.as_ref().map(|i| i.serial.clone()),
-            not_after: info.map(|i| i.not_after),
+            not_after: info.as_ref().map(|i| i.not_after),
+            not_before: info.map(|i| i.not_before),
             pending: self.live_dir(lineage).join(PENDING).exists(),
         }
     }

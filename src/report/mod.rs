@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod deploy;
+pub mod expiry;
 pub mod nagios;
 pub mod nodes;
 pub mod status;

@@ -1,30 +1,22 @@
 //! `status --format nagios`: the monitoring-plugins convention (Nagios, Icinga, Naemon, Sensu).
 //!
 //! ```text
-//! CERTHERD WARNING - node2/example.com expires in 12d | 'node1/example.com_days'=80;21;7;0; … 'drift_nodes'=0;;;0;3 'down_nodes'=0;;;0;3
-//! WARNING: node2/example.com: expires in 12d (warning below 21d)
+//! CERTHERD WARNING - node2/example.com expires in 12d | 'node1/example.com_days'=80;22.5;7.2;0; 'node1/example.com_left'=88.9%;25;8;0;100 … 'drift_nodes'=0;;;0;3 'down_nodes'=0;;;0;3
+//! WARNING: node2/example.com: expires in 12d
 //! ```
 //!
 //! The first line is what the monitoring system shows and alerts on: the state word, a short
-//! summary and the performance data (days left per node and lineage, with `--warn`/`--crit` in
-//! days as the warn and crit fields, then how many nodes drifted or are down). Every further
+//! summary and the performance data (per node and lineage the days left, with `--warn`/`--crit`
+//! for that certificate's lifetime in days as the warn and crit fields, and the share of its
+//! lifetime left in percent; then how many nodes drifted or are down). Every further
 //! line is one problem. The exit code is the state (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
 //! Text from outside (a node's error) is kept to one line and never contains `|`, which would
 //! start the performance data.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
+use super::expiry::left;
 use super::status::{Report, Row, State};
-
-/// The thresholds `status` judged with, for the perfdata's warn and crit fields.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// `--warn`.
-    pub warn: Duration,
-    /// `--crit`.
-    pub crit: Duration,
-}
 
 /// Longest piece of outside text (an error) in one problem line.
 const MAX_REASON: usize = 200;
@@ -32,13 +24,13 @@ const MAX_REASON: usize = 200;
 const SUMMARY_PROBLEMS: usize = 3;
 
 /// The whole plugin output: the first line, then one line per problem.
-pub fn render(report: &Report, limits: Limits) -> String {
-    let problems = problems(report, limits);
+pub fn render(report: &Report) -> String {
+    let problems = problems(report);
     let mut out = format!(
         "CERTHERD {} - {} | {}\n",
         word(report.state),
         summary(report, &problems),
-        perfdata(report, limits)
+        perfdata(report)
     );
     for p in &problems {
         out.push_str(&format!("{}: {}: {}\n", word(p.state), p.subject, p.detail));
@@ -74,7 +66,7 @@ struct Problem {
 }
 
 /// Every problem, the worst first (critical, unknown, warning), in report order within a state.
-fn problems(report: &Report, limits: Limits) -> Vec<Problem> {
+fn problems(report: &Report) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut down = BTreeSet::new();
     for r in &report.rows {
@@ -95,8 +87,11 @@ fn problems(report: &Report, limits: Limits) -> Vec<Problem> {
             continue;
         }
         let subject = format!("{}/{}", clean(&r.node), clean(&r.lineage));
-        let expiry = expiry(r, limits);
+        let expiry = expiry(r);
         let mut why = Vec::new();
+        if let Some(p) = &r.serving_problem {
+            why.push(clean(p));
+        }
         if let Some(e) = &expiry {
             why.push(e.clone());
         }
@@ -123,6 +118,20 @@ fn problems(report: &Report, limits: Limits) -> Vec<Problem> {
             });
         }
     }
+    // A config root reads that an account may change: root-equivalent, whatever the rows say.
+    for x in &report.exposed {
+        out.push(Problem {
+            state: State::Critical,
+            subject: clean(&x.node),
+            short: format!("{} account-writable {}", clean(&x.node), clean(&x.file)),
+            detail: format!(
+                "root's {} reads {}, which a non-root account may change (fix: certherd doctor); {}",
+                clean(&x.server),
+                clean(&x.file),
+                clean(&x.reason)
+            ),
+        });
+    }
     let rank = |s: State| match s {
         State::Critical => 0,
         State::Unknown => 1,
@@ -135,13 +144,11 @@ fn problems(report: &Report, limits: Limits) -> Vec<Problem> {
 
 /// The expiry part of a row's problem, when its expiry is what is wrong (or unknown): a row
 /// far from expiry is a drift problem only.
-fn expiry(r: &Row, limits: Limits) -> Option<String> {
+fn expiry(r: &Row) -> Option<String> {
     match r.expires_in {
         None => Some("not installed".to_owned()),
-        Some(s) if s < 0 => Some(format!("expired {}d ago", (-s).div_euclid(86400))),
-        Some(s) if s < limits.warn.as_secs() as i64 => {
-            Some(format!("expires in {}d", s.div_euclid(86400)))
-        }
+        Some(s) if s < 0 => Some(format!("expired {} ago", left(-s))),
+        Some(s) if s < r.warn_below.unwrap_or(0) => Some(format!("expires in {}", left(s))),
         Some(_) => None,
     }
 }
@@ -188,8 +195,8 @@ fn summary(report: &Report, problems: &[Problem]) -> String {
         );
         if let Some((s, r)) = soonest {
             out.push_str(&format!(
-                ", soonest expiry in {}d ({}/{})",
-                s.div_euclid(86400),
+                ", soonest expiry in {} ({}/{})",
+                left(s),
                 clean(&r.node),
                 clean(&r.lineage)
             ));
@@ -217,24 +224,36 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// Performance data: `'label'=value[UOM];[warn];[crit];[min];[max]`, space separated.
-fn perfdata(report: &Report, limits: Limits) -> String {
+fn perfdata(report: &Report) -> String {
     let nodes: BTreeSet<&str> = report.rows.iter().map(|r| r.node.as_str()).collect();
-    let mut out: Vec<String> = report
-        .rows
-        .iter()
-        .map(|r| {
-            let days = r
-                .expires_in
-                .filter(|_| r.up)
-                .map_or("U".to_owned(), |s| s.div_euclid(86400).to_string());
-            format!(
-                "{}={days};{};{};0;",
-                label(&format!("{}/{}_days", r.node, r.lineage)),
-                days_of(limits.warn),
-                days_of(limits.crit)
-            )
-        })
-        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for r in &report.rows {
+        let days = r
+            .expires_in
+            .filter(|_| r.up)
+            .map_or("U".to_owned(), |s| s.div_euclid(86400).to_string());
+        let in_days = |t: Option<i64>| t.map_or(String::new(), |s| decimal(s as f64 / 86400.0));
+        out.push(format!(
+            "{}={days};{};{};0;",
+            label(&format!("{}/{}_days", r.node, r.lineage)),
+            in_days(r.warn_below),
+            in_days(r.crit_below)
+        ));
+        let share = r
+            .left_share
+            .filter(|_| r.up)
+            .map_or("U".to_owned(), |f| format!("{}%", decimal(f * 100.0)));
+        let of_lifetime = |t: Option<i64>| match (t, r.lifetime) {
+            (Some(t), Some(l)) if l > 0 => decimal(t as f64 * 100.0 / l as f64),
+            _ => String::new(),
+        };
+        out.push(format!(
+            "{}={share};{};{};0;100",
+            label(&format!("{}/{}_left", r.node, r.lineage)),
+            of_lifetime(r.warn_below),
+            of_lifetime(r.crit_below)
+        ));
+    }
     let drifted = nodes_where(report, |r| r.up && r.drift);
     let down = nodes_where(report, |r| !r.up);
     out.push(format!("'drift_nodes'={drifted};;;0;{}", nodes.len()));
@@ -253,10 +272,9 @@ fn nodes_where(report: &Report, pred: impl Fn(&Row) -> bool) -> usize {
         .len()
 }
 
-/// A threshold in days: whole days as an integer, else up to two decimals.
-fn days_of(d: Duration) -> String {
-    let days = d.as_secs_f64() / 86400.0;
-    let text = format!("{days:.2}");
+/// A perfdata number: whole as an integer, else up to two decimals.
+fn decimal(v: f64) -> String {
+    let text = format!("{v:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
@@ -290,10 +308,16 @@ mod tests {
             serial: None,
             not_after: None,
             expires_in: days.map(|d| d * 86400 + 3600),
+            lifetime: Some(90 * 86400),
+            left_share: days.map(|d| (d * 86400 + 3600) as f64 / (90 * 86400) as f64),
+            warn_below: Some(21 * 86400),
+            crit_below: Some(7 * 86400),
             served_name: None,
             served: Some("new".into()),
             served_fingerprint: None,
             served_error: None,
+            served_not_after: None,
+            serving_problem: None,
             pending: false,
             drift: false,
             state,
@@ -308,13 +332,9 @@ mod tests {
             state,
             rows,
             unknown: Vec::new(),
+            exposed: Vec::new(),
         }
     }
-
-    const LIMITS: Limits = Limits {
-        warn: Duration::from_secs(21 * 86400),
-        crit: Duration::from_secs(7 * 86400),
-    };
 
     #[test]
     fn ok_first_line_has_summary_and_perfdata() {
@@ -322,12 +342,15 @@ mod tests {
             row("node1", "example.com", Some(80), State::Ok),
             row("node2", "example.com", Some(54), State::Ok),
         ]);
-        let out = render(&r, LIMITS);
+        let out = render(&r);
         assert_eq!(
             out,
             "CERTHERD OK - 1 lineage on 2 nodes current, soonest expiry in 54d \
              (node2/example.com) | 'node1/example.com_days'=80;21;7;0; \
-             'node2/example.com_days'=54;21;7;0; 'drift_nodes'=0;;;0;2 'down_nodes'=0;;;0;2\n"
+             'node1/example.com_left'=88.94%;23.33;7.78;0;100 \
+             'node2/example.com_days'=54;21;7;0; \
+             'node2/example.com_left'=60.05%;23.33;7.78;0;100 \
+             'drift_nodes'=0;;;0;2 'down_nodes'=0;;;0;2\n"
         );
     }
 
@@ -345,7 +368,7 @@ mod tests {
             down,
             drifted,
         ]);
-        let out = render(&r, LIMITS);
+        let out = render(&r);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 5, "{out}");
         assert!(
@@ -373,9 +396,9 @@ mod tests {
     #[test]
     fn labels_and_thresholds_follow_the_grammar() {
         assert_eq!(label("n'1/a=b_days"), "'n''1/a_b_days'");
-        assert_eq!(days_of(Duration::from_secs(21 * 86400)), "21");
-        assert_eq!(days_of(Duration::from_secs(36 * 3600)), "1.5");
-        assert_eq!(days_of(Duration::ZERO), "0");
+        assert_eq!(decimal(21.0), "21");
+        assert_eq!(decimal(1.5), "1.5");
+        assert_eq!(decimal(0.0), "0");
     }
 
     #[test]
@@ -384,7 +407,7 @@ mod tests {
             row("node1", "a.example", Some(-3), State::Critical),
             row("node2", "a.example", None, State::Critical),
         ]);
-        let out = render(&r, LIMITS);
+        let out = render(&r);
         assert!(
             out.contains("CRITICAL: node1/a.example: expired 2d ago"),
             "{out}"
@@ -411,7 +434,7 @@ mod tests {
             node: "node1".into(),
             reason: "no certificate lineage under /etc/letsencrypt/live | x".into(),
         });
-        let out = render(&r, LIMITS);
+        let out = render(&r);
         let first = out.lines().next().unwrap();
         assert!(
             first.starts_with("CERTHERD UNKNOWN - node1 unknown"),

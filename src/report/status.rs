@@ -31,7 +31,7 @@ pub enum State {
     Ok = 0,
     /// 1: expires within `--warn`, or a node drifted from this one.
     Warning = 1,
-    /// 2: expires within `--crit`.
+    /// 2: expires within `--crit`, or a node serves nothing or an expired certificate.
     Critical = 2,
     /// 3: a node could not be asked.
     Unknown = 3,
@@ -79,6 +79,14 @@ pub struct Row {
     pub not_after: Option<i64>,
     /// Seconds until expiry.
     pub expires_in: Option<i64>,
+    /// The installed certificate's own lifetime (notAfter − notBefore), seconds.
+    pub lifetime: Option<i64>,
+    /// The share of that lifetime left (`expires_in / lifetime`, 0 to 1; negative once expired).
+    pub left_share: Option<f64>,
+    /// Seconds left below which this row is WARNING: `--warn` for this certificate's lifetime.
+    pub warn_below: Option<i64>,
+    /// Seconds left below which this row is CRITICAL: `--crit` for this certificate's lifetime.
+    pub crit_below: Option<i64>,
     /// The name sent as SNI: from the primary's current certificate (see [`crate::served`]).
     pub served_name: Option<String>,
     /// What the node serves for it: `new` (the primary's current version), `old` (an older
@@ -89,6 +97,11 @@ pub struct Row {
     pub served_fingerprint: Option<String>,
     /// Why nothing was served.
     pub served_error: Option<String>,
+    /// notAfter of the certificate the node serves for `served_name` (Unix seconds).
+    pub served_not_after: Option<i64>,
+    /// Why what the node serves makes the row CRITICAL: nothing served for a lineage it holds,
+    /// an expired certificate, or one past the critical threshold.
+    pub serving_problem: Option<String>,
     /// An install on the node stopped between moving its links and its reload.
     pub pending: bool,
     /// Differs from this node (version, certificate or what is served), or has a pending install.
@@ -106,6 +119,20 @@ pub struct Unknown {
     pub reason: String,
 }
 
+/// A file root's web server reads as configuration (or loads) that a non-root account may
+/// change on a node: root-equivalent, so CRITICAL whatever the certificates say (issue 20).
+#[derive(Debug, Clone, Serialize)]
+pub struct Exposed {
+    /// Node name.
+    pub node: String,
+    /// `nginx` or `apache`.
+    pub server: String,
+    /// The file (or directory) as the server names it.
+    pub file: String,
+    /// What root reads, where it is named and who may change it, on one line.
+    pub reason: String,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -120,6 +147,9 @@ pub struct Report {
     /// Every node that could not be seen, with the reason: printed in every format, so a
     /// monitoring UNKNOWN always says which node and why (also without `-v`).
     pub unknown: Vec<Unknown>,
+    /// Web server config files root reads that a non-root account may change (this node's:
+    /// `certherd doctor` gives the fix). Any of them makes the report CRITICAL.
+    pub exposed: Vec<Exposed>,
 }
 
 impl Report {
@@ -141,6 +171,7 @@ impl Report {
                 node: host,
                 reason: reason.to_owned(),
             }],
+            exposed: Vec::new(),
         }
     }
 }
@@ -155,22 +186,14 @@ pub fn nagios_unknown(message: &str) -> String {
 pub fn render_failed(reason: &str, format: Format) -> String {
     match format {
         Format::Nagios => nagios_unknown(reason) + "\n",
-        // No row is judged, so the thresholds do not show anywhere.
-        other => render(
-            &Report::failed(reason),
-            other,
-            super::nagios::Limits {
-                warn: std::time::Duration::ZERO,
-                crit: std::time::Duration::ZERO,
-            },
-        ),
+        other => render(&Report::failed(reason), other),
     }
 }
 
-/// Formats the report (`limits`: the thresholds it was judged with, for the plugin's perfdata).
-pub fn render(report: &Report, format: Format, limits: super::nagios::Limits) -> String {
+/// Formats the report; each row carries the thresholds it was judged with.
+pub fn render(report: &Report, format: Format) -> String {
     match format {
-        Format::Nagios => super::nagios::render(report, limits),
+        Format::Nagios => super::nagios::render(report),
         Format::Json => serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
         Format::Table => table(report),
         Format::Influx => influx(report),
@@ -193,9 +216,7 @@ fn table(report: &Report) -> String {
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64))
                 .to_string()
         });
-        let expires = r
-            .expires_in
-            .map_or("-".into(), |s| format!("{}d", s.div_euclid(86400)));
+        let expires = r.expires_in.map_or("-".into(), super::expiry::left);
         let served = match (r.up, r.served.as_deref()) {
             (false, _) => "DOWN".to_owned(),
             (true, Some("old")) => "OLD".to_owned(),
@@ -224,6 +245,9 @@ fn table(report: &Report) -> String {
         if let Some(e) = &r.error {
             out.push_str(&format!("  {}: {e}\n", r.node));
         }
+        if let Some(p) = &r.serving_problem {
+            out.push_str(&format!("  {}: critical: {p}\n", r.node));
+        }
         if r.up && r.served.as_deref() == Some("unused") {
             out.push_str(&format!(
                 "  {}: warning: {} is not in use: the node serves another certificate ({}) for {}; no server block uses live/{}/ yet?\n",
@@ -234,6 +258,13 @@ fn table(report: &Report) -> String {
                 r.lineage
             ));
         }
+    }
+    for x in &report.exposed {
+        out.push_str(&format!(
+            "CRITICAL {}: {} (fix: certherd doctor)\n",
+            x.node,
+            one_line(&x.reason, 600)
+        ));
     }
     for u in &report.unknown {
         out.push_str(&format!(
@@ -272,6 +303,12 @@ fn influx(report: &Report) -> String {
         if let Some(s) = r.expires_in {
             fields.push(format!("expires_in={s}i"));
         }
+        if let Some(l) = r.lifetime {
+            fields.push(format!("lifetime={l}i"));
+        }
+        if let Some(f) = r.left_share {
+            fields.push(format!("left_share={f}"));
+        }
         out.push_str(&format!(
             "certherd_status,node={},lineage={},from={} {} {ns}\n",
             influx_tag(&r.node),
@@ -286,6 +323,16 @@ fn influx(report: &Report) -> String {
             influx_tag(&u.node),
             influx_tag(&report.from),
             influx_string(&one_line(&u.reason, 400))
+        ));
+    }
+    for x in &report.exposed {
+        out.push_str(&format!(
+            "certherd_exposed,node={},server={},from={} state=2i,file=\"{}\",reason=\"{}\" {ns}\n",
+            influx_tag(&x.node),
+            influx_tag(&x.server),
+            influx_tag(&report.from),
+            influx_string(&one_line(&x.file, 400)),
+            influx_string(&one_line(&x.reason, 600))
         ));
     }
     out
@@ -325,6 +372,24 @@ fn prometheus(report: &Report) -> String {
             .rows
             .iter()
             .filter_map(|r| Some((labels(r), r.not_after? as f64)))
+            .collect(),
+    );
+    metric(
+        "certherd_certificate_lifetime_seconds",
+        "The installed certificate's own lifetime, notAfter minus notBefore.",
+        report
+            .rows
+            .iter()
+            .filter_map(|r| Some((labels(r), r.lifetime? as f64)))
+            .collect(),
+    );
+    metric(
+        "certherd_certificate_left_ratio",
+        "Share of the installed certificate's lifetime left (0 to 1).",
+        report
+            .rows
+            .iter()
+            .filter_map(|r| Some((labels(r), r.left_share?)))
             .collect(),
     );
     metric(
@@ -373,6 +438,25 @@ fn prometheus(report: &Report) -> String {
                         "node=\"{}\",reason=\"{}\"",
                         label(&u.node),
                         label(&one_line(&u.reason, 400))
+                    ),
+                    1.0,
+                )
+            })
+            .collect(),
+    );
+    metric(
+        "certherd_config_exposed",
+        "1 for a file root's web server reads as configuration that a non-root account may change (root-equivalent; certherd doctor gives the fix).",
+        report
+            .exposed
+            .iter()
+            .map(|x| {
+                (
+                    format!(
+                        "node=\"{}\",server=\"{}\",file=\"{}\"",
+                        label(&x.node),
+                        label(&x.server),
+                        label(&one_line(&x.file, 400))
                     ),
                     1.0,
                 )

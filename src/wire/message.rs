@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::payload::{Installed, LineageFiles, LineageStatus, RenewalBundle};
+use super::payload::{ConfigExposure, Installed, LineageFiles, LineageStatus, RenewalBundle};
 use crate::names::{KeyAuthorization, LineageName, Token};
 use crate::text::printable;
 
@@ -101,6 +101,14 @@ pub enum Response {
     Status {
         /// One entry per lineage under live/.
         lineages: Vec<LineageStatus>,
+        /// Files of the node's web server config that root reads and a non-root account may
+        /// change (issue 20), at most [`ConfigExposure::MAX`].
+        ///
+        /// Compatibility: added without a protocol bump, like `done`'s `dropped`: left out when
+        /// empty (every other answer is byte-for-byte what it was), ignored by an older primary,
+        /// and absent from an older agent's answer (then only that node's own `status` sees it).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        exposed: Vec<ConfigExposure>,
     },
     /// The request was refused or failed; nothing was changed unless `kind` says `io`.
     Error {
@@ -260,7 +268,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&parsed).unwrap(), line);
     }
 
-    /// `dropped` and `standby` are optional both ways: old answers parse, and answers without
+    /// `dropped`, `standby` and `exposed` are optional both ways: old answers parse, and answers without
     /// them are byte-for-byte the old ones.
     #[test]
     fn new_fields_are_compatible() {
@@ -279,6 +287,10 @@ mod tests {
         let parsed: Response = serde_json::from_str(hello).unwrap();
         assert!(matches!(parsed, Response::Hello { standby: None, .. }));
         assert_eq!(serde_json::to_string(&parsed).unwrap(), hello);
+        let status = r#"{"result":"status","lineages":[]}"#;
+        let parsed: Response = serde_json::from_str(status).unwrap();
+        assert!(matches!(&parsed, Response::Status { exposed, .. } if exposed.is_empty()));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), status);
         for (kind, name) in [
             (ErrorKind::NotStandby, "\"not_standby\""),
             (ErrorKind::Unverified, "\"unverified\""),

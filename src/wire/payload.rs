@@ -42,6 +42,24 @@ pub struct Installed {
     pub changed: bool,
 }
 
+/// A file of the node's own web server config that root reads and a non-root account may
+/// change (issue 20), as the agent reports it in its `status` answer. Outside text to the
+/// primary: it bounds and escapes every field before printing ([`ConfigExposure::MAX`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigExposure {
+    /// `nginx` or `apache`.
+    pub server: String,
+    /// The file as the server names it.
+    pub file: String,
+    /// What root reads, where it is named and who may change it, on one line.
+    pub reason: String,
+}
+
+impl ConfigExposure {
+    /// Entries an answer may carry; the primary keeps no more than these.
+    pub const MAX: usize = 32;
+}
+
 /// One lineage as installed on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineageStatus {
@@ -55,6 +73,10 @@ pub struct LineageStatus {
     pub serial: Option<String>,
     /// Expiry (Unix seconds).
     pub not_after: Option<i64>,
+    /// Start of validity (Unix seconds): with `not_after`, the certificate's own lifetime,
+    /// which `status` judges expiry by. Absent from agents before it (then unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
     /// An install moved the links but has not finished its test and reload: the node may not
     /// run what its links name until the next deploy or sync.
     #[serde(default)]

@@ -74,6 +74,32 @@ const CERTBOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Highest node number (127.0.B.250 is the CA's).
 pub const MAX_NODES: usize = 249;
 
+/// The environment variable that makes the bed (and every test) run another certbot than
+/// Debian's `/usr/bin/certbot`: scripts/test.sh runs the certbot e2e tests a second time with
+/// the newest certbot from PyPI (`/opt/certherd-certbot5/bin/certbot`, installed by
+/// scripts/setup-debian.sh), so both ends of the certbot versions users run are tested.
+pub const CERTBOT_ENV: &str = "CERTHERD_BED_CERTBOT";
+
+/// The certbot every certbot run of the bed uses: `$CERTHERD_BED_CERTBOT`, else Debian's. A
+/// value that is not an absolute path to an executable panics with the reason: a test must
+/// never silently fall back to another certbot than the one it was asked to test.
+pub fn certbot_program() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(chosen) = std::env::var_os(CERTBOT_ENV) else {
+        return PathBuf::from("/usr/bin/certbot");
+    };
+    let path = PathBuf::from(&chosen);
+    let executable =
+        fs::metadata(&path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if !path.is_absolute() || !executable {
+        panic!(
+            "{CERTBOT_ENV}={}: expected the absolute path of a certbot executable (e.g. /opt/certherd-certbot5/bin/certbot from scripts/setup-debian.sh)",
+            path.display()
+        );
+    }
+    path
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// One `[[peers]]` entry of a node's certherd config.
@@ -672,7 +698,7 @@ impl Bed {
     pub fn renew_certbot_argv(&self, n: usize) -> Vec<String> {
         let s = |p: PathBuf| p.to_string_lossy().into_owned();
         vec![
-            "/usr/bin/certbot".into(),
+            s(certbot_program()),
             "--config-dir".into(),
             s(self.letsencrypt_dir(n)),
             "--work-dir".into(),
@@ -701,12 +727,13 @@ impl Bed {
         ]
     }
 
-    /// Runs `/usr/bin/certbot <args> <common args>` on node 1 (in its namespace on a namespaced
+    /// Runs `certbot <args> <common args>` ([`certbot_program`]) on node 1 (in its namespace on a namespaced
     /// bed) as the agent's account (as `certherd issue`/`renew` run it, never root over the
     /// account's files) with `REQUESTS_CA_BUNDLE` set to the bed's CA; killed after 120 s (then
     /// stderr ends with a `[testbed: killed ...]` note).
     pub fn certbot(&self, args: &[&str]) -> Output {
-        let mut cmd = self.agent_command_on(1, "/usr/bin/certbot");
+        let certbot = certbot_program();
+        let mut cmd = self.agent_command_on(1, &certbot);
         cmd.args(args)
             .args(self.certbot_common_args())
             .env("REQUESTS_CA_BUNDLE", self.ca_bundle())
@@ -716,7 +743,7 @@ impl Bed {
             Err(e) => Output {
                 status: failed_status(),
                 stdout: Vec::new(),
-                stderr: format!("testbed: cannot run /usr/bin/certbot: {e}\n").into_bytes(),
+                stderr: format!("testbed: cannot run {}: {e}\n", certbot.display()).into_bytes(),
             },
         }
     }

@@ -358,9 +358,21 @@ impl Run<SyncReport> {
 }
 
 /// Makes version `v` of `lineage` on node 1 — a fresh P-256 key and a self-signed certificate
-/// for the name, in certbot's layout and modes — and points node 1's live links at it, the way
-/// certbot does on renewal.
+/// for the name, valid for 30 days from now, in certbot's layout and modes — and points node
+/// 1's live links at it, the way certbot does on renewal.
 pub fn make_version(bed: &Bed, lineage: &str, v: u32) {
+    make_version_valid(bed, lineage, v, None);
+}
+
+/// [`make_version`] with the certificate valid from `valid.0` to `valid.1` (Unix seconds), for
+/// the lifetimes CAs issue now (160 hours, 45 or 90 days) at any point of their life.
+pub fn make_version_valid(bed: &Bed, lineage: &str, v: u32, valid: Option<(i64, i64)>) {
+    make_version_for(bed, lineage, lineage, v, valid);
+}
+
+/// [`make_version_valid`] for a certificate whose one name is `name` (e.g. an IP address),
+/// which need not be the lineage's.
+pub fn make_version_for(bed: &Bed, lineage: &str, name: &str, v: u32, valid: Option<(i64, i64)>) {
     let le = bed.letsencrypt_dir(1);
     let archive = le.join("archive").join(lineage);
     let live = le.join("live").join(lineage);
@@ -375,20 +387,27 @@ pub fn make_version(bed: &Bed, lineage: &str, v: u32) {
     }
     let key = archive.join(format!("privkey{v}.pem"));
     let cert = archive.join(format!("cert{v}.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "30"])
-        .arg("-subj")
-        .arg(format!("/CN={lineage}"))
-        .arg("-addext")
-        .arg(format!("subjectAltName=DNS:{lineage}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openssl req: {}", text(&out));
+    match valid {
+        None => {
+            let out = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "30"])
+                .arg("-subj")
+                .arg(format!("/CN={name}"))
+                .arg("-addext")
+                .arg(format!("subjectAltName=DNS:{name}"))
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl req: {}", text(&out));
+        }
+        Some((not_before, not_after)) => {
+            self_signed(name, not_before, not_after, &cert, &key);
+        }
+    }
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let pem = std::fs::read_to_string(&cert).unwrap();
     std::fs::write(archive.join(format!("chain{v}.pem")), &pem).unwrap();
@@ -419,4 +438,49 @@ pub fn make_version(bed: &Bed, lineage: &str, v: u32) {
     for path in owned {
         bed.chown_to_agent(&path).unwrap();
     }
+}
+
+/// A self-signed P-256 certificate for `name` (a DNS name, or an IP address: then its only
+/// subjectAltName is that address) valid from `not_before` to `not_after` (Unix seconds,
+/// either may lie in the past), written as PEM to `cert` and its key to `key`:
+/// openssl 3.0 (Debian 12) cannot set a past notBefore, python3-cryptography (certbot's own
+/// dependency) can.
+pub fn self_signed(name: &str, not_before: i64, not_after: i64, cert: &Path, key: &Path) {
+    const SCRIPT: &str = r#"
+import sys, datetime, ipaddress
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+name, nb, na, cert_path, key_path = sys.argv[1:]
+utc = datetime.timezone.utc
+key = ec.generate_private_key(ec.SECP256R1())
+subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+try:
+    san = x509.IPAddress(ipaddress.ip_address(name))
+except ValueError:
+    san = x509.DNSName(name)
+cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.datetime.fromtimestamp(int(nb), utc))
+        .not_valid_after(datetime.datetime.fromtimestamp(int(na), utc))
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .sign(key, hashes.SHA256()))
+open(cert_path, "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(key_path, "wb").write(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", SCRIPT, name])
+        .arg(not_before.to_string())
+        .arg(not_after.to_string())
+        .arg(cert)
+        .arg(key)
+        .output()
+        .expect("run /usr/bin/python3 (Debian's python3-cryptography)");
+    assert!(
+        out.status.success(),
+        "python3-cryptography certificate: {}",
+        text(&out)
+    );
 }

@@ -10,6 +10,12 @@ use std::sync::OnceLock;
 #[allow(unused_imports)]
 pub use certherd_testbed::{Bed, BedOptions, PeerSpec};
 
+/// `certherd issue --certbot` for the certbot the bed runs (Debian's, or `$CERTHERD_BED_CERTBOT`):
+/// without it `issue` would run whatever `certbot` is first on PATH.
+pub fn certbot_program_arg() -> String {
+    certherd_testbed::certbot_program().display().to_string()
+}
+
 /// Starts a bed with `nodes` nodes, with pebble when `ca`. Fails the test loudly when a daemon
 /// is missing or does not start: that is an install bug, never a reason to skip.
 pub fn bed(nodes: usize, ca: bool) -> Bed {

@@ -54,6 +54,11 @@ impl System {
         System { root: root.into() }
     }
 
+    /// The root itself (`/` on a node).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn path(&self, absolute: &str) -> PathBuf {
         self.root.join(absolute.trim_start_matches('/'))
     }
@@ -102,6 +107,7 @@ pub fn check(config: &Config, system: &System) -> Vec<Finding> {
         }
     }
     out.push(certbot_schedule(config, system));
+    out.extend(super::renewal_confs::check(&config.letsencrypt_dir));
     out
 }
 
