@@ -183,12 +183,14 @@ pub struct NodeAssert<'a> {
 }
 
 impl NodeAssert<'_> {
-    /// Its TLS server (read with `openssl s_client`) presents version `v`.
+    /// Its TLS server (read with `openssl s_client`) presents version `v`, once a reload it may
+    /// just have had is over ([`settled_serial`]).
     pub fn serves_version(&self, v: u32) -> &Self {
         let c = self.cluster;
+        let want = c.serial_of(v);
         assert_eq!(
-            served_serial(&c.bed, self.n, &c.lineage),
-            c.serial_of(v),
+            settled_serial(&c.bed, self.n, &c.lineage, &want),
+            want,
             "node {} does not serve version {v}",
             self.n
         );

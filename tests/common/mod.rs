@@ -295,6 +295,24 @@ pub fn served_serial(bed: &Bed, n: usize, sni: &str) -> String {
     serial_from(&out.stdout)
 }
 
+/// How long after a reload nginx may still hand a new connection the old certificate: its
+/// master starts the new workers and sleeps 100 ms before telling the old ones to stop accepting
+/// (`ngx_msleep(100)` in `ngx_master_process_cycle`), so for that long either generation answers
+/// (measured: the old certificate up to ~105 ms after `nginx -s reload` returned, nginx 1.22 and
+/// 1.26 alike). A test that asks fast enough (seen on Debian 13) lands inside that window.
+pub const RELOAD_OVERLAP: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// [`served_serial`] once a reload node `n` may just have had is over: waits (bounded, 5 s) for
+/// `want`, then past nginx's [`RELOAD_OVERLAP`], and asks again. A node that did not reload when
+/// it should have, or did when it should not have, still shows the other serial here.
+pub fn settled_serial(bed: &Bed, n: usize, sni: &str, want: &str) -> String {
+    wait_until(std::time::Duration::from_secs(5), || {
+        served_serial(bed, n, sni) == want
+    });
+    std::thread::sleep(RELOAD_OVERLAP);
+    served_serial(bed, n, sni)
+}
+
 /// The serial of node 1's current certificate for `lineage`.
 pub fn current_serial(bed: &Bed, lineage: &str) -> String {
     installed_serial(bed, 1, lineage)
