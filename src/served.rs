@@ -32,6 +32,12 @@ pub const WILDCARD_LABEL: &str = "certherd-check";
 /// may still change before it is the verdict.
 pub const SETTLE: Duration = Duration::from_secs(1);
 
+/// How long after a first `new` answer the second handshake confirms it. nginx's master starts
+/// the new workers on a reload and sleeps 100 ms before it tells the old ones to stop: for
+/// about that long a new connection may still get the old certificate (measured on nginx 1.22
+/// and 1.26: up to 104 ms after `nginx -s reload` returned). The confirmation lands past it.
+const CONFIRM_AFTER: Duration = Duration::from_millis(150);
+
 /// One TLS attempt may take this long.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -184,7 +190,7 @@ fn classify(result: std::result::Result<Vec<u8>, TlsError>, versions: &Versions)
 /// Polls `addr` for `name` until it serves the current version or the verdict is final:
 /// `wait` bounds waiting for a node that does not answer, [`SETTLE`] (capped by `wait`) an
 /// answer that a finished reload would give. A zero `wait` is one attempt. `new` counts only
-/// when a second handshake 50 ms later agrees: during a graceful reload the old workers may
+/// when a second handshake [`CONFIRM_AFTER`] later agrees: during a graceful reload the old workers may
 /// still accept a connection or two.
 pub async fn check(addr: &str, name: Option<&str>, versions: &Versions, wait: Duration) -> Check {
     let Some(name) = name else {
@@ -222,7 +228,7 @@ pub async fn check(addr: &str, name: Option<&str>, versions: &Versions, wait: Du
                 return done(served);
             }
             confirmed = true;
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(CONFIRM_AFTER).await;
             continue;
         }
         confirmed = false;
