@@ -161,28 +161,32 @@ impl Domain {
     }
 }
 
-/// A certbot lineage name: a domain, optionally followed by `-NNNN` (certbot's suffix when a
-/// name is taken). Safe to use as a directory name.
+/// A certbot lineage name (`--cert-name`; by default the first domain, with `-NNNN` when that
+/// is taken). certbot takes any file name there; certherd carries every name made of ASCII
+/// letters of either case, digits, `.`, `_` and `-` that starts with a letter or a digit, at
+/// most [`LINEAGE_MAX`] bytes (`renewal/NAME.conf` must fit a file name): `site_test` and
+/// `Example.com` as well as every domain. Anything else is refused where it enters, with its
+/// reason, never skipped in silence. Safe as a directory name and as an argument.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LineageName(String);
 string_newtype!(LineageName);
 
+/// The longest lineage name: `NAME.conf` in certbot's `renewal/` still fits 255 bytes.
+pub const LINEAGE_MAX: usize = 250;
+
 impl LineageName {
     /// Validates a lineage name.
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        let expected = "a certbot lineage name: a domain, optionally with a -NNNN suffix";
-        if Domain::parse(s).is_ok() && s == s.to_ascii_lowercase() {
-            return Ok(LineageName(s.to_owned()));
+        let expected = "a certbot lineage name: letters, digits, '.', '_' and '-', starting with a letter or digit, at most 250 bytes (renewal/NAME.conf must fit a file name)";
+        let ok = !s.is_empty()
+            && s.len() <= LINEAGE_MAX
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            return Err(NameError::new("lineage", s, expected));
         }
-        if let Some((base, num)) = s.rsplit_once('-') {
-            if num.len() == 4
-                && num.bytes().all(|b| b.is_ascii_digit())
-                && Domain::parse(base).is_ok()
-            {
-                return Ok(LineageName(s.to_owned()));
-            }
-        }
-        Err(NameError::new("lineage", s, expected))
+        Ok(LineageName(s.to_owned()))
     }
 }
 
@@ -264,9 +268,28 @@ mod tests {
 
     #[test]
     fn lineages() {
-        assert!(LineageName::parse("example.com").is_ok());
-        assert!(LineageName::parse("example.com-0001").is_ok());
-        for bad in ["..", "../x", "a/b", "", "Example.com"] {
+        for good in [
+            "example.com",
+            "example.com-0001",
+            "site_test",
+            "Example.com",
+            "1.2.3.4",
+        ] {
+            assert!(LineageName::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "..",
+            "../x",
+            "a/b",
+            "",
+            ".hidden",
+            "-x",
+            "_x",
+            "a b",
+            "a;b",
+            "é.test",
+            &"a".repeat(251),
+        ] {
             assert!(LineageName::parse(bad).is_err(), "{bad}");
         }
     }

@@ -239,6 +239,16 @@ pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
             });
         }
     }
+    // A lineage here whose name certherd cannot carry reaches no node: unseen, so UNKNOWN.
+    if let Ok((_, refused)) = layout.lineages_and_refused() {
+        for reason in refused {
+            overall = overall.worst(State::Unknown);
+            unknown.push(Unknown {
+                node: config.node_name(),
+                reason,
+            });
+        }
+    }
     // This node's web server configs: a file root reads that an account may change is
     // root-equivalent (issue 20), CRITICAL until `certherd doctor`'s fix is applied.
     let mut exposed: Vec<Exposed> =

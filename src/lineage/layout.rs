@@ -41,19 +41,43 @@ impl Layout {
 
     /// Every lineage with a `live/<name>/cert.pem`.
     pub fn lineages(&self) -> Result<Vec<LineageName>> {
+        let (names, refused) = self.lineages_and_refused()?;
+        for r in &refused {
+            crate::warn!("{r}");
+        }
+        Ok(names)
+    }
+
+    /// Every lineage under `live/` (a directory with a `cert.pem`), sorted, and, each on one
+    /// line, why any other such directory is not carried: a name certherd cannot send (see
+    /// [`LineageName`]) is reported, never skipped in silence (`status` makes it UNKNOWN).
+    pub fn lineages_and_refused(&self) -> Result<(Vec<LineageName>, Vec<String>)> {
         let live = self.root.join("live");
         let entries = match fs::read_dir(&live) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Vec::new(), Vec::new()))
+            }
             Err(e) => return Err(Error::io("cannot read", live, e)),
         };
-        let mut names: Vec<_> = entries
-            .flatten()
-            .filter_map(|e| LineageName::parse(&e.file_name().to_string_lossy()).ok())
-            .filter(|n| self.live_dir(n).join("cert.pem").exists())
-            .collect();
+        let mut names = Vec::new();
+        let mut refused = Vec::new();
+        for entry in entries.flatten() {
+            if !entry.path().join("cert.pem").exists() {
+                continue;
+            }
+            let raw = entry.file_name();
+            match LineageName::parse(&raw.to_string_lossy()) {
+                Ok(name) => names.push(name),
+                Err(e) => refused.push(format!(
+                    "{}: not carried to any node: {e}",
+                    crate::text::printable(&live.join(&raw).to_string_lossy())
+                )),
+            }
+        }
         names.sort();
-        Ok(names)
+        refused.sort();
+        Ok((names, refused))
     }
 
     /// The version each live link names, in [`KINDS`] order (None: missing or not ours).
