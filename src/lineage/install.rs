@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::exec::{Commands, ExecError};
 use crate::fsx::{remove_if_exists, swap_symlink, sync_dir, temp_name, write_if_changed};
 use crate::names::LineageName;
-use crate::wire::{ErrorKind, Installed, LineageFiles};
+use crate::wire::{ErrorKind, Installed, LineageFiles, SplitBrainKept};
 
 /// Why an install did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,10 @@ pub enum InstallError {
     /// The request cannot be carried out on this node's filesystem; nothing was written.
     #[error("refused: {0}")]
     Refused(String),
+    /// Version N is already here with other content (see [`super::split_brain`]); nothing was
+    /// written.
+    #[error("{0}")]
+    SplitBrain(super::split_brain::Conflict),
     /// Anything else (disk full, permissions, bad layout, a planted symlink).
     #[error("{0}")]
     Other(#[from] Error),
@@ -52,9 +56,20 @@ impl InstallError {
             InstallError::ReloadFailed(_) => ErrorKind::ReloadFailed,
             InstallError::Unverified(_) => ErrorKind::Unverified,
             InstallError::Refused(_) => ErrorKind::Invalid,
+            InstallError::SplitBrain(_) => ErrorKind::SplitBrain,
             InstallError::Other(_) | InstallError::Record(_) => ErrorKind::Io,
         }
     }
+}
+
+/// What an install does when the version number it brings is here with other content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnSplitBrain {
+    /// Refuse, naming both leaf fingerprints; nothing written (`deploy`, `watch`).
+    #[default]
+    Refuse,
+    /// Keep this node's version aside, whole, then install the one sent (`sync`).
+    KeepAside,
 }
 
 impl Layout {
@@ -84,6 +99,18 @@ impl Layout {
         files: &LineageFiles,
         commands: &Commands,
     ) -> std::result::Result<Installed, InstallError> {
+        self.install_with(lineage, version, files, commands, OnSplitBrain::Refuse)
+    }
+
+    /// [`Layout::install`], choosing what a split brain does (see [`super::split_brain`]).
+    pub fn install_with(
+        &self,
+        lineage: &LineageName,
+        version: u32,
+        files: &LineageFiles,
+        commands: &Commands,
+        on_split_brain: OnSplitBrain,
+    ) -> std::result::Result<Installed, InstallError> {
         if lineage.as_str().len() > NAME_MAX {
             return Err(InstallError::Refused(format!(
                 "lineage {} is {} bytes (expected at most {NAME_MAX}, a file name)",
@@ -108,7 +135,14 @@ impl Layout {
         )
         .map_err(InstallError::Unverified)?;
         let mut made = Created::default();
-        let result = self.install_verified(lineage, version, files, commands, &mut made);
+        let result = self.install_verified(
+            lineage,
+            version,
+            files,
+            commands,
+            (on_split_brain, now),
+            &mut made,
+        );
         if let Err(e) = &result {
             if !matches!(e, InstallError::ReloadFailed(_)) && !made.links_moved {
                 made.undo();
@@ -123,6 +157,7 @@ impl Layout {
         version: u32,
         files: &LineageFiles,
         commands: &Commands,
+        (on_split_brain, now): (OnSplitBrain, i64),
         made: &mut Created,
     ) -> std::result::Result<Installed, InstallError> {
         // Walked without following symlinks: a planted `live/<lineage>` link is refused.
@@ -158,39 +193,29 @@ impl Layout {
                 before,
                 after: version,
                 changed: false,
+                split_brain: None,
             });
         }
 
-        for (kind, content) in [
-            ("cert", &files.cert),
-            ("chain", &files.chain),
-            ("fullchain", &files.fullchain),
-        ] {
-            let path = archive.join(format!("{kind}{version}.pem"));
-            made.note(&path);
-            write_if_changed(&path, content.as_bytes(), 0o644)?;
-            crate::crashpoint!("after-archive-{kind}");
-        }
-        let key_path = archive.join(format!("privkey{version}.pem"));
-        made.note(&key_path);
-        match files.privkey_link.filter(|m| *m != version) {
-            // Keep certbot's key-reuse link when the older key file here holds the same key.
-            Some(m)
-                if fs::read_to_string(archive.join(format!("privkey{m}.pem")))
-                    .is_ok_and(|k| k == files.privkey) =>
-            {
-                swap_symlink(&key_path, Path::new(&format!("privkey{m}.pem")))?
+        // Guarantee 2: what is on disk under this number is never overwritten. Other content
+        // there is a split brain: refused, or (sync) this node's version kept aside first.
+        let kept = match super::split_brain::find(&archive, version, files)? {
+            None => None,
+            Some(conflict) if on_split_brain == OnSplitBrain::Refuse => {
+                return Err(InstallError::SplitBrain(conflict))
             }
-            _ => write_if_changed(&key_path, files.privkey.as_bytes(), 0o600)?,
-        }
-        key_mode_0600(&archive, version)?;
-        sync_dir(&archive)?;
-        crate::crashpoint!("after-archive-privkey");
+            Some(conflict) => Some((super::split_brain::keep(&archive, &conflict)?, conflict)),
+        };
+
+        // All four under staged names, synced and verified as read back, before any name of
+        // this version changes.
+        super::stage::write(&archive, version, files, now, |p| made.note(p))?;
         made.note(&live.join("README"));
         write_readme(&live)?;
 
         // What to roll back to: the links before the first unfinished install, else the current
-        // ones; recorded before any link moves.
+        // ones (a link to this node's own clashing version: to its kept copy); recorded before
+        // any archive name or link changes.
         let previous: Vec<Option<PathBuf>> = match pending {
             Some(links) => links,
             None => KINDS
@@ -198,12 +223,26 @@ impl Layout {
                 .map(|k| fs::read_link(live.join(format!("{k}.pem"))).ok())
                 .collect(),
         };
+        let previous: Vec<Option<PathBuf>> = match &kept {
+            Some((k, _)) => KINDS
+                .iter()
+                .zip(previous)
+                .map(|(kind, t)| k.redirect(&archive, lineage, kind, t))
+                .collect(),
+            None => previous,
+        };
         let record = serde_json::to_vec(&previous)?;
         made.note(&pending_path);
         write_if_changed(&pending_path, &record, 0o600)?;
         sync_dir(&live)?;
         crate::crashpoint!("after-pending-marker");
+        // From here an error leaves the marker: the next install finishes or undoes this one.
         made.links_moved = true;
+        if let Some((k, _)) = &kept {
+            super::split_brain::release(&archive, &live, lineage, k)?;
+        }
+        super::stage::commit(&archive, version, |p| made.note(p))?;
+        key_mode_0600(&archive, version)?;
         for kind in KINDS {
             let target = PathBuf::from(format!("../../archive/{lineage}/{kind}{version}.pem"));
             swap_symlink(&live.join(format!("{kind}.pem")), &target)?;
@@ -242,6 +281,12 @@ impl Layout {
             before,
             after: version,
             changed: true,
+            split_brain: kept.map(|(k, c)| SplitBrainKept {
+                version,
+                ours: c.ours,
+                theirs: c.theirs,
+                kept: format!("archive/{lineage}/{}/", k.dir),
+            }),
         })
     }
 }
@@ -509,5 +554,157 @@ mod tests {
         );
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&decoy).unwrap();
+    }
+
+    fn same_key(cert_pem: &str, key_pem: &str) -> bool {
+        crate::pem::verify_pair(cert_pem, cert_pem, cert_pem, key_pem, 0).is_ok()
+    }
+
+    /// Guarantee 2: version 2 here from another issuance is refused as a split brain naming both
+    /// leaf fingerprints, and nothing on disk changes.
+    #[test]
+    fn a_split_brain_is_refused_and_nothing_is_overwritten() {
+        let root = scratch("splitbrain-refused");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let ours = real_files("sb-ours");
+        let theirs = real_files("sb-theirs");
+        let ok = commands(&["true"], &["true"]);
+        layout.install(&lineage, 2, &ours, &ok).unwrap();
+        let before: Vec<(PathBuf, Vec<u8>)> = tree(&root)
+            .into_iter()
+            .filter(|p| p.is_file())
+            .map(|p| (p.clone(), fs::read(&p).unwrap()))
+            .collect();
+        let err = layout.install(&lineage, 2, &theirs, &ok).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::SplitBrain, "{err}");
+        let text = err.to_string();
+        let fp = |f: &LineageFiles| crate::pem::info_pem(&f.cert).unwrap().fingerprint;
+        assert!(text.contains("split brain"), "{text}");
+        assert!(
+            text.contains(&fp(&ours)) && text.contains(&fp(&theirs)),
+            "{text}"
+        );
+        let after: Vec<(PathBuf, Vec<u8>)> = tree(&root)
+            .into_iter()
+            .filter(|p| p.is_file())
+            .map(|p| (p.clone(), fs::read(&p).unwrap()))
+            .collect();
+        assert_eq!(before, after, "a refused split brain changed files");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Guarantee 2: resolving (sync) keeps this node's version 2 whole aside, installs the
+    /// primary's as version 2, and every name of version 2 pairs its certificate with its key.
+    #[test]
+    fn a_resolved_split_brain_keeps_both_keys() {
+        let root = scratch("splitbrain-kept");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let ours = real_files("sbk-ours");
+        let theirs = real_files("sbk-theirs");
+        let ok = commands(&["true"], &["true"]);
+        layout.install(&lineage, 2, &ours, &ok).unwrap();
+        let done = layout
+            .install_with(&lineage, 2, &theirs, &ok, OnSplitBrain::KeepAside)
+            .unwrap();
+        let kept = done.split_brain.expect("the split brain is reported");
+        assert_eq!(layout.current_version(&lineage).unwrap(), 2);
+        assert!(layout.read_version(&lineage, 2).unwrap() == theirs);
+        let dir = root.join(&kept.kept);
+        assert_eq!(
+            fs::read_to_string(dir.join("privkey2.pem")).unwrap(),
+            ours.privkey
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("cert2.pem")).unwrap(),
+            ours.cert
+        );
+        assert_eq!(mode(&dir.join("privkey2.pem")), 0o600);
+        let live = layout.live_dir(&lineage);
+        assert!(same_key(
+            &fs::read_to_string(live.join("cert.pem")).unwrap(),
+            &fs::read_to_string(live.join("privkey.pem")).unwrap()
+        ));
+        assert!(!live.join(PENDING).exists());
+        let staged: Vec<PathBuf> = tree(&root)
+            .into_iter()
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.contains("certherd-staged") || name.contains("certherd-tmp")
+            })
+            .collect();
+        assert!(staged.is_empty(), "{staged:?}");
+        // Resolved once, the next sync or deploy of the same version is a no-op.
+        let again = layout
+            .install_with(&lineage, 2, &theirs, &ok, OnSplitBrain::KeepAside)
+            .unwrap();
+        assert!(!again.changed && again.split_brain.is_none());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A resolution whose config test fails puts the links back on this node's own version (its
+    /// kept copy), which is then no version number: the next install of 2 is not a no-op.
+    #[test]
+    fn a_resolution_rolled_back_serves_the_kept_version() {
+        let root = scratch("splitbrain-rollback");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let ours = real_files("sbr-ours");
+        let theirs = real_files("sbr-theirs");
+        let ok = commands(&["true"], &["true"]);
+        layout.install(&lineage, 2, &ours, &ok).unwrap();
+        let failed = layout.install_with(
+            &lineage,
+            2,
+            &theirs,
+            &commands(&["false"], &["true"]),
+            OnSplitBrain::KeepAside,
+        );
+        assert!(
+            matches!(failed, Err(InstallError::TestFailed { .. })),
+            "{failed:?}"
+        );
+        let live = layout.live_dir(&lineage);
+        assert_eq!(
+            fs::read_to_string(live.join("cert.pem")).unwrap(),
+            ours.cert
+        );
+        assert_eq!(
+            fs::read_to_string(live.join("privkey.pem")).unwrap(),
+            ours.privkey
+        );
+        assert!(layout.current_version(&lineage).is_err());
+        let done = layout.install(&lineage, 2, &theirs, &ok).unwrap();
+        assert!(done.changed);
+        assert_eq!(
+            fs::read_to_string(live.join("cert.pem")).unwrap(),
+            theirs.cert
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Issue 19: a staged file or a temp file a killed agent left never blocks an install.
+    #[test]
+    fn leftovers_of_a_killed_install_never_block_the_next() {
+        let root = scratch("leftover-temps");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let files = real_files("leftover-temps");
+        let archive = layout.archive_dir(&lineage);
+        let live = layout.live_dir(&lineage);
+        fs::create_dir_all(&archive).unwrap();
+        fs::create_dir_all(&live).unwrap();
+        for kind in KINDS {
+            let f = archive.join(format!("{kind}1.pem"));
+            fs::write(super::super::stage::staged_name(&f), "half").unwrap();
+        }
+        fs::write(temp_name(&live.join(PENDING)), "half").unwrap();
+        fs::write(temp_name(&live.join("README")), "half").unwrap();
+        layout
+            .install(&lineage, 1, &files, &commands(&["true"], &["true"]))
+            .unwrap();
+        assert!(layout.read_version(&lineage, 1).unwrap() == files);
+        fs::remove_dir_all(&root).unwrap();
     }
 }

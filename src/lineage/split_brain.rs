@@ -1,0 +1,199 @@
+//! A split brain on disk: archive version N of a lineage is already on this node with other
+//! content than the version N an install brings. It happens when both sides of a VRRP split
+//! brain renewed (each certbot numbered its new version max+1 from its own archive dir), then
+//! failed back: the primary's `cert2.pem` and this node's `cert2.pem` are two certificates with
+//! two keys.
+//!
+//! Guarantee 2: an archive version on disk is never overwritten. An install that meets one is
+//! refused, naming both leaf fingerprints ([`Conflict`]), unless the primary asks to resolve it
+//! (`sync` does, see `crate::fanout::certs`). Resolving keeps this node's version whole under
+//! `archive/<lineage>/split-brain-<N>-<fingerprint prefix>/` (hard links, made and synced before
+//! anything else moves), points any live link that named it there (same bytes: nothing served
+//! changes), and only then takes the names `*N.pem` away for the primary's version. Why not the
+//! other choice (write the incoming pair as the next free number): the fleet would then hold the
+//! primary's version N under another number on this node, certbot on this node would number its
+//! next renewal from there, and every later push of the primary's N+1 would meet the same clash
+//! again. Set aside, the numbers stay the primary's everywhere, and nothing under
+//! `split-brain-*/` takes a number (certbot only counts `certN.pem` directly in the archive dir).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::layout::{target_version, KINDS, SPLIT_BRAIN_PREFIX};
+use crate::error::{Error, Result};
+use crate::fsx::{remove_if_exists, swap_symlink, sync_dir, write_if_changed};
+use crate::names::LineageName;
+use crate::wire::LineageFiles;
+
+/// Version N here differs from the version N sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The clashing version number.
+    pub version: u32,
+    /// SHA-256 of this node's leaf `certN.pem` (None: that file is gone, the others differ).
+    pub ours: Option<String>,
+    /// SHA-256 of the leaf sent.
+    pub theirs: String,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "split brain: archive version {v} here is another certificate (leaf sha256 {ours} \
+             here, {theirs} sent; both nodes renewed on their own?); nothing overwritten, run \
+             `certherd sync` on the primary to keep this node's version {v} aside and take the \
+             primary's",
+            v = self.version,
+            ours = self.ours.as_deref().unwrap_or("unknown, cert missing"),
+            theirs = self.theirs,
+        )
+    }
+}
+
+fn archive_file(archive: &Path, kind: &str, version: u32) -> PathBuf {
+    archive.join(format!("{kind}{version}.pem"))
+}
+
+/// Compares each of version `version`'s files present in `archive` with `files` byte for byte
+/// (the key through a key-reuse link); any difference is a [`Conflict`]. Missing files are no
+/// conflict: nothing is lost by writing them.
+pub(super) fn find(archive: &Path, version: u32, files: &LineageFiles) -> Result<Option<Conflict>> {
+    let sent = [&files.cert, &files.chain, &files.fullchain, &files.privkey];
+    let mut differs = false;
+    for (kind, want) in KINDS.iter().zip(sent) {
+        let path = archive_file(archive, kind, version);
+        match fs::read(&path) {
+            Ok(have) => differs |= have != want.as_bytes(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot read", path, e)),
+        }
+    }
+    if !differs {
+        return Ok(None);
+    }
+    let ours = fs::read_to_string(archive_file(archive, "cert", version))
+        .ok()
+        .and_then(|pem| crate::pem::info_pem(&pem))
+        .map(|i| i.fingerprint);
+    let theirs = crate::pem::info_pem(&files.cert)
+        .map(|i| i.fingerprint)
+        .unwrap_or_default();
+    Ok(Some(Conflict {
+        version,
+        ours,
+        theirs,
+    }))
+}
+
+/// The directory this node's clashing version is kept in: `split-brain-<N>-<16 hex>`.
+fn kept_dir_name(conflict: &Conflict) -> String {
+    let tag = conflict
+        .ours
+        .as_deref()
+        .map_or("nocert", |fp| &fp[..fp.len().min(16)]);
+    format!("{SPLIT_BRAIN_PREFIX}{}-{tag}", conflict.version)
+}
+
+/// This node's version, kept: where, relative to `archive/<lineage>/`.
+#[derive(Debug, Clone)]
+pub(super) struct Kept {
+    /// `split-brain-<N>-<prefix>`
+    pub dir: String,
+    version: u32,
+}
+
+impl Kept {
+    /// The live link target of a kept file, as certbot writes targets (relative).
+    fn link_target(&self, lineage: &LineageName, kind: &str) -> PathBuf {
+        PathBuf::from(format!(
+            "../../archive/{lineage}/{}/{kind}{}.pem",
+            self.dir, self.version
+        ))
+    }
+
+    /// `target` if it does not name the clashing version, else the kept copy's (when kept).
+    pub fn redirect(
+        &self,
+        archive: &Path,
+        lineage: &LineageName,
+        kind: &str,
+        target: Option<PathBuf>,
+    ) -> Option<PathBuf> {
+        let t = target?;
+        if target_version(kind, &t) == Some(self.version)
+            && archive
+                .join(&self.dir)
+                .join(format!("{kind}{}.pem", self.version))
+                .exists()
+        {
+            Some(self.link_target(lineage, kind))
+        } else {
+            Some(t)
+        }
+    }
+}
+
+/// Keeps every file of this node's clashing version under [`kept_dir_name`] (hard links; a key
+/// reuse link's content copied, 0600), synced, before anything else changes. Idempotent: a
+/// resolution killed half-way finds its copies and goes on; a copy with other content there is
+/// refused, never replaced.
+pub(super) fn keep(archive: &Path, conflict: &Conflict) -> Result<Kept> {
+    let dir = kept_dir_name(conflict);
+    crate::fsx::walk(archive, &[dir.as_str()], Some(0o700), &mut Vec::new())?;
+    let kept = archive.join(&dir);
+    let v = conflict.version;
+    for kind in KINDS {
+        let from = archive_file(archive, kind, v);
+        let to = archive_file(&kept, kind, v);
+        let Ok(meta) = fs::symlink_metadata(&from) else {
+            continue;
+        };
+        let content = fs::read(&from).map_err(|e| Error::io("cannot read", &from, e))?;
+        if fs::symlink_metadata(&to).is_ok() {
+            if fs::read(&to).is_ok_and(|c| c == content) {
+                continue;
+            }
+            return Err(Error::Failed(format!(
+                "{} already holds another file than {}: refusing to replace either",
+                to.display(),
+                from.display()
+            )));
+        }
+        if meta.is_symlink() {
+            write_if_changed(&to, &content, 0o600)?;
+        } else {
+            fs::hard_link(&from, &to).map_err(|e| Error::io("cannot link", &to, e))?;
+        }
+    }
+    sync_dir(&kept)?;
+    sync_dir(archive)?;
+    crate::crashpoint!("split-brain-after-keep");
+    Ok(Kept { dir, version: v })
+}
+
+/// Points every live link that names the clashing version at its kept copy (the same bytes, so
+/// what the node serves does not change), then takes the version's names away: the key first,
+/// so no name of version N ever pairs a certificate with a key that is not its own.
+pub(super) fn release(
+    archive: &Path,
+    live: &Path,
+    lineage: &LineageName,
+    kept: &Kept,
+) -> Result<()> {
+    for kind in KINDS {
+        let link = live.join(format!("{kind}.pem"));
+        let target = fs::read_link(&link).ok();
+        let moved = kept.redirect(archive, lineage, kind, target.clone());
+        if let (Some(to), true) = (&moved, moved != target) {
+            swap_symlink(&link, to)?;
+        }
+    }
+    sync_dir(live)?;
+    crate::crashpoint!("split-brain-after-links-kept");
+    for kind in ["privkey", "chain", "fullchain", "cert"] {
+        remove_if_exists(&archive_file(archive, kind, kept.version))?;
+        crate::crashpoint!("split-brain-after-remove-{kind}");
+    }
+    sync_dir(archive)
+}
