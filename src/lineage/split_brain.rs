@@ -197,3 +197,142 @@ pub(super) fn release(
     }
     sync_dir(archive)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::PathBuf;
+
+    use super::super::install::tests::{commands, mode, real_files, scratch, tree};
+    use super::super::{InstallError, Layout, OnSplitBrain, PENDING};
+    use crate::names::LineageName;
+    use crate::wire::{ErrorKind, LineageFiles};
+
+    fn same_key(cert_pem: &str, key_pem: &str) -> bool {
+        crate::pem::verify_pair(cert_pem, cert_pem, cert_pem, key_pem, 0).is_ok()
+    }
+
+    /// Guarantee 2: version 2 here from another issuance is refused as a split brain naming both
+    /// leaf fingerprints, and nothing on disk changes.
+    #[test]
+    fn a_split_brain_is_refused_and_nothing_is_overwritten() {
+        let root = scratch("splitbrain-refused");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let ours = real_files("sb-ours");
+        let theirs = real_files("sb-theirs");
+        let ok = commands(&["true"], &["true"]);
+        layout.install(&lineage, 2, &ours, &ok).unwrap();
+        let before: Vec<(PathBuf, Vec<u8>)> = tree(&root)
+            .into_iter()
+            .filter(|p| p.is_file())
+            .map(|p| (p.clone(), fs::read(&p).unwrap()))
+            .collect();
+        let err = layout.install(&lineage, 2, &theirs, &ok).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::SplitBrain, "{err}");
+        let text = err.to_string();
+        let fp = |f: &LineageFiles| crate::pem::info_pem(&f.cert).unwrap().fingerprint;
+        assert!(text.contains("split brain"), "{text}");
+        assert!(
+            text.contains(&fp(&ours)) && text.contains(&fp(&theirs)),
+            "{text}"
+        );
+        let after: Vec<(PathBuf, Vec<u8>)> = tree(&root)
+            .into_iter()
+            .filter(|p| p.is_file())
+            .map(|p| (p.clone(), fs::read(&p).unwrap()))
+            .collect();
+        assert_eq!(before, after, "a refused split brain changed files");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Guarantee 2: resolving (sync) keeps this node's version 2 whole aside, installs the
+    /// primary's as version 2, and every name of version 2 pairs its certificate with its key.
+    #[test]
+    fn a_resolved_split_brain_keeps_both_keys() {
+        let root = scratch("splitbrain-kept");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let ours = real_files("sbk-ours");
+        let theirs = real_files("sbk-theirs");
+        let ok = commands(&["true"], &["true"]);
+        layout.install(&lineage, 2, &ours, &ok).unwrap();
+        let done = layout
+            .install_with(&lineage, 2, &theirs, &ok, OnSplitBrain::KeepAside)
+            .unwrap();
+        let kept = done.split_brain.expect("the split brain is reported");
+        assert_eq!(layout.current_version(&lineage).unwrap(), 2);
+        assert!(layout.read_version(&lineage, 2).unwrap() == theirs);
+        let dir = root.join(&kept.kept);
+        assert_eq!(
+            fs::read_to_string(dir.join("privkey2.pem")).unwrap(),
+            ours.privkey
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("cert2.pem")).unwrap(),
+            ours.cert
+        );
+        assert_eq!(mode(&dir.join("privkey2.pem")), 0o600);
+        let live = layout.live_dir(&lineage);
+        assert!(same_key(
+            &fs::read_to_string(live.join("cert.pem")).unwrap(),
+            &fs::read_to_string(live.join("privkey.pem")).unwrap()
+        ));
+        assert!(!live.join(PENDING).exists());
+        let staged: Vec<PathBuf> = tree(&root)
+            .into_iter()
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.contains("certherd-staged") || name.contains("certherd-tmp")
+            })
+            .collect();
+        assert!(staged.is_empty(), "{staged:?}");
+        // Resolved once, the next sync or deploy of the same version is a no-op.
+        let again = layout
+            .install_with(&lineage, 2, &theirs, &ok, OnSplitBrain::KeepAside)
+            .unwrap();
+        assert!(!again.changed && again.split_brain.is_none());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A resolution whose config test fails puts the links back on this node's own version (its
+    /// kept copy), which is then no version number: the next install of 2 is not a no-op.
+    #[test]
+    fn a_resolution_rolled_back_serves_the_kept_version() {
+        let root = scratch("splitbrain-rollback");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let ours = real_files("sbr-ours");
+        let theirs = real_files("sbr-theirs");
+        let ok = commands(&["true"], &["true"]);
+        layout.install(&lineage, 2, &ours, &ok).unwrap();
+        let failed = layout.install_with(
+            &lineage,
+            2,
+            &theirs,
+            &commands(&["false"], &["true"]),
+            OnSplitBrain::KeepAside,
+        );
+        assert!(
+            matches!(failed, Err(InstallError::TestFailed { .. })),
+            "{failed:?}"
+        );
+        let live = layout.live_dir(&lineage);
+        assert_eq!(
+            fs::read_to_string(live.join("cert.pem")).unwrap(),
+            ours.cert
+        );
+        assert_eq!(
+            fs::read_to_string(live.join("privkey.pem")).unwrap(),
+            ours.privkey
+        );
+        assert!(layout.current_version(&lineage).is_err());
+        let done = layout.install(&lineage, 2, &theirs, &ok).unwrap();
+        assert!(done.changed);
+        assert_eq!(
+            fs::read_to_string(live.join("cert.pem")).unwrap(),
+            theirs.cert
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
