@@ -135,6 +135,13 @@ impl Layout {
         )
         .map_err(InstallError::Unverified)?;
         let mut made = Created::default();
+        let _lock = match self.lock_lineage(lineage, &mut made) {
+            Ok(lock) => lock,
+            Err(e) => {
+                made.undo();
+                return Err(e);
+            }
+        };
         let result = self.install_verified(
             lineage,
             version,
@@ -143,12 +150,48 @@ impl Layout {
             (on_split_brain, now),
             &mut made,
         );
+        // Still under the lock (issue 19): undone after letting go, this would delete the
+        // files and the lock of the next install of the lineage, already waiting.
         if let Err(e) = &result {
             if !matches!(e, InstallError::ReloadFailed(_)) && !made.links_moved {
                 made.undo();
             }
         }
         result
+    }
+
+    /// Makes the lineage's directories (walked without following symlinks: a planted
+    /// `live/<lineage>` link is refused) and takes its install lock. An install that failed
+    /// removes what it created, the lock file and fresh directories included, before it lets
+    /// go; a waiter then holds a lock nobody else will see, so it starts over (bounded).
+    fn lock_lineage(
+        &self,
+        lineage: &LineageName,
+        made: &mut Created,
+    ) -> std::result::Result<crate::lockfile::Lock, InstallError> {
+        let lock_path = self.archive_dir(lineage).join(".certherd.lock");
+        for _ in 0..LOCK_ATTEMPTS {
+            for (parts, mode) in [
+                (["archive", ""], 0o700),
+                (["live", ""], 0o700),
+                (["archive", lineage.as_str()], 0o755),
+                (["live", lineage.as_str()], 0o755),
+            ] {
+                let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+                crate::fsx::walk(&self.root, &parts, Some(mode), &mut made.dirs)?;
+            }
+            made.note(&lock_path);
+            // Blocking is fine: the other holder is an install of the same lineage, bounded by
+            // its command timeouts, and sshd's channel is gone if the primary gives up.
+            if let Some(lock) = crate::lockfile::lock_current(&lock_path)? {
+                return Ok(lock);
+            }
+        }
+        Err(InstallError::Other(Error::Failed(format!(
+            "{}: removed under this install {LOCK_ATTEMPTS} times in a row (expected the \
+             other installs of the lineage to finish)",
+            lock_path.display()
+        ))))
     }
 
     fn install_verified(
@@ -160,23 +203,8 @@ impl Layout {
         (on_split_brain, now): (OnSplitBrain, i64),
         made: &mut Created,
     ) -> std::result::Result<Installed, InstallError> {
-        // Walked without following symlinks: a planted `live/<lineage>` link is refused.
-        for (parts, mode) in [
-            (["archive", ""], 0o700),
-            (["live", ""], 0o700),
-            (["archive", lineage.as_str()], 0o755),
-            (["live", lineage.as_str()], 0o755),
-        ] {
-            let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-            crate::fsx::walk(&self.root, &parts, Some(mode), &mut made.dirs)?;
-        }
         let archive = self.archive_dir(lineage);
         let live = self.live_dir(lineage);
-        let lock_path = archive.join(".certherd.lock");
-        made.note(&lock_path);
-        // Blocking is fine: the other holder is an install of the same lineage, bounded by its
-        // command timeouts, and sshd's channel is gone if the primary gives up.
-        let _lock = crate::lockfile::lock(&lock_path)?;
         // An earlier install that moved the links but never finished its test and reload (agent
         // killed, connection cut, reload failed) left this marker: links naming the version are
         // then not proof that the node runs it, so the install is finished instead of skipped.
@@ -290,6 +318,10 @@ impl Layout {
         })
     }
 }
+
+/// How many times an install takes the lineage lock again after finding its lock file removed
+/// by the holder it waited for (each wait is bounded by that holder's command timeouts).
+const LOCK_ATTEMPTS: usize = 20;
 
 /// Longest file name the kernel accepts (NAME_MAX on Linux).
 const NAME_MAX: usize = 255;
@@ -554,6 +586,46 @@ pub(super) mod tests {
         );
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&decoy).unwrap();
+    }
+
+    /// Issue 19: two installs of one lineage at once, the first failing its config test: its
+    /// clean-up runs under the lock, and the second, which waited, installs whole.
+    #[test]
+    fn a_failed_install_never_cleans_up_under_the_next() {
+        let root = scratch("two-installs");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let files = real_files("two-installs");
+        let flag = root.join("tested-once");
+        // Fails the first time, after a pause long enough for the second install to queue.
+        let test = format!(
+            "if [ -e {f} ]; then exit 0; fi; touch {f}; sleep 0.5; exit 1",
+            f = flag.display()
+        );
+        let flaky = commands(&["/bin/sh", "-c", &test], &["true"]);
+        std::thread::scope(|s| {
+            let first = s.spawn(|| layout.install(&lineage, 1, &files, &flaky));
+            assert!(
+                (0..200).any(|_| {
+                    std::thread::sleep(Duration::from_millis(10));
+                    flag.exists()
+                }),
+                "the first install never ran its test"
+            );
+            let second = s.spawn(|| layout.install(&lineage, 1, &files, &flaky));
+            let first = first.join().unwrap();
+            assert!(
+                matches!(first, Err(InstallError::TestFailed { .. })),
+                "{first:?}"
+            );
+            let second = second.join().unwrap().expect("the second install");
+            assert!(second.changed);
+        });
+        assert_eq!(layout.current_version(&lineage).unwrap(), 1);
+        assert!(layout.read_version(&lineage, 1).unwrap() == files);
+        assert!(layout.archive_dir(&lineage).join(".certherd.lock").exists());
+        assert!(!layout.live_dir(&lineage).join(PENDING).exists());
+        fs::remove_dir_all(&root).unwrap();
     }
 
     /// Issue 19: a staged file or a temp file a killed agent left never blocks an install.
