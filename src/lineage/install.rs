@@ -1,9 +1,12 @@
 //! The atomic install the agent performs, and its rollback.
 //!
-//! Install order is what makes a kill at any moment safe: archive files appear complete (temp
-//! file, fsync, rename) before any symlink moves; each symlink is swapped by rename, never
-//! deleted first; an install is a no-op only when all four links already name the version and
-//! the archive files match, so a half-switched node is finished by the next deploy or sync.
+//! Install order is what makes a kill at any moment safe: the four archive files are staged
+//! under temp names, fsynced and verified as read back ([`super::stage`]); the pending marker is
+//! written; only then are they renamed to their version names (key last) and the symlinks moved;
+//! each symlink is swapped by rename, never deleted first; an install is a no-op only when all
+//! four links already name the version and the archive files match, so a half-switched node is
+//! finished by the next deploy or sync. A version already on disk with other content is never
+//! written over ([`super::split_brain`]).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
