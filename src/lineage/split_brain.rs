@@ -7,8 +7,9 @@
 //! Guarantee 2: an archive version on disk is never overwritten. An install that meets one is
 //! refused, naming both leaf fingerprints ([`Conflict`]), unless the primary asks to resolve it
 //! (`sync` does, see `crate::fanout::certs`). Resolving keeps this node's version whole under
-//! `archive/<lineage>/split-brain-<N>-<fingerprint prefix>/` (hard links, made and synced before
-//! anything else moves), points any live link that named it there (same bytes: nothing served
+//! `archive/<lineage>/split-brain-<N>-<fingerprint prefix>/` (copies, each written by temp file,
+//! fsync and rename, before anything else moves; copies, not hard links, so nothing that later
+//! writes a numbered name in place can reach them), points any live link that named it there (same bytes: nothing served
 //! changes), and only then takes the names `*N.pem` away for the primary's version. Why not the
 //! other choice (write the incoming pair as the next free number): the fleet would then hold the
 //! primary's version N under another number on this node, certbot on this node would number its
@@ -17,6 +18,7 @@
 //! `split-brain-*/` takes a number (certbot only counts `certN.pem` directly in the archive dir).
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::layout::{target_version, KINDS, SPLIT_BRAIN_PREFIX};
@@ -134,8 +136,8 @@ impl Kept {
     }
 }
 
-/// Keeps every file of this node's clashing version under [`kept_dir_name`] (hard links; a key
-/// reuse link's content copied, 0600), synced, before anything else changes. Idempotent: a
+/// Keeps every file of this node's clashing version under [`kept_dir_name`] (copies with the
+/// same mode, a key reuse link's content too), synced, before anything else changes. Idempotent: a
 /// resolution killed half-way finds its copies and goes on; a copy with other content there is
 /// refused, never replaced.
 pub(super) fn keep(archive: &Path, conflict: &Conflict) -> Result<Kept> {
@@ -146,7 +148,8 @@ pub(super) fn keep(archive: &Path, conflict: &Conflict) -> Result<Kept> {
     for kind in KINDS {
         let from = archive_file(archive, kind, v);
         let to = archive_file(&kept, kind, v);
-        let Ok(meta) = fs::symlink_metadata(&from) else {
+        // Through a key-reuse link: its file's content and mode.
+        let Ok(meta) = fs::metadata(&from) else {
             continue;
         };
         let content = fs::read(&from).map_err(|e| Error::io("cannot read", &from, e))?;
@@ -160,11 +163,12 @@ pub(super) fn keep(archive: &Path, conflict: &Conflict) -> Result<Kept> {
                 from.display()
             )));
         }
-        if meta.is_symlink() {
-            write_if_changed(&to, &content, 0o600)?;
+        let mode = if kind == "privkey" {
+            0o600
         } else {
-            fs::hard_link(&from, &to).map_err(|e| Error::io("cannot link", &to, e))?;
-        }
+            meta.permissions().mode() & 0o644
+        };
+        write_if_changed(&to, &content, mode)?;
     }
     sync_dir(&kept)?;
     sync_dir(archive)?;
