@@ -195,9 +195,28 @@ pub(super) fn release(
     }
     sync_dir(live)?;
     crate::crashpoint!("split-brain-after-links-kept");
+    unshare_reused_key(archive, kept.version)?;
     for kind in ["privkey", "chain", "fullchain", "cert"] {
         remove_if_exists(&archive_file(archive, kind, kept.version))?;
         crate::crashpoint!("split-brain-after-remove-{kind}");
+    }
+    sync_dir(archive)
+}
+
+/// A later version of this node's own that reuses the clashing key (certbot's key-reuse link
+/// `privkeyM.pem -> privkeyN.pem`) would dangle once `privkeyN.pem` goes: each such link becomes
+/// a file with the same bytes first (temp, fsync, rename: the name never shows anything else).
+fn unshare_reused_key(archive: &Path, version: u32) -> Result<()> {
+    let name = format!("privkey{version}.pem");
+    let Ok(key) = fs::read(archive.join(&name)) else {
+        return Ok(());
+    };
+    let entries = fs::read_dir(archive).map_err(|e| Error::io("cannot read", archive, e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if fs::read_link(&path).is_ok_and(|t| t == Path::new(&name)) {
+            write_if_changed(&path, &key, 0o600)?;
+        }
     }
     sync_dir(archive)
 }
@@ -296,6 +315,34 @@ mod tests {
             .install_with(&lineage, 2, &theirs, &ok, OnSplitBrain::KeepAside)
             .unwrap();
         assert!(!again.changed && again.split_brain.is_none());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// This node's own version 3 reuses its version 2 key (`privkey3.pem -> privkey2.pem`):
+    /// resolving version 2 gives version 3 the key's bytes as its own file, never a dangling link.
+    #[test]
+    fn a_later_version_reusing_the_clashing_key_keeps_it() {
+        let root = scratch("splitbrain-reuse");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let ours = real_files("sbu-ours");
+        let theirs = real_files("sbu-theirs");
+        let ok = commands(&["true"], &["true"]);
+        layout.install(&lineage, 2, &ours, &ok).unwrap();
+        let reuse = LineageFiles {
+            privkey_link: Some(2),
+            ..ours.clone()
+        };
+        layout.install(&lineage, 3, &reuse, &ok).unwrap();
+        let key3 = layout.archive_dir(&lineage).join("privkey3.pem");
+        assert!(fs::read_link(&key3).is_ok(), "the reuse link is set up");
+        layout
+            .install_with(&lineage, 2, &theirs, &ok, OnSplitBrain::KeepAside)
+            .unwrap();
+        assert!(fs::read_link(&key3).is_err(), "privkey3.pem is a file now");
+        assert_eq!(fs::read_to_string(&key3).unwrap(), ours.privkey);
+        assert_eq!(mode(&key3), 0o600);
+        assert!(layout.read_version(&lineage, 2).unwrap() == theirs);
         fs::remove_dir_all(&root).unwrap();
     }
 
