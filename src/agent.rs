@@ -102,11 +102,20 @@ impl Agent {
                 lineage,
                 version,
                 files,
+                resolve_split_brain,
             } => {
-                let installed = match self
-                    .layout
-                    .install(&lineage, version, &files, &self.commands)
-                {
+                let on_split_brain = if resolve_split_brain {
+                    crate::lineage::OnSplitBrain::KeepAside
+                } else {
+                    crate::lineage::OnSplitBrain::Refuse
+                };
+                let installed = match self.layout.install_with(
+                    &lineage,
+                    version,
+                    &files,
+                    &self.commands,
+                    on_split_brain,
+                ) {
                     Ok(installed) => installed,
                     Err(e) => return Response::error(e.kind(), e.to_string()),
                 };

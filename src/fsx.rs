@@ -111,6 +111,9 @@ pub fn write_if_changed(path: &Path, content: &[u8], mode: u32) -> Result<()> {
         return Ok(());
     }
     let tmp = temp_name(path);
+    // A temp file under this name is stale: its PID is ours, so the process that made it is
+    // dead (killed mid-write). Left in place it would fail `create_new` for every later write.
+    let _ = fs::remove_file(&tmp);
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)

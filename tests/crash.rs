@@ -19,15 +19,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
+use security::split_brain::*;
 use security::*;
 
-/// The agent's points, in the order an install meets them.
-const AGENT_POINTS: [&str; 13] = [
+/// The agent's points, in the order an install meets them: the four files staged and verified,
+/// the pending marker, the staged files renamed in, the links, the test and reload.
+const AGENT_POINTS: [&str; 14] = [
+    "after-staged",
+    "after-pending-marker",
     "after-archive-cert",
     "after-archive-chain",
     "after-archive-fullchain",
     "after-archive-privkey",
-    "after-pending-marker",
     "after-link-cert",
     "after-link-chain",
     "after-link-fullchain",
@@ -36,6 +39,34 @@ const AGENT_POINTS: [&str; 13] = [
     "after-test",
     "after-reload",
     "after-pending-removed",
+];
+
+/// The agent's points when `sync` resolves a split brain (Guarantee 2), in order: the node's own
+/// version kept aside, the primary's staged, the marker, the links moved to the kept copy, the
+/// clashing names taken away, then the install's own points.
+const SPLIT_BRAIN_POINTS: [&str; 22] = [
+    "split-brain-after-keep",
+    "after-staged",
+    "after-pending-marker",
+    "split-brain-after-links-kept",
+    "split-brain-after-remove-privkey",
+    "split-brain-after-remove-chain",
+    "split-brain-after-remove-fullchain",
+    "split-brain-after-remove-cert",
+    "after-archive-cert",
+    "after-archive-chain",
+    "after-archive-fullchain",
+    "after-archive-privkey",
+    "after-link-cert",
+    "after-link-chain",
+    "after-link-fullchain",
+    "after-link-privkey",
+    "before-test",
+    "after-test",
+    "after-reload",
+    "after-pending-removed",
+    "rollback-after-link-cert",
+    "rollback-before-marker-removed",
 ];
 
 /// The agent's rollback points (the config test failed), in order.
@@ -192,6 +223,13 @@ fn sync_repairs(bed: &Bed, v: u32, context: &str) {
         let markers = pending_markers(&bed.letsencrypt_dir(n));
         assert!(markers.is_empty(), "{context}: node {n} {markers:?}");
     }
+    for n in 1..=3 {
+        let staged = staged_files(&bed.letsencrypt_dir(n));
+        assert!(
+            staged.is_empty(),
+            "{context}: node {n} staged files {staged:?}"
+        );
+    }
     let (code, row) = status_row(bed, 2);
     assert_eq!(code, Some(0), "{context}: status after sync: {row}");
     assert_eq!(row["pending"], false, "{context}: {row}");
@@ -258,6 +296,116 @@ fn agent_killed_at_every_crash_point_is_repaired_by_sync() {
         }
         sync_repairs(&bed, v, point);
         state
+    });
+}
+
+/// Guarantee 2 under the crash walk: node 2 renewed on its own (its own version N, another key)
+/// while the primary did too. `deploy` refuses it as a split brain naming both leaf fingerprints
+/// and changes nothing there; `sync` resolving it is killed at each of its points (and, with a
+/// failing config test, at the rollback's). After every kill no name on node 2 pairs a
+/// certificate with another key and node 2's own key is still on disk; one more `sync` brings
+/// every node to the primary's version N, node 2's own kept whole aside, its certbot counting
+/// from N like the primary's.
+#[test]
+fn agent_killed_while_resolving_a_split_brain_never_mismatches_a_pair() {
+    let bed = tls_bed_with(3, &crashpoint_bin());
+    let hits = bed.root().join("crash-hits");
+    std::fs::write(&hits, "").unwrap();
+    bed.chown_to_agent(&hits).unwrap();
+    let nginx_test = bed
+        .config(2)
+        .get("reload.test")
+        .unwrap()
+        .expect("the README's [reload] has a test command");
+    walk(&bed, &SPLIT_BRAIN_POINTS, |point, v| {
+        let own_key = peer_own_version(&bed, 2, v);
+        let own_serial = installed_serial(&bed, 2, LINEAGE);
+        let fp = |n: usize| {
+            let out = std::process::Command::new("openssl")
+                .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+                .arg(
+                    bed.letsencrypt_dir(n)
+                        .join(format!("archive/{LINEAGE}/cert{v}.pem")),
+                )
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .rsplit('=')
+                .next()
+                .unwrap()
+                .replace(':', "")
+                .to_ascii_lowercase()
+        };
+        let (primary_fp, own_fp) = (fp(1), fp(2));
+
+        let out = bed
+            .certherd(1, &["deploy", "--lineage", LINEAGE])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{point}: deploy: {}",
+            text(&out)
+        );
+        let said = text(&out);
+        for word in ["node2", "split brain", LINEAGE, &primary_fp, &own_fp] {
+            assert!(
+                said.contains(word),
+                "{point}: deploy does not say {word:?}: {said}"
+            );
+        }
+        assert_eq!(
+            served_serial(&bed, 2, LINEAGE),
+            own_serial,
+            "{point}: the refused deploy changed what node 2 serves"
+        );
+        assert_key_kept(&bed, 2, v, &own_key, &format!("{point}: after deploy"));
+        assert_no_mismatched_pair(&bed, 2, &format!("{point}: after deploy"));
+
+        let rollback = point.starts_with("rollback-");
+        let original = arm_agent(&bed, 2, point, &hits);
+        if rollback {
+            bed.config(2)
+                .set("reload.test", vec!["/bin/false"])
+                .unwrap();
+        }
+        let out = bed.certherd(1, &["sync"]).output().unwrap();
+        restore_forced_command(&bed, 2, &original);
+        if rollback {
+            bed.config(2)
+                .set("reload.test", nginx_test.clone())
+                .unwrap();
+        }
+        assert_eq!(
+            last_hit(&hits).as_deref(),
+            Some(point),
+            "the agent did not stop at {point}: {}",
+            text(&out)
+        );
+        assert_eq!(out.status.code(), Some(1), "{point}: {}", text(&out));
+        let pairs = assert_no_mismatched_pair(&bed, 2, point);
+        let kept = assert_key_kept(&bed, 2, v, &own_key, point);
+        assert_consistent(&bed, 3, v, &format!("{point}: the others move on"));
+
+        sync_repairs(&bed, v, point);
+        assert_no_mismatched_pair(&bed, 2, &format!("{point}: after sync"));
+        let kept_after = assert_key_kept(&bed, 2, v, &own_key, &format!("{point}: after sync"));
+        assert!(
+            kept_after.to_string_lossy().contains("/split-brain-"),
+            "{point}: node 2's own key is not kept aside: {}",
+            kept_after.display()
+        );
+        assert_eq!(
+            certbot_max_version(&bed, 2),
+            certbot_max_version(&bed, 1),
+            "{point}: node 2's certbot would number its next version apart from the primary's"
+        );
+        format!(
+            "{pairs} pairs match, own key at {}",
+            kept.strip_prefix(bed.letsencrypt_dir(2)).unwrap().display()
+        )
     });
 }
 

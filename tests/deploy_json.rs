@@ -34,6 +34,8 @@ struct Node {
     served: String,
     checked: Option<String>,
     served_fingerprint: Option<String>,
+    /// A split brain `sync` resolved on the node (tests/split_brain.rs checks it).
+    split_brain: Option<serde_json::Value>,
     error: Option<String>,
     elapsed_ms: u64,
     /// How a peer was reached (tests/output_formats.rs checks it); null for this node.
@@ -83,6 +85,7 @@ fn deploy_and_sync_report_typed_rows_as_json() {
         assert_eq!((n.served.as_str(), n.after), ("new", Some(1)), "{n:?}");
         assert_eq!(n.checked.as_deref(), Some("site.test"), "{n:?}");
         assert!(n.served_fingerprint.is_some(), "{n:?}");
+        assert!(n.split_brain.is_none(), "no split brain here: {n:?}");
         assert!(n.elapsed_ms < 60_000, "{n:?}");
     }
     for peer in ["node2", "node3"] {

@@ -105,5 +105,8 @@ fn lineage_names_that_are_not_domains_reach_every_node_and_show_in_status() {
     let (code, json) = status_json(&bed);
     assert_eq!(code, Some(3), "{json:#}");
     let reasons = json["unknown"].to_string();
-    assert!(reasons.contains("live/bad name\\\": not carried"), "{json:#}");
+    assert!(
+        reasons.contains("live/bad name\\\": not carried"),
+        "{json:#}"
+    );
 }

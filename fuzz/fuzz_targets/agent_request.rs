@@ -158,8 +158,8 @@ fn check_answer(
         );
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         assert!(
-            !name.contains("certherd-tmp"),
-            "temp file left behind: {}",
+            !name.contains("certherd-tmp") && !name.contains("certherd-staged"),
+            "temp or staged file left behind: {}",
             rel.display()
         );
         if name.starts_with("privkey") && what.starts_with("file") {

@@ -9,13 +9,13 @@ use crate::actions::ActionError;
 use crate::config::{Config, Peer};
 use crate::error::{Error, Result};
 use crate::exec::ExecError;
-use crate::fleet;
+use crate::fleet::{self, PeerOutcome};
 use crate::lineage::Layout;
 use crate::names::LineageName;
 use crate::pem;
 use crate::served::{self, Check, Served, Versions};
 use crate::ssh::PeerError;
-use crate::wire::{ErrorKind, LineageFiles, Request, Response};
+use crate::wire::{ErrorKind, LineageFiles, Request, Response, SplitBrainKept};
 
 use super::{this_then_peers, NodeResult};
 
@@ -96,6 +96,8 @@ pub struct Install {
     pub after: Option<u32>,
     /// Install/test/reload step: whether anything changed, or why it failed.
     pub install: std::result::Result<bool, InstallFailure>,
+    /// The node held another version under the same number and kept it aside (`sync`).
+    pub split_brain: Option<SplitBrainKept>,
     /// What it serves now, and for which name it was asked.
     pub served: Check,
 }
@@ -165,6 +167,7 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
         lineage: lineage.clone(),
         version,
         files,
+        resolve_split_brain: false,
     };
     let remote = fleet::run(&config.ssh, &peers, std::slice::from_ref(&request));
     let commands = config.commands();
@@ -213,6 +216,13 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
         (result, start.elapsed())
     };
     let (remote, (local, local_elapsed)) = tokio::join!(remote, local);
+    // `deploy` and `watch` (run_local) report a split brain; `sync`, the operator's repair,
+    // resolves it: each peer that refused as one is asked again, keeping its own version aside.
+    let remote = if run_local {
+        remote
+    } else {
+        resolve_split_brains(config, &request, remote).await
+    };
     crate::crashpoint!("primary-after-installs");
     let standby_errors = copy_renewal_to_standbys(config, lineage, &peers).await;
 
@@ -222,21 +232,28 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
             before: Some(version),
             after: Some(version),
             install: local,
+            split_brain: None,
             served: unchecked(),
         },
         local_elapsed,
         remote,
         |peer, outcome| {
-            let (before, after, install) = match outcome {
+            let (before, after, install, split_brain) = match outcome {
                 Ok(responses) => match responses.last() {
-                    Some(Response::Installed(i)) => (i.before, Some(i.after), Ok(i.changed)),
+                    Some(Response::Installed(i)) => (
+                        i.before,
+                        Some(i.after),
+                        Ok(i.changed),
+                        i.split_brain.clone(),
+                    ),
                     other => (
                         None,
                         None,
                         Err(InstallFailure::UnexpectedAnswer(format!("{other:?}"))),
+                        None,
                     ),
                 },
-                Err(e) => (None, None, Err(InstallFailure::from(e))),
+                Err(e) => (None, None, Err(InstallFailure::from(e)), None),
             };
             let install = match (install, standby_errors.get(&peer.name)) {
                 (Ok(_), Some(why)) => Err(InstallFailure::from(why.clone())),
@@ -246,6 +263,7 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
                 before,
                 after,
                 install,
+                split_brain,
                 served: unchecked(),
             }
         },
@@ -279,6 +297,62 @@ pub async fn push(config: &Config, lineage: &LineageName, run_local: bool) -> Re
         not_after: info.not_after,
         rows,
     })
+}
+
+/// Asks every peer whose agent refused `request` as a split brain to install it again, keeping
+/// its own clashing version aside (see `crate::lineage::split_brain`); the other outcomes stay.
+/// A second round only for those peers: an older agent, which knows no `resolve_split_brain`,
+/// is never sent it.
+async fn resolve_split_brains(
+    config: &Config,
+    request: &Request,
+    remote: Vec<PeerOutcome>,
+) -> Vec<PeerOutcome> {
+    let split: Vec<Peer> = remote
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.result,
+                Err(PeerError::Refused {
+                    kind: ErrorKind::SplitBrain,
+                    ..
+                })
+            )
+        })
+        .map(|o| o.peer.clone())
+        .collect();
+    let Request::Install {
+        lineage,
+        version,
+        files,
+        ..
+    } = request
+    else {
+        return remote;
+    };
+    if split.is_empty() {
+        return remote;
+    }
+    let resolving = Request::Install {
+        lineage: lineage.clone(),
+        version: *version,
+        files: files.clone(),
+        resolve_split_brain: true,
+    };
+    let mut again = fleet::run(&config.ssh, &split, std::slice::from_ref(&resolving)).await;
+    remote
+        .into_iter()
+        .map(
+            |first| match again.iter().position(|a| a.peer.name == first.peer.name) {
+                Some(i) => {
+                    let mut second = again.swap_remove(i);
+                    second.elapsed += first.elapsed;
+                    second
+                }
+                None => first,
+            },
+        )
+        .collect()
 }
 
 /// Standby peers also get certbot's renewal config and account (see [`crate::standby`]).

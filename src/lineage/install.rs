@@ -1,9 +1,12 @@
 //! The atomic install the agent performs, and its rollback.
 //!
-//! Install order is what makes a kill at any moment safe: archive files appear complete (temp
-//! file, fsync, rename) before any symlink moves; each symlink is swapped by rename, never
-//! deleted first; an install is a no-op only when all four links already name the version and
-//! the archive files match, so a half-switched node is finished by the next deploy or sync.
+//! Install order is what makes a kill at any moment safe: the four archive files are staged
+//! under temp names, fsynced and verified as read back ([`super::stage`]); the pending marker is
+//! written; only then are they renamed to their version names (key last) and the symlinks moved;
+//! each symlink is swapped by rename, never deleted first; an install is a no-op only when all
+//! four links already name the version and the archive files match, so a half-switched node is
+//! finished by the next deploy or sync. A version already on disk with other content is never
+//! written over ([`super::split_brain`]).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -14,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::exec::{Commands, ExecError};
 use crate::fsx::{remove_if_exists, swap_symlink, sync_dir, temp_name, write_if_changed};
 use crate::names::LineageName;
-use crate::wire::{ErrorKind, Installed, LineageFiles};
+use crate::wire::{ErrorKind, Installed, LineageFiles, SplitBrainKept};
 
 /// Why an install did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,10 @@ pub enum InstallError {
     /// The request cannot be carried out on this node's filesystem; nothing was written.
     #[error("refused: {0}")]
     Refused(String),
+    /// Version N is already here with other content (see [`super::split_brain`]); nothing was
+    /// written.
+    #[error("{0}")]
+    SplitBrain(super::split_brain::Conflict),
     /// Anything else (disk full, permissions, bad layout, a planted symlink).
     #[error("{0}")]
     Other(#[from] Error),
@@ -52,9 +59,20 @@ impl InstallError {
             InstallError::ReloadFailed(_) => ErrorKind::ReloadFailed,
             InstallError::Unverified(_) => ErrorKind::Unverified,
             InstallError::Refused(_) => ErrorKind::Invalid,
+            InstallError::SplitBrain(_) => ErrorKind::SplitBrain,
             InstallError::Other(_) | InstallError::Record(_) => ErrorKind::Io,
         }
     }
+}
+
+/// What an install does when the version number it brings is here with other content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnSplitBrain {
+    /// Refuse, naming both leaf fingerprints; nothing written (`deploy`, `watch`).
+    #[default]
+    Refuse,
+    /// Keep this node's version aside, whole, then install the one sent (`sync`).
+    KeepAside,
 }
 
 impl Layout {
@@ -84,6 +102,18 @@ impl Layout {
         files: &LineageFiles,
         commands: &Commands,
     ) -> std::result::Result<Installed, InstallError> {
+        self.install_with(lineage, version, files, commands, OnSplitBrain::Refuse)
+    }
+
+    /// [`Layout::install`], choosing what a split brain does (see [`super::split_brain`]).
+    pub fn install_with(
+        &self,
+        lineage: &LineageName,
+        version: u32,
+        files: &LineageFiles,
+        commands: &Commands,
+        on_split_brain: OnSplitBrain,
+    ) -> std::result::Result<Installed, InstallError> {
         if lineage.as_str().len() > NAME_MAX {
             return Err(InstallError::Refused(format!(
                 "lineage {} is {} bytes (expected at most {NAME_MAX}, a file name)",
@@ -108,7 +138,23 @@ impl Layout {
         )
         .map_err(InstallError::Unverified)?;
         let mut made = Created::default();
-        let result = self.install_verified(lineage, version, files, commands, &mut made);
+        let _lock = match self.lock_lineage(lineage, &mut made) {
+            Ok(lock) => lock,
+            Err(e) => {
+                made.undo();
+                return Err(e);
+            }
+        };
+        let result = self.install_verified(
+            lineage,
+            version,
+            files,
+            commands,
+            (on_split_brain, now),
+            &mut made,
+        );
+        // Still under the lock (issue 19): undone after letting go, this would delete the
+        // files and the lock of the next install of the lineage, already waiting.
         if let Err(e) = &result {
             if !matches!(e, InstallError::ReloadFailed(_)) && !made.links_moved {
                 made.undo();
@@ -117,31 +163,51 @@ impl Layout {
         result
     }
 
+    /// Makes the lineage's directories (walked without following symlinks: a planted
+    /// `live/<lineage>` link is refused) and takes its install lock. An install that failed
+    /// removes what it created, the lock file and fresh directories included, before it lets
+    /// go; a waiter then holds a lock nobody else will see, so it starts over (bounded).
+    fn lock_lineage(
+        &self,
+        lineage: &LineageName,
+        made: &mut Created,
+    ) -> std::result::Result<crate::lockfile::Lock, InstallError> {
+        let lock_path = self.archive_dir(lineage).join(".certherd.lock");
+        for _ in 0..LOCK_ATTEMPTS {
+            for (parts, mode) in [
+                (["archive", ""], 0o700),
+                (["live", ""], 0o700),
+                (["archive", lineage.as_str()], 0o755),
+                (["live", lineage.as_str()], 0o755),
+            ] {
+                let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+                crate::fsx::walk(&self.root, &parts, Some(mode), &mut made.dirs)?;
+            }
+            made.note(&lock_path);
+            // Blocking is fine: the other holder is an install of the same lineage, bounded by
+            // its command timeouts, and sshd's channel is gone if the primary gives up.
+            if let Some(lock) = crate::lockfile::lock_current(&lock_path)? {
+                return Ok(lock);
+            }
+        }
+        Err(InstallError::Other(Error::Failed(format!(
+            "{}: removed under this install {LOCK_ATTEMPTS} times in a row (expected the \
+             other installs of the lineage to finish)",
+            lock_path.display()
+        ))))
+    }
+
     fn install_verified(
         &self,
         lineage: &LineageName,
         version: u32,
         files: &LineageFiles,
         commands: &Commands,
+        (on_split_brain, now): (OnSplitBrain, i64),
         made: &mut Created,
     ) -> std::result::Result<Installed, InstallError> {
-        // Walked without following symlinks: a planted `live/<lineage>` link is refused.
-        for (parts, mode) in [
-            (["archive", ""], 0o700),
-            (["live", ""], 0o700),
-            (["archive", lineage.as_str()], 0o755),
-            (["live", lineage.as_str()], 0o755),
-        ] {
-            let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-            crate::fsx::walk(&self.root, &parts, Some(mode), &mut made.dirs)?;
-        }
         let archive = self.archive_dir(lineage);
         let live = self.live_dir(lineage);
-        let lock_path = archive.join(".certherd.lock");
-        made.note(&lock_path);
-        // Blocking is fine: the other holder is an install of the same lineage, bounded by its
-        // command timeouts, and sshd's channel is gone if the primary gives up.
-        let _lock = crate::lockfile::lock(&lock_path)?;
         // An earlier install that moved the links but never finished its test and reload (agent
         // killed, connection cut, reload failed) left this marker: links naming the version are
         // then not proof that the node runs it, so the install is finished instead of skipped.
@@ -158,39 +224,29 @@ impl Layout {
                 before,
                 after: version,
                 changed: false,
+                split_brain: None,
             });
         }
 
-        for (kind, content) in [
-            ("cert", &files.cert),
-            ("chain", &files.chain),
-            ("fullchain", &files.fullchain),
-        ] {
-            let path = archive.join(format!("{kind}{version}.pem"));
-            made.note(&path);
-            write_if_changed(&path, content.as_bytes(), 0o644)?;
-            crate::crashpoint!("after-archive-{kind}");
-        }
-        let key_path = archive.join(format!("privkey{version}.pem"));
-        made.note(&key_path);
-        match files.privkey_link.filter(|m| *m != version) {
-            // Keep certbot's key-reuse link when the older key file here holds the same key.
-            Some(m)
-                if fs::read_to_string(archive.join(format!("privkey{m}.pem")))
-                    .is_ok_and(|k| k == files.privkey) =>
-            {
-                swap_symlink(&key_path, Path::new(&format!("privkey{m}.pem")))?
+        // Guarantee 2: what is on disk under this number is never overwritten. Other content
+        // there is a split brain: refused, or (sync) this node's version kept aside first.
+        let kept = match super::split_brain::find(&archive, version, files)? {
+            None => None,
+            Some(conflict) if on_split_brain == OnSplitBrain::Refuse => {
+                return Err(InstallError::SplitBrain(conflict))
             }
-            _ => write_if_changed(&key_path, files.privkey.as_bytes(), 0o600)?,
-        }
-        key_mode_0600(&archive, version)?;
-        sync_dir(&archive)?;
-        crate::crashpoint!("after-archive-privkey");
+            Some(conflict) => Some((super::split_brain::keep(&archive, &conflict)?, conflict)),
+        };
+
+        // All four under staged names, synced and verified as read back, before any name of
+        // this version changes.
+        super::stage::write(&archive, version, files, now, |p| made.note(p))?;
         made.note(&live.join("README"));
         write_readme(&live)?;
 
         // What to roll back to: the links before the first unfinished install, else the current
-        // ones; recorded before any link moves.
+        // ones (a link to this node's own clashing version: to its kept copy); recorded before
+        // any archive name or link changes.
         let previous: Vec<Option<PathBuf>> = match pending {
             Some(links) => links,
             None => KINDS
@@ -198,12 +254,26 @@ impl Layout {
                 .map(|k| fs::read_link(live.join(format!("{k}.pem"))).ok())
                 .collect(),
         };
+        let previous: Vec<Option<PathBuf>> = match &kept {
+            Some((k, _)) => KINDS
+                .iter()
+                .zip(previous)
+                .map(|(kind, t)| k.redirect(&archive, lineage, kind, t))
+                .collect(),
+            None => previous,
+        };
         let record = serde_json::to_vec(&previous)?;
         made.note(&pending_path);
         write_if_changed(&pending_path, &record, 0o600)?;
         sync_dir(&live)?;
         crate::crashpoint!("after-pending-marker");
+        // From here an error leaves the marker: the next install finishes or undoes this one.
         made.links_moved = true;
+        if let Some((k, _)) = &kept {
+            super::split_brain::release(&archive, &live, lineage, k)?;
+        }
+        super::stage::commit(&archive, version, |p| made.note(p))?;
+        key_mode_0600(&archive, version)?;
         for kind in KINDS {
             let target = PathBuf::from(format!("../../archive/{lineage}/{kind}{version}.pem"));
             swap_symlink(&live.join(format!("{kind}.pem")), &target)?;
@@ -242,9 +312,19 @@ impl Layout {
             before,
             after: version,
             changed: true,
+            split_brain: kept.map(|(k, c)| SplitBrainKept {
+                version,
+                ours: c.ours,
+                theirs: c.theirs,
+                kept: format!("archive/{lineage}/{}/", k.dir),
+            }),
         })
     }
 }
+
+/// How many times an install takes the lineage lock again after finding its lock file removed
+/// by the holder it waited for (each wait is bounded by that holder's command timeouts).
+const LOCK_ATTEMPTS: usize = 20;
 
 /// Longest file name the kernel accepts (NAME_MAX on Linux).
 const NAME_MAX: usize = 255;
@@ -325,7 +405,7 @@ User Guide at https://certbot.eff.org/docs/using.html#where-are-my-certificates.
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
@@ -337,7 +417,7 @@ mod tests {
     }
 
     /// A real version made by openssl (P-256, self-signed): install verifies what it writes.
-    fn real_files(tag: &str) -> LineageFiles {
+    pub(in crate::lineage) fn real_files(tag: &str) -> LineageFiles {
         let (cert, privkey) = crate::pem::testing::pair(
             &format!("files-{tag}"),
             &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
@@ -351,7 +431,7 @@ mod tests {
         }
     }
 
-    fn scratch(tag: &str) -> PathBuf {
+    pub(in crate::lineage) fn scratch(tag: &str) -> PathBuf {
         let root =
             std::env::temp_dir().join(format!("certherd-lineage-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
@@ -359,7 +439,7 @@ mod tests {
         root
     }
 
-    fn commands(test: &[&str], reload: &[&str]) -> Commands {
+    pub(in crate::lineage) fn commands(test: &[&str], reload: &[&str]) -> Commands {
         Commands {
             test: argv(test),
             reload: argv(reload),
@@ -368,7 +448,7 @@ mod tests {
     }
 
     /// Every path below `root` (sorted), to compare before and after.
-    fn tree(root: &Path) -> Vec<PathBuf> {
+    pub(in crate::lineage) fn tree(root: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut stack = vec![root.to_owned()];
         while let Some(d) = stack.pop() {
@@ -383,7 +463,7 @@ mod tests {
         out
     }
 
-    fn mode(p: &Path) -> u32 {
+    pub(in crate::lineage) fn mode(p: &Path) -> u32 {
         fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
     }
 
@@ -509,5 +589,69 @@ mod tests {
         );
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&decoy).unwrap();
+    }
+
+    /// Issue 19: two installs of one lineage at once, the first failing its config test: its
+    /// clean-up runs under the lock, and the second, which waited, installs whole.
+    #[test]
+    fn a_failed_install_never_cleans_up_under_the_next() {
+        let root = scratch("two-installs");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let files = real_files("two-installs");
+        let flag = root.join("tested-once");
+        // Fails the first time, after a pause long enough for the second install to queue.
+        let test = format!(
+            "if [ -e {f} ]; then exit 0; fi; touch {f}; sleep 0.5; exit 1",
+            f = flag.display()
+        );
+        let flaky = commands(&["/bin/sh", "-c", &test], &["true"]);
+        std::thread::scope(|s| {
+            let first = s.spawn(|| layout.install(&lineage, 1, &files, &flaky));
+            assert!(
+                (0..200).any(|_| {
+                    std::thread::sleep(Duration::from_millis(10));
+                    flag.exists()
+                }),
+                "the first install never ran its test"
+            );
+            let second = s.spawn(|| layout.install(&lineage, 1, &files, &flaky));
+            let first = first.join().unwrap();
+            assert!(
+                matches!(first, Err(InstallError::TestFailed { .. })),
+                "{first:?}"
+            );
+            let second = second.join().unwrap().expect("the second install");
+            assert!(second.changed);
+        });
+        assert_eq!(layout.current_version(&lineage).unwrap(), 1);
+        assert!(layout.read_version(&lineage, 1).unwrap() == files);
+        assert!(layout.archive_dir(&lineage).join(".certherd.lock").exists());
+        assert!(!layout.live_dir(&lineage).join(PENDING).exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Issue 19: a staged file or a temp file a killed agent left never blocks an install.
+    #[test]
+    fn leftovers_of_a_killed_install_never_block_the_next() {
+        let root = scratch("leftover-temps");
+        let layout = Layout::new(&root);
+        let lineage = LineageName::parse("example.com").unwrap();
+        let files = real_files("leftover-temps");
+        let archive = layout.archive_dir(&lineage);
+        let live = layout.live_dir(&lineage);
+        fs::create_dir_all(&archive).unwrap();
+        fs::create_dir_all(&live).unwrap();
+        for kind in KINDS {
+            let f = archive.join(format!("{kind}1.pem"));
+            fs::write(super::super::stage::staged_name(&f), "half").unwrap();
+        }
+        fs::write(temp_name(&live.join(PENDING)), "half").unwrap();
+        fs::write(temp_name(&live.join("README")), "half").unwrap();
+        layout
+            .install(&lineage, 1, &files, &commands(&["true"], &["true"]))
+            .unwrap();
+        assert!(layout.read_version(&lineage, 1).unwrap() == files);
+        fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -84,8 +84,7 @@ impl Layout {
     pub fn link_versions(&self, lineage: &LineageName) -> [Option<u32>; 4] {
         KINDS.map(|kind| {
             let target = fs::read_link(self.live_dir(lineage).join(format!("{kind}.pem"))).ok()?;
-            let name = target.file_name()?.to_str()?;
-            name.strip_prefix(kind)?.strip_suffix(".pem")?.parse().ok()
+            target_version(kind, &target)
         })
     }
 
@@ -170,15 +169,34 @@ pub(super) fn read_pending(path: &Path) -> Option<Vec<Option<PathBuf>>> {
     )
 }
 
+/// Directory below `archive/<lineage>/` where a split brain's other version is kept
+/// (`split-brain-<N>-<fingerprint prefix>/`, see [`super::split_brain`]). certbot numbers
+/// versions from the `certN.pem` names directly in the archive dir, so what lies here never
+/// takes a number.
+pub const SPLIT_BRAIN_PREFIX: &str = "split-brain-";
+
+/// The archive version a live link's target names (`…/certN.pem` for kind `cert`). A target in a
+/// split-brain directory is no version: links there are a node's own kept certificate, not
+/// certbot's version N, so an install of N is never mistaken for already done.
+pub(super) fn target_version(kind: &str, target: &Path) -> Option<u32> {
+    let in_split_brain = target
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|d| d.to_str())
+        .is_some_and(|d| d.starts_with(SPLIT_BRAIN_PREFIX));
+    if in_split_brain {
+        return None;
+    }
+    let name = target.file_name()?.to_str()?;
+    name.strip_prefix(kind)?.strip_suffix(".pem")?.parse().ok()
+}
+
 /// The version recorded link targets name, when all four agree.
 pub(super) fn version_of(links: &[Option<PathBuf>]) -> Option<u32> {
     let versions: Vec<Option<u32>> = KINDS
         .iter()
         .zip(links)
-        .map(|(kind, target)| {
-            let name = target.as_ref()?.file_name()?.to_str()?;
-            name.strip_prefix(kind)?.strip_suffix(".pem")?.parse().ok()
-        })
+        .map(|(kind, target)| target_version(kind, target.as_ref()?))
         .collect();
     match versions.first() {
         Some(Some(v)) if versions.iter().all(|x| *x == Some(*v)) => Some(*v),

@@ -1,8 +1,12 @@
 //! certbot's lineages on one node: [`layout`] reads the directories and links certbot keeps,
-//! [`install`] is the agent's verified, atomic install and rollback.
+//! [`install`] is the agent's verified, atomic install and rollback, [`stage`] writes a version
+//! under temp names first, [`split_brain`] keeps a clashing version on disk aside, never
+//! overwritten.
 
 pub mod install;
 pub mod layout;
+pub mod split_brain;
+pub mod stage;
 
-pub use install::InstallError;
-pub use layout::{Layout, KINDS, PENDING};
+pub use install::{InstallError, OnSplitBrain};
+pub use layout::{Layout, KINDS, PENDING, SPLIT_BRAIN_PREFIX};

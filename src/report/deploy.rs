@@ -8,7 +8,7 @@ use crate::alert::{DeployAlert, NodeAlert};
 use crate::config::Config;
 use crate::fanout::certs::{Deployment, Row};
 use crate::served::Served;
-use crate::wire::ErrorKind;
+use crate::wire::{ErrorKind, SplitBrainKept};
 
 pub use super::nodes::Format;
 use super::nodes::NodeJson;
@@ -30,6 +30,9 @@ pub enum InstallState {
     ActionTestFailed,
     /// A `[[deploy]]` action's reload failed after its test passed.
     ActionReloadFailed,
+    /// The node holds another version under the same number (both sides renewed during a split
+    /// brain); nothing was overwritten. `sync` resolves it.
+    SplitBrain,
     /// Anything else (connection, refusal, verification, standby).
     Failed,
 }
@@ -44,6 +47,7 @@ impl InstallState {
                 Some(ErrorKind::ReloadFailed) => InstallState::ReloadFailed,
                 Some(ErrorKind::ActionTestFailed) => InstallState::ActionTestFailed,
                 Some(ErrorKind::ActionReloadFailed) => InstallState::ActionReloadFailed,
+                Some(ErrorKind::SplitBrain) => InstallState::SplitBrain,
                 _ => InstallState::Failed,
             },
         }
@@ -57,6 +61,7 @@ impl InstallState {
             InstallState::ReloadFailed => "RELOAD-FAIL",
             InstallState::ActionTestFailed => "ACTION-TEST-FAIL",
             InstallState::ActionReloadFailed => "ACTION-RELOAD-FAIL",
+            InstallState::SplitBrain => "SPLIT-BRAIN",
             InstallState::Failed => "FAILED",
         }
     }
@@ -80,6 +85,10 @@ pub struct InstallJson {
     pub checked: Option<String>,
     /// SHA-256 of the certificate it serves.
     pub served_fingerprint: Option<String>,
+    /// A split brain this push resolved on the node (`sync`): its own version, both leaf
+    /// fingerprints and where it was kept. Null otherwise (a refused one is `install:
+    /// "split_brain"`, its message naming both fingerprints).
+    pub split_brain: Option<SplitBrainKept>,
 }
 
 /// One lineage's push in the JSON report.
@@ -112,6 +121,7 @@ impl DeploymentJson {
                     served: r.result.served.served.word().to_ascii_lowercase(),
                     checked: r.result.served.name.clone(),
                     served_fingerprint: r.result.served.fingerprint.clone(),
+                    split_brain: r.result.split_brain.clone(),
                 };
                 NodeJson::of(r, r.ok(), step, r.failure())
             })
@@ -160,6 +170,18 @@ pub fn log_nodes(d: &Deployment, event: &str) {
                  (no server block uses live/{lineage}/ yet?); not a failure",
                 r.node,
                 r.result.served.name.as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(k) = &r.result.split_brain {
+            crate::warn!(
+                "{}: split brain on {lineage} version {} resolved: the node's own version {} \
+                 (leaf sha256 {}) kept in {}, the primary's (leaf sha256 {}) installed",
+                r.node,
+                k.version,
+                k.version,
+                k.ours.as_deref().unwrap_or("unknown"),
+                k.kept,
+                k.theirs
             );
         }
         if let Some(why) = r.failure() {

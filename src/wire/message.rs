@@ -39,6 +39,12 @@ pub enum Request {
         version: u32,
         /// The four files of version N.
         files: LineageFiles,
+        /// When version N is already on the node with other content (a split brain): keep the
+        /// node's version aside and install this one (`sync`), instead of refusing
+        /// ([`ErrorKind::SplitBrain`]). Left out when false, so `deploy` sends what it always
+        /// sent; an older agent refuses the field as invalid, changing nothing.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resolve_split_brain: bool,
     },
     /// Report every lineage installed on this node.
     Status {},
@@ -144,6 +150,10 @@ pub enum ErrorKind {
     /// `install`: the files failed verification (not PEM of the right type, `cert` not first in
     /// `fullchain`, key not the certificate's, leaf expired); nothing written.
     Unverified,
+    /// `install`: archive version N is already on the node with other content (both sides
+    /// renewed during a split brain); the message names both leaf fingerprints. Nothing written:
+    /// an archive version on disk is never overwritten (`sync` resolves it, keeping both).
+    SplitBrain,
     /// `install`: the lineage is installed, but a `[[deploy]]` action's own test failed on the
     /// node; that action's previous combined PEM was put back.
     ActionTestFailed,
@@ -262,7 +272,8 @@ mod tests {
             Response::Installed(Installed {
                 before: Some(1),
                 after: 2,
-                changed: true
+                changed: true,
+                split_brain: None,
             })
         );
         assert_eq!(serde_json::to_string(&parsed).unwrap(), line);
@@ -296,6 +307,7 @@ mod tests {
             (ErrorKind::Unverified, "\"unverified\""),
             (ErrorKind::ActionTestFailed, "\"action_test_failed\""),
             (ErrorKind::ActionReloadFailed, "\"action_reload_failed\""),
+            (ErrorKind::SplitBrain, "\"split_brain\""),
         ] {
             assert_eq!(serde_json::to_string(&kind).unwrap(), name);
         }

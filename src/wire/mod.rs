@@ -14,4 +14,6 @@ pub use framing::{
     read_line_limited, read_line_limited_async, LineError, MAX_REQUEST_LINE, MAX_RESPONSE_LINE,
 };
 pub use message::{parse_request, ErrorKind, Request, Response, OPS, PROTOCOL_VERSION};
-pub use payload::{ConfigExposure, Installed, LineageFiles, LineageStatus, RenewalBundle};
+pub use payload::{
+    ConfigExposure, Installed, LineageFiles, LineageStatus, RenewalBundle, SplitBrainKept,
+};

@@ -40,6 +40,24 @@ pub struct Installed {
     pub after: u32,
     /// Whether anything changed (false: already installed, nothing run).
     pub changed: bool,
+    /// This node held another version under the same number (a split brain) and, asked to
+    /// resolve it, kept that version aside before installing. Absent otherwise (so every other
+    /// `installed` answer is byte-for-byte what it was; an older primary ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_brain: Option<SplitBrainKept>,
+}
+
+/// A split brain an install resolved: this node's own version, kept whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitBrainKept {
+    /// The clashing version number.
+    pub version: u32,
+    /// SHA-256 of this node's own leaf (None: its `certN.pem` was gone).
+    pub ours: Option<String>,
+    /// SHA-256 of the leaf installed in its place (the primary's).
+    pub theirs: String,
+    /// Where this node's version now is, relative to the letsencrypt dir.
+    pub kept: String,
 }
 
 /// A file of the node's own web server config that root reads and a non-root account may

@@ -10,6 +10,8 @@ use std::process::Command;
 
 use crate::common::*;
 
+pub mod split_brain;
+
 /// The lineage every security test deploys.
 pub const LINEAGE: &str = "site.test";
 
