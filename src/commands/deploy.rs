@@ -44,7 +44,21 @@ fn warn_exposed(config: &Config) {
 pub async fn run(config: &Config, options: &Options) -> Result<i32> {
     let lineage = lineage_from(config, options.lineage.as_deref())?;
     warn_exposed(config);
-    let d = certs::push(config, &lineage, true).await?;
+    // As certbot's hook (no --lineage) a renewal is deployed once, whichever of the stored
+    // hook, the hook directory and watch comes first; by hand (--lineage) it always runs.
+    let d = if options.lineage.is_some() {
+        certs::push(config, &lineage, true).await?
+    } else {
+        match certs::push_once(config, &lineage).await? {
+            Some(d) => d,
+            None => {
+                crate::info!(
+                    "{lineage}: this version was already deployed to every node (by another deploy hook or watch): nothing to do"
+                );
+                return Ok(EXIT_OK);
+            }
+        }
+    };
     match options.format {
         // -q: errors only; the table is not one.
         Format::Table if crate::log::enabled(0) => print!("{}", report::table(&d)),

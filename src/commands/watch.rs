@@ -6,7 +6,9 @@
 //! for `--settle`, every lineage's (version, fingerprint) is compared with the last one deployed
 //! and only changed lineages are deployed. certbot writes new archive files and then moves the
 //! symlinks one by one, so a scan mid-write sees links that disagree and simply waits for the
-//! next quiet moment. Deploying writes nothing on this node, so watch never triggers itself.
+//! next quiet moment. Deploying writes nothing in `live/` or `archive/` (only its record under
+//! `.certherd/`), so watch never triggers itself; a version the deploy hook already deployed
+//! everywhere is not deployed again (one renewal, one deploy: [`certs::push_once`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -72,11 +74,15 @@ pub async fn run(config: &Config, settle: Duration) -> Result<i32> {
                     // A stop request does not wait for the deploy: every agent install is atomic
                     // on its own, and what is cut short here is finished by the next sync.
                     tokio::select! {
-                        result = certs::push(config, &lineage, true) => match result {
-                            Ok(d) => {
+                        result = certs::push_once(config, &lineage) => match result {
+                            Ok(Some(d)) => {
                                 print!("{}", report::table(&d));
                                 report::publish(config, &d, "watch").await;
                             }
+                            Ok(None) => crate::info!(
+                                "{lineage} version {} was already deployed to every node (by certbot's deploy hook): nothing to do",
+                                state.0
+                            ),
                             Err(e) => crate::error!("deploying {lineage}: {e}"),
                         },
                         _ = term.recv() => break 'watching,

@@ -139,6 +139,42 @@ pub struct Deployment {
     pub rows: Vec<Row>,
 }
 
+/// [`push`] with `run_local`, once per version: under the lineage's deploy lock, and nothing at
+/// all (`None`) when this exact version and certificate was already deployed to every required
+/// node — by certbot's stored deploy hook, `hooks/certherd-deploy` or `watch`, whichever saw the
+/// renewal first (see [`crate::lineage::deployed`]). A push that every required node took is
+/// recorded; one that failed somewhere is not, so the next trigger (or `sync`) tries again.
+pub async fn push_once(config: &Config, lineage: &LineageName) -> Result<Option<Deployment>> {
+    use crate::lineage::deployed::{Deployed, LOCK_WAIT};
+    let layout = Layout::new(&config.letsencrypt_dir);
+    let deployed = Deployed::new(&config.letsencrypt_dir);
+    let Some(_lock) = deployed.lock(lineage).await? else {
+        return Err(Error::Failed(format!(
+            "{lineage}: another deploy held its lock for {} (expected it to finish well within that)",
+            humantime::format_duration(LOCK_WAIT)
+        )));
+    };
+    let current = layout.status(lineage);
+    if let (Some(version), Some(fp)) = (current.version, current.fingerprint.as_deref()) {
+        if deployed.has(lineage, version, fp) {
+            return Ok(None);
+        }
+    }
+    let d = push(config, lineage, true).await?;
+    let everywhere = d.rows.iter().all(|r| r.ok() || r.optional);
+    if let (true, Some(fp)) = (everywhere, current.fingerprint.as_deref()) {
+        if d.version == current.version.unwrap_or(0) {
+            if let Err(e) = deployed.record(lineage, d.version, fp) {
+                crate::warn!(
+                    "{lineage}: cannot record version {} as deployed: {e}",
+                    d.version
+                );
+            }
+        }
+    }
+    Ok(Some(d))
+}
+
 /// Installs the lineage's current version everywhere, checks what each node serves, reports.
 /// With `run_local` this node tests and reloads too (deploy, watch); without, it does only
 /// when it does not serve the version yet (sync: certbot's files here are the source).

@@ -1,8 +1,9 @@
 //! certbot's lineages on one node: [`layout`] reads the directories and links certbot keeps,
 //! [`install`] is the agent's verified, atomic install and rollback, [`stage`] writes a version
 //! under temp names first, [`split_brain`] keeps a clashing version on disk aside, never
-//! overwritten.
+//! overwritten; [`deployed`] is the primary's record that makes one renewal one deploy.
 
+pub mod deployed;
 pub mod install;
 pub mod layout;
 pub mod split_brain;

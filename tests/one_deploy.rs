@@ -1,0 +1,73 @@
+//! One renewal, one deploy (issue 19, item 3; guarantee 11): with `watch` running on the primary
+//! and certbot's stored deploy hook, both see every renewal; whichever comes first deploys it,
+//! under the lineage's lock, and the other finds it recorded and does nothing. Counted by the
+//! webhook's events (`on_success`): one per renewal. Before, each renewal was deployed twice
+//! (two alerts; the primary tested and reloaded twice).
+
+mod common;
+use common::influx::Webhook;
+use common::*;
+
+use std::time::Duration;
+
+#[test]
+fn a_renewal_seen_by_the_deploy_hook_and_by_watch_is_deployed_once() {
+    let bed = bed(3, true);
+    bed.dns("site.test", &[2, 3]).unwrap();
+    let hook = Webhook::start("127.0.0.1");
+    bed.write_config(
+        1,
+        &[PeerSpec::new(2), PeerSpec::new(3)],
+        &format!("[alert]\nwebhook = [\"{}\"]\non_success = true\n", hook.url),
+    )
+    .unwrap();
+    enable_tls(&bed, "site.test");
+    // Issued as `certherd issue` does it: certbot stores the deploy hook for its renewals.
+    let deploy_hook = bed.hook_command("deploy");
+    let mut args = bed.certonly_args(Some(&deploy_hook));
+    args.extend(["-d".into(), "site.test".into()]);
+    let out = bed.certbot(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "certonly:\n{}", text(&out));
+    reload_nginx(&bed, 1);
+
+    let err = bed.root().join("watch.err");
+    let mut watch = bed
+        .certherd(1, &["watch", "--settle", "1s"])
+        .stdout(std::fs::File::create(bed.root().join("watch.out")).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            .contains("watching")
+    }));
+
+    let before = hook.bodies().len();
+    for round in 1..=3 {
+        let out = bed.certbot(&["renew", "--force-renewal", "--no-random-sleep-on-renew"]);
+        assert!(out.status.success(), "renewal {round}:\n{}", text(&out));
+        let want = current_serial(&bed, "site.test");
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                (1..=3).all(|n| served_serial(&bed, n, "site.test") == want)
+            }),
+            "renewal {round} did not reach every node"
+        );
+        // One event, and none more once watch's settle window (1 s) has long passed.
+        assert!(
+            wait_until(Duration::from_secs(20), || hook.bodies().len()
+                >= before + round),
+            "no deploy event for renewal {round}"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        let events = hook.bodies().len() - before;
+        assert_eq!(
+            events,
+            round,
+            "renewal {round}: {events} deploy events in all; watch said:\n{}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+    }
+    assert!(stop_on_sigterm(&mut watch, Duration::from_secs(10)));
+}
