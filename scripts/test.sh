@@ -8,37 +8,79 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup-debian.sh
+# Where the time goes: every phase and every test binary, printed as a table when the run ends
+# (also when it fails; the failed phase is the last one listed, marked).
+timings_dir=$(mktemp -d)
+phases="$timings_dir/phases"
+started=$SECONDS
+: >"$phases"
+report_timings() {
+    local rc=$?
+    if [ -n "${current_phase:-}" ]; then
+        printf '%s\t%s\tFAILED (exit %s)\n' "$current_phase" "$((SECONDS - phase_started))" "$rc" >>"$phases"
+    fi
+    echo
+    echo "== timings (seconds) =="
+    column -t -s $'\t' "$phases" 2>/dev/null || cat "$phases"
+    for log in "$timings_dir"/tests-*.log; do
+        [ -e "$log" ] || continue
+        echo "-- test binaries: ${log##*/tests-} --"
+        # `Running tests/x.rs (…)` names the binary; its `test result: … finished in N.NNs` ends it.
+        awk '/^ *Running /{name=($2=="unittests") ? $3 : $2} /^ *Doc-tests /{name="doc-tests " $2} /^test result:/{for(i=1;i<=NF;i++) if($i=="in") t=$(i+1); sub(/s$/,"",t); printf "%s\t%s\n", name, t}' "$log" |
+            sort -t $'\t' -k2 -rn | column -t -s $'\t'
+    done
+    echo "total $((SECONDS - started)) s"
+    rm -rf "$timings_dir"
+}
+trap report_timings EXIT
+# `phase NAME CMD…`: runs CMD, recording its wall time under NAME.
+phase() {
+    current_phase=$1
+    phase_started=$SECONDS
+    shift
+    "$@"
+    printf '%s\t%s\n' "$current_phase" "$((SECONDS - phase_started))" >>"$phases"
+    current_phase=
+}
+# `tests NAME CARGO-TEST-ARGS…`: cargo test, its output also kept for the per-binary table.
+tests() {
+    local name=$1
+    shift
+    cargo test "$@" 2>&1 | tee "$timings_dir/tests-$name.log"
+}
 
-cargo fmt --all -- --check
+phase setup bash scripts/setup-debian.sh
+
+phase fmt cargo fmt --all -- --check
 # Imports in src/ point down only (docs/ARCHITECTURE.md).
-bash scripts/layers.sh
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy --locked --features crashpoints --lib --bins -- -D warnings
+phase layers bash scripts/layers.sh
+phase clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+phase clippy-crashpoints cargo clippy --locked --features crashpoints --lib --bins -- -D warnings
 # The crash tests (tests/crash.rs) run certherd built with the `crashpoints` feature, in its own
 # target dir (the test builds it too; this makes that a no-op). The release binary must contain
 # none of it: the feature's environment variable is not even a string in it.
-cargo build --locked --features crashpoints --bin certherd --target-dir target/crashpoints
-cargo build --locked --release --bin certherd
+phase build-crashpoints cargo build --locked --features crashpoints --bin certherd --target-dir target/crashpoints
+phase build-release cargo build --locked --release --bin certherd
 if grep -qa CERTHERD_CRASHPOINT target/release/certherd; then
     echo "target/release/certherd contains crash points (built with --features crashpoints?)" >&2
     exit 1
 fi
-deb=$(bash scripts/deb.sh)
-bash scripts/deb-check.sh "$deb"
+phase deb bash scripts/deb.sh >"$timings_dir/deb"
+deb=$(cat "$timings_dir/deb")
+phase deb-check bash scripts/deb-check.sh "$deb"
 # tests/common checks that this binary answers --version and `completions bash` exactly as the
 # cargo-built one does, and fails every test loudly otherwise.
 CERTHERD_BIN=/usr/bin/certherd \
-    cargo test --workspace --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
+    phase tests tests all --workspace --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
 
 # The e2e tests that run certbot, again with the newest certbot from PyPI (5.x, in the virtualenv
 # scripts/setup-debian.sh made): whatever certherd reads from or writes for certbot must hold
 # from Debian 12's 2.1 to 5.x (tests/issuance.rs checks which certbot wrote the lineage).
 CERTHERD_BIN=/usr/bin/certherd CERTHERD_BED_CERTBOT=/opt/certherd-certbot5/bin/certbot \
-    cargo test --locked -p certherd --test issuance --test issue_paths --test deploy_hook \
+    phase tests-certbot5 tests certbot5 --locked -p certherd --test issuance --test issue_paths --test deploy_hook \
     --test failover --test operate --test warm --test root_never_runs_agent_files \
     -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
 
 # Fuzz the agent protocol, the config parser and certbot's environment, 60 s per target, against
 # the checked-in corpus (fuzz/corpus); a crash fails the run and names the input.
-bash scripts/fuzz.sh 60
+phase fuzz bash scripts/fuzz.sh 60
