@@ -13,10 +13,12 @@ use crate::pattern::LineagePattern;
 mod defaults;
 mod deploy_action;
 mod locate;
+mod receipts;
 
 pub use defaults::LETS_ENCRYPT_SERVERS;
 use defaults::*;
 pub use deploy_action::{DeployAction, ModeError, DEFAULT_PEM_MODE};
+pub use receipts::ReceiptsConfig;
 
 /// Where the config is read from when neither `--config` nor `$CERTHERD_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/certherd/certherd.toml";
@@ -59,6 +61,9 @@ pub struct Config {
     /// `certherd renew` settings.
     #[serde(default)]
     pub renew: RenewConfig,
+    /// The deploy log: one JSON line per node per push.
+    #[serde(default)]
+    pub receipts: ReceiptsConfig,
     /// The other nodes.
     #[serde(default)]
     pub peers: Vec<Peer>,

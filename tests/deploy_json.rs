@@ -157,4 +157,48 @@ fn deploy_and_sync_report_typed_rows_as_json() {
     for n in &s.lineages[0].nodes {
         assert_eq!(n.install, "unchanged", "{n:?}");
     }
+
+    // Every push left one receipt per node in node 1's deploy log: the failed test on node 3,
+    // the sync that caught it up, and the last sync's three `unchanged` rows, each with the
+    // version's leaf fingerprint.
+    let log = bed.letsencrypt_dir(1).join(".certherd/receipts.jsonl");
+    let receipts: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("no deploy log {}: {e}", log.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let v2 = s.lineages[0].nodes[0].served_fingerprint.clone().unwrap();
+    let find = |event: &str, install: &str| {
+        receipts.iter().find(|r| {
+            r["event"] == event
+                && r["node"] == "node3"
+                && r["install"] == install
+                && r["version"] == 2
+        })
+    };
+    let failed = find("deploy", "test_failed").unwrap_or_else(|| panic!("{receipts:#?}"));
+    assert_eq!(failed["served"], "old", "{failed}");
+    let caught_up = find("sync", "ok").unwrap_or_else(|| panic!("{receipts:#?}"));
+    assert_eq!(
+        (&caught_up["before"], &caught_up["after"]),
+        (&1.into(), &2.into())
+    );
+    let last: Vec<_> = receipts.iter().rev().take(3).collect();
+    for r in &last {
+        assert_eq!(
+            (&r["event"], &r["install"]),
+            (&"sync".into(), &"unchanged".into()),
+            "{r}"
+        );
+        assert_eq!(r["from"], "node1", "{r}");
+        assert_eq!(r["lineage"], "site.test", "{r}");
+        assert_eq!(r["fingerprint"].as_str(), Some(v2.as_str()), "{r}");
+        assert!(r["at"].as_i64().is_some_and(|t| t > 1_700_000_000), "{r}");
+    }
+    let nodes: Vec<_> = last
+        .iter()
+        .rev()
+        .map(|r| r["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["node1", "node2", "node3"]);
 }

@@ -7,4 +7,5 @@ pub mod deploy;
 pub mod expiry;
 pub mod nagios;
 pub mod nodes;
+pub mod receipts;
 pub mod status;
