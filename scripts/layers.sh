@@ -28,6 +28,7 @@ pem 4
 config 5
 tokens 5
 certbot_env 5
+certbot_version 5
 lineage 6
 standby 6
 actions 6

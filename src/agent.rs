@@ -22,6 +22,8 @@ pub struct Agent {
     commands: Commands,
     /// This node's own `[[deploy]]` actions.
     actions: Vec<crate::config::DeployAction>,
+    /// The certbot `certherd renew` runs here (its own `[renew] certbot`), for `certbot_version`.
+    certbot: Vec<String>,
 }
 
 impl Agent {
@@ -42,6 +44,7 @@ impl Agent {
             layout: Layout::new(&config.letsencrypt_dir),
             commands: config.commands(),
             actions: config.deploy.clone(),
+            certbot: config.renew.certbot_argv(),
         }
     }
 
@@ -89,6 +92,18 @@ impl Agent {
                         Response::error(ErrorKind::Invalid, e.to_string())
                     }
                     Err(e @ StandbyError::Io(_)) => Response::error(ErrorKind::Io, e.to_string()),
+                }
+            }
+            Request::CertbotVersion {} => {
+                if !self.standby.standby {
+                    return Response::error(
+                        ErrorKind::NotStandby,
+                        "not a standby (`standby = true` is not in this node's config): it runs no certbot for the fleet",
+                    );
+                }
+                match crate::certbot_version::CertbotVersion::query(&self.certbot) {
+                    Ok(v) => Response::CertbotVersion { version: v.text },
+                    Err(e) => Response::error(ErrorKind::Io, e),
                 }
             }
             Request::Status {} => match self.layout.status_all() {

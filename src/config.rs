@@ -192,6 +192,17 @@ pub struct RenewConfig {
     pub certbot: Vec<String>,
 }
 
+impl RenewConfig {
+    /// The certbot command, `["certbot"]` when none is configured.
+    pub fn certbot_argv(&self) -> Vec<String> {
+        if self.certbot.is_empty() {
+            vec!["certbot".to_owned()]
+        } else {
+            self.certbot.clone()
+        }
+    }
+}
+
 /// `[[peers]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

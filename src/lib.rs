@@ -19,6 +19,7 @@ pub mod actions;
 pub mod agent;
 pub mod alert;
 pub mod certbot_env;
+pub mod certbot_version;
 pub mod check;
 pub mod cli;
 pub mod commands;

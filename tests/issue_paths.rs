@@ -168,4 +168,50 @@ fn issue_with_a_profile_needs_a_certbot_that_knows_profiles() {
         conf.lines().any(|l| l == "preferred_profile = shortlived"),
         "{conf}"
     );
+
+    // Node 2 becomes a standby: `doctor` asks which certbot its `certherd renew` runs. Debian's
+    // (2.1 on 12, 4.0 on 13) would renew site.test with the CA's default profile after a
+    // failover: a FAIL naming the node, its version and the lineage. certbot 5 keeps it: ok.
+    bed.write_config(1, &[PeerSpec::new(2)], "").unwrap();
+    edit_config(
+        &bed,
+        1,
+        "name = \"node2\"\n",
+        "name = \"node2\"\nstandby = true\n",
+    );
+    let standby_with = |certbot: &str| {
+        bed.write_config(
+            2,
+            &[PeerSpec::new(1)],
+            &format!("[renew]\nprimary = \"node1\"\ncertbot = [{certbot:?}]\n"),
+        )
+        .unwrap();
+        edit_config(
+            &bed,
+            2,
+            "name = \"node2\"\n",
+            "name = \"node2\"\nstandby = true\n",
+        );
+        bed.certherd(1, &["doctor"]).output().unwrap()
+    };
+    let out = standby_with("/usr/bin/certbot");
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "FAIL  node2: standby certbot {debian}: 1 lineage(s) ask for an ACME profile (e.g. site.test: shortlived)"
+        )),
+        "{}",
+        text(&out)
+    );
+    let out = standby_with(PYPI_CERTBOT);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok    node2: standby certbot 5."),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("FAIL  node2: standby"),
+        "{}",
+        text(&out)
+    );
 }

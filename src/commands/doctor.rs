@@ -19,6 +19,7 @@ pub mod includes;
 pub mod local;
 pub mod renewal_confs;
 mod schedulers;
+mod standby_certbot;
 
 fn ok(what: &str) {
     println!("ok    {what}");
@@ -175,6 +176,8 @@ pub async fn run(config: &Config, domains: &[String]) -> Result<i32> {
             }
         }
     }
+
+    healthy &= standby_certbot::check(config, &peers).await;
 
     for domain in &domains {
         let token = Token::parse(&format!("certherd-doctor-{}", std::process::id()))?;

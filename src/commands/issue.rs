@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::certbot_env::HOOKS;
+use crate::certbot_version::{CertbotVersion, PROFILE_KEPT_SINCE, PROFILE_SINCE};
 use crate::check::Expectation;
 use crate::commands::warm;
 use crate::config::{self, Config};
@@ -41,11 +42,6 @@ pub enum Profile {
     Required(String),
 }
 
-/// certbot's first release with `--preferred-profile`/`--required-profile`.
-const PROFILE_SINCE: (u32, u32) = (4, 0);
-/// certbot's first release that stores the profile in the renewal config (renewals keep it).
-const PROFILE_KEPT_SINCE: (u32, u32) = (4, 1);
-
 impl Profile {
     /// The flags as given (clap refuses both at once); a name that is not a profile name is
     /// bad input naming the value.
@@ -78,35 +74,11 @@ impl Profile {
     }
 }
 
-/// `certbot --version`'s (major, minor), e.g. `certbot 2.1.0` → (2, 1).
-fn certbot_version(certbot: &str) -> Result<(u32, u32, String)> {
-    let out = std::process::Command::new(certbot)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| Error::Input(format!("cannot run {certbot} --version: {e}")))?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let version = text
-        .split_whitespace()
-        .skip_while(|w| *w != "certbot")
-        .nth(1)
-        .unwrap_or("")
-        .to_owned();
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => Ok((major, minor, version)),
-        _ => Err(Error::Input(format!(
-            "{certbot} --version answered {:?}: expected `certbot X.Y.Z`",
-            crate::text::one_line(&text, 200)
-        ))),
-    }
-}
-
 /// Refuses a profile with a certbot too old to ask for one; warns when it cannot keep it.
 fn check_profile_support(certbot: &str, profile: &Profile) -> Result<()> {
-    let (major, minor, version) = certbot_version(certbot)?;
-    if (major, minor) < PROFILE_SINCE {
+    let v = CertbotVersion::query(&[certbot.to_owned()]).map_err(Error::Input)?;
+    let version = &v.text;
+    if v.major_minor < PROFILE_SINCE {
         return Err(Error::Input(format!(
             "{} {}: certbot {version} ({certbot}) cannot ask for an ACME profile: expected certbot {}.{} or later (Debian 13's, or certbot from PyPI)",
             profile.flag(),
@@ -115,7 +87,7 @@ fn check_profile_support(certbot: &str, profile: &Profile) -> Result<()> {
             PROFILE_SINCE.1
         )));
     }
-    if (major, minor) < PROFILE_KEPT_SINCE {
+    if !v.keeps_profiles() {
         crate::warn!(
             "certbot {version} asks for profile {} but does not store it: its renewals will use the CA's default profile (certbot {}.{} or later keeps it)",
             profile.name(),

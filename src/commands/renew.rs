@@ -93,11 +93,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
         );
         return Ok(EXIT_OK);
     };
-    let mut argv = if config.renew.certbot.is_empty() {
-        vec!["certbot".to_owned()]
-    } else {
-        config.renew.certbot.clone()
-    };
+    let mut argv = config.renew.certbot_argv();
     argv.push("renew".into());
     // certherd has its own jitter; certbot's would add up to 8 minutes more when not on a TTY.
     argv.push("--no-random-sleep-on-renew".into());

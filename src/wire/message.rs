@@ -48,6 +48,9 @@ pub enum Request {
     },
     /// Report every lineage installed on this node.
     Status {},
+    /// Standby nodes: which certbot `certherd renew` runs there (`doctor` checks it can keep
+    /// the primary's ACME profiles). The command is the standby's own `[renew] certbot`.
+    CertbotVersion {},
     /// Standby nodes: certbot's renewal config for the lineage and the account it names.
     PutRenewal {
         /// certbot lineage name.
@@ -65,6 +68,7 @@ pub const OPS: &[&str] = &[
     "install",
     "status",
     "put_renewal",
+    "certbot_version",
 ];
 
 /// The agent's answer to one request.
@@ -115,6 +119,11 @@ pub enum Response {
         /// and absent from an older agent's answer (then only that node's own `status` sees it).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         exposed: Vec<ConfigExposure>,
+    },
+    /// The standby's certbot version, as `certbot --version` printed it (e.g. `2.1.0`).
+    CertbotVersion {
+        /// The version.
+        version: String,
     },
     /// The request was refused or failed; nothing was changed unless `kind` says `io`.
     Error {

@@ -47,6 +47,39 @@ pub fn check(letsencrypt_dir: &Path) -> Vec<Finding> {
         .collect()
 }
 
+/// Every lineage whose renewal config asks for an ACME profile: (lineage, profile), sorted.
+pub fn profiles(letsencrypt_dir: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(letsencrypt_dir.join("renewal")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, String)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+        .take(MAX_CONFS)
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let lineage = path.file_stem()?.to_string_lossy().into_owned();
+            profile_of(&text).map(|p| (lineage, p))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The profile a renewal config asks for (`required_profile` before `preferred_profile`).
+fn profile_of(conf: &str) -> Option<String> {
+    ["required_profile", "preferred_profile"]
+        .iter()
+        .find_map(|key| {
+            conf.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                let v = v.trim();
+                (k.trim() == *key && !v.is_empty() && v != "None").then(|| v.to_owned())
+            })
+        })
+}
+
 /// Whether a renewal config asks for Must-Staple from a Let's Encrypt server.
 fn must_staple_at_lets_encrypt(conf: &str) -> bool {
     let value = |key: &str| {
@@ -65,6 +98,25 @@ mod tests {
     use super::*;
 
     const LE: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+    #[test]
+    fn the_profile_a_renewal_config_asks_for_is_read() {
+        let conf =
+            |extra: &str| format!("version = 5.8.0\n[renewalparams]\nserver = {LE}\n{extra}");
+        assert_eq!(profile_of(&conf("")), None);
+        assert_eq!(profile_of(&conf("preferred_profile = None\n")), None);
+        assert_eq!(
+            profile_of(&conf("preferred_profile = shortlived\n")).as_deref(),
+            Some("shortlived")
+        );
+        assert_eq!(
+            profile_of(&conf(
+                "preferred_profile = classic\nrequired_profile = tlsserver\n"
+            ))
+            .as_deref(),
+            Some("tlsserver")
+        );
+    }
 
     #[test]
     fn must_staple_at_lets_encrypt_is_found_and_nowhere_else() {
