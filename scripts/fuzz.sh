@@ -34,14 +34,15 @@ fi
 cd fuzz
 cargo fuzz build "${build[@]}"
 
-failed=()
-for t in "${targets[@]}"; do
+# One target: its run, then one summary line (executions, speed, corpus size); its exit status
+# is left in scratch/<target>.rc.
+fuzz_one() {
+    local t=$1 max_len=4096 rc=0
+    local extra=()
     mkdir -p "scratch/$t" "artifacts/$t"
     # The protocol targets go past the 1 MiB line limit (MAX_REQUEST_LINE / MAX_RESPONSE_LINE):
     # -max_len above it, a dictionary of the protocol's words, and the targets' own generators
     # that expand a short input into a line at the limit ± 1 KiB (see the targets' docs).
-    max_len=4096
-    extra=()
     case "$t" in
         agent_request | agent_response)
             max_len=$((1024 * 1024 + 64 * 1024))
@@ -50,17 +51,39 @@ for t in "${targets[@]}"; do
     esac
     echo "fuzz.sh: $t for ${seconds}s" >&2
     # First corpus dir is written to, the second (checked in) only read.
-    if ! cargo fuzz run "${build[@]}" "$t" "scratch/$t" "corpus/$t" -- \
+    cargo fuzz run "${build[@]}" "$t" "scratch/$t" "corpus/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$max_len" \
-        -print_final_stats=1 ${extra[@]+"${extra[@]}"} 2>"scratch/$t.log"; then
-        failed+=("$t")
-        tail -n 40 "scratch/$t.log" >&2
-    fi
-    # One summary line per target: executions, speed, corpus size.
+        -print_final_stats=1 ${extra[@]+"${extra[@]}"} 2>"scratch/$t.log" || rc=$?
+    echo "$rc" >"scratch/$t.rc"
+    local runs rate cov
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "scratch/$t.log" | grep -o '[0-9]*$' || true)
     rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "scratch/$t.log" | grep -o '[0-9]*$' || true)
     cov=$(grep -E '^#[0-9]+' "scratch/$t.log" | tail -n 1 | grep -o 'cov: [0-9]*' || true)
     echo "fuzz.sh: $t: ${runs:-?} executions (${rate:-?}/s), ${cov:-cov: ?}, $(ls "scratch/$t" | wc -l) new inputs" >&2
+}
+
+# One target per core at a time: each still gets a whole core for its SECONDS, the run ends
+# sooner (CERTHERD_FUZZ_JOBS overrides).
+jobs="${CERTHERD_FUZZ_JOBS:-$(nproc)}"
+running=0
+for t in "${targets[@]}"; do
+    rm -f "scratch/$t.rc"
+    fuzz_one "$t" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+done
+wait || true
+
+failed=()
+for t in "${targets[@]}"; do
+    if [ "$(cat "scratch/$t.rc" 2>/dev/null || echo missing)" != 0 ]; then
+        failed+=("$t")
+        echo "fuzz.sh: $t failed; the end of its log:" >&2
+        tail -n 40 "scratch/$t.log" >&2
+    fi
 done
 
 # agent_request's scratch nodes live in /dev/shm; libFuzzer exits without running destructors.

@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Where the time goes: every phase and every test binary, printed as a table when the run ends
-# (also when it fails; the failed phase is the last one listed, marked).
+# Where the time goes: every phase, printed as a table when the run ends (also when it fails;
+# the failed phase is the last one listed, marked); scripts/run-tests.sh prints each test
+# binary's time.
 timings_dir=$(mktemp -d)
 phases="$timings_dir/phases"
 started=$SECONDS
@@ -22,13 +23,6 @@ report_timings() {
     echo
     echo "== timings (seconds) =="
     column -t -s $'\t' "$phases" 2>/dev/null || cat "$phases"
-    for log in "$timings_dir"/tests-*.log; do
-        [ -e "$log" ] || continue
-        echo "-- test binaries: ${log##*/tests-} --"
-        # `Running tests/x.rs (…)` names the binary; its `test result: … finished in N.NNs` ends it.
-        awk '/^ *Running /{name=($2=="unittests") ? $3 : $2} /^ *Doc-tests /{name="doc-tests " $2} /^test result:/{for(i=1;i<=NF;i++) if($i=="in") t=$(i+1); sub(/s$/,"",t); printf "%s\t%s\n", name, t}' "$log" |
-            sort -t $'\t' -k2 -rn | column -t -s $'\t'
-    done
     echo "total $((SECONDS - started)) s"
     rm -rf "$timings_dir"
 }
@@ -42,13 +36,6 @@ phase() {
     printf '%s\t%s\n' "$current_phase" "$((SECONDS - phase_started))" >>"$phases"
     current_phase=
 }
-# `tests NAME CARGO-TEST-ARGS…`: cargo test, its output also kept for the per-binary table.
-tests() {
-    local name=$1
-    shift
-    cargo test "$@" 2>&1 | tee "$timings_dir/tests-$name.log"
-}
-
 phase setup bash scripts/setup-debian.sh
 
 phase fmt cargo fmt --all -- --check
@@ -70,16 +57,16 @@ deb=$(cat "$timings_dir/deb")
 phase deb-check bash scripts/deb-check.sh "$deb"
 # tests/common checks that this binary answers --version and `completions bash` exactly as the
 # cargo-built one does, and fails every test loudly otherwise.
-CERTHERD_BIN=/usr/bin/certherd \
-    phase tests tests all --workspace --all-targets --locked -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
+# Every test binary of the workspace, in parallel lanes (scripts/run-tests.sh: each binary a
+# process of its own, the bed gives each its own addresses; CERTHERD_TEST_LANES, default 2).
+CERTHERD_BIN=/usr/bin/certherd phase tests bash scripts/run-tests.sh
 
 # The e2e tests that run certbot, again with the newest certbot from PyPI (5.x, in the virtualenv
 # scripts/setup-debian.sh made): whatever certherd reads from or writes for certbot must hold
 # from Debian 12's 2.1 to 5.x (tests/issuance.rs checks which certbot wrote the lineage).
 CERTHERD_BIN=/usr/bin/certherd CERTHERD_BED_CERTBOT=/opt/certherd-certbot5/bin/certbot \
-    phase tests-certbot5 tests certbot5 --locked -p certherd --test issuance --test issue_paths --test deploy_hook \
-    --test failover --test operate --test warm --test root_never_runs_agent_files \
-    -- --test-threads="${CERTHERD_TEST_THREADS:-3}"
+    phase tests-certbot5 bash scripts/run-tests.sh issuance issue_paths deploy_hook failover \
+    operate warm root_never_runs_agent_files
 
 # Fuzz the agent protocol, the config parser and certbot's environment, 60 s per target, against
 # the checked-in corpus (fuzz/corpus); a crash fails the run and names the input.
