@@ -84,7 +84,15 @@ case "$*" in
     REQUESTS_CA_BUNDLE={ca} {bin} --config "$cfg" renew --jitter 0s >> "$dir/renew.log" 2>&1
     echo "renew exit $?" >> "$log"
     ;;
-"start certherd-watch.service")
+"--no-block start certherd-renew.service")
+    # queued: systemd runs the oneshot while the caller goes on
+    echo "renew queued" >> "$log"
+    (
+        REQUESTS_CA_BUNDLE={ca} {bin} --config "$cfg" renew --jitter 0s >> "$dir/renew.log" 2>&1
+        echo "renew exit $?" >> "$log"
+    ) < /dev/null &
+    ;;
+"start certherd-watch.service"|"--no-block start certherd-watch.service")
     if [ -s "$dir/watch.pid" ] && tr '\0' ' ' < "/proc/$(cat "$dir/watch.pid")/cmdline" 2>/dev/null | grep -qF "$cfg"; then
         echo "watch already running" >> "$log"
         exit 0
