@@ -104,6 +104,10 @@ fn an_apache_node_validates_takes_the_renewal_and_keeps_its_pair_when_its_config
         "the deploy does not name node 2 as failed:\n{report}\n(certbot renew:\n{})",
         text(&out)
     );
+    assert!(
+        stderr(&deploy).contains("node2") && stderr(&deploy).contains("apache2ctl configtest"),
+        "the deploy's error does not name node 2's failed configtest:\n{report}"
+    );
     assert_eq!(
         installed_serial(&bed, 2, NAME),
         v2,
