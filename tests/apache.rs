@@ -126,3 +126,84 @@ fn an_apache_node_validates_takes_the_renewal_and_keeps_its_pair_when_its_config
         );
     }
 }
+
+/// Requests for the ACME path that node `n`'s Apache answered with `status`.
+fn apache_answers(bed: &Bed, n: usize, status: u16) -> usize {
+    std::fs::read_to_string(bed.apache_dir(n).join("access.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.contains("GET /.well-known/acme-challenge/") && l.contains(&format!("\" {status} "))
+        })
+        .count()
+}
+
+/// contrib/apache/certherd-acme-fallback.conf on an Apache node whose agent is down (an
+/// optional peer): the CA, sent there by DNS, follows Apache's redirect to the primary. With the
+/// plain certherd-acme.conf the same issuance fails (the negative control). A namespaced bed,
+/// so the redirect names the primary as in production and pebble resolves it through its DNS.
+#[test]
+fn an_apache_node_without_the_token_redirects_the_ca_to_the_primary() {
+    let bed = Bed::start(BedOptions {
+        nodes: 3,
+        ca: true,
+        certherd: certherd_bin().into(),
+        netns: true,
+    })
+    .unwrap_or_else(|e| panic!("namespaced test bed did not start: {e}"));
+    let mut three = PeerSpec::new(3);
+    three.optional = true;
+    bed.write_config(1, &[PeerSpec::new(2), three], "").unwrap();
+    bed.use_apache(3).unwrap();
+    bed.dns("primary.test", &[1]).unwrap();
+    bed.stop_sshd(3);
+
+    bed.dns("plain-apache.test", &[3]).unwrap();
+    let out = certbot_certonly(&bed, &["plain-apache.test"]);
+    assert!(
+        !out.status.success(),
+        "issued through node 3 although it never had the token:\n{}",
+        text(&out)
+    );
+    assert!(
+        apache_answers(&bed, 3, 404) >= 1,
+        "node 3's Apache answered the CA no 404"
+    );
+
+    bed.apache_acme_fallback(3, "primary.test").unwrap();
+    bed.dns("fallback-apache.test", &[3]).unwrap();
+    let before = challenge_hits(&bed, 1);
+    let out = certbot_certonly(&bed, &["fallback-apache.test"]);
+    assert!(
+        out.status.success(),
+        "issuance through Apache's fallback:\n{}",
+        text(&out)
+    );
+    assert!(
+        apache_answers(&bed, 3, 302) >= 1,
+        "node 3's Apache redirected nothing"
+    );
+    assert!(
+        challenge_hits(&bed, 1) > before,
+        "the primary was not asked after the redirect"
+    );
+
+    // A token node 3 has is answered there, not redirected.
+    let token = bed.webroot(3).join(".well-known/acme-challenge/present");
+    std::fs::write(&token, "present.thumbprint\n").unwrap();
+    let out = bed
+        .command_on(1, "/usr/bin/curl")
+        .args(["-sS", "-o", "-", "-w", " %{http_code}"])
+        .arg(format!(
+            "http://{}/.well-known/acme-challenge/present",
+            bed.ip(3)
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "present.thumbprint\n 200".trim(),
+        "node 3's own token through the fallback: {}",
+        text(&out)
+    );
+}

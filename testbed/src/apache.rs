@@ -206,6 +206,30 @@ impl Bed {
         Ok(())
     }
 
+    /// Node `node`'s Apache answers the ACME path with contrib/apache/certherd-acme-fallback.conf
+    /// (the local token, else a 302 to `primary`) instead of certherd-acme.conf, switched with
+    /// Debian's `a2disconf`/`a2enconf` as docs/APACHE.md does; then graceful.
+    pub fn apache_acme_fallback(&self, node: usize, primary: &str) -> Result<(), String> {
+        let n = self.node(node);
+        let shipped = read_contrib("apache/certherd-acme-fallback.conf")?;
+        write(
+            &tree(n).join("conf-available/certherd-acme-fallback.conf"),
+            &shipped
+                .replace("/var/lib/certherd/webroot", &n.webroot.to_string_lossy())
+                .replace("primary.example.com", primary),
+        )?;
+        for (script, conf) in [
+            ("/usr/sbin/a2disconf", "certherd-acme"),
+            ("/usr/sbin/a2enconf", "certherd-acme-fallback"),
+        ] {
+            run_ok(
+                debian_script(n, script).arg("-q").arg(conf),
+                Duration::from_secs(30),
+            )?;
+        }
+        self.apache_graceful(node)
+    }
+
     /// The node's Apache tree (`APACHE_CONFDIR`); its `sites-enabled/*.conf` are included.
     pub fn apache_dir(&self, node: usize) -> PathBuf {
         tree(self.node(node))

@@ -10,7 +10,8 @@
 //! The bed's machine has no systemd, so keepalived's PATH starts with a stand-in `systemctl`
 //! (TEST BED ONLY, written per node, see [`shim`]) that knows exactly the two units the notify
 //! script names: `start certherd-renew.service` runs `certherd renew --jitter 0s` for that node
-//! (synchronously, as systemd runs a oneshot unit) and logs its exit code;
+//! (synchronously, as systemd runs a oneshot unit; with `--no-block`, what the shipped script
+//! says, in the background, as a queued job) and logs its exit code;
 //! `start`/`stop certherd-watch.service` starts `certherd watch` in the background / stops it by
 //! the PID it recorded (after checking that PID's command line still names the node's config).
 //! Watchers are also recorded in the slot's PID file, so a crashed run's are reaped, and stopped
