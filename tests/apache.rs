@@ -54,6 +54,24 @@ fn an_apache_node_validates_takes_the_renewal_and_keeps_its_pair_when_its_config
         "node 2 did not get the pair"
     );
     bed.apache_tls(2, NAME).unwrap();
+    // doctor on the primary asks every node, node 2's Apache included, for a throwaway token;
+    // on node 2 it checks Apache's [reload] is allowed through sudo. (Its exit code also judges
+    // the machine's own certbot timer and cron file, which the bed does not own: the lines.)
+    let doctor = text(&bed.certherd(1, &["doctor", "-d", NAME]).output().unwrap());
+    assert!(
+        doctor.contains("ok    node2: serves tokens for apache.test"),
+        "doctor on the primary:\n{doctor}"
+    );
+    let doctor = text(&bed.certherd(2, &["doctor"]).output().unwrap());
+    for what in ["reload.test", "reload.reload"] {
+        assert!(
+            doctor
+                .lines()
+                .any(|l| l.starts_with(&format!("ok    {what} as "))
+                    && l.contains("/usr/sbin/apache2ctl")),
+            "doctor on node 2 does not pass Apache's {what}:\n{doctor}"
+        );
+    }
     for n in 1..=3 {
         assert_eq!(
             settled_serial(&bed, n, NAME, &v1),
