@@ -17,8 +17,9 @@
 //! Watchers are also recorded in the slot's PID file, so a crashed run's are reaped, and stopped
 //! by PID in the bed's Drop.
 //!
-//! Both instances start as BACKUP with `nopreempt`: the higher priority wins the first election,
-//! and a node that comes back does not take the VIP back (the README's Failover set-up).
+//! Both instances start as BACKUP, by default with `nopreempt`: the higher priority wins the
+//! first election, and a node that comes back does not take the VIP back (the README's Failover
+//! set-up); with [`Vrrp::preempt`] a higher priority takes it over from a MASTER (a flap).
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -44,6 +45,9 @@ pub struct Vrrp {
     pub vip: Ipv4Addr,
     /// VRRP priority (1..=254); the highest wins the first election.
     pub priority: u8,
+    /// A higher priority takes the VIP over from a running MASTER (keepalived's default), which
+    /// then enters BACKUP: a flap. `false`: `nopreempt`, the README's Failover set-up.
+    pub preempt: bool,
 }
 
 fn dir(bed: &Bed, node: usize) -> PathBuf {
@@ -139,7 +143,7 @@ fn config(bed: &Bed, node: usize, peers: &[usize], v: &Vrrp, notify: &Path) -> S
          }}\n\
          vrrp_instance certherd {{\n\
          \x20 state BACKUP\n\
-         \x20 nopreempt\n\
+         {nopreempt}\
          \x20 interface eth0\n\
          \x20 virtual_router_id 51\n\
          \x20 priority {prio}\n\
@@ -151,6 +155,7 @@ fn config(bed: &Bed, node: usize, peers: &[usize], v: &Vrrp, notify: &Path) -> S
          }}\n",
         b = bed.index(),
         prio = v.priority,
+        nopreempt = if v.preempt { "" } else { "  nopreempt\n" },
         ip = bed.ip(node),
         vip = v.vip,
         notify = notify.display(),
