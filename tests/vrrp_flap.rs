@@ -131,7 +131,7 @@ fn a_flap_during_the_renewal_leaves_no_watcher_on_the_backup() {
         None,
         "certherd watch runs on node 1, a BACKUP:\n{calls}"
     );
-    let last_watch = calls.lines().filter(|l| l.starts_with("watch ")).last();
+    let last_watch = calls.lines().rfind(|l| l.starts_with("watch "));
     assert!(
         last_watch.is_some_and(|l| l.starts_with("watch stop")),
         "node 1's last watcher call is not a stop:\n{calls}"
