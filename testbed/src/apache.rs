@@ -166,6 +166,38 @@ impl Bed {
     /// started and answering on the node's :80, the bed's Apache sudoers lines written and the
     /// node's certherd.toml given docs/APACHE.md's `[reload]`.
     pub fn use_apache(&self, node: usize) -> Result<(), String> {
+        self.apache_node(node, true)
+    }
+
+    /// [`Bed::use_apache`] without the ACME snippet and without the bed's Apache sudoers lines:
+    /// a fresh Apache node before docs/APACHE.md's block ran on it (which installs both: as
+    /// root, with `APACHE_CONFDIR` = [`Bed::apache_dir`] for `/etc/apache2`, and the sudoers
+    /// file at [`Bed::apache_sudoers`], which the bed removes when it drops).
+    pub fn use_fresh_apache(&self, node: usize) -> Result<(), String> {
+        self.apache_node(node, false)
+    }
+
+    /// The bed's sudoers file for its Apache nodes (`/etc/sudoers.d/certherd-bed-B-apache`).
+    pub fn apache_sudoers(&self) -> PathBuf {
+        sudoers_path(self.index)
+    }
+
+    /// A line of contrib/sudoers/certherd-apache for node `node`: the bed's account, and
+    /// `apache2ctl` run on the node's tree.
+    pub fn apache_sudoers_line(&self, node: usize, shipped: &str) -> String {
+        shipped
+            .replacen("certherd ", &format!("{} ", self.agent_user()), 1)
+            .replace(
+                &format!("{APACHE2CTL} "),
+                // `=` is special in a sudoers command's arguments
+                &format!(
+                    "{ENV} APACHE_CONFDIR\\={} {APACHE2CTL} ",
+                    tree(self.node(node)).display()
+                ),
+            )
+    }
+
+    fn apache_node(&self, node: usize, configured: bool) -> Result<(), String> {
         let n = self.node(node).clone();
         let t = tree(&n);
         for d in [
@@ -182,18 +214,20 @@ impl Bed {
             &t.join("envvars"),
             "# certherd test bed: what apache2ctl sources (Debian's envvars, paths in the tree)\nexport LANG=C\n",
         )?;
-        write(
-            &t.join("conf-available/certherd-acme.conf"),
-            &acme_snippet(&n)?,
-        )?;
         write(&t.join("apache2.conf"), &apache2_conf(&n))?;
-        run_ok(
-            debian_script(&n, "/usr/sbin/a2enconf")
-                .arg("-q")
-                .arg("certherd-acme"),
-            Duration::from_secs(30),
-        )?;
-        self.write_apache_sudoers()?;
+        if configured {
+            write(
+                &t.join("conf-available/certherd-acme.conf"),
+                &acme_snippet(&n)?,
+            )?;
+            run_ok(
+                debian_script(&n, "/usr/sbin/a2enconf")
+                    .arg("-q")
+                    .arg("certherd-acme"),
+                Duration::from_secs(30),
+            )?;
+            self.write_apache_sudoers()?;
+        }
         self.stop_key(&key_nginx(n.i));
         self.start_apache(node)?;
         // The node's [reload]: the config already written names nginx; it gets Apache's.
@@ -298,15 +332,7 @@ impl Bed {
                 .lines()
                 .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
             {
-                text.push_str(
-                    &line
-                        .replacen("certherd ", &format!("{} ", self.agent_user()), 1)
-                        .replace(
-                            &format!("{APACHE2CTL} "),
-                            // `=` is special in a sudoers command's arguments
-                            &format!("{ENV} APACHE_CONFDIR\\={} {APACHE2CTL} ", tree(n).display()),
-                        ),
-                );
+                text.push_str(&self.apache_sudoers_line(n.i, line));
                 text.push('\n');
             }
         }
