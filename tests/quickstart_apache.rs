@@ -58,6 +58,20 @@ fn the_apache_block_sets_up_a_node_that_serves_tokens_and_reloads_through_sudo()
         "a fresh node served the token: {before}"
     );
 
+    // doctor names the missing snippet on node 2 (Apache's 403 for a path nothing allows).
+    let doctor = text(
+        &bed.certherd(1, &["doctor", "-d", "before.test"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        doctor
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("node2") && l.contains("403"))
+            && doctor.contains("a2enconf certherd-acme"),
+        "doctor before the block:\n{doctor}"
+    );
+
     // The contrib files as the block installs them, with the bed's names.
     let work = bed.root().join("apache-checklist");
     for d in ["contrib/sudoers", "contrib/apache"] {
