@@ -66,6 +66,17 @@ fn a_primary_without_https_deploys_when_every_peer_serves_the_new_version() {
         );
     }
 
+    // `status` on the box: its own row serves nothing to check, not a problem.
+    let status = bed.certherd(1, &["status"]).output().unwrap();
+    assert_eq!(status.status.code(), Some(0), "status:\n{}", text(&status));
+    assert!(
+        text(&status)
+            .lines()
+            .any(|l| l.starts_with("node1") && l.contains(" no-https ")),
+        "status does not say the box serves no HTTPS:\n{}",
+        text(&status)
+    );
+
     // The box still checks its peers: one that serves an old certificate fails the deploy.
     std::fs::write(bed.nginx_tls_conf(3), "# node 3 lost its TLS server\n").unwrap();
     reload_nginx(&bed, 3);
