@@ -93,9 +93,10 @@ pub enum CheckFailure {
         /// What it served, shortened.
         got: String,
     },
-    /// The redirects came back to a URL already visited.
-    #[error("redirect loop at {0}")]
-    RedirectLoop(String),
+    /// The redirects came back to a URL already visited: every URL of the chain, in order,
+    /// the repeated one last (a ring's hops name every node in it).
+    #[error("redirect loop: {}", .0.join(" -> "))]
+    RedirectLoop(Vec<String>),
     /// More than [`MAX_REDIRECTS`].
     #[error("more than {MAX_REDIRECTS} redirects")]
     TooManyRedirects,
@@ -197,9 +198,11 @@ pub async fn fetch(target: &Target, exp: &Expectation) -> Result<(), CheckFailur
     ))
     .map_err(|e| CheckFailure::BadRedirect(e.to_string()))?;
     let mut seen = HashSet::new();
+    let mut hops = Vec::new();
     for _ in 0..=MAX_REDIRECTS {
+        hops.push(url.to_string());
         if !seen.insert(url.to_string()) {
-            return Err(CheckFailure::RedirectLoop(url.to_string()));
+            return Err(CheckFailure::RedirectLoop(hops));
         }
         let client = client_for(&url, target, domain).await?;
         let response = request(&client, &url, target, domain).await?;

@@ -39,7 +39,8 @@ pub struct Config {
     /// Where checks reach this node's own web server over HTTP.
     #[serde(default = "default_http")]
     pub http: String,
-    /// Where checks reach this node's own web server over HTTPS.
+    /// Where checks reach this node's own web server over HTTPS; `""` when it serves none (a
+    /// dedicated certbot box as the primary: its deploy row says `no-https`, not a failure).
     #[serde(default = "default_https")]
     pub https: String,
     /// `fanout` (default): tokens are written on every node. `stateless`: nodes answer tokens
@@ -427,7 +428,10 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         self.check_addr("http", &self.http)?;
-        self.check_addr("https", &self.https)?;
+        // "": this node serves no HTTPS (a dedicated certbot box); its served check is skipped.
+        if !self.https.is_empty() {
+            self.check_addr("https", &self.https)?;
+        }
         if self.ssh.concurrency == 0 {
             return Err(self.invalid("ssh.concurrency", "must be at least 1".into()));
         }

@@ -124,6 +124,10 @@ pub enum Served {
         /// SHA-256 of what was served instead.
         fingerprint: String,
     },
+    /// The node has no HTTPS listener to ask (`https = ""`: a dedicated certbot box that only
+    /// renews and deploys): nothing to check, not a failure.
+    #[serde(rename = "no_https")]
+    NoHttps,
     /// No certificate: why.
     None {
         /// The failure, as the user sees it.
@@ -132,13 +136,14 @@ pub enum Served {
 }
 
 impl Served {
-    /// The table's word: `new`, `OLD`, `unused`, `NONE`.
+    /// The table's word: `new`, `OLD`, `unused`, `NONE`, `no-https`.
     pub fn word(&self) -> &'static str {
         match self {
             Served::New => "new",
             Served::Old { .. } => "OLD",
             Served::Unused { .. } => "unused",
             Served::None { .. } => "NONE",
+            Served::NoHttps => "no-https",
         }
     }
 
@@ -193,6 +198,15 @@ fn classify(result: std::result::Result<Vec<u8>, TlsError>, versions: &Versions)
 /// when a second handshake [`CONFIRM_AFTER`] later agrees: during a graceful reload the old workers may
 /// still accept a connection or two.
 pub async fn check(addr: &str, name: Option<&str>, versions: &Versions, wait: Duration) -> Check {
+    // `https = ""`: the node serves no HTTPS (asked nothing, whatever the certificate names).
+    if addr.is_empty() {
+        return Check {
+            name: name.map(str::to_owned),
+            served: Served::NoHttps,
+            fingerprint: None,
+            not_after: None,
+        };
+    }
     let Some(name) = name else {
         return Check {
             name: None,

@@ -234,11 +234,27 @@ fn keepalived_vip_moves_the_primary_both_ways() {
     assert_every_node_consistent(&bed, LINEAGE, &[1, 1, 1], "issued");
 
     // keepalived: node 1 first (priority 150), so it wins the first election; nopreempt.
-    bed.start_keepalived(1, &[2], &Vrrp { vip, priority: 150 })
-        .unwrap();
+    bed.start_keepalived(
+        1,
+        &[2],
+        &Vrrp {
+            vip,
+            priority: 150,
+            preempt: false,
+        },
+    )
+    .unwrap();
     wait_vip(&bed, 1, vip, "start");
-    bed.start_keepalived(2, &[1], &Vrrp { vip, priority: 100 })
-        .unwrap();
+    bed.start_keepalived(
+        2,
+        &[1],
+        &Vrrp {
+            vip,
+            priority: 100,
+            preempt: false,
+        },
+    )
+    .unwrap();
     wait_backup(&bed, 2, 1, "start");
     // MASTER → the shipped notify script → `certherd renew` (nothing due) and the watcher.
     wait_notify_renew(&bed, 1, 1, "node 1 became MASTER");

@@ -8,8 +8,12 @@
 state=$3
 case "$state" in
     MASTER)
-        systemctl start certherd-renew.service
-        systemctl start certherd-watch.service
+        # --no-block: only queue the jobs. A blocking start of the oneshot renew would hold this
+        # script for the whole renewal, and keepalived runs the BACKUP notify of a flap meanwhile:
+        # its `stop` would come before this `start` of the watcher, left running on a BACKUP.
+        # Queued, the later stop job cancels the pending start.
+        systemctl --no-block start certherd-renew.service
+        systemctl --no-block start certherd-watch.service
         ;;
     BACKUP|FAULT|STOP)
         systemctl stop certherd-watch.service

@@ -64,10 +64,10 @@ pub fn explain_check(f: &CheckFailure) -> &'static str {
         }
         CheckFailure::Unreachable { .. } => "the node's web server is not reachable: check its http address and firewall",
         CheckFailure::Status { status: 404, .. } => {
-            "404: the acme location is missing or points elsewhere: include contrib/nginx/acme-challenge.conf and make $certherd_webroot the configured webroot"
+            "404: the acme location is missing or points elsewhere: include contrib/nginx/acme-challenge.conf and make $certherd_webroot the configured webroot (Apache: a2enconf certherd-acme, its Alias naming the configured webroot)"
         }
         CheckFailure::Status { status: 403, .. } => {
-            "403: the web server cannot read the webroot: directories must be searchable (0755) by its user"
+            "403: the web server cannot read the webroot: directories must be searchable (0755) by its user (Apache: without contrib/apache/certherd-acme.conf enabled, `Require all denied` refuses the path: a2enconf certherd-acme)"
         }
         CheckFailure::Status { .. } => "the web server answered with an error: see its error log",
         CheckFailure::WrongBody { .. } => {

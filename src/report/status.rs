@@ -220,7 +220,7 @@ fn table(report: &Report) -> String {
         let served = match (r.up, r.served.as_deref()) {
             (false, _) => "DOWN".to_owned(),
             (true, Some("old")) => "OLD".to_owned(),
-            (true, Some(word @ ("new" | "unused"))) => word.to_owned(),
+            (true, Some(word @ ("new" | "unused" | "no-https"))) => word.to_owned(),
             _ => "NONE".to_owned(),
         };
         let state = format!(

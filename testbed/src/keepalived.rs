@@ -10,14 +10,16 @@
 //! The bed's machine has no systemd, so keepalived's PATH starts with a stand-in `systemctl`
 //! (TEST BED ONLY, written per node, see [`shim`]) that knows exactly the two units the notify
 //! script names: `start certherd-renew.service` runs `certherd renew --jitter 0s` for that node
-//! (synchronously, as systemd runs a oneshot unit) and logs its exit code;
+//! (synchronously, as systemd runs a oneshot unit; with `--no-block`, what the shipped script
+//! says, in the background, as a queued job) and logs its exit code;
 //! `start`/`stop certherd-watch.service` starts `certherd watch` in the background / stops it by
 //! the PID it recorded (after checking that PID's command line still names the node's config).
 //! Watchers are also recorded in the slot's PID file, so a crashed run's are reaped, and stopped
 //! by PID in the bed's Drop.
 //!
-//! Both instances start as BACKUP with `nopreempt`: the higher priority wins the first election,
-//! and a node that comes back does not take the VIP back (the README's Failover set-up).
+//! Both instances start as BACKUP, by default with `nopreempt`: the higher priority wins the
+//! first election, and a node that comes back does not take the VIP back (the README's Failover
+//! set-up); with [`Vrrp::preempt`] a higher priority takes it over from a MASTER (a flap).
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -43,6 +45,9 @@ pub struct Vrrp {
     pub vip: Ipv4Addr,
     /// VRRP priority (1..=254); the highest wins the first election.
     pub priority: u8,
+    /// A higher priority takes the VIP over from a running MASTER (keepalived's default), which
+    /// then enters BACKUP: a flap. `false`: `nopreempt`, the README's Failover set-up.
+    pub preempt: bool,
 }
 
 fn dir(bed: &Bed, node: usize) -> PathBuf {
@@ -84,7 +89,15 @@ case "$*" in
     REQUESTS_CA_BUNDLE={ca} {bin} --config "$cfg" renew --jitter 0s >> "$dir/renew.log" 2>&1
     echo "renew exit $?" >> "$log"
     ;;
-"start certherd-watch.service")
+"--no-block start certherd-renew.service")
+    # queued: systemd runs the oneshot while the caller goes on
+    echo "renew queued" >> "$log"
+    (
+        REQUESTS_CA_BUNDLE={ca} {bin} --config "$cfg" renew --jitter 0s >> "$dir/renew.log" 2>&1
+        echo "renew exit $?" >> "$log"
+    ) < /dev/null &
+    ;;
+"start certherd-watch.service"|"--no-block start certherd-watch.service")
     if [ -s "$dir/watch.pid" ] && tr '\0' ' ' < "/proc/$(cat "$dir/watch.pid")/cmdline" 2>/dev/null | grep -qF "$cfg"; then
         echo "watch already running" >> "$log"
         exit 0
@@ -130,7 +143,7 @@ fn config(bed: &Bed, node: usize, peers: &[usize], v: &Vrrp, notify: &Path) -> S
          }}\n\
          vrrp_instance certherd {{\n\
          \x20 state BACKUP\n\
-         \x20 nopreempt\n\
+         {nopreempt}\
          \x20 interface eth0\n\
          \x20 virtual_router_id 51\n\
          \x20 priority {prio}\n\
@@ -142,6 +155,7 @@ fn config(bed: &Bed, node: usize, peers: &[usize], v: &Vrrp, notify: &Path) -> S
          }}\n",
         b = bed.index(),
         prio = v.priority,
+        nopreempt = if v.preempt { "" } else { "  nopreempt\n" },
         ip = bed.ip(node),
         vip = v.vip,
         notify = notify.display(),

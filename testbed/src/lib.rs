@@ -30,6 +30,7 @@
 //! daemons are stopped anyway.
 
 mod account;
+mod apache;
 mod config_edit;
 pub mod delay;
 pub mod demo;
@@ -603,7 +604,15 @@ impl Bed {
     /// The README's `[reload]` section (`sudo -n nginx … -c /etc/nginx/nginx.conf`, the commands
     /// contrib/sudoers/certherd allows), with the node's nginx.conf substituted. The agent runs it
     /// as the bed's account, so only exactly the sudoers lines work.
+    /// On a node that runs Apache ([`Bed::use_apache`]), docs/APACHE.md's instead.
     pub fn reload_section(&self, node: usize) -> Result<String, String> {
+        if apache::uses_apache(self.node(node)) {
+            return apache::reload_section(self.node(node));
+        }
+        self.nginx_reload_section(node)
+    }
+
+    fn nginx_reload_section(&self, node: usize) -> Result<String, String> {
         let readme = account::read_contrib("../README.md")?;
         let start = readme
             .find("\n[reload]")
@@ -921,6 +930,7 @@ impl Drop for Bed {
         let daemons: Vec<Daemon> = self.lock().drain().map(|(_, d)| d).collect();
         stop_all(daemons, STOP_GRACE);
         keepalived::stop_watchers(self);
+        apache::remove_sudoers(self.index);
         self.account.remove();
         self.slot.clear_record();
         if std::env::var_os("CERTHERD_KEEP_BED").is_some() {

@@ -127,6 +127,7 @@ impl Drop for Net {
         for i in 1..=self.nodes {
             ip_quiet(&["link", "del", &veth_name(self.index, i)]);
             ip_quiet(&["netns", "del", &self.node_ns(i)]);
+            let _ = std::fs::remove_dir_all(etc_dir(&self.node_ns(i)));
         }
         ip_quiet(&["link", "del", &bridge_name(self.index)]);
     }
@@ -142,6 +143,7 @@ fn remove_all(b: u8) {
             if name.starts_with(&ns_prefix) {
                 eprintln!("testbed: removing namespace {name} of a dead bed");
                 ip_quiet(&["netns", "del", name]);
+                let _ = std::fs::remove_dir_all(etc_dir(name));
             }
         }
     }
@@ -158,8 +160,29 @@ fn remove_all(b: u8) {
     }
 }
 
+/// `/etc/netns/<ns>`: `ip netns exec` bind-mounts each file in it over the same name in `/etc`.
+fn etc_dir(ns: &str) -> std::path::PathBuf {
+    std::path::Path::new("/etc/netns").join(ns)
+}
+
 /// Namespaced beds only (`BedOptions.netns`): links and namespaces of nodes.
 impl Bed {
+    /// What `/etc/hosts` says inside node `node`'s namespace (for every command the bed starts
+    /// there, certherd's self-check and doctor included): localhost, then each `(name, node)` as
+    /// that node's address. For redirects to a host name (the fallback to the primary, a ring)
+    /// that the self-check resolves as production does, through the system's resolver. Removed
+    /// with the namespace.
+    pub fn hosts_on(&self, node: usize, names: &[(&str, usize)]) -> Result<(), String> {
+        let ns = self.netns(node)?;
+        let dir = etc_dir(&ns);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let mut text = String::from("127.0.0.1 localhost\n");
+        for (name, n) in names {
+            text.push_str(&format!("{} {name}\n", self.ip(*n)));
+        }
+        super::node::write(&dir.join("hosts"), &text)
+    }
+
     /// Whether every node is its own network namespace.
     pub fn is_netns(&self) -> bool {
         self.net.is_some()
