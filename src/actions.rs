@@ -405,7 +405,7 @@ impl Target {
             if uid.is_some() || gid.is_some() {
                 fchown(fd.as_raw_fd(), uid, gid).map_err(|e| match e {
                     Errno::EPERM => Error::Input(format!(
-                        "cannot give {} to owner/group {}:{} (this agent runs as uid {}: a non-root agent can set only its own user and a group it is a member of; see README \"Deploy actions\")",
+                        "cannot give {} to owner/group {}:{} (this agent runs as uid {}: a non-root agent can set only its own user and a group it is a member of; see docs/REFERENCE.md, \"Deploy actions\")",
                         self.path.display(),
                         uid.map_or("-".into(), |u| u.to_string()),
                         gid.map_or("-".into(), |g| g.to_string()),

@@ -138,13 +138,13 @@ fn identity(path: &Path) -> Finding {
                 what,
                 "does not exist",
                 format!(
-                    "ssh-keygen -q -t ed25519 -N '' -f {}, then put its .pub into every peer's authorized_keys line (README, step 3)",
+                    "ssh-keygen -q -t ed25519 -N '' -f {}, then put its .pub into every peer's authorized_keys line (docs/SETUP.md, step 3)",
                     path.display()
                 ),
             )
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return unreadable(&e, "root, as the README makes it".into())
+            return unreadable(&e, "root, as docs/SETUP.md makes it".into())
         }
         Err(e) => return fail(what, e.to_string(), "check the directories above it"),
     };
@@ -180,7 +180,7 @@ fn known_hosts(config: &Config) -> Vec<Finding> {
             format!("[ssh] known_hosts {}", file.display()),
             e.to_string(),
             format!(
-                "ssh-keyscan -t ed25519 {} > {} and compare the fingerprints (README, step 2)",
+                "ssh-keyscan -t ed25519 {} > {} and compare the fingerprints (docs/SETUP.md, step 2)",
                 config
                     .managed_peers()
                     .map(|p| p.host.as_str())
@@ -246,7 +246,7 @@ fn directory(key: &str, path: &Path, user: &str, agent: Option<&nix::unistd::Use
         return fail(
             what,
             format!("the agent's account {user:?} ([ssh] user) does not exist on this node"),
-            format!("useradd --system --user-group --home-dir /var/lib/certherd --shell /bin/sh {user} (README, step 1)"),
+            format!("useradd --system --user-group --home-dir /var/lib/certherd --shell /bin/sh {user} (docs/SETUP.md, step 1)"),
         );
     };
     if meta.uid() != agent.uid.as_raw() {
