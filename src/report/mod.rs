@@ -8,3 +8,4 @@ pub mod expiry;
 pub mod nagios;
 pub mod nodes;
 pub mod status;
+pub mod status_model;

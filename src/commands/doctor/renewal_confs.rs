@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::local::{Finding, Verdict};
+use super::finding::{Finding, Verdict};
 
 /// The ACME servers of Let's Encrypt (production and staging) name this host.
 const LETS_ENCRYPT: &str = ".api.letsencrypt.org/";

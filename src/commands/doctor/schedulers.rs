@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::local::{Finding, System, Verdict};
+use super::finding::{Finding, System, Verdict};
 use crate::config::Config;
 
 /// The timers that run `certbot renew`, each with its fix.
