@@ -21,20 +21,20 @@ cd "$(dirname "$0")/.."
 table=$(
     cat <<'EOF'
 lib 16 the crate's table of contents: `mod` lines and the crate's vocabulary
-commands 15 commands/mod.rs, the dispatcher: the parsed command line to each command's `run`
+commands 15 commands/mod.rs: loads the config, dispatches to each command's `run`; status's errors become UNKNOWN
 manual 14 man pages and shell completions, generated from the clap definitions
-cli 13 the clap types: every flag, documented where it is defined
-commands::issue 12 issue: pre-flight fan-out and self-check, then certbot with the hooks
-commands::renew 12 renew: for cron or the timer on every node; acts where this node is the primary
-commands::watch 12 watch: inotify on the letsencrypt dir, deploys what changed by other means
-commands::agent 11 agent: serves the protocol on stdin/stdout
-commands::auth 11 auth: certbot's manual auth hook
-commands::cleanup 11 cleanup: certbot's manual cleanup hook
-commands::deploy 11 deploy and sync: certbot's deploy hook and the reconcile
-commands::doctor 11 doctor: explains what is misconfigured
-commands::stateless 11 stateless: the account thumbprint and the nginx snippet
-commands::status 11 status: every node × every lineage, monitoring exit codes
-commands::warm 11 warm: opens the shared SSH connection to every peer
+commands::issue 13 issue: pre-flight fan-out and self-check, then certbot with the hooks
+commands::renew 13 renew: for cron or the timer on every node; acts where this node is the primary
+commands::watch 13 watch: inotify on the letsencrypt dir, deploys what changed by other means
+commands::agent 12 agent: serves the protocol on stdin/stdout
+commands::auth 12 auth: certbot's manual auth hook
+commands::cleanup 12 cleanup: certbot's manual cleanup hook
+commands::deploy 12 deploy and sync: certbot's deploy hook and the reconcile
+commands::doctor 12 doctor: explains what is misconfigured
+commands::stateless 12 stateless: the account thumbprint and the nginx snippet
+commands::status 12 status: every node × every lineage, monitoring exit codes
+commands::warm 12 warm: opens the shared SSH connection to every peer
+cli 11 the clap types: every flag, documented where it is defined; each command takes its own
 report 10 output: deploy (table, JSON, alert), status (table, JSON, influx, prometheus), its model, nagios, auth, nodes (the shared JSON row)
 fanout 9 the engines: this node, then every peer, one typed row each (tokens, certs)
 served 8 what a node serves over TLS
@@ -73,7 +73,7 @@ end='<!-- layers:end -->'
 # The picture: top layer first, one line per unit, `main.rs` above everything.
 picture() {
     echo '```'
-    printf '%-5s %-20s %s\n' "" "main.rs" "parse, load config, dispatch; one call maps any error to its exit code"
+    printf '%-5s %-20s %s\n' "" "main.rs" "parse, then commands::run; one call maps any error to its exit code"
     awk '{ layer = $2; unit = $1; $1 = ""; $2 = ""; sub(/^  /, ""); print layer "\t" NR "\t" unit "\t" $0 }' <<<"$table" |
         sort -t$'\t' -k1,1nr -k2,2n |
         awk -F'\t' '{ if (NR > 1 && $1 != last) print "      │"; last = $1; printf "%-5s %-20s %s\n", ($1 == shown ? "" : $1), $3, $4; shown = $1 }'

@@ -5,7 +5,7 @@
 //! layers are described once, in `scripts/layers.sh`'s table, which checks them and draws them
 //! in docs/ARCHITECTURE.md.
 //!
-//! A command builds its options, a [`fanout`] engine runs the work on this node and every peer
+//! A command takes its parsed flags ([`cli`]), a [`fanout`] engine runs the work on this node and every peer
 //! through [`fleet`], [`ssh`] and the peer [`agent`] and returns typed per-node rows, and
 //! [`report`] prints them.
 

@@ -9,28 +9,12 @@ use std::path::Path;
 
 use crate::certbot_env::HOOKS;
 use crate::check::Expectation;
+use crate::cli::IssueFlags;
 use crate::commands::warm;
 use crate::config::{self, Config};
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::fanout::tokens as publish;
 use crate::names::{Domain, KeyAuthorization, Token};
-
-/// `issue` options.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Names for the certificate (the first names the lineage).
-    pub domains: Vec<String>,
-    /// Call certbot even when a node fails the pre-flight check.
-    pub skip_preflight: bool,
-    /// Only run the pre-flight check.
-    pub preflight_only: bool,
-    /// certbot program to run.
-    pub certbot: String,
-    /// The ACME profile to ask for, if any.
-    pub profile: Option<Profile>,
-    /// Further certbot arguments.
-    pub certbot_args: Vec<String>,
-}
 
 /// An ACME profile for certbot (`--preferred-profile` or `--required-profile`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +111,11 @@ fn check_profile_support(certbot: &str, profile: &Profile) -> Result<()> {
 }
 
 /// Runs the pre-flight, then certbot; returns certbot's exit code.
-pub async fn run(config: &Config, config_path: &Path, flags: &Options) -> Result<i32> {
+pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Result<i32> {
+    let profile = Profile::from_flags(
+        flags.preferred_profile.clone(),
+        flags.required_profile.clone(),
+    )?;
     let domains = flags
         .domains
         .iter()
@@ -136,7 +124,7 @@ pub async fn run(config: &Config, config_path: &Path, flags: &Options) -> Result
     let exe = std::env::current_exe()
         .map_err(|e| Error::Failed(format!("cannot find my own path: {e}")))?;
     runnable_by_me(&exe, config_path)?;
-    if let Some(profile) = &flags.profile {
+    if let Some(profile) = &profile {
         check_profile_support(&flags.certbot, profile)?;
     }
     if !flags.skip_preflight {
@@ -153,7 +141,7 @@ pub async fn run(config: &Config, config_path: &Path, flags: &Options) -> Result
             return Ok(EXIT_OK);
         }
     }
-    let argv = certbot_argv(config_path, flags, &domains)?;
+    let argv = certbot_argv(config_path, flags, profile.as_ref(), &domains)?;
     crate::verbose!("running {}", argv.join(" "));
     // Connections open while certbot talks to the CA (the pre-flight opened them already unless
     // skipped; then this only restarts their idle timers). certbot's own `warm` pre-hook sees
@@ -208,7 +196,8 @@ fn random_suffix() -> Result<String> {
 /// opens the connections before the first order; under `certherd issue`/`renew` it is a no-op.
 pub fn certbot_argv(
     config_path: &Path,
-    flags: &Options,
+    flags: &IssueFlags,
+    profile: Option<&Profile>,
     domains: &[Domain],
 ) -> Result<Vec<String>> {
     let exe = std::env::current_exe()
@@ -234,7 +223,7 @@ pub fn certbot_argv(
         argv.push("-d".into());
         argv.push(d.to_string());
     }
-    if let Some(profile) = &flags.profile {
+    if let Some(profile) = profile {
         argv.push(profile.flag().into());
         argv.push(profile.name().into());
     }
@@ -291,15 +280,16 @@ mod tests {
     /// A relative `--config` reaches the hooks as an absolute path (issue 11).
     #[test]
     fn hooks_name_an_absolute_config() {
-        let flags = Options {
+        let flags = IssueFlags {
             domains: vec![],
             skip_preflight: true,
             preflight_only: false,
             certbot: "certbot".into(),
-            profile: None,
+            preferred_profile: None,
+            required_profile: None,
             certbot_args: vec![],
         };
-        let argv = certbot_argv(Path::new("c.toml"), &flags, &[]).unwrap();
+        let argv = certbot_argv(Path::new("c.toml"), &flags, None, &[]).unwrap();
         let cwd = std::env::current_dir().unwrap();
         let expected = format!(" --config {} auth", cwd.join("c.toml").display());
         let auth = &argv[argv.iter().position(|a| a == "--manual-auth-hook").unwrap() + 1];

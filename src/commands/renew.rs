@@ -11,18 +11,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::alert::{self, DeployAlert, NodeAlert};
+use crate::cli::RenewFlags;
 use crate::commands::warm;
 use crate::config::Config;
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
-
-/// `renew` flags, parsed.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Overrides `[renew] jitter`.
-    pub jitter: Option<Duration>,
-    /// Extra certbot arguments.
-    pub certbot_args: Vec<String>,
-}
 
 /// Why this node is (not) the primary, as one line.
 pub fn primary_reason(config: &Config) -> Result<(bool, String)> {
@@ -70,7 +62,7 @@ fn local_addresses() -> Result<Vec<IpAddr>> {
 }
 
 /// Runs `renew`; returns certbot's exit code (0 where this node is not the primary).
-pub async fn run(config: &Config, options: &Options) -> Result<i32> {
+pub async fn run(config: &Config, options: &RenewFlags) -> Result<i32> {
     let (primary, why) = primary_reason(config)?;
     if !primary {
         crate::info!("not the primary ({why}): nothing to do");

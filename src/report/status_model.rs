@@ -8,9 +8,10 @@ use std::time::UNIX_EPOCH;
 use serde::Serialize;
 
 /// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// Human table.
+    #[default]
     Table,
     /// One JSON document.
     Json,
