@@ -62,6 +62,7 @@ names 1 Token, Domain, LineageName, KeyAuthorization
 pattern 1 globs for [[peers]] and [[deploy]] lineages
 privdrop 1 root becomes the letsencrypt dir's owner before anything runs
 text 0 printable / one_line / InfluxDB and Prometheus escaping
+scratch 0 unit tests' scratch directories, removed on drop (test builds only)
 crashpoint 0 named crash points for the kill tests (a feature build only)
 EOF
 )

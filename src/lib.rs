@@ -32,6 +32,8 @@ pub mod pattern;
 pub mod pem;
 pub mod privdrop;
 pub mod report;
+#[cfg(test)]
+pub mod scratch;
 
 pub mod served;
 pub mod ssh;

@@ -4,7 +4,6 @@
 //! The pre-flight exists because certbot asks the CA to validate even when the auth hook fails
 //! (certbot issue #7990), and every failed validation spends the CA's failure rate limit.
 
-use std::io::Read;
 use std::path::Path;
 
 use crate::certbot_env::HOOKS;
@@ -183,10 +182,7 @@ pub async fn preflight(config: &Config, domains: &[Domain]) -> Result<bool> {
 }
 
 fn random_suffix() -> Result<String> {
-    let mut bytes = [0u8; 12];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| Error::io("cannot read", "/dev/urandom", e))?;
+    let bytes: [u8; 12] = crate::fsx::random_bytes()?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -6,7 +6,6 @@
 //! Lock: a second `renew` while one runs does not wait; it logs that and exits 0 (the running
 //! one does the work), so cron never stacks certbot runs.
 
-use std::io::Read;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -131,9 +130,6 @@ pub async fn run(config: &Config, options: &RenewFlags) -> Result<i32> {
 
 /// A uniform fraction in [0, 1) from /dev/urandom.
 fn random_fraction() -> Result<f64> {
-    let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| Error::io("cannot read", "/dev/urandom", e))?;
+    let b = crate::fsx::random_bytes()?;
     Ok((u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64)
 }
