@@ -25,7 +25,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, OFlag};
 use nix::sys::stat::{fchmod, fstat, Mode, SFlag};
-use nix::unistd::{fchown, unlinkat, Gid, Group, Uid, UnlinkatFlags, User};
+use nix::unistd::{fchown, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::config::DeployAction;
 use crate::error::Error;
@@ -265,36 +265,12 @@ fn run_one(
 /// The uid and gid the action asks for (names resolved now: the config was checked at load,
 /// but accounts may change while an agent runs).
 fn owner_ids(action: &DeployAction) -> Result<(Option<Uid>, Option<Gid>), Error> {
-    let uid = match &action.owner {
-        None => None,
-        Some(name) => Some(
-            User::from_name(name)
-                .ok()
-                .flatten()
-                .ok_or_else(|| {
-                    Error::Input(format!(
-                        "owner {} is not a user on this node",
-                        crate::text::printable(name)
-                    ))
-                })?
-                .uid,
-        ),
-    };
-    let gid = match &action.group {
-        None => None,
-        Some(name) => Some(
-            Group::from_name(name)
-                .ok()
-                .flatten()
-                .ok_or_else(|| {
-                    Error::Input(format!(
-                        "group {} is not a group on this node",
-                        crate::text::printable(name)
-                    ))
-                })?
-                .gid,
-        ),
-    };
+    let uid = action
+        .owner_uid()
+        .map_err(|m| Error::Input(format!("owner {m}")))?;
+    let gid = action
+        .group_gid()
+        .map_err(|m| Error::Input(format!("group {m}")))?;
     Ok((uid, gid))
 }
 
@@ -405,7 +381,7 @@ impl Target {
             if uid.is_some() || gid.is_some() {
                 fchown(fd.as_raw_fd(), uid, gid).map_err(|e| match e {
                     Errno::EPERM => Error::Input(format!(
-                        "cannot give {} to owner/group {}:{} (this agent runs as uid {}: a non-root agent can set only its own user and a group it is a member of; see README \"Deploy actions\")",
+                        "cannot give {} to owner/group {}:{} (this agent runs as uid {}: a non-root agent can set only its own user and a group it is a member of; see docs/REFERENCE.md, \"Deploy actions\")",
                         self.path.display(),
                         uid.map_or("-".into(), |u| u.to_string()),
                         gid.map_or("-".into(), |g| g.to_string()),
@@ -465,16 +441,9 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::scratch;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
-
-    fn scratch(tag: &str) -> PathBuf {
-        let root =
-            std::env::temp_dir().join(format!("certherd-actions-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(&root).unwrap();
-        root
-    }
 
     fn action(dir: &Path, globs: &[&str], test: &[&str], mode: Option<&str>) -> DeployAction {
         DeployAction {

@@ -52,14 +52,19 @@ pub struct Hook {
     pub conf_key: Option<&'static str>,
 }
 
-/// Flags that override the environment.
-#[derive(Debug, Default, Clone)]
+/// Manual overrides for certbot's CERTBOT_* variables: `auth`'s and `cleanup`'s flags, parsed by
+/// clap straight into this (the doc comments are their `--help`).
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct ChallengeArgs {
-    /// `--domain`
+    /// The name being validated, a domain or an IPv4 address (default: $CERTBOT_IDENTIFIER, or
+    /// $CERTBOT_DOMAIN from certbot before 5.3).
+    #[arg(long)]
     pub domain: Option<String>,
-    /// `--token`
+    /// The challenge token (default: $CERTBOT_TOKEN).
+    #[arg(long)]
     pub token: Option<String>,
-    /// `--validation`
+    /// The key authorization to serve (default: $CERTBOT_VALIDATION). Ignored by cleanup.
+    #[arg(long)]
     pub validation: Option<String>,
 }
 

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::certbot_env::ChallengeArgs;
+use crate::error::Error;
+
 const AFTER_HELP: &str = "\
 Config: --config PATH, else $CERTHERD_CONFIG, else /etc/certherd/certherd.toml.
 
@@ -48,7 +51,7 @@ pub enum Command {
     /// certbot --manual-auth-hook: put the token on every node, then check every node serves it.
     Auth(AuthFlags),
     /// certbot --manual-cleanup-hook: remove the token from every node (a down peer only warns).
-    Cleanup(ChallengeFlags),
+    Cleanup(ChallengeArgs),
     /// certbot --deploy-hook: install the renewed certificate on every node.
     Deploy(DeployFlags),
     /// The peer side, run by sshd as the forced command; speaks JSON lines on stdin/stdout.
@@ -87,97 +90,99 @@ pub enum Invocation {
     Run(Cli),
     /// Write the man pages into a directory (scripts/deb.sh).
     Manpages(ManpagesFlags),
-    /// A usage error of `status`: a monitoring plugin's bad usage is UNKNOWN (exit 3), not
-    /// clap's 2, so main prints it through the one exit-code rule instead of clap exiting.
-    StatusUsage(StatusUsage),
 }
 
-/// A usage error of `status`, as one line, and the format it was asked for (when readable), so
-/// that `--format nagios` still gets its `CERTHERD UNKNOWN - …` line on stdout.
-#[derive(Debug, Clone)]
-pub struct StatusUsage {
-    /// One line naming the value and what was expected.
-    pub message: String,
-    /// The `--format` given, if it was a valid one.
-    pub format: Option<crate::report::status::Format>,
-}
-
-/// Parses the process arguments (exits with clap's message and code 2 on bad usage, except for
-/// `status`, whose usage errors come back as [`Invocation::StatusUsage`] for exit 3).
+/// Parses the process arguments. Bad usage exits with clap's message and code 2, except under
+/// `status`: a monitoring plugin's bad usage is UNKNOWN, so it comes back as
+/// [`Error::StatusUsage`] (exit 3), with the report for stdout in the `--format` asked for.
 ///
 /// `manpages DIR` (write certherd.1 and one page per subcommand; scripts/deb.sh runs it so the
 /// pages come from these very definitions) is added here rather than to [`Command`]: the man
 /// pages and completions are generated from [`Cli`], and clap_complete offers even hidden
 /// subcommands, so a build tool inside `Cli` would show up in every user's TAB completion.
-pub fn parse() -> Invocation {
+pub fn parse() -> Result<Invocation, Error> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed =
+        command()
+            .try_get_matches_from(&args)
+            .and_then(|matches| match matches.subcommand() {
+                Some(("manpages", m)) => {
+                    ManpagesFlags::from_arg_matches(m).map(Invocation::Manpages)
+                }
+                _ => Cli::from_arg_matches(&matches).map(Invocation::Run),
+            });
+    match parsed {
+        Ok(Invocation::Run(cli)) => {
+            if let Command::Status(flags) = &cli.command {
+                flags
+                    .check()
+                    .map_err(|e| status_usage(e.to_string(), flags.format))?;
+            }
+            Ok(Invocation::Run(cli))
+        }
+        Ok(other) => Ok(other),
+        // --help and --version are not errors: clap prints them and exits 0 as usual.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => match refused_status_format(&args) {
+            Some(format) => Err(status_usage(first_line(&e.to_string()), format)),
+            None => e.exit(),
+        },
+    }
+}
+
+/// The whole command line: [`Cli`] and the hidden `manpages`.
+fn command() -> clap::Command {
     let manpages = ManpagesFlags::augment_args(
         clap::Command::new("manpages")
             .hide(true)
             .about("Write the man pages into DIR (for packaging); needs no config"),
     );
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let parsed = Cli::command()
-        .subcommand(manpages)
+    Cli::command().subcommand(manpages)
+}
+
+/// For a command line clap refused: when it is a `status` one, the `--format` it asks for (the
+/// default when that one is missing or invalid too), read by clap itself: each argument it does
+/// not know is left out (clap stops at the first), then the rest is parsed with its errors
+/// ignored. `None` for any other command.
+fn refused_status_format(args: &[std::ffi::OsString]) -> Option<crate::report::status::Format> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let mut args = args.to_vec();
+    // At most one round per word: each round leaves one out.
+    for _ in 0..args.len() {
+        let Err(e) = command().try_get_matches_from(&args) else {
+            break;
+        };
+        let Some(ContextValue::String(unknown)) = (e.kind() == ErrorKind::UnknownArgument)
+            .then(|| e.get(ContextKind::InvalidArg))
+            .flatten()
+        else {
+            break;
+        };
+        let Some(at) = args.iter().position(|a| {
+            let a = a.to_string_lossy();
+            a == unknown.as_str() || a.starts_with(&format!("{unknown}="))
+        }) else {
+            break;
+        };
+        args.remove(at);
+    }
+    let matches = command()
+        .ignore_errors(true)
         .try_get_matches_from(&args)
-        .and_then(|matches| match matches.subcommand() {
-            Some(("manpages", m)) => ManpagesFlags::from_arg_matches(m).map(Invocation::Manpages),
-            _ => Cli::from_arg_matches(&matches).map(Invocation::Run),
-        });
-    match parsed {
-        Ok(Invocation::Run(cli)) => match &cli.command {
-            Command::Status(flags) => match flags.check() {
-                Ok(()) => Invocation::Run(cli),
-                Err(e) => Invocation::StatusUsage(StatusUsage {
-                    message: e.to_string(),
-                    format: Some(flags.format),
-                }),
-            },
-            _ => Invocation::Run(cli),
-        },
-        Ok(other) => other,
-        // --help and --version are not errors: clap prints them and exits 0 as usual.
-        Err(e) if !e.use_stderr() => e.exit(),
-        Err(e) if subcommand_of(&args).as_deref() == Some("status") => {
-            Invocation::StatusUsage(StatusUsage {
-                message: first_line(&e.to_string()),
-                format: format_of(&args),
-            })
-        }
-        Err(e) => e.exit(),
-    }
+        .ok()?;
+    let ("status", status) = matches.subcommand()? else {
+        return None;
+    };
+    let format = status.try_get_one::<crate::report::status::Format>("format");
+    Some(format.ok().flatten().copied().unwrap_or_default())
 }
 
-/// The subcommand named on a command line that clap refused: the first word that is not an
-/// option, skipping the value of `--config` (the only global option that takes one).
-fn subcommand_of(args: &[std::ffi::OsString]) -> Option<String> {
-    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
-    while let Some(word) = words.next() {
-        if word == "--config" {
-            words.next();
-        } else if word == "--" {
-            return None;
-        } else if !word.starts_with('-') {
-            return Some(word.into_owned());
-        }
+/// A usage error of `status`, with its UNKNOWN report in the format asked for.
+fn status_usage(message: String, format: crate::report::status::Format) -> Error {
+    Error::StatusUsage {
+        report: crate::report::status::render_failed(&message, format),
+        message,
     }
-    None
-}
-
-/// The `--format` of a refused command line, when it is a valid one.
-fn format_of(args: &[std::ffi::OsString]) -> Option<crate::report::status::Format> {
-    use clap::ValueEnum;
-    let words: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let value = words.iter().enumerate().find_map(|(i, w)| {
-        w.strip_prefix("--format=").map(str::to_owned).or_else(|| {
-            (w == "--format")
-                .then(|| words.get(i + 1).cloned())
-                .flatten()
-        })
-    })?;
-    crate::report::status::Format::from_str(&value, false).ok()
 }
 
 /// clap's message as one line: its first line without the `error: ` tag (the logger adds its
@@ -214,26 +219,11 @@ pub struct ManpagesFlags {
 pub struct AuthFlags {
     /// certbot's variables, overridden.
     #[command(flatten)]
-    pub challenge: ChallengeFlags,
+    pub challenge: ChallengeArgs,
     /// Output format: the one-line summary certbot passes to cleanup, or one JSON object with a
     /// typed row per node (token write, self-check, time, SSH detail).
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::report::nodes::Format,
-}
-
-/// Manual overrides for certbot's CERTBOT_* variables.
-#[derive(Debug, Clone, Args)]
-pub struct ChallengeFlags {
-    /// The name being validated, a domain or an IPv4 address (default: $CERTBOT_IDENTIFIER, or
-    /// $CERTBOT_DOMAIN from certbot before 5.3).
-    #[arg(long)]
-    pub domain: Option<String>,
-    /// The challenge token (default: $CERTBOT_TOKEN).
-    #[arg(long)]
-    pub token: Option<String>,
-    /// The key authorization to serve (default: $CERTBOT_VALIDATION). Ignored by cleanup.
-    #[arg(long)]
-    pub validation: Option<String>,
 }
 
 /// `deploy` flags.
@@ -377,25 +367,20 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_status_line_is_found_as_status() {
+    fn a_refused_status_line_keeps_its_format() {
+        use crate::report::status::Format;
+        let format = |line| refused_status_format(&words(line));
         assert_eq!(
-            subcommand_of(&words("certherd --config status -q status --crit 30")).as_deref(),
-            Some("status")
+            format("certherd --config status -q status --bogus --format nagios"),
+            Some(Format::Nagios)
         );
         assert_eq!(
-            subcommand_of(&words("certherd -v deploy")).as_deref(),
-            Some("deploy")
+            format("certherd status --format=json --crit"),
+            Some(Format::Json)
         );
-        assert_eq!(subcommand_of(&words("certherd -- status")), None);
-        assert_eq!(
-            format_of(&words("certherd status --format nagios --crit 3")),
-            Some(crate::report::status::Format::Nagios)
-        );
-        assert_eq!(
-            format_of(&words("certherd status --format=json")),
-            Some(crate::report::status::Format::Json)
-        );
-        assert_eq!(format_of(&words("certherd status --format xml")), None);
+        assert_eq!(format("certherd status --format xml"), Some(Format::Table));
+        assert_eq!(format("certherd -v deploy --bogus"), None);
+        assert_eq!(format("certherd -- status"), None);
     }
 
     #[test]

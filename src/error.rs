@@ -63,6 +63,15 @@ pub enum Error {
     /// Started as root, certherd could not become the letsencrypt dir's owner (and stopped).
     #[error(transparent)]
     Privilege(#[from] crate::privdrop::DropError),
+    /// Bad usage of `status` (an unknown flag, a bad `--format`, `--crit` beyond `--warn`): a
+    /// monitoring plugin's bad usage is UNKNOWN, never a code a monitor reads as CRITICAL.
+    /// `report` is the UNKNOWN report for stdout, in the format asked for.
+    #[error("{message}")]
+    StatusUsage { message: String, report: String },
+    /// Any other error of `status`, its config included: UNKNOWN too, because `status` could not
+    /// check; `report` is the UNKNOWN report for stdout, naming the error as the reason.
+    #[error("{source}")]
+    StatusFailed { source: Box<Error>, report: String },
 }
 
 impl Error {
@@ -76,6 +85,16 @@ impl Error {
             | Error::Name(_)
             | Error::Input(_) => EXIT_USAGE,
             Error::Io { .. } | Error::Failed(_) | Error::Privilege(_) => EXIT_FAILED,
+            Error::StatusUsage { .. } | Error::StatusFailed { .. } => EXIT_UNKNOWN,
+        }
+    }
+
+    /// What the error prints on stdout besides its line on stderr: a monitoring plugin's report
+    /// (monitoring reads stdout, and UNKNOWN always says why).
+    pub fn stdout_report(&self) -> Option<&str> {
+        match self {
+            Error::StatusUsage { report, .. } | Error::StatusFailed { report, .. } => Some(report),
+            _ => None,
         }
     }
 

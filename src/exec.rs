@@ -196,9 +196,7 @@ mod tests {
 
     #[test]
     fn a_hung_command_is_killed_with_its_children() {
-        let dir = std::env::temp_dir().join(format!("certherd-exec-hung-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::scratch("exec-hung");
         let pid_file = dir.join("child.pid");
         let start = Instant::now();
         let err = run_bounded(
@@ -232,16 +230,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(gone(), "the hung command's child {} survived", pid.trim());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// SIGTERM comes first (the one signal sudo relays to root's child), and a command that
     /// ignores it still ends, by SIGKILL, within the grace.
     #[test]
     fn a_timed_out_command_gets_sigterm_then_sigkill() {
-        let dir = std::env::temp_dir().join(format!("certherd-exec-term-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::scratch("exec-term");
         let termed = dir.join("termed");
         let err = run_bounded(
             &argv(&[
@@ -272,7 +267,6 @@ mod tests {
             "SIGKILL came before the grace: {took:?}"
         );
         assert!(took < KILL_GRACE + Duration::from_secs(3), "{took:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! File-system primitives, one copy each: the atomic write (temp file, fsync, rename), the
-//! symlink swap, directory sync, and walking (and making) directories without following
-//! symlinks.
+//! symlink swap, directory sync, walking (and making) directories without following
+//! symlinks, and random bytes from the kernel.
 //!
 //! Walking a trusted directory without following symlinks below it: the agent's webroot and
 //! letsencrypt dir come from its own config, but what lies inside them may have been planted
@@ -12,7 +12,7 @@
 //! could swap a checked directory for a symlink afterwards already owns the agent's tree.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -33,6 +33,16 @@ pub fn open_dir(parent: Option<&OwnedFd>, path: &Path, extra: OFlag) -> nix::Res
     )?;
     // SAFETY: openat just returned this descriptor and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `N` random bytes from the kernel's CSPRNG (`/dev/urandom`, which never blocks once the
+/// system has booted): throwaway tokens, jitter. One reader for the crate.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::io("cannot read", "/dev/urandom", e))?;
+    Ok(bytes)
 }
 
 /// The refusal for a planted symlink (or a file where a directory must be).
@@ -185,9 +195,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn random_bytes_are_fresh_on_every_call() {
+        let a: [u8; 16] = random_bytes().unwrap();
+        let b: [u8; 16] = random_bytes().unwrap();
+        assert_ne!(a, b, "two reads of /dev/urandom gave the same 16 bytes");
+    }
+
+    #[test]
     fn symlinks_below_the_root_are_refused() {
-        let root = std::env::temp_dir().join(format!("certherd-nofollow-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = crate::scratch::scratch("nofollow");
         std::fs::create_dir_all(root.join("decoy")).unwrap();
         std::os::unix::fs::symlink(root.join("decoy"), root.join("live")).unwrap();
         let mut created = Vec::new();
@@ -202,6 +218,5 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(walk(&root, &[".."], None, &mut created).is_err());
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -1,17 +1,11 @@
 //! certherd: one certbot on a primary node, many web servers that must all answer ACME HTTP-01
 //! challenges and serve the current certificate.
 //!
-//! The crate is a table of contents: each module has one job, and imports point down only
-//! (docs/ARCHITECTURE.md draws the picture; `scripts/layers.sh` checks it):
+//! The crate is a table of contents: each module has one job, and imports point down only. The
+//! layers are described once, in `scripts/layers.sh`'s table, which checks them and draws them
+//! in docs/ARCHITECTURE.md.
 //!
-//! ```text
-//! main → commands/mod.rs (dispatcher) → cli → commands/* → report → fanout
-//!      → served, fleet, agent → tls, check, ssh, alert → lineage, standby
-//!      → config, tokens, certbot_env → fsx, exec, lockfile, pem, webconf → wire → error, log → names, privdrop
-//!      → text
-//! ```
-//!
-//! A command builds its options, a [`fanout`] engine runs the work on this node and every peer
+//! A command takes its parsed flags ([`cli`]), a [`fanout`] engine runs the work on this node and every peer
 //! through [`fleet`], [`ssh`] and the peer [`agent`] and returns typed per-node rows, and
 //! [`report`] prints them.
 
@@ -39,6 +33,8 @@ pub mod pattern;
 pub mod pem;
 pub mod privdrop;
 pub mod report;
+#[cfg(test)]
+pub mod scratch;
 
 pub mod served;
 pub mod ssh;

@@ -1,85 +1,35 @@
-//! `certherd`: parse, load config, dispatch. Each command lives in `commands/`; this file holds
-//! the one rule that turns an outcome into the process exit code.
+//! `certherd`: parse, set the log level, hand the command to [`certherd::commands::run`] (which
+//! loads the config and dispatches), and turn the outcome into the process exit code.
 
-use certherd::cli::{Cli, Command, Invocation};
-use certherd::commands;
-use certherd::config::Config;
-use certherd::report::status::Format as StatusFormat;
+use certherd::cli::Invocation;
 
 fn main() {
-    let cli = match certherd::cli::parse() {
-        Invocation::Run(cli) => cli,
+    let result = certherd::cli::parse().and_then(|invocation| match invocation {
         // Hidden, for packaging: pages come from the clap definitions, no config needed.
-        Invocation::Manpages(flags) => std::process::exit(exit_code(
-            certherd::manual::manpages(&flags.dir).map(|_| certherd::error::EXIT_OK),
-            None,
-        )),
-        // A plugin's bad usage is UNKNOWN: the same rule as status's own errors.
-        Invocation::StatusUsage(usage) => std::process::exit(exit_code(
-            Err(certherd::Error::Input(usage.message)),
-            Some(usage.format.unwrap_or(StatusFormat::Table)),
-        )),
-    };
-    certherd::log::set_level(if cli.quiet {
-        -1
-    } else {
-        cli.verbose.min(2) as i8
+        Invocation::Manpages(flags) => {
+            certherd::manual::manpages(&flags.dir).map(|_| certherd::error::EXIT_OK)
+        }
+        Invocation::Run(cli) => {
+            certherd::log::set_level(if cli.quiet {
+                -1
+            } else {
+                cli.verbose.min(2) as i8
+            });
+            certherd::commands::run(cli)
+        }
     });
-    let monitoring = match &cli.command {
-        Command::Status(flags) => Some(flags.format),
-        _ => None,
-    };
-    let result = run(cli);
-    std::process::exit(exit_code(result, monitoring));
+    std::process::exit(exit_code(result));
 }
 
-/// Loads the config and runs the command; the exit code of a command that ran, or its error.
-fn run(cli: Cli) -> certherd::Result<i32> {
-    // Completions come from the clap definitions alone: no config needed.
-    if let Some(result) = certherd::manual::run(&cli.command) {
-        return result;
-    }
-    let path = Config::resolve_path(cli.config.as_deref());
-    let config = Config::load(&path)?;
-    match cli.command {
-        // The agent is synchronous: no runtime, so sshd's forced command starts fast.
-        Command::Agent => Ok(commands::agent::run(&config)),
-        command => {
-            // Before the runtime's threads: root becomes the letsencrypt dir's owner for good.
-            commands::as_letsencrypt_owner(&config, &command)?;
-            runtime()?.block_on(commands::dispatch(&config, &path, command))
+/// The one exit-code rule: a command that ran chose its code; an error is printed on stderr and
+/// carries its own code ([`certherd::Error::exit_code`]: `status`'s errors, usage included, are
+/// UNKNOWN, 3), and a monitoring plugin's report for stdout when it has one.
+fn exit_code(result: certherd::Result<i32>) -> i32 {
+    result.unwrap_or_else(|e| {
+        certherd::error!("{e}");
+        if let Some(report) = e.stdout_report() {
+            print!("{report}");
         }
-    }
-}
-
-/// The one exit-code rule: a command that ran chose its code; an error is printed and mapped
-/// by [`certherd::Error::exit_code`], except under `status` (`monitoring` is its format), a
-/// monitoring plugin, where any error of its own, usage included, is UNKNOWN (3), not a usage
-/// code, and is also its report on stdout in the format asked for (with `--format nagios` the
-/// plugin's one UNKNOWN line): monitoring reads stdout, and UNKNOWN always says why.
-fn exit_code(result: certherd::Result<i32>, monitoring: Option<StatusFormat>) -> i32 {
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            certherd::error!("{e}");
-            match monitoring {
-                Some(format) => {
-                    let reason = e.to_string();
-                    print!(
-                        "{}",
-                        certherd::report::status::render_failed(&reason, format)
-                    );
-                    certherd::error::EXIT_UNKNOWN
-                }
-                None => e.exit_code(),
-            }
-        }
-    }
-}
-
-fn runtime() -> certherd::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| certherd::Error::Failed(format!("cannot start the async runtime: {e}")))
+        e.exit_code()
+    })
 }

@@ -68,13 +68,12 @@ mod tests {
 
     #[test]
     fn one_page_per_visible_subcommand() {
-        let dir = std::env::temp_dir().join(format!("certherd-man-{}", std::process::id()));
+        let dir = crate::scratch::scratch("man");
         let pages = manpages(&dir).unwrap();
         let names: Vec<String> = pages
             .iter()
             .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
             .collect();
-        let _ = std::fs::remove_dir_all(&dir);
         let visible = Cli::command().get_subcommands().count();
         assert_eq!(names.len(), visible + 1, "{names:?}");
         assert!(names.contains(&"certherd.1".to_owned()));

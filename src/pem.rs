@@ -342,8 +342,7 @@ pub fn verify_pair(
 pub(crate) mod testing {
     /// A fresh key and self-signed certificate made by openssl: (cert PEM, key PEM).
     pub(crate) fn pair(name: &str, newkey: &[&str]) -> (String, String) {
-        let dir = std::env::temp_dir().join(format!("certherd-pem-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::scratch(&format!("pem-{name}"));
         let out = std::process::Command::new("openssl")
             .args([
                 "req",
@@ -367,9 +366,7 @@ pub(crate) mod testing {
             String::from_utf8_lossy(&out.stderr)
         );
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-        let pair = (read("c.pem"), read("k.pem"));
-        std::fs::remove_dir_all(&dir).unwrap();
-        pair
+        (read("c.pem"), read("k.pem"))
     }
 }
 

@@ -443,6 +443,7 @@ pub fn install(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::scratch;
 
     const ID: &str = "967c71e7cc769155b4da8367ac79b436";
     const SERVER: &str = "https://127.0.1.250:14000/dir";
@@ -482,13 +483,6 @@ mod tests {
                 .map(|n| (n.to_string(), "{}".to_string()))
                 .collect(),
         }
-    }
-
-    fn scratch(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("certherd-standby-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
     }
 
     #[test]

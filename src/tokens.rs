@@ -126,17 +126,11 @@ impl TokenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("certherd-tokens-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::scratch::scratch;
 
     #[test]
     fn put_and_remove() {
-        let root = tmpdir("put");
+        let root = scratch("put");
         let store = TokenStore::new(&root);
         let t = Token::parse("tok").unwrap();
         store
@@ -157,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_planted_temp_file_is_never_written_through() {
-        let root = tmpdir("hardlink");
+        let root = scratch("hardlink");
         let store = TokenStore::new(&root);
         let t = Token::parse("tok").unwrap();
         store
@@ -182,7 +176,7 @@ mod tests {
 
     #[test]
     fn created_directories_ignore_the_umask() {
-        let root = tmpdir("umask");
+        let root = scratch("umask");
         let old = nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
         let result = TokenStore::new(&root).put(
             &Token::parse("tok").unwrap(),
@@ -204,8 +198,8 @@ mod tests {
 
     #[test]
     fn planted_symlinks_are_not_followed() {
-        let root = tmpdir("link");
-        let target = tmpdir("link-target");
+        let root = scratch("link");
+        let target = scratch("link-target");
         std::os::unix::fs::symlink(&target, root.join(".well-known")).unwrap();
         let store = TokenStore::new(&root);
         let t = Token::parse("tok").unwrap();

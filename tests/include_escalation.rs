@@ -1,6 +1,6 @@
 //! Issue 20's engine attack, end to end: root never reads as configuration a file the agent's
 //! account can write. `certbot --nginx` puts `include /etc/letsencrypt/options-ssl-nginx.conf;`
-//! in every TLS server block, and the README's checklist gives the account all of
+//! in every TLS server block, and the checklist (docs/SETUP.md) gives the account all of
 //! `/etc/letsencrypt`. One line the account appends there,
 //! `ssl_certificate_key engine:/path/x.so:x;`, makes root's `nginx -t` (the `[reload]` test,
 //! through sudo, after every deploy) load `x.so` as root.
@@ -9,8 +9,8 @@
 //! file), nginx, sudo, certbot and pebble are the Debian packages, and the account is the bed's.
 //! `certherd doctor` FAILs naming the file before anything runs it (the record stays empty);
 //! `status` is CRITICAL naming it; `deploy` warns. The attack is then shown to be real (root's
-//! `nginx -t` through the account's sudo line records uid 0). After the README checklist's move
-//! (its own lines, read from README.md: a root-owned copy in nginx's `snippets/`, the include
+//! `nginx -t` through the account's sudo line records uid 0). After the checklist's move
+//! (its own lines, read from docs/SETUP.md: a root-owned copy in nginx's `snippets/`, the include
 //! rewritten), the account appends the line again, doctor is clean, deploys run their `nginx -t`
 //! and reload, and the record never shows uid 0. Last, a peer's own exposure reaches the
 //! primary's `status` through its agent's answer, and the peer's doctor's fix, run exactly as
@@ -32,13 +32,14 @@ use std::process::Command;
 /// What `certbot --nginx` writes as `options-ssl-nginx.conf` (abridged).
 const CERTBOT_OPTIONS: &str = "ssl_session_timeout 1440m;\nssl_session_tickets off;\nssl_protocols TLSv1.2 TLSv1.3;\nssl_prefer_server_ciphers off;\n";
 
-const README: &str = include_str!("../README.md");
+/// The production checklist (docs/SETUP.md, moved out of the README).
+const SETUP: &str = include_str!("../docs/SETUP.md");
 
 /// The every-node checklist block's lines that move certbot's options files (from its
 /// `if [ -d /etc/nginx ]` up to the line before the `chown -R` comment), with the bed's paths.
 fn checklist_move(le: &Path, nginx_dir: &Path, apache_dir: &Path) -> String {
     let marker = "<!-- quickstart: every-node -->";
-    let block = &README[README.find(marker).expect("the every-node block")..];
+    let block = &SETUP[SETUP.find(marker).expect("the every-node block")..];
     let block = &block[..block.find("\n```\n").expect("its end")];
     let start = block
         .find("if [ -d /etc/nginx ]")

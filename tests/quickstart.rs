@@ -1,5 +1,5 @@
-//! The README's production checklist, executed: the shell blocks marked
-//! `<!-- quickstart: ROLE -->` in README.md are read from the file (never re-typed here) and run
+//! The production checklist (docs/SETUP.md), executed: the shell blocks marked
+//! `<!-- quickstart: ROLE -->` in docs/SETUP.md are read from the file (never re-typed here) and run
 //! with `/bin/sh -e` on fresh nodes of a namespaced bed (each node its own network namespace,
 //! as each web server is its own machine: node I's block runs inside it with `ip netns exec`),
 //! with only names, addresses and paths substituted (`web1`/192.0.2.11 → node 1 at its
@@ -8,7 +8,7 @@
 //! get the same substitutions. The primary scans its peers' host keys over the bridge by exactly
 //! the `host` its config names, and the peers accept its key only `from=` its own address. Then
 //! `certherd issue` and `certherd renew` run through the result (real certbot, pebble), and every
-//! node must serve the certificate over TLS on its own address: a README edit that breaks the
+//! node must serve the certificate over TLS on its own address: an edit of docs/SETUP.md that breaks the
 //! set-up breaks this test.
 //!
 //! The bed has no systemd: `systemctl` and `sshd` are small shims that log what they were asked
@@ -26,15 +26,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const README: &str = include_str!("../README.md");
+/// The production checklist (docs/SETUP.md, moved out of the README).
+const SETUP: &str = include_str!("../docs/SETUP.md");
 
 /// The shell block right after `<!-- quickstart: ROLE -->`.
 fn block(role: &str) -> String {
     let marker = format!("<!-- quickstart: {role} -->");
-    let at = README
+    let at = SETUP
         .find(&marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"));
-    let rest = &README[at + marker.len()..];
+        .unwrap_or_else(|| panic!("docs/SETUP.md has no {marker}"));
+    let rest = &SETUP[at + marker.len()..];
     let start = rest
         .find("```sh\n")
         .expect("a ```sh block after the marker")
@@ -78,7 +79,7 @@ impl Drop for Globals {
     }
 }
 
-/// One node's substitutions: the README's names, addresses and paths → this bed's.
+/// One node's substitutions: the checklist's names, addresses and paths → this bed's.
 struct Node {
     n: usize,
     /// Stands for `/` of a production machine (except the global files below).
@@ -243,7 +244,7 @@ impl Node {
         .output;
         assert!(
             out.status.success(),
-            "README block `{role}` failed on node {}:\n--- script\n{script}\n{}",
+            "docs/SETUP.md block `{role}` failed on node {}:\n--- script\n{script}\n{}",
             self.n,
             text(&out)
         );
@@ -660,7 +661,7 @@ fn contrib(rel: &str) -> String {
 }
 
 /// One recipe: SECURITY.md shows the shipped sshd block, authorized_keys line and sudoers line
-/// verbatim, and its `[reload]` is the README's; the README's checklist installs those very files
+/// verbatim, and its `[reload]` is docs/SETUP.md's; its checklist installs those very files
 /// and writes the same key line. (Issue 11 found three different sshd recipes.)
 #[test]
 fn one_recipe_in_readme_security_md_and_contrib() {
@@ -687,7 +688,7 @@ fn one_recipe_in_readme_security_md_and_contrib() {
     let peer = block("peer");
     assert!(
         peer.contains(&options.replace('"', "\\\"")),
-        "the README's peer block writes another key line than contrib/ssh:\n{peer}"
+        "docs/SETUP.md's peer block writes another key line than contrib/ssh:\n{peer}"
     );
 
     let sudoers = &meaningful(&contrib("sudoers/certherd"))[0];
@@ -713,10 +714,10 @@ fn one_recipe_in_readme_security_md_and_contrib() {
     };
     assert_eq!(
         reload(security),
-        reload(README),
-        "SECURITY.md's [reload] differs from the README's"
+        reload(SETUP),
+        "SECURITY.md's [reload] differs from docs/SETUP.md's"
     );
-    for cmd in reload(README) {
+    for cmd in reload(SETUP) {
         // ["sudo", "-n", "/usr/sbin/nginx", "-t", ...] -> "/usr/sbin/nginx -t ..."
         let argv: Vec<&str> = cmd
             .split('[')

@@ -2,6 +2,7 @@
 //! ([`crate::fanout::certs`]) for one lineage or every lineage, reported as a table or JSON
 //! ([`crate::report::deploy`]), with an alert on failure.
 
+use crate::cli::{DeployFlags, SyncFlags};
 use crate::config::Config;
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::fanout::certs;
@@ -9,24 +10,6 @@ use crate::lineage::Layout;
 use crate::names::LineageName;
 use crate::report::deploy::{self as report, DeploymentJson, Format};
 use crate::report::nodes::print_json;
-
-/// `deploy` options.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Lineage name (None: from $RENEWED_LINEAGE).
-    pub lineage: Option<String>,
-    /// Output format.
-    pub format: Format,
-}
-
-/// `sync` options.
-#[derive(Debug, Clone, Default)]
-pub struct SyncOptions {
-    /// Lineages to sync (empty: every lineage under live/).
-    pub lineages: Vec<String>,
-    /// Output format.
-    pub format: Format,
-}
 
 /// Warns, on every run, about each file of this node's web server config that root reads and a
 /// non-root account may change (issue 20): the `[reload]` test this deploy runs through sudo
@@ -41,7 +24,7 @@ fn warn_exposed(config: &Config) {
 }
 
 /// `certherd deploy`.
-pub async fn run(config: &Config, options: &Options) -> Result<i32> {
+pub async fn run(config: &Config, options: &DeployFlags) -> Result<i32> {
     let lineage = lineage_from(config, options.lineage.as_deref())?;
     warn_exposed(config);
     // As certbot's hook (no --lineage) a renewal is deployed once, whichever of the stored
@@ -71,7 +54,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
 
 /// `certherd sync [LINEAGE…]`: every lineage (or the named ones) to every peer that lacks it.
 /// As JSON: one object, `{"ok": …, "lineages": [<deploy object>…]}`.
-pub async fn sync(config: &Config, options: &SyncOptions) -> Result<i32> {
+pub async fn sync(config: &Config, options: &SyncFlags) -> Result<i32> {
     warn_exposed(config);
     let layout = Layout::new(&config.letsencrypt_dir);
     let lineages = if options.lineages.is_empty() {

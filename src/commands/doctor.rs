@@ -15,6 +15,7 @@ use crate::wire::{Request, Response};
 
 use crate::fanout::tokens::{self as publish, TokenOp};
 
+pub mod finding;
 pub mod includes;
 pub mod local;
 pub mod renewal_confs;

@@ -4,34 +4,17 @@
 //! The pre-flight exists because certbot asks the CA to validate even when the auth hook fails
 //! (certbot issue #7990), and every failed validation spends the CA's failure rate limit.
 
-use std::io::Read;
 use std::path::Path;
 
 use crate::certbot_env::HOOKS;
 use crate::certbot_version::{CertbotVersion, PROFILE_KEPT_SINCE, PROFILE_SINCE};
 use crate::check::Expectation;
+use crate::cli::IssueFlags;
 use crate::commands::warm;
 use crate::config::{self, Config};
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::fanout::tokens as publish;
 use crate::names::{Domain, KeyAuthorization, Token};
-
-/// `issue` options.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Names for the certificate (the first names the lineage).
-    pub domains: Vec<String>,
-    /// Call certbot even when a node fails the pre-flight check.
-    pub skip_preflight: bool,
-    /// Only run the pre-flight check.
-    pub preflight_only: bool,
-    /// certbot program to run.
-    pub certbot: String,
-    /// The ACME profile to ask for, if any.
-    pub profile: Option<Profile>,
-    /// Further certbot arguments.
-    pub certbot_args: Vec<String>,
-}
 
 /// An ACME profile for certbot (`--preferred-profile` or `--required-profile`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +82,11 @@ fn check_profile_support(certbot: &str, profile: &Profile) -> Result<()> {
 }
 
 /// Runs the pre-flight, then certbot; returns certbot's exit code.
-pub async fn run(config: &Config, config_path: &Path, flags: &Options) -> Result<i32> {
+pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Result<i32> {
+    let profile = Profile::from_flags(
+        flags.preferred_profile.clone(),
+        flags.required_profile.clone(),
+    )?;
     let domains = flags
         .domains
         .iter()
@@ -108,7 +95,7 @@ pub async fn run(config: &Config, config_path: &Path, flags: &Options) -> Result
     let exe = std::env::current_exe()
         .map_err(|e| Error::Failed(format!("cannot find my own path: {e}")))?;
     runnable_by_me(&exe, config_path)?;
-    if let Some(profile) = &flags.profile {
+    if let Some(profile) = &profile {
         check_profile_support(&flags.certbot, profile)?;
     }
     if !flags.skip_preflight {
@@ -125,7 +112,7 @@ pub async fn run(config: &Config, config_path: &Path, flags: &Options) -> Result
             return Ok(EXIT_OK);
         }
     }
-    let argv = certbot_argv(config_path, flags, &domains)?;
+    let argv = certbot_argv(config_path, flags, profile.as_ref(), &domains)?;
     crate::verbose!("running {}", argv.join(" "));
     // Connections open while certbot talks to the CA (the pre-flight opened them already unless
     // skipped; then this only restarts their idle timers). certbot's own `warm` pre-hook sees
@@ -167,10 +154,7 @@ pub async fn preflight(config: &Config, domains: &[Domain]) -> Result<bool> {
 }
 
 fn random_suffix() -> Result<String> {
-    let mut bytes = [0u8; 12];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| Error::io("cannot read", "/dev/urandom", e))?;
+    let bytes: [u8; 12] = crate::fsx::random_bytes()?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -180,7 +164,8 @@ fn random_suffix() -> Result<String> {
 /// opens the connections before the first order; under `certherd issue`/`renew` it is a no-op.
 pub fn certbot_argv(
     config_path: &Path,
-    flags: &Options,
+    flags: &IssueFlags,
+    profile: Option<&Profile>,
     domains: &[Domain],
 ) -> Result<Vec<String>> {
     let exe = std::env::current_exe()
@@ -206,7 +191,7 @@ pub fn certbot_argv(
         argv.push("-d".into());
         argv.push(d.to_string());
     }
-    if let Some(profile) = &flags.profile {
+    if let Some(profile) = profile {
         argv.push(profile.flag().into());
         argv.push(profile.name().into());
     }
@@ -263,15 +248,16 @@ mod tests {
     /// A relative `--config` reaches the hooks as an absolute path (issue 11).
     #[test]
     fn hooks_name_an_absolute_config() {
-        let flags = Options {
+        let flags = IssueFlags {
             domains: vec![],
             skip_preflight: true,
             preflight_only: false,
             certbot: "certbot".into(),
-            profile: None,
+            preferred_profile: None,
+            required_profile: None,
             certbot_args: vec![],
         };
-        let argv = certbot_argv(Path::new("c.toml"), &flags, &[]).unwrap();
+        let argv = certbot_argv(Path::new("c.toml"), &flags, None, &[]).unwrap();
         let cwd = std::env::current_dir().unwrap();
         let expected = format!(" --config {} auth", cwd.join("c.toml").display());
         let auth = &argv[argv.iter().position(|a| a == "--manual-auth-hook").unwrap() + 1];

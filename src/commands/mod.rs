@@ -1,13 +1,12 @@
-//! One module per subcommand, each with a `run` and, where it takes flags, its `Options`.
-//! This file is the dispatcher: the only module that sees [`crate::cli`], it maps each command's
-//! flags to its options.
+//! One module per subcommand, each with a `run` that takes its own clap flags ([`crate::cli`]).
+//! This file loads the config and dispatches; under `status`, a monitoring plugin, it turns any
+//! error into UNKNOWN ([`Error::StatusFailed`]) with its report for stdout.
 
 use std::path::Path;
 
-use crate::certbot_env::ChallengeArgs;
-use crate::cli::{ChallengeFlags, Command};
+use crate::cli::{Cli, Command};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub mod agent;
 pub mod auth;
@@ -21,60 +20,60 @@ pub mod status;
 pub mod warm;
 pub mod watch;
 
+/// Loads the config and runs the command; the exit code of a command that ran, or its error.
+pub fn run(cli: Cli) -> Result<i32> {
+    let status_format = match &cli.command {
+        Command::Status(flags) => Some(flags.format),
+        _ => None,
+    };
+    let result = load_and_run(cli);
+    match status_format {
+        Some(format) => result.map_err(|e| status::unknown(e, format)),
+        None => result,
+    }
+}
+
+fn load_and_run(cli: Cli) -> Result<i32> {
+    // Completions come from the clap definitions alone: no config needed.
+    if let Some(result) = crate::manual::run(&cli.command) {
+        return result;
+    }
+    let path = Config::resolve_path(cli.config.as_deref());
+    let config = Config::load(&path)?;
+    match cli.command {
+        // The agent is synchronous: no runtime, so sshd's forced command starts fast.
+        Command::Agent => Ok(agent::run(&config)),
+        command => {
+            // Before the runtime's threads: root becomes the letsencrypt dir's owner for good.
+            as_letsencrypt_owner(&config, &command)?;
+            runtime()?.block_on(dispatch(&config, &path, command))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
+}
+
 /// Runs an async subcommand; returns the process exit code.
-pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> Result<i32> {
+async fn dispatch(config: &Config, config_path: &Path, command: Command) -> Result<i32> {
     match command {
-        Command::Auth(flags) => auth::run(config, &challenge(flags.challenge), flags.format).await,
-        Command::Cleanup(flags) => cleanup::run(config, &challenge(flags)).await,
-        Command::Issue(flags) => {
-            let options = issue::Options {
-                domains: flags.domains,
-                skip_preflight: flags.skip_preflight,
-                preflight_only: flags.preflight_only,
-                certbot: flags.certbot,
-                profile: issue::Profile::from_flags(
-                    flags.preferred_profile,
-                    flags.required_profile,
-                )?,
-                certbot_args: flags.certbot_args,
-            };
-            issue::run(config, config_path, &options).await
-        }
+        Command::Auth(flags) => auth::run(config, &flags.challenge, flags.format).await,
+        Command::Cleanup(flags) => cleanup::run(config, &flags).await,
+        Command::Issue(flags) => issue::run(config, config_path, &flags).await,
         Command::Agent => Ok(agent::run(config)),
-        Command::Deploy(flags) => {
-            let options = deploy::Options {
-                lineage: flags.lineage,
-                format: flags.format,
-            };
-            deploy::run(config, &options).await
-        }
-        Command::Renew(flags) => {
-            let options = renew::Options {
-                jitter: flags.jitter,
-                certbot_args: flags.certbot_args,
-            };
-            renew::run(config, &options).await
-        }
-        Command::Sync(flags) => {
-            let options = deploy::SyncOptions {
-                lineages: flags.lineages,
-                format: flags.format,
-            };
-            deploy::sync(config, &options).await
-        }
+        Command::Deploy(flags) => deploy::run(config, &flags).await,
+        Command::Renew(flags) => renew::run(config, &flags).await,
+        Command::Sync(flags) => deploy::sync(config, &flags).await,
         Command::Watch(flags) => watch::run(config, flags.settle).await,
-        Command::Status(flags) => {
-            let options = status::Options {
-                format: flags.format,
-                warn: flags.warn,
-                crit: flags.crit,
-            };
-            status::run(config, &options).await
-        }
+        Command::Status(flags) => status::run(config, &flags).await,
         Command::Stateless => stateless::run(config),
         Command::Doctor(flags) => doctor::run(config, &flags.domains).await,
         Command::Warm => warm::run(config).await,
-        // main runs these before loading a config; here only for completeness of the match.
+        // load_and_run answers these before loading a config; here only for completeness.
         command @ Command::Completions(_) => {
             crate::manual::run(&command).unwrap_or(Ok(crate::error::EXIT_OK))
         }
@@ -127,13 +126,4 @@ pub fn as_letsencrypt_owner(config: &Config, command: &Command) -> Result<()> {
         crate::privdrop::Outcome::NotRoot | crate::privdrop::Outcome::Missing => {}
     }
     Ok(())
-}
-
-/// certbot's challenge flags to the shared parser's arguments.
-fn challenge(flags: ChallengeFlags) -> ChallengeArgs {
-    ChallengeArgs {
-        domain: flags.domain,
-        token: flags.token,
-        validation: flags.validation,
-    }
 }

@@ -6,23 +6,14 @@
 //! Lock: a second `renew` while one runs does not wait; it logs that and exits 0 (the running
 //! one does the work), so cron never stacks certbot runs.
 
-use std::io::Read;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::alert::{self, DeployAlert, NodeAlert};
+use crate::cli::RenewFlags;
 use crate::commands::warm;
 use crate::config::Config;
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
-
-/// `renew` flags, parsed.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Overrides `[renew] jitter`.
-    pub jitter: Option<Duration>,
-    /// Extra certbot arguments.
-    pub certbot_args: Vec<String>,
-}
 
 /// Why this node is (not) the primary, as one line.
 pub fn primary_reason(config: &Config) -> Result<(bool, String)> {
@@ -70,7 +61,7 @@ fn local_addresses() -> Result<Vec<IpAddr>> {
 }
 
 /// Runs `renew`; returns certbot's exit code (0 where this node is not the primary).
-pub async fn run(config: &Config, options: &Options) -> Result<i32> {
+pub async fn run(config: &Config, options: &RenewFlags) -> Result<i32> {
     let (primary, why) = primary_reason(config)?;
     if !primary {
         crate::info!("not the primary ({why}): nothing to do");
@@ -135,9 +126,6 @@ pub async fn run(config: &Config, options: &Options) -> Result<i32> {
 
 /// A uniform fraction in [0, 1) from /dev/urandom.
 fn random_fraction() -> Result<f64> {
-    let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| Error::io("cannot read", "/dev/urandom", e))?;
+    let b = crate::fsx::random_bytes()?;
     Ok((u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64)
 }

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::cli::StatusFlags;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fanout::this_then_peers;
 use crate::fleet;
 use crate::lineage::Layout;
 use crate::names::LineageName;
-use crate::report::expiry::{left, Threshold};
+use crate::report::expiry::left;
 use crate::report::status::{render, Exposed, Format, Report, Row, State, Unknown};
 use crate::served::{self, Served, Versions};
 use crate::ssh::PeerError;
@@ -84,19 +85,20 @@ fn local_lineages(layout: &Layout) -> std::result::Result<Vec<LineageStatus>, Lo
     Ok(lineages)
 }
 
-/// `status` flags, parsed.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Output format.
-    pub format: Format,
-    /// Warning threshold.
-    pub warn: Threshold,
-    /// Critical threshold.
-    pub crit: Threshold,
+/// Any error of `status` as UNKNOWN (exit 3), with its report for stdout in `format`: a
+/// monitoring plugin that could not check says so, and why, where the monitor reads.
+pub fn unknown(e: Error, format: Format) -> Error {
+    match e {
+        Error::StatusUsage { .. } | Error::StatusFailed { .. } => e,
+        e => Error::StatusFailed {
+            report: crate::report::status::render_failed(&e.to_string(), format),
+            source: Box::new(e),
+        },
+    }
 }
 
 /// Runs `status`; returns the monitoring exit code.
-pub async fn run(config: &Config, options: &Options) -> Result<i32> {
+pub async fn run(config: &Config, options: &StatusFlags) -> Result<i32> {
     let report = collect(config, options).await?;
     print!("{}", render(&report, options.format));
     Ok(report.state as i32)
@@ -110,7 +112,7 @@ fn now() -> i64 {
 }
 
 /// Asks every node and checks what each serves.
-pub async fn collect(config: &Config, options: &Options) -> Result<Report> {
+pub async fn collect(config: &Config, options: &StatusFlags) -> Result<Report> {
     let layout = Layout::new(&config.letsencrypt_dir);
     let local_result = local_lineages(&layout).map_err(Unasked::from);
     let local = local_result.as_ref().cloned().unwrap_or_default();
@@ -287,7 +289,7 @@ fn lifetime(l: &LineageStatus) -> Option<i64> {
 /// what the node serves for a lineage it holds is nothing, expired, or past `--crit`; WARNING
 /// past `--warn` or on drift. A share of an unknown lifetime (an old agent, an unreadable
 /// certificate) is judged with the 90-day lifetime of the classic profile, never not at all.
-fn judge(row: &mut Row, options: &Options, now: i64) {
+fn judge(row: &mut Row, options: &StatusFlags, now: i64) {
     const CLASSIC: i64 = 90 * 86400;
     let lifetime = row.lifetime.unwrap_or(CLASSIC);
     row.warn_below = options.warn.seconds(Some(lifetime));

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use nix::unistd::{Gid, Group, Uid, User};
 use serde::Deserialize;
 
 use super::Config;
@@ -57,12 +58,45 @@ impl DeployAction {
         self.globs().iter().any(|g| g.matches(lineage.as_str()))
     }
 
+    /// The uid of `owner` on this node, looked up now (`None` when unset); the refusal names it.
+    pub fn owner_uid(&self) -> std::result::Result<Option<Uid>, String> {
+        account_id(self.owner.as_deref(), "a user", |n| {
+            Ok(User::from_name(n)?.map(|u| u.uid))
+        })
+    }
+
+    /// The gid of `group` on this node, looked up now (`None` when unset); the refusal names it.
+    pub fn group_gid(&self) -> std::result::Result<Option<Gid>, String> {
+        account_id(self.group.as_deref(), "a group", |n| {
+            Ok(Group::from_name(n)?.map(|g| g.gid))
+        })
+    }
+
     /// The combined PEM's mode bits (`0600` when unset).
     pub fn mode_bits(&self) -> std::result::Result<u32, ModeError> {
         match &self.mode {
             None => Ok(DEFAULT_PEM_MODE),
             Some(m) => parse_pem_mode(m),
         }
+    }
+}
+
+/// One lookup for `owner` and `group`: at config load and again when an action runs (accounts
+/// may change while an agent runs). `what` is "a user" or "a group".
+fn account_id<T>(
+    name: Option<&str>,
+    what: &str,
+    find: impl FnOnce(&str) -> nix::Result<Option<T>>,
+) -> std::result::Result<Option<T>, String> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    match find(name) {
+        Ok(Some(id)) => Ok(Some(id)),
+        _ => Err(format!(
+            "{} is not {what} on this node",
+            crate::text::printable(name)
+        )),
     }
 }
 
@@ -127,28 +161,12 @@ impl Config {
                 "owner, group and mode are for the combined PEM: set combined_pem too".into(),
             ));
         }
-        if let Some(user) = &action.owner {
-            if !matches!(nix::unistd::User::from_name(user), Ok(Some(_))) {
-                return Err(self.invalid(
-                    &key("owner"),
-                    format!(
-                        "{} is not a user on this node",
-                        crate::text::printable(user)
-                    ),
-                ));
-            }
-        }
-        if let Some(group) = &action.group {
-            if !matches!(nix::unistd::Group::from_name(group), Ok(Some(_))) {
-                return Err(self.invalid(
-                    &key("group"),
-                    format!(
-                        "{} is not a group on this node",
-                        crate::text::printable(group)
-                    ),
-                ));
-            }
-        }
+        action
+            .owner_uid()
+            .map_err(|m| self.invalid(&key("owner"), m))?;
+        action
+            .group_gid()
+            .map_err(|m| self.invalid(&key("group"), m))?;
         for (k, argv) in [("test", &action.test), ("reload", &action.reload)] {
             if argv.first().is_some_and(|a| a.is_empty()) {
                 return Err(self.invalid(&key(k), "the program name is empty".into()));

@@ -89,9 +89,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_recorded_version_is_found_and_only_that_one() {
-        let root = std::env::temp_dir().join(format!("certherd-deployed-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
+        let root = crate::scratch::scratch("deployed");
         let d = Deployed::new(&root);
         let l = LineageName::parse("site.test").unwrap();
         assert!(!d.has(&l, 2, "ab"));
@@ -108,6 +106,5 @@ mod tests {
         );
         drop(lock);
         assert!(d.lock(&l).await.unwrap().is_some());
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

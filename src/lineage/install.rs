@@ -407,6 +407,7 @@ User Guide at https://certbot.eff.org/docs/using.html#where-are-my-certificates.
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    pub(in crate::lineage) use crate::scratch::scratch;
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
@@ -429,14 +430,6 @@ pub(super) mod tests {
             privkey,
             privkey_link: None,
         }
-    }
-
-    pub(in crate::lineage) fn scratch(tag: &str) -> PathBuf {
-        let root =
-            std::env::temp_dir().join(format!("certherd-lineage-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(&root).unwrap();
-        root
     }
 
     pub(in crate::lineage) fn commands(test: &[&str], reload: &[&str]) -> Commands {

@@ -220,9 +220,8 @@ mod tests {
     use std::os::unix::fs::chown;
 
     /// A certbot-shaped tree, all root's (the unit tests run as root).
-    fn tree(name: &str) -> PathBuf {
-        let t = std::env::temp_dir().join(format!("certherd-tree-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&t);
+    fn tree(name: &str) -> crate::scratch::Scratch {
+        let t = crate::scratch::scratch(&format!("tree-{name}"));
         for d in [
             "renewal",
             "renewal-hooks/pre",
@@ -267,7 +266,6 @@ mod tests {
         let t = tree("root");
         assert_eq!(decide(&t).unwrap(), Decision::Root);
         assert_eq!(decide(&t.join("nope")).unwrap(), Decision::Missing);
-        std::fs::remove_dir_all(&t).unwrap();
     }
 
     /// Any one place certbot reads that an account owns makes certherd that account, whatever
@@ -300,7 +298,6 @@ mod tests {
                 },
                 "{rel}"
             );
-            std::fs::remove_dir_all(&t).unwrap();
         }
     }
 
@@ -318,7 +315,6 @@ mod tests {
         ] {
             assert!(e.contains(part), "{part}: {e}");
         }
-        std::fs::remove_dir_all(&t).unwrap();
     }
 
     #[test]
@@ -338,6 +334,5 @@ mod tests {
         // Group root may write: that is root's.
         chown(&deploy, None, Some(0)).unwrap();
         assert_eq!(decide(&t).unwrap(), Decision::Root);
-        std::fs::remove_dir_all(&t).unwrap();
     }
 }

@@ -225,7 +225,14 @@ pub fn alert(d: &Deployment, event: &'static str, from: String) -> DeployAlert {
 pub async fn publish(config: &Config, d: &Deployment, event: &'static str) -> bool {
     log_nodes(d, event);
     super::nodes::log_timings(&d.rows, event);
-    super::receipts::append(config, d, event);
+    let json = DeploymentJson::of(d);
+    let push = super::receipts::Push {
+        lineage: &d.lineage,
+        version: d.version,
+        not_after: d.not_after,
+        nodes: &json.nodes,
+    };
+    super::receipts::append(config, &push, event);
     let alert = alert(d, event, config.node_name());
     crate::alert::send(&config.alert, &alert).await;
     alert.ok

@@ -9,3 +9,4 @@ pub mod nagios;
 pub mod nodes;
 pub mod receipts;
 pub mod status;
+pub mod status_model;

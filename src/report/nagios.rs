@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 
 use super::expiry::left;
-use super::status::{Report, Row, State};
+use super::status_model::{Report, Row, State};
 
 /// Longest piece of outside text (an error) in one problem line.
 const MAX_REASON: usize = 200;
@@ -430,7 +430,7 @@ mod tests {
     fn a_node_seen_not_at_all_is_unknown_with_its_reason() {
         let mut r = report(Vec::new());
         r.state = State::Unknown;
-        r.unknown.push(crate::report::status::Unknown {
+        r.unknown.push(crate::report::status_model::Unknown {
             node: "node1".into(),
             reason: "no certificate lineage under /etc/letsencrypt/live | x".into(),
         });

@@ -15,7 +15,7 @@ pub enum Format {
     /// Human table (`auth`: the one-line summary certbot passes to cleanup).
     #[default]
     Table,
-    /// One JSON object with a typed row per node (see README, "Reports as JSON").
+    /// One JSON object with a typed row per node (see docs/REFERENCE.md, "Reports as JSON").
     Json,
 }
 

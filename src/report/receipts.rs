@@ -15,16 +15,27 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{Config, ReceiptsConfig};
-use crate::fanout::certs::Deployment;
 use crate::lineage::Layout;
+use crate::names::LineageName;
 use crate::pem;
 
-use super::deploy::{DeploymentJson, InstallJson};
 use super::nodes::NodeJson;
+
+/// One push, as the receipts need it: the version pushed and every node's JSON row.
+pub struct Push<'a, T: Serialize> {
+    /// The lineage.
+    pub lineage: &'a LineageName,
+    /// The version pushed.
+    pub version: u32,
+    /// Its notAfter (Unix seconds).
+    pub not_after: i64,
+    /// Every node's row, as `--format json` gives it.
+    pub nodes: &'a [NodeJson<T>],
+}
 
 /// One line of the log.
 #[derive(Debug, Serialize)]
-pub struct Receipt<'a> {
+pub struct Receipt<'a, T: Serialize> {
     /// Unix seconds when the push ended.
     pub at: i64,
     /// `deploy`, `sync` or `watch`.
@@ -41,12 +52,12 @@ pub struct Receipt<'a> {
     pub not_after: i64,
     /// The node's row.
     #[serde(flatten)]
-    pub node: &'a NodeJson<InstallJson>,
+    pub node: &'a NodeJson<T>,
 }
 
 /// Appends one receipt per node of `d` to the configured log; warns (never fails) when it
 /// cannot.
-pub fn append(config: &Config, d: &Deployment, event: &str) {
+pub fn append<T: Serialize>(config: &Config, d: &Push<'_, T>, event: &str) {
     let Some(path) = config.receipts.file(&config.letsencrypt_dir) else {
         return;
     };
@@ -63,20 +74,24 @@ pub fn append(config: &Config, d: &Deployment, event: &str) {
 }
 
 /// The receipts of one push, one JSON object per line.
-fn lines(config: &Config, d: &Deployment, event: &str) -> serde_json::Result<String> {
-    let json = DeploymentJson::of(d);
+fn lines<T: Serialize>(
+    config: &Config,
+    d: &Push<'_, T>,
+    event: &str,
+) -> serde_json::Result<String> {
+    let lineage = d.lineage.to_string();
     let from = config.node_name();
     let fingerprint = leaf_fingerprint(&Layout::new(&config.letsencrypt_dir), d);
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.as_secs() as i64);
     let mut out = String::new();
-    for node in &json.nodes {
+    for node in d.nodes {
         let receipt = Receipt {
             at,
             event,
             from: &from,
-            lineage: &json.lineage,
+            lineage: &lineage,
             version: d.version,
             fingerprint: fingerprint.clone(),
             not_after: d.not_after,
@@ -88,9 +103,9 @@ fn lines(config: &Config, d: &Deployment, event: &str) -> serde_json::Result<Str
     Ok(out)
 }
 
-fn leaf_fingerprint(layout: &Layout, d: &Deployment) -> Option<String> {
+fn leaf_fingerprint<T: Serialize>(layout: &Layout, d: &Push<'_, T>) -> Option<String> {
     let pem_path = layout
-        .archive_dir(&d.lineage)
+        .archive_dir(d.lineage)
         .join(format!("cert{}.pem", d.version));
     let text = std::fs::read_to_string(pem_path).ok()?;
     pem::first_cert_der(&text).map(|der| pem::fingerprint(&der))

@@ -115,13 +115,7 @@ fn private_dir(dir: &Path, uid: u32, create: bool) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let t = std::env::temp_dir().join(format!("certherd-cd-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&t);
-        std::fs::create_dir_all(&t).unwrap();
-        t
-    }
+    use crate::scratch::scratch;
 
     /// Runs as root (as the e2e tests do): the directories made here are uid 0's.
     #[test]

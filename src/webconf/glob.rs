@@ -177,8 +177,7 @@ mod tests {
 
     #[test]
     fn expands_in_directory_components_in_name_order() {
-        let root = std::env::temp_dir().join(format!("certherd-glob-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = crate::scratch::scratch("glob");
         for f in [
             "a/x/1.conf",
             "a/y/2.conf",
@@ -203,6 +202,5 @@ mod tests {
         assert!(e.listed.contains(&PathBuf::from("/a/y")));
         let e = expand(Path::new("/a/y/*.conf"), &real, 1);
         assert!(e.truncated && e.matches.len() == 1);
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -153,8 +153,7 @@ mod tests {
     #[test]
     fn the_file_its_directories_and_a_links_target_count() {
         let me = nix::unistd::geteuid().as_raw();
-        let root = std::env::temp_dir().join(format!("certherd-place-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = crate::scratch::scratch("place");
         std::fs::create_dir_all(root.join("etc/ok")).unwrap();
         std::fs::create_dir_all(root.join("etc/open")).unwrap();
         chmod(&root, 0o755);
@@ -194,6 +193,5 @@ mod tests {
         let mut places = Places::new(me.wrapping_add(1), &root);
         let w = places.check(&root.join("etc/ok/a.conf"), false);
         assert!(w[0].why.starts_with("owned by"), "{w:?}");
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

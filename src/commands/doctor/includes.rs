@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::local::{Finding, System, Verdict};
+use super::finding::{Finding, System, Verdict};
 use crate::config::Config;
 use crate::webconf::{Exposure, Role, Scan, Scanner, Server};
 

@@ -16,54 +16,7 @@ use crate::exec::{run_bounded, ExecError};
 /// Any helper program doctor runs (ssh-keygen, sudo) answers in far less.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What one check found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Fine.
-    Ok,
-    /// Works now, but a likely mistake: why, and the fix.
-    Warn(String, String),
-    /// Broken: why, and the fix.
-    Fail(String, String),
-}
-
-/// One check's subject and verdict.
-#[derive(Debug, Clone)]
-pub struct Finding {
-    /// What was checked (`identity /etc/certherd/id_ed25519`).
-    pub what: String,
-    /// What was found.
-    pub verdict: Verdict,
-}
-
-/// Where system files are looked up: `/` on a real node.
-#[derive(Debug, Clone)]
-pub struct System {
-    root: PathBuf,
-}
-
-impl Default for System {
-    fn default() -> Self {
-        System { root: "/".into() }
-    }
-}
-
-impl System {
-    /// System files under `root` instead of `/` (tests).
-    pub fn under(root: impl Into<PathBuf>) -> Self {
-        System { root: root.into() }
-    }
-
-    /// The root itself (`/` on a node).
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// `absolute` under the root.
-    pub(super) fn path(&self, absolute: &str) -> PathBuf {
-        self.root.join(absolute.trim_start_matches('/'))
-    }
-}
+pub use super::finding::{Finding, System, Verdict};
 
 /// Every local check, in the order a new node is set up.
 pub fn check(config: &Config, system: &System) -> Vec<Finding> {
@@ -138,13 +91,13 @@ fn identity(path: &Path) -> Finding {
                 what,
                 "does not exist",
                 format!(
-                    "ssh-keygen -q -t ed25519 -N '' -f {}, then put its .pub into every peer's authorized_keys line (README, step 3)",
+                    "ssh-keygen -q -t ed25519 -N '' -f {}, then put its .pub into every peer's authorized_keys line (docs/SETUP.md, step 3)",
                     path.display()
                 ),
             )
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return unreadable(&e, "root, as the README makes it".into())
+            return unreadable(&e, "root, as docs/SETUP.md makes it".into())
         }
         Err(e) => return fail(what, e.to_string(), "check the directories above it"),
     };
@@ -180,7 +133,7 @@ fn known_hosts(config: &Config) -> Vec<Finding> {
             format!("[ssh] known_hosts {}", file.display()),
             e.to_string(),
             format!(
-                "ssh-keyscan -t ed25519 {} > {} and compare the fingerprints (README, step 2)",
+                "ssh-keyscan -t ed25519 {} > {} and compare the fingerprints (docs/SETUP.md, step 2)",
                 config
                     .managed_peers()
                     .map(|p| p.host.as_str())
@@ -246,7 +199,7 @@ fn directory(key: &str, path: &Path, user: &str, agent: Option<&nix::unistd::Use
         return fail(
             what,
             format!("the agent's account {user:?} ([ssh] user) does not exist on this node"),
-            format!("useradd --system --user-group --home-dir /var/lib/certherd --shell /bin/sh {user} (README, step 1)"),
+            format!("useradd --system --user-group --home-dir /var/lib/certherd --shell /bin/sh {user} (docs/SETUP.md, step 1)"),
         );
     };
     if meta.uid() != agent.uid.as_raw() {

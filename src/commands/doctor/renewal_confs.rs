@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::local::{Finding, Verdict};
+use super::finding::{Finding, Verdict};
 
 /// The ACME servers of Let's Encrypt (production and staging) name this host.
 const LETS_ENCRYPT: &str = ".api.letsencrypt.org/";
@@ -140,8 +140,7 @@ mod tests {
 
     #[test]
     fn each_renewal_config_asking_for_it_is_a_failure_with_the_fix() {
-        let root = std::env::temp_dir().join(format!("certherd-staple-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = crate::scratch::scratch("staple");
         std::fs::create_dir_all(root.join("renewal")).unwrap();
         let write = |name: &str, staple: &str| {
             std::fs::write(
@@ -164,7 +163,6 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(check(&root.join("missing")).is_empty());
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     /// No shipped snippet turns OCSP stapling on: Let's Encrypt certificates carry no OCSP

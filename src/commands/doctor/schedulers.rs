@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::local::{Finding, System, Verdict};
+use super::finding::{Finding, System, Verdict};
 use crate::config::Config;
 
 /// The timers that run `certbot renew`, each with its fix.
@@ -201,10 +201,8 @@ mod tests {
         Config::parse(&text, Path::new("t.toml")).unwrap()
     }
 
-    fn scratch(name: &str) -> PathBuf {
-        let root =
-            std::env::temp_dir().join(format!("certherd-sched-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+    fn scratch(name: &str) -> crate::scratch::Scratch {
+        let root = crate::scratch::scratch(&format!("sched-{name}"));
         std::fs::create_dir_all(root.join("le/renewal")).unwrap();
         root
     }
