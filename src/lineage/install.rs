@@ -33,6 +33,16 @@ pub enum InstallError {
     /// The reload failed after a passing test; the new version is installed.
     #[error("reload failed (new certificate installed, config test passed): {0}")]
     ReloadFailed(ExecError),
+    /// Batch: the config test fails with every lineage of the batch back on its previous
+    /// certificate too: this node's config is broken, not the batch.
+    #[error("config test fails with the previous certificates too (this node's config is broken; every lineage of the batch restored): {0}")]
+    ConfigBroken(ExecError),
+    /// Batch: the reload failed after a passing test; every lineage went back.
+    #[error("reload failed; every lineage of the batch restored to its previous certificate: {0}")]
+    BatchReloadFailed(ExecError),
+    /// Batch: still suspected of breaking the config test when the test budget ran out.
+    #[error("restored: the config test fails with the batch, and {0} tests did not tell which lineages break it")]
+    NotIsolated(usize),
     /// The files failed verification; nothing was written.
     #[error("refused before writing anything: {0}")]
     Unverified(crate::pem::PairError),
@@ -55,7 +65,10 @@ impl InstallError {
     /// The class the agent answers with: the primary decides by it, never by the message.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            InstallError::TestFailed { .. } => ErrorKind::TestFailed,
+            InstallError::TestFailed { .. }
+            | InstallError::ConfigBroken(_)
+            | InstallError::NotIsolated(_) => ErrorKind::TestFailed,
+            InstallError::BatchReloadFailed(_) => ErrorKind::ReloadFailed,
             InstallError::ReloadFailed(_) => ErrorKind::ReloadFailed,
             InstallError::Unverified(_) => ErrorKind::Unverified,
             InstallError::Refused(_) => ErrorKind::Invalid,
@@ -114,6 +127,34 @@ impl Layout {
         commands: &Commands,
         on_split_brain: OnSplitBrain,
     ) -> std::result::Result<Installed, InstallError> {
+        let now = Self::check_request(lineage, version, files)?;
+        let mut made = Created::default();
+        let _lock = self.lock_lineage(lineage, &mut made)?;
+        let result = self.install_verified(
+            lineage,
+            version,
+            files,
+            commands,
+            (on_split_brain, now),
+            &mut made,
+        );
+        // Still under the lock (issue 19): undone after letting go, this would delete the
+        // files and the lock of the next install of the lineage, already waiting.
+        if let Err(e) = &result {
+            if !matches!(e, InstallError::ReloadFailed(_)) && !made.links_moved {
+                made.undo();
+            }
+        }
+        result
+    }
+
+    /// What every install and stage refuses before touching the disk: a name no file can carry,
+    /// version 0, files that are not a verified pair. Returns the time it verified at.
+    pub(super) fn check_request(
+        lineage: &LineageName,
+        version: u32,
+        files: &LineageFiles,
+    ) -> std::result::Result<i64, InstallError> {
         if lineage.as_str().len() > NAME_MAX {
             return Err(InstallError::Refused(format!(
                 "lineage {} is {} bytes (expected at most {NAME_MAX}, a file name)",
@@ -137,37 +178,26 @@ impl Layout {
             now,
         )
         .map_err(InstallError::Unverified)?;
-        let mut made = Created::default();
-        let _lock = match self.lock_lineage(lineage, &mut made) {
-            Ok(lock) => lock,
-            Err(e) => {
-                made.undo();
-                return Err(e);
-            }
-        };
-        let result = self.install_verified(
-            lineage,
-            version,
-            files,
-            commands,
-            (on_split_brain, now),
-            &mut made,
-        );
-        // Still under the lock (issue 19): undone after letting go, this would delete the
-        // files and the lock of the next install of the lineage, already waiting.
-        if let Err(e) = &result {
-            if !matches!(e, InstallError::ReloadFailed(_)) && !made.links_moved {
-                made.undo();
-            }
-        }
-        result
+        Ok(now)
     }
 
     /// Makes the lineage's directories (walked without following symlinks: a planted
     /// `live/<lineage>` link is refused) and takes its install lock. An install that failed
     /// removes what it created, the lock file and fresh directories included, before it lets
     /// go; a waiter then holds a lock nobody else will see, so it starts over (bounded).
-    fn lock_lineage(
+    pub(super) fn lock_lineage(
+        &self,
+        lineage: &LineageName,
+        made: &mut Created,
+    ) -> std::result::Result<crate::lockfile::Lock, InstallError> {
+        let locked = self.lock_lineage_once(lineage, made);
+        if locked.is_err() {
+            made.undo();
+        }
+        locked
+    }
+
+    fn lock_lineage_once(
         &self,
         lineage: &LineageName,
         made: &mut Created,
@@ -203,9 +233,44 @@ impl Layout {
         version: u32,
         files: &LineageFiles,
         commands: &Commands,
-        (on_split_brain, now): (OnSplitBrain, i64),
+        how: (OnSplitBrain, i64),
         made: &mut Created,
     ) -> std::result::Result<Installed, InstallError> {
+        let prepared = self.prepare(lineage, version, files, how, made)?;
+        if prepared.current {
+            return Ok(prepared.installed(false));
+        }
+        self.switch_links(lineage, version)?;
+        crate::crashpoint!("before-test");
+
+        if let Err(output) = commands.test() {
+            self.restore_links(lineage, &prepared.previous)?;
+            // Back where it was: what this install created goes too.
+            made.links_moved = false;
+            return Err(InstallError::TestFailed {
+                output,
+                restored: prepared.before,
+            });
+        }
+        crate::crashpoint!("after-test");
+        // A failed reload keeps the marker: the next deploy or sync tests and reloads again.
+        commands.reload().map_err(InstallError::ReloadFailed)?;
+        crate::crashpoint!("after-reload");
+        self.finish(lineage)?;
+        Ok(prepared.installed(true))
+    }
+
+    /// Everything of an install before its links move, under the lineage lock: the no-op check,
+    /// the split-brain rule, the staged files, the pending marker (the links to go back to),
+    /// then the version's archive names. `install` and the batch's `stage` share it.
+    pub(super) fn prepare(
+        &self,
+        lineage: &LineageName,
+        version: u32,
+        files: &LineageFiles,
+        (on_split_brain, now): (OnSplitBrain, i64),
+        made: &mut Created,
+    ) -> std::result::Result<Prepared, InstallError> {
         let archive = self.archive_dir(lineage);
         let live = self.live_dir(lineage);
         // An earlier install that moved the links but never finished its test and reload (agent
@@ -220,11 +285,12 @@ impl Layout {
         };
         if pending.is_none() && self.has(lineage, version, files) {
             key_mode_0600(&archive, version)?;
-            return Ok(Installed {
+            return Ok(Prepared {
+                version,
                 before,
-                after: version,
-                changed: false,
-                split_brain: None,
+                current: true,
+                previous: Vec::new(),
+                kept: None,
             });
         }
 
@@ -274,51 +340,86 @@ impl Layout {
         }
         super::stage::commit(&archive, version, |p| made.note(p))?;
         key_mode_0600(&archive, version)?;
-        for kind in KINDS {
-            let target = PathBuf::from(format!("../../archive/{lineage}/{kind}{version}.pem"));
-            swap_symlink(&live.join(format!("{kind}.pem")), &target)?;
-            crate::crashpoint!("after-link-{kind}");
-        }
-        sync_dir(&live)?;
-        crate::crashpoint!("before-test");
-
-        if let Err(output) = commands.test() {
-            for (kind, old) in KINDS.iter().zip(&previous) {
-                let link = live.join(format!("{kind}.pem"));
-                match old {
-                    Some(target) => swap_symlink(&link, target)?,
-                    None => remove_if_exists(&link)?,
-                }
-                crate::crashpoint!("rollback-after-link-{kind}");
-            }
-            sync_dir(&live)?;
-            crate::crashpoint!("rollback-before-marker-removed");
-            remove_if_exists(&pending_path)?;
-            // Back where it was: what this install created goes too.
-            made.links_moved = false;
-            return Err(InstallError::TestFailed {
-                output,
-                restored: before,
-            });
-        }
-        crate::crashpoint!("after-test");
-        // A failed reload keeps the marker: the next deploy or sync tests and reloads again.
-        commands.reload().map_err(InstallError::ReloadFailed)?;
-        crate::crashpoint!("after-reload");
-        remove_if_exists(&pending_path)?;
-        sync_dir(&live)?;
-        crate::crashpoint!("after-pending-removed");
-        Ok(Installed {
+        Ok(Prepared {
+            version,
             before,
-            after: version,
-            changed: true,
-            split_brain: kept.map(|(k, c)| SplitBrainKept {
+            current: false,
+            previous,
+            kept: kept.map(|(k, c)| SplitBrainKept {
                 version,
                 ours: c.ours,
                 theirs: c.theirs,
                 kept: format!("archive/{lineage}/{}/", k.dir),
             }),
         })
+    }
+
+    /// Points the four live links at `version` (each swapped by rename, never deleted first).
+    pub(super) fn switch_links(&self, lineage: &LineageName, version: u32) -> Result<()> {
+        let live = self.live_dir(lineage);
+        for kind in KINDS {
+            let target = PathBuf::from(format!("../../archive/{lineage}/{kind}{version}.pem"));
+            swap_symlink(&live.join(format!("{kind}.pem")), &target)?;
+            crate::crashpoint!("after-link-{kind}");
+        }
+        sync_dir(&live)
+    }
+
+    /// Puts the links recorded in the pending marker back and removes the marker: the lineage
+    /// is where it was before the install.
+    pub(super) fn restore_links(
+        &self,
+        lineage: &LineageName,
+        previous: &[Option<PathBuf>],
+    ) -> Result<()> {
+        let live = self.live_dir(lineage);
+        for (kind, old) in KINDS.iter().zip(previous) {
+            let link = live.join(format!("{kind}.pem"));
+            match old {
+                Some(target) => swap_symlink(&link, target)?,
+                None => remove_if_exists(&link)?,
+            }
+            crate::crashpoint!("rollback-after-link-{kind}");
+        }
+        sync_dir(&live)?;
+        crate::crashpoint!("rollback-before-marker-removed");
+        remove_if_exists(&live.join(PENDING))
+    }
+
+    /// After a passing test and reload: the marker goes, the install is complete.
+    pub(super) fn finish(&self, lineage: &LineageName) -> Result<()> {
+        let live = self.live_dir(lineage);
+        remove_if_exists(&live.join(PENDING))?;
+        sync_dir(&live)?;
+        crate::crashpoint!("after-pending-removed");
+        Ok(())
+    }
+}
+
+/// An install prepared up to its links: what [`Layout::prepare`] leaves for the switch.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    /// The version prepared.
+    pub version: u32,
+    /// The version the links named before (the first unfinished install's, if any).
+    pub before: Option<u32>,
+    /// The node was already fully on this version: nothing to switch, test or reload.
+    pub current: bool,
+    /// The links to go back to (as recorded in the pending marker).
+    pub previous: Vec<Option<PathBuf>>,
+    /// A clashing version of this node's, kept aside.
+    pub kept: Option<SplitBrainKept>,
+}
+
+impl Prepared {
+    /// The answer for this install once done (`changed`: links moved and the node reloaded).
+    pub fn installed(&self, changed: bool) -> Installed {
+        Installed {
+            before: self.before,
+            after: self.version,
+            changed,
+            split_brain: self.kept.clone(),
+        }
     }
 }
 
@@ -330,19 +431,19 @@ const LOCK_ATTEMPTS: usize = 20;
 const NAME_MAX: usize = 255;
 
 /// What an install created, to remove again when it does not complete.
-#[derive(Default)]
-struct Created {
+#[derive(Default, Debug)]
+pub(super) struct Created {
     /// Directories it made, outermost first.
     dirs: Vec<PathBuf>,
     /// Files (and symlinks) that did not exist before it wrote them.
-    files: Vec<PathBuf>,
+    pub(super) files: Vec<PathBuf>,
     /// Live links have moved: what they name must stay until a rollback puts them back.
-    links_moved: bool,
+    pub(super) links_moved: bool,
 }
 
 impl Created {
     /// Remembers `path` as created by this install if nothing is there yet.
-    fn note(&mut self, path: &Path) {
+    pub(super) fn note(&mut self, path: &Path) {
         if fs::symlink_metadata(path).is_err() {
             self.files.push(path.to_owned());
         }
@@ -350,7 +451,7 @@ impl Created {
 
     /// Removes, newest first, what this install created (best effort: the error that made the
     /// install fail is the one reported).
-    fn undo(&mut self) {
+    pub(super) fn undo(&mut self) {
         for f in self.files.drain(..).rev() {
             let _ = fs::remove_file(&f);
             let _ = fs::remove_file(temp_name(&f));
