@@ -166,7 +166,10 @@ impl Agent {
         if staged.len() >= MAX_STAGED {
             return Response::error(
                 ErrorKind::Invalid,
-                format!("{} lineages already staged (expected at most {MAX_STAGED} per commit)", staged.len()),
+                format!(
+                    "{} lineages already staged (expected at most {MAX_STAGED} per commit)",
+                    staged.len()
+                ),
             );
         }
         match self.layout.stage(

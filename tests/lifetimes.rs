@@ -30,7 +30,10 @@ fn reload_node3_until_it_serves(bed: &Bed, serial: &str) {
     // Asked again once nginx's reload overlap is over: the old workers may still hand out the
     // previous certificate for ~100 ms after the first answer with the new one.
     let served = settled_serial(bed, 3, LINEAGE, serial);
-    assert_eq!(served, serial, "node 3 does not serve {serial:?} after its reload");
+    assert_eq!(
+        served, serial,
+        "node 3 does not serve {serial:?} after its reload"
+    );
 }
 
 /// `status --format FORMAT [extra]` on node 1: exit code and stdout.

@@ -123,8 +123,10 @@ pub fn commit(layout: &Layout, staged: Vec<Staged>, commands: &Commands) -> Vec<
             }
             // Is it the batch at all? With every lineage back, the node's own config must pass.
             if let Err(broken) = commands.test() {
+                // Newest first: the first lineage may have made archive/ and live/ themselves.
                 out.extend(
                     back.into_iter()
+                        .rev()
                         .map(|s| failed(s, InstallError::ConfigBroken(broken.clone()), true)),
                 );
                 return out;
@@ -146,7 +148,7 @@ pub fn commit(layout: &Layout, staged: Vec<Staged>, commands: &Commands) -> Vec<
             }
             // The lineages that passed together go in: tested once more as they now stand.
             if let Err(output) = commands.test() {
-                for s in good {
+                for s in good.into_iter().rev() {
                     let restored = s.prepared.before;
                     let e = InstallError::TestFailed {
                         output: output.clone(),
@@ -162,8 +164,12 @@ pub fn commit(layout: &Layout, staged: Vec<Staged>, commands: &Commands) -> Vec<
     crate::crashpoint!("batch-before-reload");
     if let Err(e) = commands.reload() {
         // The node did not take the new config: every lineage goes back to what it serves.
-        for s in good {
-            out.push(put_back(layout, s, InstallError::BatchReloadFailed(e.clone())));
+        for s in good.into_iter().rev() {
+            out.push(put_back(
+                layout,
+                s,
+                InstallError::BatchReloadFailed(e.clone()),
+            ));
         }
         return out;
     }
@@ -267,4 +273,146 @@ fn failed(mut s: Staged, e: InstallError, back: bool) -> Outcome {
         s.made.undo();
     }
     (s.lineage.clone(), Err(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use super::super::install::tests::{commands, real_files, scratch, tree};
+    use super::*;
+    use crate::wire::LineageFiles;
+
+    fn names(list: &[&str]) -> Vec<LineageName> {
+        list.iter()
+            .map(|n| LineageName::parse(n).unwrap())
+            .collect()
+    }
+
+    /// A test or reload command that appends a line to `log` and then runs `then`.
+    fn counted(log: &Path, then: &str) -> Vec<String> {
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("echo x >> {}; {then}", log.display()),
+        ]
+    }
+
+    fn runs(log: &Path) -> usize {
+        fs::read_to_string(log).map_or(0, |s| s.lines().count())
+    }
+
+    fn files_for(lineages: &[LineageName], tag: &str) -> Vec<LineageFiles> {
+        lineages
+            .iter()
+            .map(|l| real_files(&format!("batch-{tag}-{l}")))
+            .collect()
+    }
+
+    fn stage_all(layout: &Layout, lineages: &[LineageName], files: &[LineageFiles]) -> Vec<Staged> {
+        lineages
+            .iter()
+            .zip(files)
+            .map(|(l, f)| layout.stage(l, 1, f, OnSplitBrain::Refuse).unwrap())
+            .collect()
+    }
+
+    /// Many lineages: one config test, one reload, every lineage on its new version.
+    #[test]
+    fn a_batch_tests_and_reloads_once() {
+        let root = scratch("batch-once");
+        let layout = Layout::new(&root);
+        let (tests, reloads) = (root.join("tests.log"), root.join("reloads.log"));
+        let mut cmds = commands(&["true"], &["true"]);
+        cmds.test = counted(&tests, "true");
+        cmds.reload = counted(&reloads, "true");
+        let lineages = names(&["a.test", "b.test", "c.test", "d.test", "e.test"]);
+        let files = files_for(&lineages, "once");
+        let staged = stage_all(&layout, &lineages, &files);
+        assert!(
+            lineages.iter().all(|l| layout.current_version(l).is_err()),
+            "stage moved a link"
+        );
+        let out = commit(&layout, staged, &cmds);
+        assert_eq!(out.len(), lineages.len());
+        for (l, r) in &out {
+            assert!(r.as_ref().is_ok_and(|i| i.changed), "{l}: {r:?}");
+            assert_eq!(layout.current_version(l).unwrap(), 1);
+            assert!(!layout.live_dir(l).join(super::super::PENDING).exists());
+        }
+        assert_eq!((runs(&tests), runs(&reloads)), (1, 1));
+        // Already there: staged as current, nothing run.
+        let out = commit(&layout, stage_all(&layout, &lineages, &files), &cmds);
+        assert!(out
+            .iter()
+            .all(|(_, r)| r.as_ref().is_ok_and(|i| !i.changed)));
+        assert_eq!((runs(&tests), runs(&reloads)), (1, 1));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// One lineage breaks the config test: it is named and put back, the others go in with one
+    /// reload, and the number of tests stays logarithmic.
+    #[test]
+    fn the_lineage_that_breaks_the_test_is_found() {
+        let root = scratch("batch-bad");
+        let layout = Layout::new(&root);
+        let (tests, reloads) = (root.join("tests.log"), root.join("reloads.log"));
+        let bad = root.join("live/f.test/cert.pem");
+        let mut cmds = commands(&["true"], &["true"]);
+        cmds.test = counted(&tests, &format!("! [ -e {} ]", bad.display()));
+        cmds.reload = counted(&reloads, "true");
+        let lineages = names(&[
+            "a.test", "b.test", "c.test", "d.test", "e.test", "f.test", "g.test", "h.test",
+        ]);
+        let files = files_for(&lineages, "bad");
+        let out = commit(&layout, stage_all(&layout, &lineages, &files), &cmds);
+        for (l, r) in &out {
+            if l.as_str() == "f.test" {
+                assert!(
+                    matches!(r, Err(InstallError::TestFailed { restored: None, .. })),
+                    "{r:?}"
+                );
+                assert!(layout.current_version(l).is_err());
+                assert!(!layout.archive_dir(l).join("cert1.pem").exists());
+            } else {
+                assert!(r.is_ok(), "{l}: {r:?}");
+                assert_eq!(layout.current_version(l).unwrap(), 1);
+            }
+        }
+        assert_eq!(runs(&reloads), 1);
+        assert!(runs(&tests) <= 2 + 2 * 3 + 1, "{} tests", runs(&tests));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The node's own config is broken: every lineage back, nothing of the batch left, no
+    /// reload; the same with a failing reload.
+    #[test]
+    fn a_broken_node_or_reload_puts_every_lineage_back() {
+        let root = scratch("batch-broken");
+        let layout = Layout::new(&root);
+        let lineages = names(&["a.test", "b.test", "c.test"]);
+        let reloads = root.join("reloads.log");
+        let mut cmds = commands(&["false"], &["true"]);
+        cmds.reload = counted(&reloads, "true");
+        let files = files_for(&lineages, "broken");
+        let before = tree(&root);
+        let out = commit(&layout, stage_all(&layout, &lineages, &files), &cmds);
+        assert!(
+            out.iter()
+                .all(|(_, r)| matches!(r, Err(InstallError::ConfigBroken(_)))),
+            "{out:?}"
+        );
+        assert_eq!(runs(&reloads), 0);
+        assert_eq!(tree(&root), before, "leftovers of a broken batch");
+        let cmds = commands(&["true"], &["false"]);
+        let out = commit(&layout, stage_all(&layout, &lineages, &files), &cmds);
+        assert!(
+            out.iter()
+                .all(|(_, r)| matches!(r, Err(InstallError::BatchReloadFailed(_)))),
+            "{out:?}"
+        );
+        assert!(lineages.iter().all(|l| layout.current_version(l).is_err()));
+        fs::remove_dir_all(&root).unwrap();
+    }
 }
