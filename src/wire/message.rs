@@ -345,6 +345,34 @@ mod tests {
         assert_eq!(serde_json::to_string(&parsed).unwrap(), line);
     }
 
+    /// `commit` answers one entry per lineage, `installed` with the fields of `install`'s answer
+    /// or an error with its kind; `hello` announces the batch ops an older primary never sends.
+    #[test]
+    fn committed_has_one_entry_per_lineage() {
+        let line = r#"{"result":"committed","lineages":[{"lineage":"a.test","result":"installed","before":1,"after":2,"changed":true},{"lineage":"b.test","result":"error","kind":"test_failed","message":"nginx: bad"}]}"#;
+        let parsed: Response = serde_json::from_str(line).unwrap();
+        let Response::Committed { lineages } = &parsed else {
+            panic!("{parsed:?}")
+        };
+        assert!(matches!(&lineages[0].outcome, CommitOutcome::Installed(i) if i.after == 2));
+        assert!(matches!(
+            &lineages[1].outcome,
+            CommitOutcome::Error {
+                kind: ErrorKind::TestFailed,
+                ..
+            }
+        ));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), line);
+        assert!(OPS.contains(&BATCH_OP) && OPS.contains(&"stage"));
+        assert!(matches!(
+            parse_request(br#"{"op":"commit","lineages":["a.test","../etc"]}"#),
+            Err(Response::Error {
+                kind: ErrorKind::Invalid,
+                ..
+            })
+        ));
+    }
+
     /// `dropped`, `standby` and `exposed` are optional both ways: old answers parse, and answers without
     /// them are byte-for-byte the old ones.
     #[test]
