@@ -217,9 +217,9 @@ fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named(
     )
     .unwrap();
     let live = bed.letsencrypt_dir(2).join("live").join(bad);
-    let conf = std::fs::read_to_string(&tls_conf(&bed, 2)).unwrap();
+    let conf = std::fs::read_to_string(bed.nginx_tls_conf(2)).unwrap();
     std::fs::write(
-        tls_conf(&bed, 2),
+        bed.nginx_tls_conf(2),
         format!(
             "{conf}server {{\n  listen {ip}:443 ssl;\n  server_name pinned.test;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {k};\n}}\n",
             ip = bed.ip(2),
@@ -271,8 +271,4 @@ fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named(
         "node 2 ran {} config tests to find one lineage among {LINEAGES}",
         t - before.0
     );
-}
-
-fn tls_conf(bed: &Bed, n: usize) -> std::path::PathBuf {
-    bed.nginx_tls_conf(n)
 }

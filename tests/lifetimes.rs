@@ -10,7 +10,7 @@ mod common;
 use common::cluster::{make_version_valid, self_signed};
 use common::*;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const LINEAGE: &str = "life.test";
 const HOUR: i64 = 3600;
