@@ -93,8 +93,16 @@ fn many_lineages_sync_against_rsync() {
     for round in 0..rounds {
         wipe_peers(&bed);
         let began = Instant::now();
-        let out = bed.certherd(1, &["-q", "sync"]).output().unwrap();
+        let out = bed.certherd(1, &["-v", "sync"]).output().unwrap();
         ours.push(began.elapsed());
+        // Where the time went: each node's session (connection, exchange) for one lineage.
+        for line in stderr(&out)
+            .lines()
+            .filter(|l| l.contains("exchange") || l.contains("no ssh"))
+            .take(4)
+        {
+            eprintln!("round {round}: {line}");
+        }
         assert!(out.status.success(), "round {round}: sync:\n{}", text(&out));
         for l in [&names[0], &names[lineages - 1]] {
             assert_eq!(

@@ -495,12 +495,15 @@ async fn this_node(
     (results, start.elapsed())
 }
 
-/// Every row of every lineage asked what it serves, [`CHECKS_AT_ONCE`] at a time, after ONE
-/// settle window: every node answered its commit (its reload returned) before this runs, and
-/// nginx's old workers may take new connections for ~100 ms after that. A first answer that
-/// is not the new version gets the full check (settle window, deadline for a node restarting).
+/// Every row of every lineage asked what it serves, [`CHECKS_AT_ONCE`] at a time, with ONE
+/// settle window for the whole batch, not one per lineage: every node answered its commit (its
+/// reload returned) before this runs, and nginx's old workers may take new connections for
+/// ~100 ms after that, so the first handshakes wait [`served::CONFIRM_AFTER`] once. An answer
+/// that is not the new version is asked again once the shared window ([`served::SETTLE`] from
+/// the start) is over; a node that does not answer at all gets the full check and its deadline.
 async fn check_served(deployments: &mut [Deployment], plans: &[Planned]) {
     tokio::time::sleep(served::CONFIRM_AFTER).await;
+    let settled_at = tokio::time::Instant::now() + served::SETTLE;
     let mut jobs = Vec::new();
     for (d, p) in deployments.iter().zip(plans) {
         for row in &d.rows {
@@ -512,13 +515,19 @@ async fn check_served(deployments: &mut [Deployment], plans: &[Planned]) {
             jobs.push((row.https.clone(), p.sni.clone(), p.versions.clone(), wait));
         }
     }
-    let results = bounded(jobs, |(addr, sni, versions, wait)| async move {
+    let results = bounded(jobs, move |(addr, sni, versions, wait)| async move {
         let began = Instant::now();
         let first = served::check(&addr, sni.as_deref(), &versions, Duration::ZERO).await;
-        let check = if first.served == Served::New || wait.is_zero() {
-            first
-        } else {
-            served::check(&addr, sni.as_deref(), &versions, wait).await
+        let check = match first.served {
+            _ if wait.is_zero() => first,
+            Served::New => first,
+            // No answer (restarting, refused): the full check, bounded by the deadline.
+            Served::None { .. } => served::check(&addr, sni.as_deref(), &versions, wait).await,
+            // Another certificate: the verdict once the batch's one settle window is over.
+            _ => {
+                tokio::time::sleep_until(settled_at).await;
+                served::check(&addr, sni.as_deref(), &versions, Duration::ZERO).await
+            }
         };
         (check, began.elapsed())
     })
