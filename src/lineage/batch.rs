@@ -111,6 +111,9 @@ pub fn commit(layout: &Layout, staged: Vec<Staged>, commands: &Commands) -> Vec<
         }
     }
     crate::crashpoint!("batch-before-test");
+    // The install's own names for the same places, so the crash walks of a single install
+    // (which `sync` now runs as a batch of one) stop here too.
+    crate::crashpoint!("before-test");
     let good = match commands.test() {
         Ok(()) => switched,
         Err(output) => {
@@ -161,6 +164,7 @@ pub fn commit(layout: &Layout, staged: Vec<Staged>, commands: &Commands) -> Vec<
             good
         }
     };
+    crate::crashpoint!("after-test");
     crate::crashpoint!("batch-before-reload");
     if let Err(e) = commands.reload() {
         // The node did not take the new config: every lineage goes back to what it serves.
@@ -173,6 +177,7 @@ pub fn commit(layout: &Layout, staged: Vec<Staged>, commands: &Commands) -> Vec<
         }
         return out;
     }
+    crate::crashpoint!("after-reload");
     for s in good {
         let result = layout
             .finish(&s.lineage)
