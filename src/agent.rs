@@ -2,16 +2,31 @@
 //! request per line on stdin and answers one JSON line on stdout. Every path and command comes
 //! from this node's own config; a request only ever names a token (or, later, a lineage).
 
+use std::cell::RefCell;
 use std::io::{BufReader, Write};
 
 use crate::config::Config;
 use crate::exec::Commands;
-use crate::lineage::Layout;
+use crate::lineage::batch::{Staged, MAX_STAGED};
+use crate::lineage::{InstallError, Layout, OnSplitBrain};
 use crate::tokens::TokenStore;
 use crate::wire::{
-    parse_request, read_line_limited, ErrorKind, LineError, Request, Response, MAX_REQUEST_LINE,
-    OPS, PROTOCOL_VERSION,
+    parse_request, read_line_limited, CommitOutcome, Committed, ErrorKind, Installed, LineError,
+    Request, Response, MAX_REQUEST_LINE, OPS, PROTOCOL_VERSION,
 };
+
+/// Longest message per lineage in a `committed` answer: 256 of them stay well inside the
+/// response line limit.
+const MAX_COMMIT_MESSAGE: usize = 1500;
+
+/// `sync` resolves a split brain, keeping the node's version aside; the others refuse it.
+fn split_brain_rule(resolve: bool) -> OnSplitBrain {
+    if resolve {
+        OnSplitBrain::KeepAside
+    } else {
+        OnSplitBrain::Refuse
+    }
+}
 
 /// The agent's state: what it may touch, from its own config.
 pub struct Agent {
@@ -24,6 +39,8 @@ pub struct Agent {
     actions: Vec<crate::config::DeployAction>,
     /// The certbot `certherd renew` runs here (its own `[renew] certbot`), for `certbot_version`.
     certbot: Vec<String>,
+    /// Lineages staged in this session, waiting for `commit` (each holds its lineage lock).
+    staged: RefCell<Vec<Staged>>,
 }
 
 impl Agent {
@@ -45,6 +62,7 @@ impl Agent {
             commands: config.commands(),
             actions: config.deploy.clone(),
             certbot: config.renew.certbot_argv(),
+            staged: RefCell::new(Vec::new()),
         }
     }
 
@@ -119,42 +137,147 @@ impl Agent {
                 files,
                 resolve_split_brain,
             } => {
-                let on_split_brain = if resolve_split_brain {
-                    crate::lineage::OnSplitBrain::KeepAside
-                } else {
-                    crate::lineage::OnSplitBrain::Refuse
-                };
                 let installed = match self.layout.install_with(
                     &lineage,
                     version,
                     &files,
                     &self.commands,
-                    on_split_brain,
+                    split_brain_rule(resolve_split_brain),
                 ) {
                     Ok(installed) => installed,
                     Err(e) => return Response::error(e.kind(), e.to_string()),
                 };
-                // After the lineage: this node's own actions for it (paths and commands from
-                // its config; the request only chose the lineage and its files).
-                match crate::actions::run(
-                    &self.actions,
-                    &crate::actions::Deployed {
-                        lineage: &lineage,
-                        fullchain: &files.fullchain,
-                        privkey: &files.privkey,
-                        installed: installed.changed,
-                        live_dir: &self.layout.live_dir(&lineage),
-                        timeout: self.commands.timeout,
-                    },
-                ) {
-                    Ok(acted) => Response::Installed(crate::wire::Installed {
-                        changed: installed.changed || acted,
-                        ..installed
-                    }),
+                match self.run_actions(&lineage, &files, installed) {
+                    Ok(installed) => Response::Installed(installed),
                     Err(e) => Response::error(e.kind(), e.to_string()),
                 }
             }
+            Request::Stage {
+                lineage,
+                version,
+                files,
+                resolve_split_brain,
+            } => self.stage(&lineage, version, &files, resolve_split_brain),
+            Request::Commit { lineages } => self.commit(&lineages),
         }
+    }
+
+    /// `stage`: one lineage of a batch written and pending, its lock kept for the `commit`.
+    fn stage(
+        &self,
+        lineage: &crate::names::LineageName,
+        version: u32,
+        files: &crate::wire::LineageFiles,
+        resolve_split_brain: bool,
+    ) -> Response {
+        let mut staged = self.staged.borrow_mut();
+        // Its lock is already ours: taking it again would wait on ourselves.
+        if staged.iter().any(|s| s.lineage() == lineage) {
+            return Response::error(
+                ErrorKind::Invalid,
+                format!("{lineage} is already staged in this session (expected each lineage once per commit)"),
+            );
+        }
+        if staged.len() >= MAX_STAGED {
+            return Response::error(
+                ErrorKind::Invalid,
+                format!(
+                    "{} lineages already staged (expected at most {MAX_STAGED} per commit)",
+                    staged.len()
+                ),
+            );
+        }
+        match self.layout.stage(
+            lineage,
+            version,
+            files,
+            split_brain_rule(resolve_split_brain),
+        ) {
+            Ok(s) => {
+                let current = s.current();
+                staged.push(s);
+                Response::Staged {
+                    lineage: lineage.clone(),
+                    current,
+                }
+            }
+            Err(e) => Response::error(e.kind(), e.to_string()),
+        }
+    }
+
+    /// `commit`: the named lineages staged in this session switched under one config test and
+    /// one reload, then each one's `[[deploy]]` actions; one outcome per name.
+    fn commit(&self, names: &[crate::names::LineageName]) -> Response {
+        let mut pending = Vec::new();
+        let mut outcomes: Vec<(crate::names::LineageName, Result<Installed, InstallError>)> =
+            Vec::new();
+        {
+            let mut staged = self.staged.borrow_mut();
+            for name in names {
+                match staged.iter().position(|s| s.lineage() == name) {
+                    Some(i) => pending.push(staged.swap_remove(i)),
+                    None if pending.iter().any(|s: &Staged| s.lineage() == name) => {}
+                    None => outcomes.push((
+                        name.clone(),
+                        Err(InstallError::Refused(format!(
+                            "{name} was not staged in this session (expected stage before commit)"
+                        ))),
+                    )),
+                }
+            }
+        }
+        outcomes.extend(crate::lineage::batch::commit(
+            &self.layout,
+            pending,
+            &self.commands,
+        ));
+        let lineages = outcomes
+            .into_iter()
+            .map(|(lineage, result)| {
+                let result = result.map_err(|e| (e.kind(), e.to_string())).and_then(|i| {
+                    let files = self
+                        .layout
+                        .read_version(&lineage, i.after)
+                        .map_err(|e| (ErrorKind::Io, e.to_string()))?;
+                    self.run_actions(&lineage, &files, i)
+                        .map_err(|e| (e.kind(), e.to_string()))
+                });
+                let outcome = match result {
+                    Ok(installed) => CommitOutcome::Installed(installed),
+                    Err((kind, message)) => CommitOutcome::Error {
+                        kind,
+                        message: crate::text::one_line(&message, MAX_COMMIT_MESSAGE),
+                    },
+                };
+                Committed { lineage, outcome }
+            })
+            .collect();
+        Response::Committed { lineages }
+    }
+
+    /// After a lineage is in: this node's own actions for it (paths and commands from its
+    /// config; the request only chose the lineage and its files).
+    fn run_actions(
+        &self,
+        lineage: &crate::names::LineageName,
+        files: &crate::wire::LineageFiles,
+        installed: Installed,
+    ) -> Result<Installed, crate::actions::ActionError> {
+        let acted = crate::actions::run(
+            &self.actions,
+            &crate::actions::Deployed {
+                lineage,
+                fullchain: &files.fullchain,
+                privkey: &files.privkey,
+                installed: installed.changed,
+                live_dir: &self.layout.live_dir(lineage),
+                timeout: self.commands.timeout,
+            },
+        )?;
+        Ok(Installed {
+            changed: installed.changed || acted,
+            ..installed
+        })
     }
 
     /// This node's own web server config files that root reads and a non-root account may

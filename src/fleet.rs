@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{Peer, SshConfig};
-use crate::ssh::{Connection, PeerError, Warmed};
+use crate::ssh::{AgentChannel, Connection, PeerError, Warmed};
 use crate::wire::{Request, Response};
 
 /// What happened on one peer: `T` is the responses of a request fan-out, or what `warm` found.
@@ -54,6 +54,44 @@ pub async fn run(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Vec<P
         async move {
             let mut detail = SshDetail::default();
             let result = on_peer(&ssh, &peer, &requests, &mut detail).await;
+            (result, detail)
+        }
+    })
+    .await
+}
+
+/// Opens one agent session per peer in `peers` (concurrently, bounded by `[ssh] concurrency`),
+/// says `hello`, and hands the session and the ops the agent announced to `work`, which owns it
+/// from there (a batch of many requests, streamed one by one). Results come back in `peers`
+/// order.
+pub async fn sessions<T, F, Fut>(ssh: &SshConfig, peers: &[Peer], work: F) -> Vec<PeerOutcome<T>>
+where
+    T: Send + 'static,
+    F: Fn(Peer, AgentChannel, Vec<String>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, PeerError>> + Send + 'static,
+{
+    each_peer(ssh, peers, move |ssh, peer| {
+        let work = work.clone();
+        async move {
+            let mut detail = SshDetail::default();
+            let start = Instant::now();
+            let conn = match Connection::open(&ssh, &peer).await {
+                Ok(conn) => conn,
+                Err(e) => return (Err(e), detail),
+            };
+            detail.connect_ms = Some(millis(start.elapsed()));
+            detail.reused = Some(conn.warmed() == Warmed::Reused);
+            let start = Instant::now();
+            let result = async {
+                let mut agent = conn.agent().await?;
+                let ops = match agent.hello().await? {
+                    Response::Hello { ops, .. } => ops,
+                    _ => Vec::new(),
+                };
+                work(peer.clone(), agent, ops).await
+            }
+            .await;
+            detail.exchange_ms = Some(millis(start.elapsed()));
             (result, detail)
         }
     })

@@ -36,7 +36,7 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// the new workers on a reload and sleeps 100 ms before it tells the old ones to stop: for
 /// about that long a new connection may still get the old certificate (measured on nginx 1.22
 /// and 1.26: up to 104 ms after `nginx -s reload` returned). The confirmation lands past it.
-const CONFIRM_AFTER: Duration = Duration::from_millis(150);
+pub const CONFIRM_AFTER: Duration = Duration::from_millis(150);
 
 /// One TLS attempt may take this long.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);

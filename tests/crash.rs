@@ -299,6 +299,46 @@ fn agent_killed_at_every_crash_point_is_repaired_by_sync() {
     });
 }
 
+/// The agent's points inside a batch commit (issue 19), in order: after the first lineage's links
+/// moved, before the one config test, before the one reload.
+const BATCH_POINTS: [&str; 3] = [
+    "batch-after-first-switch",
+    "batch-before-test",
+    "batch-before-reload",
+];
+
+/// Guarantee 6 for batches: node 2's agent killed inside `sync`'s commit. The lineage is old,
+/// new or pending (its marker naming the old links), the other nodes move on, and one more
+/// `sync` repairs node 2.
+#[test]
+fn agent_killed_inside_a_batch_commit_is_repaired_by_sync() {
+    let bed = tls_bed_with(3, &crashpoint_bin());
+    let hits = bed.root().join("crash-hits");
+    std::fs::write(&hits, "").unwrap();
+    bed.chown_to_agent(&hits).unwrap();
+    walk(&bed, &BATCH_POINTS, |point, v| {
+        let original = arm_agent(&bed, 2, point, &hits);
+        let out = bed.certherd(1, &["sync"]).output().unwrap();
+        restore_forced_command(&bed, 2, &original);
+        assert_eq!(
+            last_hit(&hits).as_deref(),
+            Some(point),
+            "the agent did not stop at {point}: {}",
+            text(&out)
+        );
+        assert_eq!(out.status.code(), Some(1), "{point}: {}", text(&out));
+        assert!(stderr(&out).contains("node2"), "{point}: {}", text(&out));
+        let state = observe(&bed, 2, v - 1, v, point);
+        assert!(
+            state.starts_with("pending"),
+            "{point}: a kill inside the commit leaves the marker: {state}"
+        );
+        assert_consistent(&bed, 3, v, &format!("{point}: the others move on"));
+        sync_repairs(&bed, v, point);
+        state
+    });
+}
+
 /// Guarantee 2 under the crash walk: node 2 renewed on its own (its own version N, another key)
 /// while the primary did too. `deploy` refuses it as a split brain naming both leaf fingerprints
 /// and changes nothing there; `sync` resolving it is killed at each of its points (and, with a

@@ -66,16 +66,16 @@ pub async fn sync(config: &Config, options: &SyncFlags) -> Result<i32> {
             .map(|n| LineageName::parse(n))
             .collect::<std::result::Result<Vec<_>, _>>()?
     };
-    let mut ok = true;
-    let mut pushed = Vec::new();
-    for lineage in &lineages {
-        let d = certs::push(config, lineage, false).await?;
-        if options.format == Format::Table && crate::log::enabled(0) {
-            print!("{}", report::table(&d));
+    // One agent session per peer carrying every lineage, one test and one reload per node
+    // (issue 19), one alert for the run.
+    let deployments = crate::fanout::batch::push_all(config, &lineages).await?;
+    if options.format == Format::Table && crate::log::enabled(0) {
+        for d in &deployments {
+            print!("{}", report::table(d));
         }
-        ok &= report::publish(config, &d, "sync").await;
-        pushed.push(DeploymentJson::of(&d));
     }
+    let ok = deployments.is_empty() || report::publish_batch(config, &deployments, "sync").await;
+    let pushed: Vec<DeploymentJson> = deployments.iter().map(DeploymentJson::of).collect();
     if lineages.is_empty() {
         crate::info!(
             "no lineages under {}",

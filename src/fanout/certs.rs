@@ -35,6 +35,9 @@ pub enum InstallFailure {
     /// A peer, typed as its agent (or the connection) reported it.
     #[error("{0}")]
     Peer(#[from] PeerError),
+    /// This node's own files of the lineage could not be read to send.
+    #[error("cannot read it here to send: {0}")]
+    Source(String),
     /// A peer answered the install with something else.
     #[error("unexpected answer {0}")]
     UnexpectedAnswer(String),
@@ -439,7 +442,7 @@ fn unchecked() -> Check {
 /// Why a standby did not take the renewal config, if it did not. A peer marked standby here
 /// whose own config does not say so is a mismatch the operator must resolve on one side; a
 /// standby that dropped `server` or `account` could not renew with this account.
-fn standby_failure(
+pub(super) fn standby_failure(
     peer: &str,
     result: &std::result::Result<Vec<Response>, PeerError>,
 ) -> Option<StandbyFailure> {

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::fleet::PeerOutcome;
 use crate::ssh::PeerError;
 
+pub mod batch;
 pub mod certs;
 pub mod tokens;
 

@@ -33,6 +33,16 @@ pub enum InstallError {
     /// The reload failed after a passing test; the new version is installed.
     #[error("reload failed (new certificate installed, config test passed): {0}")]
     ReloadFailed(ExecError),
+    /// Batch: the config test fails with every lineage of the batch back on its previous
+    /// certificate too: this node's config is broken, not the batch.
+    #[error("config test fails with the previous certificates too (this node's config is broken; every lineage of the batch restored): {0}")]
+    ConfigBroken(ExecError),
+    /// Batch: the reload failed after a passing test; every lineage went back.
+    #[error("reload failed; every lineage of the batch restored to its previous certificate: {0}")]
+    BatchReloadFailed(ExecError),
+    /// Batch: still suspected of breaking the config test when the test budget ran out.
+    #[error("restored: the config test fails with the batch, and {0} tests did not tell which lineages break it")]
+    NotIsolated(usize),
     /// The files failed verification; nothing was written.
     #[error("refused before writing anything: {0}")]
     Unverified(crate::pem::PairError),
@@ -55,7 +65,10 @@ impl InstallError {
     /// The class the agent answers with: the primary decides by it, never by the message.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            InstallError::TestFailed { .. } => ErrorKind::TestFailed,
+            InstallError::TestFailed { .. }
+            | InstallError::ConfigBroken(_)
+            | InstallError::NotIsolated(_) => ErrorKind::TestFailed,
+            InstallError::BatchReloadFailed(_) => ErrorKind::ReloadFailed,
             InstallError::ReloadFailed(_) => ErrorKind::ReloadFailed,
             InstallError::Unverified(_) => ErrorKind::Unverified,
             InstallError::Refused(_) => ErrorKind::Invalid,
@@ -114,6 +127,34 @@ impl Layout {
         commands: &Commands,
         on_split_brain: OnSplitBrain,
     ) -> std::result::Result<Installed, InstallError> {
+        let now = Self::check_request(lineage, version, files)?;
+        let mut made = Created::default();
+        let _lock = self.lock_lineage(lineage, &mut made)?;
+        let result = self.install_verified(
+            lineage,
+            version,
+            files,
+            commands,
+            (on_split_brain, now),
+            &mut made,
+        );
+        // Still under the lock (issue 19): undone after letting go, this would delete the
+        // files and the lock of the next install of the lineage, already waiting.
+        if let Err(e) = &result {
+            if !matches!(e, InstallError::ReloadFailed(_)) && !made.links_moved {
+                made.undo();
+            }
+        }
+        result
+    }
+
+    /// What every install and stage refuses before touching the disk: a name no file can carry,
+    /// version 0, files that are not a verified pair. Returns the time it verified at.
+    pub(super) fn check_request(
+        lineage: &LineageName,
+        version: u32,
+        files: &LineageFiles,
+    ) -> std::result::Result<i64, InstallError> {
         if lineage.as_str().len() > NAME_MAX {
             return Err(InstallError::Refused(format!(
                 "lineage {} is {} bytes (expected at most {NAME_MAX}, a file name)",
@@ -137,37 +178,26 @@ impl Layout {
             now,
         )
         .map_err(InstallError::Unverified)?;
-        let mut made = Created::default();
-        let _lock = match self.lock_lineage(lineage, &mut made) {
-            Ok(lock) => lock,
-            Err(e) => {
-                made.undo();
-                return Err(e);
-            }
-        };
-        let result = self.install_verified(
-            lineage,
-            version,
-            files,
-            commands,
-            (on_split_brain, now),
-            &mut made,
-        );
-        // Still under the lock (issue 19): undone after letting go, this would delete the
-        // files and the lock of the next install of the lineage, already waiting.
-        if let Err(e) = &result {
-            if !matches!(e, InstallError::ReloadFailed(_)) && !made.links_moved {
-                made.undo();
-            }
-        }
-        result
+        Ok(now)
     }
 
     /// Makes the lineage's directories (walked without following symlinks: a planted
     /// `live/<lineage>` link is refused) and takes its install lock. An install that failed
     /// removes what it created, the lock file and fresh directories included, before it lets
     /// go; a waiter then holds a lock nobody else will see, so it starts over (bounded).
-    fn lock_lineage(
+    pub(super) fn lock_lineage(
+        &self,
+        lineage: &LineageName,
+        made: &mut Created,
+    ) -> std::result::Result<crate::lockfile::Lock, InstallError> {
+        let locked = self.lock_lineage_once(lineage, made);
+        if locked.is_err() {
+            made.undo();
+        }
+        locked
+    }
+
+    fn lock_lineage_once(
         &self,
         lineage: &LineageName,
         made: &mut Created,
@@ -203,9 +233,44 @@ impl Layout {
         version: u32,
         files: &LineageFiles,
         commands: &Commands,
-        (on_split_brain, now): (OnSplitBrain, i64),
+        how: (OnSplitBrain, i64),
         made: &mut Created,
     ) -> std::result::Result<Installed, InstallError> {
+        let prepared = self.prepare(lineage, version, files, how, made)?;
+        if prepared.current {
+            return Ok(prepared.installed(false));
+        }
+        self.switch_links(lineage, version)?;
+        crate::crashpoint!("before-test");
+
+        if let Err(output) = commands.test() {
+            self.restore_links(lineage, &prepared.previous)?;
+            // Back where it was: what this install created goes too.
+            made.links_moved = false;
+            return Err(InstallError::TestFailed {
+                output,
+                restored: prepared.before,
+            });
+        }
+        crate::crashpoint!("after-test");
+        // A failed reload keeps the marker: the next deploy or sync tests and reloads again.
+        commands.reload().map_err(InstallError::ReloadFailed)?;
+        crate::crashpoint!("after-reload");
+        self.finish(lineage)?;
+        Ok(prepared.installed(true))
+    }
+
+    /// Everything of an install before its links move, under the lineage lock: the no-op check,
+    /// the split-brain rule, the staged files, the pending marker (the links to go back to),
+    /// then the version's archive names. `install` and the batch's `stage` share it.
+    pub(super) fn prepare(
+        &self,
+        lineage: &LineageName,
+        version: u32,
+        files: &LineageFiles,
+        (on_split_brain, now): (OnSplitBrain, i64),
+        made: &mut Created,
+    ) -> std::result::Result<Prepared, InstallError> {
         let archive = self.archive_dir(lineage);
         let live = self.live_dir(lineage);
         // An earlier install that moved the links but never finished its test and reload (agent
@@ -220,11 +285,12 @@ impl Layout {
         };
         if pending.is_none() && self.has(lineage, version, files) {
             key_mode_0600(&archive, version)?;
-            return Ok(Installed {
+            return Ok(Prepared {
+                version,
                 before,
-                after: version,
-                changed: false,
-                split_brain: None,
+                current: true,
+                previous: Vec::new(),
+                kept: None,
             });
         }
 
@@ -274,51 +340,86 @@ impl Layout {
         }
         super::stage::commit(&archive, version, |p| made.note(p))?;
         key_mode_0600(&archive, version)?;
-        for kind in KINDS {
-            let target = PathBuf::from(format!("../../archive/{lineage}/{kind}{version}.pem"));
-            swap_symlink(&live.join(format!("{kind}.pem")), &target)?;
-            crate::crashpoint!("after-link-{kind}");
-        }
-        sync_dir(&live)?;
-        crate::crashpoint!("before-test");
-
-        if let Err(output) = commands.test() {
-            for (kind, old) in KINDS.iter().zip(&previous) {
-                let link = live.join(format!("{kind}.pem"));
-                match old {
-                    Some(target) => swap_symlink(&link, target)?,
-                    None => remove_if_exists(&link)?,
-                }
-                crate::crashpoint!("rollback-after-link-{kind}");
-            }
-            sync_dir(&live)?;
-            crate::crashpoint!("rollback-before-marker-removed");
-            remove_if_exists(&pending_path)?;
-            // Back where it was: what this install created goes too.
-            made.links_moved = false;
-            return Err(InstallError::TestFailed {
-                output,
-                restored: before,
-            });
-        }
-        crate::crashpoint!("after-test");
-        // A failed reload keeps the marker: the next deploy or sync tests and reloads again.
-        commands.reload().map_err(InstallError::ReloadFailed)?;
-        crate::crashpoint!("after-reload");
-        remove_if_exists(&pending_path)?;
-        sync_dir(&live)?;
-        crate::crashpoint!("after-pending-removed");
-        Ok(Installed {
+        Ok(Prepared {
+            version,
             before,
-            after: version,
-            changed: true,
-            split_brain: kept.map(|(k, c)| SplitBrainKept {
+            current: false,
+            previous,
+            kept: kept.map(|(k, c)| SplitBrainKept {
                 version,
                 ours: c.ours,
                 theirs: c.theirs,
                 kept: format!("archive/{lineage}/{}/", k.dir),
             }),
         })
+    }
+
+    /// Points the four live links at `version` (each swapped by rename, never deleted first).
+    pub(super) fn switch_links(&self, lineage: &LineageName, version: u32) -> Result<()> {
+        let live = self.live_dir(lineage);
+        for kind in KINDS {
+            let target = PathBuf::from(format!("../../archive/{lineage}/{kind}{version}.pem"));
+            swap_symlink(&live.join(format!("{kind}.pem")), &target)?;
+            crate::crashpoint!("after-link-{kind}");
+        }
+        sync_dir(&live)
+    }
+
+    /// Puts the links recorded in the pending marker back and removes the marker: the lineage
+    /// is where it was before the install.
+    pub(super) fn restore_links(
+        &self,
+        lineage: &LineageName,
+        previous: &[Option<PathBuf>],
+    ) -> Result<()> {
+        let live = self.live_dir(lineage);
+        for (kind, old) in KINDS.iter().zip(previous) {
+            let link = live.join(format!("{kind}.pem"));
+            match old {
+                Some(target) => swap_symlink(&link, target)?,
+                None => remove_if_exists(&link)?,
+            }
+            crate::crashpoint!("rollback-after-link-{kind}");
+        }
+        sync_dir(&live)?;
+        crate::crashpoint!("rollback-before-marker-removed");
+        remove_if_exists(&live.join(PENDING))
+    }
+
+    /// After a passing test and reload: the marker goes, the install is complete.
+    pub(super) fn finish(&self, lineage: &LineageName) -> Result<()> {
+        let live = self.live_dir(lineage);
+        remove_if_exists(&live.join(PENDING))?;
+        sync_dir(&live)?;
+        crate::crashpoint!("after-pending-removed");
+        Ok(())
+    }
+}
+
+/// An install prepared up to its links: what [`Layout::prepare`] leaves for the switch.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    /// The version prepared.
+    pub version: u32,
+    /// The version the links named before (the first unfinished install's, if any).
+    pub before: Option<u32>,
+    /// The node was already fully on this version: nothing to switch, test or reload.
+    pub current: bool,
+    /// The links to go back to (as recorded in the pending marker).
+    pub previous: Vec<Option<PathBuf>>,
+    /// A clashing version of this node's, kept aside.
+    pub kept: Option<SplitBrainKept>,
+}
+
+impl Prepared {
+    /// The answer for this install once done (`changed`: links moved and the node reloaded).
+    pub fn installed(&self, changed: bool) -> Installed {
+        Installed {
+            before: self.before,
+            after: self.version,
+            changed,
+            split_brain: self.kept.clone(),
+        }
     }
 }
 
@@ -330,19 +431,19 @@ const LOCK_ATTEMPTS: usize = 20;
 const NAME_MAX: usize = 255;
 
 /// What an install created, to remove again when it does not complete.
-#[derive(Default)]
-struct Created {
+#[derive(Default, Debug)]
+pub(super) struct Created {
     /// Directories it made, outermost first.
     dirs: Vec<PathBuf>,
     /// Files (and symlinks) that did not exist before it wrote them.
-    files: Vec<PathBuf>,
+    pub(super) files: Vec<PathBuf>,
     /// Live links have moved: what they name must stay until a rollback puts them back.
-    links_moved: bool,
+    pub(super) links_moved: bool,
 }
 
 impl Created {
     /// Remembers `path` as created by this install if nothing is there yet.
-    fn note(&mut self, path: &Path) {
+    pub(super) fn note(&mut self, path: &Path) {
         if fs::symlink_metadata(path).is_err() {
             self.files.push(path.to_owned());
         }
@@ -350,7 +451,7 @@ impl Created {
 
     /// Removes, newest first, what this install created (best effort: the error that made the
     /// install fail is the one reported).
-    fn undo(&mut self) {
+    pub(super) fn undo(&mut self) {
         for f in self.files.drain(..).rev() {
             let _ = fs::remove_file(&f);
             let _ = fs::remove_file(temp_name(&f));
@@ -405,246 +506,5 @@ User Guide at https://certbot.eff.org/docs/using.html#where-are-my-certificates.
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-    pub(in crate::lineage) use crate::scratch::scratch;
-    use std::os::unix::fs::PermissionsExt;
-    use std::time::Duration;
-
-    use crate::pem::PairError;
-
-    fn argv(s: &[&str]) -> Vec<String> {
-        s.iter().map(|a| a.to_string()).collect()
-    }
-
-    /// A real version made by openssl (P-256, self-signed): install verifies what it writes.
-    pub(in crate::lineage) fn real_files(tag: &str) -> LineageFiles {
-        let (cert, privkey) = crate::pem::testing::pair(
-            &format!("files-{tag}"),
-            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
-        );
-        LineageFiles {
-            chain: cert.clone(),
-            fullchain: format!("{cert}{cert}"),
-            cert,
-            privkey,
-            privkey_link: None,
-        }
-    }
-
-    pub(in crate::lineage) fn commands(test: &[&str], reload: &[&str]) -> Commands {
-        Commands {
-            test: argv(test),
-            reload: argv(reload),
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    /// Every path below `root` (sorted), to compare before and after.
-    pub(in crate::lineage) fn tree(root: &Path) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let mut stack = vec![root.to_owned()];
-        while let Some(d) = stack.pop() {
-            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-                out.push(e.path());
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(e.path());
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-
-    pub(in crate::lineage) fn mode(p: &Path) -> u32 {
-        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
-    }
-
-    #[test]
-    fn an_unfinished_install_is_finished_not_skipped() {
-        let root = scratch("unfinished");
-        let layout = Layout::new(&root);
-        let lineage = LineageName::parse("example.com").unwrap();
-        let files = real_files("unfinished");
-        let failed = layout.install(&lineage, 1, &files, &commands(&["true"], &["false"]));
-        assert!(
-            matches!(failed, Err(InstallError::ReloadFailed(_))),
-            "{failed:?}"
-        );
-        assert!(layout.live_dir(&lineage).join(PENDING).exists());
-        let again = layout
-            .install(&lineage, 1, &files, &commands(&["true"], &["true"]))
-            .unwrap();
-        assert!(again.changed, "the reload was not retried");
-        assert!(!layout.live_dir(&lineage).join(PENDING).exists());
-        let noop = layout
-            .install(&lineage, 1, &files, &commands(&["true"], &["false"]))
-            .unwrap();
-        assert!(!noop.changed);
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    /// Issue 9: refused and rolled-back installs leave nothing they created, on a fresh node and
-    /// next to an installed version.
-    #[test]
-    fn refused_or_rolled_back_installs_leave_nothing() {
-        let root = scratch("leftover");
-        let layout = Layout::new(&root);
-        let lineage = LineageName::parse("example.com").unwrap();
-        let good = real_files("leftover-a");
-        let other = real_files("leftover-b");
-        let mismatched = LineageFiles {
-            privkey: other.privkey.clone(),
-            ..good.clone()
-        };
-        let ok = commands(&["true"], &["true"]);
-        for round in 0..2 {
-            let before = tree(&root);
-            for v in 2..6 {
-                let r = layout.install(&lineage, v, &mismatched, &ok);
-                assert!(
-                    matches!(r, Err(InstallError::Unverified(PairError::KeyMismatch))),
-                    "{r:?}"
-                );
-                let r = layout.install(&lineage, v, &other, &commands(&["false"], &["true"]));
-                assert!(matches!(r, Err(InstallError::TestFailed { .. })), "{r:?}");
-            }
-            assert_eq!(tree(&root), before, "round {round}: leftovers");
-            layout.install(&lineage, 1, &good, &ok).unwrap();
-        }
-        assert_eq!(layout.current_version(&lineage).unwrap(), 1);
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    /// Issue 9: a key left 0644 with the same content, and the older key a reuse link names, are
-    /// 0600 after the install.
-    #[test]
-    fn keys_are_0600_after_every_install() {
-        let root = scratch("keymode");
-        let layout = Layout::new(&root);
-        let lineage = LineageName::parse("example.com").unwrap();
-        let files = real_files("keymode");
-        let ok = commands(&["true"], &["true"]);
-        layout.install(&lineage, 1, &files, &ok).unwrap();
-        let key1 = layout.archive_dir(&lineage).join("privkey1.pem");
-        fs::set_permissions(&key1, fs::Permissions::from_mode(0o644)).unwrap();
-        let noop = layout.install(&lineage, 1, &files, &ok).unwrap();
-        assert!(!noop.changed);
-        assert_eq!(mode(&key1), 0o600, "equal content, no-op install");
-        fs::set_permissions(&key1, fs::Permissions::from_mode(0o644)).unwrap();
-        let reuse = LineageFiles {
-            privkey_link: Some(1),
-            ..files.clone()
-        };
-        layout.install(&lineage, 2, &reuse, &ok).unwrap();
-        let key2 = layout.archive_dir(&lineage).join("privkey2.pem");
-        assert_eq!(fs::read_link(&key2).unwrap(), PathBuf::from("privkey1.pem"));
-        assert_eq!(mode(&key1), 0o600, "the file a reuse link names");
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    /// Issue 9: planted symlinks at live/<lineage> and at the lock file are refused, naming the
-    /// path, and nothing is written through them.
-    #[test]
-    fn planted_symlinks_are_refused() {
-        let root = scratch("planted");
-        let decoy = scratch("planted-decoy");
-        let layout = Layout::new(&root);
-        let lineage = LineageName::parse("example.com").unwrap();
-        let files = real_files("planted");
-        let ok = commands(&["true"], &["true"]);
-        fs::create_dir_all(root.join("live")).unwrap();
-        std::os::unix::fs::symlink(&decoy, layout.live_dir(&lineage)).unwrap();
-        let err = layout
-            .install(&lineage, 1, &files, &ok)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("live/example.com") && err.contains("symlink"),
-            "{err}"
-        );
-        fs::remove_file(layout.live_dir(&lineage)).unwrap();
-        fs::create_dir_all(layout.archive_dir(&lineage)).unwrap();
-        std::os::unix::fs::symlink(
-            decoy.join("lock"),
-            layout.archive_dir(&lineage).join(".certherd.lock"),
-        )
-        .unwrap();
-        let err = layout
-            .install(&lineage, 1, &files, &ok)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(".certherd.lock"), "{err}");
-        assert_eq!(
-            tree(&decoy),
-            Vec::<PathBuf>::new(),
-            "written through a planted link"
-        );
-        fs::remove_dir_all(&root).unwrap();
-        fs::remove_dir_all(&decoy).unwrap();
-    }
-
-    /// Issue 19: two installs of one lineage at once, the first failing its config test: its
-    /// clean-up runs under the lock, and the second, which waited, installs whole.
-    #[test]
-    fn a_failed_install_never_cleans_up_under_the_next() {
-        let root = scratch("two-installs");
-        let layout = Layout::new(&root);
-        let lineage = LineageName::parse("example.com").unwrap();
-        let files = real_files("two-installs");
-        let flag = root.join("tested-once");
-        // Fails the first time, after a pause long enough for the second install to queue.
-        let test = format!(
-            "if [ -e {f} ]; then exit 0; fi; touch {f}; sleep 0.5; exit 1",
-            f = flag.display()
-        );
-        let flaky = commands(&["/bin/sh", "-c", &test], &["true"]);
-        std::thread::scope(|s| {
-            let first = s.spawn(|| layout.install(&lineage, 1, &files, &flaky));
-            assert!(
-                (0..200).any(|_| {
-                    std::thread::sleep(Duration::from_millis(10));
-                    flag.exists()
-                }),
-                "the first install never ran its test"
-            );
-            let second = s.spawn(|| layout.install(&lineage, 1, &files, &flaky));
-            let first = first.join().unwrap();
-            assert!(
-                matches!(first, Err(InstallError::TestFailed { .. })),
-                "{first:?}"
-            );
-            let second = second.join().unwrap().expect("the second install");
-            assert!(second.changed);
-        });
-        assert_eq!(layout.current_version(&lineage).unwrap(), 1);
-        assert!(layout.read_version(&lineage, 1).unwrap() == files);
-        assert!(layout.archive_dir(&lineage).join(".certherd.lock").exists());
-        assert!(!layout.live_dir(&lineage).join(PENDING).exists());
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    /// Issue 19: a staged file or a temp file a killed agent left never blocks an install.
-    #[test]
-    fn leftovers_of_a_killed_install_never_block_the_next() {
-        let root = scratch("leftover-temps");
-        let layout = Layout::new(&root);
-        let lineage = LineageName::parse("example.com").unwrap();
-        let files = real_files("leftover-temps");
-        let archive = layout.archive_dir(&lineage);
-        let live = layout.live_dir(&lineage);
-        fs::create_dir_all(&archive).unwrap();
-        fs::create_dir_all(&live).unwrap();
-        for kind in KINDS {
-            let f = archive.join(format!("{kind}1.pem"));
-            fs::write(super::super::stage::staged_name(&f), "half").unwrap();
-        }
-        fs::write(temp_name(&live.join(PENDING)), "half").unwrap();
-        fs::write(temp_name(&live.join("README")), "half").unwrap();
-        layout
-            .install(&lineage, 1, &files, &commands(&["true"], &["true"]))
-            .unwrap();
-        assert!(layout.read_version(&lineage, 1).unwrap() == files);
-        fs::remove_dir_all(&root).unwrap();
-    }
-}
+#[path = "install_tests.rs"]
+pub(super) mod tests;

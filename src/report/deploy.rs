@@ -220,9 +220,72 @@ pub fn alert(d: &Deployment, event: &'static str, from: String) -> DeployAlert {
     )
 }
 
+/// The ONE alert of a run that pushed many lineages (`sync`): per node, ok when it installed
+/// and serves every lineage it receives, else the failing lineages and why. The lineage field
+/// names the one lineage, or how many; the version is the one lineage's (0 for several).
+pub fn batch_alert(ds: &[Deployment], event: &'static str, from: String) -> DeployAlert {
+    let mut nodes: Vec<NodeAlert> = Vec::new();
+    for d in ds {
+        for r in &d.rows {
+            let i = match nodes.iter().position(|n| n.node == r.node) {
+                Some(i) => i,
+                None => {
+                    nodes.push(NodeAlert {
+                        node: r.node.clone(),
+                        ok: true,
+                        required: !r.optional,
+                        before: r.result.before,
+                        version: r.result.after,
+                        duration_ms: 0,
+                        error: None,
+                    });
+                    nodes.len() - 1
+                }
+            };
+            let n = &mut nodes[i];
+            n.duration_ms = n.duration_ms.max(r.elapsed.as_millis() as u64);
+            if let Some(why) = r.failure() {
+                n.ok = false;
+                let line = format!("{}: {why}", d.lineage);
+                n.error = Some(match n.error.take() {
+                    // Bounded: a node failing 1,000 lineages is one readable alert.
+                    Some(e) if e.len() > 1500 => e,
+                    Some(e) => format!("{e}; {line}"),
+                    None => line,
+                });
+            }
+        }
+    }
+    let (lineage, version, not_after) = match ds {
+        [d] => (d.lineage.to_string(), d.version, Some(d.not_after)),
+        _ => (format!("{} lineages", ds.len()), 0, None),
+    };
+    DeployAlert::new(event, from, lineage, version, not_after, nodes)
+}
+
+/// Logs each push node by node and sends ONE alert for all of them (failed, or always with
+/// `on_success`); returns whether every required node installed and serves every lineage.
+pub async fn publish_batch(config: &Config, ds: &[Deployment], event: &'static str) -> bool {
+    for d in ds {
+        record(config, d, event);
+    }
+    let alert = batch_alert(ds, event, config.node_name());
+    crate::alert::send(&config.alert, &alert).await;
+    alert.ok
+}
+
 /// Logs the push node by node and sends its alert (failed, or always with `on_success`);
 /// returns whether every required node installed and serves the version.
 pub async fn publish(config: &Config, d: &Deployment, event: &'static str) -> bool {
+    record(config, d, event);
+    let alert = alert(d, event, config.node_name());
+    crate::alert::send(&config.alert, &alert).await;
+    alert.ok
+}
+
+/// What every push leaves behind, alert aside: the log lines of its nodes and timings, and its
+/// receipts in the deploy log.
+fn record(config: &Config, d: &Deployment, event: &str) {
     log_nodes(d, event);
     super::nodes::log_timings(&d.rows, event);
     let json = DeploymentJson::of(d);
@@ -233,7 +296,4 @@ pub async fn publish(config: &Config, d: &Deployment, event: &'static str) -> bo
         nodes: &json.nodes,
     };
     super::receipts::append(config, &push, event);
-    let alert = alert(d, event, config.node_name());
-    crate::alert::send(&config.alert, &alert).await;
-    alert.ok
 }

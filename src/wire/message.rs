@@ -46,6 +46,28 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         resolve_split_brain: bool,
     },
+    /// Batch, first half: verify and write a version like `install` (same checks, same
+    /// refusals), record it pending, but switch no link, test nothing, reload nothing: the
+    /// lineage waits for `commit` in this session. Answers `staged`.
+    Stage {
+        /// certbot lineage name.
+        lineage: LineageName,
+        /// Archive version number N.
+        version: u32,
+        /// The four files of version N.
+        files: LineageFiles,
+        /// As `install`'s: keep a clashing version of the node's aside instead of refusing.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resolve_split_brain: bool,
+    },
+    /// Batch, second half: switch the links of the named lineages staged in this session, run
+    /// the node's config test once and reload once. A failing test puts every one back, then
+    /// the lineages that break it are found and reported; the others go in. Answers
+    /// `committed`, one entry per lineage named.
+    Commit {
+        /// The lineages to switch (each staged earlier in this session).
+        lineages: Vec<LineageName>,
+    },
     /// Report every lineage installed on this node.
     Status {},
     /// Standby nodes: which certbot `certherd renew` runs there (`doctor` checks it can keep
@@ -66,6 +88,8 @@ pub const OPS: &[&str] = &[
     "put_token",
     "remove_token",
     "install",
+    "stage",
+    "commit",
     "status",
     "put_renewal",
     "certbot_version",
@@ -107,6 +131,18 @@ pub enum Response {
     },
     /// Answer to `install`: the fields of [`Installed`], next to `"result":"installed"`.
     Installed(Installed),
+    /// Answer to `stage`: the version is written and pending, waiting for `commit`.
+    Staged {
+        /// The lineage staged.
+        lineage: LineageName,
+        /// Whether the node was already fully on this version (then `commit` changes nothing).
+        current: bool,
+    },
+    /// Answer to `commit`: one outcome per lineage named, in the order named.
+    Committed {
+        /// Per lineage.
+        lineages: Vec<Committed>,
+    },
     /// Answer to `status`.
     Status {
         /// One entry per lineage under live/.
@@ -133,6 +169,36 @@ pub enum Response {
         message: String,
     },
 }
+
+/// One lineage's outcome in a `commit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// The lineage.
+    pub lineage: LineageName,
+    /// Installed (as `install` answers), or why not.
+    #[serde(flatten)]
+    pub outcome: CommitOutcome,
+}
+
+/// What `commit` did with one lineage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum CommitOutcome {
+    /// In place, tested and reloaded (or already current).
+    Installed(Installed),
+    /// Not installed; its previous links are back.
+    Error {
+        /// Machine-readable class (`test_failed` names this lineage as one that breaks the
+        /// node's config test).
+        kind: ErrorKind,
+        /// One human line.
+        message: String,
+    },
+}
+
+/// The capability a primary looks for in `hello`'s `ops` before it sends `stage` and `commit`;
+/// an agent without it gets one `install` per lineage.
+pub const BATCH_OP: &str = "commit";
 
 /// Classes of agent errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +352,34 @@ mod tests {
             })
         );
         assert_eq!(serde_json::to_string(&parsed).unwrap(), line);
+    }
+
+    /// `commit` answers one entry per lineage, `installed` with the fields of `install`'s answer
+    /// or an error with its kind; `hello` announces the batch ops an older primary never sends.
+    #[test]
+    fn committed_has_one_entry_per_lineage() {
+        let line = r#"{"result":"committed","lineages":[{"lineage":"a.test","result":"installed","before":1,"after":2,"changed":true},{"lineage":"b.test","result":"error","kind":"test_failed","message":"nginx: bad"}]}"#;
+        let parsed: Response = serde_json::from_str(line).unwrap();
+        let Response::Committed { lineages } = &parsed else {
+            panic!("{parsed:?}")
+        };
+        assert!(matches!(&lineages[0].outcome, CommitOutcome::Installed(i) if i.after == 2));
+        assert!(matches!(
+            &lineages[1].outcome,
+            CommitOutcome::Error {
+                kind: ErrorKind::TestFailed,
+                ..
+            }
+        ));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), line);
+        assert!(OPS.contains(&BATCH_OP) && OPS.contains(&"stage"));
+        assert!(matches!(
+            parse_request(br#"{"op":"commit","lineages":["a.test","../etc"]}"#),
+            Err(Response::Error {
+                kind: ErrorKind::Invalid,
+                ..
+            })
+        ));
     }
 
     /// `dropped`, `standby` and `exposed` are optional both ways: old answers parse, and answers without

@@ -1,0 +1,573 @@
+//! The batch push behind `sync` (issue 19): work by node, not by lineage. Each peer gets ONE
+//! agent session carrying every lineage it receives — `stage` one by one (the files read from
+//! disk as they go out: memory does not grow with the number of lineages), then one `commit`
+//! per [`MAX_STAGED`] lineages: one config test and one reload on that node, however many
+//! lineages. This node tests and reloads once when it does not serve them all yet. The served
+//! checks then run concurrently after one settle window, not one per lineage.
+//!
+//! An agent that does not announce [`BATCH_OP`] in `hello` (an older certherd) gets one
+//! `install` per lineage over the same session, as before.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::certs::{Deployment, Install, InstallFailure, StandbyFailure};
+use super::NodeResult;
+use crate::config::{Config, Peer};
+use crate::error::{Error, Result};
+use crate::lineage::batch::MAX_STAGED;
+use crate::lineage::Layout;
+use crate::names::LineageName;
+use crate::pem;
+use crate::served::{self, Check, Served, Versions};
+use crate::ssh::{AgentChannel, PeerError};
+use crate::wire::{CommitOutcome, ErrorKind, Installed, Request, Response, BATCH_OP};
+
+/// Served checks in flight at once (TLS handshakes to the nodes).
+const CHECKS_AT_ONCE: usize = 64;
+
+/// How long a node that does not answer at all gets to come back after its reload.
+const SERVE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What the primary knows about one lineage it pushes (the files themselves are read again
+/// when they go out, one at a time).
+#[derive(Debug)]
+struct Planned {
+    lineage: LineageName,
+    version: u32,
+    not_after: i64,
+    sni: Option<String>,
+    versions: Versions,
+}
+
+/// One peer's answer per lineage it receives: plan index → installed, or why not.
+type PeerResults = Vec<(usize, std::result::Result<Installed, InstallFailure>)>;
+
+/// Pushes every lineage in `lineages` to every peer that receives it (see the module docs) and
+/// returns one [`Deployment`] per lineage, rows as a per-lineage push gives them.
+pub async fn push_all(config: &Config, lineages: &[LineageName]) -> Result<Vec<Deployment>> {
+    let layout = Layout::new(&config.letsencrypt_dir);
+    let plans: Arc<Vec<Planned>> = Arc::new(
+        lineages
+            .iter()
+            .map(|l| plan(&layout, l))
+            .collect::<Result<_>>()?,
+    );
+    // Who gets what: the peers whose `lineages` list admits each one, in config order.
+    let mut receiving: Vec<(Peer, Vec<usize>)> = Vec::new();
+    for (i, p) in plans.iter().enumerate() {
+        for peer in config.peers_receiving(p.lineage.as_str()) {
+            match receiving.iter_mut().find(|(q, _)| q.name == peer.name) {
+                Some((_, list)) => list.push(i),
+                None => receiving.push((peer.clone(), vec![i])),
+            }
+        }
+    }
+    let peers: Vec<Peer> = receiving.iter().map(|(p, _)| p.clone()).collect();
+    let mine: Arc<HashMap<String, Vec<usize>>> = Arc::new(
+        receiving
+            .into_iter()
+            .map(|(p, list)| (p.name, list))
+            .collect(),
+    );
+    let remote = {
+        let (plans, root, config_path) = (
+            plans.clone(),
+            config.letsencrypt_dir.clone(),
+            config.path.clone(),
+        );
+        crate::fleet::sessions(&config.ssh, &peers, move |peer, agent, ops| {
+            let list = mine.get(&peer.name).cloned().unwrap_or_default();
+            let (plans, root, config_path) = (plans.clone(), root.clone(), config_path.clone());
+            async move {
+                let work = PeerWork {
+                    plans: &plans,
+                    layout: Layout::new(&root),
+                    root: &root,
+                    config_path: &config_path,
+                };
+                work.run(peer, agent, ops, list).await
+            }
+        })
+    };
+    let local = this_node(config, plans.clone());
+    let (remote, (local, local_elapsed)) = tokio::join!(remote, local);
+    crate::crashpoint!("primary-after-installs");
+
+    let mut deployments: Vec<Deployment> = plans
+        .iter()
+        .zip(local)
+        .map(|(p, result)| Deployment {
+            lineage: p.lineage.clone(),
+            version: p.version,
+            not_after: p.not_after,
+            rows: vec![NodeResult {
+                node: config.node_name(),
+                optional: false,
+                https: config.https.clone(),
+                result: install_row(Some(p.version), result.map(|c| (c, None))),
+                elapsed: local_elapsed,
+                ssh: None,
+            }],
+        })
+        .collect();
+    for outcome in remote {
+        let list = match outcome.result {
+            Ok(results) => results,
+            // The session failed as a whole: every lineage of that peer, with its reason.
+            Err(e) => plans_of(&outcome.peer, &plans, config)
+                .into_iter()
+                .map(|i| (i, Err(InstallFailure::Peer(clone_peer_error(&e)))))
+                .collect(),
+        };
+        for (i, result) in list {
+            deployments[i].rows.push(NodeResult {
+                node: outcome.peer.name.clone(),
+                optional: outcome.peer.optional,
+                https: outcome.peer.https_addr(),
+                result: install_row(None, result.map(|inst| (inst.changed, Some(inst)))),
+                elapsed: outcome.elapsed,
+                ssh: Some(outcome.ssh.clone()),
+            });
+        }
+    }
+    // Peers in config order within each lineage (sessions end in any order).
+    for d in &mut deployments {
+        let order = |name: &str| peers.iter().position(|p| p.name == name).unwrap_or(0);
+        d.rows[1..].sort_by_key(|r| order(&r.node));
+    }
+    check_served(&mut deployments, &plans).await;
+    Ok(deployments)
+}
+
+/// The lineages a peer receives (for a session that failed before it answered any).
+fn plans_of(peer: &Peer, plans: &[Planned], config: &Config) -> Vec<usize> {
+    plans
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            config
+                .peers_receiving(p.lineage.as_str())
+                .any(|q| q.name == peer.name)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// PeerError is not Clone (it may hold an io error); the same class with the same words.
+fn clone_peer_error(e: &PeerError) -> PeerError {
+    match e {
+        PeerError::Refused { kind, message } => PeerError::Refused {
+            kind: *kind,
+            message: message.clone(),
+        },
+        other => PeerError::Agent(other.to_string()),
+    }
+}
+
+/// A row's install part before its served check.
+fn install_row(
+    version: Option<u32>,
+    result: std::result::Result<(bool, Option<Installed>), InstallFailure>,
+) -> Install {
+    let (before, after, split_brain, install) = match result {
+        Ok((changed, Some(i))) => (i.before, Some(i.after), i.split_brain, Ok(changed)),
+        Ok((changed, None)) => (version, version, None, Ok(changed)),
+        Err(e) => (None, None, None, Err(e)),
+    };
+    Install {
+        before,
+        after,
+        install,
+        split_brain,
+        served: Check {
+            name: None,
+            served: Served::None {
+                error: "not checked".into(),
+            },
+            fingerprint: None,
+            not_after: None,
+        },
+    }
+}
+
+/// The lineage's current version and what the served check needs, from this node's files.
+fn plan(layout: &Layout, lineage: &LineageName) -> Result<Planned> {
+    let version = layout.current_version(lineage)?;
+    let cert = std::fs::read_to_string(
+        layout
+            .archive_dir(lineage)
+            .join(format!("cert{version}.pem")),
+    )
+    .map_err(|e| Error::Failed(format!("{lineage}: cannot read cert{version}.pem: {e}")))?;
+    let info = pem::info_pem(&cert).ok_or_else(|| {
+        Error::Failed(format!(
+            "{lineage}: cert{version}.pem is not a readable certificate"
+        ))
+    })?;
+    let sni = pem::first_cert_der(&cert).and_then(|der| served::check_name_for(&der));
+    Ok(Planned {
+        lineage: lineage.clone(),
+        version,
+        not_after: info.not_after,
+        sni,
+        versions: Versions::read(layout, lineage, version, &info.fingerprint),
+    })
+}
+
+/// One peer's session: its lineages staged and committed in chunks, or installed one by one
+/// on an older agent; standbys then get each lineage's renewal config.
+struct PeerWork<'a> {
+    plans: &'a [Planned],
+    layout: Layout,
+    root: &'a std::path::Path,
+    config_path: &'a std::path::Path,
+}
+
+impl PeerWork<'_> {
+    async fn run(
+        &self,
+        peer: Peer,
+        mut agent: AgentChannel,
+        ops: Vec<String>,
+        list: Vec<usize>,
+    ) -> std::result::Result<PeerResults, PeerError> {
+        let batch = ops.iter().any(|o| o == BATCH_OP);
+        let mut out = PeerResults::with_capacity(list.len());
+        for chunk in list.chunks(MAX_STAGED) {
+            if batch {
+                self.stage_and_commit(&mut agent, chunk, &mut out).await?;
+            } else {
+                self.install_each(&mut agent, chunk, &mut out).await?;
+            }
+        }
+        if peer.standby {
+            self.copy_renewals(&peer, &mut agent, &mut out).await?;
+        }
+        tokio::spawn(agent.close());
+        Ok(out)
+    }
+
+    /// `stage` each lineage of the chunk, then one `commit` of those staged.
+    async fn stage_and_commit(
+        &self,
+        agent: &mut AgentChannel,
+        chunk: &[usize],
+        out: &mut PeerResults,
+    ) -> std::result::Result<(), PeerError> {
+        let mut staged = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let p = &self.plans[i];
+            let files = match self.layout.read_version(&p.lineage, p.version) {
+                Ok(files) => files,
+                Err(e) => {
+                    out.push((i, Err(InstallFailure::Source(e.to_string()))));
+                    continue;
+                }
+            };
+            let request = Request::Stage {
+                lineage: p.lineage.clone(),
+                version: p.version,
+                files,
+                resolve_split_brain: true,
+            };
+            match agent.request(&request).await {
+                Ok(Response::Staged { .. }) => staged.push(i),
+                Ok(other) => out.push((i, Err(unexpected(&other)))),
+                Err(e @ PeerError::Refused { .. }) => out.push((i, Err(InstallFailure::Peer(e)))),
+                Err(e) => return Err(e),
+            }
+        }
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let request = Request::Commit {
+            lineages: staged
+                .iter()
+                .map(|&i| self.plans[i].lineage.clone())
+                .collect(),
+        };
+        let answers = match agent.request(&request).await? {
+            Response::Committed { lineages } => lineages,
+            other => {
+                let e = unexpected(&other).to_string();
+                out.extend(
+                    staged
+                        .iter()
+                        .map(|&i| (i, Err(InstallFailure::UnexpectedAnswer(e.clone())))),
+                );
+                return Ok(());
+            }
+        };
+        for i in staged {
+            let name = &self.plans[i].lineage;
+            let result = match answers.iter().find(|c| &c.lineage == name) {
+                Some(c) => match &c.outcome {
+                    CommitOutcome::Installed(inst) => Ok(inst.clone()),
+                    CommitOutcome::Error { kind, message } => {
+                        Err(InstallFailure::Peer(PeerError::Refused {
+                            kind: *kind,
+                            message: crate::text::one_line(message, 2000),
+                        }))
+                    }
+                },
+                None => Err(InstallFailure::UnexpectedAnswer(format!(
+                    "commit answered nothing for {name}"
+                ))),
+            };
+            out.push((i, result));
+        }
+        Ok(())
+    }
+
+    /// An agent without `commit`: one `install` per lineage, as before batches (a split brain
+    /// asked again, resolving it, as `sync` does).
+    async fn install_each(
+        &self,
+        agent: &mut AgentChannel,
+        chunk: &[usize],
+        out: &mut PeerResults,
+    ) -> std::result::Result<(), PeerError> {
+        for &i in chunk {
+            let p = &self.plans[i];
+            let files = match self.layout.read_version(&p.lineage, p.version) {
+                Ok(files) => files,
+                Err(e) => {
+                    out.push((i, Err(InstallFailure::Source(e.to_string()))));
+                    continue;
+                }
+            };
+            let mut request = Request::Install {
+                lineage: p.lineage.clone(),
+                version: p.version,
+                files,
+                resolve_split_brain: false,
+            };
+            let mut answer = agent.request(&request).await;
+            if let (
+                Err(PeerError::Refused {
+                    kind: ErrorKind::SplitBrain,
+                    ..
+                }),
+                Request::Install {
+                    resolve_split_brain,
+                    ..
+                },
+            ) = (&answer, &mut request)
+            {
+                *resolve_split_brain = true;
+                answer = agent.request(&request).await;
+            }
+            match answer {
+                Ok(Response::Installed(inst)) => out.push((i, Ok(inst))),
+                Ok(other) => out.push((i, Err(unexpected(&other)))),
+                Err(e @ PeerError::Refused { .. }) => out.push((i, Err(InstallFailure::Peer(e)))),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// A standby also gets the renewal config of each lineage it took (see `crate::standby`).
+    async fn copy_renewals(
+        &self,
+        peer: &Peer,
+        agent: &mut AgentChannel,
+        out: &mut PeerResults,
+    ) -> std::result::Result<(), PeerError> {
+        for (i, result) in out.iter_mut() {
+            if result.is_err() {
+                continue;
+            }
+            let lineage = &self.plans[*i].lineage;
+            let why = match crate::standby::read(self.root, self.config_path, lineage) {
+                Ok(bundle) => {
+                    let request = Request::PutRenewal {
+                        lineage: lineage.clone(),
+                        bundle,
+                    };
+                    let answer = match agent.request(&request).await {
+                        Err(e @ PeerError::Refused { .. }) => Err(e),
+                        Err(e) => return Err(e),
+                        Ok(r) => Ok(vec![r]),
+                    };
+                    super::certs::standby_failure(&peer.name, &answer)
+                }
+                Err(e) => Some(StandbyFailure::NotCopied(e.to_string())),
+            };
+            if let Some(why) = why {
+                *result = Err(InstallFailure::from(why));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unexpected(r: &Response) -> InstallFailure {
+    InstallFailure::UnexpectedAnswer(crate::text::one_line(&format!("{r:?}"), 200))
+}
+
+/// This node: certbot's files here are the source. When it does not serve every lineage yet
+/// (one quick handshake each), ONE config test and ONE reload; then each lineage's own
+/// `[[deploy]]` actions. One result per plan.
+async fn this_node(
+    config: &Config,
+    plans: Arc<Vec<Planned>>,
+) -> (Vec<std::result::Result<bool, InstallFailure>>, Duration) {
+    let start = Instant::now();
+    let count = plans.len();
+    let serving = {
+        let addr = config.https.clone();
+        let checks = plans
+            .iter()
+            .map(|p| (addr.clone(), p.sni.clone(), p.versions.clone()));
+        bounded(checks.collect(), |(addr, sni, versions)| async move {
+            served::check(&addr, sni.as_deref(), &versions, Duration::ZERO)
+                .await
+                .served
+                == Served::New
+        })
+        .await
+        .into_iter()
+        .map(|s| s.unwrap_or(false))
+        .collect::<Vec<_>>()
+    };
+    let commands = config.commands();
+    let actions = config.deploy.clone();
+    let root = config.letsencrypt_dir.clone();
+    let needed = serving.iter().any(|s| !s);
+    let result = tokio::task::spawn_blocking(move || {
+        let reload = if needed {
+            crate::crashpoint!("primary-before-test");
+            commands.test().and_then(|()| {
+                crate::crashpoint!("primary-before-reload");
+                commands.reload()
+            })
+        } else {
+            Ok(())
+        };
+        let layout = Layout::new(&root);
+        plans
+            .iter()
+            .zip(&serving)
+            .map(|(p, serving)| {
+                let reloaded = !serving;
+                if reloaded {
+                    if let Err(e) = &reload {
+                        return Err(InstallFailure::Local(e.clone()));
+                    }
+                }
+                if actions.is_empty() {
+                    return Ok(reloaded);
+                }
+                let files = layout
+                    .read_version(&p.lineage, p.version)
+                    .map_err(|e| InstallFailure::Source(e.to_string()))?;
+                let acted = crate::actions::run(
+                    &actions,
+                    &crate::actions::Deployed {
+                        lineage: &p.lineage,
+                        fullchain: &files.fullchain,
+                        privkey: &files.privkey,
+                        installed: reloaded,
+                        live_dir: &layout.live_dir(&p.lineage),
+                        timeout: commands.timeout,
+                    },
+                )?;
+                Ok(reloaded || acted)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let results = match result {
+        Ok(results) => results,
+        Err(e) => {
+            let why = e.to_string();
+            (0..count)
+                .map(|_| Err(InstallFailure::Source(why.clone())))
+                .collect()
+        }
+    };
+    (results, start.elapsed())
+}
+
+/// Every row of every lineage asked what it serves, [`CHECKS_AT_ONCE`] at a time, with ONE
+/// settle window for the whole batch, not one per lineage: every node answered its commit (its
+/// reload returned) before this runs, and nginx's old workers may take new connections for
+/// ~100 ms after that, so the first handshakes wait [`served::CONFIRM_AFTER`] once. An answer
+/// that is not the new version is asked again once the shared window ([`served::SETTLE`] from
+/// the start) is over; a node that does not answer at all gets the full check and its deadline.
+async fn check_served(deployments: &mut [Deployment], plans: &[Planned]) {
+    tokio::time::sleep(served::CONFIRM_AFTER).await;
+    let settled_at = tokio::time::Instant::now() + served::SETTLE;
+    let mut jobs = Vec::new();
+    for (d, p) in deployments.iter().zip(plans) {
+        for row in &d.rows {
+            let wait = if row.result.install.is_ok() {
+                SERVE_DEADLINE
+            } else {
+                Duration::ZERO
+            };
+            jobs.push((row.https.clone(), p.sni.clone(), p.versions.clone(), wait));
+        }
+    }
+    let results = bounded(jobs, move |(addr, sni, versions, wait)| async move {
+        let began = Instant::now();
+        let first = served::check(&addr, sni.as_deref(), &versions, Duration::ZERO).await;
+        let check = match first.served {
+            _ if wait.is_zero() => first,
+            Served::New => first,
+            // No answer (restarting, refused): the full check, bounded by the deadline.
+            Served::None { .. } => served::check(&addr, sni.as_deref(), &versions, wait).await,
+            // Another certificate: the verdict once the batch's one settle window is over.
+            _ => {
+                tokio::time::sleep_until(settled_at).await;
+                served::check(&addr, sni.as_deref(), &versions, Duration::ZERO).await
+            }
+        };
+        (check, began.elapsed())
+    })
+    .await;
+    let mut results = results.into_iter();
+    for d in deployments.iter_mut() {
+        for row in d.rows.iter_mut() {
+            if let Some(Some((check, took))) = results.next() {
+                row.result.served = check;
+                row.elapsed += took;
+            }
+        }
+    }
+}
+
+/// Runs `f` on every item, at most [`CHECKS_AT_ONCE`] at a time; results in item order (None:
+/// its task panicked).
+async fn bounded<I, T, F, Fut>(items: Vec<I>, f: F) -> Vec<Option<T>>
+where
+    I: Send + 'static,
+    T: Send + 'static,
+    F: Fn(I) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(CHECKS_AT_ONCE));
+    let mut tasks = JoinSet::new();
+    let n = items.len();
+    for (index, item) in items.into_iter().enumerate() {
+        let limit = limit.clone();
+        let job = f(item);
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            (index, job.await)
+        });
+    }
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((index, value)) = joined {
+            out[index] = Some(value);
+        }
+    }
+    out
+}

@@ -1,0 +1,274 @@
+//! A push works per node and carries every lineage the node needs (issue 19, item 1): `sync` of
+//! many lineages opens one agent session per peer, stages them all, and each node runs its
+//! config test ONCE and reloads ONCE. Counted on the real bed: the test through a wrapper of the
+//! node's own `[reload] test` (nginx -t logs nowhere), the reloads from each nginx's own error
+//! log at `notice` level (the master's "signal 1 (SIGHUP) received" line).
+//!
+//! Then the two ways a batch fails on a node: its nginx config broken (that node keeps serving
+//! the old certificate of every lineage, the others take all of them, the failure names the
+//! node, one sync after the fix completes), and one lineage whose new pair the node's config
+//! rejects (found and named; every other lineage of the batch is served there).
+//!
+//! Proves guarantee 3 of docs/GUARANTEES.md (every node gets every lineage; `sync` catches up)
+//! and guarantee 5 (a failing config test leaves the node on what it served) for batches.
+
+mod common;
+use common::*;
+
+use certherd_testbed::Bed;
+use common::cluster::make_version;
+
+/// Lineages in the batch: enough that one reload per lineage would show at once.
+const LINEAGES: usize = 30;
+const NODES: usize = 4;
+
+fn names() -> Vec<String> {
+    (0..LINEAGES).map(|i| format!("b{i:02}.test")).collect()
+}
+
+/// Every node logs reloads at notice level, and its `[reload] test` appends a line to
+/// `tests.log` before running the same `sudo -n nginx -t` as before.
+fn count_tests_and_reloads(bed: &Bed) {
+    for n in 1..=NODES {
+        let conf = bed.nginx_conf(n);
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(&conf, text.replace("error.log warn;", "error.log notice;")).unwrap();
+        reload_nginx(bed, n);
+        let log = tests_log(bed, n);
+        std::fs::write(&log, "").unwrap();
+        bed.chown_to_agent(&log).unwrap();
+        let argv = format!(
+            r#"test = ["sudo", "-n", "/usr/sbin/nginx", "-t", "-q", "-c", "{}"]"#,
+            conf.display()
+        );
+        let wrapped = format!(
+            r#"test = ["/bin/sh", "-c", "echo t >> {} && exec sudo -n /usr/sbin/nginx -t -q -c {}"]"#,
+            log.display(),
+            conf.display()
+        );
+        edit_config(bed, n, &argv, &wrapped);
+    }
+}
+
+fn tests_log(bed: &Bed, n: usize) -> std::path::PathBuf {
+    bed.node_dir(n).join("tests.log")
+}
+
+/// (config tests, reloads) of node `n` so far.
+fn counts(bed: &Bed, n: usize) -> (usize, usize) {
+    let tests = std::fs::read_to_string(tests_log(bed, n))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let error_log = bed.nginx_conf(n).with_file_name("error.log");
+    let reloads = std::fs::read_to_string(&error_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("(SIGHUP) received"))
+        .count();
+    (tests, reloads)
+}
+
+/// `certherd sync --format json` on node 1: its exit code and report.
+fn sync(bed: &Bed) -> (Option<i32>, serde_json::Value, String) {
+    let out = bed
+        .certherd(1, &["sync", "--format", "json"])
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("sync printed no JSON ({e}):\n{}", text(&out)));
+    (out.status.code(), json, stderr(&out))
+}
+
+/// The row of `node` for `lineage` in a sync report.
+fn row<'a>(json: &'a serde_json::Value, lineage: &str, node: &str) -> &'a serde_json::Value {
+    json["lineages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["lineage"] == lineage)
+        .unwrap_or_else(|| panic!("no {lineage} in {json:#}"))["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node"] == node)
+        .unwrap_or_else(|| panic!("no {node} row for {lineage}"))
+}
+
+/// A new version of every lineage on node 1, as certbot renews: returns the serials.
+fn renew_all(bed: &Bed, v: u32) -> Vec<String> {
+    names()
+        .iter()
+        .map(|l| {
+            make_version(bed, l, v);
+            current_serial(bed, l)
+        })
+        .collect()
+}
+
+/// Every lineage on node `n` serves the serial given (settled past nginx's reload overlap).
+fn assert_serves(bed: &Bed, n: usize, serials: &[String], context: &str) {
+    // sync returned after its own served checks: past nginx's reload overlap once, then each
+    // name is asked (and asked again, settled, only when it differs).
+    std::thread::sleep(RELOAD_OVERLAP);
+    for (l, want) in names().iter().zip(serials) {
+        let served = served_serial(bed, n, l);
+        let served = if &served == want {
+            served
+        } else {
+            settled_serial(bed, n, l, want)
+        };
+        assert_eq!(
+            &served, want,
+            "{context}: node {n} serves another certificate for {l}"
+        );
+    }
+}
+
+#[test]
+fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named() {
+    let bed = bed(NODES, false);
+    for n in 1..=NODES {
+        bed.default_tls_server(n, false).unwrap();
+        reload_nginx(&bed, n);
+    }
+    let v1 = renew_all(&bed, 1);
+    // Fresh peers get the files first (nothing of theirs names them yet), then a vhost per
+    // lineage everywhere, so the next push is served.
+    let (code, json, err) = sync(&bed);
+    assert_eq!(code, Some(0), "first sync: {err}\n{json:#}");
+    for n in 1..=NODES {
+        for l in names() {
+            bed.add_tls_vhost(n, &l, &l).unwrap();
+        }
+        reload_nginx(&bed, n);
+    }
+    assert_serves(&bed, 2, &v1, "after the first sync");
+    count_tests_and_reloads(&bed);
+
+    // (a) A renewal of every lineage: one sync, every node serves every lineage's new version,
+    // and each node tested its config once and reloaded once.
+    let before: Vec<_> = (1..=NODES).map(|n| counts(&bed, n)).collect();
+    let v2 = renew_all(&bed, 2);
+    let started = std::time::Instant::now();
+    let (code, json, err) = sync(&bed);
+    let took = started.elapsed();
+    assert_eq!(
+        code,
+        Some(0),
+        "sync of {LINEAGES} lineages: {err}\n{json:#}"
+    );
+    for n in 1..=NODES {
+        assert_serves(&bed, n, &v2, "after the batch");
+        let (t, r) = counts(&bed, n);
+        assert_eq!(
+            (t - before[n - 1].0, r - before[n - 1].1),
+            (1, 1),
+            "node {n}: (config tests, reloads) for one sync of {LINEAGES} lineages; error log:\n{}",
+            std::fs::read_to_string(bed.nginx_conf(n).with_file_name("error.log"))
+                .unwrap_or_default()
+        );
+    }
+    eprintln!(
+        "sync of {LINEAGES} lineages to {} peers: {took:?}",
+        NODES - 1
+    );
+
+    // (b) node 3's nginx config broken: it keeps serving v2 for every lineage, the others get
+    // v3, the failure names node 3; after the fix one sync completes.
+    let tls = bed.nginx_tls_conf(3);
+    let good_conf = std::fs::read_to_string(&tls).unwrap();
+    std::fs::write(&tls, format!("{good_conf}certherd_broken_directive on;\n")).unwrap();
+    let v3 = renew_all(&bed, 3);
+    let (code, json, err) = sync(&bed);
+    assert_ne!(code, Some(0), "a broken node must fail the sync: {json:#}");
+    assert!(err.contains("node3"), "the failure names node3: {err}");
+    for l in names() {
+        let r = row(&json, &l, "node3");
+        assert_eq!(r["install"], "test_failed", "{l} on node3: {r:#}");
+        assert!(
+            r["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("node's config is broken"),
+            "{l} on node3: {r:#}"
+        );
+    }
+    assert_serves(&bed, 3, &v2, "broken node");
+    for n in [1, 2, 4] {
+        assert_serves(&bed, n, &v3, "next to a broken node");
+    }
+    std::fs::write(&tls, &good_conf).unwrap();
+    let (code, json, err) = sync(&bed);
+    assert_eq!(code, Some(0), "sync after the fix: {err}\n{json:#}");
+    assert_serves(&bed, 3, &v3, "after the fix");
+
+    // (c) On node 2 a vhost pins b07.test's certificate to its current key (a copy): b07's new
+    // pair makes node 2's config test fail. It is found and named; every other lineage of the
+    // batch is served there, and every other node takes b07 too.
+    let bad = "b07.test";
+    let pinned = bed.node_dir(2).join("pinned-key.pem");
+    std::fs::copy(
+        bed.letsencrypt_dir(2)
+            .join("live")
+            .join(bad)
+            .join("privkey.pem"),
+        &pinned,
+    )
+    .unwrap();
+    let live = bed.letsencrypt_dir(2).join("live").join(bad);
+    let conf = std::fs::read_to_string(bed.nginx_tls_conf(2)).unwrap();
+    std::fs::write(
+        bed.nginx_tls_conf(2),
+        format!(
+            "{conf}server {{\n  listen {ip}:443 ssl;\n  server_name pinned.test;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {k};\n}}\n",
+            ip = bed.ip(2),
+            l = live.display(),
+            k = pinned.display()
+        ),
+    )
+    .unwrap();
+    let reloads = counts(&bed, 2).1;
+    reload_nginx(&bed, 2);
+    // The master logs the signal after `nginx -s reload` returned: count from after it.
+    assert!(wait_until(std::time::Duration::from_secs(5), || counts(
+        &bed, 2
+    )
+    .1
+        > reloads));
+    let before = counts(&bed, 2);
+    let v4 = renew_all(&bed, 4);
+    let (code, json, err) = sync(&bed);
+    assert_ne!(
+        code,
+        Some(0),
+        "a lineage failing on node 2 fails the sync: {json:#}"
+    );
+    let r = row(&json, bad, "node2");
+    assert_eq!(r["install"], "test_failed", "{r:#}");
+    assert!(
+        err.contains(bad) && err.contains("node2"),
+        "the failure names {bad} and node2: {err}"
+    );
+    let mut expected = v4.clone();
+    let i = names().iter().position(|l| l == bad).unwrap();
+    expected[i] = v3[i].clone();
+    assert_serves(&bed, 2, &expected, "one lineage rejected");
+    for l in names().iter().filter(|l| *l != bad) {
+        assert_eq!(row(&json, l, "node2")["install"], "ok", "{l} on node2");
+    }
+    for n in [1, 3, 4] {
+        assert_serves(&bed, n, &v4, "next to a node rejecting one lineage");
+    }
+    let (t, r) = counts(&bed, 2);
+    assert_eq!(
+        r - before.1,
+        1,
+        "node 2 reloads once for the lineages that passed"
+    );
+    assert!(
+        t - before.0 <= 2 + 2 * 5 + 1,
+        "node 2 ran {} config tests to find one lineage among {LINEAGES}",
+        t - before.0
+    );
+}

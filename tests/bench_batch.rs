@@ -1,0 +1,135 @@
+//! Benchmark, not a check (`#[ignore]`d; run with `cargo test --release --test bench_batch --
+//! --ignored --nocapture`): many lineages to fresh peers (issue 19). `certherd sync` against the
+//! seed's way in the same bed, side by side: one `rsync -a` of `archive/` and `live/` per peer in
+//! parallel over a plain root SSH login, then one `nginx -t` and one reload per node. Every round
+//! starts from fresh peers (their `archive/` and `live/` removed); the medians go into
+//! BENCHMARKS.md ("Many lineages"). `CERTHERD_BENCH_LINEAGES` (default 200) and
+//! `CERTHERD_BENCH_ROUNDS` (default 3) size it.
+
+mod common;
+use common::cluster::make_version;
+use common::*;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use certherd_testbed::Bed;
+
+const PEERS: usize = 3;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v}: expected a number"))
+        })
+        .unwrap_or(default)
+}
+
+/// The peers back to fresh: no lineage at all, nginx reloaded onto its default server.
+fn wipe_peers(bed: &Bed) {
+    bed.close_control_masters();
+    for n in 2..=PEERS + 1 {
+        for d in ["archive", "live"] {
+            let _ = std::fs::remove_dir_all(bed.letsencrypt_dir(n).join(d));
+        }
+        reload_nginx(bed, n);
+    }
+}
+
+/// The seed's script: per peer in parallel, one rsync of archive/ and live/ over a plain root
+/// login, then that node's `nginx -t` and reload; and this node's test and reload.
+fn seed_script(bed: &Bed, plain_key: &std::path::Path) -> Command {
+    let mut ssh = bed.ssh_args();
+    if let Some(i) = ssh.iter().position(|a| a == "-i") {
+        ssh[i + 1] = plain_key.display().to_string();
+    }
+    if let Some(i) = ssh.iter().position(|a| a == "-l") {
+        ssh[i + 1] = "root".into();
+    }
+    let ssh = ssh.join(" ");
+    let src = bed.letsencrypt_dir(1);
+    let mut script = String::from("set -e\n");
+    for n in 2..=PEERS + 1 {
+        script.push_str(&format!(
+            "( rsync -a -e \"ssh {ssh}\" {src}/archive {src}/live {ip}:{le}/ && ssh {ssh} {ip} '/usr/sbin/nginx -t -q -c {conf} && /usr/sbin/nginx -s reload -c {conf}' ) &\n",
+            src = src.display(),
+            ip = bed.ip(n),
+            le = bed.letsencrypt_dir(n).display(),
+            conf = bed.nginx_conf(n).display(),
+        ));
+    }
+    script.push_str(&format!(
+        "/usr/sbin/nginx -t -q -c {c} && /usr/sbin/nginx -s reload -c {c}\nwait\n",
+        c = bed.nginx_conf(1).display()
+    ));
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(script);
+    cmd
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+#[ignore = "benchmark: minutes; run by hand, figures go into BENCHMARKS.md"]
+fn many_lineages_sync_against_rsync() {
+    let lineages = env_or("CERTHERD_BENCH_LINEAGES", 200);
+    let rounds = env_or("CERTHERD_BENCH_ROUNDS", 3);
+    let bed = bed(PEERS + 1, false);
+    let plain = bed.enable_plain_login().unwrap();
+    for n in 1..=PEERS + 1 {
+        bed.default_tls_server(n, false).unwrap();
+        reload_nginx(&bed, n);
+    }
+    let names: Vec<String> = (0..lineages).map(|i| format!("m{i:04}.test")).collect();
+    for l in &names {
+        make_version(&bed, l, 1);
+    }
+    let (mut ours, mut seed) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        wipe_peers(&bed);
+        let began = Instant::now();
+        let out = bed.certherd(1, &["-v", "sync"]).output().unwrap();
+        ours.push(began.elapsed());
+        // Where the time went: each node's session (connection, exchange) for one lineage.
+        for line in stderr(&out)
+            .lines()
+            .filter(|l| l.contains("exchange") || l.contains("no ssh"))
+            .take(4)
+        {
+            eprintln!("round {round}: {line}");
+        }
+        assert!(out.status.success(), "round {round}: sync:\n{}", text(&out));
+        for l in [&names[0], &names[lineages - 1]] {
+            assert_eq!(
+                installed_serial(&bed, PEERS + 1, l),
+                current_serial(&bed, l),
+                "{l}"
+            );
+        }
+
+        wipe_peers(&bed);
+        let began = Instant::now();
+        let out = seed_script(&bed, &plain).output().unwrap();
+        seed.push(began.elapsed());
+        assert!(
+            out.status.success(),
+            "round {round}: rsync script:\n{}",
+            text(&out)
+        );
+        assert_eq!(
+            installed_serial(&bed, PEERS + 1, &names[0]),
+            current_serial(&bed, &names[0])
+        );
+    }
+    let (o, s) = (median(ours.clone()), median(seed.clone()));
+    eprintln!(
+        "{lineages} lineages x {PEERS} fresh peers, {rounds} rounds: certherd sync median {o:?} \
+         (all {ours:?}); rsync script median {s:?} (all {seed:?}); ratio {:.2}",
+        o.as_secs_f64() / s.as_secs_f64()
+    );
+}
