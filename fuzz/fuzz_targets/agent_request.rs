@@ -27,9 +27,11 @@ use certherd::wire::{
 };
 use libfuzzer_sys::fuzz_target;
 
+/// The scratch node: its directory and its config. The agent itself is made anew for every
+/// input (one input, one SSH session: what it staged ends with it, as in `certherd agent`).
 struct Bed {
     root: PathBuf,
-    agent: Agent,
+    config: certherd::Config,
 }
 
 fn bed() -> &'static Bed {
@@ -58,10 +60,7 @@ fn bed() -> &'static Bed {
         );
         let config = certherd::Config::parse(&config, Path::new("fuzz.toml"))
             .expect("the fuzz bed's config parses");
-        Bed {
-            agent: Agent::new(&config),
-            root,
-        }
+        Bed { config, root }
     })
 }
 
@@ -236,6 +235,7 @@ fn expand(data: &[u8]) -> Option<(Vec<u8>, usize)> {
 
 fuzz_target!(|data: &[u8]| {
     let bed = bed();
+    let agent = Agent::new(&bed.config);
     // A fresh node for every input, so a crash always reproduces from its input alone.
     let _ = std::fs::remove_dir_all(&bed.root);
     std::fs::create_dir_all(bed.root.join("webroot")).unwrap();
@@ -267,7 +267,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(None) => break,
             Ok(Some(line)) => {
                 consumed += line.len() + 1;
-                let response = bed.agent.handle_line(&line);
+                let response = agent.handle_line(&line);
                 let request = parse_request(&line).ok();
                 check_answer(bed, request.as_ref(), &response, &before);
             }
