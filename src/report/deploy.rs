@@ -293,7 +293,11 @@ fn record(config: &Config, d: &Deployment, event: &str) {
         lineage: &d.lineage,
         version: d.version,
         not_after: d.not_after,
-        nodes: &json.nodes,
+        nodes: json
+            .nodes
+            .iter()
+            .filter(|n| !n.ok || n.step.install != InstallState::Unchanged)
+            .collect(),
     };
     super::receipts::append(config, &push, event);
 }
