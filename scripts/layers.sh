@@ -38,6 +38,7 @@ ssh 7
 alert 7
 served 8
 fleet 8
+holder 8
 agent 8
 fanout 9
 report 10

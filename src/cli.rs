@@ -78,6 +78,10 @@ pub enum Command {
     /// Print the shell completion script for SHELL on stdout (the Debian package installs them;
     /// e.g. `certherd completions bash > /etc/bash_completion.d/certherd`). Needs no config.
     Completions(CompletionsFlags),
+    /// Internal: the warm holder `warm` starts for one certbot run (keeps one agent session per
+    /// peer open for the hooks; exits with the watched process). Not for direct use.
+    #[command(hide = true)]
+    Hold(HoldFlags),
 }
 
 /// What the command line asks for: a normal run, or the build-time `certherd manpages DIR`.
@@ -192,6 +196,17 @@ fn first_line(message: &str) -> String {
         out.push_str(expected);
     }
     out
+}
+
+/// `hold` flags: the process whose end ends the holder, by PID and start time.
+#[derive(Debug, Clone, Args)]
+pub struct HoldFlags {
+    /// PID of the process to watch (certbot, or the `renew`/`issue` running it).
+    #[arg(long, value_name = "PID")]
+    pub watch_pid: u32,
+    /// Its start time in clock ticks since boot (/proc/PID/stat field 22), against PID reuse.
+    #[arg(long, value_name = "TICKS")]
+    pub watch_start: u64,
 }
 
 /// `completions` flags.

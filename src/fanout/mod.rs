@@ -13,6 +13,7 @@ use crate::fleet::PeerOutcome;
 use crate::ssh::PeerError;
 
 pub mod certs;
+pub mod held;
 pub mod tokens;
 
 /// One node's result in a fan-out.
