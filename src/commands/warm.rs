@@ -38,7 +38,7 @@ pub async fn run(config: &Config) -> Result<i32> {
         warm_up(config, true).await;
         return Ok(EXIT_OK);
     };
-    match hold(config, certbot).await {
+    match hold(config, certbot, true).await {
         Ok(()) => {}
         Err(why) => {
             crate::warn!("the warm holder did not start ({why}): warming connections only");
@@ -48,11 +48,20 @@ pub async fn run(config: &Config) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Starts the holder watching `run`; Ok once it holds sessions (or another holder does).
-async fn hold(config: &Config, run: Watched) -> std::result::Result<(), String> {
+/// Starts the holder watching `run`; Ok once it holds sessions (or another holder does). A
+/// peer it could not open is one line, as in [`warm_up`] (a warning when `warn`).
+async fn hold(config: &Config, run: Watched, warn: bool) -> std::result::Result<(), String> {
     let start = Instant::now();
-    let line = crate::holder::start::start(config, run).await?;
-    crate::verbose!("warm: holder {line} in {:.0?}", start.elapsed());
+    let started = crate::holder::start::start(config, run).await?;
+    for (peer, why) in &started.down {
+        let why = crate::text::one_line(why, 2000);
+        if warn {
+            crate::warn!("{peer}: warm-up failed: {why}");
+        } else {
+            crate::verbose!("{peer}: warm-up failed: {why}");
+        }
+    }
+    crate::verbose!("warm: holder {} in {:.0?}", started.ready, start.elapsed());
     Ok(())
 }
 
@@ -66,7 +75,7 @@ pub fn spawn(config: &Config) -> JoinHandle<()> {
         // The holder watches this process: it ends with `issue`/`renew`, right after certbot.
         let me = Watched::of(std::process::id());
         let held = match me {
-            Some(me) => hold(&config, me).await,
+            Some(me) => hold(&config, me, false).await,
             None => Err("cannot read this process's start time".into()),
         };
         if let Err(why) = held {

@@ -61,7 +61,8 @@ pub async fn run(config: &Config, watched: Watched) -> crate::error::Result<i32>
     Ok(crate::error::EXIT_OK)
 }
 
-/// Tells `warm` (reading our stdout) how start-up went; `warm` may have gone, so errors are
+/// Tells `warm` (reading our stdout) how start-up went: a `down: ["peer", "why"]` line per
+/// peer it could not open, then `ready: …` or `failed: …`. `warm` may have gone, so errors are
 /// ignored (Rust ignores SIGPIPE: a closed pipe is an error here, not a death).
 fn say(line: &str) {
     use std::io::Write;
@@ -91,7 +92,9 @@ async fn open_all(config: &Config, peers: &[Peer]) -> Vec<Held> {
             let channel = match open(&ssh, &peer).await {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    crate::warn!("{}: holder cannot open a session: {e}", peer.name);
+                    // `warm` prints it as its warning for this peer, as without the holder.
+                    let down = serde_json::to_string(&(&peer.name, e.to_string()));
+                    say(&format!("down: {}", down.unwrap_or_default()));
                     None
                 }
             };

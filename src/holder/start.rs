@@ -60,11 +60,20 @@ fn parent_of(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Starts `certherd hold` for `config` watching `watched`, and waits (bounded) for its first
-/// line: `ready: …` or `failed: …`. Its stdin and stdout are not certbot's: certbot waits for
-/// its hook's output pipes to close, so the holder must not hold them. Its stderr goes to
-/// `log` in its private directory.
-pub async fn start(config: &Config, watched: Watched) -> Result<String, String> {
+/// What the holder said at start-up.
+#[derive(Debug)]
+pub struct Started {
+    /// Its `ready: …` line.
+    pub ready: String,
+    /// Each peer it could not open a session to, and why.
+    pub down: Vec<(String, String)>,
+}
+
+/// Starts `certherd hold` for `config` watching `watched`, and waits (bounded) for its
+/// start-up lines: `down: …` per failed peer, then `ready: …` or `failed: …`. Its stdin and
+/// stdout are not certbot's: certbot waits for its hook's output pipes to close, so the holder
+/// must not hold them. Its stderr goes to `log` in its private directory.
+pub async fn start(config: &Config, watched: Watched) -> Result<Started, String> {
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let dir = super::dir(&config.ssh, &peers).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find certherd itself: {e}"))?;
@@ -83,23 +92,42 @@ pub async fn start(config: &Config, watched: Watched) -> Result<String, String> 
         .spawn()
         .map_err(|e| format!("cannot start the holder: {e}"))?;
     let stdout = child.stdout.take().ok_or("the holder has no stdout")?;
-    let mut line = String::new();
     // Every peer's connect timeout runs concurrently in the holder; a little more for the rest.
     let limit = config.ssh.connect_timeout + config.ssh.request_timeout + Duration::from_secs(5);
-    let mut reader = BufReader::new(stdout);
-    let read = reader.read_line(&mut line);
-    match tokio::time::timeout(limit, read).await {
-        Ok(Ok(n)) if n > 0 => {}
-        Ok(_) => return Err("the holder exited without saying ready".into()),
-        Err(_) => return Err(format!("the holder was not ready within {limit:?}")),
-    }
+    let said = tokio::time::timeout(limit, read_start_up(BufReader::new(stdout))).await;
     // Reaps the holder should it exit while we still run; it outlives us otherwise.
     tokio::spawn(async move {
         let _ = child.wait().await;
     });
-    let line = line.trim().to_owned();
-    match line.strip_prefix("failed: ") {
-        Some(why) => Err(why.to_owned()),
-        None => Ok(line),
+    match said {
+        Ok(result) => result,
+        Err(_) => Err(format!("the holder was not ready within {limit:?}")),
+    }
+}
+
+async fn read_start_up(
+    mut reader: BufReader<tokio::process::ChildStdout>,
+) -> Result<Started, String> {
+    let mut down = Vec::new();
+    // Bounded by the peers (one `down` line each) and the caller's timeout.
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line).await {
+            Ok(n) if n > 0 => {}
+            _ => return Err("the holder exited without saying ready".into()),
+        }
+        let line = line.trim();
+        if let Some(ready) = line.strip_prefix("ready: ") {
+            return Ok(Started {
+                ready: ready.to_owned(),
+                down,
+            });
+        } else if let Some(why) = line.strip_prefix("failed: ") {
+            return Err(why.to_owned());
+        } else if let Some(json) = line.strip_prefix("down: ") {
+            if let Ok(peer) = serde_json::from_str::<(String, String)>(json) {
+                down.push(peer);
+            }
+        }
     }
 }
