@@ -35,12 +35,18 @@ pub const LIFETIME: Duration = Duration::from_secs(600);
 /// Longest request line the holder reads (token ops are a few hundred bytes).
 const MAX_REQUEST_LINE: usize = 64 * 1024;
 
-/// What a hook sends: the requests for every peer the holder holds.
+/// What a client sends.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeldRequest {
-    /// Only `put_token` and `remove_token` are forwarded ([`forwardable`]).
-    pub requests: Vec<Request>,
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum HeldRequest {
+    /// A hook's requests for every peer the holder holds; only `put_token` and `remove_token`
+    /// are forwarded ([`forwardable`]).
+    Forward {
+        /// The requests, in order.
+        requests: Vec<Request>,
+    },
+    /// A newer `warm` (another certbot run, or connections closed since) takes over: exit.
+    Stop,
 }
 
 /// The holder's answer.

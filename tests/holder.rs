@@ -21,7 +21,7 @@ fn probe_file(bed: &Bed, name: &str) -> PathBuf {
 }
 
 /// An auth hook that runs `certherd -v auth` (its stderr into `log`) and records the holder's
-/// PID in `pids`; with `kill`, it then kills the holder (SIGKILL, by that PID) once.
+/// PID in `pids` (an empty line when there is none); with `kill`, it then kills the holder (SIGKILL, by that PID) once.
 fn auth_hook(bed: &Bed, log: &Path, pids: &Path, kill: bool) -> String {
     let killing = if kill {
         format!(
@@ -74,6 +74,8 @@ fn holder_pids(pids: &Path) -> Vec<i32> {
     std::fs::read_to_string(pids)
         .unwrap()
         .lines()
+        // A hook that ran while no holder was there recorded an empty line.
+        .filter(|l| !l.trim().is_empty())
         .map(|l| l.trim().parse().expect("a holder PID"))
         .collect()
 }
@@ -116,8 +118,8 @@ fn certbot_issues_through_the_holder_and_no_holder_outlives_it() {
     );
 }
 
-/// The first auth hook kills the holder: the second auth and both cleanups warn and use plain
-/// connections, and the certificate is issued all the same.
+/// The first auth hook kills the holder (SIGKILL: it leaves its socket): the second auth warns
+/// and uses plain connections, so do the cleanups, and the certificate is issued all the same.
 #[test]
 fn a_killed_holder_means_plain_connections_with_a_warning() {
     let bed = bed(3, true);
@@ -131,11 +133,123 @@ fn a_killed_holder_means_plain_connections_with_a_warning() {
         1,
         "only the first auth went through the holder:\n{log_text}"
     );
+    // The first hook after the death warns and clears the dead holder's socket away; the
+    // hooks after it go plain without a word, as without a holder.
     assert_eq!(
         log_text.matches("using plain connections").count(),
-        3,
-        "the second auth and both cleanups warned:\n{log_text}"
+        1,
+        "the second auth warned, once:\n{log_text}"
     );
     let pids = holder_pids(&pids);
     assert!(!alive(pids[0]), "the holder was killed");
+}
+
+/// The holder's directory under the bed's control dir (one per config).
+fn holder_dir(bed: &Bed) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(bed.root().join("ssh/cm"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("holder-")
+        })
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+fn holder_pid(bed: &Bed) -> i32 {
+    let pid = std::fs::read_to_string(holder_dir(bed).join("pid")).unwrap();
+    pid.trim().parse().unwrap()
+}
+
+/// Sends one line to the holder's socket as the agent's account (the holder's own uid) and
+/// returns the reply.
+fn ask_as_agent(bed: &Bed, sock: &Path, line: &str) -> String {
+    const CLIENT: &str = "import socket,sys\n\
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b'\\n')\n\
+print(s.makefile().readline(), end='')";
+    let out = bed
+        .agent_command_on(1, "/usr/bin/python3")
+        .args(["-c", CLIENT])
+        .arg(sock)
+        .arg(line)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The holder's socket is 0600 in a 0700 directory of the agent's account; a client of another
+/// uid (root here, who can open it anyway) gets no answer and changes nothing; a request other
+/// than a token write or removal is refused; and a newer `warm` replaces the holder.
+#[test]
+fn the_holder_answers_its_own_uid_and_token_ops_only() {
+    use std::io::{BufRead, Write};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let bed = bed(3, false);
+    let out = bed.certherd(1, &["warm"]).output().unwrap();
+    assert!(
+        out.status.success() && stderr(&out).is_empty(),
+        "{}",
+        text(&out)
+    );
+    let dir = holder_dir(&bed);
+    let sock = dir.join("sock");
+    let (uid, _) = bed.agent_uid_gid();
+    for (path, mode) in [(&dir, 0o700), (&sock, 0o600)] {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            mode,
+            "{}",
+            path.display()
+        );
+        assert_eq!(meta.uid(), uid, "{}", path.display());
+    }
+
+    let put = r#"{"forward":{"requests":[{"op":"put_token","token":"tokr","key_authorization":"tokr.x"}]}}"#;
+    let mut root = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    root.write_all(format!("{put}\n").as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = std::io::BufReader::new(root).read_line(&mut reply);
+    assert_eq!(reply, "", "no answer to another uid");
+    for node in [2, 3] {
+        let token = bed.webroot(node).join(".well-known/acme-challenge/tokr");
+        assert!(
+            !token.exists(),
+            "nothing was written for root: {}",
+            token.display()
+        );
+    }
+
+    let status = r#"{"forward":{"requests":[{"op":"status"}]}}"#;
+    let reply = ask_as_agent(&bed, &sock, status);
+    assert!(
+        reply.contains("refused") && reply.contains("put_token"),
+        "{reply}"
+    );
+    let reply = ask_as_agent(&bed, &sock, put);
+    assert!(reply.contains("answered"), "{reply}");
+    for node in [2, 3] {
+        let token = bed.webroot(node).join(".well-known/acme-challenge/tokr");
+        assert_eq!(std::fs::read_to_string(&token).unwrap().trim(), "tokr.x");
+    }
+
+    let old = holder_pid(&bed);
+    let out = bed.certherd(1, &["warm"]).output().unwrap();
+    assert!(
+        out.status.success() && stderr(&out).is_empty(),
+        "{}",
+        text(&out)
+    );
+    let new = holder_pid(&bed);
+    assert_ne!(new, old, "a newer warm starts its own holder");
+    assert!(
+        gone_within(old, Duration::from_secs(2)),
+        "the old holder {old} stopped"
+    );
 }

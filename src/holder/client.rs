@@ -1,5 +1,6 @@
 //! The hook side: sends token requests through the holder when there is one.
 
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -34,10 +35,16 @@ pub async fn ask(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Asked
     }
     // The holder answers after every peer did: the agents' own timeout, and a margin.
     let limit = ssh.request_timeout * 2 + Duration::from_secs(5);
-    match tokio::time::timeout(limit, exchange(&sock, requests)).await {
+    let request = HeldRequest::Forward {
+        requests: requests.to_vec(),
+    };
+    match tokio::time::timeout(limit, exchange(&sock, &request)).await {
         Ok(Ok(HeldReply::Done(peers))) => Asked::Replied(peers),
         Ok(Ok(HeldReply::Refused(why))) => Asked::Failed(format!("the holder refused: {why}")),
-        Ok(Err(e)) => Asked::Failed(format!("the holder at {} failed: {e}", sock.display())),
+        Ok(Err(e)) => {
+            forget_if_dead(&dir);
+            Asked::Failed(format!("the holder at {} failed: {e}", sock.display()))
+        }
         Err(_) => Asked::Failed(format!(
             "the holder at {} did not answer within {limit:?}",
             sock.display()
@@ -45,7 +52,22 @@ pub async fn ask(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Asked
     }
 }
 
-async fn exchange(sock: &std::path::Path, requests: &[Request]) -> std::io::Result<HeldReply> {
+/// A holder that died without cleaning up (killed) leaves its socket: once nobody holds its
+/// lock, the socket is removed, so only the first hook after its death warns.
+fn forget_if_dead(dir: &Path) {
+    if let Ok(Some(_lock)) = crate::lockfile::try_lock(&dir.join("lock")) {
+        let _ = std::fs::remove_file(dir.join("sock"));
+        let _ = std::fs::remove_file(dir.join("pid"));
+    }
+}
+
+/// Asks the holder on `sock` (if any) to exit; bounded, and quiet: the caller waits for its
+/// lock, which says when it is gone.
+pub async fn stop(sock: &Path) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), exchange(sock, &HeldRequest::Stop)).await;
+}
+
+async fn exchange(sock: &Path, request: &HeldRequest) -> std::io::Result<HeldReply> {
     let stream = UnixStream::connect(sock).await?;
     // Our own 0700 directory; still, only a holder of our own uid is believed.
     let uid = nix::unistd::getuid().as_raw();
@@ -53,10 +75,7 @@ async fn exchange(sock: &std::path::Path, requests: &[Request]) -> std::io::Resu
         return Err(std::io::Error::other("the socket's owner is another uid"));
     }
     let (read, mut write) = stream.into_split();
-    let request = HeldRequest {
-        requests: requests.to_vec(),
-    };
-    let mut line = serde_json::to_vec(&request).map_err(std::io::Error::other)?;
+    let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
     line.push(b'\n');
     write.write_all(&line).await?;
     let mut reader = BufReader::new(read);

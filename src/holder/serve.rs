@@ -31,14 +31,20 @@ pub async fn run(config: &Config, watched: Watched) -> crate::error::Result<i32>
             return Ok(crate::error::EXIT_OK);
         }
     };
-    // One holder per directory: a second `warm` in the same run leaves the first one in place.
-    let Some(_lock) = lock(&dir.join("lock")).await else {
-        say("ready: another holder holds these peers");
+    // One holder per directory, the newest: the one of an earlier run (or with sessions over
+    // connections closed since) is asked to go first.
+    let sock = dir.join("sock");
+    let mut lock = crate::lockfile::try_lock(&dir.join("lock")).ok().flatten();
+    if lock.is_none() {
+        super::client::stop(&sock).await;
+        lock = wait_for_lock(&dir.join("lock")).await;
+    }
+    let Some(_lock) = lock else {
+        say("failed: another holder holds these peers and did not stop");
         return Ok(crate::error::EXIT_OK);
     };
     let held = open_all(config, &peers).await;
     let open = count_open(&held).await;
-    let sock = dir.join("sock");
     let listener = match bind(&sock) {
         Ok(l) => l,
         Err(e) => {
@@ -71,8 +77,8 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-async fn lock(path: &Path) -> Option<crate::lockfile::Lock> {
-    // Bounded: a holder of a previous run that is about to notice its end gets 3 s to go.
+async fn wait_for_lock(path: &Path) -> Option<crate::lockfile::Lock> {
+    // Bounded: the holder asked to stop closes its sessions first.
     for _ in 0..30 {
         if let Ok(Some(lock)) = crate::lockfile::try_lock(path) {
             return Some(lock);
@@ -137,18 +143,31 @@ fn bind(sock: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Answers one client at a time (certbot runs its hooks one after the other) until the end.
+/// Answers one client at a time (certbot runs its hooks one after the other) until the end:
+/// the watched process is gone, [`IDLE`] or [`LIFETIME`] passed, a `stop` or a SIGTERM came.
 async fn serve(listener: &UnixListener, held: &[Held], watched: &Watched) {
     let born = Instant::now();
     let mut last = Instant::now();
     let uid = nix::unistd::getuid().as_raw();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
         if !watched.alive() || last.elapsed() > IDLE || born.elapsed() > LIFETIME {
             return;
         }
-        let accepted = tokio::time::timeout(Duration::from_millis(500), listener.accept()).await;
-        let Ok(Ok((stream, _))) = accepted else {
-            continue;
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => t.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let stream = tokio::select! {
+            _ = terminated => return,
+            accepted = tokio::time::timeout(Duration::from_millis(500), listener.accept()) => {
+                match accepted {
+                    Ok(Ok((stream, _))) => stream,
+                    _ => continue,
+                }
+            }
         };
         // The socket is private already; a client of another uid is refused all the same.
         match stream.peer_cred() {
@@ -156,31 +175,50 @@ async fn serve(listener: &UnixListener, held: &[Held], watched: &Watched) {
             _ => continue,
         }
         // Bounded: a client that stalls must not hold the next hook.
-        let _ = tokio::time::timeout(Duration::from_secs(120), answer(stream, held)).await;
+        let answered = tokio::time::timeout(Duration::from_secs(120), answer(stream, held)).await;
+        if answered == Ok(Answered::Stop) {
+            return;
+        }
         last = Instant::now();
     }
 }
 
+/// What an answered client asked for.
+#[derive(Debug, PartialEq, Eq)]
+enum Answered {
+    /// Anything but `stop` (a bad request included): keep serving.
+    Served,
+    /// `stop`: a newer holder takes over.
+    Stop,
+}
+
 /// Reads one request line, forwards it to every held peer concurrently, writes the reply.
-async fn answer(stream: UnixStream, held: &[Held]) {
+async fn answer(stream: UnixStream, held: &[Held]) -> Answered {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
+    let mut answered = Answered::Served;
     let reply = match read_line_limited_async(&mut reader, super::MAX_REQUEST_LINE).await {
         Ok(Some(line)) => match serde_json::from_slice::<HeldRequest>(&line) {
-            Ok(req) if forwardable(&req.requests) => {
-                HeldReply::Done(forward(held, Arc::new(req.requests)).await)
+            Ok(HeldRequest::Forward { requests }) if forwardable(&requests) => {
+                HeldReply::Done(forward(held, Arc::new(requests)).await)
             }
-            Ok(_) => HeldReply::Refused("only put_token and remove_token are forwarded".into()),
+            Ok(HeldRequest::Forward { .. }) => {
+                HeldReply::Refused("only put_token and remove_token are forwarded".into())
+            }
+            Ok(HeldRequest::Stop) => {
+                answered = Answered::Stop;
+                HeldReply::Done(Vec::new())
+            }
             Err(e) => HeldReply::Refused(format!("bad request: {e}")),
         },
-        _ => return,
+        _ => return answered,
     };
-    let Ok(mut line) = serde_json::to_vec(&reply) else {
-        return;
-    };
-    line.push(b'\n');
-    let _ = write.write_all(&line).await;
-    let _ = write.shutdown().await;
+    if let Ok(mut line) = serde_json::to_vec(&reply) {
+        line.push(b'\n');
+        let _ = write.write_all(&line).await;
+        let _ = write.shutdown().await;
+    }
+    answered
 }
 
 async fn forward(held: &[Held], requests: Arc<Vec<Request>>) -> Vec<HeldPeer> {
