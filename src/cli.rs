@@ -71,17 +71,14 @@ pub enum Command {
     /// serves tokens for each domain.
     Doctor(DoctorFlags),
     /// certbot --pre-hook: open (or refresh) the shared SSH connection to every peer while
-    /// certbot talks to the CA, so the auth hook skips the key exchange. Always exit 0: a peer
-    /// that is down is one warning line (exit 2 only for a bad config). `issue` and `renew` do
-    /// this themselves.
+    /// certbot talks to the CA, and start the warm holder for the run (one open agent session per
+    /// peer for the auth and cleanup hooks; it exits with certbot; docs/HOLDER.md). Always exit
+    /// 0: a peer that is down is one warning line (exit 2 only for a bad config). `issue` and
+    /// `renew` do this themselves.
     Warm,
     /// Print the shell completion script for SHELL on stdout (the Debian package installs them;
     /// e.g. `certherd completions bash > /etc/bash_completion.d/certherd`). Needs no config.
     Completions(CompletionsFlags),
-    /// Internal: the warm holder `warm` starts for one certbot run (keeps one agent session per
-    /// peer open for the hooks; exits with the watched process). Not for direct use.
-    #[command(hide = true)]
-    Hold(HoldFlags),
 }
 
 /// What the command line asks for: a normal run, or the build-time `certherd manpages DIR`.
@@ -94,6 +91,8 @@ pub enum Invocation {
     /// A usage error of `status`: a monitoring plugin's bad usage is UNKNOWN (exit 3), not
     /// clap's 2, so main prints it through the one exit-code rule instead of clap exiting.
     StatusUsage(StatusUsage),
+    /// The warm holder `warm` starts for one certbot run (docs/HOLDER.md), with `--config`.
+    Hold(Option<PathBuf>, HoldFlags),
 }
 
 /// A usage error of `status`, as one line, and the format it was asked for (when readable), so
@@ -112,19 +111,29 @@ pub struct StatusUsage {
 /// `manpages DIR` (write certherd.1 and one page per subcommand; scripts/deb.sh runs it so the
 /// pages come from these very definitions) is added here rather than to [`Command`]: the man
 /// pages and completions are generated from [`Cli`], and clap_complete offers even hidden
-/// subcommands, so a build tool inside `Cli` would show up in every user's TAB completion.
+/// subcommands, so a build tool inside `Cli` would show up in every user's TAB completion. So is
+/// `hold`, the warm holder that only `warm` starts.
 pub fn parse() -> Invocation {
     let manpages = ManpagesFlags::augment_args(
         clap::Command::new("manpages")
             .hide(true)
             .about("Write the man pages into DIR (for packaging); needs no config"),
     );
+    let hold = HoldFlags::augment_args(
+        clap::Command::new("hold")
+            .hide(true)
+            .about("The warm holder of one certbot run; started by `warm` only"),
+    );
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let parsed = Cli::command()
         .subcommand(manpages)
+        .subcommand(hold)
         .try_get_matches_from(&args)
         .and_then(|matches| match matches.subcommand() {
             Some(("manpages", m)) => ManpagesFlags::from_arg_matches(m).map(Invocation::Manpages),
+            Some(("hold", m)) => HoldFlags::from_arg_matches(m).map(|flags| {
+                Invocation::Hold(matches.get_one::<PathBuf>("config").cloned(), flags)
+            }),
             _ => Cli::from_arg_matches(&matches).map(Invocation::Run),
         });
     match parsed {

@@ -14,6 +14,8 @@ fn main() {
             certherd::manual::manpages(&flags.dir).map(|_| certherd::error::EXIT_OK),
             None,
         )),
+        // Started by `warm` only, as the account `warm` runs as (it has left root already).
+        Invocation::Hold(config, flags) => std::process::exit(exit_code(hold(config, flags), None)),
         // A plugin's bad usage is UNKNOWN: the same rule as status's own errors.
         Invocation::StatusUsage(usage) => std::process::exit(exit_code(
             Err(certherd::Error::Input(usage.message)),
@@ -50,6 +52,19 @@ fn run(cli: Cli) -> certherd::Result<i32> {
             runtime()?.block_on(commands::dispatch(&config, &path, command))
         }
     }
+}
+
+/// Runs the warm holder (docs/HOLDER.md) until the run it watches ends.
+fn hold(
+    config: Option<std::path::PathBuf>,
+    flags: certherd::cli::HoldFlags,
+) -> certherd::Result<i32> {
+    let config = Config::load(&Config::resolve_path(config.as_deref()))?;
+    let watched = certherd::holder::start::Watched {
+        pid: flags.watch_pid,
+        start: flags.watch_start,
+    };
+    runtime()?.block_on(certherd::holder::serve::run(&config, watched))
 }
 
 /// The one exit-code rule: a command that ran chose its code; an error is printed and mapped

@@ -74,13 +74,6 @@ pub async fn dispatch(config: &Config, config_path: &Path, command: Command) -> 
         Command::Stateless => stateless::run(config),
         Command::Doctor(flags) => doctor::run(config, &flags.domains).await,
         Command::Warm => warm::run(config).await,
-        Command::Hold(flags) => {
-            let watched = crate::holder::start::Watched {
-                pid: flags.watch_pid,
-                start: flags.watch_start,
-            };
-            crate::holder::serve::run(config, watched).await
-        }
         // main runs these before loading a config; here only for completeness of the match.
         command @ Command::Completions(_) => {
             crate::manual::run(&command).unwrap_or(Ok(crate::error::EXIT_OK))
@@ -119,7 +112,6 @@ pub fn as_letsencrypt_owner(config: &Config, command: &Command) -> Result<()> {
                     | Command::Cleanup(_)
                     | Command::Deploy(_)
                     | Command::Warm
-                    | Command::Hold(_)
                     | Command::Status(_)
                     | Command::Stateless
             ) {
