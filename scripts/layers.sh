@@ -39,6 +39,7 @@ report 10 output: deploy (table, JSON, alert), status (table, JSON, influx, prom
 fanout 9 the engines: this node, then every peer, one typed row each (tokens, certs)
 served 8 what a node serves over TLS
 fleet 8 requests to every peer
+holder 8 the warm holder: one agent session per peer kept open for one certbot run (docs/HOLDER.md)
 agent 8 the peer side
 tls 7 TLS handshake, the served leaf
 check 7 HTTP-01 self-check

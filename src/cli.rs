@@ -90,6 +90,8 @@ pub enum Invocation {
     Run(Cli),
     /// Write the man pages into a directory (scripts/deb.sh).
     Manpages(ManpagesFlags),
+    /// The warm holder `warm` starts for one certbot run (docs/HOLDER.md), with `--config`.
+    Hold(Option<PathBuf>, HoldFlags),
 }
 
 /// Parses the process arguments. Bad usage exits with clap's message and code 2, except under
@@ -109,6 +111,9 @@ pub fn parse() -> Result<Invocation, Error> {
                 Some(("manpages", m)) => {
                     ManpagesFlags::from_arg_matches(m).map(Invocation::Manpages)
                 }
+                Some(("hold", m)) => HoldFlags::from_arg_matches(m).map(|flags| {
+                    Invocation::Hold(matches.get_one::<PathBuf>("config").cloned(), flags)
+                }),
                 _ => Cli::from_arg_matches(&matches).map(Invocation::Run),
             });
     match parsed {
@@ -130,14 +135,20 @@ pub fn parse() -> Result<Invocation, Error> {
     }
 }
 
-/// The whole command line: [`Cli`] and the hidden `manpages`.
+/// The whole command line: [`Cli`], the hidden `manpages` and the hidden `hold` (the warm
+/// holder that only `warm` starts: outside [`Cli`] for the same reason as `manpages`).
 fn command() -> clap::Command {
     let manpages = ManpagesFlags::augment_args(
         clap::Command::new("manpages")
             .hide(true)
             .about("Write the man pages into DIR (for packaging); needs no config"),
     );
-    Cli::command().subcommand(manpages)
+    let hold = HoldFlags::augment_args(
+        clap::Command::new("hold")
+            .hide(true)
+            .about("The warm holder of one certbot run; started by `warm` only"),
+    );
+    Cli::command().subcommand(manpages).subcommand(hold)
 }
 
 /// For a command line clap refused: when it is a `status` one, the `--format` it asks for (the
@@ -205,6 +216,17 @@ pub struct CompletionsFlags {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// `hold` flags: the process whose end ends the holder, by PID and start time.
+#[derive(Debug, Clone, Args)]
+pub struct HoldFlags {
+    /// PID of the process to watch (certbot, or the `renew`/`issue` running it).
+    #[arg(long, value_name = "PID")]
+    pub watch_pid: u32,
+    /// Its start time in clock ticks since boot (/proc/PID/stat field 22), against PID reuse.
+    #[arg(long, value_name = "TICKS")]
+    pub watch_start: u64,
 }
 
 /// `manpages` flags.

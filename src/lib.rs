@@ -24,6 +24,7 @@ pub mod exec;
 pub mod fanout;
 pub mod fleet;
 pub mod fsx;
+pub mod holder;
 pub mod lineage;
 pub mod lockfile;
 pub mod log;

@@ -9,6 +9,8 @@ fn main() {
         Invocation::Manpages(flags) => {
             certherd::manual::manpages(&flags.dir).map(|_| certherd::error::EXIT_OK)
         }
+        // Started by `warm` only, as the account `warm` runs as (it has left root already).
+        Invocation::Hold(config, flags) => certherd::commands::hold(config, flags),
         Invocation::Run(cli) => {
             certherd::log::set_level(if cli.quiet {
                 -1

@@ -150,7 +150,7 @@ fn kex_algorithms_are_checked_and_passed_to_ssh() {
 /// An auth hook that first records how many masters are live, then runs `certherd auth`.
 fn probing_auth_hook(bed: &Bed, probe: &Path) -> String {
     format!(
-        "find {} -type s | wc -l >> {}; {} --config {} auth",
+        "find {} -maxdepth 1 -type s | wc -l >> {}; {} --config {} auth",
         cm_dir(bed).display(),
         probe.display(),
         bed.certherd_bin().display(),

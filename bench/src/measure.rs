@@ -26,6 +26,8 @@ pub(crate) struct Run {
     pub(crate) bed_s: f64,
     /// CPU of this process (the delay proxies' threads) during the run.
     pub(crate) self_s: f64,
+    /// The machine's 1-minute load average just before the spawn and after the exit.
+    pub(crate) load: (f64, f64),
     pub(crate) stdout: String,
     pub(crate) stderr: String,
 }
@@ -51,6 +53,7 @@ pub(crate) fn run(
     input: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Run, String> {
+    let load0 = load1();
     let busy0 = machine_busy();
     let bed0 = bed_cpu();
     let self0 = self_cpu();
@@ -69,9 +72,23 @@ pub(crate) fn run(
         busy_s: busy1 - busy0,
         bed_s: bed1 - bed0,
         self_s: self1 - self0,
+        load: (load0, load1()),
         stdout: String::from_utf8_lossy(&m.output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&m.output.stderr).into_owned(),
     })
+}
+
+/// The machine's 1-minute load average (`/proc/loadavg`); 0 when unreadable.
+pub(crate) fn load1() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The cores this process may use: a load average above it means runs queued for a CPU.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The bed's root directory, once a bed runs: [`bed_cpu`] counts the processes that name it.
@@ -180,6 +197,8 @@ pub(crate) struct Series {
     pub(crate) self_s: Vec<f64>,
     /// Runs made with the `/proc` sampler ([`crate::sampler`]).
     pub(crate) sampled: Vec<Sampled>,
+    /// The 1-minute load average before and after each recorded run, in run order.
+    pub(crate) load: Vec<(f64, f64)>,
 }
 
 impl Series {
@@ -201,6 +220,18 @@ impl Series {
     }
     pub(crate) fn max(&self) -> Option<f64> {
         self.sorted().last().copied()
+    }
+    /// The highest load average seen around any of the series' runs.
+    pub(crate) fn peak_load(&self) -> Option<f64> {
+        self.load
+            .iter()
+            .flat_map(|&(a, b)| [a, b])
+            .max_by(|a, b| a.total_cmp(b))
+    }
+    /// The peak load when it exceeded the cores: the series' times are not a fair comparison
+    /// (a CPU-bound baseline, key exchanges, slows far more than a latency-bound run).
+    pub(crate) fn overloaded(&self) -> Option<f64> {
+        self.peak_load().filter(|&l| l > cores() as f64)
     }
 }
 
@@ -244,6 +275,7 @@ impl Results {
                 s.busy_s.push(run.busy_s);
                 s.bed_s.push(run.bed_s);
                 s.self_s.push(run.self_s);
+                s.load.push(run.load);
             }
             Ok(run) if run.ok() => self.fail(key, "ran, but the result was not verified".into()),
             Ok(run) => {
@@ -285,6 +317,7 @@ impl Results {
                         "machine_busy_s": s.busy_s,
                         "bed_cpu_s": s.bed_s,
                         "proxy_cpu_s": s.self_s,
+                        "load_before_after": s.load,
                         "own_peak_rss_kib": s.sampled.iter().map(|x| x.own_hwm_kib).collect::<Vec<_>>(),
                         "ssh_rss_kib": s.sampled.iter().map(|x| x.ssh_rss_kib).collect::<Vec<_>>(),
                         "ssh_cpu_s": s.sampled.iter().map(|x| x.ssh_cpu_s).collect::<Vec<_>>(),

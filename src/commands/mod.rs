@@ -51,6 +51,16 @@ fn load_and_run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Runs the warm holder (docs/HOLDER.md) until the run it watches ends; `warm` starts it.
+pub fn hold(config: Option<std::path::PathBuf>, flags: crate::cli::HoldFlags) -> Result<i32> {
+    let config = Config::load(&Config::resolve_path(config.as_deref()))?;
+    let watched = crate::holder::start::Watched {
+        pid: flags.watch_pid,
+        start: flags.watch_start,
+    };
+    runtime()?.block_on(crate::holder::serve::run(&config, watched))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -6,6 +6,12 @@
 //! It never fails its caller: a peer that cannot be reached is one warning line (the hook that
 //! needs it will report it properly), and the exit code is 0. Only a bad config exits 2.
 //! `issue` and `renew` run the same warm-up themselves, concurrently with certbot.
+//!
+//! The warm-up is the holder ([`crate::holder`]): a process of this account that opens one
+//! agent session per peer (connection, agent, `hello`: whatever a first use costs is paid here)
+//! and carries the token requests of this certbot run's hooks, then exits with the run. Should
+//! it not start, the connections alone are warmed, each with one agent `hello` for the same
+//! reason.
 
 use std::time::Instant;
 
@@ -14,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::error::{Result, EXIT_OK};
 use crate::fleet;
+use crate::holder::start::Watched;
 use crate::ssh::Warmed;
 
 /// Set by `issue` and `renew` on the certbot they run: they warm up themselves, concurrently
@@ -27,8 +34,35 @@ pub async fn run(config: &Config) -> Result<i32> {
         crate::verbose!("warm: the certherd that runs this certbot is warming up already");
         return Ok(EXIT_OK);
     }
-    warm_up(config, true).await;
+    let Some(certbot) = Watched::certbot_run() else {
+        warm_up(config, true).await;
+        return Ok(EXIT_OK);
+    };
+    match hold(config, certbot, true).await {
+        Ok(()) => {}
+        Err(why) => {
+            crate::warn!("the warm holder did not start ({why}): warming connections only");
+            warm_up(config, true).await;
+        }
+    }
     Ok(EXIT_OK)
+}
+
+/// Starts the holder watching `run`; Ok once it holds sessions (or another holder does). A
+/// peer it could not open is one line, as in [`warm_up`] (a warning when `warn`).
+async fn hold(config: &Config, run: Watched, warn: bool) -> std::result::Result<(), String> {
+    let start = Instant::now();
+    let started = crate::holder::start::start(config, run).await?;
+    for (peer, why) in &started.down {
+        let why = crate::text::one_line(why, 2000);
+        if warn {
+            crate::warn!("{peer}: warm-up failed: {why}");
+        } else {
+            crate::verbose!("{peer}: warm-up failed: {why}");
+        }
+    }
+    crate::verbose!("warm: holder {} in {:.0?}", started.ready, start.elapsed());
+    Ok(())
 }
 
 /// Starts the warm-up in the background (for `issue` and `renew`, right before certbot). It
@@ -37,7 +71,18 @@ pub async fn run(config: &Config) -> Result<i32> {
 /// timeout, start-up lock wait), so it never outlives that either.
 pub fn spawn(config: &Config) -> JoinHandle<()> {
     let config = config.clone();
-    tokio::spawn(async move { warm_up(&config, false).await })
+    tokio::spawn(async move {
+        // The holder watches this process: it ends with `issue`/`renew`, right after certbot.
+        let me = Watched::of(std::process::id());
+        let held = match me {
+            Some(me) => hold(&config, me, false).await,
+            None => Err("cannot read this process's start time".into()),
+        };
+        if let Err(why) = held {
+            crate::verbose!("the warm holder did not start ({why}): warming connections only");
+            warm_up(&config, false).await;
+        }
+    })
 }
 
 /// Warms every managed peer; one line per failed peer (a warning from the command, verbose

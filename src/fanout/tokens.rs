@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use crate::check::{self, Expectation, Target, Verdict};
 use crate::config::{Config, Mode};
-use crate::fleet;
 use crate::names::{KeyAuthorization, Token};
 use crate::ssh::PeerError;
 use crate::tokens::TokenStore;
@@ -64,7 +63,7 @@ pub async fn apply_everywhere(config: &Config, op: TokenOp<'_>) -> Vec<NodeRepor
             token: (*token).clone(),
         },
     };
-    let remote = fleet::run(&config.ssh, &peers, std::slice::from_ref(&request));
+    let remote = super::held::run(&config.ssh, &peers, std::slice::from_ref(&request));
     let start = Instant::now();
     let store = TokenStore::new(&config.webroot);
     let local = match op {

@@ -36,6 +36,7 @@ pub mod delay;
 pub mod demo;
 mod dns01;
 mod haproxy;
+mod holders;
 mod keepalived;
 mod netns;
 mod node;
@@ -921,6 +922,7 @@ impl Bed {
                 std::thread::sleep(proc::POLL);
             }
         }
+        holders::stop(&self.ssh_dir().join("cm"));
     }
 }
 

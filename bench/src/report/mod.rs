@@ -43,14 +43,57 @@ pub(crate) fn cell(r: &Results, key: &str) -> String {
     } else {
         format!(" **{} failed**", s.failures.len())
     };
+    let loaded = overload_mark(s.overloaded());
     match (s.median(), s.min(), s.max()) {
         (Some(m), Some(lo), Some(hi)) if s.samples.len() > 1 => {
-            format!("{} ({}–{}){failed}", fmt_s(m), fmt_bare(lo), fmt_bare(hi))
+            format!(
+                "{} ({}–{}){failed}{loaded}",
+                fmt_s(m),
+                fmt_bare(lo),
+                fmt_bare(hi)
+            )
         }
-        (Some(m), _, _) => format!("{} (1 run){failed}", fmt_s(m)),
+        (Some(m), _, _) => format!("{} (1 run){failed}{loaded}", fmt_s(m)),
         _ if !s.failures.is_empty() => "**FAILED**".into(),
         _ => "–".into(),
     }
+}
+
+/// The red mark of a figure taken while the load average exceeded the cores, or nothing.
+pub(crate) fn overload_mark(peak: Option<f64>) -> String {
+    match peak {
+        Some(l) => format!(" 🔴 load {l:.1}"),
+        None => String::new(),
+    }
+}
+
+/// The higher overload of two series (a ratio is as unfair as its worse side).
+fn overload_of(r: &Results, a: &str, b: &str) -> Option<f64> {
+    let of = |k: &str| r.series.get(k).and_then(Series::overloaded);
+    match (of(a), of(b)) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// One row per series: runs, the load before its first run and after its last, the peak, and
+/// whether it exceeded the cores (the figures of such a series carry the red mark).
+pub(crate) fn load_rows(r: &Results) -> Vec<String> {
+    let cores = crate::measure::cores() as f64;
+    r.series
+        .iter()
+        .filter(|(_, s)| !s.load.is_empty())
+        .map(|(k, s)| {
+            let first = s.load.first().map_or(0.0, |l| l.0);
+            let last = s.load.last().map_or(0.0, |l| l.1);
+            let peak = s.peak_load().unwrap_or(0.0);
+            let over = if peak > cores { "🔴 yes" } else { "no" };
+            format!(
+                "| `{k}` | {} | {first:.2} | {last:.2} | {peak:.2} | {over} |",
+                s.load.len()
+            )
+        })
+        .collect()
 }
 
 /// Per-repetition ratios `num / den`: the two series' samples paired by position, i.e. runs
@@ -83,11 +126,12 @@ pub(crate) fn ratio_cell(r: &Results, num: &str, den: &str) -> String {
         samples: paired(r, num, den),
         ..Default::default()
     };
+    let loaded = overload_mark(overload_of(r, num, den));
     match (per.median(), per.min(), per.max()) {
         (Some(m), Some(lo), Some(hi)) if per.samples.len() > 1 => {
-            format!("{} ({lo:.2}–{hi:.2})", fmt_x(m))
+            format!("{} ({lo:.2}–{hi:.2}){loaded}", fmt_x(m))
         }
-        (Some(m), _, _) => fmt_x(m),
+        (Some(m), _, _) => format!("{}{loaded}", fmt_x(m)),
         _ => "–".into(),
     }
 }
@@ -225,17 +269,20 @@ pub(crate) fn render(
                 ratio_cell(r, &key_auth("cold", n, t), &key_auth("par", n, t)),
             ));
             warmed.push(format!(
-                "| {n} | {t} ms | {} | {} | {} | {} | {} |",
+                "| {n} | {t} ms | {} | {} | {} | {} | {} | {} | {} |",
                 cell(r, &key_auth("warmup", n, t)),
                 cell(r, &key_auth("warmed", n, t)),
+                cell(r, &key_auth("warmed2", n, t)),
                 cell(r, &key_auth("par", n, t)),
                 ratio_cell(r, &key_auth("warmed", n, t), &key_auth("par", n, t)),
-                ratio_cell(r, &key_auth("warmed", n, t), &key_auth("cold", n, t)),
+                ratio_cell(r, &key_auth("warmed", n, t), &key_auth("warmed2", n, t)),
+                ratio_cell(r, &key_auth("warmed", n, t), &key_auth("warm", n, t)),
             ));
         }
     }
     v.set("auth_rows", auth.join("\n"));
     v.set("warmed_rows", warmed.join("\n"));
+    v.set("load_rows", load_rows(r).join("\n"));
     v.set("growth_rows", scale::growth_rows(plan, r, &rtts).join("\n"));
     v.block(
         "resource_rows",

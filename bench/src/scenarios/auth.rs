@@ -130,6 +130,16 @@ wait"#;
                 held && r.stdout.contains("\"ok\":true")
             });
             self.remove_token(n, &token);
+            // The run's next auth: the steady state after `warm` (through the holder), which the
+            // first one must match (issue 25: warm pays whatever a first use costs).
+            let token = self.next_token("warmed2");
+            let ka = format!("{token}.{THUMBPRINT}");
+            let r = self.certherd_token("auth", &token, Some(&ka));
+            let held = self.peers_hold(n, &token, &ka);
+            self.results.record(&key_auth("warmed2", n, rtt), r, |r| {
+                held && r.stdout.contains("\"ok\":true")
+            });
+            self.remove_token(n, &token);
         }
         self.sampled_auth(n, rtt);
         Ok(())

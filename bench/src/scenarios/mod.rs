@@ -197,8 +197,10 @@ impl Bench {
         args.extend(["-d", DOMAIN]);
         args.extend_from_slice(extra);
         let t = Instant::now();
+        let load0 = crate::measure::load1();
         let out = self.bed.certbot(&args);
         let run = Run {
+            load: (load0, crate::measure::load1()),
             wall: t.elapsed(),
             code: out.status.code(),
             rss_kib: 0,
