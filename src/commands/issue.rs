@@ -114,10 +114,11 @@ pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Res
     }
     let argv = certbot_argv(config_path, flags, profile.as_ref(), &domains)?;
     crate::verbose!("running {}", argv.join(" "));
-    // Connections open while certbot talks to the CA (the pre-flight opened them already unless
+    // Connections open before (up to warm::HEAD_START) and while certbot talks to the CA (the
+    // pre-flight opened them already unless
     // skipped; then this only restarts their idle timers). certbot's own `warm` pre-hook sees
     // WARMING_ENV and returns at once instead of holding certbot up.
-    let warming = warm::spawn(config);
+    let warming = warm::spawn_with_head_start(config).await;
     let status = tokio::process::Command::new(&flags.certbot)
         .args(&argv)
         .env(warm::WARMING_ENV, "1")

@@ -90,9 +90,10 @@ pub async fn run(config: &Config, options: &RenewFlags) -> Result<i32> {
     argv.push("--no-random-sleep-on-renew".into());
     argv.extend(options.certbot_args.iter().cloned());
     crate::verbose!("running {}", argv.join(" "));
-    // Connections open while certbot talks to the CA, so its first auth hook finds them ready.
+    // Connections open before (up to warm::HEAD_START) and while certbot talks to the CA, so its
+    // first auth hook finds them ready.
     // A `warm` pre-hook stored in the renewal config sees WARMING_ENV and returns at once.
-    let warming = warm::spawn(config);
+    let warming = warm::spawn_with_head_start(config).await;
     let status = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .env(warm::WARMING_ENV, "1")

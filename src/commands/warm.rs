@@ -65,11 +65,32 @@ async fn hold(config: &Config, run: Watched, warn: bool) -> std::result::Result<
     Ok(())
 }
 
-/// Starts the warm-up in the background (for `issue` and `renew`, right before certbot). It
-/// only ever logs at `-v`: a peer that is down is reported by the hook that needs it. The
-/// caller aborts it once certbot is done; every step in it is bounded on its own (connect
-/// timeout, start-up lock wait), so it never outlives that either.
-pub fn spawn(config: &Config) -> JoinHandle<()> {
+/// How long `issue` and `renew` give the warm-up before they start certbot. Without a head
+/// start the holder (a process of its own: exec, config, one key exchange per peer) could still
+/// be starting when a fast certbot calls its first auth hook, which then opens its own
+/// connections beside it. With it, the hooks find the holder ready, at the cost of at most this
+/// much more wall time for a cron job; a warm-up slower than this (many peers, one down) goes on
+/// while certbot talks to the CA.
+pub const HEAD_START: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// [`spawn`], then waits until the warm-up is ready or [`HEAD_START`] has passed.
+pub async fn spawn_with_head_start(config: &Config) -> JoinHandle<()> {
+    let (ready, is_ready) = tokio::sync::oneshot::channel();
+    let handle = spawn(config, ready);
+    if tokio::time::timeout(HEAD_START, is_ready).await.is_err() {
+        crate::verbose!(
+            "warm: not ready after {}: starting certbot while it goes on",
+            humantime::format_duration(HEAD_START)
+        );
+    }
+    handle
+}
+
+/// Starts the warm-up in the background (for `issue` and `renew`, right before certbot) and
+/// says on `ready` when it is done. It only ever logs at `-v`: a peer that is down is reported
+/// by the hook that needs it. The caller aborts it once certbot is done; every step in it is
+/// bounded on its own (connect timeout, start-up lock wait), so it never outlives that either.
+fn spawn(config: &Config, ready: tokio::sync::oneshot::Sender<()>) -> JoinHandle<()> {
     let config = config.clone();
     tokio::spawn(async move {
         // The holder watches this process: it ends with `issue`/`renew`, right after certbot.
@@ -82,6 +103,7 @@ pub fn spawn(config: &Config) -> JoinHandle<()> {
             crate::verbose!("the warm holder did not start ({why}): warming connections only");
             warm_up(&config, false).await;
         }
+        let _ = ready.send(());
     })
 }
 
