@@ -252,6 +252,19 @@ impl PeerWork<'_> {
         Ok(out)
     }
 
+    /// The files of plan `i`'s version, read here; a version that cannot be read is that
+    /// lineage's failure on this node (None), and the others go on.
+    fn read_files(&self, i: usize, out: &mut PeerResults) -> Option<crate::wire::LineageFiles> {
+        let p = &self.plans[i];
+        match self.layout.read_version(&p.lineage, p.version) {
+            Ok(files) => Some(files),
+            Err(e) => {
+                out.push((i, Err(InstallFailure::Source(e.to_string()))));
+                None
+            }
+        }
+    }
+
     /// `stage` each lineage of the chunk, then one `commit` of those staged.
     async fn stage_and_commit(
         &self,
@@ -262,12 +275,8 @@ impl PeerWork<'_> {
         let mut staged = Vec::with_capacity(chunk.len());
         for &i in chunk {
             let p = &self.plans[i];
-            let files = match self.layout.read_version(&p.lineage, p.version) {
-                Ok(files) => files,
-                Err(e) => {
-                    out.push((i, Err(InstallFailure::Source(e.to_string()))));
-                    continue;
-                }
+            let Some(files) = self.read_files(i, out) else {
+                continue;
             };
             let request = Request::Stage {
                 lineage: p.lineage.clone(),
@@ -334,12 +343,8 @@ impl PeerWork<'_> {
     ) -> std::result::Result<(), PeerError> {
         for &i in chunk {
             let p = &self.plans[i];
-            let files = match self.layout.read_version(&p.lineage, p.version) {
-                Ok(files) => files,
-                Err(e) => {
-                    out.push((i, Err(InstallFailure::Source(e.to_string()))));
-                    continue;
-                }
+            let Some(files) = self.read_files(i, out) else {
+                continue;
             };
             let mut request = Request::Install {
                 lineage: p.lineage.clone(),
