@@ -213,7 +213,17 @@ fn the_holder_answers_its_own_uid_and_token_ops_only() {
 
     let put = r#"{"forward":{"requests":[{"op":"put_token","token":"tokr","key_authorization":"tokr.x"}]}}"#;
     let mut root = std::os::unix::net::UnixStream::connect(&sock).unwrap();
-    root.write_all(format!("{put}\n").as_bytes()).unwrap();
+    // The holder may close a foreign uid's connection before the write lands: a broken pipe
+    // or a reset is the same refusal as an empty answer.
+    match root.write_all(format!("{put}\n").as_bytes()) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) => {}
+        Err(e) => panic!("writing to the holder as root: {e}"),
+    }
     let mut reply = String::new();
     let _ = std::io::BufReader::new(root).read_line(&mut reply);
     assert_eq!(reply, "", "no answer to another uid");
