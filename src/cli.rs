@@ -252,8 +252,16 @@ pub struct AuthFlags {
 #[derive(Debug, Clone, Args)]
 pub struct DeployFlags {
     /// Lineage name (default: from $RENEWED_LINEAGE).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "flush")]
     pub lineage: Option<String>,
+    /// Only queue the lineage: `deploy --flush` (certbot's --post-hook) pushes every queued
+    /// lineage at once, one config test and one reload per node. Under `certherd renew` and
+    /// `certherd issue` the deploy hook queues by itself.
+    #[arg(long, conflicts_with = "flush")]
+    pub defer: bool,
+    /// Push every queued lineage (see --defer) in one batch; nothing queued is a no-op.
+    #[arg(long)]
+    pub flush: bool,
     /// Output format: the table, or one JSON object with a typed row per node.
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::report::nodes::Format,

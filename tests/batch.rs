@@ -17,6 +17,7 @@ use common::*;
 
 use certherd_testbed::Bed;
 use common::cluster::make_version;
+use common::reloads::{count_tests_and_reloads, counts};
 
 /// Lineages in the batch: enough that one reload per lineage would show at once.
 const LINEAGES: usize = 30;
@@ -24,49 +25,6 @@ const NODES: usize = 4;
 
 fn names() -> Vec<String> {
     (0..LINEAGES).map(|i| format!("b{i:02}.test")).collect()
-}
-
-/// Every node logs reloads at notice level, and its `[reload] test` appends a line to
-/// `tests.log` before running the same `sudo -n nginx -t` as before.
-fn count_tests_and_reloads(bed: &Bed) {
-    for n in 1..=NODES {
-        let conf = bed.nginx_conf(n);
-        let text = std::fs::read_to_string(&conf).unwrap();
-        std::fs::write(&conf, text.replace("error.log warn;", "error.log notice;")).unwrap();
-        reload_nginx(bed, n);
-        let log = tests_log(bed, n);
-        std::fs::write(&log, "").unwrap();
-        bed.chown_to_agent(&log).unwrap();
-        let argv = format!(
-            r#"test = ["sudo", "-n", "/usr/sbin/nginx", "-t", "-q", "-c", "{}"]"#,
-            conf.display()
-        );
-        let wrapped = format!(
-            r#"test = ["/bin/sh", "-c", "echo t >> {} && exec sudo -n /usr/sbin/nginx -t -q -c {}"]"#,
-            log.display(),
-            conf.display()
-        );
-        edit_config(bed, n, &argv, &wrapped);
-    }
-}
-
-fn tests_log(bed: &Bed, n: usize) -> std::path::PathBuf {
-    bed.node_dir(n).join("tests.log")
-}
-
-/// (config tests, reloads) of node `n` so far.
-fn counts(bed: &Bed, n: usize) -> (usize, usize) {
-    let tests = std::fs::read_to_string(tests_log(bed, n))
-        .unwrap_or_default()
-        .lines()
-        .count();
-    let error_log = bed.nginx_conf(n).with_file_name("error.log");
-    let reloads = std::fs::read_to_string(&error_log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("(SIGHUP) received"))
-        .count();
-    (tests, reloads)
 }
 
 /// `certherd sync --format json` on node 1: its exit code and report.
@@ -144,7 +102,7 @@ fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named(
         reload_nginx(&bed, n);
     }
     assert_serves(&bed, 2, &v1, "after the first sync");
-    count_tests_and_reloads(&bed);
+    count_tests_and_reloads(&bed, NODES);
 
     // (a) A renewal of every lineage: one sync, every node serves every lineage's new version,
     // and each node tested its config once and reloaded once.

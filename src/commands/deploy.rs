@@ -5,7 +5,8 @@
 use crate::cli::{DeployFlags, SyncFlags};
 use crate::config::Config;
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
-use crate::fanout::certs;
+use crate::fanout::{certs, coalesce};
+use crate::lineage::deferred::{Deferred, DEFER_ENV};
 use crate::lineage::Layout;
 use crate::names::LineageName;
 use crate::report::deploy::{self as report, DeploymentJson, Format};
@@ -25,7 +26,14 @@ fn warn_exposed(config: &Config) {
 
 /// `certherd deploy`.
 pub async fn run(config: &Config, options: &DeployFlags) -> Result<i32> {
+    if options.flush {
+        warn_exposed(config);
+        return flush_deferred(config, "deploy", options.format).await;
+    }
     let lineage = lineage_from(config, options.lineage.as_deref())?;
+    if defer(config, options, &lineage)? {
+        return Ok(EXIT_OK);
+    }
     warn_exposed(config);
     // As certbot's hook (no --lineage) a renewal is deployed once, whichever of the stored
     // hook, the hook directory and watch comes first; by hand (--lineage) it always runs.
@@ -52,6 +60,95 @@ pub async fn run(config: &Config, options: &DeployFlags) -> Result<i32> {
     Ok(if ok { EXIT_OK } else { EXIT_FAILED })
 }
 
+/// Queues the lineage instead of pushing it (see [`crate::lineage::deferred`]) when asked to
+/// (`--defer`), or when certbot runs under `certherd renew`/`issue` ([`DEFER_ENV`]) and that
+/// run is still on to push the queue when its certbot ends. A hook left with the variable but
+/// no run (the run was killed) deploys at once. By hand (`--lineage` without `--defer`) a deploy
+/// always runs.
+fn defer(config: &Config, options: &DeployFlags, lineage: &LineageName) -> Result<bool> {
+    let deferred = Deferred::new(&config.letsencrypt_dir);
+    let under_run =
+        options.lineage.is_none() && std::env::var_os(DEFER_ENV).is_some_and(|v| v == "1");
+    if !options.defer && !under_run {
+        return Ok(false);
+    }
+    if !options.defer && !deferred.run_active() {
+        crate::warn!(
+            "{lineage}: {DEFER_ENV} is set but no certherd renew/issue run is in progress: deploying now"
+        );
+        return Ok(false);
+    }
+    deferred.add(lineage)?;
+    crate::info!(
+        "{lineage}: queued; {} pushes every queued lineage at once (one config test and one reload per node)",
+        if options.defer {
+            "certherd deploy --flush (certbot's --post-hook)"
+        } else {
+            "the certherd run, when certbot ends,"
+        }
+    );
+    Ok(true)
+}
+
+/// Pushes every queued lineage in one batch ([`coalesce::push_once_all`]: each renewal once),
+/// reports it like `sync` and takes what it handled off the queue. A lineage that failed on a
+/// node is taken off too: the alert names it, `status` shows the drift and `sync` repairs it
+/// (retrying it on every flush would only repeat the alert). `event` names the caller in logs,
+/// receipts and the alert.
+pub async fn flush_deferred(config: &Config, event: &'static str, format: Format) -> Result<i32> {
+    let deferred = Deferred::new(&config.letsencrypt_dir);
+    let queued = deferred.list()?;
+    if queued.is_empty() {
+        crate::verbose!("no deferred deploys");
+        if format == Format::Json {
+            print_json(&serde_json::json!({ "ok": true, "lineages": [] }));
+        }
+        return Ok(EXIT_OK);
+    }
+    let pushed = coalesce::push_once_all(config, &queued).await?;
+    if format == Format::Table && crate::log::enabled(0) {
+        for d in &pushed.deployments {
+            print!("{}", report::table(d));
+        }
+    }
+    for lineage in &pushed.already {
+        crate::info!(
+            "{lineage}: this version was already deployed to every node (by another deploy or watch): nothing to do"
+        );
+    }
+    for (lineage, why) in &pushed.skipped {
+        crate::error!("{lineage}: not deployed, left queued: {why}");
+    }
+    let ok = pushed.deployments.is_empty()
+        || report::publish_batch(config, &pushed.deployments, event).await;
+    let done: Vec<LineageName> = queued
+        .into_iter()
+        .filter(|l| !pushed.skipped.iter().any(|(s, _)| s == l))
+        .collect();
+    deferred.remove(&done)?;
+    if format == Format::Json {
+        let rows: Vec<DeploymentJson> = pushed.deployments.iter().map(DeploymentJson::of).collect();
+        print_json(&serde_json::json!({ "ok": ok, "lineages": rows }));
+    }
+    Ok(if ok && pushed.skipped.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+/// [`flush_deferred`] for `renew` and `issue` once their certbot ended: its exit code, and an
+/// error of its own logged and counted as a failure (certbot's outcome is reported apart).
+pub async fn flush_after_certbot(config: &Config, event: &'static str) -> i32 {
+    match flush_deferred(config, event, Format::Table).await {
+        Ok(code) => code,
+        Err(e) => {
+            crate::error!("deploying what certbot renewed: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
 /// `certherd sync [LINEAGE…]`: every lineage (or the named ones) to every peer that lacks it.
 /// As JSON: one object, `{"ok": …, "lineages": [<deploy object>…]}`.
 pub async fn sync(config: &Config, options: &SyncFlags) -> Result<i32> {
@@ -75,6 +172,17 @@ pub async fn sync(config: &Config, options: &SyncFlags) -> Result<i32> {
         }
     }
     let ok = deployments.is_empty() || report::publish_batch(config, &deployments, "sync").await;
+    // A queued deploy (a run killed before its flush) is done once sync put its version
+    // everywhere.
+    let everywhere: Vec<LineageName> = deployments
+        .iter()
+        .filter(|d| d.rows.iter().all(|r| r.ok() || r.optional))
+        .map(|d| d.lineage.clone())
+        .collect();
+    let deferred = Deferred::new(&config.letsencrypt_dir);
+    if !deferred.list()?.is_empty() {
+        deferred.remove(&everywhere)?;
+    }
     let pushed: Vec<DeploymentJson> = deployments.iter().map(DeploymentJson::of).collect();
     if lineages.is_empty() {
         crate::info!(

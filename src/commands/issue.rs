@@ -10,10 +10,11 @@ use crate::certbot_env::HOOKS;
 use crate::certbot_version::{CertbotVersion, PROFILE_KEPT_SINCE, PROFILE_SINCE};
 use crate::check::Expectation;
 use crate::cli::IssueFlags;
-use crate::commands::warm;
+use crate::commands::{deploy, warm};
 use crate::config::{self, Config};
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::fanout::tokens as publish;
+use crate::lineage::deferred::{Deferred, DEFER_ENV};
 use crate::names::{Domain, KeyAuthorization, Token};
 
 /// An ACME profile for certbot (`--preferred-profile` or `--required-profile`).
@@ -118,15 +119,22 @@ pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Res
     // pre-flight opened them already unless
     // skipped; then this only restarts their idle timers). certbot's own `warm` pre-hook sees
     // WARMING_ENV and returns at once instead of holding certbot up.
+    // certbot's deploy hooks (the stored one, and certbot 5.3+'s renewal-hooks/deploy/) only
+    // queue the lineage while `run` lives; it is pushed once certbot ends (see `renew`).
+    let run = Deferred::new(&config.letsencrypt_dir).begin_run()?;
     let warming = warm::spawn_with_head_start(config).await;
     let status = tokio::process::Command::new(&flags.certbot)
         .args(&argv)
         .env(warm::WARMING_ENV, "1")
+        .env(DEFER_ENV, "1")
         .status()
         .await;
     warm::stop(warming).await;
+    let deployed = deploy::flush_after_certbot(config, "deploy").await;
+    drop(run);
     let status = status.map_err(|e| Error::Failed(format!("cannot run {}: {e}", flags.certbot)))?;
-    Ok(status.code().unwrap_or(EXIT_FAILED))
+    let code = status.code().unwrap_or(EXIT_FAILED);
+    Ok(if code == EXIT_OK { deployed } else { code })
 }
 
 fn names(domains: &[Domain]) -> String {

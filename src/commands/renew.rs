@@ -1,7 +1,9 @@
 //! `certherd renew`: for cron or a systemd timer on every node. Only the primary — the node
 //! named by `[renew] primary`, or the one holding `[renew] vip` on a local interface — runs
-//! `certbot renew`; elsewhere it logs one line and exits 0. Renewed lineages reach the other
-//! nodes through the deploy hook stored in certbot's renewal config.
+//! `certbot renew`; elsewhere it logs one line and exits 0. The deploy hook stored in certbot's
+//! renewal config queues each renewed lineage (see [`crate::lineage::deferred`]), and when
+//! certbot ends they all reach the other nodes in one push: one config test and one reload per
+//! node for the whole run.
 //!
 //! Lock: a second `renew` while one runs does not wait; it logs that and exits 0 (the running
 //! one does the work), so cron never stacks certbot runs.
@@ -11,9 +13,10 @@ use std::time::Duration;
 
 use crate::alert::{self, DeployAlert, NodeAlert};
 use crate::cli::RenewFlags;
-use crate::commands::warm;
+use crate::commands::{deploy, warm};
 use crate::config::Config;
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
+use crate::lineage::deferred::{Deferred, DEFER_ENV};
 
 /// Why this node is (not) the primary, as one line.
 pub fn primary_reason(config: &Config) -> Result<(bool, String)> {
@@ -93,13 +96,19 @@ pub async fn run(config: &Config, options: &RenewFlags) -> Result<i32> {
     // Connections open before (up to warm::HEAD_START) and while certbot talks to the CA, so its
     // first auth hook finds them ready.
     // A `warm` pre-hook stored in the renewal config sees WARMING_ENV and returns at once.
+    // The deploy hooks certbot runs see DEFER_ENV and only queue their lineage while this run
+    // holds `run`; every renewed lineage is then pushed at once below (one reload per node).
+    let run = Deferred::new(&config.letsencrypt_dir).begin_run()?;
     let warming = warm::spawn_with_head_start(config).await;
     let status = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .env(warm::WARMING_ENV, "1")
+        .env(DEFER_ENV, "1")
         .status()
         .await;
     warm::stop(warming).await;
+    let deployed = deploy::flush_after_certbot(config, "deploy").await;
+    drop(run);
     let (code, failure) = match status {
         Ok(s) if s.success() => (EXIT_OK, None),
         Ok(s) => (
@@ -122,7 +131,8 @@ pub async fn run(config: &Config, options: &RenewFlags) -> Result<i32> {
         let alert = DeployAlert::new("renew", config.node_name(), "*".into(), 0, None, vec![node]);
         alert::send(&config.alert, &alert).await;
     }
-    Ok(code)
+    // certbot renewed, but not every required node got it: the timer's unit fails too.
+    Ok(if code == EXIT_OK { deployed } else { code })
 }
 
 /// A uniform fraction in [0, 1) from /dev/urandom.

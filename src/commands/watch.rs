@@ -8,7 +8,10 @@
 //! symlinks one by one, so a scan mid-write sees links that disagree and simply waits for the
 //! next quiet moment. Deploying writes nothing in `live/` or `archive/` (only its record under
 //! `.certherd/`), so watch never triggers itself; a version the deploy hook already deployed
-//! everywhere is not deployed again (one renewal, one deploy: [`certs::push_once`]).
+//! everywhere is not deployed again (one renewal, one deploy). The lineages of one scan go out
+//! as one batch ([`coalesce::push_once_all`]: one config test and one reload per node), and
+//! while a `certherd renew`/`issue` run is on, watch waits for it: that run pushes what its
+//! certbot renews (see [`crate::lineage::deferred`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
 use crate::error::{Error, Result, EXIT_OK};
-use crate::fanout::certs;
+use crate::fanout::coalesce;
+use crate::lineage::deferred::Deferred;
 use crate::lineage::Layout;
 use crate::names::LineageName;
 use crate::report::deploy as report;
@@ -35,6 +39,11 @@ fn scan(layout: &Layout) -> Seen {
         }
     }
     seen
+}
+
+fn names(lineages: &[LineageName]) -> String {
+    let names: Vec<&str> = lineages.iter().map(|l| l.as_str()).collect();
+    names.join(", ")
 }
 
 /// Runs until SIGTERM or SIGINT; returns 0.
@@ -55,6 +64,7 @@ pub async fn run(config: &Config, settle: Duration) -> Result<i32> {
         deployed.len(),
         humantime::format_duration(settle)
     );
+    let deferred = Deferred::new(&config.letsencrypt_dir);
     let mut dirty = false;
     'watching: loop {
         tokio::select! {
@@ -65,29 +75,70 @@ pub async fn run(config: &Config, settle: Duration) -> Result<i32> {
                 None => return Err(Error::Failed("inotify watcher stopped".into())),
             },
             _ = tokio::time::sleep(settle), if dirty => {
+                // A renew/issue run pushes what its certbot renews when certbot ends: wait for
+                // it (then the scan finds those versions recorded as deployed, and sends nothing).
+                if deferred.run_active() {
+                    crate::verbose!("a certherd renew/issue run is in progress: waiting for it to deploy");
+                    continue;
+                }
                 dirty = false;
-                for (lineage, state) in scan(&layout) {
-                    if deployed.get(&lineage) == Some(&state) {
-                        continue;
-                    }
-                    crate::info!("{lineage} is now version {}: deploying", state.0);
-                    // A stop request does not wait for the deploy: every agent install is atomic
-                    // on its own, and what is cut short here is finished by the next sync.
-                    tokio::select! {
-                        result = certs::push_once(config, &lineage) => match result {
-                            Ok(Some(d)) => {
-                                print!("{}", report::table(&d));
-                                report::publish(config, &d, "watch").await;
+                let now = scan(&layout);
+                let changed: Vec<LineageName> = now
+                    .iter()
+                    .filter(|(lineage, state)| deployed.get(*lineage) != Some(*state))
+                    .map(|(lineage, _)| lineage.clone())
+                    .collect();
+                // What a killed run left queued goes in the same push.
+                let queued = deferred.list().unwrap_or_else(|e| {
+                    crate::warn!("{e}");
+                    Vec::new()
+                });
+                if changed.is_empty() && queued.is_empty() {
+                    continue;
+                }
+                for lineage in &changed {
+                    crate::info!("{lineage} is now version {}: deploying", now[lineage].0);
+                }
+                let mut all = changed.clone();
+                all.extend(queued.iter().cloned());
+                // A stop request does not wait for the push: every agent commit is atomic on
+                // its own, and what is cut short here is finished by the next sync.
+                tokio::select! {
+                    result = coalesce::push_once_all(config, &all) => match result {
+                        Ok(pushed) => {
+                            for d in &pushed.deployments {
+                                print!("{}", report::table(d));
                             }
-                            Ok(None) => crate::info!(
-                                "{lineage} version {} was already deployed to every node (by certbot's deploy hook): nothing to do",
-                                state.0
-                            ),
-                            Err(e) => crate::error!("deploying {lineage}: {e}"),
-                        },
-                        _ = term.recv() => break 'watching,
-                        _ = int.recv() => break 'watching,
-                    }
+                            if !pushed.deployments.is_empty() {
+                                report::publish_batch(config, &pushed.deployments, "watch").await;
+                            }
+                            for lineage in &pushed.already {
+                                crate::info!(
+                                    "{lineage} version {} was already deployed to every node (by certbot's deploy hook or a certherd run): nothing to do",
+                                    now.get(lineage).map_or(0, |s| s.0)
+                                );
+                            }
+                            for (lineage, why) in &pushed.skipped {
+                                crate::error!("{lineage}: not deployed: {why}");
+                            }
+                            let done: Vec<LineageName> = queued
+                                .iter()
+                                .filter(|l| !pushed.skipped.iter().any(|(s, _)| s == *l))
+                                .cloned()
+                                .collect();
+                            if !done.is_empty() {
+                                if let Err(e) = deferred.remove(&done) {
+                                    crate::warn!("{e}");
+                                }
+                            }
+                        }
+                        Err(e) => crate::error!("deploying {}: {e}", names(&all)),
+                    },
+                    _ = term.recv() => break 'watching,
+                    _ = int.recv() => break 'watching,
+                }
+                for lineage in changed {
+                    let state = now[&lineage].clone();
                     deployed.insert(lineage, state);
                 }
             }

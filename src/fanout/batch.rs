@@ -48,8 +48,19 @@ struct Planned {
 type PeerResults = Vec<(usize, std::result::Result<Installed, InstallFailure>)>;
 
 /// Pushes every lineage in `lineages` to every peer that receives it (see the module docs) and
-/// returns one [`Deployment`] per lineage, rows as a per-lineage push gives them.
+/// returns one [`Deployment`] per lineage, rows as a per-lineage push gives them. A split brain
+/// is resolved, as `sync` does.
 pub async fn push_all(config: &Config, lineages: &[LineageName]) -> Result<Vec<Deployment>> {
+    push_all_with(config, lineages, true).await
+}
+
+/// [`push_all`], where `resolve_split_brain` false refuses a split brain on that node instead
+/// (named as `split_brain`, nothing written: what a deploy does, see docs/GUARANTEES.md 2).
+pub async fn push_all_with(
+    config: &Config,
+    lineages: &[LineageName],
+    resolve_split_brain: bool,
+) -> Result<Vec<Deployment>> {
     let layout = Layout::new(&config.letsencrypt_dir);
     let plans: Arc<Vec<Planned>> = Arc::new(
         lineages
@@ -85,6 +96,7 @@ pub async fn push_all(config: &Config, lineages: &[LineageName]) -> Result<Vec<D
             let (plans, root, config_path) = (plans.clone(), root.clone(), config_path.clone());
             async move {
                 let work = PeerWork {
+                    resolve_split_brain,
                     plans: &plans,
                     layout: Layout::new(&root),
                     root: &root,
@@ -222,6 +234,7 @@ fn plan(layout: &Layout, lineage: &LineageName) -> Result<Planned> {
 /// One peer's session: its lineages staged and committed in chunks, or installed one by one
 /// on an older agent; standbys then get each lineage's renewal config.
 struct PeerWork<'a> {
+    resolve_split_brain: bool,
     plans: &'a [Planned],
     layout: Layout,
     root: &'a std::path::Path,
@@ -282,7 +295,7 @@ impl PeerWork<'_> {
                 lineage: p.lineage.clone(),
                 version: p.version,
                 files,
-                resolve_split_brain: true,
+                resolve_split_brain: self.resolve_split_brain,
             };
             match agent.request(&request).await {
                 Ok(Response::Staged { .. }) => staged.push(i),
@@ -364,6 +377,15 @@ impl PeerWork<'_> {
                 },
             ) = (&answer, &mut request)
             {
+                if !self.resolve_split_brain {
+                    out.push((
+                        i,
+                        Err(InstallFailure::Peer(clone_peer_error(
+                            answer.as_ref().unwrap_err(),
+                        ))),
+                    ));
+                    continue;
+                }
                 *resolve_split_brain = true;
                 answer = agent.request(&request).await;
             }

@@ -14,6 +14,7 @@ use crate::ssh::PeerError;
 
 pub mod batch;
 pub mod certs;
+pub mod coalesce;
 pub mod held;
 pub mod tokens;
 

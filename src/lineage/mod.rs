@@ -5,6 +5,7 @@
 //! overwritten; [`deployed`] is the primary's record that makes one renewal one deploy.
 
 pub mod batch;
+pub mod deferred;
 pub mod deployed;
 pub mod install;
 pub mod layout;

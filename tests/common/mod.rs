@@ -269,6 +269,7 @@ pub fn challenge_hits(bed: &Bed, n: usize) -> usize {
 pub mod cluster;
 pub mod fault;
 pub mod influx;
+pub mod reloads;
 
 /// Gives every node an nginx TLS server on :443 using `live/<lineage>/` (see `Bed::enable_tls`).
 pub fn enable_tls(bed: &Bed, lineage: &str) {

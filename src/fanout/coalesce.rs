@@ -1,0 +1,96 @@
+//! Many renewals, one push (issue 19, items 2 and 3): the lineages one certbot run renewed (or
+//! one `watch` scan found changed) go out as ONE batch ([`super::batch::push_all`]): one agent
+//! session, one config test and one reload per node, however many lineages — and each renewal
+//! still once: under each lineage's deploy lock, a version already recorded as deployed
+//! everywhere ([`crate::lineage::deployed`]) is left out, and what reached every required node
+//! is recorded, exactly as [`super::certs::push_once`] does for one lineage.
+
+use super::batch;
+use super::certs::Deployment;
+use crate::config::Config;
+use crate::error::Result;
+use crate::lineage::batch::MAX_STAGED;
+use crate::lineage::deployed::{Deployed, LOCK_WAIT};
+use crate::lineage::Layout;
+use crate::names::LineageName;
+
+/// What [`push_once_all`] did with the lineages it was given.
+#[derive(Debug, Default)]
+pub struct Pushed {
+    /// One per lineage pushed.
+    pub deployments: Vec<Deployment>,
+    /// Lineages whose current version was already deployed everywhere: nothing sent.
+    pub already: Vec<LineageName>,
+    /// Lineages left out: their lock was held past [`LOCK_WAIT`], or their files cannot be read
+    /// (with why). They were not pushed; the caller keeps them queued.
+    pub skipped: Vec<(LineageName, String)>,
+}
+
+/// Pushes the current version of each lineage in `lineages` that is not deployed everywhere
+/// yet, in batches of at most [`MAX_STAGED`] (so the open lock files stay far below the file
+/// limit; a run renews a handful, a restore may change a thousand).
+pub async fn push_once_all(config: &Config, lineages: &[LineageName]) -> Result<Pushed> {
+    let layout = Layout::new(&config.letsencrypt_dir);
+    let deployed = Deployed::new(&config.letsencrypt_dir);
+    let mut names = lineages.to_vec();
+    names.sort();
+    names.dedup();
+    let mut pushed = Pushed::default();
+    for chunk in names.chunks(MAX_STAGED) {
+        let mut locks = Vec::with_capacity(chunk.len());
+        let mut todo = Vec::with_capacity(chunk.len());
+        for lineage in chunk {
+            let Some(lock) = deployed.lock(lineage).await? else {
+                pushed.skipped.push((
+                    lineage.clone(),
+                    format!(
+                        "another deploy held its lock for {}",
+                        humantime::format_duration(LOCK_WAIT)
+                    ),
+                ));
+                continue;
+            };
+            let current = layout.status(lineage);
+            match (current.version, current.fingerprint) {
+                (Some(v), Some(fp)) if deployed.has(lineage, v, &fp) => {
+                    pushed.already.push(lineage.clone());
+                }
+                (Some(v), Some(fp)) => {
+                    locks.push(lock);
+                    todo.push((lineage.clone(), v, fp));
+                }
+                _ => pushed.skipped.push((
+                    lineage.clone(),
+                    "its live/ links do not name one readable certificate".into(),
+                )),
+            }
+        }
+        if todo.is_empty() {
+            continue;
+        }
+        let names: Vec<LineageName> = todo.iter().map(|(l, _, _)| l.clone()).collect();
+        // A split brain is refused here and named, as a deploy does; `sync` resolves it.
+        let ds = batch::push_all_with(config, &names, false).await?;
+        for d in &ds {
+            let everywhere = d.rows.iter().all(|r| r.ok() || r.optional);
+            let Some((_, _, fp)) = todo.iter().find(|(l, _, _)| *l == d.lineage) else {
+                continue;
+            };
+            let same = todo
+                .iter()
+                .any(|(l, v, _)| *l == d.lineage && *v == d.version);
+            if everywhere && same {
+                if let Err(e) = deployed.record(&d.lineage, d.version, fp) {
+                    crate::warn!(
+                        "{}: cannot record version {} as deployed: {e}",
+                        d.lineage,
+                        d.version
+                    );
+                }
+            }
+        }
+        pushed.deployments.extend(ds);
+        drop(locks);
+    }
+    Ok(pushed)
+}
