@@ -3,8 +3,12 @@
 //! seed's way in the same bed, side by side: one `rsync -a` of `archive/` and `live/` per peer in
 //! parallel over a plain root SSH login, then one `nginx -t` and one reload per node. Every round
 //! starts from fresh peers (their `archive/` and `live/` removed); the medians go into
-//! BENCHMARKS.md ("Many lineages"). `CERTHERD_BENCH_LINEAGES` (default 200) and
-//! `CERTHERD_BENCH_ROUNDS` (default 3) size it.
+//! BENCHMARKS.md ("Many lineages"). `CERTHERD_BENCH_LINEAGES` (default 200),
+//! `CERTHERD_BENCH_PEERS` (default 3) and `CERTHERD_BENCH_ROUNDS` (default 3) size it.
+//!
+//! Also measured: the peak RSS of `certherd sync` (its `ru_maxrss`, ssh children included) and
+//! of every agent process on the peers (their `VmHWM`, sampled from /proc while sync runs), and
+//! `certherd status` over every lineage × every node once the peers hold them all.
 
 mod common;
 use common::cluster::make_version;
@@ -15,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use certherd_testbed::Bed;
 
-const PEERS: usize = 3;
+fn peers() -> usize {
+    env_or("CERTHERD_BENCH_PEERS", 3)
+}
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -30,7 +36,7 @@ fn env_or(name: &str, default: usize) -> usize {
 /// The peers back to fresh: no lineage at all, nginx reloaded onto its default server.
 fn wipe_peers(bed: &Bed) {
     bed.close_control_masters();
-    for n in 2..=PEERS + 1 {
+    for n in 2..=peers() + 1 {
         for d in ["archive", "live"] {
             let _ = std::fs::remove_dir_all(bed.letsencrypt_dir(n).join(d));
         }
@@ -51,7 +57,7 @@ fn seed_script(bed: &Bed, plain_key: &std::path::Path) -> Command {
     let ssh = ssh.join(" ");
     let src = bed.letsencrypt_dir(1);
     let mut script = String::from("set -e\n");
-    for n in 2..=PEERS + 1 {
+    for n in 2..=peers() + 1 {
         script.push_str(&format!(
             "( rsync -a -e \"ssh {ssh}\" {src}/archive {src}/live {ip}:{le}/ && ssh {ssh} {ip} '/usr/sbin/nginx -t -q -c {conf} && /usr/sbin/nginx -s reload -c {conf}' ) &\n",
             src = src.display(),
@@ -69,6 +75,45 @@ fn seed_script(bed: &Bed, plain_key: &std::path::Path) -> Command {
     cmd
 }
 
+/// The highest `VmHWM` (peak RSS, KiB) of any `certherd agent` process seen while `running`
+/// is set, sampled every 20 ms from /proc (read only: nothing is signalled).
+fn sample_agents(running: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u64 {
+    use std::sync::atomic::Ordering;
+    let mut peak = 0;
+    while running.load(Ordering::Relaxed) {
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let dir = entry.path();
+            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            if !args.iter().any(|a| *a == b"agent")
+                || !args.iter().any(|a| a.ends_with(b"certherd"))
+            {
+                continue;
+            }
+            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    peak
+}
+
+/// Peak RSS (KiB) of the largest child this process has waited for so far (`RUSAGE_CHILDREN`:
+/// a child's own descendants count in it once it has waited for them).
+fn children_maxrss() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { nix::libc::getrusage(nix::libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0, "getrusage");
+    usage.ru_maxrss as u64
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -79,9 +124,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn many_lineages_sync_against_rsync() {
     let lineages = env_or("CERTHERD_BENCH_LINEAGES", 200);
     let rounds = env_or("CERTHERD_BENCH_ROUNDS", 3);
-    let bed = bed(PEERS + 1, false);
+    let peers = peers();
+    let bed = bed(peers + 1, false);
     let plain = bed.enable_plain_login().unwrap();
-    for n in 1..=PEERS + 1 {
+    for n in 1..=peers + 1 {
         bed.default_tls_server(n, false).unwrap();
         reload_nginx(&bed, n);
     }
@@ -90,11 +136,19 @@ fn many_lineages_sync_against_rsync() {
         make_version(&bed, l, 1);
     }
     let (mut ours, mut seed) = (Vec::new(), Vec::new());
+    let mut agent_peak = 0;
     for round in 0..rounds {
         wipe_peers(&bed);
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sampler = {
+            let running = running.clone();
+            std::thread::spawn(move || sample_agents(running))
+        };
         let began = Instant::now();
         let out = bed.certherd(1, &["-v", "sync"]).output().unwrap();
         ours.push(began.elapsed());
+        running.store(false, std::sync::atomic::Ordering::Relaxed);
+        agent_peak = agent_peak.max(sampler.join().unwrap());
         // Where the time went: each node's session (connection, exchange) for one lineage.
         for line in stderr(&out)
             .lines()
@@ -106,7 +160,7 @@ fn many_lineages_sync_against_rsync() {
         assert!(out.status.success(), "round {round}: sync:\n{}", text(&out));
         for l in [&names[0], &names[lineages - 1]] {
             assert_eq!(
-                installed_serial(&bed, PEERS + 1, l),
+                installed_serial(&bed, peers + 1, l),
                 current_serial(&bed, l),
                 "{l}"
             );
@@ -122,14 +176,45 @@ fn many_lineages_sync_against_rsync() {
             text(&out)
         );
         assert_eq!(
-            installed_serial(&bed, PEERS + 1, &names[0]),
+            installed_serial(&bed, peers + 1, &names[0]),
             current_serial(&bed, &names[0])
         );
     }
+    // certherd's peak: RUSAGE_CHILDREN is the largest child waited for so far (the syncs, the
+    // rsync scripts with their rsync and ssh, openssl...); printed before and after one more
+    // full sync, so a reader sees whether certherd is that largest child.
+    wipe_peers(&bed);
+    let before = children_maxrss();
+    let out = bed.certherd(1, &["sync"]).output().unwrap();
+    assert!(out.status.success(), "sync:\n{}", text(&out));
+    let sync_peak = children_maxrss();
     let (o, s) = (median(ours.clone()), median(seed.clone()));
+    let mut status_times = Vec::new();
+    for _ in 0..3 {
+        let began = Instant::now();
+        let out = bed
+            .certherd(1, &["status", "--format", "json"])
+            .output()
+            .unwrap();
+        status_times.push(began.elapsed());
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "status:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     eprintln!(
-        "{lineages} lineages x {PEERS} fresh peers, {rounds} rounds: certherd sync median {o:?} \
+        "{lineages} lineages x {peers} fresh peers, {rounds} rounds: certherd sync median {o:?} \
          (all {ours:?}); rsync script median {s:?} (all {seed:?}); ratio {:.2}",
         o.as_secs_f64() / s.as_secs_f64()
+    );
+    eprintln!(
+        "peak RSS: certherd sync {} KiB (largest child so far: {} KiB before that sync), every agent at most {agent_peak} KiB",
+        sync_peak, before
+    );
+    eprintln!(
+        "status over {lineages} lineages x {} nodes: median {:?} (all {status_times:?})",
+        peers + 1,
+        median(status_times.clone())
     );
 }

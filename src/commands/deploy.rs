@@ -137,15 +137,12 @@ pub async fn flush_deferred(config: &Config, event: &'static str, format: Format
     })
 }
 
-/// [`flush_deferred`] for `renew` and `issue` once their certbot ended: its exit code, and an
-/// error of its own logged and counted as a failure (certbot's outcome is reported apart).
-pub async fn flush_after_certbot(config: &Config, event: &'static str) -> i32 {
-    match flush_deferred(config, event, Format::Table).await {
-        Ok(code) => code,
-        Err(e) => {
-            crate::error!("deploying what certbot renewed: {e}");
-            EXIT_FAILED
-        }
+/// [`flush_deferred`] for `renew` and `issue` once their certbot ended. Their exit code stays
+/// certbot's, as when certbot ran the deploy hook itself (certbot ignores a hook's exit code):
+/// a failed push is logged and alerted here, and `status` shows the drift.
+pub async fn flush_after_certbot(config: &Config, event: &'static str) {
+    if let Err(e) = flush_deferred(config, event, Format::Table).await {
+        crate::error!("deploying what certbot renewed: {e}");
     }
 }
 

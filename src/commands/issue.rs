@@ -130,11 +130,12 @@ pub async fn run(config: &Config, config_path: &Path, flags: &IssueFlags) -> Res
         .status()
         .await;
     warm::stop(warming).await;
-    let deployed = deploy::flush_after_certbot(config, "deploy").await;
+    deploy::flush_after_certbot(config, "deploy").await;
     drop(run);
     let status = status.map_err(|e| Error::Failed(format!("cannot run {}: {e}", flags.certbot)))?;
-    let code = status.code().unwrap_or(EXIT_FAILED);
-    Ok(if code == EXIT_OK { deployed } else { code })
+    // certbot's exit code, as when certbot ran the deploy hook itself: a failed push is alerted
+    // and logged (a first issuance often precedes the vhost that will serve it).
+    Ok(status.code().unwrap_or(EXIT_FAILED))
 }
 
 fn names(domains: &[Domain]) -> String {
