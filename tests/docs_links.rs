@@ -24,6 +24,7 @@ const FOREIGN: &[&str] = &[
     "--manual",
     "--manual-auth-hook",
     "--manual-cleanup-hook",
+    "--post-hook",
     "--nginx",
     "--pre-hook",
     "--preferred-challenges",
