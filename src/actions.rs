@@ -149,6 +149,13 @@ impl Marker {
 /// Runs every action of `actions` whose globs match the lineage, in config order. All matching
 /// actions run even when one fails; the first failure is returned (and the pending marker
 /// stays, so the next run tests and reloads again). `Ok(true)`: something was written or run.
+/// Whether [`run`] has anything to do for `lineage`: an action that applies to it, or a marker
+/// of actions left pending by an earlier run. When not, a caller need not read the files.
+pub fn needed(actions: &[DeployAction], lineage: &LineageName, live_dir: &Path) -> bool {
+    actions.iter().any(|a| a.applies_to(lineage))
+        || std::fs::symlink_metadata(live_dir.join(ACTIONS_PENDING)).is_ok()
+}
+
 pub fn run(actions: &[DeployAction], d: &Deployed) -> Result<bool, ActionError> {
     let path = d.live_dir.join(ACTIONS_PENDING);
     let pending = std::fs::symlink_metadata(&path).is_ok();

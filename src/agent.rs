@@ -235,6 +235,14 @@ impl Agent {
             .into_iter()
             .map(|(lineage, result)| {
                 let result = result.map_err(|e| (e.kind(), e.to_string())).and_then(|i| {
+                    // No [[deploy]] action for it here: no need to read its files back.
+                    if !crate::actions::needed(
+                        &self.actions,
+                        &lineage,
+                        &self.layout.live_dir(&lineage),
+                    ) {
+                        return Ok(i);
+                    }
                     let files = self
                         .layout
                         .read_version(&lineage, i.after)
