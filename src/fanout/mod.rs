@@ -15,6 +15,8 @@ use crate::ssh::PeerError;
 pub mod batch;
 pub mod certs;
 pub mod held;
+pub mod plan;
+pub mod rollout;
 pub mod tokens;
 
 /// One node's result in a fan-out.

@@ -188,6 +188,17 @@ pub fn commit(layout: &Layout, staged: Vec<Staged>, commands: &Commands) -> Vec<
     out
 }
 
+/// Drops a staged lineage that will not be committed (the fleet-wide push decided against it):
+/// its links put back as recorded (a stage moved none, unless it kept a split-brain version
+/// aside), its marker and what its stage created removed, its lock released. Err: the links
+/// could not be put back; the marker stays and the next stage finishes or undoes it.
+pub fn discard(layout: &Layout, s: Staged) -> crate::Result<()> {
+    let back = restore(layout, &s);
+    let ok = back.is_ok();
+    let _outcome = failed(s, InstallError::Refused("discarded".into()), ok);
+    back
+}
+
 /// Finds, among `set` (all back on their previous links; `good` switched and passing), the
 /// lineages that make the test fail: switch the set, test; if it fails, halve it and try each
 /// half. `known`: the set is already known to fail, with this output. Every lineage ends in
