@@ -150,6 +150,10 @@ fn a_required_peer_that_cannot_stage_keeps_the_lineage_off_every_node() {
     set_mode(0o755);
 
     assert_eq!(code, Some(1), "{err}\n{json:#}");
+    for n in [2, 4] {
+        assert_untouched(&bed, n, blocked, 2, "a lineage node3 could not stage");
+        assert_still_serves(&bed, n, blocked, &v1[1], "a lineage node3 could not stage");
+    }
     let own = row(&json, blocked, "node3");
     assert!(
         error_of(own).contains("Permission denied"),
@@ -161,10 +165,6 @@ fn a_required_peer_that_cannot_stage_keeps_the_lineage_off_every_node() {
             error_of(r).contains("not switched: node3 could not stage it"),
             "{blocked} on {node}: {r:#}"
         );
-    }
-    for n in [2, 4] {
-        assert_untouched(&bed, n, blocked, 2, "a lineage node3 could not stage");
-        assert_still_serves(&bed, n, blocked, &v1[1], "a lineage node3 could not stage");
     }
     // The other lineages: on every node, served.
     for l in LINEAGES.iter().filter(|l| **l != blocked) {
@@ -204,12 +204,21 @@ fn a_failing_canary_stops_the_rollout_and_a_healthy_one_lets_it_through() {
         Some(1),
         "a failing canary fails the sync: {err}\n{json:#}"
     );
+    // The others: untouched, still on the old pair over TLS; the primary did not reload.
+    for (i, l) in LINEAGES.iter().enumerate() {
+        for n in [3, 4] {
+            assert_untouched(&bed, n, l, 2, "after a failing canary");
+        }
+        for n in [1, 2, 3, 4] {
+            assert_still_serves(&bed, n, l, &v1[i], "after a failing canary");
+        }
+    }
     assert!(
         err.contains("canary node2"),
         "the failure names the canary: {err}"
     );
     assert_eq!(json["ok"], false, "{json:#}");
-    for (i, l) in LINEAGES.iter().enumerate() {
+    for l in LINEAGES {
         let canary = row(&json, l, "node2");
         assert_eq!(canary["install"], "test_failed", "{l} on node2: {canary:#}");
         for node in ["node1", "node3", "node4"] {
@@ -218,13 +227,6 @@ fn a_failing_canary_stops_the_rollout_and_a_healthy_one_lets_it_through() {
                 error_of(r).contains("rollout stopped: canary node2"),
                 "{l} on {node}: {r:#}"
             );
-        }
-        // The others: untouched, still on the old pair over TLS; the primary did not reload.
-        for n in [3, 4] {
-            assert_untouched(&bed, n, l, 2, "after a failing canary");
-        }
-        for n in [1, 2, 3, 4] {
-            assert_still_serves(&bed, n, l, &v1[i], "after a failing canary");
         }
     }
 
