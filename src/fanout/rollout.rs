@@ -428,3 +428,25 @@ impl Gate {
         Some(format!("rollout stopped: canary {first}{more}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rounds cover every plan once, none larger than an agent accepts staged.
+    #[test]
+    fn rounds_cover_every_plan_within_the_staging_limit() {
+        assert!(rounds(0).is_empty());
+        assert_eq!(rounds(3), vec![0..3]);
+        assert_eq!(rounds(MAX_STAGED), vec![0..MAX_STAGED]);
+        let r = rounds(2 * MAX_STAGED + 1);
+        assert_eq!(
+            r,
+            vec![
+                0..MAX_STAGED,
+                MAX_STAGED..2 * MAX_STAGED,
+                2 * MAX_STAGED..2 * MAX_STAGED + 1
+            ]
+        );
+    }
+}

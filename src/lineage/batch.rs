@@ -367,6 +367,36 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
     }
 
+    /// A discarded stage leaves the tree as it was (no version, no marker, no lock held: the
+    /// same lineage stages again at once), and a lineage already current stays as it is.
+    #[test]
+    fn a_discarded_stage_leaves_nothing() {
+        let root = scratch("batch-discard");
+        let layout = Layout::new(&root);
+        let cmds = commands(&["true"], &["true"]);
+        let lineages = names(&["a.test", "b.test"]);
+        let files = files_for(&lineages, "discard");
+        // b.test is on version 1 already.
+        let out = commit(
+            &layout,
+            stage_all(&layout, &lineages[1..], &files[1..]),
+            &cmds,
+        );
+        assert!(out.iter().all(|(_, r)| r.is_ok()), "{out:?}");
+        let before = tree(&root);
+        for s in stage_all(&layout, &lineages, &files) {
+            discard(&layout, s).unwrap();
+        }
+        assert_eq!(tree(&root), before, "leftovers of a discarded stage");
+        assert!(layout.current_version(&lineages[0]).is_err());
+        assert_eq!(layout.current_version(&lineages[1]).unwrap(), 1);
+        // The locks went with the stages: staging again does not wait.
+        let out = commit(&layout, stage_all(&layout, &lineages, &files), &cmds);
+        assert!(out.iter().all(|(_, r)| r.is_ok()), "{out:?}");
+        assert_eq!(layout.current_version(&lineages[0]).unwrap(), 1);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
     /// One lineage breaks the config test: it is named and put back, the others go in with one
     /// reload, and the number of tests stays logarithmic.
     #[test]
