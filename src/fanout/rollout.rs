@@ -433,6 +433,82 @@ impl Gate {
 mod tests {
     use super::*;
 
+    fn peer(name: &str, optional: bool) -> Peer {
+        toml::from_str(&format!(
+            "name = \"{name}\"\nhost = \"h\"\noptional = {optional}"
+        ))
+        .unwrap()
+    }
+
+    /// A gate of peers that each receive plans 0, 1 and 2, with its own sender closed (only
+    /// the seats speak), and those seats.
+    fn gate_with(peers: &[Peer], silence: Duration) -> (Gate, Vec<Seat>) {
+        let mut gate = Gate::new(
+            peers,
+            vec![vec![0, 1, 2]; peers.len()],
+            silence,
+            Rollout::default(),
+        );
+        let seats = peers.iter().map(|p| gate.seat(&p.name).unwrap()).collect();
+        gate.tx = None;
+        (gate, seats)
+    }
+
+    /// The peer of `seat` reports, in the background, plans 0..3 staged except `failed`.
+    fn report(seat: Seat, failed: &[usize]) -> tokio::task::JoinHandle<Decision> {
+        let staged: Vec<usize> = (0..3).filter(|i| !failed.contains(i)).collect();
+        let failed = failed.iter().map(|&i| (i, "refused".to_owned())).collect();
+        tokio::spawn(async move { seat.report(0, &staged, failed).await })
+    }
+
+    /// Only a required peer that could not stage a plan holds it back; an optional one never
+    /// does. The reason names the node.
+    #[tokio::test]
+    async fn only_required_peers_hold_a_lineage_back() {
+        let peers = [peer("n2", false), peer("n3", true), peer("n4", false)];
+        let (mut gate, seats) = gate_with(&peers, Duration::from_secs(30));
+        let mut seats = seats.into_iter();
+        let _n2 = report(seats.next().unwrap(), &[]);
+        let _n3 = report(seats.next().unwrap(), &[0]);
+        let _n4 = report(seats.next().unwrap(), &[1]);
+        let reports = gate.collect(0).await;
+        let held = gate.blocked(&(0..3), &reports);
+        assert_eq!(
+            held.keys().copied().collect::<Vec<_>>(),
+            vec![1],
+            "{held:?}"
+        );
+        assert_eq!(held[&1], "not switched: n4 could not stage it: refused");
+    }
+
+    /// A required peer that says nothing holds every plan back once the fleet was silent for
+    /// the bound, and a peer whose session ended holds them back at once.
+    #[tokio::test]
+    async fn a_silent_or_gone_required_peer_holds_everything_back() {
+        let peers = [peer("n2", false), peer("n3", false)];
+        let (mut gate, seats) = gate_with(&peers, Duration::from_millis(200));
+        let mut seats = seats.into_iter();
+        let _n2 = report(seats.next().unwrap(), &[]);
+        let _silent = seats.next().unwrap();
+        let started = Instant::now();
+        let reports = gate.collect(0).await;
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let held = gate.blocked(&(0..3), &reports);
+        assert_eq!(held.len(), 3, "{held:?}");
+        assert!(held[&0].contains("n3 could not stage it: no word at the fleet-wide gate"));
+
+        let (mut gate, seats) = gate_with(&peers, Duration::from_secs(30));
+        let mut seats = seats.into_iter();
+        let _n2 = report(seats.next().unwrap(), &[]);
+        drop(seats.next());
+        let reports = gate.collect(0).await;
+        let held = gate.blocked(&(0..3), &reports);
+        assert!(
+            held[&2].contains("n3 could not stage it: its session ended"),
+            "{held:?}"
+        );
+    }
+
     /// Rounds cover every plan once, none larger than an agent accepts staged.
     #[test]
     fn rounds_cover_every_plan_within_the_staging_limit() {
