@@ -159,6 +159,36 @@ impl Agent {
                 resolve_split_brain,
             } => self.stage(&lineage, version, &files, resolve_split_brain),
             Request::Commit { lineages } => self.commit(&lineages),
+            Request::Discard { lineages } => self.discard(Some(&lineages)),
+        }
+    }
+
+    /// `discard`: the named lineages staged in this session (all of them: None) dropped, as
+    /// if never staged (see [`crate::lineage::batch::discard`]).
+    fn discard(&self, names: Option<&[crate::names::LineageName]>) -> Response {
+        let dropped: Vec<Staged> = {
+            let mut staged = self.staged.borrow_mut();
+            let (out, keep) = staged
+                .drain(..)
+                .partition(|s| names.map_or(true, |n| n.contains(s.lineage())));
+            *staged = keep;
+            out
+        };
+        let changed = !dropped.is_empty();
+        let mut errors = Vec::new();
+        for s in dropped {
+            let name = s.lineage().clone();
+            if let Err(e) = crate::lineage::batch::discard(&self.layout, s) {
+                errors.push(format!("{name}: {e}"));
+            }
+        }
+        if errors.is_empty() {
+            Response::Done {
+                changed,
+                dropped: Vec::new(),
+            }
+        } else {
+            Response::error(ErrorKind::Io, errors.join("; "))
         }
     }
 
@@ -302,8 +332,16 @@ impl Agent {
             .collect()
     }
 
-    /// Serves requests from stdin until it closes. Returns the process exit code.
+    /// Serves requests from stdin until it closes. Returns the process exit code. When the
+    /// session is over, however it ends, nothing stays staged without a commit: a primary that
+    /// hung up decided nothing, and the lineages it staged here go.
     pub fn serve(&self) -> i32 {
+        let code = self.serve_lines();
+        self.discard(None);
+        code
+    }
+
+    fn serve_lines(&self) -> i32 {
         let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
         let mut output = std::io::stdout().lock();
         loop {

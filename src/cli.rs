@@ -358,6 +358,12 @@ pub struct SyncFlags {
     /// Output format: the tables, or one JSON object with every lineage's typed rows.
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::report::nodes::Format,
+    /// Switch the first N receiving peers (config order) first and check over TLS that they
+    /// serve the new version before the other peers and this node switch; a canary failure
+    /// stops the rollout (the others keep their old pair) and exits 1. 0: no canaries; more
+    /// than the peers: every peer, then this node. Default: `[rollout] canary` (0).
+    #[arg(long, value_name = "N")]
+    pub canary: Option<usize>,
 }
 
 /// `issue` flags.

@@ -14,11 +14,13 @@ mod defaults;
 mod deploy_action;
 mod locate;
 mod receipts;
+mod rollout;
 
 pub use defaults::LETS_ENCRYPT_SERVERS;
 use defaults::*;
 pub use deploy_action::{DeployAction, ModeError, DEFAULT_PEM_MODE};
 pub use receipts::ReceiptsConfig;
+pub use rollout::RolloutConfig;
 
 /// Where the config is read from when neither `--config` nor `$CERTHERD_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/certherd/certherd.toml";
@@ -65,6 +67,9 @@ pub struct Config {
     /// The deploy log: one JSON line per node per push.
     #[serde(default)]
     pub receipts: ReceiptsConfig,
+    /// How a batch push switches the fleet: canaries first.
+    #[serde(default)]
+    pub rollout: RolloutConfig,
     /// The other nodes.
     #[serde(default)]
     pub peers: Vec<Peer>,

@@ -70,23 +70,55 @@ where
     F: Fn(Peer, AgentChannel, Vec<String>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<T, PeerError>> + Send + 'static,
 {
+    sessions_telling(ssh, peers, work, |_, _| {}).await
+}
+
+/// [`sessions`], and `unreached` is told at once about a peer whose session never got to
+/// `work` (no connection, no agent, no `hello`): a fleet-wide push waits for every peer's
+/// word and must not wait for one that will never speak.
+pub async fn sessions_telling<T, F, Fut, U>(
+    ssh: &SshConfig,
+    peers: &[Peer],
+    work: F,
+    unreached: U,
+) -> Vec<PeerOutcome<T>>
+where
+    T: Send + 'static,
+    F: Fn(Peer, AgentChannel, Vec<String>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, PeerError>> + Send + 'static,
+    U: Fn(&Peer, &PeerError) + Clone + Send + Sync + 'static,
+{
     each_peer(ssh, peers, move |ssh, peer| {
         let work = work.clone();
+        let unreached = unreached.clone();
         async move {
             let mut detail = SshDetail::default();
             let start = Instant::now();
             let conn = match Connection::open(&ssh, &peer).await {
                 Ok(conn) => conn,
-                Err(e) => return (Err(e), detail),
+                Err(e) => {
+                    unreached(&peer, &e);
+                    return (Err(e), detail);
+                }
             };
             detail.connect_ms = Some(millis(start.elapsed()));
             detail.reused = Some(conn.warmed() == Warmed::Reused);
             let start = Instant::now();
             let result = async {
-                let mut agent = conn.agent().await?;
-                let ops = match agent.hello().await? {
-                    Response::Hello { ops, .. } => ops,
-                    _ => Vec::new(),
+                let opened = async {
+                    let mut agent = conn.agent().await?;
+                    let ops = match agent.hello().await? {
+                        Response::Hello { ops, .. } => ops,
+                        _ => Vec::new(),
+                    };
+                    Ok::<_, PeerError>((agent, ops))
+                };
+                let (agent, ops) = match opened.await {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        unreached(&peer, &e);
+                        return Err(e);
+                    }
                 };
                 work(peer.clone(), agent, ops).await
             }

@@ -162,7 +162,10 @@ pub async fn sync(config: &Config, options: &SyncFlags) -> Result<i32> {
     };
     // One agent session per peer carrying every lineage, one test and one reload per node
     // (issue 19), one alert for the run.
-    let deployments = crate::fanout::batch::push_all(config, &lineages).await?;
+    let rollout = crate::fanout::rollout::Rollout {
+        canary: options.canary.unwrap_or(config.rollout.canary),
+    };
+    let deployments = crate::fanout::batch::push_with(config, &lineages, rollout, true).await?;
     if options.format == Format::Table && crate::log::enabled(0) {
         for d in &deployments {
             print!("{}", report::table(d));

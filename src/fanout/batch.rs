@@ -5,53 +5,39 @@
 //! lineages. This node tests and reloads once when it does not serve them all yet. The served
 //! checks then run concurrently after one settle window, not one per lineage.
 //!
+//! Between the stages and the commits every session waits at the fleet-wide gate
+//! ([`super::rollout`]): a lineage a required peer could not stage is switched nowhere, and
+//! canaries switch and are checked before the rest of the fleet.
+//!
 //! An agent that does not announce [`BATCH_OP`] in `hello` (an older certherd) gets one
-//! `install` per lineage over the same session, as before.
+//! `install` per lineage over the same session, as before (outside the gate).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-
 use super::certs::{Deployment, Install, InstallFailure, StandbyFailure};
+use super::plan::{bounded, plan, Planned, SERVE_DEADLINE};
+use super::rollout::{rounds, Blocked, CommitSummary, Gate, Rollout, Seat};
 use super::NodeResult;
 use crate::config::{Config, Peer};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lineage::batch::MAX_STAGED;
 use crate::lineage::Layout;
 use crate::names::LineageName;
-use crate::pem;
-use crate::served::{self, Check, Served, Versions};
+use crate::served::{self, Check, Served};
 use crate::ssh::{AgentChannel, PeerError};
-use crate::wire::{CommitOutcome, ErrorKind, Installed, Request, Response, BATCH_OP};
-
-/// Served checks in flight at once (TLS handshakes to the nodes).
-const CHECKS_AT_ONCE: usize = 64;
-
-/// How long a node that does not answer at all gets to come back after its reload.
-const SERVE_DEADLINE: Duration = Duration::from_secs(10);
-
-/// What the primary knows about one lineage it pushes (the files themselves are read again
-/// when they go out, one at a time).
-#[derive(Debug)]
-struct Planned {
-    lineage: LineageName,
-    version: u32,
-    not_after: i64,
-    sni: Option<String>,
-    versions: Versions,
-}
+use crate::wire::{CommitOutcome, ErrorKind, Installed, Request, Response, BATCH_OP, DISCARD_OP};
 
 /// One peer's answer per lineage it receives: plan index → installed, or why not.
 type PeerResults = Vec<(usize, std::result::Result<Installed, InstallFailure>)>;
 
 /// Pushes every lineage in `lineages` to every peer that receives it (see the module docs) and
-/// returns one [`Deployment`] per lineage, rows as a per-lineage push gives them. A split brain
-/// is resolved, as `sync` does.
+/// returns one [`Deployment`] per lineage, rows as a per-lineage push gives them. The config's
+/// own rollout rule (`[rollout]`: canaries) applies, and a split brain is resolved, as `sync`
+/// does.
 pub async fn push_all(config: &Config, lineages: &[LineageName]) -> Result<Vec<Deployment>> {
-    push_all_with(config, lineages, true).await
+    push_with(config, lineages, Rollout::of(config), true).await
 }
 
 /// [`push_all`], where `resolve_split_brain` false refuses a split brain on that node instead
@@ -59,6 +45,16 @@ pub async fn push_all(config: &Config, lineages: &[LineageName]) -> Result<Vec<D
 pub async fn push_all_with(
     config: &Config,
     lineages: &[LineageName],
+    resolve_split_brain: bool,
+) -> Result<Vec<Deployment>> {
+    push_with(config, lineages, Rollout::of(config), resolve_split_brain).await
+}
+
+/// [`push_all_with`] with its rollout rule given (`sync --canary N`).
+pub async fn push_with(
+    config: &Config,
+    lineages: &[LineageName],
+    rollout: Rollout,
     resolve_split_brain: bool,
 ) -> Result<Vec<Deployment>> {
     let layout = Layout::new(&config.letsencrypt_dir);
@@ -85,14 +81,31 @@ pub async fn push_all_with(
             .map(|(p, list)| (p.name, list))
             .collect(),
     );
+    let receives = peers
+        .iter()
+        .map(|p| mine.get(&p.name).cloned().unwrap_or_default())
+        .collect();
+    let gate = Gate::new(&peers, receives, config.ssh.request_timeout, rollout);
+    // Every session waits at the gate with the others: all must be open at once, whatever
+    // `[ssh] concurrency` says (a peer queued behind one that waits would never come).
+    let mut ssh = config.ssh.clone();
+    ssh.concurrency = ssh.concurrency.max(peers.len());
     let remote = {
         let (plans, root, config_path) = (
             plans.clone(),
             config.letsencrypt_dir.clone(),
             config.path.clone(),
         );
-        crate::fleet::sessions(&config.ssh, &peers, move |peer, agent, ops| {
+        let seats: Arc<std::sync::Mutex<HashMap<String, Seat>>> = Arc::new(std::sync::Mutex::new(
+            peers
+                .iter()
+                .filter_map(|p| Some((p.name.clone(), gate.seat(&p.name)?)))
+                .collect(),
+        ));
+        let teller = gate.teller();
+        let work = move |peer: Peer, agent, ops| {
             let list = mine.get(&peer.name).cloned().unwrap_or_default();
+            let seat = seats.lock().ok().and_then(|mut s| s.remove(&peer.name));
             let (plans, root, config_path) = (plans.clone(), root.clone(), config_path.clone());
             async move {
                 let work = PeerWork {
@@ -102,11 +115,17 @@ pub async fn push_all_with(
                     root: &root,
                     config_path: &config_path,
                 };
-                work.run(peer, agent, ops, list).await
+                work.run(peer, agent, ops, list, seat).await
             }
-        })
+        };
+        crate::fleet::sessions_telling(&ssh, &peers, work, teller)
     };
-    let local = this_node(config, plans.clone());
+    // This node switches (reloads) once the gate has decided: after the canaries, never for a
+    // lineage the fleet does not take.
+    let local = async {
+        let blocked = gate.run(plans.clone()).await;
+        this_node(config, plans.clone(), blocked).await
+    };
     let (remote, (local, local_elapsed)) = tokio::join!(remote, local);
     crate::crashpoint!("primary-after-installs");
 
@@ -207,28 +226,13 @@ fn install_row(
     }
 }
 
-/// The lineage's current version and what the served check needs, from this node's files.
-fn plan(layout: &Layout, lineage: &LineageName) -> Result<Planned> {
-    let version = layout.current_version(lineage)?;
-    let cert = std::fs::read_to_string(
-        layout
-            .archive_dir(lineage)
-            .join(format!("cert{version}.pem")),
-    )
-    .map_err(|e| Error::Failed(format!("{lineage}: cannot read cert{version}.pem: {e}")))?;
-    let info = pem::info_pem(&cert).ok_or_else(|| {
-        Error::Failed(format!(
-            "{lineage}: cert{version}.pem is not a readable certificate"
-        ))
-    })?;
-    let sni = pem::first_cert_der(&cert).and_then(|der| served::check_name_for(&der));
-    Ok(Planned {
-        lineage: lineage.clone(),
-        version,
-        not_after: info.not_after,
-        sni,
-        versions: Versions::read(layout, lineage, version, &info.fingerprint),
-    })
+/// One round of one peer's session at the gate.
+struct Round<'a> {
+    agent: &'a mut AgentChannel,
+    seat: &'a Seat,
+    round: usize,
+    /// The agent announced `discard`.
+    discard: bool,
 }
 
 /// One peer's session: its lineages staged and committed in chunks, or installed one by one
@@ -248,14 +252,35 @@ impl PeerWork<'_> {
         mut agent: AgentChannel,
         ops: Vec<String>,
         list: Vec<usize>,
+        seat: Option<Seat>,
     ) -> std::result::Result<PeerResults, PeerError> {
         let batch = ops.iter().any(|o| o == BATCH_OP);
+        let discard = ops.iter().any(|o| o == DISCARD_OP);
         let mut out = PeerResults::with_capacity(list.len());
-        for chunk in list.chunks(MAX_STAGED) {
-            if batch {
-                self.stage_and_commit(&mut agent, chunk, &mut out).await?;
-            } else {
-                self.install_each(&mut agent, chunk, &mut out).await?;
+        match seat {
+            Some(mut seat) if batch => {
+                for (round, range) in rounds(self.plans.len()).into_iter().enumerate() {
+                    let share: Vec<usize> =
+                        list.iter().copied().filter(|i| range.contains(i)).collect();
+                    let step = Round {
+                        agent: &mut agent,
+                        seat: &seat,
+                        round,
+                        discard,
+                    };
+                    if let Err(e) = self.stage_and_commit(step, &share, &mut out).await {
+                        seat.gone(e.to_string());
+                        return Err(e);
+                    }
+                }
+            }
+            seat => {
+                if let Some(seat) = &seat {
+                    seat.ungated();
+                }
+                for chunk in list.chunks(MAX_STAGED) {
+                    self.install_each(&mut agent, chunk, &mut out).await?;
+                }
             }
         }
         if peer.standby {
@@ -278,18 +303,31 @@ impl PeerWork<'_> {
         }
     }
 
-    /// `stage` each lineage of the chunk, then one `commit` of those staged.
+    /// `stage` each lineage of the round's share, wait at the gate, then one `discard` of what
+    /// the fleet does not take and one `commit` of what it does.
     async fn stage_and_commit(
         &self,
-        agent: &mut AgentChannel,
-        chunk: &[usize],
+        step: Round<'_>,
+        share: &[usize],
         out: &mut PeerResults,
     ) -> std::result::Result<(), PeerError> {
-        let mut staged = Vec::with_capacity(chunk.len());
-        for &i in chunk {
+        let Round {
+            agent,
+            seat,
+            round,
+            discard,
+        } = step;
+        let mut staged = Vec::with_capacity(share.len());
+        let mut failed = HashMap::new();
+        for &i in share {
             let p = &self.plans[i];
-            let Some(files) = self.read_files(i, out) else {
-                continue;
+            let files = match self.layout.read_version(&p.lineage, p.version) {
+                Ok(files) => files,
+                Err(e) => {
+                    failed.insert(i, e.to_string());
+                    out.push((i, Err(InstallFailure::Source(e.to_string()))));
+                    continue;
+                }
             };
             let request = Request::Stage {
                 lineage: p.lineage.clone(),
@@ -297,18 +335,74 @@ impl PeerWork<'_> {
                 files,
                 resolve_split_brain: self.resolve_split_brain,
             };
-            match agent.request(&request).await {
-                Ok(Response::Staged { .. }) => staged.push(i),
-                Ok(other) => out.push((i, Err(unexpected(&other)))),
-                Err(e @ PeerError::Refused { .. }) => out.push((i, Err(InstallFailure::Peer(e)))),
+            let failure = match agent.request(&request).await {
+                Ok(Response::Staged { .. }) => {
+                    staged.push(i);
+                    seat.progress();
+                    continue;
+                }
+                Ok(other) => unexpected(&other),
+                Err(e @ PeerError::Refused { .. }) => InstallFailure::Peer(e),
                 Err(e) => return Err(e),
+            };
+            seat.progress();
+            failed.insert(i, failure.to_string());
+            out.push((i, Err(failure)));
+        }
+        let decision = seat.report(round, &staged, failed).await;
+        if !decision.discard.is_empty() {
+            if discard {
+                let request = Request::Discard {
+                    lineages: decision
+                        .discard
+                        .iter()
+                        .map(|(i, _)| self.plans[*i].lineage.clone())
+                        .collect(),
+                };
+                // A refusal changes nothing for the rows: no link moved there.
+                if let Err(e @ PeerError::Refused { .. }) = agent.request(&request).await {
+                    crate::warn!("discard: {e}");
+                }
+            }
+            for (i, why) in decision.discard {
+                out.push((i, Err(InstallFailure::Peer(PeerError::Agent(why)))));
             }
         }
-        if staged.is_empty() {
-            return Ok(());
+        let results = self.commit(agent, &decision.commit).await;
+        if let Some(tx) = decision.committed {
+            let summary: CommitSummary = match &results {
+                Ok(results) => results
+                    .iter()
+                    .map(|(i, r)| {
+                        (
+                            *i,
+                            r.as_ref()
+                                .map(|inst| inst.changed)
+                                .map_err(|e| e.to_string()),
+                        )
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            if results.is_ok() {
+                let _ = tx.send(summary);
+            }
+        }
+        out.extend(results?);
+        Ok(())
+    }
+
+    /// One `commit` of `list` (staged in this session): each lineage's result.
+    async fn commit(
+        &self,
+        agent: &mut AgentChannel,
+        list: &[usize],
+    ) -> std::result::Result<PeerResults, PeerError> {
+        if list.is_empty() {
+            return Ok(Vec::new());
         }
         let request = Request::Commit {
-            lineages: staged
+            lineages: list
                 .iter()
                 .map(|&i| self.plans[i].lineage.clone())
                 .collect(),
@@ -317,33 +411,33 @@ impl PeerWork<'_> {
             Response::Committed { lineages } => lineages,
             other => {
                 let e = unexpected(&other).to_string();
-                out.extend(
-                    staged
-                        .iter()
-                        .map(|&i| (i, Err(InstallFailure::UnexpectedAnswer(e.clone())))),
-                );
-                return Ok(());
+                return Ok(list
+                    .iter()
+                    .map(|&i| (i, Err(InstallFailure::UnexpectedAnswer(e.clone()))))
+                    .collect());
             }
         };
-        for i in staged {
-            let name = &self.plans[i].lineage;
-            let result = match answers.iter().find(|c| &c.lineage == name) {
-                Some(c) => match &c.outcome {
-                    CommitOutcome::Installed(inst) => Ok(inst.clone()),
-                    CommitOutcome::Error { kind, message } => {
-                        Err(InstallFailure::Peer(PeerError::Refused {
-                            kind: *kind,
-                            message: crate::text::one_line(message, 2000),
-                        }))
-                    }
-                },
-                None => Err(InstallFailure::UnexpectedAnswer(format!(
-                    "commit answered nothing for {name}"
-                ))),
-            };
-            out.push((i, result));
-        }
-        Ok(())
+        Ok(list
+            .iter()
+            .map(|&i| {
+                let name = &self.plans[i].lineage;
+                let result = match answers.iter().find(|c| &c.lineage == name) {
+                    Some(c) => match &c.outcome {
+                        CommitOutcome::Installed(inst) => Ok(inst.clone()),
+                        CommitOutcome::Error { kind, message } => {
+                            Err(InstallFailure::Peer(PeerError::Refused {
+                                kind: *kind,
+                                message: crate::text::one_line(message, 2000),
+                            }))
+                        }
+                    },
+                    None => Err(InstallFailure::UnexpectedAnswer(format!(
+                        "commit answered nothing for {name}"
+                    ))),
+                };
+                (i, result)
+            })
+            .collect())
     }
 
     /// An agent without `commit`: one `install` per lineage, as before batches (a split brain
@@ -438,12 +532,15 @@ fn unexpected(r: &Response) -> InstallFailure {
     InstallFailure::UnexpectedAnswer(crate::text::one_line(&format!("{r:?}"), 200))
 }
 
-/// This node: certbot's files here are the source. When it does not serve every lineage yet
-/// (one quick handshake each), ONE config test and ONE reload; then each lineage's own
-/// `[[deploy]]` actions. One result per plan.
+/// This node: certbot's files here are the source. When it does not serve every lineage the
+/// fleet takes yet (one quick handshake each), ONE config test and ONE reload; then each
+/// lineage's own `[[deploy]]` actions. A lineage the gate `blocked` gets neither: its row says
+/// why (certbot's links here already name it; a reload for another lineage would serve it).
+/// One result per plan.
 async fn this_node(
     config: &Config,
     plans: Arc<Vec<Planned>>,
+    blocked: Blocked,
 ) -> (Vec<std::result::Result<bool, InstallFailure>>, Duration) {
     let start = Instant::now();
     let count = plans.len();
@@ -466,7 +563,10 @@ async fn this_node(
     let commands = config.commands();
     let actions = config.deploy.clone();
     let root = config.letsencrypt_dir.clone();
-    let needed = serving.iter().any(|s| !s);
+    let needed = serving
+        .iter()
+        .enumerate()
+        .any(|(i, s)| !s && !blocked.contains_key(&i));
     let result = tokio::task::spawn_blocking(move || {
         let reload = if needed {
             crate::crashpoint!("primary-before-test");
@@ -481,7 +581,11 @@ async fn this_node(
         plans
             .iter()
             .zip(&serving)
-            .map(|(p, serving)| {
+            .enumerate()
+            .map(|(i, (p, serving))| {
+                if let Some(why) = blocked.get(&i) {
+                    return Err(InstallFailure::Peer(PeerError::Agent(why.clone())));
+                }
                 let reloaded = !serving;
                 if reloaded {
                     if let Err(e) = &reload {
@@ -568,33 +672,4 @@ async fn check_served(deployments: &mut [Deployment], plans: &[Planned]) {
             }
         }
     }
-}
-
-/// Runs `f` on every item, at most [`CHECKS_AT_ONCE`] at a time; results in item order (None:
-/// its task panicked).
-async fn bounded<I, T, F, Fut>(items: Vec<I>, f: F) -> Vec<Option<T>>
-where
-    I: Send + 'static,
-    T: Send + 'static,
-    F: Fn(I) -> Fut,
-    Fut: std::future::Future<Output = T> + Send + 'static,
-{
-    let limit = Arc::new(Semaphore::new(CHECKS_AT_ONCE));
-    let mut tasks = JoinSet::new();
-    let n = items.len();
-    for (index, item) in items.into_iter().enumerate() {
-        let limit = limit.clone();
-        let job = f(item);
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            (index, job.await)
-        });
-    }
-    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok((index, value)) = joined {
-            out[index] = Some(value);
-        }
-    }
-    out
 }

@@ -16,6 +16,8 @@ pub mod batch;
 pub mod certs;
 pub mod coalesce;
 pub mod held;
+pub mod plan;
+pub mod rollout;
 pub mod tokens;
 
 /// One node's result in a fan-out.

@@ -188,6 +188,17 @@ pub fn commit(layout: &Layout, staged: Vec<Staged>, commands: &Commands) -> Vec<
     out
 }
 
+/// Drops a staged lineage that will not be committed (the fleet-wide push decided against it):
+/// its links put back as recorded (a stage moved none, unless it kept a split-brain version
+/// aside), its marker and what its stage created removed, its lock released. Err: the links
+/// could not be put back; the marker stays and the next stage finishes or undoes it.
+pub fn discard(layout: &Layout, s: Staged) -> crate::Result<()> {
+    let back = restore(layout, &s);
+    let ok = back.is_ok();
+    let _outcome = failed(s, InstallError::Refused("discarded".into()), ok);
+    back
+}
+
 /// Finds, among `set` (all back on their previous links; `good` switched and passing), the
 /// lineages that make the test fail: switch the set, test; if it fails, halve it and try each
 /// half. `known`: the set is already known to fail, with this output. Every lineage ends in
@@ -353,6 +364,36 @@ mod tests {
             .iter()
             .all(|(_, r)| r.as_ref().is_ok_and(|i| !i.changed)));
         assert_eq!((runs(&tests), runs(&reloads)), (1, 1));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A discarded stage leaves the tree as it was (no version, no marker, no lock held: the
+    /// same lineage stages again at once), and a lineage already current stays as it is.
+    #[test]
+    fn a_discarded_stage_leaves_nothing() {
+        let root = scratch("batch-discard");
+        let layout = Layout::new(&root);
+        let cmds = commands(&["true"], &["true"]);
+        let lineages = names(&["a.test", "b.test"]);
+        let files = files_for(&lineages, "discard");
+        // b.test is on version 1 already.
+        let out = commit(
+            &layout,
+            stage_all(&layout, &lineages[1..], &files[1..]),
+            &cmds,
+        );
+        assert!(out.iter().all(|(_, r)| r.is_ok()), "{out:?}");
+        let before = tree(&root);
+        for s in stage_all(&layout, &lineages, &files) {
+            discard(&layout, s).unwrap();
+        }
+        assert_eq!(tree(&root), before, "leftovers of a discarded stage");
+        assert!(layout.current_version(&lineages[0]).is_err());
+        assert_eq!(layout.current_version(&lineages[1]).unwrap(), 1);
+        // The locks went with the stages: staging again does not wait.
+        let out = commit(&layout, stage_all(&layout, &lineages, &files), &cmds);
+        assert!(out.iter().all(|(_, r)| r.is_ok()), "{out:?}");
+        assert_eq!(layout.current_version(&lineages[0]).unwrap(), 1);
         fs::remove_dir_all(&root).unwrap();
     }
 

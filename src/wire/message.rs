@@ -68,6 +68,16 @@ pub enum Request {
         /// The lineages to switch (each staged earlier in this session).
         lineages: Vec<LineageName>,
     },
+    /// Batch, abort: the named lineages staged in this session are dropped — what their
+    /// `stage` wrote is removed under their lock, no link ever moved — and their locks
+    /// released (a fleet-wide push that will not switch them: another node could not stage
+    /// them, or a canary failed). Names not staged are ignored. Answers `done`, `changed` when
+    /// anything was removed. Announced as [`DISCARD_OP`]; an agent without it discards what is
+    /// still staged when the session ends.
+    Discard {
+        /// The lineages to drop.
+        lineages: Vec<LineageName>,
+    },
     /// Report every lineage installed on this node.
     Status {},
     /// Standby nodes: which certbot `certherd renew` runs there (`doctor` checks it can keep
@@ -90,6 +100,7 @@ pub const OPS: &[&str] = &[
     "install",
     "stage",
     "commit",
+    "discard",
     "status",
     "put_renewal",
     "certbot_version",
@@ -199,6 +210,11 @@ pub enum CommitOutcome {
 /// The capability a primary looks for in `hello`'s `ops` before it sends `stage` and `commit`;
 /// an agent without it gets one `install` per lineage.
 pub const BATCH_OP: &str = "commit";
+
+/// The capability a primary looks for before it sends `discard`; without it, it ends the
+/// session instead (what is staged then goes when the agent's session ends, or stays pending
+/// for the next stage to undo on an agent older than both).
+pub const DISCARD_OP: &str = "discard";
 
 /// Classes of agent errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

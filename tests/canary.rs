@@ -1,0 +1,244 @@
+//! Two phases across the fleet, and canaries (issue 19, item 4), on the real bed: 4 nodes (the
+//! primary and 3 peers, each an nginx with a vhost per lineage on :443, agents as the bed's
+//! non-root account).
+//!
+//! - A required peer that cannot stage a lineage (its archive directory not writable for the
+//!   agent's account): that lineage is switched on no peer — the others discard what they
+//!   staged and keep serving the old certificate — while every other lineage goes everywhere;
+//!   the rows name the node that could not stage it. After the fix one `sync` completes.
+//! - `sync --canary 1` with the canary's (node2's) nginx config broken: its commit fails, the
+//!   rollout stops, the other peers and the primary keep serving the old certificate (checked
+//!   over TLS) with nothing of the new version left on their disks, exit 1, the failure names
+//!   node2. Fixed, `sync --canary 1` brings every node to the new version.
+//!
+//! Proves guarantee 3 of docs/GUARANTEES.md (every node gets every lineage; `sync` catches up)
+//! and guarantee 5 (a failing node leaves the fleet on what it served) for the fleet-wide gate.
+
+mod common;
+use common::*;
+
+use certherd_testbed::Bed;
+use common::cluster::make_version;
+
+const NODES: usize = 4;
+const LINEAGES: [&str; 3] = ["c0.test", "c1.test", "c2.test"];
+
+/// A bed whose nodes serve every lineage of [`LINEAGES`] on its own vhost, all on version 1.
+fn serving_bed() -> (Bed, Vec<String>) {
+    let bed = bed(NODES, false);
+    for n in 1..=NODES {
+        bed.default_tls_server(n, false).unwrap();
+        reload_nginx(&bed, n);
+    }
+    let v1 = renew_all(&bed, 1);
+    // Fresh peers get the files first (nothing of theirs names them yet), then the vhosts.
+    let (code, json, err) = sync(&bed, &[]);
+    assert_eq!(code, Some(0), "first sync: {err}\n{json:#}");
+    for n in 1..=NODES {
+        for l in LINEAGES {
+            bed.add_tls_vhost(n, l, l).unwrap();
+        }
+        reload_nginx(&bed, n);
+    }
+    for n in 1..=NODES {
+        assert_serves(&bed, n, &v1, "set-up");
+    }
+    (bed, v1)
+}
+
+/// A new version of every lineage on node 1, as certbot renews: the serials, in order.
+fn renew_all(bed: &Bed, v: u32) -> Vec<String> {
+    LINEAGES
+        .iter()
+        .map(|l| {
+            make_version(bed, l, v);
+            current_serial(bed, l)
+        })
+        .collect()
+}
+
+/// `certherd sync --format json ARGS…` on node 1: its exit code, report and stderr.
+fn sync(bed: &Bed, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let mut argv = vec!["sync", "--format", "json"];
+    argv.extend_from_slice(args);
+    let out = bed.certherd(1, &argv).output().unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("sync printed no JSON ({e}):\n{}", text(&out)));
+    (out.status.code(), json, stderr(&out))
+}
+
+/// The row of `node` for `lineage` in a sync report.
+fn row<'a>(json: &'a serde_json::Value, lineage: &str, node: &str) -> &'a serde_json::Value {
+    json["lineages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["lineage"] == lineage)
+        .unwrap_or_else(|| panic!("no {lineage} in {json:#}"))["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node"] == node)
+        .unwrap_or_else(|| panic!("no {node} row for {lineage}"))
+}
+
+fn error_of(row: &serde_json::Value) -> &str {
+    row["error"].as_str().unwrap_or("")
+}
+
+/// Node `n` serves `want[i]` for every lineage i, waiting (bounded) for a reload to settle.
+fn assert_serves(bed: &Bed, n: usize, want: &[String], context: &str) {
+    for (l, want) in LINEAGES.iter().zip(want) {
+        assert_eq!(
+            &settled_serial(bed, n, l, want),
+            want,
+            "{context}: node {n} serves another certificate for {l}"
+        );
+    }
+}
+
+/// Node `n` still serves `old` for `lineage` and did not reload onto anything else: asked once
+/// nginx's reload overlap is over (a node that wrongly reloaded during the sync shows the new
+/// serial by then, and keeps showing it).
+fn assert_still_serves(bed: &Bed, n: usize, lineage: &str, old: &str, context: &str) {
+    std::thread::sleep(RELOAD_OVERLAP);
+    assert_eq!(
+        served_serial(bed, n, lineage),
+        old,
+        "{context}: node {n} serves another certificate for {lineage}"
+    );
+}
+
+/// Nothing of version `v` of `lineage` stays on peer `n`: its links name version `v - 1`, no
+/// archive file of `v`, no pending marker (a discarded stage leaves nothing behind).
+fn assert_untouched(bed: &Bed, n: usize, lineage: &str, v: u32, context: &str) {
+    let links = live_links(bed, n, lineage);
+    assert!(
+        links.iter().all(|l| l.ends_with(&format!("{}.pem", v - 1))),
+        "{context}: node {n} {lineage} links {links:?}"
+    );
+    let archive = bed.letsencrypt_dir(n).join("archive").join(lineage);
+    for kind in ["cert", "chain", "fullchain", "privkey"] {
+        let file = archive.join(format!("{kind}{v}.pem"));
+        assert!(
+            !file.exists(),
+            "{context}: node {n} kept {} of a lineage it did not switch",
+            file.display()
+        );
+    }
+    let markers = pending_markers(&bed.letsencrypt_dir(n));
+    assert!(
+        markers.is_empty(),
+        "{context}: node {n} markers {markers:?}"
+    );
+}
+
+/// (a) node3 cannot stage c1.test: no node switches it, every other lineage goes everywhere.
+#[test]
+fn a_required_peer_that_cannot_stage_keeps_the_lineage_off_every_node() {
+    let (bed, v1) = serving_bed();
+    let blocked = "c1.test";
+    let archive = bed.letsencrypt_dir(3).join("archive").join(blocked);
+    // The agent's account owns the directory; without its write bit it cannot add a version.
+    let set_mode = |mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set_mode(0o555);
+    let v2 = renew_all(&bed, 2);
+    let (code, json, err) = sync(&bed, &[]);
+    set_mode(0o755);
+
+    assert_eq!(code, Some(1), "{err}\n{json:#}");
+    for n in [2, 4] {
+        assert_untouched(&bed, n, blocked, 2, "a lineage node3 could not stage");
+        assert_still_serves(&bed, n, blocked, &v1[1], "a lineage node3 could not stage");
+    }
+    let own = row(&json, blocked, "node3");
+    assert!(
+        error_of(own).contains("Permission denied"),
+        "node3's own row says why it could not stage: {own:#}"
+    );
+    for node in ["node1", "node2", "node4"] {
+        let r = row(&json, blocked, node);
+        assert!(
+            error_of(r).contains("not switched: node3 could not stage it"),
+            "{blocked} on {node}: {r:#}"
+        );
+    }
+    // The other lineages: on every node, served.
+    for l in LINEAGES.iter().filter(|l| **l != blocked) {
+        for node in ["node2", "node3", "node4"] {
+            assert_eq!(row(&json, l, node)["install"], "ok", "{l} on {node}");
+        }
+    }
+    for n in 2..=NODES {
+        let mut want = v2.clone();
+        want[1] = v1[1].clone();
+        assert_serves(&bed, n, &want, "next to a lineage node3 could not stage");
+    }
+
+    // Fixed: one sync completes, every node on version 2.
+    let (code, json, err) = sync(&bed, &[]);
+    assert_eq!(code, Some(0), "sync after the fix: {err}\n{json:#}");
+    for n in 1..=NODES {
+        assert_serves(&bed, n, &v2, "after the fix");
+    }
+}
+
+/// (b) the canary's commit fails: the rollout stops, the others untouched. (c) the canary is
+/// healthy: every node serves the new version.
+#[test]
+fn a_failing_canary_stops_the_rollout_and_a_healthy_one_lets_it_through() {
+    let (bed, v1) = serving_bed();
+    // node2 is the first peer in config order: the canary.
+    let tls = bed.nginx_tls_conf(2);
+    let good = std::fs::read_to_string(&tls).unwrap();
+    std::fs::write(&tls, format!("{good}certherd_broken_directive on;\n")).unwrap();
+    let v2 = renew_all(&bed, 2);
+    let (code, json, err) = sync(&bed, &["--canary", "1"]);
+    std::fs::write(&tls, &good).unwrap();
+
+    assert_eq!(
+        code,
+        Some(1),
+        "a failing canary fails the sync: {err}\n{json:#}"
+    );
+    // The others: untouched, still on the old pair over TLS; the primary did not reload.
+    for (i, l) in LINEAGES.iter().enumerate() {
+        for n in [3, 4] {
+            assert_untouched(&bed, n, l, 2, "after a failing canary");
+        }
+        for n in [1, 2, 3, 4] {
+            assert_still_serves(&bed, n, l, &v1[i], "after a failing canary");
+        }
+    }
+    assert!(
+        err.contains("canary node2"),
+        "the failure names the canary: {err}"
+    );
+    assert_eq!(json["ok"], false, "{json:#}");
+    for l in LINEAGES {
+        let canary = row(&json, l, "node2");
+        assert_eq!(canary["install"], "test_failed", "{l} on node2: {canary:#}");
+        for node in ["node1", "node3", "node4"] {
+            let r = row(&json, l, node);
+            assert!(
+                error_of(r).contains("rollout stopped: canary node2"),
+                "{l} on {node}: {r:#}"
+            );
+        }
+    }
+
+    // (c) fixed: the canary switches, serves the new version, then the others follow.
+    let (code, json, err) = sync(&bed, &["--canary", "1"]);
+    assert_eq!(code, Some(0), "a healthy canary: {err}\n{json:#}");
+    for l in LINEAGES {
+        for node in ["node2", "node3", "node4"] {
+            assert_eq!(row(&json, l, node)["served"], "new", "{l} on {node}");
+        }
+    }
+    for n in 1..=NODES {
+        assert_serves(&bed, n, &v2, "after a healthy canary");
+    }
+}
