@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
@@ -144,9 +144,13 @@ impl Routes {
             let token = probe.token.clone();
             tasks.spawn(async move {
                 let client = check::kept_client().ok()?;
-                if let Err(e) = check::open_kept(&client, &target, &token).await {
-                    // Not fatal: the first check opens the connection itself.
-                    eprintln!("{}: no kept HTTP connection yet: {e}", target.node);
+                let opened =
+                    tokio::time::timeout(OPEN_TIMEOUT, check::open_kept(&client, &target, &token));
+                match opened.await {
+                    Ok(Ok(())) => {}
+                    // Not fatal: the first proof opens the connection itself.
+                    Ok(Err(e)) => eprintln!("{}: no kept HTTP connection yet: {e}", target.node),
+                    Err(_) => eprintln!("{}: no kept HTTP connection yet: timed out", target.node),
                 }
                 let local = index == 0 && local;
                 let placed = AtomicBool::new(true);
@@ -332,18 +336,42 @@ impl Routes {
     }
 }
 
-/// One attempt over the kept connection; when that connection turns out closed (the web
-/// server's keep-alive timeout ran out between two hooks) one more, on a fresh one.
+/// One attempt over the kept connection; when that connection turns out closed at once (the
+/// web server's keep-alive timeout ran out between two hooks) one more, on a fresh one. All of
+/// it within [`PROOF_TIMEOUT`]: a proof is a shortcut, and a node slow to give it gets the full
+/// check instead of holding the hook longer.
 async fn fetch_probe(
     target: &Target,
     exp: &Expectation,
     client: &reqwest::Client,
 ) -> Result<(), CheckFailure> {
-    match check::fetch_over(target, exp, Some(client)).await {
-        Err(CheckFailure::Unreachable { .. }) => check::fetch_over(target, exp, Some(client)).await,
-        other => other,
-    }
+    let attempts = async {
+        let start = Instant::now();
+        match check::fetch_over(target, exp, Some(client)).await {
+            Err(CheckFailure::Unreachable { .. }) if start.elapsed() < STALE_CLOSE => {
+                check::fetch_over(target, exp, Some(client)).await
+            }
+            other => other,
+        }
+    };
+    tokio::time::timeout(PROOF_TIMEOUT, attempts)
+        .await
+        .unwrap_or_else(|_| {
+            Err(CheckFailure::Unreachable {
+                cause: check::NoAnswer::Other,
+                message: format!("no route proof within {PROOF_TIMEOUT:?}"),
+            })
+        })
 }
+
+/// How long a route proof may take before the node gets the full check instead.
+const PROOF_TIMEOUT: Duration = Duration::from_secs(5);
+/// A kept connection the server had closed fails faster than this; a slower failure is the
+/// node's own and is not tried again.
+const STALE_CLOSE: Duration = Duration::from_secs(1);
+/// How long opening a kept connection at start may take (it is only a head start: the first
+/// proof opens it otherwise).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn target_of(peer: &Peer) -> Target {
     Target {
