@@ -82,8 +82,6 @@ struct Routed {
 pub struct Routes {
     probe: Option<Probe>,
     nodes: Vec<Routed>,
-    /// Peers whose held session acknowledged the probe (they get its removal at the end).
-    peers: Vec<String>,
     /// The probe went into this node's own webroot.
     local: bool,
     /// This node's webroot.
@@ -98,7 +96,6 @@ impl Routes {
         let mut routes = Routes {
             probe: None,
             nodes: Vec::new(),
-            peers: Vec::new(),
             local: false,
             webroot: config.webroot.clone(),
         };
@@ -131,8 +128,7 @@ impl Routes {
                 HeldResult::Answered(r)
                     if !r.iter().any(|r| matches!(r, Response::Error { .. })) =>
                 {
-                    routes.peers.push(h.0.name.clone());
-                    targets.push(target_of(&h.0));
+                    targets.push(target_of(&h.0))
                 }
                 other => eprintln!("{}: no route probe: {other:?}", h.0.name),
             }
@@ -316,10 +312,9 @@ impl Routes {
         proofs
     }
 
-    /// Removes the probe where it was put (bounded: each held exchange by the agents' own
-    /// timeout). A probe left by a holder killed with SIGKILL
-    /// is a file with random content in the challenge directory, like a token left by a
-    /// killed hook.
+    /// Removes the probe everywhere (bounded: each held exchange by the agents' own timeout).
+    /// A probe left by a holder killed with SIGKILL is a file with random content in the
+    /// challenge directory, like a token left by a killed hook.
     pub async fn remove(&self, held: &[super::session::Held]) {
         let Some(probe) = &self.probe else {
             return;
@@ -327,12 +322,9 @@ impl Routes {
         if self.local {
             let _ = TokenStore::new(&self.webroot).remove(&probe.token);
         }
-        let probed: Vec<_> = held
-            .iter()
-            .filter(|h| self.peers.contains(&h.0.name))
-            .cloned()
-            .collect();
-        let _ = super::session::forward(&probed, Arc::new(vec![probe.remove()])).await;
+        // Every session, not only those that took the probe at start: a later publish sends it
+        // to all of them, and a removal of a file that is not there is a no-op.
+        let _ = super::session::forward(held, Arc::new(vec![probe.remove()])).await;
     }
 }
 
