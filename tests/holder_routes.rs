@@ -82,9 +82,9 @@ fn proven(err: &str, domain: &str) -> Vec<String> {
     nodes
 }
 
-fn holder_pid(bed: &Bed) -> i32 {
-    let cm = bed.root().join("ssh/cm");
-    let dir: PathBuf = std::fs::read_dir(&cm)
+/// The holder's directory under the bed's control dir.
+fn holder_dir(bed: &Bed) -> PathBuf {
+    std::fs::read_dir(bed.root().join("ssh/cm"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -94,7 +94,11 @@ fn holder_pid(bed: &Bed) -> i32 {
                 .to_string_lossy()
                 .starts_with("holder-")
         })
-        .expect("a holder directory");
+        .expect("a holder directory")
+}
+
+fn holder_pid(bed: &Bed) -> i32 {
+    let dir = holder_dir(bed);
     std::fs::read_to_string(dir.join("pid"))
         .unwrap()
         .trim()
@@ -201,4 +205,58 @@ fn the_probe_leaves_with_the_cleanup_and_with_the_holder() {
             "only auth's own token is left on node{n}"
         );
     }
+}
+
+/// Sends one line to the holder's socket as the agent's account (the holder's own uid) and
+/// returns the reply.
+fn ask_holder(bed: &Bed, line: &str) -> String {
+    const CLIENT: &str = "import socket,sys\n\
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b'\\n')\n\
+print(s.makefile().readline(), end='')";
+    let dir = holder_dir(bed);
+    let out = bed
+        .agent_command_on(1, "/usr/bin/python3")
+        .args(["-c", CLIENT])
+        .arg(dir.join("sock"))
+        .arg(line)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A publish request is hostile input like any other: only token writes, at most 100 names,
+/// each a valid domain; anything else is refused and writes nothing.
+#[test]
+fn the_holder_refuses_a_publish_that_is_not_token_writes() {
+    let bed = bed(3, false);
+    warm(&bed);
+    let before = challenge_files(&bed, 2);
+    let removal =
+        r#"{"publish":{"requests":[{"op":"remove_token","token":"tokr"}],"domains":["a.test"]}}"#;
+    let reply = ask_holder(&bed, removal);
+    assert!(reply.contains("refused"), "{reply}");
+    let many: Vec<String> = (0..101).map(|i| format!("\"n{i}.test\"")).collect();
+    let too_many = format!(
+        r#"{{"publish":{{"requests":[{{"op":"put_token","token":"tokm","key_authorization":"tokm.x"}}],"domains":[{}]}}}}"#,
+        many.join(",")
+    );
+    let reply = ask_holder(&bed, &too_many);
+    assert!(
+        reply.contains("refused") && reply.contains("100"),
+        "{reply}"
+    );
+    let bad_name = r#"{"publish":{"requests":[{"op":"put_token","token":"tokn","key_authorization":"tokn.x"}],"domains":["a.test/../x"]}}"#;
+    let reply = ask_holder(&bed, bad_name);
+    assert!(reply.contains("refused"), "{reply}");
+    assert_eq!(
+        challenge_files(&bed, 2),
+        before,
+        "nothing was written on node2"
+    );
+    // A good one is answered, with a proof per node.
+    let good = r#"{"publish":{"requests":[{"op":"put_token","token":"tokg","key_authorization":"tokg.x"}],"domains":["a.test"]}}"#;
+    let reply = ask_holder(&bed, good);
+    assert!(reply.contains("published"), "{reply}");
+    assert_eq!(reply.matches("\"domain\":\"a.test\"").count(), 3, "{reply}");
 }
