@@ -2,7 +2,8 @@
 //! own token again from a node whose route the holder proved for the domain with its probe, but
 //! a node whose route is broken for that domain still fails `auth`, named, as without a holder
 //! (guarantee 1's self-check: every node that can be picked must serve the token). The probe
-//! leaves with the run's cleanup and with the holder.
+//! leaves with the run's cleanup and with the holder. A request to the holder is hostile input
+//! (guarantee 5).
 
 mod common;
 use common::fault::alive;
