@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::check::{self, Expectation, Target, Verdict};
+use crate::check::{self, CheckFailure, Expectation, NoAnswer, Target, Verdict};
 use crate::config::{Config, Mode};
 use crate::holder::RouteProof;
 use crate::names::{Domain, KeyAuthorization, Token};
@@ -170,12 +170,42 @@ async fn self_check_unproven(
             }
         }
     }
-    let mut checked = check::check_pairs(unproven, config.check.timeout)
+    let keys: Vec<(Target, Domain)> = unproven
+        .iter()
+        .map(|(t, e)| (t.clone(), e.domain.clone()))
+        .collect();
+    let mut checked: Vec<Option<Verdict>> = check::check_pairs(unproven, config.check.timeout)
         .await
-        .into_iter();
+        .into_iter()
+        .map(Some)
+        .collect();
+    // Matched by node and name, not by position: a check task that died leaves a gap, which
+    // must not shift the other verdicts onto the wrong nodes, and is a failure, not a pass.
+    let mut keys = keys.into_iter();
     let verdicts = slots
         .into_iter()
-        .filter_map(|slot| slot.or_else(|| checked.next()))
+        .filter_map(|slot| {
+            slot.or_else(|| {
+                let (target, domain) = keys.next()?;
+                let found = checked
+                    .iter_mut()
+                    .find(|v| {
+                        v.as_ref()
+                            .is_some_and(|v| v.target.node == target.node && v.domain == domain)
+                    })
+                    .and_then(Option::take);
+                Some(found.unwrap_or_else(|| Verdict {
+                    target,
+                    domain,
+                    result: Err(CheckFailure::Unreachable {
+                        cause: NoAnswer::Other,
+                        message: "internal error: the self-check did not finish".into(),
+                    }),
+                    elapsed: Duration::ZERO,
+                    attempts: 0,
+                }))
+            })
+        })
         .collect();
     log_verdicts(verdicts)
 }
