@@ -146,40 +146,44 @@ pub async fn check_all(
     expectations: &[Expectation],
     deadline: Duration,
 ) -> Vec<Verdict> {
+    let pairs = targets
+        .iter()
+        .flat_map(|t| expectations.iter().map(move |e| (t.clone(), e.clone())))
+        .collect();
+    check_pairs(pairs, deadline).await
+}
+
+/// [`check_all`] for the given (node, expectation) pairs only, verdicts in the same order.
+pub async fn check_pairs(pairs: Vec<(Target, Expectation)>, deadline: Duration) -> Vec<Verdict> {
     let until = Instant::now() + deadline;
     let mut tasks = tokio::task::JoinSet::new();
-    let mut index = 0;
-    for target in targets {
-        for exp in expectations {
-            let (target, exp) = (target.clone(), exp.clone());
-            let i = index;
-            index += 1;
-            tasks.spawn(async move {
-                let mut delay = Duration::from_millis(50);
-                let started = Instant::now();
-                let mut attempts = 0;
-                loop {
-                    let result = fetch(&target, &exp).await;
-                    attempts += 1;
-                    if result.is_ok() || Instant::now() + delay >= until {
-                        return (
-                            i,
-                            Verdict {
-                                target,
-                                domain: exp.domain,
-                                result,
-                                elapsed: started.elapsed(),
-                                attempts,
-                            },
-                        );
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
+    let count = pairs.len();
+    for (i, (target, exp)) in pairs.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            let started = Instant::now();
+            let mut attempts = 0;
+            loop {
+                let result = fetch(&target, &exp).await;
+                attempts += 1;
+                if result.is_ok() || Instant::now() + delay >= until {
+                    return (
+                        i,
+                        Verdict {
+                            target,
+                            domain: exp.domain,
+                            result,
+                            elapsed: started.elapsed(),
+                            attempts,
+                        },
+                    );
                 }
-            });
-        }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        });
     }
-    let mut verdicts = Vec::with_capacity(index);
+    let mut verdicts = Vec::with_capacity(count);
     while let Some(joined) = tasks.join_next().await {
         if let Ok(v) = joined {
             verdicts.push(v);
@@ -191,6 +195,29 @@ pub async fn check_all(
 
 /// One attempt: GET through the node, following redirects like the CA.
 pub async fn fetch(target: &Target, exp: &Expectation) -> Result<(), CheckFailure> {
+    fetch_over(target, exp, None).await
+}
+
+/// A client for the hops pinned to one node's HTTP address that keeps its connection open
+/// between requests (HTTP/1.1 keep-alive): the warm holder's, so that a later check costs the
+/// request's round trip, not a TCP connect as well. One idle connection at most.
+pub fn kept_client() -> Result<reqwest::Client, CheckFailure> {
+    base_client()
+        .pool_max_idle_per_host(1)
+        .http1_only()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| CheckFailure::unreachable(NoAnswer::Other, e.to_string()))
+}
+
+/// [`fetch`], with the hops that go to the node's own HTTP address sent over `kept` (from
+/// [`kept_client`]) when given: to the node's address, with the domain as `Host`, which is
+/// what a request to the domain pinned to that address sends. Other hops as in [`fetch`].
+pub async fn fetch_over(
+    target: &Target,
+    exp: &Expectation,
+    kept: Option<&reqwest::Client>,
+) -> Result<(), CheckFailure> {
     let domain = exp.domain.as_str();
     let mut url = Url::parse(&format!(
         "http://{domain}/.well-known/acme-challenge/{}",
@@ -204,8 +231,14 @@ pub async fn fetch(target: &Target, exp: &Expectation) -> Result<(), CheckFailur
         if !seen.insert(url.to_string()) {
             return Err(CheckFailure::RedirectLoop(hops));
         }
-        let client = client_for(&url, target, domain).await?;
-        let response = request(&client, &url, target, domain).await?;
+        let pinned_http = url.scheme() == "http" && url.host_str() == Some(domain);
+        let response = match kept {
+            Some(kept) if pinned_http => direct(kept, &url, target, domain).await?,
+            _ => {
+                let client = client_for(&url, target, domain).await?;
+                request(&client, &url, target, domain).await?
+            }
+        };
         let response = response.send().await.map_err(|e| {
             let cause = if connection_refused(&e) {
                 NoAnswer::Refused
@@ -291,6 +324,17 @@ async fn request(
     if url.host_str() != Some(domain) || domain.parse::<std::net::IpAddr>().is_err() {
         return Ok(client.get(url.clone()));
     }
+    direct(client, url, target, domain).await
+}
+
+/// The request for a hop pinned to the node, sent to the node's own address with the domain
+/// as `Host` (the same request line and header as a request to the domain resolved there).
+async fn direct(
+    client: &reqwest::Client,
+    url: &Url,
+    target: &Target,
+    domain: &str,
+) -> Result<reqwest::RequestBuilder, CheckFailure> {
     let node = resolve_first(&pinned_addr(url, target, domain)).await?;
     let mut direct = url.clone();
     let _ = direct.set_ip_host(node.ip());
@@ -307,7 +351,42 @@ async fn client_for(
     target: &Target,
     domain: &str,
 ) -> Result<reqwest::Client, CheckFailure> {
-    let mut builder = reqwest::Client::builder()
+    let mut builder = base_client();
+    if url.host_str() == Some(domain) {
+        let addr = pinned_addr(url, target, domain);
+        builder = builder.resolve(domain, resolve_first(&addr).await?);
+    }
+    builder
+        .build()
+        .map_err(|e| CheckFailure::unreachable(NoAnswer::Other, e.to_string()))
+}
+
+/// Opens `kept`'s connection to the node's HTTP address before the first check needs it: one
+/// request for the challenge path of `token`, with no `Host` of a domain, whatever it answers.
+/// The connection is keyed by the address, as in [`fetch_over`], so that check reuses it.
+pub async fn open_kept(
+    kept: &reqwest::Client,
+    target: &Target,
+    token: &Token,
+) -> Result<(), CheckFailure> {
+    let node = resolve_first(&target.http).await?;
+    let url = format!("http://{node}/.well-known/acme-challenge/{token}");
+    let response = kept
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| CheckFailure::unreachable(NoAnswer::Other, format!("{url}: {e}")))?;
+    // Read to the end: only a finished response gives its connection back for the next one.
+    read_limited(response)
+        .await
+        .map(|_| ())
+        .map_err(|e| CheckFailure::unreachable(NoAnswer::Other, format!("{url}: {e}")))
+}
+
+/// What every self-check client shares: no redirects of its own (the loop follows them like the
+/// CA), no proxy, a bounded attempt.
+fn base_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .danger_accept_invalid_certs(true)
         .no_proxy()
@@ -316,14 +395,7 @@ async fn client_for(
             "certherd/",
             env!("CARGO_PKG_VERSION"),
             " self-check"
-        ));
-    if url.host_str() == Some(domain) {
-        let addr = pinned_addr(url, target, domain);
-        builder = builder.resolve(domain, resolve_first(&addr).await?);
-    }
-    builder
-        .build()
-        .map_err(|e| CheckFailure::unreachable(NoAnswer::Other, e.to_string()))
+        ))
 }
 
 /// Like the CA, use the first address the name resolves to.

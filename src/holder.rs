@@ -21,11 +21,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Peer, SshConfig};
+use crate::names::Domain;
 use crate::ssh::PeerError;
 use crate::wire::{Request, Response};
 
 pub mod client;
+pub mod route;
 pub mod serve;
+pub mod session;
 pub mod start;
 
 /// The holder exits after this long without a request.
@@ -45,6 +48,14 @@ pub enum HeldRequest {
         /// The requests, in order.
         requests: Vec<Request>,
     },
+    /// `auth`'s token write to every peer held, and at the same time the route proofs of
+    /// [`route`] for these domains on every node probed.
+    Publish {
+        /// `put_token` requests only ([`publishable`]).
+        requests: Vec<Request>,
+        /// The names the CA will validate (at most [`route::MAX_DOMAINS`]).
+        domains: Vec<Domain>,
+    },
     /// A newer `warm` (another certbot run, or connections closed since) takes over: exit.
     Stop,
 }
@@ -55,8 +66,28 @@ pub enum HeldRequest {
 pub enum HeldReply {
     /// One entry per peer the holder holds.
     Done(Vec<HeldPeer>),
+    /// The answer to [`HeldRequest::Publish`].
+    Published {
+        /// One entry per peer the holder holds.
+        peers: Vec<HeldPeer>,
+        /// One per (probed node, domain); a node not listed has no proof.
+        routes: Vec<RouteProof>,
+    },
     /// The request was not one the holder forwards.
     Refused(String),
+}
+
+/// Whether `node` served the holder's probe token for `domain` ([`route`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteProof {
+    /// The node's configured name (this node's own name for this node).
+    pub node: String,
+    /// The `Host` the probe was asked for with.
+    pub domain: Domain,
+    /// Ok when it answered with the probe's content, else what it did instead.
+    pub result: Result<(), String>,
+    /// From the request to the verdict.
+    pub elapsed_ms: u64,
 }
 
 /// One peer's answers.
@@ -84,6 +115,14 @@ pub fn forwardable(requests: &[Request]) -> bool {
         && requests
             .iter()
             .all(|r| matches!(r, Request::PutToken { .. } | Request::RemoveToken { .. }))
+}
+
+/// Whether these requests may go with a [`HeldRequest::Publish`]: token writes only.
+pub fn publishable(requests: &[Request]) -> bool {
+    !requests.is_empty()
+        && requests
+            .iter()
+            .all(|r| matches!(r, Request::PutToken { .. }))
 }
 
 /// The holder's private directory for this fan-out (the same SSH credentials and peers), made

@@ -23,7 +23,7 @@ pub async fn run(config: &Config, args: &ChallengeArgs, format: Format) -> Resul
         key_authorization,
     };
     let published =
-        publish::publish_and_check_rows(config, std::slice::from_ref(&expectation)).await;
+        publish::publish_and_check_routed(config, std::slice::from_ref(&expectation)).await;
     let (domain, token) = (challenge.domain.to_string(), challenge.token.to_string());
     match format {
         Format::Json => print_json(&report::json(config, &domain, &token, &published)),

@@ -73,17 +73,26 @@ async fn hold(config: &Config, run: Watched, warn: bool) -> std::result::Result<
 /// while certbot talks to the CA.
 pub const HEAD_START: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// A warm-up started by `issue` or `renew`: the task that starts it, and the holder's
+/// directory, so that [`stop`] ends the holder with the run.
+pub struct Warming {
+    task: JoinHandle<()>,
+    holder: Option<std::path::PathBuf>,
+}
+
 /// [`spawn`], then waits until the warm-up is ready or [`HEAD_START`] has passed.
-pub async fn spawn_with_head_start(config: &Config) -> JoinHandle<()> {
+pub async fn spawn_with_head_start(config: &Config) -> Warming {
     let (ready, is_ready) = tokio::sync::oneshot::channel();
-    let handle = spawn(config, ready);
+    let task = spawn(config, ready);
     if tokio::time::timeout(HEAD_START, is_ready).await.is_err() {
         crate::verbose!(
             "warm: not ready after {}: starting certbot while it goes on",
             humantime::format_duration(HEAD_START)
         );
     }
-    handle
+    let peers: Vec<_> = config.managed_peers().cloned().collect();
+    let holder = crate::holder::dir(&config.ssh, &peers).ok();
+    Warming { task, holder }
 }
 
 /// Starts the warm-up in the background (for `issue` and `renew`, right before certbot) and
@@ -132,8 +141,26 @@ async fn warm_up(config: &Config, warn: bool) {
 }
 
 /// Stops a background warm-up that is no longer useful (certbot has exited) and waits for the
-/// abort to land, so no half-started `ssh` is left behind by this process.
-pub async fn stop(handle: JoinHandle<()>) {
-    handle.abort();
-    let _ = handle.await;
+/// abort to land, so no half-started `ssh` is left behind by this process. Then asks the
+/// holder to exit and waits (bounded) until it has: it would notice this process's end within
+/// half a second anyway, but this way `issue` and `renew` return with its sessions closed and
+/// its probe token removed (docs/HOLDER.md), not shortly before.
+pub async fn stop(warming: Warming) {
+    warming.task.abort();
+    let _ = warming.task.await;
+    let Some(dir) = warming.holder else {
+        return;
+    };
+    crate::holder::client::stop(&dir.join("sock")).await;
+    // Bounded: 3 s in 50 ms steps; a holder still starting (its lock held while it opens
+    // sessions) is left to notice our end itself.
+    for _ in 0..60 {
+        if matches!(
+            crate::lockfile::try_lock(&dir.join("lock")),
+            Ok(Some(_)) | Err(_)
+        ) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -7,7 +7,8 @@ use std::time::Instant;
 use crate::config::{Peer, SshConfig};
 use crate::fleet::{self, PeerOutcome, SshDetail};
 use crate::holder::client::{ask, Asked};
-use crate::holder::HeldResult;
+use crate::holder::{HeldPeer, HeldResult, RouteProof};
+use crate::names::Domain;
 use crate::ssh::PeerError;
 use crate::wire::{Request, Response};
 
@@ -16,15 +17,40 @@ const MAX_MESSAGE: usize = 2000;
 
 /// Like [`fleet::run`], through the holder when it can. Results come back in `peers` order.
 pub async fn run(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Vec<PeerOutcome> {
+    run_proving(ssh, peers, requests, &[]).await.0
+}
+
+/// [`run`], and with a holder, its route proofs for `domains` ([`crate::holder::route`]),
+/// made while the requests travel; none without a holder.
+pub async fn run_proving(
+    ssh: &SshConfig,
+    peers: &[Peer],
+    requests: &[Request],
+    domains: &[Domain],
+) -> (Vec<PeerOutcome>, Vec<RouteProof>) {
     let start = Instant::now();
-    let mut held = match ask(ssh, peers, requests).await {
-        Asked::NoHolder => return fleet::run(ssh, peers, requests).await,
+    let (held, routes) = match ask(ssh, peers, requests, domains).await {
+        Asked::NoHolder => return (fleet::run(ssh, peers, requests).await, Vec::new()),
         Asked::Failed(why) => {
             crate::warn!("{why}: using plain connections");
-            return fleet::run(ssh, peers, requests).await;
+            return (fleet::run(ssh, peers, requests).await, Vec::new());
         }
-        Asked::Replied(held) => held,
+        Asked::Replied(held, routes) => (held, routes),
     };
+    (
+        held_outcomes(ssh, peers, requests, held, start).await,
+        routes,
+    )
+}
+
+/// The holder's answers in `peers` order; a peer it could not serve goes plain (one warning).
+async fn held_outcomes(
+    ssh: &SshConfig,
+    peers: &[Peer],
+    requests: &[Request],
+    mut held: Vec<HeldPeer>,
+    start: Instant,
+) -> Vec<PeerOutcome> {
     let elapsed = start.elapsed();
     crate::verbose!(
         "through the warm holder: {} peers answered in {elapsed:.0?}",

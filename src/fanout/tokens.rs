@@ -1,11 +1,12 @@
 //! The token engine, shared by `auth`, `cleanup`, `issue` and `doctor`: put or remove a token on this node
 //! and every managed peer, and self-check that every node serves it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::check::{self, Expectation, Target, Verdict};
+use crate::check::{self, CheckFailure, Expectation, NoAnswer, Target, Verdict};
 use crate::config::{Config, Mode};
-use crate::names::{KeyAuthorization, Token};
+use crate::holder::RouteProof;
+use crate::names::{Domain, KeyAuthorization, Token};
 use crate::ssh::PeerError;
 use crate::tokens::TokenStore;
 use crate::wire::Request;
@@ -50,8 +51,18 @@ pub enum TokenOp<'a> {
 /// Applies `op` on this node and, concurrently, on every managed peer. In stateless mode
 /// nothing is written anywhere: the nodes compute the answer themselves.
 pub async fn apply_everywhere(config: &Config, op: TokenOp<'_>) -> Vec<NodeReport> {
+    apply_everywhere_proving(config, op, &[]).await.0
+}
+
+/// [`apply_everywhere`], and when a warm holder carries the write, its route proofs for
+/// `domains` ([`crate::holder::route`]), made while the write travels.
+async fn apply_everywhere_proving(
+    config: &Config,
+    op: TokenOp<'_>,
+    domains: &[Domain],
+) -> (Vec<NodeReport>, Vec<RouteProof>) {
     if config.mode == Mode::Stateless {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     let peers: Vec<_> = config.managed_peers().cloned().collect();
     let request = match &op {
@@ -63,7 +74,8 @@ pub async fn apply_everywhere(config: &Config, op: TokenOp<'_>) -> Vec<NodeRepor
             token: (*token).clone(),
         },
     };
-    let remote = super::held::run(&config.ssh, &peers, std::slice::from_ref(&request));
+    let remote =
+        super::held::run_proving(&config.ssh, &peers, std::slice::from_ref(&request), domains);
     let start = Instant::now();
     let store = TokenStore::new(&config.webroot);
     let local = match op {
@@ -71,13 +83,15 @@ pub async fn apply_everywhere(config: &Config, op: TokenOp<'_>) -> Vec<NodeRepor
         TokenOp::Remove(token) => store.remove(token),
     };
     let local_elapsed = start.elapsed();
-    this_then_peers(
+    let (remote, proofs) = remote.await;
+    let reports = this_then_peers(
         config,
         local.map(|_| ()).map_err(TokenError::from),
         local_elapsed,
-        remote.await,
+        remote,
         |_, result| result.map(|_| ()).map_err(TokenError::from),
-    )
+    );
+    (reports, proofs)
 }
 
 /// Every node the self-check visits: this one, then every peer (managed or check-only),
@@ -113,6 +127,100 @@ async fn self_check_verdicts(
 ) -> (bool, Vec<Verdict>) {
     let verdicts =
         check::check_all(&targets(config, skip), expectations, config.check.timeout).await;
+    log_verdicts(verdicts)
+}
+
+/// [`self_check_verdicts`], except for the (node, expectation) pairs in `proven`: their route
+/// was proven by the holder's probe and their token write acknowledged, so their verdict is
+/// that proof (see [`crate::holder::route`] for why that is enough).
+async fn self_check_unproven(
+    config: &Config,
+    expectations: &[Expectation],
+    skip: &[String],
+    proven: &[Proven],
+) -> (bool, Vec<Verdict>) {
+    let mut slots = Vec::new();
+    let mut unproven = Vec::new();
+    for target in targets(config, skip) {
+        for exp in expectations {
+            let proof = proven
+                .iter()
+                .find(|p| p.node == target.node && p.domain == exp.domain && p.token == exp.token);
+            match proof {
+                Some(p) => {
+                    crate::verbose!(
+                        "{}: route for {} proven by the holder's probe in {} ms, token {} written",
+                        target.node,
+                        exp.domain,
+                        p.elapsed_ms,
+                        exp.token
+                    );
+                    slots.push(Some(Verdict {
+                        target: target.clone(),
+                        domain: exp.domain.clone(),
+                        result: Ok(()),
+                        elapsed: Duration::from_millis(p.elapsed_ms),
+                        attempts: 1,
+                    }));
+                }
+                None => {
+                    slots.push(None);
+                    unproven.push((target.clone(), exp.clone()));
+                }
+            }
+        }
+    }
+    let keys: Vec<(Target, Domain)> = unproven
+        .iter()
+        .map(|(t, e)| (t.clone(), e.domain.clone()))
+        .collect();
+    let mut checked: Vec<Option<Verdict>> = check::check_pairs(unproven, config.check.timeout)
+        .await
+        .into_iter()
+        .map(Some)
+        .collect();
+    // Matched by node and name, not by position: a check task that died leaves a gap, which
+    // must not shift the other verdicts onto the wrong nodes, and is a failure, not a pass.
+    let mut keys = keys.into_iter();
+    let verdicts = slots
+        .into_iter()
+        .filter_map(|slot| {
+            slot.or_else(|| {
+                let (target, domain) = keys.next()?;
+                let found = checked
+                    .iter_mut()
+                    .find(|v| {
+                        v.as_ref()
+                            .is_some_and(|v| v.target.node == target.node && v.domain == domain)
+                    })
+                    .and_then(Option::take);
+                Some(found.unwrap_or_else(|| Verdict {
+                    target,
+                    domain,
+                    result: Err(CheckFailure::Unreachable {
+                        cause: NoAnswer::Other,
+                        message: "internal error: the self-check did not finish".into(),
+                    }),
+                    elapsed: Duration::ZERO,
+                    attempts: 0,
+                }))
+            })
+        })
+        .collect();
+    log_verdicts(verdicts)
+}
+
+/// A (node, domain, token) whose self-check the holder's route proof stands for.
+struct Proven {
+    node: String,
+    domain: Domain,
+    token: Token,
+    elapsed_ms: u64,
+}
+
+/// One line per verdict (verbose for a pass, error or warning for a failure); whether every
+/// required node passed.
+fn log_verdicts(verdicts: Vec<Verdict>) -> (bool, Vec<Verdict>) {
     let mut ok = true;
     for v in &verdicts {
         match &v.result {
@@ -169,14 +277,54 @@ pub struct Published {
 
 /// [`publish_and_check`], keeping every node's write and check.
 pub async fn publish_and_check_rows(config: &Config, expectations: &[Expectation]) -> Published {
+    publish(config, expectations, false).await
+}
+
+/// [`publish_and_check_rows`] for `auth`: when a warm holder carries the write, a node whose
+/// route the holder proves for the domain while the write travels ([`crate::holder::route`])
+/// and whose write it acknowledged is not fetched again; every other node is, as without a
+/// holder. `issue`'s pre-flight and `doctor` keep the full check of their own tokens.
+pub async fn publish_and_check_routed(config: &Config, expectations: &[Expectation]) -> Published {
+    publish(config, expectations, true).await
+}
+
+async fn publish(config: &Config, expectations: &[Expectation], routed: bool) -> Published {
     let mut ok = true;
     let mut skip = Vec::new();
     let mut holders = Vec::new();
     let mut writes = Vec::new();
+    let mut proven = Vec::new();
     for exp in unique_tokens(expectations) {
-        for report in
-            apply_everywhere(config, TokenOp::Put(&exp.token, &exp.key_authorization)).await
-        {
+        let domains: Vec<Domain> = match routed {
+            true => expectations
+                .iter()
+                .filter(|e| e.token == exp.token)
+                .map(|e| e.domain.clone())
+                .collect(),
+            false => Vec::new(),
+        };
+        let op = TokenOp::Put(&exp.token, &exp.key_authorization);
+        let (reports, proofs) = apply_everywhere_proving(config, op, &domains).await;
+        for proof in proofs {
+            let written = reports
+                .iter()
+                .any(|r| r.node == proof.node && r.result.is_ok());
+            match proof.result {
+                Ok(()) if written => proven.push(Proven {
+                    node: proof.node,
+                    domain: proof.domain,
+                    token: exp.token.clone(),
+                    elapsed_ms: proof.elapsed_ms,
+                }),
+                Ok(()) => {}
+                Err(why) => crate::verbose!(
+                    "{}: no route proof for {} ({why}): checking the token itself",
+                    proof.node,
+                    proof.domain
+                ),
+            }
+        }
+        for report in reports {
             match &report.result {
                 Ok(()) => {
                     crate::verbose!(
@@ -198,7 +346,7 @@ pub async fn publish_and_check_rows(config: &Config, expectations: &[Expectation
             writes.push(report);
         }
     }
-    let (checked, verdicts) = self_check_verdicts(config, expectations, &skip).await;
+    let (checked, verdicts) = self_check_unproven(config, expectations, &skip, &proven).await;
     Published {
         ok: ok && checked,
         holders,

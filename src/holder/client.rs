@@ -6,8 +6,9 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::{HeldPeer, HeldReply, HeldRequest};
+use super::{HeldPeer, HeldReply, HeldRequest, RouteProof};
 use crate::config::{Peer, SshConfig};
+use crate::names::Domain;
 use crate::wire::{read_line_limited_async, Request, MAX_RESPONSE_LINE};
 
 /// What asking the holder gave.
@@ -17,12 +18,18 @@ pub enum Asked {
     NoHolder,
     /// A holder socket is there but the holder did not answer: use plain connections (warn).
     Failed(String),
-    /// The holder's answer, one entry per peer it holds.
-    Replied(Vec<HeldPeer>),
+    /// The holder's answer, one entry per peer it holds, and the route proofs it made.
+    Replied(Vec<HeldPeer>, Vec<RouteProof>),
 }
 
-/// Sends `requests` through the holder for `peers`, if one runs.
-pub async fn ask(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Asked {
+/// Sends `requests` through the holder for `peers`, if one runs; with `domains` (token writes
+/// only), also asks for the route proofs of those names ([`super::route`]).
+pub async fn ask(
+    ssh: &SshConfig,
+    peers: &[Peer],
+    requests: &[Request],
+    domains: &[Domain],
+) -> Asked {
     if !super::forwardable(requests) {
         return Asked::NoHolder;
     }
@@ -35,11 +42,19 @@ pub async fn ask(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Asked
     }
     // The holder answers after every peer did: the agents' own timeout, and a margin.
     let limit = ssh.request_timeout * 2 + Duration::from_secs(5);
-    let request = HeldRequest::Forward {
-        requests: requests.to_vec(),
+    let request = if domains.is_empty() || !super::publishable(requests) {
+        HeldRequest::Forward {
+            requests: requests.to_vec(),
+        }
+    } else {
+        HeldRequest::Publish {
+            requests: requests.to_vec(),
+            domains: domains.to_vec(),
+        }
     };
     match tokio::time::timeout(limit, exchange(&sock, &request)).await {
-        Ok(Ok(HeldReply::Done(peers))) => Asked::Replied(peers),
+        Ok(Ok(HeldReply::Done(peers))) => Asked::Replied(peers, Vec::new()),
+        Ok(Ok(HeldReply::Published { peers, routes })) => Asked::Replied(peers, routes),
         Ok(Ok(HeldReply::Refused(why))) => Asked::Failed(format!("the holder refused: {why}")),
         Ok(Err(e)) => {
             forget_if_dead(&dir);

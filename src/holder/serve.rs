@@ -12,14 +12,13 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
+use super::route::{Routes, MAX_DOMAINS};
+use super::session::Held;
 use super::start::Watched;
-use super::{forwardable, HeldPeer, HeldReply, HeldRequest, HeldResult, IDLE, LIFETIME};
+use super::{forwardable, publishable, HeldReply, HeldRequest, IDLE, LIFETIME};
 use crate::config::{Config, Peer};
 use crate::ssh::{AgentChannel, Connection, PeerError};
-use crate::wire::{read_line_limited_async, Request, Response};
-
-/// One peer's held session; None once it broke (the hooks then use plain connections).
-type Held = Arc<(Peer, Mutex<Option<AgentChannel>>)>;
+use crate::wire::read_line_limited_async;
 
 /// Runs the holder; exit code 0 whatever happens to the peers (the hooks fall back).
 pub async fn run(config: &Config, watched: Watched) -> crate::error::Result<i32> {
@@ -45,6 +44,7 @@ pub async fn run(config: &Config, watched: Watched) -> crate::error::Result<i32>
     };
     let held = open_all(config, &peers).await;
     let open = count_open(&held).await;
+    let routes = Routes::prepare(config, &held).await;
     let listener = match bind(&sock) {
         Ok(l) => l,
         Err(e) => {
@@ -55,10 +55,15 @@ pub async fn run(config: &Config, watched: Watched) -> crate::error::Result<i32>
     // For operators and tests: which process holds the sessions (kill it and the hooks go plain).
     let pid_file = dir.join("pid");
     let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
-    say(&format!("ready: {open} of {} peers held", peers.len()));
-    serve(&listener, &held, &watched).await;
+    say(&format!(
+        "ready: {open} of {} peers held, {} nodes probed",
+        peers.len(),
+        routes.len()
+    ));
+    serve(&listener, &held, &routes, &watched).await;
     let _ = std::fs::remove_file(&sock);
     let _ = std::fs::remove_file(&pid_file);
+    routes.remove(&held).await;
     for h in held.iter() {
         if let Some(channel) = h.1.lock().await.take() {
             channel.close().await;
@@ -145,7 +150,7 @@ fn bind(sock: &Path) -> std::io::Result<UnixListener> {
 
 /// Answers one client at a time (certbot runs its hooks one after the other) until the end:
 /// the watched process is gone, [`IDLE`] or [`LIFETIME`] passed, a `stop` or a SIGTERM came.
-async fn serve(listener: &UnixListener, held: &[Held], watched: &Watched) {
+async fn serve(listener: &UnixListener, held: &[Held], routes: &Routes, watched: &Watched) {
     let born = Instant::now();
     let mut last = Instant::now();
     let uid = nix::unistd::getuid().as_raw();
@@ -175,7 +180,8 @@ async fn serve(listener: &UnixListener, held: &[Held], watched: &Watched) {
             _ => continue,
         }
         // Bounded: a client that stalls must not hold the next hook.
-        let answered = tokio::time::timeout(Duration::from_secs(120), answer(stream, held)).await;
+        let answered =
+            tokio::time::timeout(Duration::from_secs(120), answer(stream, held, routes)).await;
         if answered == Ok(Answered::Stop) {
             return;
         }
@@ -193,18 +199,27 @@ enum Answered {
 }
 
 /// Reads one request line, forwards it to every held peer concurrently, writes the reply.
-async fn answer(stream: UnixStream, held: &[Held]) -> Answered {
+async fn answer(stream: UnixStream, held: &[Held], routes: &Routes) -> Answered {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut answered = Answered::Served;
     let reply = match read_line_limited_async(&mut reader, super::MAX_REQUEST_LINE).await {
         Ok(Some(line)) => match serde_json::from_slice::<HeldRequest>(&line) {
             Ok(HeldRequest::Forward { requests }) if forwardable(&requests) => {
-                HeldReply::Done(forward(held, Arc::new(requests)).await)
+                HeldReply::Done(routes.forward(held, requests).await)
             }
             Ok(HeldRequest::Forward { .. }) => {
                 HeldReply::Refused("only put_token and remove_token are forwarded".into())
             }
+            Ok(HeldRequest::Publish { requests, domains })
+                if publishable(&requests) && domains.len() <= MAX_DOMAINS =>
+            {
+                let (peers, routes) = routes.publish(held, requests, &domains).await;
+                HeldReply::Published { peers, routes }
+            }
+            Ok(HeldRequest::Publish { .. }) => HeldReply::Refused(format!(
+                "publish takes put_token requests and at most {MAX_DOMAINS} domains"
+            )),
             Ok(HeldRequest::Stop) => {
                 answered = Answered::Stop;
                 HeldReply::Done(Vec::new())
@@ -219,65 +234,4 @@ async fn answer(stream: UnixStream, held: &[Held]) -> Answered {
         let _ = write.shutdown().await;
     }
     answered
-}
-
-async fn forward(held: &[Held], requests: Arc<Vec<Request>>) -> Vec<HeldPeer> {
-    let mut tasks = JoinSet::new();
-    for (index, h) in held.iter().cloned().enumerate() {
-        let requests = requests.clone();
-        tasks.spawn(async move {
-            let mut slot = h.1.lock().await;
-            let result = match slot.as_mut() {
-                None => HeldResult::Unavailable("no held session".into()),
-                Some(channel) => exchange(channel, &requests).await,
-            };
-            if matches!(result, HeldResult::Unavailable(_)) {
-                // A broken session is not used again: the hooks go plain for this peer.
-                if let Some(channel) = slot.take() {
-                    tokio::spawn(channel.close());
-                }
-            }
-            (
-                index,
-                HeldPeer {
-                    peer: h.0.name.clone(),
-                    result,
-                },
-            )
-        });
-    }
-    let mut out: Vec<Option<HeldPeer>> = held.iter().map(|_| None).collect();
-    while let Some(Ok((index, p))) = tasks.join_next().await {
-        out[index] = Some(p);
-    }
-    out.into_iter()
-        .zip(held)
-        .map(|(p, h)| {
-            p.unwrap_or_else(|| HeldPeer {
-                peer: h.0.name.clone(),
-                result: HeldResult::Unavailable("internal error: task panicked".into()),
-            })
-        })
-        .collect()
-}
-
-/// All requests out in one write burst, then every answer: one round trip for the lot.
-async fn exchange(channel: &mut AgentChannel, requests: &[Request]) -> HeldResult {
-    for r in requests {
-        if let Err(e) = channel.send(r).await {
-            return HeldResult::Unavailable(e.to_string());
-        }
-    }
-    let mut responses = Vec::with_capacity(requests.len());
-    for _ in requests {
-        match channel.receive().await {
-            Ok(r) => responses.push(r),
-            // A refusal is the agent's answer; the session is still good.
-            Err(PeerError::Refused { kind, message }) => {
-                responses.push(Response::Error { kind, message })
-            }
-            Err(e) => return HeldResult::Unavailable(e.to_string()),
-        }
-    }
-    HeldResult::Answered(responses)
 }
