@@ -90,13 +90,24 @@ impl<'a> Node<'a> {
 
     fn exec(&self, job: Job) -> Exec<'a> {
         Exec {
-            bed: self.bed,
-            node: self.n,
+            on: Some((self.bed, self.n)),
             job,
             stdin: None,
             status: Status::Code(0),
             checks: Vec::new(),
         }
+    }
+}
+
+/// A command outside any bed (no node logs in its transcript), e.g. certherd with a config in
+/// a scratch directory.
+pub fn exec(cmd: Command) -> Exec<'static> {
+    Exec {
+        on: None,
+        job: Job::Command(cmd),
+        stdin: None,
+        status: Status::Code(0),
+        checks: Vec::new(),
     }
 }
 
@@ -135,8 +146,9 @@ enum Check {
 /// A command with its expectations, not run yet.
 #[must_use = "an Exec does nothing until .run()"]
 pub struct Exec<'a> {
-    bed: &'a Bed,
-    node: usize,
+    /// The bed and node it runs on (whose logs a transcript shows); none for a command outside
+    /// any bed (a config in a scratch dir).
+    on: Option<(&'a Bed, usize)>,
     job: Job,
     stdin: Option<Vec<u8>>,
     status: Status,
@@ -252,15 +264,19 @@ impl<'a> Exec<'a> {
             }
             Job::Certbot(ref args) => {
                 assert!(self.stdin.is_none(), "certbot runs with no stdin");
+                let (bed, _) = self.on.expect("a certbot run is on a bed");
                 let refs: Vec<&str> = args.iter().map(String::as_str).collect();
                 let shown = format!("certbot {} <the bed's common args>", refs.join(" "));
-                (shown, self.bed.certbot(&refs))
+                (shown, bed.certbot(&refs))
             }
         };
         let ran = Ran {
             shown,
-            logs: node_logs(self.bed, self.node),
-            node: self.node,
+            logs: self
+                .on
+                .map(|(bed, n)| node_logs(bed, n))
+                .unwrap_or_default(),
+            node: self.on.map(|(_, n)| n),
             output,
         };
         let mut unmet = Vec::new();
@@ -334,7 +350,7 @@ fn run_command(cmd: &mut Command, stdin: Option<Vec<u8>>, shown: &str) -> Output
 /// A finished run: its output, and the transcript every failure about it prints.
 pub struct Ran {
     shown: String,
-    node: usize,
+    node: Option<usize>,
     logs: String,
     pub output: Output,
 }
@@ -389,7 +405,10 @@ impl Ran {
 
 impl fmt::Display for Ran {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "--- command (node {}): {}", self.node, self.shown)?;
+        match self.node {
+            Some(n) => writeln!(f, "--- command (node {n}): {}", self.shown)?,
+            None => writeln!(f, "--- command: {}", self.shown)?,
+        }
         writeln!(f, "--- exit status: {:?}", self.output.status.code())?;
         writeln!(f, "--- stdout\n{}", self.stdout())?;
         writeln!(f, "--- stderr\n{}", self.stderr())?;

@@ -308,7 +308,7 @@ pub mod influx;
 pub mod status;
 
 #[allow(unused_imports)]
-pub use exec::{Exec, Nodes, Ran};
+pub use exec::{exec, Exec, Nodes, Ran};
 #[allow(unused_imports)]
 pub use status::{StatusReport, StatusRow};
 
