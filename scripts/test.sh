@@ -65,9 +65,15 @@ fi
 phase deb bash scripts/deb.sh >"$timings_dir/deb"
 deb=$(cat "$timings_dir/deb")
 phase deb-check bash scripts/deb-check.sh "$deb"
-# Every test binary, built once (scripts/run-tests.sh's own build is then a no-op); the dev
+# Every test binary, built once (scripts/run-tests.sh's own build is then a no-op), and the
+# workspace's binaries: tests/bench_smoke.rs builds certherd-bench, which `cargo test --no-run`
+# does not, and compiled it in the middle of the e2e tests (about 90 s of CPU beside them). The dev
 # binary the tests compare CERTHERD_BIN with is the product again, not the crash-point build.
-phase build-tests cargo test --workspace --all-targets --locked --no-run
+build_tests() {
+    cargo test --workspace --all-targets --locked --no-run
+    cargo build --workspace --bins --locked
+}
+phase build-tests build_tests
 if grep -qa CERTHERD_CRASHPOINT target/debug/certherd; then
     echo "target/debug/certherd still contains crash points after the test build" >&2
     exit 1
