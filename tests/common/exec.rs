@@ -78,9 +78,33 @@ impl<'a> Node<'a> {
         self.exec(Job::Certbot(args.into_iter().map(Into::into).collect()))
     }
 
+    /// `certherd auth` with certbot's environment for one challenge.
+    pub fn auth(&self, domain: &str, token: &str, validation: &str) -> Exec<'a> {
+        self.certherd(["auth"])
+            .env("CERTBOT_DOMAIN", domain)
+            .env("CERTBOT_TOKEN", token)
+            .env("CERTBOT_VALIDATION", validation)
+    }
+
+    /// `certherd cleanup` with certbot's environment for one challenge.
+    pub fn cleanup(&self, domain: &str, token: &str) -> Exec<'a> {
+        self.certherd(["cleanup"])
+            .env("CERTBOT_DOMAIN", domain)
+            .env("CERTBOT_TOKEN", token)
+    }
+
     /// certbot `certonly` with certherd's auth and cleanup hooks for `domains` (node 1).
     pub fn certbot_certonly(&self, domains: &[&str]) -> Exec<'a> {
-        let mut args = self.bed.certonly_args(None);
+        self.certonly(None, domains)
+    }
+
+    /// [`Node::certbot_certonly`] with certherd's deploy hook too.
+    pub fn certbot_certonly_with_deploy(&self, domains: &[&str]) -> Exec<'a> {
+        self.certonly(Some(&self.bed.hook_command("deploy")), domains)
+    }
+
+    fn certonly(&self, deploy_hook: Option<&str>, domains: &[&str]) -> Exec<'a> {
+        let mut args = self.bed.certonly_args(deploy_hook);
         for d in domains {
             args.push("-d".into());
             args.push(d.to_string());
@@ -369,6 +393,11 @@ impl Ran {
     /// stderr as text (lossy).
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// stdout then stderr, as one text (for a line that may be on either).
+    pub fn both(&self) -> String {
+        format!("{}\n{}", self.stdout(), self.stderr())
     }
 
     fn stream(&self, s: Stream) -> String {
