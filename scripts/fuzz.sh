@@ -6,6 +6,8 @@
 # turn it into a regression test (SECURITY.md, "Fuzzing").
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
+#   scripts/fuzz.sh --build-only    build the targets and stop (scripts/test.sh builds them
+#                                   while the e2e tests run)
 #
 # cargo-fuzz needs nightly-only rustc flags (-Z sanitizer); RUSTC_BOOTSTRAP=1 lets the stable
 # toolchain accept them, so no second toolchain is needed. Set CERTHERD_FUZZ_TARGET_DIR to build
@@ -13,8 +15,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+build_only=
+if [ "${1:-}" = --build-only ]; then
+    build_only=1
+    shift
+fi
 seconds="${1:-60}"
 shift || true
+case "$seconds" in
+    '' | *[!0-9]* | 0) echo "fuzz.sh: $seconds: expected SECONDS, a whole number of at least 1 (or --build-only)" >&2; exit 2 ;;
+esac
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(agent_request agent_response config certbot_env)
@@ -33,6 +43,7 @@ fi
 
 cd fuzz
 cargo fuzz build "${build[@]}"
+[ -z "$build_only" ] || exit 0
 
 # One target: its run, then one summary line (executions, speed, corpus size); its exit status
 # is left in scratch/<target>.rc.

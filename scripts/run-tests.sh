@@ -6,8 +6,13 @@
 # then a table of every binary's wall time. Exits 1 when any binary failed (after running all
 # of them: one failure never hides another).
 #
-#   scripts/run-tests.sh [--lanes N] [NAME...]     NAME: a test binary (deploy_json, served,
-#                                                  lib:certherd, ...); none: all of them
+#   scripts/run-tests.sh [--lanes N] [--pass LABEL VAR=VALUE NAME,NAME...]... [NAME...]
+#
+# NAME: a test binary (deploy_json, served, lib:certherd, ...); none: all of them. `--pass` runs
+# the binaries it names once more with VAR=VALUE in their environment, in the same lanes as the
+# rest (scripts/test.sh runs the certbot tests again with certbot 5 that way: a second pass in
+# lanes of its own would wait for the first one's slowest binary); the table names it LABEL.
+# VALUE holds no blank.
 #
 # Arguments after `--` go to every test binary (default: --test-threads=3). The environment
 # (CERTHERD_BIN, CERTHERD_BED_CERTBOT, ...) passes through. Used by scripts/test.sh; on its own
@@ -15,13 +20,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lanes="${CERTHERD_TEST_LANES:-2}"
+# Three lanes on the 2-core machine: an e2e binary mostly waits on daemons, ssh and certbot, so
+# a third lane fills the cores the first two leave idle (full run: tests 585 s in 2 lanes).
+lanes="${CERTHERD_TEST_LANES:-3}"
 names=()
 extra=()
+passes=()   # "LABEL VAR=VALUE NAME,NAME..." each
 while [ $# -gt 0 ]; do
     case "$1" in
         --lanes) lanes="$2"; shift 2 ;;
         --lanes=*) lanes="${1#--lanes=}"; shift ;;
+        --pass)
+            if [ $# -lt 4 ] || [[ "$2" == *[!A-Za-z0-9_-]* ]] || [[ "$3" != [A-Z]*=* ]] || [ -z "$4" ]; then
+                echo "run-tests.sh: --pass ${2:-} ${3:-} ${4:-}: expected --pass LABEL VAR=VALUE NAME,NAME..." >&2
+                exit 2
+            fi
+            passes+=("$2 $3 $4")
+            shift 4 ;;
         --) shift; extra=("$@"); break ;;
         -*) echo "run-tests.sh: unknown option $1 (expected --lanes N, test names, or -- ARGS)" >&2; exit 2 ;;
         *) names+=("$1"); shift ;;
@@ -65,49 +80,82 @@ for line in open(sys.argv[1]):
         seen.add(key)
         print(*key, m["executable"], pkg_dir)
 PY
+# `lookup NAME`: the line of test binary NAME, or a one-line error naming it and what exists.
+lookup() {
+    local n=$1 match
+    if [[ "$n" == lib:* ]]; then
+        match=$(awk -v p="${n#lib:}" '$1==p && $2=="lib"' "$logs/all")
+    else
+        match=$(awk -v t="$n" '$3==t && $2!="lib"' "$logs/all")
+    fi
+    if [ -z "$match" ]; then
+        echo "run-tests.sh: no test binary named $n: expected one of:" $(awk '{print ($2=="lib") ? "lib:" $1 : $3}' "$logs/all") >&2
+        exit 2
+    fi
+    echo "$match"
+}
+# Every line of "chosen" is "PASS ENV PKG KIND NAME EXECUTABLE DIR": PASS is "-" and ENV "-" for
+# the plain run, the label and VAR=VALUE of a --pass otherwise.
+: >"$logs/chosen"
 if [ ${#names[@]} -gt 0 ]; then
-    : >"$logs/chosen"
     for n in "${names[@]}"; do
-        if [[ "$n" == lib:* ]]; then
-            match=$(awk -v p="${n#lib:}" '$1==p && $2=="lib"' "$logs/all")
-        else
-            match=$(awk -v t="$n" '$3==t && $2!="lib"' "$logs/all")
-        fi
-        if [ -z "$match" ]; then
-            echo "run-tests.sh: no test binary named $n: expected one of:" $(awk '{print ($2=="lib") ? "lib:" $1 : $3}' "$logs/all") >&2
-            exit 2
-        fi
-        echo "$match" >>"$logs/chosen"
+        echo "- - $(lookup "$n")" >>"$logs/chosen"
     done
 else
-    cp "$logs/all" "$logs/chosen"
+    sed 's/^/- - /' "$logs/all" >>"$logs/chosen"
 fi
-# Longest first (the figures of a full run on the 2-core machine: crash about 5 min, operate,
-# bench_smoke, vrrp and batch about 2 min), so the lanes end together.
+for p in ${passes[@]+"${passes[@]}"}; do
+    read -r label assignment list <<<"$p"
+    for n in ${list//,/ }; do
+        echo "$label $assignment $(lookup "$n")" >>"$logs/chosen"
+    done
+done
+# Longest first, so the lanes end together: the seconds each binary took in a full run on the
+# 2-core machine (2 lanes, 2026-12-06); anything not named here took under 10 s.
 weight() {
     case "$1" in
-        crash) echo 20 ;;
-        operate|bench_smoke|vrrp|batch) echo 9 ;;
-        vrrp_flap|faults|certbot_box|permissions|warm|one_deploy|apache) echo 5 ;;
-        *) echo 1 ;;
+        crash) echo 235 ;;
+        vrrp) echo 103 ;;
+        operate) echo 98 ;;
+        bench_smoke) echo 65 ;;
+        batch) echo 64 ;;
+        vrrp_flap) echo 37 ;;
+        certbot_box) echo 35 ;;
+        warm) echo 29 ;;
+        permissions) echo 28 ;;
+        apache | faults) echo 25 ;;
+        one_deploy) echo 23 ;;
+        deploy_actions) echo 22 ;;
+        hostile_agent) echo 20 ;;
+        quickstart | deploy) echo 19 ;;
+        quickstart_apache) echo 17 ;;
+        issue_paths | root_never_runs_agent_files) echo 16 ;;
+        issuance | deploy_hook | failover) echo 15 ;;
+        peer_lineages) echo 12 ;;
+        fallback | served) echo 11 ;;
+        *) echo 5 ;;
     esac
 }
-while read -r pkg kind name exe dir; do
-    echo "$(weight "$name") $pkg $kind $name $exe $dir"
+while read -r pass env pkg kind name exe dir; do
+    echo "$(weight "$name") $pass $env $pkg $kind $name $exe $dir"
 done <"$logs/chosen" | sort -k1,1nr | cut -d' ' -f2- >"$logs/order"
 
 # Runs one test binary as `cargo test` would (from its package's directory, CARGO set), but
 # without cargo: cargo would hold the build directory's lock and run the lanes one at a time.
+# PASS/ENV: "-" for the plain run, else a --pass's label and its VAR=VALUE.
 run_one() {
-    local pkg=$1 kind=$2 name=$3 exe=$4 dir=$5 log start rc
-    log="$LOGS/$pkg.$kind.$name.log"
+    local pass=$1 env=$2 pkg=$3 kind=$4 name=$5 exe=$6 dir=$7 log start rc what label=
+    [ "$pass" = - ] || label=" [$pass]"
+    what="$pkg $kind $name$label"
+    [ "$env" = - ] && env=
+    log="$LOGS/$pass.$pkg.$kind.$name.log"
     start=$(date +%s%N)
     rc=0
-    # shellcheck disable=SC2086 # EXTRA is a list of words
-    (cd "$dir" && exec "$exe" $EXTRA) >"$log" 2>&1 || rc=$?
+    # shellcheck disable=SC2086 # EXTRA is a list of words, ENV one VAR=VALUE or nothing
+    (cd "$dir" && exec env $env "$exe" $EXTRA) >"$log" 2>&1 || rc=$?
     local ms=$((($(date +%s%N) - start) / 1000000))
-    printf '%s\t%s\t%d.%d\n' "$rc" "$pkg $kind $name" "$((ms / 1000))" "$((ms % 1000 / 100))" >>"$LOGS/results"
-    if [ "$rc" = 0 ]; then echo "ok      $name ($((ms / 1000)) s)"; else echo "FAILED  $name (exit $rc)"; fi
+    printf '%s\t%s\t%d.%d\t%s\n' "$rc" "$what" "$((ms / 1000))" "$((ms % 1000 / 100))" "$log" >>"$LOGS/results"
+    if [ "$rc" = 0 ]; then echo "ok      $name$label ($((ms / 1000)) s)"; else echo "FAILED  $name$label (exit $rc)"; fi
 }
 export -f run_one
 export LOGS="$logs" EXTRA="${extra[*]}" CARGO="${CARGO:-$(command -v cargo)}"
@@ -116,13 +164,12 @@ echo "run-tests.sh: $(wc -l <"$logs/order") test binaries in $lanes lanes (logs 
 xargs -P "$lanes" -L 1 bash -c 'run_one "$@"' _ <"$logs/order" || true
 
 failed=0
-while IFS=$'\t' read -r rc what _; do
+while IFS=$'\t' read -r rc what _ log; do
     [ "$rc" = 0 ] && continue
     failed=1
-    set -- $what
     echo
     echo "==================== FAILED: $what (exit $rc) ===================="
-    cat "$logs/$1.$2.$3.log"
+    cat "$log"
 done <"$logs/results"
 echo
 echo "-- test binaries (seconds, $lanes lanes) --"

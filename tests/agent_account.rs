@@ -9,16 +9,16 @@ mod common;
 use common::*;
 
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Output};
+use std::process::Command;
 
-/// `cmd…` as the bed's agent account (no password, no tty: `sudo -n` never prompts).
-fn as_agent(bed: &Bed, cmd: &[&str]) -> Output {
-    Command::new("/usr/sbin/runuser")
+/// `cmd…` as the bed's agent account on node 2 (no password, no tty: `sudo -n` never prompts).
+fn as_agent<'a>(bed: &'a Bed, cmd: &[&str]) -> Exec<'a> {
+    let mut runuser = Command::new("/usr/sbin/runuser");
+    runuser
         .args(["-u", bed.agent_user(), "--"])
         .args(cmd)
-        .current_dir("/")
-        .output()
-        .unwrap()
+        .current_dir("/");
+    bed.node(2).command(runuser)
 }
 
 #[test]
@@ -28,8 +28,9 @@ fn agent_account_may_run_exactly_the_documented_sudo_lines() {
     let uid = bed.agent_uid_gid().0;
 
     // The agent's own session: a token written through sshd's forced command is the account's.
-    let out = auth(&bed, 1, "site.test", "tok1", "tok1.thumbprint");
-    assert!(out.status.success(), "{}", text(&out));
+    bed.node(1)
+        .auth("site.test", "tok1", "tok1.thumbprint")
+        .run();
     let token = bed.webroot(2).join(".well-known/acme-challenge/tok1");
     assert_eq!(
         std::fs::metadata(&token).unwrap().uid(),
@@ -48,12 +49,7 @@ fn agent_account_may_run_exactly_the_documented_sudo_lines() {
             .map(|a| a.trim_matches('"').to_owned())
             .collect();
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let out = as_agent(&bed, &argv);
-        assert!(
-            out.status.success(),
-            "{argv:?} as the agent: {}",
-            text(&out)
-        );
+        as_agent(&bed, &argv).run();
     }
     // Refused: anything else, including the same program with other arguments.
     for argv in [
@@ -73,16 +69,14 @@ fn agent_account_may_run_exactly_the_documented_sudo_lines() {
         ],
         vec!["sudo", "-n", "-u", "root", "/usr/bin/id"],
     ] {
-        let out = as_agent(&bed, &argv);
-        assert!(
-            !out.status.success(),
-            "{argv:?} was allowed: {}",
-            text(&out)
+        let ran = as_agent(&bed, &argv).any_status().run();
+        ran.ensure(
+            !ran.output.status.success(),
+            format!("{argv:?} was allowed"),
         );
-        assert!(
-            stderr(&out).contains("password is required") || stderr(&out).contains("not allowed"),
-            "{argv:?}: {}",
-            text(&out)
+        ran.ensure(
+            ran.stderr().contains("password is required") || ran.stderr().contains("not allowed"),
+            format!("{argv:?}: sudo refused it"),
         );
     }
     // Its config and the authorized_keys line are root's, not the account's to change.
@@ -97,14 +91,15 @@ fn agent_account_may_run_exactly_the_documented_sudo_lines() {
             "{}",
             path.display()
         );
-        let out = as_agent(
+        let ran = as_agent(
             &bed,
             &["sh", "-c", &format!("echo x >> '{}'", path.display())],
-        );
-        assert!(
-            !out.status.success(),
-            "{} writable by the agent",
-            path.display()
+        )
+        .any_status()
+        .run();
+        ran.ensure(
+            !ran.output.status.success(),
+            format!("{} writable by the agent", path.display()),
         );
     }
 }

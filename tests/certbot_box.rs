@@ -17,72 +17,66 @@ fn a_primary_without_https_deploys_when_every_peer_serves_the_new_version() {
     enable_tls(&bed, NAME);
     std::fs::write(bed.nginx_tls_conf(1), "# the certbot box serves no HTTPS\n").unwrap();
     reload_nginx(&bed, 1);
-    let out = certbot_with_deploy(&bed, &[NAME]);
+    // certbot exits 0 whatever its deploy hook did; the hook's error is in its output.
+    let certbot = bed.node(1).certbot_certonly_with_deploy(&[NAME]).run();
     let serial = current_serial(&bed, NAME);
     for n in [2, 3] {
         assert_eq!(settled_serial(&bed, n, NAME, &serial), serial, "node {n}");
     }
     // Negative control: the box's https names its own :443, where nothing listens (certbot
     // exits 0 whatever its deploy hook did; the hook's error is in its output).
-    assert!(
-        out.status.success() && text(&out).contains("node1: deploy of box.test failed"),
-        "certbot, or its deploy hook's failure on the box's own row:\n{}",
-        text(&out)
+    certbot.ensure(
+        certbot.both().contains("node1: deploy of box.test failed"),
+        "the deploy hook's failure on the box's own row",
     );
     let deploy = bed
-        .certherd(1, &["deploy", "--lineage", NAME])
-        .output()
-        .unwrap();
-    assert_eq!(deploy.status.code(), Some(1), "{}", text(&deploy));
-    assert!(
-        text(&deploy)
+        .node(1)
+        .certherd(["deploy", "--lineage", NAME])
+        .expect_status(1)
+        .run();
+    deploy.ensure(
+        deploy
+            .both()
             .lines()
             .any(|l| l.starts_with("node1") && l.contains("NONE")),
-        "the failing row is not the box's:\n{}",
-        text(&deploy)
+        "the failing row is the box's",
     );
 
     // `https = ""`: this node serves no HTTPS.
     let own = format!("https = \"{}:443\"", bed.ip(1));
     edit_config(&bed, 1, &own, "https = \"\"");
-    let deploy = bed
-        .certherd(1, &["deploy", "--lineage", NAME])
-        .output()
-        .unwrap();
-    assert_eq!(deploy.status.code(), Some(0), "{}", text(&deploy));
-    let report = text(&deploy);
-    assert!(
+    let deploy = bed.node(1).certherd(["deploy", "--lineage", NAME]).run();
+    let report = deploy.both();
+    deploy.ensure(
         report
             .lines()
             .any(|l| l.starts_with("node1") && l.contains("no-https")),
-        "the box's row does not say no-https:\n{report}"
+        "the box's row says no-https",
     );
     for n in [2, 3] {
-        assert!(
+        deploy.ensure(
             report
                 .lines()
                 .any(|l| l.starts_with(&format!("node{n}")) && l.contains(" new ")),
-            "node {n} does not serve the new version:\n{report}"
+            format!("node {n} serves the new version"),
         );
     }
 
     // `status` on the box: its own row serves nothing to check, not a problem.
-    let status = bed.certherd(1, &["status"]).output().unwrap();
-    assert_eq!(status.status.code(), Some(0), "status:\n{}", text(&status));
-    assert!(
-        text(&status)
+    let status = bed.node(1).certherd(["status"]).run();
+    status.ensure(
+        status
+            .both()
             .lines()
             .any(|l| l.starts_with("node1") && l.contains(" no-https ")),
-        "status does not say the box serves no HTTPS:\n{}",
-        text(&status)
+        "status says the box serves no HTTPS",
     );
 
     // The box still checks its peers: one that serves an old certificate fails the deploy.
     std::fs::write(bed.nginx_tls_conf(3), "# node 3 lost its TLS server\n").unwrap();
     reload_nginx(&bed, 3);
-    let deploy = bed
-        .certherd(1, &["deploy", "--lineage", NAME])
-        .output()
-        .unwrap();
-    assert_eq!(deploy.status.code(), Some(1), "{}", text(&deploy));
+    bed.node(1)
+        .certherd(["deploy", "--lineage", NAME])
+        .expect_status(1)
+        .run();
 }

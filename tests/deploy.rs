@@ -8,14 +8,11 @@ use common::influx::{Influx, Webhook};
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 
-fn renew(bed: &Bed) -> std::process::Output {
-    let out = bed.certbot(&["renew", "--force-renewal", "--no-random-sleep-on-renew"]);
-    assert!(
-        out.status.success(),
-        "certbot renew failed:\n{}",
-        text(&out)
-    );
-    out
+/// certbot's forced renewal on the primary (its deploy hook deploys), asserted to succeed.
+fn renew(bed: &Bed) -> Ran {
+    bed.node(1)
+        .certbot(["renew", "--force-renewal", "--no-random-sleep-on-renew"])
+        .run()
 }
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -83,16 +80,10 @@ fn renewal_reaches_every_node_with_certbots_layout() {
     }
 
     // Re-running deploy is a no-op success.
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", "site.test"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("unchanged"),
-        "{}",
-        text(&out)
-    );
+    bed.node(1)
+        .certherd(["deploy", "--lineage", "site.test"])
+        .stdout_has(["unchanged"])
+        .run();
 }
 
 /// Guarantee 2: a node whose config test fails keeps its previous certificate and links; the
@@ -122,18 +113,13 @@ fn broken_config_on_one_node_rolls_back_and_alerts() {
     std::fs::write(&acme, format!("{good}\nthis_is_not_a_directive on;\n")).unwrap();
 
     renew(&bed);
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", "site.test"])
-        .output()
-        .unwrap();
+    bed.node(1)
+        .certherd(["deploy", "--lineage", "site.test"])
+        .expect_status(1)
+        .stderr_has(["node3", "this_is_not_a_directive"])
+        .run();
 
     let new = current_serial(&bed, "site.test");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("node3") && err.contains("this_is_not_a_directive"),
-        "{err}"
-    );
     assert_eq!(served_serial(&bed, 1, "site.test"), new);
     assert_eq!(served_serial(&bed, 2, "site.test"), new);
     assert_eq!(
@@ -178,32 +164,25 @@ fn down_peer_is_caught_up_by_sync() {
     let new = current_serial(&bed, "site.test");
     assert_eq!(served_serial(&bed, 3, "site.test"), new);
     assert_ne!(served_serial(&bed, 2, "site.test"), new);
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", "site.test"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("node2"), "{}", text(&out));
+    bed.node(1)
+        .certherd(["deploy", "--lineage", "site.test"])
+        .expect_status(1)
+        .stderr_has(["node2"])
+        .run();
 
     bed.start_sshd(2).unwrap();
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(served_serial(&bed, 2, "site.test"), new, "{}", text(&out));
+    let synced = bed.node(1).certherd(["sync"]).run();
+    assert_eq!(served_serial(&bed, 2, "site.test"), new, "{synced}");
     assert_eq!(
         live_links(&bed, 2, "site.test"),
         live_links(&bed, 1, "site.test")
     );
 
     let before = snapshot(&bed);
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .matches("unchanged")
-            .count(),
-        3,
-        "{}",
-        text(&out)
+    let again = bed.node(1).certherd(["sync"]).run();
+    again.ensure(
+        again.stdout().matches("unchanged").count() == 3,
+        "3 nodes unchanged",
     );
     assert_eq!(snapshot(&bed), before, "a second sync changed files");
 }
@@ -240,9 +219,18 @@ fn private_key_never_in_argv_env_or_output() {
             bed.root().display().to_string(),
             bed.certherd_bin().display().to_string(),
         ];
-        let (out, watch) = watch_proc(&needle, &ours, || {
-            bed.certherd(1, &["-v", "sync"]).output().unwrap()
-        });
+        // The key in certherd's output fails the run, on the success and the error path.
+        let sync = bed
+            .node(1)
+            .certherd(["-v", "sync"])
+            .stdout_lacks([needle.as_str()])
+            .stderr_lacks([needle.as_str()]);
+        let sync = if failing {
+            sync.expect_status(1).stderr_has(["node3"])
+        } else {
+            sync
+        };
+        let (_, watch) = watch_proc(&needle, &ours, || sync.run());
         assert!(watch.scans > 0);
         assert!(watch.saw_agent, "the watcher never saw an agent at work");
         assert!(
@@ -255,15 +243,7 @@ fn private_key_never_in_argv_env_or_output() {
             "private key visible in {:?}",
             watch.seen
         );
-        assert!(
-            !text(&out).contains(&needle),
-            "private key in certherd's output"
-        );
-        if failing {
-            assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-            assert!(stderr(&out).contains("node3"), "{}", text(&out));
-        } else {
-            assert!(out.status.success(), "{}", text(&out));
+        if !failing {
             assert_eq!(
                 served_serial(&bed, 3, "site.test"),
                 current_serial(&bed, "site.test")

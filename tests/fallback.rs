@@ -113,11 +113,14 @@ fn a_node_without_the_token_redirects_the_ca_to_the_primary() {
 
     // Negative control: the plain snippet on node 3, DNS only at node 3: the CA gets a 404.
     bed.dns("plain.test", &[3]).unwrap();
-    let out = certbot_certonly(&bed, &["plain.test"]);
-    assert!(
-        !out.status.success(),
-        "issued through node 3 although it never had the token:\n{}",
-        text(&out)
+    let ran = bed
+        .node(1)
+        .certbot_certonly(&["plain.test"])
+        .any_status()
+        .run();
+    ran.ensure(
+        !ran.output.status.success(),
+        "issued through node 3 although it never had the token",
     );
     assert!(
         acme_answers(&bed, 3, 404) >= 1,
@@ -128,12 +131,8 @@ fn a_node_without_the_token_redirects_the_ca_to_the_primary() {
     fallback(&bed, 3, PRIMARY);
     bed.dns("fallback.test", &[3]).unwrap();
     let before = acme_answers(&bed, 1, 200);
-    let out = certbot_certonly(&bed, &["fallback.test"]);
-    assert!(
-        out.status.success(),
-        "issuance through the fallback:\n{}",
-        text(&out)
-    );
+    // Issuance through the fallback.
+    bed.node(1).certbot_certonly(&["fallback.test"]).run();
     assert!(acme_answers(&bed, 3, 302) >= 1, "node 3 redirected nothing");
     assert!(
         acme_answers(&bed, 1, 200) > before,
@@ -151,16 +150,13 @@ fn doctor_names_every_hop_of_a_redirect_ring() {
     bed.hosts_on(1, &[("n2.test", 2), ("n3.test", 3)]).unwrap();
     redirect_only(&bed, 2, "n3.test");
     redirect_only(&bed, 3, "n2.test");
-    let out = bed
-        .certherd(1, &["doctor", "-d", "ring.test"])
-        .output()
-        .unwrap();
-    let report = text(&out);
-    assert_ne!(
-        out.status.code(),
-        Some(0),
-        "doctor passed a redirect ring:\n{report}"
-    );
+    let ran = bed
+        .node(1)
+        .certherd(["doctor", "-d", "ring.test"])
+        .any_status()
+        .run();
+    ran.ensure(ran.code() != Some(0), "doctor passed a redirect ring");
+    let report = ran.both();
     for n in [2, 3] {
         let line = report
             .lines()
@@ -169,24 +165,21 @@ fn doctor_names_every_hop_of_a_redirect_ring() {
                     && l.contains(&format!("node{n}"))
                     && l.contains("redirect loop")
             })
-            .unwrap_or_else(|| panic!("no redirect-loop FAIL for node{n}:\n{report}"));
-        assert!(
+            .unwrap_or_else(|| ran.fail(&format!("no redirect-loop FAIL for node{n}")));
+        ran.ensure(
             line.contains("n2.test") && line.contains("n3.test"),
-            "node{n}'s loop does not name both nodes of the ring: {line}"
+            format!("node{n}'s loop names both nodes of the ring: {line}"),
         );
     }
 
     // The ring broken (node 3 serves the tokens itself): no loop left.
     plain(&bed, 3);
-    let out = bed
-        .certherd(1, &["doctor", "-d", "ring.test"])
-        .output()
-        .unwrap();
-    let report = text(&out);
-    assert!(
-        !report.contains("redirect loop"),
-        "a loop after the ring was broken:\n{report}"
-    );
+    bed.node(1)
+        .certherd(["doctor", "-d", "ring.test"])
+        .any_status()
+        .stdout_lacks(["redirect loop"])
+        .stderr_lacks(["redirect loop"])
+        .run();
 }
 
 #[test]
@@ -198,26 +191,29 @@ fn a_check_only_peer_that_redirects_to_the_primary_passes_the_self_check() {
     bed.hosts_on(1, &[(PRIMARY, 1)]).unwrap();
 
     // Negative control: node 3 (not managed, never gets the token) serves the plain snippet.
-    let out = auth(&bed, 1, "checkonly.test", "tokco1", "tokco1.thumbprint");
-    assert!(
-        !out.status.success(),
-        "auth passed node 3 without the token:\n{}",
-        text(&out)
+    let ran = bed
+        .node(1)
+        .auth("checkonly.test", "tokco1", "tokco1.thumbprint")
+        .any_status()
+        .run();
+    ran.ensure(
+        !ran.output.status.success(),
+        "auth passed node 3 without the token",
     );
-    assert!(
-        text(&out).contains("node3"),
-        "auth's failure does not name node3:\n{}",
-        text(&out)
-    );
-    cleanup(&bed, 1, "checkonly.test", "tokco1");
+    ran.ensure(ran.both().contains("node3"), "auth's failure names node3");
+    bed.node(1)
+        .cleanup("checkonly.test", "tokco1")
+        .any_status()
+        .run();
 
     redirect_only(&bed, 3, PRIMARY);
-    let out = auth(&bed, 1, "checkonly.test", "tokco2", "tokco2.thumbprint");
-    assert!(
-        out.status.success(),
-        "auth with node 3 redirecting to the primary:\n{}",
-        text(&out)
-    );
+    // auth with node 3 redirecting to the primary.
+    bed.node(1)
+        .auth("checkonly.test", "tokco2", "tokco2.thumbprint")
+        .run();
     assert!(acme_answers(&bed, 3, 302) >= 1, "node 3 was not asked");
-    cleanup(&bed, 1, "checkonly.test", "tokco2");
+    bed.node(1)
+        .cleanup("checkonly.test", "tokco2")
+        .any_status()
+        .run();
 }

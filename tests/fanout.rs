@@ -10,18 +10,20 @@ use common::*;
 #[test]
 fn auth_then_cleanup_on_every_node() {
     let bed = bed(3, false);
-    let out = auth(&bed, 1, "site.test", "tok1", "tok1.thumbprint");
-    assert!(out.status.success(), "{}", text(&out));
+    let ran = bed
+        .node(1)
+        .auth("site.test", "tok1", "tok1.thumbprint")
+        .run();
     for n in 1..=3 {
         assert!(
             has_token(&bed, n, "tok1", "tok1.thumbprint"),
             "node {n} lacks the token"
         );
     }
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
-    assert_eq!(
-        json["nodes"],
-        serde_json::json!(["node1", "node2", "node3"])
+    let json: serde_json::Value = ran.json();
+    ran.ensure(
+        json["nodes"] == serde_json::json!(["node1", "node2", "node3"]),
+        "stdout's nodes are node1, node2, node3",
     );
     assert!(
         challenge_hits(&bed, 3) > 0,
@@ -32,8 +34,7 @@ fn auth_then_cleanup_on_every_node() {
     // (same PIDs), one per peer, not new ones under the same socket names.
     let masters = control_masters(&bed);
     assert_eq!(masters.len(), 2, "one master per peer: {masters:?}");
-    let out = cleanup(&bed, 1, "site.test", "tok1");
-    assert!(out.status.success(), "{}", text(&out));
+    bed.node(1).cleanup("site.test", "tok1").run();
     assert!(
         token_files(&bed).is_empty(),
         "left: {:?}",
@@ -48,9 +49,11 @@ fn auth_then_cleanup_on_every_node() {
 fn down_peer_fails_required_warns_optional() {
     let bed = bed(3, false);
     bed.stop_sshd(3);
-    let out = auth(&bed, 1, "site.test", "tokd", "tokd.x");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("node3"), "{}", text(&out));
+    bed.node(1)
+        .auth("site.test", "tokd", "tokd.x")
+        .expect_status(1)
+        .stderr_has(["node3"])
+        .run();
     assert!(
         has_token(&bed, 2, "tokd", "tokd.x"),
         "node 2 must still get the token"
@@ -69,12 +72,12 @@ fn down_peer_fails_required_warns_optional() {
         "",
     )
     .unwrap();
-    let out = auth(&bed, 1, "site.test", "toko", "toko.x");
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(stderr(&out).contains("warning: node3"), "{}", text(&out));
+    bed.node(1)
+        .auth("site.test", "toko", "toko.x")
+        .stderr_has(["warning: node3"])
+        .run();
 
-    let out = cleanup(&bed, 1, "site.test", "toko");
-    assert!(out.status.success(), "{}", text(&out));
+    bed.node(1).cleanup("site.test", "toko").run();
     assert!(!has_token(&bed, 2, "toko", "toko.x"));
 }
 
@@ -85,12 +88,10 @@ fn config_errors_name_key_and_file() {
     let path = bed.config_path(1);
     let good = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, format!("webrot = \"/x\"\n{good}")).unwrap();
-    let out = auth(&bed, 1, "site.test", "t", "t.x");
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("webrot") && err.contains(&path.display().to_string()),
-        "{err}"
-    );
+    bed.node(1)
+        .auth("site.test", "t", "t.x")
+        .expect_status(2)
+        .stderr_has(["webrot".to_string(), path.display().to_string()])
+        .run();
     assert!(token_files(&bed).is_empty());
 }

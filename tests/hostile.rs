@@ -27,31 +27,24 @@ fn hostile_hook_input_is_refused_and_changes_nothing() {
         ),
     ];
     for (domain, token, named) in &cases {
-        let out = auth(&bed, 1, domain, token, &format!("{token}.thumb"));
-        let err = stderr(&out);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "domain {domain:?} token {token:?}: {}",
-            text(&out)
-        );
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "one line expected: {err}"
-        );
-        assert!(
-            err.contains(named.as_str()) && err.contains("expected"),
-            "must name the value: {err}"
-        );
-        assert!(
+        // Must name the value and what was expected.
+        let ran = bed
+            .node(1)
+            .auth(domain, token, &format!("{token}.thumb"))
+            .expect_status(2)
+            .stderr_has([named.as_str(), "expected"])
+            .run();
+        let err = ran.stderr();
+        ran.ensure(err.trim_end().lines().count() == 1, "one line expected");
+        ran.ensure(
             err.len() < 300,
-            "hostile value echoed whole: {} bytes",
-            err.len()
+            format!("hostile value echoed whole: {} bytes", err.len()),
         );
     }
-    let out = auth(&bed, 1, "site.test", "tok", "other.thumb");
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    bed.node(1)
+        .auth("site.test", "tok", "other.thumb")
+        .expect_status(2)
+        .run();
     assert_eq!(
         snapshot(&bed),
         before,
@@ -93,20 +86,20 @@ fn hostile_renewed_lineage_is_refused_and_changes_nothing() {
     ];
     let before = snapshot(&bed);
     for value in &cases {
-        let out = bed
-            .certherd(1, &["deploy"])
+        // Must name the variable and what was expected, and print nothing on stdout.
+        let ran = bed
+            .node(1)
+            .certherd(["deploy"])
             .env("RENEWED_LINEAGE", value)
             .env("RENEWED_DOMAINS", "site.test")
-            .output()
-            .unwrap();
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{value:?}: {}", text(&out));
-        assert_eq!(err.trim_end().lines().count(), 1, "{value:?}: {err}");
-        assert!(
-            err.contains("RENEWED_LINEAGE") && err.contains("expected"),
-            "must name the variable and what was expected: {value:?}: {err}"
+            .expect_status(2)
+            .stderr_has(["RENEWED_LINEAGE", "expected"])
+            .stdout_is("")
+            .run();
+        ran.ensure(
+            ran.stderr().trim_end().lines().count() == 1,
+            format!("{value:?}: one line expected"),
         );
-        assert!(out.stdout.is_empty(), "{value:?}: {}", text(&out));
     }
     assert_eq!(
         snapshot(&bed),
@@ -176,13 +169,15 @@ fn unknown_host_key_is_refused_before_anything_is_sent() {
     );
     std::fs::write(bed.config_path(1), config).unwrap();
 
-    let out = auth(&bed, 1, "site.test", "tokhk", "tokhk.thumb");
-
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("node3") && err.to_lowercase().contains("host key"),
-        "{err}"
+    let ran = bed
+        .node(1)
+        .auth("site.test", "tokhk", "tokhk.thumb")
+        .expect_status(1)
+        .stderr_has(["node3"])
+        .run();
+    ran.ensure(
+        ran.stderr().to_lowercase().contains("host key"),
+        "stderr names the host key",
     );
     assert!(
         has_token(&bed, 1, "tokhk", "tokhk.thumb") && has_token(&bed, 2, "tokhk", "tokhk.thumb")

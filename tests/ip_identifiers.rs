@@ -8,6 +8,7 @@
 
 mod common;
 use common::cluster::make_version_for;
+use common::status::State;
 use common::*;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,15 +20,13 @@ fn an_ip_identifier_reaches_every_node_through_the_manual_hooks() {
     let (token, validation) = ("ipTokenFromCertbot53", "ipTokenFromCertbot53.thumb");
     // certbot 5.3+ as it calls the hook for an IP identifier (CERTBOT_DOMAIN equal to it there;
     // here left out, to show CERTBOT_IDENTIFIER is what is read).
-    let out = bed
-        .certherd(1, &["auth"])
+    bed.node(1)
+        .certherd(["auth"])
         .env("CERTBOT_IDENTIFIER", &ip)
         .env("CERTBOT_TOKEN", token)
         .env("CERTBOT_VALIDATION", validation)
         .env_remove("CERTBOT_DOMAIN")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "auth for {ip}:\n{}", text(&out));
+        .run();
     for n in 1..=3 {
         assert!(
             has_token(&bed, n, token, validation),
@@ -46,13 +45,11 @@ fn an_ip_identifier_reaches_every_node_through_the_manual_hooks() {
         });
         assert!(asked, "node {n} was never asked for the token:\n{}", log());
     }
-    let out = bed
-        .certherd(1, &["cleanup"])
+    bed.node(1)
+        .certherd(["cleanup"])
         .env("CERTBOT_IDENTIFIER", &ip)
         .env("CERTBOT_TOKEN", token)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cleanup:\n{}", text(&out));
+        .run();
     for n in 1..=3 {
         assert!(
             !has_token(&bed, n, token, validation),
@@ -73,14 +70,16 @@ fn a_certificate_for_an_ip_address_only_is_checked_without_sni() {
     // A 160-hour certificate for the address only, as the shortlived profile issues it.
     make_version_for(&bed, lineage, &ip, 1, Some((now - 3600, now + 159 * 3600)));
     enable_tls(&bed, lineage);
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "sync:\n{}", text(&out));
+    bed.node(1).certherd(["sync"]).run();
 
-    let (code, json) = status_json(&bed);
-    assert_eq!(code, Some(0), "{json:#}");
-    for r in json["rows"].as_array().unwrap() {
-        assert_eq!(r["served_name"], ip.as_str(), "{r}");
-        assert_eq!(r["served"], "new", "{r}");
-        assert_eq!(r["state"], "ok", "{r}");
+    let ran = bed.node(1).certherd(["status", "--format", "json"]).run();
+    let report: StatusReport = ran.json();
+    for r in &report.rows {
+        ran.ensure(
+            r.served_name.as_deref() == Some(ip.as_str()),
+            format!("checked as {ip}: {r:?}"),
+        );
+        ran.ensure(r.served.as_deref() == Some("new"), format!("new: {r:?}"));
+        ran.ensure(r.state == State::Ok, format!("ok: {r:?}"));
     }
 }

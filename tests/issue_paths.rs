@@ -20,7 +20,8 @@ fn issue_with_a_relative_config_stores_absolute_hook_paths() {
     let file = config.file_name().unwrap().to_str().unwrap();
 
     // Bounded: `timeout` ends a hung certbot (pebble answers in seconds).
-    let out = std::process::Command::new("timeout")
+    let mut issue = std::process::Command::new("timeout");
+    issue
         .arg("180")
         .arg(bed.certherd_bin())
         .args([
@@ -35,10 +36,8 @@ fn issue_with_a_relative_config_stores_absolute_hook_paths() {
         ])
         .args(bed.certbot_common_args())
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "issue failed:\n{}", text(&out));
+        .current_dir(dir);
+    bed.node(1).command(issue).run();
 
     let conf_path = bed.letsencrypt_dir(1).join("renewal/site.test.conf");
     let conf = std::fs::read_to_string(&conf_path).unwrap();
@@ -66,17 +65,12 @@ fn issue_with_a_relative_config_stores_absolute_hook_paths() {
         "--no-random-sleep-on-renew".into(),
     ];
     args.extend(bed.certbot_common_args());
-    let out = std::process::Command::new("timeout")
+    let mut renew = std::process::Command::new("timeout");
+    renew
         .args(&args)
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .current_dir("/")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "certbot renew from /:\n{}",
-        text(&out)
-    );
+        .current_dir("/");
+    bed.node(1).command(renew).run();
     let after = current_serial(&bed, "site.test");
     assert!(
         !after.is_empty() && after != before,
@@ -96,8 +90,8 @@ fn issue_with_a_profile_needs_a_certbot_that_knows_profiles() {
     let bed = bed(2, true);
     bed.dns("site.test", &[2]).unwrap();
     let issue = |certbot: &str, profile: &str| {
-        std::process::Command::new("timeout")
-            .arg("180")
+        let mut cmd = std::process::Command::new("timeout");
+        cmd.arg("180")
             .arg(bed.certherd_bin())
             .arg("--config")
             .arg(bed.config_path(1))
@@ -110,25 +104,22 @@ fn issue_with_a_profile_needs_a_certbot_that_knows_profiles() {
             ])
             .args(["-d", "site.test", "--"])
             .args(bed.certbot_common_args())
-            .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-            .output()
-            .unwrap()
+            .env("REQUESTS_CA_BUNDLE", bed.ca_bundle());
+        bed.node(1).command(cmd)
     };
-    let error_line = |out: &std::process::Output| {
-        stderr(out)
+    let error_line = |ran: &Ran| {
+        ran.stderr()
             .lines()
             .find(|l| l.contains("error:"))
             .unwrap_or_default()
             .to_owned()
     };
 
-    let out = issue(PYPI_CERTBOT, "short lived;id");
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        error_line(&out)
+    let ran = issue(PYPI_CERTBOT, "short lived;id").expect_status(2).run();
+    ran.ensure(
+        error_line(&ran)
             .contains("--preferred-profile \"short lived;id\": expected an ACME profile name"),
-        "{}",
-        text(&out)
+        "the error line names the profile and what was expected",
     );
 
     let debian = std::process::Command::new("/usr/bin/certbot")
@@ -140,14 +131,14 @@ fn issue_with_a_profile_needs_a_certbot_that_knows_profiles() {
         .replace("certbot ", "");
     let major: u32 = debian.split('.').next().unwrap().parse().unwrap();
     if major < 4 {
-        let out = issue("/usr/bin/certbot", "shortlived");
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(
-            error_line(&out).contains(&format!(
+        let ran = issue("/usr/bin/certbot", "shortlived")
+            .expect_status(2)
+            .run();
+        ran.ensure(
+            error_line(&ran).contains(&format!(
                 "certbot {debian} (/usr/bin/certbot) cannot ask for an ACME profile"
             )),
-            "{}",
-            text(&out)
+            "the error line names certbot's version",
         );
         assert_eq!(
             challenge_hits(&bed, 2),
@@ -156,12 +147,8 @@ fn issue_with_a_profile_needs_a_certbot_that_knows_profiles() {
         );
     }
 
-    let out = issue(PYPI_CERTBOT, "shortlived");
-    assert!(
-        out.status.success(),
-        "issue with certbot 5:\n{}",
-        text(&out)
-    );
+    // issue with certbot 5.
+    issue(PYPI_CERTBOT, "shortlived").run();
     let conf =
         std::fs::read_to_string(bed.letsencrypt_dir(1).join("renewal/site.test.conf")).unwrap();
     assert!(
@@ -192,26 +179,17 @@ fn issue_with_a_profile_needs_a_certbot_that_knows_profiles() {
             "name = \"node2\"\n",
             "name = \"node2\"\nstandby = true\n",
         );
-        bed.certherd(1, &["doctor"]).output().unwrap()
+        bed.node(1).certherd(["doctor"])
     };
-    let out = standby_with("/usr/bin/certbot");
-    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!(
+    standby_with("/usr/bin/certbot")
+        .expect_failure()
+        .stdout_has([format!(
             "FAIL  node2: standby certbot {debian}: 1 lineage(s) ask for an ACME profile (e.g. site.test: shortlived)"
-        )),
-        "{}",
-        text(&out)
-    );
-    let out = standby_with(PYPI_CERTBOT);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("ok    node2: standby certbot 5."),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("FAIL  node2: standby"),
-        "{}",
-        text(&out)
-    );
+        )])
+        .run();
+    standby_with(PYPI_CERTBOT)
+        .any_status()
+        .stdout_has(["ok    node2: standby certbot 5."])
+        .stdout_lacks(["FAIL  node2: standby"])
+        .run();
 }

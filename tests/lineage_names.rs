@@ -28,12 +28,7 @@ fn lineage_names_that_are_not_domains_reach_every_node_and_show_in_status() {
             "-d".into(),
             domain.into(),
         ]);
-        let out = bed.certbot(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(
-            out.status.success(),
-            "certbot --cert-name {lineage}:\n{}",
-            text(&out)
-        );
+        bed.node(1).certbot(args).run();
     }
 
     // Every node answers TLS with a default certificate until it has the lineages' files.
@@ -41,8 +36,7 @@ fn lineage_names_that_are_not_domains_reach_every_node_and_show_in_status() {
         bed.default_tls_server(n, false).unwrap();
         reload_nginx(&bed, n);
     }
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "sync:\n{}", text(&out));
+    bed.node(1).certherd(["sync"]).run();
     for (lineage, _, _) in NAMES {
         let serial = installed_serial(&bed, 1, lineage);
         for n in 2..=3 {
@@ -62,28 +56,28 @@ fn lineage_names_that_are_not_domains_reach_every_node_and_show_in_status() {
         reload_nginx(&bed, n);
     }
     // certbot's deploy hook for site_test, as certbot calls it.
-    let out = bed
-        .certherd(1, &["deploy"])
+    bed.node(1)
+        .certherd(["deploy"])
         .env(
             "RENEWED_LINEAGE",
             bed.letsencrypt_dir(1).join("live/site_test"),
         )
         .env("RENEWED_DOMAINS", "site.test")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "deploy of site_test:\n{}", text(&out));
+        .run();
 
-    let (code, json) = status_json(&bed);
-    assert_eq!(code, Some(0), "{json:#}");
-    let rows = json["rows"].as_array().unwrap();
+    let ran = bed.node(1).certherd(["status", "--format", "json"]).run();
+    let report: StatusReport = ran.json();
     for (lineage, domain, _) in NAMES {
         for n in 1..=3 {
-            let row = rows
-                .iter()
-                .find(|r| r["lineage"] == lineage && r["node"] == format!("node{n}"))
-                .unwrap_or_else(|| panic!("no row for {lineage} on node{n}: {json:#}"));
-            assert_eq!(row["served"], "new", "{row}");
-            assert_eq!(row["served_name"], domain, "{row}");
+            let row = report.row(&format!("node{n}"), lineage);
+            ran.ensure(
+                row.served.as_deref() == Some("new"),
+                format!("{lineage} on node{n} served new: {row:?}"),
+            );
+            ran.ensure(
+                row.served_name.as_deref() == Some(domain),
+                format!("{lineage} on node{n} checked as {domain}: {row:?}"),
+            );
         }
     }
 
@@ -95,18 +89,22 @@ fn lineage_names_that_are_not_domains_reach_every_node_and_show_in_status() {
         bad.join("cert.pem"),
     )
     .unwrap();
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    let warned = stderr(&out);
-    assert!(
-        warned.contains("live/bad name\": not carried to any node"),
-        "{}",
-        text(&out)
-    );
-    let (code, json) = status_json(&bed);
-    assert_eq!(code, Some(3), "{json:#}");
-    let reasons = json["unknown"].to_string();
-    assert!(
-        reasons.contains("live/bad name\\\": not carried"),
-        "{json:#}"
+    bed.node(1)
+        .certherd(["sync"])
+        .any_status()
+        .stderr_has(["live/bad name\": not carried to any node"])
+        .run();
+    let ran = bed
+        .node(1)
+        .certherd(["status", "--format", "json"])
+        .expect_status(3)
+        .run();
+    let report: StatusReport = ran.json();
+    ran.ensure(
+        report
+            .unknown
+            .iter()
+            .any(|u| u.reason.contains("live/bad name\": not carried")),
+        "an unknown reason names live/bad name as not carried",
     );
 }

@@ -10,7 +10,9 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::status::State;
 
 /// A monitoring account for one bed (`certherd-mon-bB`, like the bed's agent account) and its
 /// sudoers file; both removed on drop.
@@ -26,12 +28,11 @@ impl Monitor {
             .arg("-f")
             .arg(&name)
             .output();
-        let out = Command::new("timeout")
+        let mut useradd = Command::new("timeout");
+        useradd
             .args(["30", "/usr/sbin/useradd", "--system", "--no-create-home"])
-            .args(["--shell", "/usr/sbin/nologin", &name])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "useradd {name}: {}", text(&out));
+            .args(["--shell", "/usr/sbin/nologin", &name]);
+        exec(useradd).run();
         Monitor {
             sudoers: format!("/etc/sudoers.d/certherd-mon-b{}", bed.index()).into(),
             name,
@@ -66,26 +67,23 @@ impl Monitor {
             );
         let tmp = self.sudoers.with_extension("tmp");
         std::fs::write(&tmp, format!("{line}\n")).unwrap();
-        let check = Command::new("/usr/sbin/visudo")
-            .arg("-cqf")
-            .arg(&tmp)
-            .output()
-            .unwrap();
-        assert!(check.status.success(), "visudo: {}\n{line}", text(&check));
+        let mut visudo = Command::new("/usr/sbin/visudo");
+        visudo.arg("-cqf").arg(&tmp);
+        let check = exec(visudo).any_status().run();
+        check.ensure(check.code() == Some(0), format!("visudo refused {line}"));
         std::os::unix::fs::chown(&tmp, Some(0), Some(0)).unwrap();
         std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o440))
             .unwrap();
         std::fs::rename(&tmp, &self.sudoers).unwrap();
     }
 
-    /// Runs `argv` as the monitoring account (bounded).
-    fn run(&self, argv: &[&str]) -> Output {
-        Command::new("timeout")
-            .args(["120", "/usr/sbin/runuser", "-u", &self.name, "--"])
+    /// `argv` as the monitoring account (bounded), on node 1 of `bed`.
+    fn run<'a>(&self, bed: &'a Bed, argv: &[&str]) -> Exec<'a> {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["120", "/usr/sbin/runuser", "-u", &self.name, "--"])
             .args(argv)
-            .current_dir("/")
-            .output()
-            .unwrap()
+            .current_dir("/");
+        bed.node(1).command(cmd)
     }
 }
 
@@ -99,64 +97,55 @@ impl Drop for Monitor {
     }
 }
 
-fn status(bed: &Bed, format: &str) -> Output {
-    bed.certherd(1, &["status", "--format", format])
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// `certherd status --format FORMAT` on node 1.
+fn status<'a>(bed: &'a Bed, format: &str) -> Exec<'a> {
+    bed.node(1).certherd(["status", "--format", format])
 }
 
 /// Every format says UNKNOWN (exit 3) with `reason_part` for node 1, on stdout.
 fn assert_unknown_everywhere(bed: &Bed, reason_part: &str) {
-    let out = status(bed, "table");
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let table = stdout(&out);
-    assert!(
+    let ran = status(bed, "table").expect_status(3).run();
+    let table = ran.stdout();
+    ran.ensure(
         table
             .lines()
             .any(|l| l.starts_with("UNKNOWN node1: ") && l.contains(reason_part)),
-        "{table}"
+        format!("an UNKNOWN node1 line with {reason_part:?}"),
     );
-    assert!(table.ends_with("certherd status UNKNOWN\n"), "{table}");
+    ran.ensure(
+        table.ends_with("certherd status UNKNOWN\n"),
+        "the table ends with certherd status UNKNOWN",
+    );
 
-    let out = status(bed, "json");
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-    assert_eq!(report["state"], "unknown", "{report}");
-    let node1 = report["unknown"]
-        .as_array()
-        .unwrap()
+    let ran = status(bed, "json").expect_status(3).run();
+    let report: StatusReport = ran.json();
+    ran.ensure(report.state == State::Unknown, "state unknown");
+    let node1 = report
+        .unknown
         .iter()
-        .find(|u| u["node"] == "node1")
-        .unwrap_or_else(|| panic!("no unknown entry for node1: {report}"));
-    assert!(
-        node1["reason"].as_str().unwrap().contains(reason_part),
-        "{report}"
+        .find(|u| u.node == "node1")
+        .unwrap_or_else(|| ran.fail("no unknown entry for node1"));
+    ran.ensure(
+        node1.reason.contains(reason_part),
+        format!("node1's reason has {reason_part:?}"),
     );
 
-    let out = status(bed, "influx");
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let influx = stdout(&out);
-    assert!(
-        influx
+    let ran = status(bed, "influx").expect_status(3).run();
+    ran.ensure(
+        ran.stdout()
             .lines()
             .any(|l| l.starts_with("certherd_unknown,node=node1,") && l.contains(reason_part)),
-        "{influx}"
+        format!("a certherd_unknown line for node1 with {reason_part:?}"),
     );
 
-    let out = status(bed, "prometheus");
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let prometheus = stdout(&out);
-    assert!(
-        prometheus
-            .lines()
-            .any(|l| l.starts_with("certherd_node_unknown{node=\"node1\",")
+    let ran = status(bed, "prometheus").expect_status(3).run();
+    ran.ensure(
+        ran.stdout().lines().any(|l| {
+            l.starts_with("certherd_node_unknown{node=\"node1\",")
                 && l.contains(reason_part)
-                && l.ends_with(" 1")),
-        "{prometheus}"
+                && l.ends_with(" 1")
+        }),
+        format!("a certherd_node_unknown sample for node1 with {reason_part:?}"),
     );
 }
 
@@ -196,42 +185,45 @@ fn unprivileged_status_is_unknown_with_reasons_and_works_through_the_sudo_line()
     let bin = bed.certherd_bin().to_str().unwrap().to_owned();
     let config = bed.config_path(1).to_str().unwrap().to_owned();
 
-    let root = status(&bed, "influx");
-    let root_code = root.status.code();
-    assert_ne!(root_code, Some(3), "root's status: {}", text(&root));
-    let root_rows = stdout(&root)
+    let root = status(&bed, "influx").any_status().run();
+    let root_code = root.code();
+    root.ensure(root_code != Some(3), "root's status is not UNKNOWN");
+    let root_rows = root
+        .stdout()
         .lines()
         .filter(|l| l.starts_with("certherd_status,"))
         .count();
-    assert_eq!(root_rows, 3, "{}", text(&root));
+    root.ensure(root_rows == 3, "3 certherd_status rows for root");
 
     // Directly, without sudo: UNKNOWN, and it says which node and why.
-    let out = mon.run(&[&bin, "--config", &config, "status", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-    let unknown = report["unknown"].as_array().unwrap();
+    let ran = mon
+        .run(
+            &bed,
+            &[&bin, "--config", &config, "status", "--format", "json"],
+        )
+        .expect_status(3)
+        .run();
+    let report: StatusReport = ran.json();
     let reason = |node: &str| {
-        unknown
+        report
+            .unknown
             .iter()
-            .find(|u| u["node"] == node)
-            .and_then(|u| u["reason"].as_str())
-            .unwrap_or_else(|| panic!("no reason for {node}: {report}"))
-            .to_owned()
+            .find(|u| u.node == node)
+            .map(|u| u.reason.clone())
+            .unwrap_or_else(|| ran.fail(&format!("no reason for {node}")))
     };
     let local = reason("node1");
-    assert!(
+    ran.ensure(
         local.contains("Permission denied") && local.contains("contrib/sudoers/certherd-status"),
-        "{local}"
+        format!("node1's reason names the denial and the sudo line: {local}"),
     );
     for peer in ["node2", "node3"] {
-        assert!(!reason(peer).is_empty());
+        ran.ensure(!reason(peer).is_empty(), format!("{peer} has a reason"));
     }
-    let out = mon.run(&[&bin, "--config", &config, "status"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let table = stdout(&out);
-    for node in ["node1", "node2", "node3"] {
-        assert!(table.contains(&format!("UNKNOWN {node}: ")), "{table}");
-    }
+    mon.run(&bed, &[&bin, "--config", &config, "status"])
+        .expect_status(3)
+        .stdout_has(["UNKNOWN node1: ", "UNKNOWN node2: ", "UNKNOWN node3: "])
+        .run();
 
     // Through the shipped sudo line: the same rows and exit code as root.
     mon.allow_status(&bed);
@@ -247,27 +239,27 @@ fn unprivileged_status_is_unknown_with_reasons_and_works_through_the_sudo_line()
             "influx",
         ];
         argv.extend(extra);
-        mon.run(&argv)
+        mon.run(&bed, &argv)
     };
-    let out = via_sudo(&[]);
-    assert_eq!(out.status.code(), root_code, "{}", text(&out));
-    let lines = stdout(&out);
-    assert_eq!(
-        lines
-            .lines()
-            .filter(|l| l.starts_with("certherd_status,"))
-            .count(),
-        3,
-        "{lines}"
+    let ran = via_sudo(&[])
+        .any_status()
+        .stdout_lacks(["certherd_unknown"])
+        .run();
+    ran.ensure(
+        ran.code() == root_code,
+        format!("root's exit status {root_code:?}"),
     );
-    assert!(!lines.contains("certherd_unknown"), "{lines}");
+    let rows = ran
+        .stdout()
+        .lines()
+        .filter(|l| l.starts_with("certherd_status,"))
+        .count();
+    ran.ensure(rows == 3, "3 certherd_status rows");
     // The line allows that command line only.
-    let out = via_sudo(&["--warn", "1d"]);
-    assert!(
-        !out.status.success() && stderr(&out).contains("password is required"),
-        "sudo allowed another command line: {}",
-        text(&out)
-    );
+    via_sudo(&["--warn", "1d"])
+        .expect_failure()
+        .stderr_has(["password is required"])
+        .run();
 }
 
 /// A `status` that cannot even load its config is UNKNOWN (3) with the reason on stdout too, in
@@ -279,42 +271,40 @@ fn status_without_a_usable_config_is_unknown_with_the_reason_on_stdout() {
     let config = dir.join("certherd.toml");
     std::fs::write(&config, "name = \"a\"\n[ssh]\nconnect_timeout = 5\n").unwrap();
     let run = |format: &str| {
-        Command::new(certherd_bin())
-            .arg("--config")
+        let mut cmd = Command::new(certherd_bin());
+        cmd.arg("--config")
             .arg(&config)
-            .args(["status", "--format", format])
-            .output()
-            .unwrap()
+            .args(["status", "--format", format]);
+        exec(cmd).expect_status(3)
     };
-    let out = run("table");
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let table = stdout(&out);
-    assert!(
-        table.contains(&format!(
-            ": {}:3: ssh.connect_timeout: invalid type: integer `5`",
-            config.display()
-        )) && table.starts_with("NODE")
-            && table.contains("\nUNKNOWN "),
-        "{table}"
+    let ran = run("table")
+        .stdout_has([
+            format!(
+                ": {}:3: ssh.connect_timeout: invalid type: integer `5`",
+                config.display()
+            ),
+            "\nUNKNOWN ".into(),
+        ])
+        .run();
+    ran.ensure(
+        ran.stdout().starts_with("NODE"),
+        "the table starts with NODE",
     );
-    let out = run("json");
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-    assert_eq!(report["state"], "unknown");
-    assert!(
-        report["unknown"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("ssh.connect_timeout"),
-        "{report}"
+    let ran = run("json").run();
+    let report: StatusReport = ran.json();
+    ran.ensure(report.state == State::Unknown, "state unknown");
+    ran.ensure(
+        report
+            .unknown
+            .first()
+            .is_some_and(|u| u.reason.contains("ssh.connect_timeout")),
+        "the first unknown reason names ssh.connect_timeout",
     );
     std::fs::remove_file(&config).unwrap();
-    let out = run("influx");
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(
-        stdout(&out).starts_with("certherd_unknown,") && stdout(&out).contains("does not exist"),
-        "{}",
-        text(&out)
+    let ran = run("influx").stdout_has(["does not exist"]).run();
+    ran.ensure(
+        ran.stdout().starts_with("certherd_unknown,"),
+        "the first line is certherd_unknown",
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

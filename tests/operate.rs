@@ -8,13 +8,12 @@ mod common;
 use common::fault::{self, Fault};
 use common::influx::Influx;
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn status(bed: &Bed, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["status"];
-    all.extend_from_slice(args);
-    bed.certherd(1, &all).output().unwrap()
+/// `certherd status ARGS…` on node 1.
+fn status<'a>(bed: &'a Bed, args: &[&str]) -> Exec<'a> {
+    bed.node(1).certherd(["status"].iter().chain(args))
 }
 
 /// Guarantee 9. status: JSON parsed by serde, influx lines accepted by a real influxd,
@@ -24,104 +23,87 @@ fn status(bed: &Bed, args: &[&str]) -> std::process::Output {
 fn status_formats_are_accepted_by_real_consumers_and_exit_codes_follow_thresholds() {
     let bed = issued_bed();
 
-    let out = status(&bed, &["--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-    let rows = report["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 3, "{report}");
-    for row in rows {
-        assert_eq!(row["version"], 1, "{row}");
-        assert_eq!(row["drift"], false, "{row}");
-        assert_eq!(row["served_fingerprint"], row["fingerprint"], "{row}");
+    let ran = status(&bed, &["--format", "json"]).run();
+    let report: StatusReport = ran.json();
+    ran.ensure(report.rows.len() == 3, "3 rows expected");
+    for row in &report.rows {
+        ran.ensure(row.version == Some(1), format!("{row:?}: version 1"));
+        ran.ensure(!row.drift, format!("{row:?}: no drift"));
+        ran.ensure(
+            row.served_fingerprint == row.fingerprint,
+            format!("{row:?}: serves what it holds"),
+        );
     }
 
-    let out = status(&bed, &["--format", "influx"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let influx_lines = status(&bed, &["--format", "influx"]).run();
     let influx = Influx::start(
         &bed.root().join("influx"),
         &format!("127.0.{}.250", bed.index()),
         "mon",
     );
-    let posted = Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--data-binary",
-            "@-",
-        ])
-        .arg(influx.write_url("mon"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            std::io::Write::write_all(c.stdin.as_mut().unwrap(), &out.stdout)?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&posted.stdout),
-        "204",
-        "influxd refused: {}",
-        text(&out)
+    let mut curl = Command::new("curl");
+    curl.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--data-binary",
+        "@-",
+    ])
+    .arg(influx.write_url("mon"));
+    let posted = bed
+        .node(1)
+        .command(curl)
+        .stdin(influx_lines.output.stdout.clone())
+        .run();
+    posted.ensure(
+        posted.stdout() == "204",
+        format!("influxd refused the lines:\n{influx_lines}"),
     );
     let back = influx.query("mon", "SELECT count(up) FROM certherd_status");
     assert_eq!(back["results"][0]["series"][0]["values"][0][1], 3, "{back}");
 
-    let out = status(&bed, &["--format", "prometheus"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let metrics = status(&bed, &["--format", "prometheus"])
+        .stdout_has([
+            "certherd_certificate_not_after_seconds{node=\"node2\",lineage=\"site.test\"}",
+        ])
+        .run();
     let file = bed.root().join("metrics.prom");
-    std::fs::write(&file, &out.stdout).unwrap();
-    let check = Command::new("sh")
+    std::fs::write(&file, &metrics.output.stdout).unwrap();
+    let mut promtool = Command::new("sh");
+    promtool
         .arg("-c")
-        .arg(format!("promtool check metrics < {}", file.display()))
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "promtool: {}\n{}",
-        text(&check),
-        String::from_utf8_lossy(&out.stdout)
+        .arg(format!("promtool check metrics < {}", file.display()));
+    let checked = bed.node(1).command(promtool).any_status().run();
+    checked.ensure(
+        checked.code() == Some(0),
+        format!("promtool refused the metrics:\n{metrics}"),
     );
-    assert!(String::from_utf8_lossy(&out.stdout)
-        .contains("certherd_certificate_not_after_seconds{node=\"node2\",lineage=\"site.test\"}"));
 
-    assert_eq!(
-        status(&bed, &["--warn", "3650d", "--crit", "1d"])
-            .status
-            .code(),
-        Some(1)
-    );
-    assert_eq!(
-        status(&bed, &["--warn", "3650d", "--crit", "3000d"])
-            .status
-            .code(),
-        Some(2)
-    );
+    status(&bed, &["--warn", "3650d", "--crit", "1d"])
+        .expect_status(1)
+        .run();
+    status(&bed, &["--warn", "3650d", "--crit", "3000d"])
+        .expect_status(2)
+        .run();
 
     let _down = fault::on(&bed, Fault::StopSshd(3));
     let start = Instant::now();
-    let out = status(&bed, &["--format", "json"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(
+    let ran = status(&bed, &["--format", "json"]).expect_status(3).run();
+    ran.ensure(
         start.elapsed() < Duration::from_secs(30),
-        "status hung for {:?}",
-        start.elapsed()
+        format!("status hung for {:?}", start.elapsed()),
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let node3 = report["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["node"] == "node3")
-        .unwrap()
-        .clone();
-    assert_eq!(node3["up"], false, "{node3}");
-    assert!(
-        node3["error"].as_str().unwrap().contains("refused"),
-        "{node3}"
+    let report: StatusReport = ran.json();
+    let node3 = report.row("node3", "site.test");
+    ran.ensure(!node3.up, "node3 is down");
+    ran.ensure(
+        node3
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
+        "node3's error says refused",
     );
 }
 
@@ -159,28 +141,18 @@ fn renew_runs_only_where_primary_and_never_twice_at_once() {
             .set("renew.certbot", vec![script.to_str().unwrap()])
             .unwrap();
     }
-    let out = bed.certherd(2, &["renew"]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(stderr(&out).contains("not the primary"), "{}", text(&out));
+    bed.node(2)
+        .certherd(["renew"])
+        .stderr_has(["not the primary"])
+        .run();
     assert!(!log.exists(), "node 2 ran certbot");
 
-    let a = bed
-        .certherd(1, &["renew"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let b = bed
-        .certherd(1, &["renew"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(
-        a.status.success() && b.status.success(),
-        "{}\n{}",
-        text(&a),
-        text(&b)
-    );
+    // Two at once: both exit 0, certbot runs once, the other says why it did nothing.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| bed.node(1).certherd(["renew"]).run());
+        let b = s.spawn(|| bed.node(1).certherd(["renew"]).run());
+        (a.join().unwrap(), b.join().unwrap())
+    });
     let lines = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         lines.matches("start").count(),
@@ -191,7 +163,10 @@ fn renew_runs_only_where_primary_and_never_twice_at_once() {
         lines.contains("renew --no-random-sleep-on-renew"),
         "{lines}"
     );
-    assert!(format!("{}{}", stderr(&a), stderr(&b)).contains("another certherd renew is running"));
+    assert!(
+        format!("{}{}", a.stderr(), b.stderr()).contains("another certherd renew is running"),
+        "{a}\n{b}"
+    );
 
     // VIP: whoever holds the address renews.
     let vip = format!("127.0.{}.200", bed.index());
@@ -201,16 +176,13 @@ fn renew_runs_only_where_primary_and_never_twice_at_once() {
         .unwrap()
         .set("renew.vip", vip.as_str())
         .unwrap();
-    let out = bed.certherd(1, &["renew"]).output().unwrap();
-    assert!(
-        out.status.success() && stderr(&out).contains("not on a local interface"),
-        "{}",
-        text(&out)
-    );
+    bed.node(1)
+        .certherd(["renew"])
+        .stderr_has(["not on a local interface"])
+        .run();
     assert!(!log.exists());
     let _vip = fault::on(&bed, Fault::LoopbackAddress(vip));
-    let out = bed.certherd(1, &["renew"]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    bed.node(1).certherd(["renew"]).run();
     assert_eq!(
         std::fs::read_to_string(&log)
             .unwrap()
@@ -237,12 +209,10 @@ fn renew_with_real_certbot_reaches_every_node() {
         .set("renew.certbot", certbot)
         .unwrap();
     let old = current_serial(&bed, "site.test");
-    let out = bed
-        .certherd(1, &["renew", "--", "--force-renewal"])
+    bed.node(1)
+        .certherd(["renew", "--", "--force-renewal"])
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+        .run();
     let new = current_serial(&bed, "site.test");
     assert_ne!(old, new);
     for n in 1..=3 {
@@ -258,11 +228,9 @@ fn watch_deploys_every_change_exactly_once() {
     bed.dns("site.test", &[2, 3]).unwrap();
     bed.dns("other.test", &[2]).unwrap();
     enable_tls(&bed, "site.test");
-    let out = certbot_certonly(&bed, &["site.test"]);
-    assert!(out.status.success(), "{}", text(&out));
+    bed.node(1).certbot_certonly(&["site.test"]).run();
     reload_nginx(&bed, 1);
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    bed.node(1).certherd(["sync"]).run();
 
     let log = bed.root().join("watch.out");
     let mut watch = bed
@@ -280,14 +248,15 @@ fn watch_deploys_every_change_exactly_once() {
 
     let rounds = 20;
     for round in 1..=rounds {
-        let out = bed.certbot(&[
-            "renew",
-            "--force-renewal",
-            "--no-random-sleep-on-renew",
-            "--cert-name",
-            "site.test",
-        ]);
-        assert!(out.status.success(), "renewal {round}: {}", text(&out));
+        bed.node(1)
+            .certbot([
+                "renew",
+                "--force-renewal",
+                "--no-random-sleep-on-renew",
+                "--cert-name",
+                "site.test",
+            ])
+            .run();
         let want = current_serial(&bed, "site.test");
         let all = wait_until(Duration::from_secs(20), || {
             (1..=3).all(|n| served_serial(&bed, n, "site.test") == want)
@@ -299,8 +268,7 @@ fn watch_deploys_every_change_exactly_once() {
         );
     }
 
-    let out = certbot_certonly(&bed, &["other.test"]);
-    assert!(out.status.success(), "{}", text(&out));
+    bed.node(1).certbot_certonly(&["other.test"]).run();
     let want = std::fs::read(bed.letsencrypt_dir(1).join("live/other.test/cert.pem")).unwrap();
     assert!(
         wait_until(Duration::from_secs(20), || std::fs::read(
@@ -350,17 +318,16 @@ fn doctor_explains_404_and_closed_port() {
     reload_nginx(&bed, 2);
     bed.stop_nginx(3);
 
-    let out = bed
-        .certherd(1, &["doctor", "-d", "site.test"])
-        .output()
-        .unwrap();
-
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        report.contains("ok    node1: serves tokens for site.test"),
-        "{report}"
-    );
+    let ran = bed
+        .node(1)
+        .certherd(["doctor", "-d", "site.test"])
+        .expect_status(1)
+        .stdout_has([
+            "ok    node1: serves tokens for site.test",
+            "ok    node2: ssh and agent",
+        ])
+        .run();
+    let report = ran.stdout();
     let line = |node: &str| {
         report
             .lines()
@@ -369,12 +336,14 @@ fn doctor_explains_404_and_closed_port() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    assert!(
+    ran.ensure(
         line("node2").contains("404") && line("node2").contains("acme location"),
-        "{report}"
+        "node2's line names the 404 and the acme location",
     );
-    assert!(line("node3").contains("port closed"), "{report}");
-    assert!(report.contains("ok    node2: ssh and agent"), "{report}");
+    ran.ensure(
+        line("node3").contains("port closed"),
+        "node3's line says port closed",
+    );
     assert!(
         token_files(&bed).is_empty(),
         "doctor left tokens: {:?}",
@@ -388,12 +357,13 @@ fn doctor_explains_404_and_closed_port() {
 fn stateless_issuance_without_any_token_file() {
     let bed = bed(3, true);
     bed.dns("site.test", &[2, 3]).unwrap();
-    let out = bed.certbot(&["register"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = bed.certherd(1, &["stateless"]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(printed.contains("# thumbprint: "), "{printed}");
+    bed.node(1).certbot(["register"]).run();
+    let printed = bed
+        .node(1)
+        .certherd(["stateless"])
+        .stdout_has(["# thumbprint: "])
+        .run()
+        .stdout();
     let snippet: String = printed
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -409,9 +379,8 @@ fn stateless_issuance_without_any_token_file() {
     }
     bed.config(1).set("mode", "stateless").unwrap();
 
-    let out = certbot_certonly(&bed, &["site.test"]);
+    bed.node(1).certbot_certonly(&["site.test"]).run();
 
-    assert!(out.status.success(), "{}", text(&out));
     assert!(cert_text(&bed, "site.test").is_some());
     assert!(
         challenge_hits(&bed, 2) > 0,

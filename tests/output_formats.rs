@@ -11,7 +11,7 @@ mod common;
 use common::*;
 
 use std::os::unix::fs::MetadataExt;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
 use serde::Deserialize;
 
@@ -187,37 +187,40 @@ fn the_plugin_parser_is_strict() {
 
 // ---- helpers ----
 
-fn status(bed: &Bed, args: &[&str]) -> Output {
-    bed.certherd(1, &[&["status"], args].concat())
-        .output()
-        .unwrap()
+/// `certherd status ARGS…` on node 1.
+fn status<'a>(bed: &'a Bed, args: &[&str]) -> Exec<'a> {
+    bed.node(1).certherd(["status"].iter().chain(args))
 }
 
 /// Runs `status --format nagios …`, checks the exit code matches the state word and that every
 /// line after the first names a state, and returns the parsed first line and the details.
-fn nagios(bed: &Bed, args: &[&str]) -> (PluginLine, Vec<String>, Output) {
-    let out = status(bed, &[&["--format", "nagios"], args].concat());
-    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+fn nagios(bed: &Bed, args: &[&str]) -> (PluginLine, Vec<String>, Ran) {
+    let ran = status(bed, &[&["--format", "nagios"], args].concat())
+        .any_status()
+        .run();
+    let stdout = String::from_utf8(ran.output.stdout.clone())
+        .unwrap_or_else(|e| ran.fail(&format!("stdout is not UTF-8: {e}")));
     let mut lines = stdout.lines();
-    let first = lines
-        .next()
-        .unwrap_or_else(|| panic!("no output\n{}", text(&out)));
-    let line = parse_plugin_line(first).unwrap_or_else(|e| panic!("{e}\n{}", text(&out)));
+    let first = lines.next().unwrap_or_else(|| ran.fail("no output"));
+    let line = parse_plugin_line(first).unwrap_or_else(|e| ran.fail(&e));
     let code = ["OK", "WARNING", "CRITICAL", "UNKNOWN"]
         .iter()
         .position(|s| *s == line.state)
         .unwrap() as i32;
-    assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+    ran.ensure(
+        ran.code() == Some(code),
+        format!("exit status {code} expected for {}", line.state),
+    );
     let details: Vec<String> = lines.map(str::to_owned).collect();
     for d in &details {
-        assert!(
+        ran.ensure(
             ["CRITICAL: ", "WARNING: ", "UNKNOWN: "]
                 .iter()
                 .any(|p| d.starts_with(p)),
-            "detail line without a state: {d:?}"
+            format!("detail line without a state: {d:?}"),
         );
     }
-    (line, details, out)
+    (line, details, ran)
 }
 
 fn perf<'a>(line: &'a PluginLine, label: &str) -> &'a Perf {
@@ -227,19 +230,21 @@ fn perf<'a>(line: &'a PluginLine, label: &str) -> &'a Perf {
         .unwrap_or_else(|| panic!("no perfdata {label} in {line:?}"))
 }
 
-fn auth_cmd(bed: &Bed, args: &[&str], token: &str) -> std::process::Command {
-    let mut cmd = bed.certherd(1, &[args, &["auth"]].concat());
-    cmd.env("CERTBOT_DOMAIN", "site.test")
+/// `certherd [ARGS…] auth` on node 1 with certbot's environment for `token` of site.test.
+fn auth<'a>(bed: &'a Bed, args: &[&str], token: &str) -> Exec<'a> {
+    bed.node(1)
+        .certherd([args, &["auth"]].concat())
+        .env("CERTBOT_DOMAIN", "site.test")
         .env("CERTBOT_TOKEN", token)
-        .env("CERTBOT_VALIDATION", format!("{token}.thumb"));
-    cmd
+        .env("CERTBOT_VALIDATION", format!("{token}.thumb"))
 }
 
-fn cleanup_cmd(bed: &Bed, args: &[&str], token: &str) -> std::process::Command {
-    let mut cmd = bed.certherd(1, &[args, &["cleanup"]].concat());
-    cmd.env("CERTBOT_DOMAIN", "site.test")
-        .env("CERTBOT_TOKEN", token);
-    cmd
+/// `certherd [ARGS…] cleanup` on node 1 with certbot's environment for `token` of site.test.
+fn cleanup<'a>(bed: &'a Bed, args: &[&str], token: &str) -> Exec<'a> {
+    bed.node(1)
+        .certherd([args, &["cleanup"]].concat())
+        .env("CERTBOT_DOMAIN", "site.test")
+        .env("CERTBOT_TOKEN", token)
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,11 +297,8 @@ fn with_journal(bed: &Bed, mut cmd: std::process::Command, matching: bool, name:
     std::fs::read_to_string(&path).unwrap()
 }
 
-fn lines_of(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+fn lines_of(ran: &Ran) -> Vec<String> {
+    ran.stderr().lines().map(str::to_owned).collect()
 }
 
 // ---- the bed ----
@@ -365,38 +367,40 @@ fn nagios_json_quiet_verbose_and_journal_outputs() {
         (&["--bogus"][..], "--bogus"),
         (&["--format", "json", "--warn", "soon"][..], "'soon'"),
     ] {
-        let out = status(&bed, args);
-        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", text(&out));
-        let err = lines_of(&out);
-        assert_eq!(err.len(), 1, "{args:?}: {}", text(&out));
-        assert!(
+        let ran = status(&bed, args)
+            .expect_status(3)
+            .stdout_has([named])
+            .run();
+        let err = lines_of(&ran);
+        ran.ensure(err.len() == 1, format!("{args:?}: one line on stderr"));
+        ran.ensure(
             err[0].starts_with("certherd: error: ") && err[0].contains(named),
-            "{args:?}: {err:?}"
+            format!("{args:?}: stderr is one error line naming {named}"),
         );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            stdout.to_uppercase().contains("UNKNOWN") && stdout.contains(named),
-            "{args:?}: {}",
-            text(&out)
+        ran.ensure(
+            ran.stdout().to_uppercase().contains("UNKNOWN"),
+            format!("{args:?}: stdout says UNKNOWN"),
         );
     }
     for args in [&["--crit", "30"][..], &["--warn", "1d", "--crit", "2d"][..]] {
-        let (line, details, out) = nagios(&bed, args);
-        assert_eq!(line.state, "UNKNOWN", "{}", text(&out));
-        assert!(line.perf.is_empty() && details.is_empty(), "{}", text(&out));
+        let (line, details, ran) = nagios(&bed, args);
+        ran.ensure(line.state == "UNKNOWN", "state UNKNOWN");
+        ran.ensure(
+            line.perf.is_empty() && details.is_empty(),
+            "no perfdata, no details",
+        );
     }
     // Another command's usage error keeps clap's code.
-    let out = bed.certherd(1, &["deploy", "--bogus"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    bed.node(1)
+        .certherd(["deploy", "--bogus"])
+        .expect_status(2)
+        .run();
 
     // auth --format json: a typed row per node, this node first, the peers with SSH detail.
-    let out = auth_cmd(&bed, &[], "tokjson")
+    let report: AuthReport = auth(&bed, &[], "tokjson")
         .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let report: AuthReport = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not the auth report ({e}): {}", text(&out)));
+        .run()
+        .json();
     assert!(report.ok, "{report:?}");
     assert_eq!(
         (report.domain.as_str(), report.token.as_str()),
@@ -427,85 +431,65 @@ fn nagios_json_quiet_verbose_and_journal_outputs() {
         assert!(ssh.reused.is_some() && ssh.connect_ms.is_some(), "{n:?}");
         assert!(ssh.exchange_ms.is_some(), "{n:?}");
     }
-    assert!(cleanup_cmd(&bed, &[], "tokjson")
-        .status()
-        .unwrap()
-        .success());
+    cleanup(&bed, &[], "tokjson").run();
 
     // -q: errors only; nothing went wrong, so nothing at all, for every hook-like command.
-    let quiet: Vec<(&str, std::process::Command)> = vec![
-        (
-            "deploy",
-            bed.certherd(1, &["-q", "deploy", "--lineage", "site.test"]),
-        ),
-        ("sync", bed.certherd(1, &["-q", "sync"])),
-        ("auth", auth_cmd(&bed, &["-q"], "tokq")),
-        ("cleanup", cleanup_cmd(&bed, &["-q"], "tokq")),
-        ("warm", bed.certherd(1, &["-q", "warm"])),
-    ];
-    for (what, mut cmd) in quiet {
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{what}: {}", text(&out));
-        assert!(
-            out.stdout.is_empty() && out.stderr.is_empty(),
-            "-q {what} printed something: {}",
-            text(&out)
-        );
+    let node1 = bed.node(1);
+    for quiet in [
+        node1.certherd(["-q", "deploy", "--lineage", "site.test"]),
+        node1.certherd(["-q", "sync"]),
+        auth(&bed, &["-q"], "tokq"),
+        cleanup(&bed, &["-q"], "tokq"),
+        node1.certherd(["-q", "warm"]),
+    ] {
+        quiet.stdout_is("").stderr_is("").run();
     }
     // …while without -q deploy prints its table (the silence above is -q's doing).
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", "site.test"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("NODE"),
-        "{}",
-        text(&out)
-    );
+    node1
+        .certherd(["deploy", "--lineage", "site.test"])
+        .stdout_has(["NODE"])
+        .run();
 
     // -v: one timing line per node, peers with destination, connection reuse and times.
-    let verbose_ok = |out: &Output, what: &str| {
-        let err = stderr(out);
-        assert!(
+    let verbose_ok = |ran: &Ran, what: &str| {
+        let err = ran.stderr();
+        ran.ensure(
             err.contains(&format!("certherd: node1: {what} ")) && err.contains("this node, no ssh"),
-            "{}",
-            text(out)
+            format!("a -v {what} line for node1, no ssh"),
         );
         for i in 2..=3 {
             let line = err
                 .lines()
                 .find(|l| l.starts_with(&format!("certherd: node{i}: {what} ")))
-                .unwrap_or_else(|| panic!("no -v line for node{i}: {}", text(out)));
-            assert!(
+                .unwrap_or_else(|| ran.fail(&format!("no -v line for node{i}")));
+            ran.ensure(
                 line.contains(&format!("ssh {}@127.0.{b}.{i}:22", bed.agent_user()))
                     && line.contains("shared connection ")
                     && line.contains(", connect ")
                     && line.contains(" ms, exchange ")
                     && line.ends_with(" ms"),
-                "{line}"
+                format!("node{i}'s -v line has ssh, reuse and times: {line}"),
             );
         }
     };
-    let out = bed
-        .certherd(1, &["-v", "deploy", "--lineage", "site.test"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    verbose_ok(&out, "deploy");
-    let out = auth_cmd(&bed, &["-v"], "tokv").output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    verbose_ok(&out, "token write");
+    let ran = node1
+        .certherd(["-v", "deploy", "--lineage", "site.test"])
+        .run();
+    verbose_ok(&ran, "deploy");
+    let ran = auth(&bed, &["-v"], "tokv").run();
+    verbose_ok(&ran, "token write");
     // ... and the self-check's own time per node.
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = ran.stderr();
     for n in &nodes {
-        assert!(
-            err.lines().any(|l| l
-                .contains(&format!("{n}: serves the token for site.test (self-check "))
-                && l.contains(" ms, ")),
-            "{n}: {err}"
+        ran.ensure(
+            err.lines().any(|l| {
+                l.contains(&format!("{n}: serves the token for site.test (self-check "))
+                    && l.contains(" ms, ")
+            }),
+            format!("{n}: a self-check timing line"),
         );
     }
-    assert!(cleanup_cmd(&bed, &[], "tokv").status().unwrap().success());
+    cleanup(&bed, &[], "tokv").run();
 
     // journald: <6> info lines when stderr is $JOURNAL_STREAM; unchanged when it is not.
     let journal = with_journal(
@@ -539,8 +523,8 @@ fn nagios_json_quiet_verbose_and_journal_outputs() {
     // A stopped peer: UNKNOWN, named, `U` in its perfdata, the others still measured.
     bed.stop_sshd(3);
     bed.close_control_masters();
-    let (down, details, out) = nagios(&bed, &[]);
-    assert_eq!(down.state, "UNKNOWN", "{}", text(&out));
+    let (down, details, ran) = nagios(&bed, &[]);
+    ran.ensure(down.state == "UNKNOWN", "state UNKNOWN");
     assert!(down.summary.contains("node3 down"), "{down:?}");
     assert_eq!(perf(&down, "node3/site.test_days").value, None);
     assert!(perf(&down, "node2/site.test_days").value.is_some());
@@ -559,19 +543,22 @@ fn nagios_json_quiet_verbose_and_journal_outputs() {
             .any(|l| l.starts_with("<4>certherd: warning: node3: ")),
         "{journal}"
     );
-    let out = bed
-        .certherd(1, &["-q", "deploy", "--lineage", "site.test"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(out.stdout.is_empty(), "{}", text(&out));
-    let err = lines_of(&out);
-    assert!(!err.is_empty(), "{}", text(&out));
+    let ran = node1
+        .certherd(["-q", "deploy", "--lineage", "site.test"])
+        .expect_status(1)
+        .stdout_is("")
+        .stderr_has(["node3"])
+        .run();
+    let err = lines_of(&ran);
+    ran.ensure(!err.is_empty(), "errors on stderr");
     for l in &err {
-        assert!(
+        ran.ensure(
             l.starts_with("certherd: error: "),
-            "not an error line: {l:?}"
+            format!("not an error line: {l:?}"),
         );
     }
-    assert!(err.iter().any(|l| l.contains("node3")), "{err:?}");
+    ran.ensure(
+        err.iter().any(|l| l.contains("node3")),
+        "an error line names node3",
+    );
 }

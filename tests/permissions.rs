@@ -143,12 +143,12 @@ fn deploy_leaves_every_file_with_its_mode() {
     let bed = bed(3, true);
     bed.dns("site.test", &[2, 3]).unwrap();
     enable_tls(&bed, LINEAGE);
-    let out = certbot_with_deploy(&bed, &["site.test"]);
-    assert!(out.status.success(), "certbot: {}", text(&out));
-    let out = bed.certbot(&["renew", "--force-renewal", "--no-random-sleep-on-renew"]);
-    assert!(out.status.success(), "certbot renew: {}", text(&out));
-    let out = auth(&bed, 1, "site.test", "permtok", "permtok.thumb");
-    assert!(out.status.success(), "{}", text(&out));
+    let node1 = bed.node(1);
+    node1.certbot_certonly_with_deploy(&["site.test"]).run();
+    node1
+        .certbot(["renew", "--force-renewal", "--no-random-sleep-on-renew"])
+        .run();
+    node1.auth("site.test", "permtok", "permtok.thumb").run();
 
     let mut findings = Vec::new();
     for n in 2..=3 {
@@ -214,21 +214,13 @@ fn agent_umask_neither_loosens_nor_breaks_modes() {
     }
     new_version(&bed, 1);
     enable_tls(&bed, LINEAGE);
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "sync: {}", text(&out));
+    let node1 = bed.node(1);
+    node1.certherd(["sync"]).run();
     new_version(&bed, 2);
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", LINEAGE])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "deploy: {}", text(&out));
+    node1.certherd(["deploy", "--lineage", LINEAGE]).run();
 
-    let out = auth(&bed, 1, "site.test", "umasktok", "umasktok.thumb");
-    assert!(
-        out.status.success(),
-        "auth with the agents' umasks: {}",
-        text(&out)
-    );
+    // auth with the agents' umasks.
+    node1.auth("site.test", "umasktok", "umasktok.thumb").run();
 
     let mut findings = Vec::new();
     for n in 2..=3 {
@@ -253,13 +245,11 @@ fn control_dir_open_to_others_or_planted_is_refused() {
     let bed = bed(2, false);
     let cm = bed.root().join("ssh/cm");
     std::fs::set_permissions(&cm, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = auth(&bed, 1, "site.test", "cmtok", "cmtok.thumb");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("node2") && stderr(&out).contains("mode 0700"),
-        "{}",
-        text(&out)
-    );
+    bed.node(1)
+        .auth("site.test", "cmtok", "cmtok.thumb")
+        .expect_status(1)
+        .stderr_has(["node2", "mode 0700"])
+        .run();
     assert!(!has_token(&bed, 2, "cmtok", "cmtok.thumb"));
 
     std::fs::remove_dir_all(&cm).unwrap();
@@ -267,9 +257,11 @@ fn control_dir_open_to_others_or_planted_is_refused() {
     std::fs::create_dir(&elsewhere).unwrap();
     std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &cm).unwrap();
-    let out = auth(&bed, 1, "site.test", "cmtok2", "cmtok2.thumb");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("control directory"), "{}", text(&out));
+    bed.node(1)
+        .auth("site.test", "cmtok2", "cmtok2.thumb")
+        .expect_status(1)
+        .stderr_has(["control directory"])
+        .run();
     assert!(!has_token(&bed, 2, "cmtok2", "cmtok2.thumb"));
     assert_eq!(
         std::fs::read_dir(&elsewhere).unwrap().count(),
@@ -329,28 +321,16 @@ fn a_control_dir_planted_in_tmp_does_not_stop_a_renewal() {
     std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
 
-    let issued = bed
-        .certherd(1, &["issue", "-d", "site.test", "--"])
+    bed.node(1)
+        .certherd(["issue", "-d", "site.test", "--"])
         .args(bed.certbot_common_args())
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
-    assert!(
-        issued.status.success(),
-        "certherd issue:\n{}",
-        text(&issued)
-    );
+        .run();
     assert_every_node_consistent(&bed, "site.test", &[1, 1, 1], "issued as root");
-    let renewed = bed
-        .certherd(1, &["renew", "--", "--force-renewal"])
+    bed.node(1)
+        .certherd(["renew", "--", "--force-renewal"])
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
-    assert!(
-        renewed.status.success(),
-        "certherd renew:\n{}",
-        text(&renewed)
-    );
+        .run();
     assert_every_node_consistent(&bed, "site.test", &[2, 2, 2], "renewed as root");
     let meta = std::fs::symlink_metadata(&runtime).unwrap();
     assert_eq!(
@@ -370,14 +350,15 @@ fn a_control_dir_planted_in_tmp_does_not_stop_a_renewal() {
         .env("CERTBOT_DOMAIN", "site.test")
         .env("CERTBOT_TOKEN", "plantedtok")
         .env("CERTBOT_VALIDATION", "plantedtok.thumb");
-    let out = bed.as_agent(&mut cmd).output().unwrap();
-    assert!(out.status.success(), "auth as the account:\n{}", text(&out));
-    assert!(
-        stderr(&out).contains(&planted.display().to_string())
-            && stderr(&out).contains("fresh private directory"),
-        "{}",
-        text(&out)
-    );
+    bed.as_agent(&mut cmd);
+    // auth as the account.
+    bed.node(1)
+        .command(cmd)
+        .stderr_has([
+            planted.display().to_string(),
+            "fresh private directory".into(),
+        ])
+        .run();
     for n in [2, 3] {
         assert!(
             has_token(&bed, n, "plantedtok", "plantedtok.thumb"),

@@ -8,32 +8,26 @@ use common::*;
 use std::time::{Duration, Instant};
 
 /// certbot through DNS-01 (the bed's TXT hook) with certherd as the deploy hook.
-fn dns01_certonly(bed: &Bed, domains: &[&str]) -> std::process::Output {
+fn dns01_certonly(bed: &Bed, domains: &[&str]) -> Ran {
     let mut args = bed.dns01_certonly_args().unwrap();
     for d in domains {
         args.push("-d".into());
         args.push(d.to_string());
     }
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let out = bed.certbot(&args);
-    assert!(out.status.success(), "certbot failed:\n{}", text(&out));
-    out
+    bed.node(1).certbot(args).run()
 }
 
-fn renew(bed: &Bed, lineage: &str) -> std::process::Output {
-    let out = bed.certbot(&[
-        "renew",
-        "--force-renewal",
-        "--no-random-sleep-on-renew",
-        "--cert-name",
-        lineage,
-    ]);
-    assert!(
-        out.status.success(),
-        "certbot renew failed:\n{}",
-        text(&out)
-    );
-    out
+/// certbot's forced renewal of `lineage` (its deploy hook deploys), asserted to succeed.
+fn renew(bed: &Bed, lineage: &str) -> Ran {
+    bed.node(1)
+        .certbot([
+            "renew",
+            "--force-renewal",
+            "--no-random-sleep-on-renew",
+            "--cert-name",
+            lineage,
+        ])
+        .run()
 }
 
 /// The deploy table's row of `node`: [NODE, BEFORE, AFTER, INSTALL, SERVED, TIME, CHECKED].
@@ -72,7 +66,7 @@ fn wildcard_from_dns01_is_unused_until_a_vhost_uses_it_then_new() {
     }
 
     let out = dns01_certonly(&bed, &["*.wild.test", "wild.test"]);
-    let all = text(&out);
+    let all = out.both();
     assert!(!all.contains("reported error code"), "{all}");
     for n in 1..=3 {
         let r = row(&all, n);
@@ -86,13 +80,12 @@ fn wildcard_from_dns01_is_unused_until_a_vhost_uses_it_then_new() {
     // No failure alert (success alerts are off by default).
     assert!(hook.bodies().is_empty(), "{:?}", hook.bodies());
     // status: a warning that names the lineage not in use, with the name it checked.
-    let status = bed.certherd(1, &["status"]).output().unwrap();
-    let table = text(&status);
+    let status = bed.node(1).certherd(["status"]).expect_status(1).run();
+    let table = status.both();
     eprintln!("{table}");
-    assert_eq!(status.status.code(), Some(1), "{table}");
-    assert!(
+    status.ensure(
         table.contains("warning: wild.test is not in use") && table.contains(" unused "),
-        "{table}"
+        "a warning naming wild.test not in use, and an unused row",
     );
 
     for n in 1..=3 {
@@ -101,7 +94,7 @@ fn wildcard_from_dns01_is_unused_until_a_vhost_uses_it_then_new() {
         reload_nginx(&bed, n);
     }
     let out = renew(&bed, "wild.test");
-    let all = text(&out);
+    let all = out.both();
     assert!(!all.contains("reported error code"), "{all}");
     let serial = current_serial(&bed, "wild.test");
     for n in 1..=3 {
@@ -123,9 +116,15 @@ fn wildcard_from_dns01_is_unused_until_a_vhost_uses_it_then_new() {
         assert_eq!(r["served"], "new", "{r}");
         assert_eq!(r["served_name"], "wild.test", "{r}");
     }
-    let table = text(&bed.certherd(1, &["status"]).output().unwrap());
-    eprintln!("{table}");
-    assert!(table.contains("OK") && !table.contains("unused"), "{table}");
+    let status = bed
+        .node(1)
+        .certherd(["status"])
+        .any_status()
+        .stdout_lacks(["unused"])
+        .stderr_lacks(["unused"])
+        .run();
+    eprintln!("{status}");
+    status.ensure(status.both().contains("OK"), "the table says OK");
 }
 
 /// A wildcard-only certificate is checked with `certherd-check.<zone>`, which its vhost
@@ -140,7 +139,7 @@ fn wildcard_only_certificate_is_checked_with_the_fixed_label() {
         bed.add_tls_vhost(n, "*.only.test", "only.test").unwrap();
     }
     let out = dns01_certonly(&bed, &["*.only.test"]);
-    let all = text(&out);
+    let all = out.both();
     assert!(!all.contains("reported error code"), "{all}");
     let serial = current_serial(&bed, "only.test");
     for n in 1..=3 {
@@ -187,7 +186,7 @@ fn reload_that_does_not_take_is_old_and_fails_fast() {
 
     let first = current_serial(&bed, "old.test");
     let out = renew(&bed, "old.test");
-    let all = text(&out);
+    let all = out.both();
     assert!(all.contains("reported error code 1"), "{all}");
     assert_ne!(current_serial(&bed, "old.test"), first);
     assert_eq!(row(&all, 1)[4], "new", "{all}");
@@ -207,13 +206,13 @@ fn reload_that_does_not_take_is_old_and_fails_fast() {
     // Again by hand, timed: the install is a no-op now, the check alone decides.
     let began = Instant::now();
     let again = bed
-        .certherd(1, &["deploy", "--lineage", "old.test"])
-        .output()
-        .unwrap();
+        .node(1)
+        .certherd(["deploy", "--lineage", "old.test"])
+        .expect_status(1)
+        .run();
     let took = began.elapsed();
-    let all = text(&again);
+    let all = again.both();
     eprintln!("took {took:?}:\n{all}");
-    assert_eq!(again.status.code(), Some(1), "{all}");
     assert_eq!(row(&all, 3)[4], "OLD", "{all}");
     assert_eq!(row(&all, 2)[4], "NONE", "{all}");
     assert!(took < Duration::from_secs(5), "took {took:?}:\n{all}");

@@ -83,13 +83,13 @@ fn a_split_brain_is_named_by_deploy_and_resolved_by_sync_keeping_both_keys() {
     let before = snapshot(&bed, 2);
 
     // deploy: refused on node 2, named, nothing changed there; the others take version 2.
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", LINEAGE, "--format", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "deploy: {}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("deploy JSON: {e}: {}", text(&out)));
+    let ran = bed
+        .node(1)
+        .certherd(["deploy", "--lineage", LINEAGE, "--format", "json"])
+        .expect_status(1)
+        .stderr_has(["node2", LINEAGE, "split brain", &primary_fp, &own_fp])
+        .run();
+    let report: serde_json::Value = ran.json();
     let row = node_row(&report, "node2");
     assert_eq!(row["install"], "split_brain", "{row}");
     assert_eq!(row["error_kind"], "split_brain", "{row}");
@@ -101,10 +101,6 @@ fn a_split_brain_is_named_by_deploy_and_resolved_by_sync_keeping_both_keys() {
             "the JSON error does not say {word:?}: {row}"
         );
     }
-    let said = stderr(&out);
-    for word in ["node2", LINEAGE, "split brain", &primary_fp, &own_fp] {
-        assert!(said.contains(word), "stderr does not say {word:?}: {said}");
-    }
     assert_eq!(
         snapshot(&bed, 2),
         before,
@@ -115,17 +111,16 @@ fn a_split_brain_is_named_by_deploy_and_resolved_by_sync_keeping_both_keys() {
     assert_consistent(&bed, 3, 2, "deploy: node 3");
 
     // The table says it too, in the node's row.
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", LINEAGE])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "deploy: {}", text(&out));
-    let table = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        table
+    let ran = bed
+        .node(1)
+        .certherd(["deploy", "--lineage", LINEAGE])
+        .expect_status(1)
+        .run();
+    ran.ensure(
+        ran.stdout()
             .lines()
             .any(|l| l.starts_with("node2") && l.contains("SPLIT-BRAIN")),
-        "{table}"
+        "node2's row says SPLIT-BRAIN",
     );
     assert_eq!(
         snapshot(&bed, 2),
@@ -134,13 +129,12 @@ fn a_split_brain_is_named_by_deploy_and_resolved_by_sync_keeping_both_keys() {
     );
 
     // sync: resolved, both keys kept, one consistent version everywhere.
-    let out = bed
-        .certherd(1, &["sync", "--format", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "sync: {}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("sync JSON: {e}: {}", text(&out)));
+    let ran = bed
+        .node(1)
+        .certherd(["sync", "--format", "json"])
+        .stderr_has(["split brain"])
+        .run();
+    let report: serde_json::Value = ran.json();
     let row = node_row(&report["lineages"][0], "node2");
     assert_eq!(row["install"], "ok", "{row}");
     let resolved = &row["split_brain"];
@@ -152,7 +146,6 @@ fn a_split_brain_is_named_by_deploy_and_resolved_by_sync_keeping_both_keys() {
         kept.starts_with(&format!("archive/{LINEAGE}/split-brain-2-")),
         "{row}"
     );
-    assert!(stderr(&out).contains("split brain"), "{}", text(&out));
     assert_all_consistent(&bed, &[2, 2, 2], "after sync");
     assert_eq!(served_serial(&bed, 2, LINEAGE), serial_of(&bed, 2));
     let key_at = assert_key_kept(&bed, 2, 2, &own_key, "after sync");
@@ -183,11 +176,8 @@ fn a_split_brain_is_named_by_deploy_and_resolved_by_sync_keeping_both_keys() {
 
     // The primary's next version goes everywhere without a clash; what node 2 kept stays.
     new_version(&bed, 3);
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", LINEAGE])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "deploy of 3: {}", text(&out));
+    // deploy of 3.
+    bed.node(1).certherd(["deploy", "--lineage", LINEAGE]).run();
     assert_all_consistent(&bed, &[3, 3, 3], "after the next renewal");
     assert_key_kept(&bed, 2, 2, &own_key, "after the next renewal");
     assert_eq!(certbot_max_version(&bed, 2), certbot_max_version(&bed, 1));

@@ -52,8 +52,18 @@ fn master_pid(sock: &Path) -> String {
     text.trim().to_owned()
 }
 
-fn warm(bed: &Bed) -> std::process::Output {
-    bed.certherd(1, &["warm"]).output().unwrap()
+/// `certherd warm` on node 1.
+fn warm(bed: &Bed) -> Exec<'_> {
+    bed.node(1).certherd(["warm"])
+}
+
+/// `certherd auth` on node 1 with certbot's environment.
+fn auth<'a>(bed: &'a Bed, token: &str) -> Exec<'a> {
+    bed.node(1)
+        .certherd(["auth"])
+        .env("CERTBOT_DOMAIN", "site.test")
+        .env("CERTBOT_TOKEN", token)
+        .env("CERTBOT_VALIDATION", format!("{token}.x"))
 }
 
 /// After `warm` every peer has a live master, and the following hook calls use those very
@@ -62,33 +72,24 @@ fn warm(bed: &Bed) -> std::process::Output {
 fn warm_opens_every_master_and_auth_reuses_them() {
     let bed = bed(3, false);
     // Inside a certbot run that `issue`/`renew` already warm up, the pre-hook does nothing.
-    let out = bed
-        .certherd(1, &["warm"])
-        .env("CERTHERD_WARMING", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    warm(&bed).env("CERTHERD_WARMING", "1").run();
     assert!(
         sockets(&bed).is_empty(),
         "warm under CERTHERD_WARMING=1 is a no-op"
     );
-    let out = warm(&bed);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        stderr(&out).is_empty(),
-        "warm is silent when all is well: {}",
-        text(&out)
-    );
+    // Silent when all is well.
+    warm(&bed).stderr_is("").run();
     let before = masters(&bed);
     assert_eq!(before.len(), 2, "one master per peer: {before:?}");
 
-    let out = auth(&bed, 1, "site.test", "tokw", "tokw.x");
-    assert!(out.status.success(), "{}", text(&out));
-    let out = cleanup(&bed, 1, "site.test", "tokw");
-    assert!(out.status.success(), "{}", text(&out));
+    auth(&bed, "tokw").run();
+    bed.node(1)
+        .certherd(["cleanup"])
+        .env("CERTBOT_DOMAIN", "site.test")
+        .env("CERTBOT_TOKEN", "tokw")
+        .run();
     // A second warm (say, a pre-hook and issue's own warm-up) reuses them too.
-    let out = warm(&bed);
-    assert!(out.status.success(), "{}", text(&out));
+    warm(&bed).run();
     assert_eq!(masters(&bed), before, "no new master was opened");
 }
 
@@ -97,11 +98,13 @@ fn warm_opens_every_master_and_auth_reuses_them() {
 fn warm_with_a_down_peer_warns_and_exits_0() {
     let bed = bed(3, false);
     bed.stop_sshd(3);
-    let out = warm(&bed);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let err = stderr(&out);
-    assert!(err.contains("warning: node3: warm-up failed"), "{err}");
-    assert_eq!(err.lines().count(), 1, "one line per failed peer: {err}");
+    let ran = warm(&bed)
+        .stderr_has(["warning: node3: warm-up failed"])
+        .run();
+    ran.ensure(
+        ran.stderr().lines().count() == 1,
+        "one line per failed peer",
+    );
     assert_eq!(sockets(&bed).len(), 1, "node2 is warm");
 }
 
@@ -117,34 +120,22 @@ fn kex_algorithms_are_checked_and_passed_to_ssh() {
         "[ssh]\n",
         "[ssh]\nkex_algorithms = [\"curve25519 sha256\"]\n",
     );
-    let out = warm(&bed);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("ssh.kex_algorithms") && err.contains("curve25519 sha256"),
-        "{err}"
-    );
+    warm(&bed)
+        .expect_status(2)
+        .stderr_has(["ssh.kex_algorithms", "curve25519 sha256"])
+        .run();
     assert!(sockets(&bed).is_empty(), "nothing was started");
 
     edit_config(&bed, 1, "curve25519 sha256", "no-such-kex@example.com");
-    let out = warm(&bed);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("warning: node2: warm-up failed"),
-        "ssh got the name and refused it: {}",
-        text(&out)
-    );
+    // ssh got the name and refused it.
+    warm(&bed)
+        .stderr_has(["warning: node2: warm-up failed"])
+        .run();
     assert!(sockets(&bed).is_empty());
 
     edit_config(&bed, 1, "no-such-kex@example.com", "curve25519-sha256");
-    let out = warm(&bed);
-    assert!(
-        out.status.success() && stderr(&out).is_empty(),
-        "{}",
-        text(&out)
-    );
-    let out = auth(&bed, 1, "site.test", "tokk", "tokk.x");
-    assert!(out.status.success(), "{}", text(&out));
+    warm(&bed).stderr_is("").run();
+    auth(&bed, "tokk").run();
 }
 
 /// An auth hook that first records how many masters are live, then runs `certherd auth`.
@@ -198,9 +189,7 @@ fn certbot_pre_hook_warm_opens_connections_before_the_first_auth() {
             args.extend(["--pre-hook".into(), h.clone()]);
         }
         args.extend(["-d".into(), lineage.into()]);
-        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-        let out = bed.certbot(&args);
-        assert!(out.status.success(), "certbot failed:\n{}", text(&out));
+        bed.node(1).certbot(args).run();
         assert!(cert_text(&bed, lineage).is_some());
         let expected = if pre_hook.is_some() { 2 } else { 0 };
         assert_eq!(
@@ -220,9 +209,8 @@ fn issue_and_renew_warm_up_while_certbot_talks_to_the_ca() {
     bed.dns("site.test", &[2, 3]).unwrap();
     bed.close_control_masters();
     let probe = probe_file(&bed, "probe-issue");
-    let mut cmd = bed.certherd(
-        1,
-        &[
+    bed.node(1)
+        .certherd([
             "issue",
             "--certbot",
             &certbot_program_arg(),
@@ -230,17 +218,11 @@ fn issue_and_renew_warm_up_while_certbot_talks_to_the_ca() {
             "-d",
             "site.test",
             "--",
-        ],
-    );
-    cmd.args(bed.certbot_common_args())
+        ])
+        .args(bed.certbot_common_args())
         .args(["--manual-auth-hook", &probing_auth_hook(&bed, &probe)])
-        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle());
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "certherd issue failed:\n{}",
-        text(&out)
-    );
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .run();
     assert_eq!(
         probed(&probe),
         vec![2],
@@ -273,13 +255,11 @@ fn issue_and_renew_warm_up_while_certbot_talks_to_the_ca() {
     bed.close_control_masters();
     let probe = probe_file(&bed, "probe-renew");
     let old = current_serial(&bed, "site.test");
-    let out = bed
-        .certherd(1, &["renew", "--jitter", "0s", "--", "--force-renewal"])
+    bed.node(1)
+        .certherd(["renew", "--jitter", "0s", "--", "--force-renewal"])
         .args(["--manual-auth-hook", &probing_auth_hook(&bed, &probe)])
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+        .run();
     assert_ne!(current_serial(&bed, "site.test"), old, "renewed");
     assert_eq!(
         probed(&probe),

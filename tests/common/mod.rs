@@ -105,33 +105,68 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-/// certherd built with the `crashpoints` feature (src/crashpoint.rs) into its own target dir,
-/// `target/crashpoints`, so the product binary the other tests run never contains them. Built
-/// once per test process; scripts/test.sh builds it beforehand, so this is a no-op there. A
-/// build failure fails the test: the crash tests never silently skip.
+/// The environment variable naming a prebuilt crash-point binary: scripts/test.sh builds it in
+/// the shared target dir (its dependencies are the test build's, only certherd compiles again)
+/// and copies it out before the test build puts the product binary back in `target/debug`.
+pub const CRASHPOINT_BIN_ENV: &str = "CERTHERD_CRASHPOINT_BIN";
+
+/// certherd built with the `crashpoints` feature (src/crashpoint.rs): `$CERTHERD_CRASHPOINT_BIN`
+/// when set (it must answer `--version` as the build does and contain the crash points), else
+/// built into its own target dir, `target/crashpoints`, so the product binary the other tests run
+/// never contains them. Built once per test process. A build failure or a wrong binary fails the
+/// test: the crash tests never silently skip.
 pub fn crashpoint_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target = root.join("target/crashpoints");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = std::process::Command::new(cargo)
-            .current_dir(root)
-            .args(["build", "--features", "crashpoints", "--bin", "certherd"])
-            .arg("--target-dir")
-            .arg(&target)
-            .output()
-            .expect("run cargo build --features crashpoints");
-        assert!(
-            out.status.success(),
-            "cargo build --features crashpoints failed:\n{}",
-            text(&out)
-        );
-        let bin = target.join("debug/certherd");
-        assert!(bin.exists(), "{} missing after the build", bin.display());
-        bin
+    BIN.get_or_init(|| match std::env::var_os(CRASHPOINT_BIN_ENV) {
+        Some(prebuilt) => prebuilt_crashpoint_bin(PathBuf::from(prebuilt)),
+        None => build_crashpoint_bin(),
     })
     .clone()
+}
+
+fn prebuilt_crashpoint_bin(bin: PathBuf) -> PathBuf {
+    let built = Path::new(env!("CARGO_BIN_EXE_certherd"));
+    assert!(
+        bin.is_absolute() && bin.is_file(),
+        "{CRASHPOINT_BIN_ENV}={}: expected the absolute path of a certherd built with --features crashpoints",
+        bin.display()
+    );
+    let contents = std::fs::read(&bin).unwrap_or_else(|e| panic!("read {}: {e}", bin.display()));
+    assert!(
+        contents.windows(19).any(|w| w == b"CERTHERD_CRASHPOINT"),
+        "{CRASHPOINT_BIN_ENV}={}: expected a certherd built with --features crashpoints, this one has no crash points",
+        bin.display()
+    );
+    let (ours, theirs) = (answer(built, &["--version"]), answer(&bin, &["--version"]));
+    assert_eq!(
+        theirs,
+        ours,
+        "{CRASHPOINT_BIN_ENV}={}: `--version` differs from the build's {} (stale? rebuild it)",
+        bin.display(),
+        built.display()
+    );
+    bin
+}
+
+fn build_crashpoint_bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target/crashpoints");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--features", "crashpoints", "--bin", "certherd"])
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .expect("run cargo build --features crashpoints");
+    assert!(
+        out.status.success(),
+        "cargo build --features crashpoints failed:\n{}",
+        text(&out)
+    );
+    let bin = target.join("debug/certherd");
+    assert!(bin.exists(), "{} missing after the build", bin.display());
+    bin
 }
 
 /// Runs `certherd auth` on `node` with certbot's environment.
@@ -267,9 +302,16 @@ pub fn challenge_hits(bed: &Bed, n: usize) -> usize {
 }
 
 pub mod cluster;
+pub mod exec;
 pub mod fault;
 pub mod influx;
 pub mod reloads;
+pub mod status;
+
+#[allow(unused_imports)]
+pub use exec::{exec, Exec, Nodes, Ran};
+#[allow(unused_imports)]
+pub use status::{StatusReport, StatusRow};
 
 /// Gives every node an nginx TLS server on :443 using `live/<lineage>/` (see `Bed::enable_tls`).
 pub fn enable_tls(bed: &Bed, lineage: &str) {
