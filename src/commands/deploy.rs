@@ -121,11 +121,7 @@ pub async fn flush_deferred(config: &Config, event: &'static str, format: Format
     }
     let ok = pushed.deployments.is_empty()
         || report::publish_batch(config, &pushed.deployments, event).await;
-    let done: Vec<LineageName> = queued
-        .into_iter()
-        .filter(|l| !pushed.skipped.iter().any(|(s, _)| s == l))
-        .collect();
-    deferred.remove(&done)?;
+    deferred.remove(&pushed.taken(&queued))?;
     if format == Format::Json {
         let rows: Vec<DeploymentJson> = pushed.deployments.iter().map(DeploymentJson::of).collect();
         print_json(&serde_json::json!({ "ok": ok, "lineages": rows }));
@@ -176,7 +172,7 @@ pub async fn sync(config: &Config, options: &SyncFlags) -> Result<i32> {
     // everywhere.
     let everywhere: Vec<LineageName> = deployments
         .iter()
-        .filter(|d| d.rows.iter().all(|r| r.ok() || r.optional))
+        .filter(|d| d.everywhere())
         .map(|d| d.lineage.clone())
         .collect();
     let deferred = Deferred::new(&config.letsencrypt_dir);

@@ -121,11 +121,7 @@ pub async fn run(config: &Config, settle: Duration) -> Result<i32> {
                             for (lineage, why) in &pushed.skipped {
                                 crate::error!("{lineage}: not deployed: {why}");
                             }
-                            let done: Vec<LineageName> = queued
-                                .iter()
-                                .filter(|l| !pushed.skipped.iter().any(|(s, _)| s == *l))
-                                .cloned()
-                                .collect();
+                            let done = pushed.taken(&queued);
                             if !done.is_empty() {
                                 if let Err(e) = deferred.remove(&done) {
                                     crate::warn!("{e}");

@@ -142,6 +142,13 @@ pub struct Deployment {
     pub rows: Vec<Row>,
 }
 
+impl Deployment {
+    /// Whether every required node installed and serves the version (optional ones may fail).
+    pub fn everywhere(&self) -> bool {
+        self.rows.iter().all(|r| r.ok() || r.optional)
+    }
+}
+
 /// [`push`] with `run_local`, once per version: under the lineage's deploy lock, and nothing at
 /// all (`None`) when this exact version and certificate was already deployed to every required
 /// node — by certbot's stored deploy hook, `hooks/certherd-deploy` or `watch`, whichever saw the
@@ -164,7 +171,7 @@ pub async fn push_once(config: &Config, lineage: &LineageName) -> Result<Option<
         }
     }
     let d = push(config, lineage, true).await?;
-    let everywhere = d.rows.iter().all(|r| r.ok() || r.optional);
+    let everywhere = d.everywhere();
     if let (true, Some(fp)) = (everywhere, current.fingerprint.as_deref()) {
         if d.version == current.version.unwrap_or(0) {
             if let Err(e) = deployed.record(lineage, d.version, fp) {

@@ -26,6 +26,18 @@ pub struct Pushed {
     pub skipped: Vec<(LineageName, String)>,
 }
 
+impl Pushed {
+    /// Of `queued`, the lineages a push has taken (deployed, failed and alerted, or already
+    /// deployed): all but the skipped ones, which stay queued.
+    pub fn taken(&self, queued: &[LineageName]) -> Vec<LineageName> {
+        queued
+            .iter()
+            .filter(|l| !self.skipped.iter().any(|(s, _)| s == *l))
+            .cloned()
+            .collect()
+    }
+}
+
 /// Pushes the current version of each lineage in `lineages` that is not deployed everywhere
 /// yet, in batches of at most [`MAX_STAGED`] (so the open lock files stay far below the file
 /// limit; a run renews a handful, a restore may change a thousand).
@@ -72,14 +84,12 @@ pub async fn push_once_all(config: &Config, lineages: &[LineageName]) -> Result<
         // A split brain is refused here and named, as a deploy does; `sync` resolves it.
         let ds = batch::push_all_with(config, &names, false).await?;
         for d in &ds {
-            let everywhere = d.rows.iter().all(|r| r.ok() || r.optional);
-            let Some((_, _, fp)) = todo.iter().find(|(l, _, _)| *l == d.lineage) else {
-                continue;
-            };
-            let same = todo
+            // Recorded only for the version read under the lock, and only when it reached
+            // every required node.
+            let read = todo
                 .iter()
-                .any(|(l, v, _)| *l == d.lineage && *v == d.version);
-            if everywhere && same {
+                .find(|(l, v, _)| *l == d.lineage && *v == d.version);
+            if let (Some((_, _, fp)), true) = (read, d.everywhere()) {
                 if let Err(e) = deployed.record(&d.lineage, d.version, fp) {
                     crate::warn!(
                         "{}: cannot record version {} as deployed: {e}",

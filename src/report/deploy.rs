@@ -130,7 +130,7 @@ impl DeploymentJson {
             lineage: d.lineage.to_string(),
             version: d.version,
             not_after: d.not_after,
-            ok: d.rows.iter().all(|r| r.ok() || r.optional),
+            ok: d.everywhere(),
             nodes,
         }
     }
