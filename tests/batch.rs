@@ -13,6 +13,7 @@
 //! and guarantee 5 (a failing config test leaves the node on what it served) for batches.
 
 mod common;
+use common::sync_report::{row, sync};
 use common::*;
 
 use certherd_testbed::Bed;
@@ -25,32 +26,6 @@ const NODES: usize = 4;
 
 fn names() -> Vec<String> {
     (0..LINEAGES).map(|i| format!("b{i:02}.test")).collect()
-}
-
-/// `certherd sync --format json` on node 1: its exit code and report.
-fn sync(bed: &Bed) -> (Option<i32>, serde_json::Value, String) {
-    let out = bed
-        .certherd(1, &["sync", "--format", "json"])
-        .output()
-        .unwrap();
-    let json = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("sync printed no JSON ({e}):\n{}", text(&out)));
-    (out.status.code(), json, stderr(&out))
-}
-
-/// The row of `node` for `lineage` in a sync report.
-fn row<'a>(json: &'a serde_json::Value, lineage: &str, node: &str) -> &'a serde_json::Value {
-    json["lineages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["lineage"] == lineage)
-        .unwrap_or_else(|| panic!("no {lineage} in {json:#}"))["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["node"] == node)
-        .unwrap_or_else(|| panic!("no {node} row for {lineage}"))
 }
 
 /// A new version of every lineage on node 1, as certbot renews: returns the serials.
@@ -93,7 +68,7 @@ fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named(
     let v1 = renew_all(&bed, 1);
     // Fresh peers get the files first (nothing of theirs names them yet), then a vhost per
     // lineage everywhere, so the next push is served.
-    let (code, json, err) = sync(&bed);
+    let (code, json, err) = sync(&bed, &[]);
     assert_eq!(code, Some(0), "first sync: {err}\n{json:#}");
     for n in 1..=NODES {
         for l in names() {
@@ -109,7 +84,7 @@ fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named(
     let before: Vec<_> = (1..=NODES).map(|n| counts(&bed, n)).collect();
     let v2 = renew_all(&bed, 2);
     let started = std::time::Instant::now();
-    let (code, json, err) = sync(&bed);
+    let (code, json, err) = sync(&bed, &[]);
     let took = started.elapsed();
     assert_eq!(
         code,
@@ -138,7 +113,7 @@ fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named(
     let good_conf = std::fs::read_to_string(&tls).unwrap();
     std::fs::write(&tls, format!("{good_conf}certherd_broken_directive on;\n")).unwrap();
     let v3 = renew_all(&bed, 3);
-    let (code, json, err) = sync(&bed);
+    let (code, json, err) = sync(&bed, &[]);
     assert_ne!(code, Some(0), "a broken node must fail the sync: {json:#}");
     assert!(err.contains("node3"), "the failure names node3: {err}");
     for l in names() {
@@ -157,7 +132,7 @@ fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named(
         assert_serves(&bed, n, &v3, "next to a broken node");
     }
     std::fs::write(&tls, &good_conf).unwrap();
-    let (code, json, err) = sync(&bed);
+    let (code, json, err) = sync(&bed, &[]);
     assert_eq!(code, Some(0), "sync after the fix: {err}\n{json:#}");
     assert_serves(&bed, 3, &v3, "after the fix");
 
@@ -196,7 +171,7 @@ fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named(
         > reloads));
     let before = counts(&bed, 2);
     let v4 = renew_all(&bed, 4);
-    let (code, json, err) = sync(&bed);
+    let (code, json, err) = sync(&bed, &[]);
     assert_ne!(
         code,
         Some(0),

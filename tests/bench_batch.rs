@@ -11,6 +11,7 @@
 //! `certherd status` over every lineage × every node once the peers hold them all.
 
 mod common;
+use common::bench::{env_or, median};
 use common::cluster::make_version;
 use common::*;
 
@@ -21,16 +22,6 @@ use certherd_testbed::Bed;
 
 fn peers() -> usize {
     env_or("CERTHERD_BENCH_PEERS", 3)
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}={v}: expected a number"))
-        })
-        .unwrap_or(default)
 }
 
 /// The peers back to fresh: no lineage at all, nginx reloaded onto its default server.
@@ -117,11 +108,6 @@ fn children_maxrss() -> u64 {
     let rc = unsafe { nix::libc::getrusage(nix::libc::RUSAGE_CHILDREN, &mut usage) };
     assert_eq!(rc, 0, "getrusage");
     usage.ru_maxrss as u64
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! and `CERTHERD_BENCH_ROUNDS` (default 3) size it; the figures go into BENCHMARKS.md.
 
 mod common;
+use common::bench::{env_or, median};
 use common::reloads::{count_tests_and_reloads, counts};
 use common::*;
 
@@ -19,21 +20,6 @@ use std::time::{Duration, Instant};
 use certherd_testbed::Bed;
 
 const NODES: usize = 4;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}={v}: expected a number"))
-        })
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 /// The SHA-256 fingerprint of `lineage`'s current certificate on node 1.
 fn current_fingerprint(bed: &Bed, lineage: &str) -> String {

@@ -15,6 +15,7 @@
 //! and guarantee 5 (a failing node leaves the fleet on what it served) for the fleet-wide gate.
 
 mod common;
+use common::sync_report::{row, sync};
 use common::*;
 
 use certherd_testbed::Bed;
@@ -55,31 +56,6 @@ fn renew_all(bed: &Bed, v: u32) -> Vec<String> {
             current_serial(bed, l)
         })
         .collect()
-}
-
-/// `certherd sync --format json ARGS…` on node 1: its exit code, report and stderr.
-fn sync(bed: &Bed, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
-    let mut argv = vec!["sync", "--format", "json"];
-    argv.extend_from_slice(args);
-    let out = bed.certherd(1, &argv).output().unwrap();
-    let json = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("sync printed no JSON ({e}):\n{}", text(&out)));
-    (out.status.code(), json, stderr(&out))
-}
-
-/// The row of `node` for `lineage` in a sync report.
-fn row<'a>(json: &'a serde_json::Value, lineage: &str, node: &str) -> &'a serde_json::Value {
-    json["lineages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["lineage"] == lineage)
-        .unwrap_or_else(|| panic!("no {lineage} in {json:#}"))["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["node"] == node)
-        .unwrap_or_else(|| panic!("no {node} row for {lineage}"))
 }
 
 fn error_of(row: &serde_json::Value) -> &str {

@@ -301,12 +301,14 @@ pub fn challenge_hits(bed: &Bed, n: usize) -> usize {
         .count()
 }
 
+pub mod bench;
 pub mod cluster;
 pub mod exec;
 pub mod fault;
 pub mod influx;
 pub mod reloads;
 pub mod status;
+pub mod sync_report;
 
 #[allow(unused_imports)]
 pub use exec::{exec, Exec, Nodes, Ran};

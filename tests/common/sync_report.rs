@@ -1,0 +1,31 @@
+//! `certherd sync --format json` as the batch tests read it: the report and one node's row of
+//! one lineage (`tests/batch.rs`, `tests/canary.rs`).
+
+use certherd_testbed::Bed;
+
+use super::{stderr, text};
+
+/// `certherd sync --format json ARGS…` on node 1: its exit code, report and stderr.
+pub fn sync(bed: &Bed, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let mut argv = vec!["sync", "--format", "json"];
+    argv.extend_from_slice(args);
+    let out = bed.certherd(1, &argv).output().unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("sync printed no JSON ({e}):\n{}", text(&out)));
+    (out.status.code(), json, stderr(&out))
+}
+
+/// The row of `node` for `lineage` in a sync report.
+pub fn row<'a>(json: &'a serde_json::Value, lineage: &str, node: &str) -> &'a serde_json::Value {
+    json["lineages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["lineage"] == lineage)
+        .unwrap_or_else(|| panic!("no {lineage} in {json:#}"))["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node"] == node)
+        .unwrap_or_else(|| panic!("no {node} row for {lineage}"))
+}
