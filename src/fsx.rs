@@ -171,6 +171,29 @@ pub fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.certherd-tmp-{}", std::process::id()))
 }
 
+/// Removes the temp files (see [`temp_name`]) any process left in `dir`. Call it only while
+/// holding the lock that every writer of `dir` takes: then no temp there is in use, and one with
+/// another PID is a killed writer's (issue 19: an agent stopped between a temp symlink and its
+/// rename left `.chain.pem.certherd-tmp-<pid>` that no later install would remove). Only plain
+/// files and symlinks are removed, never followed.
+pub fn remove_stale_temps(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("cannot read", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("cannot read", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_temp = name.starts_with('.') && name.contains(".certherd-tmp-");
+        if is_temp && entry.file_type().is_ok_and(|t| !t.is_dir()) {
+            remove_if_exists(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 pub fn sync_dir(path: &Path) -> Result<()> {
     fs::File::open(path)
         .and_then(|d| d.sync_all())

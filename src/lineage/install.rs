@@ -217,6 +217,8 @@ impl Layout {
             // Blocking is fine: the other holder is an install of the same lineage, bounded by
             // its command timeouts, and sshd's channel is gone if the primary gives up.
             if let Some(lock) = crate::lockfile::lock_current(&lock_path)? {
+                crate::fsx::remove_stale_temps(&self.live_dir(lineage))?;
+                crate::fsx::remove_stale_temps(&self.archive_dir(lineage))?;
                 return Ok(lock);
             }
         }

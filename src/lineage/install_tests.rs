@@ -235,9 +235,24 @@ fn leftovers_of_a_killed_install_never_block_the_next() {
     }
     fs::write(temp_name(&live.join(PENDING)), "half").unwrap();
     fs::write(temp_name(&live.join("README")), "half").unwrap();
+    // A killed agent's temps carry its PID, not ours: a symlink mid-swap, a file mid-write.
+    std::os::unix::fs::symlink(
+        "../../archive/x/chain9.pem",
+        live.join(".chain.pem.certherd-tmp-1"),
+    )
+    .unwrap();
+    fs::write(archive.join(".cert1.pem.certherd-tmp-1"), "half").unwrap();
     layout
         .install(&lineage, 1, &files, &commands(&["true"], &["true"]))
         .unwrap();
     assert!(layout.read_version(&lineage, 1).unwrap() == files);
+    for dir in [&live, &archive] {
+        let left: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("certherd-tmp") || n.contains("certherd-staged"))
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?}", dir.display());
+    }
     fs::remove_dir_all(&root).unwrap();
 }
