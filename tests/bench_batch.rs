@@ -173,12 +173,14 @@ fn many_lineages_sync_against_rsync() {
             current_serial(&bed, &names[0])
         );
     }
-    let (o, s) = (median(ours.clone()), median(seed.clone()));
-    eprintln!(
-        "{lineages} lineages x {peers} fresh peers, {rounds} rounds: certherd sync median {o:?} \
-         (all {ours:?}); rsync script median {s:?} (all {seed:?}); ratio {:.2}",
-        o.as_secs_f64() / s.as_secs_f64()
-    );
+    if rounds > 0 {
+        let (o, s) = (median(ours.clone()), median(seed.clone()));
+        eprintln!(
+            "{lineages} lineages x {peers} fresh peers, {rounds} rounds: certherd sync median \
+             {o:?} (all {ours:?}); rsync script median {s:?} (all {seed:?}); ratio {:.2}",
+            o.as_secs_f64() / s.as_secs_f64()
+        );
+    }
     // certherd's peak: RUSAGE_CHILDREN is the largest child waited for so far (the syncs, the
     // rsync scripts with their rsync and ssh, openssl...); printed before and after one more
     // full sync, so a reader sees whether certherd is that largest child.
@@ -219,4 +221,18 @@ fn many_lineages_sync_against_rsync() {
         peers + 1,
         median(status_times.clone())
     );
+    hold(&bed);
+}
+
+/// `CERTHERD_BENCH_HOLD=FILE`: keeps the bed up while FILE exists (at most an hour), printing the
+/// primary's config, so a profiler can run `certherd --config … status` (or sync) against it.
+fn hold(bed: &Bed) {
+    let Ok(file) = std::env::var("CERTHERD_BENCH_HOLD") else {
+        return;
+    };
+    std::fs::write(&file, bed.config_path(1).to_string_lossy().as_bytes()).unwrap();
+    eprintln!("holding the bed while {file} exists: its primary's config is in it");
+    wait_until(Duration::from_secs(3600), || {
+        !std::path::Path::new(&file).exists()
+    });
 }
