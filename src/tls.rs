@@ -136,17 +136,11 @@ pub async fn served_leaf(addr: &str, sni: &str, timeout: Duration) -> Result<Vec
     let name = server_name(sni).ok_or_else(|| TlsError::BadName {
         name: crate::text::printable(sni),
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Handshake {
-            addr: addr.to_owned(),
-            reason: e.to_string(),
-        })?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(LookOnly(provider)))
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let config = client_config().map_err(|reason| TlsError::Handshake {
+        addr: addr.to_owned(),
+        reason,
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(config);
     let attempt = async {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
@@ -175,6 +169,25 @@ pub async fn served_leaf(addr: &str, sni: &str, timeout: Duration) -> Result<Vec
                 timeout,
             })
         })
+}
+
+/// The one client config every check shares: building it (the provider's suites, the
+/// verifier) for each of 11,000 handshakes of a `status` was work and memory for nothing.
+fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(LookOnly(provider)))
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
 }
 
 /// tokio-rustls wraps rustls' error in an `io::Error`: unwrap it to see whether the server

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::certs::{Deployment, Install, InstallFailure, StandbyFailure};
-use super::plan::{bounded, plan, Planned, SERVE_DEADLINE};
+use super::plan::{bounded, checks_at_once, plan, Planned, SERVE_DEADLINE};
 use super::rollout::{rounds, Blocked, CommitSummary, Gate, Rollout, Seat};
 use super::NodeResult;
 use crate::config::{Config, Peer};
@@ -549,12 +549,16 @@ async fn this_node(
         let checks = plans
             .iter()
             .map(|p| (addr.clone(), p.sni.clone(), p.versions.clone()));
-        bounded(checks.collect(), |(addr, sni, versions)| async move {
-            served::check(&addr, sni.as_deref(), &versions, Duration::ZERO)
-                .await
-                .served
-                == Served::New
-        })
+        bounded(
+            checks.collect(),
+            checks_at_once(1),
+            |(addr, sni, versions)| async move {
+                served::check(&addr, sni.as_deref(), &versions, Duration::ZERO)
+                    .await
+                    .served
+                    == Served::New
+            },
+        )
         .await
         .into_iter()
         .map(|s| s.unwrap_or(false))
@@ -626,7 +630,7 @@ async fn this_node(
     (results, start.elapsed())
 }
 
-/// Every row of every lineage asked what it serves, [`CHECKS_AT_ONCE`] at a time, with ONE
+/// Every row of every lineage asked what it serves, [`checks_at_once`] at a time (lineage by lineage, so every node in turn), with ONE
 /// settle window for the whole batch, not one per lineage: every node answered its commit (its
 /// reload returned) before this runs, and nginx's old workers may take new connections for
 /// ~100 ms after that, so the first handshakes wait [`served::CONFIRM_AFTER`] once. An answer
@@ -646,22 +650,27 @@ async fn check_served(deployments: &mut [Deployment], plans: &[Planned]) {
             jobs.push((row.https.clone(), p.sni.clone(), p.versions.clone(), wait));
         }
     }
-    let results = bounded(jobs, move |(addr, sni, versions, wait)| async move {
-        let began = Instant::now();
-        let first = served::check(&addr, sni.as_deref(), &versions, Duration::ZERO).await;
-        let check = match first.served {
-            _ if wait.is_zero() => first,
-            Served::New => first,
-            // No answer (restarting, refused): the full check, bounded by the deadline.
-            Served::None { .. } => served::check(&addr, sni.as_deref(), &versions, wait).await,
-            // Another certificate: the verdict once the batch's one settle window is over.
-            _ => {
-                tokio::time::sleep_until(settled_at).await;
-                served::check(&addr, sni.as_deref(), &versions, Duration::ZERO).await
-            }
-        };
-        (check, began.elapsed())
-    })
+    let nodes = deployments.first().map_or(1, |d| d.rows.len());
+    let results = bounded(
+        jobs,
+        checks_at_once(nodes),
+        move |(addr, sni, versions, wait)| async move {
+            let began = Instant::now();
+            let first = served::check(&addr, sni.as_deref(), &versions, Duration::ZERO).await;
+            let check = match first.served {
+                _ if wait.is_zero() => first,
+                Served::New => first,
+                // No answer (restarting, refused): the full check, bounded by the deadline.
+                Served::None { .. } => served::check(&addr, sni.as_deref(), &versions, wait).await,
+                // Another certificate: the verdict once the batch's one settle window is over.
+                _ => {
+                    tokio::time::sleep_until(settled_at).await;
+                    served::check(&addr, sni.as_deref(), &versions, Duration::ZERO).await
+                }
+            };
+            (check, began.elapsed())
+        },
+    )
     .await;
     let mut results = results.into_iter();
     for d in deployments.iter_mut() {

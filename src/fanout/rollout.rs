@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::plan::{bounded, Planned, SERVE_DEADLINE};
+use super::plan::{bounded, checks_at_once, Planned, SERVE_DEADLINE};
 use crate::config::{Config, Peer};
 use crate::lineage::batch::MAX_STAGED;
 use crate::served::{self, Served};
@@ -403,9 +403,17 @@ impl Gate {
                     )
                 })
                 .collect();
-            let served = bounded(jobs, |(addr, sni, versions)| async move {
-                served::check(&addr, sni.as_deref(), &versions, SERVE_DEADLINE).await
-            })
+            let nodes = checks
+                .iter()
+                .map(|&(p, _)| p)
+                .collect::<std::collections::BTreeSet<_>>();
+            let served = bounded(
+                jobs,
+                checks_at_once(nodes.len()),
+                |(addr, sni, versions)| async move {
+                    served::check(&addr, sni.as_deref(), &versions, SERVE_DEADLINE).await
+                },
+            )
             .await;
             for ((p, i), check) in checks.into_iter().zip(served) {
                 let verdict = match check.map(|c| c.served) {
