@@ -21,8 +21,9 @@ fn apache_token_hits(bed: &Bed) -> usize {
 }
 
 /// certbot renew (the lineage's stored deploy hook deploys), forced.
-fn renew(bed: &Bed) -> std::process::Output {
-    bed.certbot(&["renew", "--force-renewal", "--no-random-sleep-on-renew"])
+fn renew(bed: &Bed) -> Exec<'_> {
+    bed.node(1)
+        .certbot(["renew", "--force-renewal", "--no-random-sleep-on-renew"])
 }
 
 #[test]
@@ -40,8 +41,10 @@ fn an_apache_node_validates_takes_the_renewal_and_keeps_its_pair_when_its_config
 
     // Issuance: the CA asks node 2 only, whose Apache serves the token the primary's auth hook
     // put there (and self-checked through Apache).
-    let out = certbot_with_deploy(&bed, &[NAME]);
-    assert!(out.status.success(), "certbot certonly:\n{}", text(&out));
+    bed.node(1)
+        .certbot_certonly_with_deploy(&[NAME])
+        .expect_status(0)
+        .run();
     assert!(
         apache_token_hits(&bed) >= 1,
         "node 2's Apache answered no token with 200; its access log:\n{}",
@@ -57,19 +60,23 @@ fn an_apache_node_validates_takes_the_renewal_and_keeps_its_pair_when_its_config
     // doctor on the primary asks every node, node 2's Apache included, for a throwaway token;
     // on node 2 it checks Apache's [reload] is allowed through sudo. (Its exit code also judges
     // the machine's own certbot timer and cron file, which the bed does not own: the lines.)
-    let doctor = text(&bed.certherd(1, &["doctor", "-d", NAME]).output().unwrap());
-    assert!(
-        doctor.contains("ok    node2: serves tokens for apache.test"),
-        "doctor on the primary:\n{doctor}"
+    let ran = bed
+        .node(1)
+        .certherd(["doctor", "-d", NAME])
+        .any_status()
+        .run();
+    ran.ensure(
+        ran.both()
+            .contains("ok    node2: serves tokens for apache.test"),
+        "doctor on the primary: node2 serves tokens",
     );
-    let doctor = text(&bed.certherd(2, &["doctor"]).output().unwrap());
+    let ran = bed.node(2).certherd(["doctor"]).any_status().run();
     for what in ["reload.test", "reload.reload"] {
-        assert!(
-            doctor
-                .lines()
-                .any(|l| l.starts_with(&format!("ok    {what} as "))
-                    && l.contains("/usr/sbin/apache2ctl")),
-            "doctor on node 2 does not pass Apache's {what}:\n{doctor}"
+        ran.ensure(
+            ran.both().lines().any(|l| {
+                l.starts_with(&format!("ok    {what} as ")) && l.contains("/usr/sbin/apache2ctl")
+            }),
+            format!("doctor on node 2 passes Apache's {what}"),
         );
     }
     for n in 1..=3 {
@@ -82,8 +89,7 @@ fn an_apache_node_validates_takes_the_renewal_and_keeps_its_pair_when_its_config
 
     // A renewal: the deploy hook installs it everywhere and node 2's `apache2ctl graceful`
     // (through sudo, as the account) makes Apache serve it.
-    let out = renew(&bed);
-    assert!(out.status.success(), "certbot renew:\n{}", text(&out));
+    renew(&bed).expect_status(0).run();
     let v2 = current_serial(&bed, NAME);
     assert_ne!(v2, v1, "the renewal issued no new certificate");
     for n in 1..=3 {
@@ -99,32 +105,25 @@ fn an_apache_node_validates_takes_the_renewal_and_keeps_its_pair_when_its_config
     // naming node 2, the others take the new version.
     let broken = bed.apache_dir(2).join("conf-enabled/broken.conf");
     std::fs::write(&broken, "ThisIsNoApacheDirective on\n").unwrap();
-    let out = renew(&bed);
+    // Its deploy hook fails on node 2: the deploy below says how.
+    let renewed = renew(&bed).any_status().run();
     let v3 = current_serial(&bed, NAME);
     assert_ne!(v3, v2, "the second renewal issued no new certificate");
-    let deploy = bed
-        .certherd(1, &["deploy", "--lineage", NAME])
-        .output()
-        .unwrap();
-    assert_ne!(
-        deploy.status.code(),
-        Some(0),
-        "deploy with node 2's config broken succeeded:\n{}",
-        text(&deploy)
-    );
-    let report = text(&deploy);
+    // With node 2's config broken the deploy fails, its error naming node 2's configtest.
+    let ran = bed
+        .node(1)
+        .certherd(["deploy", "--lineage", NAME])
+        .expect_failure()
+        .stderr_has(["node2", "apache2ctl configtest"])
+        .run();
+    let report = ran.both();
     let node2: Vec<&str> = report.lines().filter(|l| l.contains("node2")).collect();
-    assert!(
+    ran.ensure(
         !node2.is_empty()
             && node2
                 .iter()
                 .any(|l| l.contains("FAIL") || l.contains("fail")),
-        "the deploy does not name node 2 as failed:\n{report}\n(certbot renew:\n{})",
-        text(&out)
-    );
-    assert!(
-        stderr(&deploy).contains("node2") && stderr(&deploy).contains("apache2ctl configtest"),
-        "the deploy's error does not name node 2's failed configtest:\n{report}"
+        format!("the deploy names node 2 as failed\n(the certbot renew before it:\n{renewed})"),
     );
     assert_eq!(
         installed_serial(&bed, 2, NAME),
@@ -177,12 +176,11 @@ fn an_apache_node_without_the_token_redirects_the_ca_to_the_primary() {
     bed.stop_sshd(3);
 
     bed.dns("plain-apache.test", &[3]).unwrap();
-    let out = certbot_certonly(&bed, &["plain-apache.test"]);
-    assert!(
-        !out.status.success(),
-        "issued through node 3 although it never had the token:\n{}",
-        text(&out)
-    );
+    // Not issued through node 3, which never had the token.
+    bed.node(1)
+        .certbot_certonly(&["plain-apache.test"])
+        .expect_failure()
+        .run();
     assert!(
         apache_answers(&bed, 3, 404) >= 1,
         "node 3's Apache answered the CA no 404"
@@ -191,12 +189,11 @@ fn an_apache_node_without_the_token_redirects_the_ca_to_the_primary() {
     bed.apache_acme_fallback(3, "primary.test").unwrap();
     bed.dns("fallback-apache.test", &[3]).unwrap();
     let before = challenge_hits(&bed, 1);
-    let out = certbot_certonly(&bed, &["fallback-apache.test"]);
-    assert!(
-        out.status.success(),
-        "issuance through Apache's fallback:\n{}",
-        text(&out)
-    );
+    // Issuance through Apache's fallback.
+    bed.node(1)
+        .certbot_certonly(&["fallback-apache.test"])
+        .expect_status(0)
+        .run();
     assert!(
         apache_answers(&bed, 3, 302) >= 1,
         "node 3's Apache redirected nothing"
@@ -209,19 +206,15 @@ fn an_apache_node_without_the_token_redirects_the_ca_to_the_primary() {
     // A token node 3 has is answered there, not redirected.
     let token = bed.webroot(3).join(".well-known/acme-challenge/present");
     std::fs::write(&token, "present.thumbprint\n").unwrap();
-    let out = bed
-        .command_on(1, "/usr/bin/curl")
-        .args(["-sS", "-o", "-", "-w", " %{http_code}"])
+    let mut curl = bed.command_on(1, "/usr/bin/curl");
+    curl.args(["-sS", "-o", "-", "-w", " %{http_code}"])
         .arg(format!(
             "http://{}/.well-known/acme-challenge/present",
             bed.ip(3)
-        ))
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "present.thumbprint\n 200".trim(),
-        "node 3's own token through the fallback: {}",
-        text(&out)
+        ));
+    let ran = bed.node(1).command(curl).any_status().run();
+    ran.ensure(
+        ran.stdout().trim() == "present.thumbprint\n 200".trim(),
+        "node 3 answers its own token through the fallback, 200",
     );
 }

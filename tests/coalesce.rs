@@ -49,34 +49,30 @@ fn bed_with_hook() -> (Bed, Webhook) {
 }
 
 /// Issues `lineage` through `certherd issue`, then gives every node a vhost for it: every node
-/// serves it from then on.
-fn issue_and_serve(bed: &Bed, lineage: &str) -> String {
-    let out = issue(bed, lineage);
-    assert!(out.status.success(), "issue {lineage}:\n{}", text(&out));
+/// serves it from then on. Returns the issue run.
+fn issue_and_serve(bed: &Bed, lineage: &str) -> Ran {
+    let ran = issue(bed, lineage).expect_status(0).run();
     for n in 1..=NODES {
         bed.add_tls_vhost(n, lineage, lineage).unwrap();
         reload_nginx(bed, n);
     }
     assert_everywhere(bed, lineage, "after issue");
-    text(&out)
+    ran
 }
 
 /// `certherd issue -d LINEAGE` on node 1 (certbot stores certherd's hooks for its renewals).
-fn issue(bed: &Bed, lineage: &str) -> std::process::Output {
-    let mut cmd = bed.certherd(
-        1,
-        &[
+fn issue<'a>(bed: &'a Bed, lineage: &str) -> Exec<'a> {
+    bed.node(1)
+        .certherd([
             "issue",
             "--certbot",
             &certbot_program_arg(),
             "-d",
             lineage,
             "--",
-        ],
-    );
-    cmd.args(bed.certbot_common_args())
-        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle());
-    cmd.output().unwrap()
+        ])
+        .args(bed.certbot_common_args())
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
 }
 
 /// Every node serves `lineage`'s current certificate (settled past nginx's reload overlap).
@@ -95,10 +91,10 @@ fn assert_everywhere(bed: &Bed, lineage: &str, context: &str) {
 fn a_renewal_run_of_several_lineages_tests_and_reloads_each_node_once() {
     let (bed, hook) = bed_with_hook();
     for l in LINEAGES {
-        let said = issue_and_serve(&bed, l);
-        assert!(
-            said.contains(&format!("{l}: queued")),
-            "under issue the deploy hook queues:\n{said}"
+        let ran = issue_and_serve(&bed, l);
+        ran.ensure(
+            ran.both().contains(&format!("{l}: queued")),
+            "under issue the deploy hook queues",
         );
     }
 
@@ -125,17 +121,20 @@ fn a_renewal_run_of_several_lineages_tests_and_reloads_each_node_once() {
         "watch did not start"
     );
 
-    let out = bed
-        .certherd(1, &["renew", "--", "--force-renewal"])
+    let ran = bed
+        .node(1)
+        .certherd(["renew", "--", "--force-renewal"])
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "renew:\n{}", text(&out));
+        .expect_status(0)
+        .run();
     let queued = LINEAGES
         .iter()
-        .filter(|l| text(&out).contains(&format!("{l}: queued")))
+        .filter(|l| ran.both().contains(&format!("{l}: queued")))
         .count();
-    assert_eq!(queued, LINEAGES.len(), "each hook queued:\n{}", text(&out));
+    ran.ensure(
+        queued == LINEAGES.len(),
+        format!("each hook queued: {queued} of {}", LINEAGES.len()),
+    );
 
     for (l, old) in LINEAGES.iter().zip(&old) {
         assert_ne!(&current_serial(&bed, l), old, "{l} was renewed");
@@ -188,14 +187,16 @@ fn a_queue_nobody_flushed_is_pushed_by_the_next_flush() {
 
     // certbot run by hand with `deploy --defer` and no --post-hook: queued, not pushed.
     let defer = bed.hook_command("deploy --defer");
-    let out = bed.certbot(&[
-        "renew",
-        "--force-renewal",
-        "--no-random-sleep-on-renew",
-        "--deploy-hook",
-        &defer,
-    ]);
-    assert!(out.status.success(), "certbot renew:\n{}", text(&out));
+    bed.node(1)
+        .certbot([
+            "renew",
+            "--force-renewal",
+            "--no-random-sleep-on-renew",
+            "--deploy-hook",
+            &defer,
+        ])
+        .expect_status(0)
+        .run();
     let new = current_serial(&bed, lineage);
     assert_ne!(new, old);
     assert_eq!(
@@ -210,46 +211,47 @@ fn a_queue_nobody_flushed_is_pushed_by_the_next_flush() {
         "the lineage is queued"
     );
 
-    let out = bed
-        .certherd(1, &["deploy", "--flush", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "flush:\n{}", text(&out));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("flush printed no JSON ({e}):\n{}", text(&out)));
-    assert_eq!(json["ok"], true, "{json:#}");
-    assert_eq!(json["lineages"][0]["lineage"], lineage, "{json:#}");
+    let ran = bed
+        .node(1)
+        .certherd(["deploy", "--flush", "--format", "json"])
+        .expect_status(0)
+        .run();
+    let json: serde_json::Value = ran.json();
+    ran.ensure(json["ok"] == true, "the flush's JSON says ok");
+    ran.ensure(
+        json["lineages"][0]["lineage"] == lineage,
+        format!("the flush's first lineage is {lineage}"),
+    );
     assert_everywhere(&bed, lineage, "after the flush");
     assert!(!queue.exists(), "the flush emptied the queue");
 
     // Nothing queued: a flush is a no-op success.
-    let out = bed.certherd(1, &["deploy", "--flush"]).output().unwrap();
-    assert!(out.status.success(), "empty flush:\n{}", text(&out));
+    bed.node(1)
+        .certherd(["deploy", "--flush"])
+        .expect_status(0)
+        .run();
 
     // The variable set but no run in progress (the run was killed): the hook deploys at once,
     // with a warning; nothing is queued. (certbot renews with a hook that does nothing, and the
     // hook is then run by hand as certbot would.)
-    let out = bed.certbot(&[
-        "renew",
-        "--force-renewal",
-        "--no-random-sleep-on-renew",
-        "--deploy-hook",
-        "/bin/true",
-    ]);
-    assert!(out.status.success(), "certbot renew:\n{}", text(&out));
+    bed.node(1)
+        .certbot([
+            "renew",
+            "--force-renewal",
+            "--no-random-sleep-on-renew",
+            "--deploy-hook",
+            "/bin/true",
+        ])
+        .expect_status(0)
+        .run();
     let live = bed.letsencrypt_dir(1).join("live").join(lineage);
-    let out = bed
-        .certherd(1, &["deploy"])
+    bed.node(1)
+        .certherd(["deploy"])
         .env("RENEWED_LINEAGE", &live)
         .env("CERTHERD_DEFER_DEPLOY", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "deploy:\n{}", text(&out));
-    assert!(
-        stderr(&out).contains("no certherd renew/issue run is in progress: deploying now"),
-        "{}",
-        text(&out)
-    );
+        .expect_status(0)
+        .stderr_has(["no certherd renew/issue run is in progress: deploying now"])
+        .run();
     assert!(!queue.exists(), "nothing queued");
     assert_everywhere(&bed, lineage, "after the hook without a run");
 }

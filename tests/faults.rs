@@ -76,22 +76,23 @@ fn read_only_webroot_fails_only_that_node() {
     };
     let before = node2();
 
-    let out = auth(&cluster, 1, "site.test", "rotok", "rotok.thumb");
+    cluster
+        .node(1)
+        .auth("site.test", "rotok", "rotok.thumb")
+        .expect_status(1)
+        .stderr_has(["node2", "Read-only file system"])
+        .run();
 
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("node2") && err.contains("Read-only file system"),
-        "{}",
-        text(&out)
-    );
     assert!(has_token(&cluster, 1, "rotok", "rotok.thumb"));
     assert!(has_token(&cluster, 3, "rotok", "rotok.thumb"));
     assert_eq!(node2(), before, "node2's webroot changed");
 
-    let out = cleanup(&cluster, 1, "site.test", "rotok");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(stderr(&out).contains("node2"), "{}", text(&out));
+    cluster
+        .node(1)
+        .cleanup("site.test", "rotok")
+        .expect_status(0)
+        .stderr_has(["node2"])
+        .run();
     assert!(
         token_files(&cluster).is_empty(),
         "{:?}",
@@ -359,25 +360,30 @@ fn planted_symlink_in_the_token_directory_is_refused() {
     let etc_before = dir_entries(std::path::Path::new("/etc"));
     let decoy_before = tree(&decoy);
 
-    let out = auth(&cluster, 1, "site.test", &token, &validation);
+    let ran = cluster
+        .node(1)
+        .auth("site.test", &token, &validation)
+        .expect_status(1)
+        .run();
 
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = stderr(&out);
     for node in ["node2", "node3"] {
-        assert!(
-            err.lines()
+        ran.ensure(
+            ran.stderr()
+                .lines()
                 .any(|l| l.contains(node) && l.contains("symlink")),
-            "{node} not refused: {}",
-            text(&out)
+            format!("{node} refused: a stderr line names it with \"symlink\""),
         );
     }
     assert_nothing_new_in_etc(&etc_before, &token);
     assert_eq!(tree(&decoy), decoy_before, "the decoy changed");
     assert!(has_token(&cluster, 1, &token, &validation));
 
-    let out = cleanup(&cluster, 1, "site.test", &token);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(stderr(&out).contains("node3"), "{}", text(&out));
+    cluster
+        .node(1)
+        .cleanup("site.test", &token)
+        .expect_status(0)
+        .stderr_has(["node3"])
+        .run();
     assert_eq!(
         tree(&decoy),
         decoy_before,

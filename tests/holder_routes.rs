@@ -53,22 +53,21 @@ fn misroute(bed: &Bed, n: usize, domain: &str) {
 }
 
 /// `certherd -v auth` on node 1 with certbot's environment.
-fn auth_v(bed: &Bed, domain: &str, token: &str) -> std::process::Output {
-    bed.certherd(1, &["-v", "auth"])
+fn auth_v<'a>(bed: &'a Bed, domain: &str, token: &str) -> Exec<'a> {
+    bed.node(1)
+        .certherd(["-v", "auth"])
         .env("CERTBOT_DOMAIN", domain)
         .env("CERTBOT_TOKEN", token)
         .env("CERTBOT_VALIDATION", format!("{token}.thumb"))
-        .output()
-        .unwrap()
 }
 
+/// `certherd warm` on node 1: succeeds and says nothing.
 fn warm(bed: &Bed) {
-    let out = bed.certherd(1, &["warm"]).output().unwrap();
-    assert!(
-        out.status.success() && stderr(&out).is_empty(),
-        "{}",
-        text(&out)
-    );
+    bed.node(1)
+        .certherd(["warm"])
+        .expect_status(0)
+        .stderr_is("")
+        .run();
 }
 
 /// The nodes whose route `auth` took from the holder's probe for `domain` (its `-v` lines).
@@ -131,29 +130,26 @@ fn a_misrouted_node_still_fails_auth_through_the_holder_by_name() {
     misroute(&bed, 3, "broken.test");
     warm(&bed);
 
-    let out = auth_v(&bed, "ok.test", "tokok");
-    let err = stderr(&out);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(err.contains("through the warm holder"), "{err}");
-    assert_eq!(
-        proven(&err, "ok.test"),
-        ["node1", "node2", "node3"],
-        "{err}"
+    let ran = auth_v(&bed, "ok.test", "tokok")
+        .expect_status(0)
+        .stderr_has(["through the warm holder"])
+        .run();
+    ran.ensure(
+        proven(&ran.stderr(), "ok.test") == ["node1", "node2", "node3"],
+        "every node's route proven by the probe",
     );
 
-    let out = auth_v(&bed, "broken.test", "tokbroken");
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(err.contains("through the warm holder"), "{err}");
-    assert!(
-        err.contains("node3: self-check for broken.test failed: HTTP 404"),
-        "node 3 named with what it answered:\n{err}"
+    let ran = auth_v(&bed, "broken.test", "tokbroken")
+        .expect_status(1)
+        .stderr_has(["through the warm holder"])
+        // node 3 named with what it answered
+        .stderr_has(["node3: self-check for broken.test failed: HTTP 404"])
+        .stderr_has(["node3: no route proof for broken.test"])
+        .run();
+    ran.ensure(
+        proven(&ran.stderr(), "broken.test") == ["node1", "node2"],
+        "node 1's and node 2's routes proven by the probe, not node 3's",
     );
-    assert!(
-        err.contains("node3: no route proof for broken.test"),
-        "{err}"
-    );
-    assert_eq!(proven(&err, "broken.test"), ["node1", "node2"], "{err}");
     // The write itself reached node 3: the route is what is broken there.
     assert!(has_token(&bed, 3, "tokbroken", "tokbroken.thumb"));
 }
@@ -173,12 +169,12 @@ fn the_probe_leaves_with_the_cleanup_and_with_the_holder() {
     }
 
     for (domain, token) in [("a.test", "toka"), ("b.test", "tokb")] {
-        let out = auth_v(&bed, domain, token);
-        let err = stderr(&out);
-        assert!(out.status.success(), "{}", text(&out));
-        assert_eq!(proven(&err, domain), ["node1", "node2", "node3"], "{err}");
-        let out = cleanup(&bed, 1, domain, token);
-        assert!(out.status.success(), "{}", text(&out));
+        let ran = auth_v(&bed, domain, token).expect_status(0).run();
+        ran.ensure(
+            proven(&ran.stderr(), domain) == ["node1", "node2", "node3"],
+            "every node's route proven by the probe",
+        );
+        bed.node(1).cleanup(domain, token).expect_status(0).run();
         assert!(
             token_files(&bed).is_empty(),
             "the cleanup left files: {:?}",
@@ -187,8 +183,7 @@ fn the_probe_leaves_with_the_cleanup_and_with_the_holder() {
     }
 
     // Back on every node with the next auth; a holder told to stop takes it away.
-    let out = auth_v(&bed, "c.test", "tokc");
-    assert!(out.status.success(), "{}", text(&out));
+    auth_v(&bed, "c.test", "tokc").expect_status(0).run();
     let pid = holder_pid(&bed);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -209,21 +204,15 @@ fn the_probe_leaves_with_the_cleanup_and_with_the_holder() {
 }
 
 /// Sends one line to the holder's socket as the agent's account (the holder's own uid) and
-/// returns the reply.
-fn ask_holder(bed: &Bed, line: &str) -> String {
+/// returns the run, whose stdout is the reply.
+fn ask_holder(bed: &Bed, line: &str) -> Ran {
     const CLIENT: &str = "import socket,sys\n\
 s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b'\\n')\n\
 print(s.makefile().readline(), end='')";
     let dir = holder_dir(bed);
-    let out = bed
-        .agent_command_on(1, "/usr/bin/python3")
-        .args(["-c", CLIENT])
-        .arg(dir.join("sock"))
-        .arg(line)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut client = bed.agent_command_on(1, "/usr/bin/python3");
+    client.args(["-c", CLIENT]).arg(dir.join("sock")).arg(line);
+    bed.node(1).command(client).expect_status(0).run()
 }
 
 /// A publish request is hostile input like any other: only token writes, at most 100 names,
@@ -236,20 +225,20 @@ fn the_holder_refuses_a_publish_that_is_not_token_writes() {
     let removal =
         r#"{"publish":{"requests":[{"op":"remove_token","token":"tokr"}],"domains":["a.test"]}}"#;
     let reply = ask_holder(&bed, removal);
-    assert!(reply.contains("refused"), "{reply}");
+    reply.ensure(reply.stdout().contains("refused"), "a removal is refused");
     let many: Vec<String> = (0..101).map(|i| format!("\"n{i}.test\"")).collect();
     let too_many = format!(
         r#"{{"publish":{{"requests":[{{"op":"put_token","token":"tokm","key_authorization":"tokm.x"}}],"domains":[{}]}}}}"#,
         many.join(",")
     );
     let reply = ask_holder(&bed, &too_many);
-    assert!(
-        reply.contains("refused") && reply.contains("100"),
-        "{reply}"
+    reply.ensure(
+        reply.stdout().contains("refused") && reply.stdout().contains("100"),
+        "101 names are refused, naming the bound 100",
     );
     let bad_name = r#"{"publish":{"requests":[{"op":"put_token","token":"tokn","key_authorization":"tokn.x"}],"domains":["a.test/../x"]}}"#;
     let reply = ask_holder(&bed, bad_name);
-    assert!(reply.contains("refused"), "{reply}");
+    reply.ensure(reply.stdout().contains("refused"), "a bad name is refused");
     assert_eq!(
         challenge_files(&bed, 2),
         before,
@@ -258,6 +247,12 @@ fn the_holder_refuses_a_publish_that_is_not_token_writes() {
     // A good one is answered, with a proof per node.
     let good = r#"{"publish":{"requests":[{"op":"put_token","token":"tokg","key_authorization":"tokg.x"}],"domains":["a.test"]}}"#;
     let reply = ask_holder(&bed, good);
-    assert!(reply.contains("published"), "{reply}");
-    assert_eq!(reply.matches("\"domain\":\"a.test\"").count(), 3, "{reply}");
+    reply.ensure(
+        reply.stdout().contains("published"),
+        "a good one is published",
+    );
+    reply.ensure(
+        reply.stdout().matches("\"domain\":\"a.test\"").count() == 3,
+        "one proof per node (3)",
+    );
 }

@@ -25,31 +25,35 @@ struct Case {
     expect: &'static str,
 }
 
-fn check_bounded(
-    name: &str,
-    out: &std::process::Output,
-    took: Duration,
-    limit: Duration,
-    expect: &str,
-) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{name}: {}", text(out));
-    assert!(took < limit, "{name}: took {took:?} (limit {limit:?})");
-    assert!(
+/// Runs `run` (timed) and checks it failed node2 within `limit`: exit 1, one line naming node2
+/// with `expect`, no panic, no echo of the peer's flood, nothing the peer forged. Every check
+/// names the case (the transcript alone would show only its token).
+fn check_bounded(name: &str, run: Exec<'_>, limit: Duration, expect: &str) {
+    let start = Instant::now();
+    let ran = run.any_status().run();
+    let took = start.elapsed();
+    let err = ran.stderr();
+    ran.ensure(ran.code() == Some(1), format!("{name}: exit status 1"));
+    ran.ensure(
+        took < limit,
+        format!("{name}: took {took:?} (limit {limit:?})"),
+    );
+    ran.ensure(
         err.lines()
             .any(|l| l.contains("node2") && l.contains(expect)),
-        "{name}: expected a line naming node2 with {expect:?}:\n{}",
-        text(out)
+        format!("{name}: expected a line naming node2 with {expect:?}"),
     );
-    assert!(!err.contains("panicked"), "{name}: {}", text(out));
-    assert!(
-        err.len() < 4096 && out.stdout.len() < 4096,
-        "{name}: the peer's flood was echoed ({} bytes of stderr)",
-        err.len()
+    ran.ensure(!err.contains("panicked"), format!("{name}: panicked"));
+    ran.ensure(
+        err.len() < 4096 && ran.output.stdout.len() < 4096,
+        format!(
+            "{name}: the peer's flood was echoed ({} bytes of stderr)",
+            err.len()
+        ),
     );
-    assert!(
+    ran.ensure(
         !err.contains('\u{1b}') && !err.lines().any(|l| l.starts_with("FORGED")),
-        "{name}: the peer controls the primary's terminal or log lines:\n{err}"
+        format!("{name}: the peer controls the primary's terminal or log lines"),
     );
 }
 
@@ -131,11 +135,12 @@ fn auth_survives_hostile_agent_answers() {
         let token = format!("hostile{i}");
         let validation = format!("{token}.thumb");
 
-        let start = Instant::now();
-        let out = auth(&bed, 1, "site.test", &token, &validation);
-        let took = start.elapsed();
-
-        check_bounded(case.name, &out, took, Duration::from_secs(25), case.expect);
+        check_bounded(
+            case.name,
+            bed.node(1).auth("site.test", &token, &validation),
+            Duration::from_secs(25),
+            case.expect,
+        );
         for n in [1, 3] {
             assert!(
                 has_token(&bed, n, &token, &validation),
@@ -148,8 +153,10 @@ fn auth_survives_hostile_agent_answers() {
 
     // The real agent back: nothing was lost, auth works again.
     restore_forced_command(&bed, 2, original.as_deref().unwrap());
-    let out = auth(&bed, 1, "site.test", "honest", "honest.thumb");
-    assert!(out.status.success(), "{}", text(&out));
+    bed.node(1)
+        .auth("site.test", "honest", "honest.thumb")
+        .expect_status(0)
+        .run();
 }
 
 /// `deploy` against a node 2 that answers hello correctly and then misbehaves during the
@@ -188,32 +195,23 @@ fn deploy_survives_hostile_agent_answers() {
         let line = force_command(&bed, 2, &format!("deploy{i}"), &case.script);
         original.get_or_insert(line);
 
-        let start = Instant::now();
-        let out = bed
-            .certherd(1, &["deploy", "--lineage", LINEAGE])
-            .output()
-            .unwrap();
-        let took = start.elapsed();
-
-        check_bounded(case.name, &out, took, Duration::from_secs(30), case.expect);
-        assert_eq!(
-            served_serial(&bed, 3, LINEAGE),
-            serial_of(&bed, 2),
-            "{}",
-            case.name
+        check_bounded(
+            case.name,
+            bed.node(1).certherd(["deploy", "--lineage", LINEAGE]),
+            Duration::from_secs(30),
+            case.expect,
         );
-        assert_eq!(
-            served_serial(&bed, 2, LINEAGE),
-            serial_of(&bed, 1),
-            "{}",
-            case.name
-        );
+        // Settled past nginx's reload overlap: node 3 just reloaded, and node 2 must still
+        // serve version 1 once any reload it should not have had would show.
+        let (v1, v2) = (serial_of(&bed, 1), serial_of(&bed, 2));
+        assert_eq!(settled_serial(&bed, 3, LINEAGE, &v2), v2, "{}", case.name);
+        assert_eq!(settled_serial(&bed, 2, LINEAGE, &v1), v1, "{}", case.name);
         assert_consistent(&bed, 2, 1, case.name);
     }
 
     restore_forced_command(&bed, 2, original.as_deref().unwrap());
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    bed.node(1).certherd(["sync"]).expect_status(0).run();
     assert_consistent(&bed, 2, 2, "after sync");
-    assert_eq!(served_serial(&bed, 2, LINEAGE), serial_of(&bed, 2));
+    let v2 = serial_of(&bed, 2);
+    assert_eq!(settled_serial(&bed, 2, LINEAGE, &v2), v2);
 }

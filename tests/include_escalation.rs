@@ -54,11 +54,19 @@ fn checklist_move(le: &Path, nginx_dir: &Path, apache_dir: &Path) -> String {
         .replace("/etc/apache2", &apache_dir.to_string_lossy())
 }
 
-/// Runs a shell script as the agent's account (what a compromised agent could do).
-fn as_agent(bed: &Bed, script: &str) -> std::process::Output {
+/// A shell script as the agent's account (what a compromised agent could do), not run yet.
+fn as_agent<'a>(bed: &'a Bed, script: &str) -> Exec<'a> {
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", script]);
-    bed.as_agent(&mut cmd).output().unwrap()
+    bed.as_agent(&mut cmd);
+    bed.node(1).command(cmd)
+}
+
+/// `/bin/sh -ec SCRIPT` as root, outside the bed (the admin's hand).
+fn shell(script: &str) -> Exec<'static> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-ec").arg(script);
+    exec(cmd)
 }
 
 /// Builds the account's library: its constructor appends the uid it runs as to `record`.
@@ -76,13 +84,9 @@ fn build_library(dir: &Path, record: &Path) -> PathBuf {
     )
     .unwrap();
     let lib = dir.join("x.so");
-    let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cc: {}", text(&out));
+    let mut cc = Command::new("cc");
+    cc.args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&src);
+    exec(cc).expect_status(0).run();
     lib
 }
 
@@ -93,11 +97,6 @@ fn recorded(record: &Path) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-fn doctor(bed: &Bed) -> (Option<i32>, String) {
-    let out = bed.certherd(1, &["doctor"]).output().unwrap();
-    (out.status.code(), text(&out))
 }
 
 /// The `FAIL` line naming `what`, and its fix line.
@@ -116,8 +115,10 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
     let bed = bed(2, true);
     bed.dns("site.test", &[2]).unwrap();
     enable_tls(&bed, "site.test");
-    let out = certbot_with_deploy(&bed, &["site.test"]);
-    assert!(out.status.success(), "certbot failed:\n{}", text(&out));
+    bed.node(1)
+        .certbot_certonly_with_deploy(&["site.test"])
+        .expect_status(0)
+        .run();
     let le = bed.letsencrypt_dir(1);
     let conf = bed.nginx_conf(1);
     let nginx_dir = conf.parent().unwrap().to_owned();
@@ -148,7 +149,8 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
 
     // The account appends the engine key (and a certificate for it to pair with).
     let cert = le.join("live/site.test/fullchain.pem");
-    let out = as_agent(
+    // The account could append.
+    as_agent(
         &bed,
         &format!(
             "printf 'ssl_certificate {};\\nssl_certificate_key engine:{}:x;\\n' >> {}",
@@ -156,27 +158,27 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
             lib.display(),
             options.display()
         ),
-    );
-    assert!(
-        out.status.success(),
-        "the account could not append: {}",
-        text(&out)
-    );
+    )
+    .expect_status(0)
+    .run();
 
     // doctor names the file, with the move as the fix, and runs nothing that reads it.
-    let (code, report) = doctor(&bed);
-    assert_eq!(code, Some(1), "{report}");
+    let ran = bed.node(1).certherd(["doctor"]).expect_status(1).run();
+    let report = ran.both();
     let (line, fix) = failure(&report, &format!("nginx {}", options.display()))
-        .unwrap_or_else(|| panic!("doctor does not name {}:\n{report}", options.display()));
-    assert!(line.contains(bed.agent_user()), "names the owner: {line}");
-    assert!(
+        .unwrap_or_else(|| ran.fail(&format!("doctor does not name {}", options.display())));
+    ran.ensure(
+        line.contains(bed.agent_user()),
+        format!("names the owner: {line}"),
+    );
+    ran.ensure(
         fix.contains(&format!(
             "install -d -o root -g root -m 0755 {s} && install -o root -g root -m 0644 {o} {s}/ && sed -i 's#{o}#{s}/options-ssl-nginx.conf#' {t}",
             s = nginx_dir.join("snippets").display(),
             o = options.display(),
             t = tls.display()
         )),
-        "{fix}"
+        format!("the fix is the move: {fix}"),
     );
     assert_eq!(
         recorded(&record),
@@ -185,26 +187,30 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
     );
 
     // status: CRITICAL (2) with the file named, in JSON; still nothing ran it.
-    let (code, json) = status_json(&bed);
-    assert_eq!(code, Some(2), "{json}");
-    let exposed = json["exposed"].as_array().expect("an exposed list");
-    assert!(
-        exposed
+    let options_name = options.to_string_lossy().into_owned();
+    let ran = bed
+        .node(1)
+        .certherd(["status", "--format", "json"])
+        .expect_status(2)
+        .run();
+    let report: StatusReport = ran.json();
+    ran.ensure(
+        report
+            .exposed
             .iter()
-            .any(|x| x["file"] == options.to_string_lossy().as_ref() && x["server"] == "nginx"),
-        "{json}"
+            .any(|x| x.file == options_name && x.server == "nginx"),
+        format!("{options_name} is exposed, by nginx"),
     );
-    let out = bed
-        .certherd(1, &["status", "--format", "nagios"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        stdout_of(&out).starts_with("CERTHERD CRITICAL"),
-        "{}",
-        text(&out)
+    let ran = bed
+        .node(1)
+        .certherd(["status", "--format", "nagios"])
+        .expect_status(2)
+        .stdout_has([options_name.as_str()])
+        .run();
+    ran.ensure(
+        ran.stdout().starts_with("CERTHERD CRITICAL"),
+        "nagios says CERTHERD CRITICAL first",
     );
-    assert!(stdout_of(&out).contains(&options.to_string_lossy().into_owned()));
     assert_eq!(
         recorded(&record),
         Vec::<String>::new(),
@@ -216,43 +222,29 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
     let mut sudo = Command::new("sudo");
     sudo.args(["-n", "/usr/sbin/nginx", "-t", "-q", "-c"])
         .arg(&conf);
-    let out = bed.as_agent(&mut sudo).output().unwrap();
-    assert!(
+    bed.as_agent(&mut sudo);
+    let ran = bed.node(1).command(sudo).any_status().run();
+    ran.ensure(
         recorded(&record).contains(&"0".to_owned()),
-        "the engine line did not load the library as root (nginx -t: {}): the test proves nothing",
-        text(&out)
+        "the engine line did not load the library as root: the test proves nothing",
     );
-    // deploy warns on every run while it holds.
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", "site.test"])
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert!(
-        err.contains("warning") && err.contains(&options.to_string_lossy().into_owned()),
-        "deploy did not warn:\n{}",
-        text(&out)
-    );
+    // deploy warns on every run while it holds (whatever its exit).
+    bed.node(1)
+        .certherd(["deploy", "--lineage", "site.test"])
+        .any_status()
+        .stderr_has(["warning", options_name.as_str()])
+        .run();
 
     // The admin restores certbot's content (doctor's fix says to read it first) and runs the
     // checklist's move; then the record starts over.
     std::fs::write(&options, CERTBOT_OPTIONS).unwrap();
     let script = checklist_move(&le, &nginx_dir, &bed.root().join("no-apache2"));
-    let out = Command::new("/bin/sh")
-        .arg("-ec")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the checklist's move failed:\n{script}\n{}",
-        text(&out)
-    );
+    // The checklist's move.
+    shell(&script).expect_status(0).run();
     let copy = nginx_dir.join("snippets/options-ssl-nginx.conf");
     let moved = std::fs::read_to_string(&tls).unwrap();
     assert!(
-        moved.contains(&format!("include {};", copy.display()))
-            && !moved.contains(&options.to_string_lossy().into_owned()),
+        moved.contains(&format!("include {};", copy.display())) && !moved.contains(&options_name),
         "{moved}"
     );
     let meta = std::fs::metadata(&copy).unwrap();
@@ -271,46 +263,42 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
             ),
         )
     };
-    assert!(append(&options).status.success());
-    assert!(
-        !append(&copy).status.success(),
-        "the account wrote the root-owned copy"
-    );
+    append(&options).expect_status(0).run();
+    // The account cannot write the root-owned copy.
+    append(&copy).expect_failure().run();
 
-    let (_, report) = doctor(&bed);
-    assert!(
+    let ran = bed.node(1).certherd(["doctor"]).any_status().run();
+    let report = ran.both();
+    ran.ensure(
         failure(&report, "options-ssl-nginx.conf").is_none(),
-        "doctor still fails after the move:\n{report}"
+        "doctor still fails after the move",
     );
-    assert!(
-        report.lines().any(|l| l.starts_with("ok    nginx ")
-            && l.contains(&conf.to_string_lossy().into_owned())
-            && l.contains("none writable by a non-root account")),
-        "{report}"
+    ran.ensure(
+        report.lines().any(|l| {
+            l.starts_with("ok    nginx ")
+                && l.contains(&conf.to_string_lossy().into_owned())
+                && l.contains("none writable by a non-root account")
+        }),
+        "doctor's nginx line is ok: none writable",
     );
-    let (_, json) = status_json(&bed);
-    assert_eq!(json["exposed"], serde_json::json!([]), "{json}");
+    let ran = bed
+        .node(1)
+        .certherd(["status", "--format", "json"])
+        .any_status()
+        .run();
+    let report: StatusReport = ran.json();
+    ran.ensure(report.exposed.is_empty(), "nothing exposed after the move");
 
     // Deploys run root's `nginx -t` and reload (node 1's own, through sudo) and succeed: the
     // config root reads is the fixed one, and the library never runs as root.
     for _ in 0..2 {
-        let out = bed
-            .certherd(1, &["deploy", "--lineage", "site.test"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "deploy after the move:\n{}",
-            text(&out)
-        );
-        assert!(
-            !stderr(&out).contains("options-ssl-nginx.conf"),
-            "{}",
-            text(&out)
-        );
+        bed.node(1)
+            .certherd(["deploy", "--lineage", "site.test"])
+            .expect_status(0)
+            .stderr_lacks(["options-ssl-nginx.conf"])
+            .run();
     }
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "sync: {}", text(&out));
+    bed.node(1).certherd(["sync"]).expect_status(0).run();
     assert!(
         !recorded(&record).contains(&"0".to_owned()),
         "root loaded the account's library after the move: {:?}",
@@ -332,42 +320,42 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
         ),
     )
     .unwrap();
-    let (code, json) = status_json(&bed);
-    assert_eq!(code, Some(2), "{json}");
-    let exposed = json["exposed"].as_array().unwrap();
-    assert!(
-        exposed.len() == 1
-            && exposed[0]["node"] == "node2"
-            && exposed[0]["file"] == options2.to_string_lossy().as_ref(),
-        "{json}"
+    let ran = bed
+        .node(1)
+        .certherd(["status", "--format", "json"])
+        .expect_status(2)
+        .run();
+    let report: StatusReport = ran.json();
+    let options2_name = options2.to_string_lossy().into_owned();
+    ran.ensure(
+        report.exposed.len() == 1
+            && report.exposed[0].node == "node2"
+            && report.exposed[0].file == options2_name,
+        format!("exactly node2's {options2_name} is exposed"),
     );
 
     // doctor's fix, run exactly as node 2's doctor prints it, ends that too.
-    let out = bed.certherd(2, &["doctor"]).output().unwrap();
-    let report = text(&out);
+    let ran = bed.node(2).certherd(["doctor"]).any_status().run();
+    let report = ran.both();
     let (_, fix) = failure(&report, &format!("nginx {}", options2.display()))
-        .unwrap_or_else(|| panic!("node 2's doctor does not name it:\n{report}"));
+        .unwrap_or_else(|| ran.fail("node 2's doctor does not name it"));
     let command = fix
         .split("point the include lines there: ")
         .nth(1)
-        .unwrap_or_else(|| panic!("no command in the fix: {fix}"));
-    let out = Command::new("/bin/sh")
-        .arg("-ec")
-        .arg(command)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "doctor's fix failed: {command}\n{}",
-        text(&out)
+        .unwrap_or_else(|| ran.fail(&format!("no command in the fix: {fix}")));
+    // doctor's fix works as printed.
+    shell(command).expect_status(0).run();
+    let ran = bed
+        .node(1)
+        .certherd(["status", "--format", "json"])
+        .any_status()
+        .run();
+    let report: StatusReport = ran.json();
+    ran.ensure(report.exposed.is_empty(), "nothing exposed after the fix");
+    ran.ensure(
+        ran.code() != Some(2),
+        "status is not CRITICAL after the fix",
     );
-    let (code, json) = status_json(&bed);
-    assert_eq!(json["exposed"], serde_json::json!([]), "{json}");
-    assert_ne!(code, Some(2), "{json}");
-}
-
-fn stdout_of(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// What the bed's Apache includes as certbot's `options-ssl-apache.conf`: the real file is
@@ -384,15 +372,12 @@ struct Apache {
 
 impl Apache {
     fn debian(dir: &Path, ip: std::net::Ipv4Addr) -> Apache {
-        let out = Command::new("cp")
-            .args(["-a", "/etc/apache2"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "Debian's apache2 package is not installed (scripts/setup-debian.sh): {}",
-            text(&out)
+        let mut cp = Command::new("cp");
+        cp.args(["-a", "/etc/apache2"]).arg(dir);
+        let ran = exec(cp).any_status().run();
+        ran.ensure(
+            ran.code() == Some(0),
+            "Debian's apache2 package is not installed (scripts/setup-debian.sh)",
         );
         std::fs::remove_file(dir.join("sites-enabled/000-default.conf")).unwrap();
         std::fs::write(dir.join("ports.conf"), format!("Listen {ip}:8081\n")).unwrap();
@@ -411,7 +396,8 @@ impl Apache {
     /// `apache2 -k start` as root (what `systemctl start apache2` does), waiting for its PID file.
     fn start(&self) {
         let d = &self.dir;
-        let out = Command::new("/usr/sbin/apache2")
+        let mut start = Command::new("/usr/sbin/apache2");
+        start
             .arg("-d")
             .arg(d)
             .arg("-f")
@@ -422,10 +408,8 @@ impl Apache {
             .env("APACHE_PID_FILE", self.pid_file())
             .env("APACHE_RUN_DIR", d.join("run"))
             .env("APACHE_LOCK_DIR", d.join("lock"))
-            .env("APACHE_LOG_DIR", d.join("log"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "apache2 -k start: {}", text(&out));
+            .env("APACHE_LOG_DIR", d.join("log"));
+        exec(start).expect_status(0).run();
         assert!(
             wait_until(std::time::Duration::from_secs(10), || self.pid().is_some()),
             "apache2 wrote no PID file"
@@ -513,8 +497,7 @@ fn an_account_writable_apache_include_is_named_and_the_checklist_move_ends_it() 
             ),
         )
     };
-    let out = append(&options);
-    assert!(out.status.success(), "{}", text(&out));
+    append(&options).expect_status(0).run();
 
     let reload = format!(
         "[reload]\ntest = [\"sudo\", \"-n\", \"/usr/sbin/apache2ctl\", \"-d\", \"{d}\", \"-f\", \"{d}/apache2.conf\", \"-t\"]\nreload = [\"true\"]\n",
@@ -533,19 +516,22 @@ fn an_account_writable_apache_include_is_named_and_the_checklist_move_ends_it() 
     .unwrap();
 
     // doctor names the file, with the move as the fix, and runs nothing.
-    let (code, report) = doctor(&bed);
-    assert_eq!(code, Some(1), "{report}");
+    let ran = bed.node(1).certherd(["doctor"]).expect_status(1).run();
+    let report = ran.both();
     let (line, fix) = failure(&report, &format!("apache {}", options.display()))
-        .unwrap_or_else(|| panic!("doctor does not name {}:\n{report}", options.display()));
-    assert!(line.contains(bed.agent_user()), "{line}");
-    assert!(
+        .unwrap_or_else(|| ran.fail(&format!("doctor does not name {}", options.display())));
+    ran.ensure(
+        line.contains(bed.agent_user()),
+        format!("names the owner: {line}"),
+    );
+    ran.ensure(
         fix.contains(&format!(
             "install -d -o root -g root -m 0755 {c} && install -o root -g root -m 0644 {o} {c}/ && sed -i 's#{o}#{c}/options-ssl-apache.conf#' {s}",
             c = dir.join("conf-available").display(),
             o = options.display(),
             s = site.display()
         )),
-        "{fix}"
+        format!("the fix is the move: {fix}"),
     );
     assert_eq!(
         recorded(&record),
@@ -569,39 +555,32 @@ fn an_account_writable_apache_include_is_named_and_the_checklist_move_ends_it() 
     // checklist's move; the account adds its logger again where it still can.
     std::fs::write(&options, CERTBOT_APACHE_OPTIONS).unwrap();
     let script = checklist_move(&le, &bed.root().join("no-nginx"), &dir);
-    let out = Command::new("/bin/sh")
-        .arg("-ec")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the checklist's move failed:\n{script}\n{}",
-        text(&out)
-    );
+    // The checklist's move.
+    shell(&script).expect_status(0).run();
     let copy = dir.join("conf-available/options-ssl-apache.conf");
     assert!(std::fs::read_to_string(&site)
         .unwrap()
         .contains(&format!("Include {}", copy.display())));
     assert_eq!(std::fs::metadata(&copy).unwrap().uid(), 0);
     std::fs::remove_file(&record).unwrap();
-    assert!(append(&options).status.success());
-    assert!(
-        !append(&copy).status.success(),
-        "the account wrote the root-owned copy"
-    );
+    append(&options).expect_status(0).run();
+    // The account cannot write the root-owned copy.
+    append(&copy).expect_failure().run();
 
-    let (_, report) = doctor(&bed);
-    assert!(
+    let ran = bed.node(1).certherd(["doctor"]).any_status().run();
+    let report = ran.both();
+    ran.ensure(
         failure(&report, "options-ssl-apache.conf").is_none(),
-        "doctor still fails after the move:\n{report}"
+        "doctor still fails after the move",
     );
     let main = dir.join("apache2.conf").to_string_lossy().into_owned();
-    assert!(
-        report.lines().any(|l| l.starts_with("ok    apache ")
-            && l.contains(&main)
-            && l.contains("none writable by a non-root account")),
-        "{report}"
+    ran.ensure(
+        report.lines().any(|l| {
+            l.starts_with("ok    apache ")
+                && l.contains(&main)
+                && l.contains("none writable by a non-root account")
+        }),
+        "doctor's apache line is ok: none writable",
     );
     // Apache as root again, serving (so its config, loggers included, was read): no root logger.
     apache.start();

@@ -11,41 +11,49 @@ fn certificate_issued_when_dns_points_only_at_peers() {
     let bed = bed(3, true);
     bed.dns("site.test", &[2, 3]).unwrap();
 
-    let out = certbot_certonly(&bed, &["site.test"]);
+    let ran = bed
+        .node(1)
+        .certbot_certonly(&["site.test"])
+        .expect_status(0)
+        .run();
 
-    assert!(out.status.success(), "certbot failed:\n{}", text(&out));
-    let cert = cert_text(&bed, "site.test").expect("certificate written under live/site.test");
-    assert!(cert.contains("DNS:site.test"), "{cert}");
-    assert!(
+    let cert = cert_text(&bed, "site.test")
+        .unwrap_or_else(|| ran.fail("no certificate written under live/site.test"));
+    ran.ensure(
+        cert.contains("DNS:site.test"),
+        format!("the certificate names DNS:site.test:\n{cert}"),
+    );
+    ran.ensure(
         challenge_hits(&bed, 2) > 0,
-        "pebble validated through node 2"
+        "pebble validated through node 2",
     );
-    assert_eq!(
-        challenge_hits(&bed, 1),
-        self_check_hits(&bed, 1),
-        "only certherd's self-check asked node 1, never the CA"
+    ran.ensure(
+        challenge_hits(&bed, 1) == self_check_hits(&bed, 1),
+        format!(
+            "only certherd's self-check asked node 1, never the CA: {} challenge requests, {} of them the self-check's",
+            challenge_hits(&bed, 1),
+            self_check_hits(&bed, 1)
+        ),
     );
-    assert!(
+    ran.ensure(
         token_files(&bed).is_empty(),
-        "tokens left behind: {:?}",
-        token_files(&bed)
+        format!("tokens left behind: {:?}", token_files(&bed)),
     );
     // The certbot that ran is the one asked for (Debian's, or PyPI's under
     // $CERTHERD_BED_CERTBOT): it writes its own version into the renewal config.
     let program = certherd_testbed::certbot_program();
-    let version = std::process::Command::new(&program)
-        .arg("--version")
-        .output()
-        .unwrap();
-    let version = String::from_utf8_lossy(&version.stdout)
-        .trim()
-        .replace("certbot ", "");
+    let mut asked = std::process::Command::new(&program);
+    asked.arg("--version");
+    let version = exec(asked).any_status().run().stdout();
+    let version = version.trim().replace("certbot ", "");
     let conf =
         std::fs::read_to_string(bed.letsencrypt_dir(1).join("renewal/site.test.conf")).unwrap();
-    assert!(
+    ran.ensure(
         conf.lines().any(|l| l == format!("version = {version}")),
-        "{} is certbot {version}, the renewal config says:\n{conf}",
-        program.display()
+        format!(
+            "{} is certbot {version}, the renewal config says:\n{conf}",
+            program.display()
+        ),
     );
 }
 
@@ -65,9 +73,9 @@ fn two_names_on_two_different_nodes_via_certherd_issue() {
     bed.dns("a.test", &[2]).unwrap();
     bed.dns("b.test", &[3]).unwrap();
 
-    let mut cmd = bed.certherd(
-        1,
-        &[
+    let ran = bed
+        .node(1)
+        .certherd([
             "issue",
             "--certbot",
             &certbot_program_arg(),
@@ -76,27 +84,25 @@ fn two_names_on_two_different_nodes_via_certherd_issue() {
             "-d",
             "b.test",
             "--",
-        ],
-    );
-    cmd.args(bed.certbot_common_args())
-        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle());
-    let out = cmd.output().unwrap();
+        ])
+        .args(bed.certbot_common_args())
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .expect_status(0)
+        .run();
 
-    assert!(
-        out.status.success(),
-        "certherd issue failed:\n{}",
-        text(&out)
-    );
-    let cert = cert_text(&bed, "a.test").expect("certificate written under live/a.test");
-    assert!(
+    let cert = cert_text(&bed, "a.test")
+        .unwrap_or_else(|| ran.fail("no certificate written under live/a.test"));
+    ran.ensure(
         cert.contains("DNS:a.test") && cert.contains("DNS:b.test"),
-        "{cert}"
+        format!("the certificate names DNS:a.test and DNS:b.test:\n{cert}"),
     );
-    assert!(challenge_hits(&bed, 2) > 0 && challenge_hits(&bed, 3) > 0);
-    assert!(
+    ran.ensure(
+        challenge_hits(&bed, 2) > 0 && challenge_hits(&bed, 3) > 0,
+        "pebble validated through node 2 and node 3",
+    );
+    ran.ensure(
         token_files(&bed).is_empty(),
-        "tokens left behind: {:?}",
-        token_files(&bed)
+        format!("tokens left behind: {:?}", token_files(&bed)),
     );
 }
 
@@ -119,50 +125,53 @@ fn without_fan_out_auth_fails_naming_the_nodes_and_no_certificate_is_issued() {
     std::fs::write(bed.config_path(1), short).unwrap();
     bed.dns("site.test", &[2, 3]).unwrap();
 
-    let out = auth(&bed, 1, "site.test", "tok123", "tok123.thumb");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("node2") && err.contains("node3") && err.contains("HTTP 404"),
-        "{err}"
-    );
-    assert!(
-        !err.contains("node1: self-check"),
-        "node 1 has the token: {err}"
-    );
-    assert!(cleanup(&bed, 1, "site.test", "tok123").status.success());
+    bed.node(1)
+        .auth("site.test", "tok123", "tok123.thumb")
+        .expect_status(1)
+        .stderr_has(["node2", "node3", "HTTP 404"])
+        // node 1 has the token
+        .stderr_lacks(["node1: self-check"])
+        .run();
+    bed.node(1)
+        .cleanup("site.test", "tok123")
+        .expect_status(0)
+        .run();
 
-    let out = certbot_certonly(&bed, &["site.test"]);
-    assert!(!out.status.success(), "certbot must fail:\n{}", text(&out));
-    assert!(cert_text(&bed, "site.test").is_none());
+    // certbot must fail.
+    let ran = bed
+        .node(1)
+        .certbot_certonly(&["site.test"])
+        .expect_failure()
+        .run();
+    ran.ensure(
+        cert_text(&bed, "site.test").is_none(),
+        "no certificate under live/site.test",
+    );
 
     let certbot_runs =
         || std::fs::read_dir(bed.root().join("certbot/logs")).map_or(0, |d| d.count());
     let runs_before = certbot_runs();
-    let mut cmd = bed.certherd(
-        1,
-        &[
+    let ran = bed
+        .node(1)
+        .certherd([
             "issue",
             "--certbot",
             &certbot_program_arg(),
             "-d",
             "site.test",
             "--",
-        ],
+        ])
+        .args(bed.certbot_common_args())
+        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .expect_status(1)
+        .stderr_has(["pre-flight failed"])
+        .run();
+    ran.ensure(
+        certbot_runs() == runs_before,
+        "certbot must not have run (no new log file)",
     );
-    cmd.args(bed.certbot_common_args())
-        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle());
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert_eq!(
-        certbot_runs(),
-        runs_before,
-        "certbot must not have run (no new log file)"
-    );
-    assert!(stderr(&out).contains("pre-flight failed"), "{}", text(&out));
-    assert!(
+    ran.ensure(
         token_files(&bed).is_empty(),
-        "tokens left behind: {:?}",
-        token_files(&bed)
+        format!("tokens left behind: {:?}", token_files(&bed)),
     );
 }

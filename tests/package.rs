@@ -11,15 +11,15 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(certherd_bin())
-        .args(args)
+/// `certherd ARGS` outside any bed, not run yet.
+fn run(args: &[&str]) -> Exec<'static> {
+    let mut cmd = Command::new(certherd_bin());
+    cmd.args(args)
         // no config anywhere: completions and man pages must not need one
-        .env("CERTHERD_CONFIG", "/nonexistent/certherd.toml")
-        .output()
-        .expect("run certherd")
+        .env("CERTHERD_CONFIG", "/nonexistent/certherd.toml");
+    exec(cmd)
 }
 
 fn temp_dir(what: &str) -> PathBuf {
@@ -31,16 +31,14 @@ fn temp_dir(what: &str) -> PathBuf {
 
 #[test]
 fn version_names_the_agent_protocol() {
-    let out = run(&["--version"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!(
+    run(&["--version"])
+        .expect_status(0)
+        .stdout_is(format!(
             "certherd {} (agent protocol {})\n",
             env!("CARGO_PKG_VERSION"),
             certherd::wire::PROTOCOL_VERSION
-        )
-    );
+        ))
+        .run();
 }
 
 /// Each shell's script: its own marker, every subcommand, valid syntax where the shell is on
@@ -66,23 +64,21 @@ fn completions_for_bash_zsh_fish() {
     ];
     let dir = temp_dir("completions");
     for (shell, marker, installed) in cases {
-        let out = run(&["completions", shell]);
-        assert!(out.status.success(), "completions {shell}: {}", text(&out));
-        let script = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(script.contains(marker), "{shell}: no {marker:?}:\n{script}");
-        for sub in ["auth", "deploy", "sync", "status", "doctor", "completions"] {
-            assert!(script.contains(sub), "{shell}: subcommand {sub} missing");
-        }
-        assert!(
-            !script.contains("manpages"),
-            "{shell}: the hidden manpages leaks"
-        );
+        // Every subcommand is there; the hidden manpages does not leak.
+        let ran = run(&["completions", shell])
+            .expect_status(0)
+            .stdout_has([marker])
+            .stdout_has(["auth", "deploy", "sync", "status", "doctor", "completions"])
+            .stdout_lacks(["manpages"])
+            .run();
+        let script = ran.stdout();
         let exe = format!("/usr/bin/{shell}");
         if Path::new(&exe).exists() {
             let file = dir.join(shell);
             std::fs::write(&file, &script).unwrap();
-            let check = Command::new(&exe).arg("-n").arg(&file).output().unwrap();
-            assert!(check.status.success(), "{shell} -n: {}", text(&check));
+            let mut check = Command::new(&exe);
+            check.arg("-n").arg(&file);
+            exec(check).expect_status(0).run();
         } else {
             assert_ne!(shell, "bash", "bash is always installed");
             println!("{exe} not installed: {shell} syntax not checked");
@@ -90,27 +86,25 @@ fn completions_for_bash_zsh_fish() {
         if installed_bin().is_some() {
             let file = std::fs::read_to_string(installed)
                 .unwrap_or_else(|e| panic!("the package installed no {installed}: {e}"));
-            assert_eq!(
-                file, script,
-                "{installed} differs from `completions {shell}`"
+            ran.ensure(
+                file == script,
+                format!("{installed} differs from `completions {shell}`"),
             );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
 
-    let bad = run(&["completions", "tcsh"]);
-    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
-    assert!(stderr(&bad).contains("tcsh"), "{}", text(&bad));
+    run(&["completions", "tcsh"])
+        .expect_status(2)
+        .stderr_has(["tcsh"])
+        .run();
 }
 
-/// `man` with its pager off, a fixed width, and `args`.
-fn man(args: &[String]) -> Output {
-    Command::new("man")
-        .args(args)
-        .env("MANPAGER", "cat")
-        .env("MANWIDTH", "100")
-        .output()
-        .expect("run man (package man-db)")
+/// `man` (package man-db) with its pager off, a fixed width, and `args`, not run yet.
+fn man(args: &[String]) -> Exec<'static> {
+    let mut cmd = Command::new("man");
+    cmd.args(args).env("MANPAGER", "cat").env("MANWIDTH", "100");
+    exec(cmd)
 }
 
 /// The arguments that show `page` (e.g. `certherd-deploy`): by name from the installed pages,
@@ -145,27 +139,22 @@ fn man_pages_for_the_command_and_each_subcommand() {
     ];
     let pages_dir = if installed_bin().is_some() {
         println!("checking the installed pages (CERTHERD_BIN is set)");
-        let where_ = man(&["-w".to_owned(), "certherd".to_owned()]);
-        assert!(
-            where_.status.success(),
-            "man -w certherd: {}",
-            text(&where_)
+        let where_ = man(&["-w".to_owned(), "certherd".to_owned()])
+            .expect_status(0)
+            .run();
+        where_.ensure(
+            where_.stdout().trim() == "/usr/share/man/man1/certherd.1.gz",
+            "man -w finds the package's page",
         );
-        assert_eq!(
-            String::from_utf8_lossy(&where_.stdout).trim(),
-            "/usr/share/man/man1/certherd.1.gz"
-        );
-        let status = Command::new("dpkg-query")
-            .args(["-W", "-f", "${Status} ${Version}", "certherd"])
-            .output()
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&status.stdout).starts_with(&format!(
+        let mut query = Command::new("dpkg-query");
+        query.args(["-W", "-f", "${Status} ${Version}", "certherd"]);
+        let status = exec(query).any_status().run();
+        status.ensure(
+            status.stdout().starts_with(&format!(
                 "install ok installed {}",
                 env!("CARGO_PKG_VERSION")
             )),
-            "dpkg: {}",
-            text(&status)
+            "dpkg knows the package, installed, this version",
         );
         None
     } else {
@@ -174,37 +163,33 @@ fn man_pages_for_the_command_and_each_subcommand() {
             "CERTHERD_BIN unset: checking the pages the cargo-built binary writes into {}",
             dir.display()
         );
-        let out = run(&["manpages", dir.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", text(&out));
+        run(&["manpages", dir.to_str().unwrap()])
+            .expect_status(0)
+            .run();
         Some(dir)
     };
 
-    let main_page = man(&page_args(pages_dir.as_deref(), "certherd"));
-    assert!(
-        main_page.status.success(),
-        "man certherd: {}",
-        text(&main_page)
-    );
-    let page = String::from_utf8_lossy(&main_page.stdout);
-    for needle in [
-        "certherd",
-        "agent protocol 1",
-        "Exit codes",
-        "certherd-deploy(1)",
-    ] {
-        assert!(
-            page.contains(needle),
-            "man certherd lacks {needle:?}:\n{page}"
-        );
-    }
+    man(&page_args(pages_dir.as_deref(), "certherd"))
+        .expect_status(0)
+        .stdout_has([
+            "certherd",
+            "agent protocol 1",
+            "Exit codes",
+            "certherd-deploy(1)",
+        ])
+        .run();
     for sub in subcommands {
-        let out = man(&page_args(pages_dir.as_deref(), &format!("certherd-{sub}")));
-        assert!(out.status.success(), "man certherd-{sub}: {}", text(&out));
-        let page = String::from_utf8_lossy(&out.stdout);
-        let words = page.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(
+        let ran = man(&page_args(pages_dir.as_deref(), &format!("certherd-{sub}")))
+            .expect_status(0)
+            .run();
+        let words = ran
+            .stdout()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        ran.ensure(
             words.contains(&format!("certherd {sub}")),
-            "man certherd-{sub} has no synopsis:\n{page}"
+            format!("man certherd-{sub} has no synopsis"),
         );
     }
     if let Some(dir) = pages_dir {

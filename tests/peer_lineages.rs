@@ -80,14 +80,16 @@ fn watch_renewal(bed: &Bed, lineage: &str) -> String {
         "watch did not start: {}",
         read(&err)
     );
-    let renewed = bed.certbot(&[
-        "renew",
-        "--force-renewal",
-        "--no-random-sleep-on-renew",
-        "--cert-name",
-        lineage,
-    ]);
-    assert!(renewed.status.success(), "renew: {}", text(&renewed));
+    bed.node(1)
+        .certbot([
+            "renew",
+            "--force-renewal",
+            "--no-random-sleep-on-renew",
+            "--cert-name",
+            lineage,
+        ])
+        .expect_status(0)
+        .run();
     let want = current_serial(bed, lineage);
     let version_2 = format!("{lineage} version 2");
     // watch either deploys version 2 itself (its table, on stdout) or finds that certbot's deploy
@@ -106,15 +108,14 @@ fn watch_renewal(bed: &Bed, lineage: &str) -> String {
     said()
 }
 
-fn run(bed: &Bed, args: &[&str]) -> std::process::Output {
-    let out = bed.certherd(1, args).output().unwrap();
-    assert!(out.status.success(), "certherd {args:?}:\n{}", text(&out));
-    out
+/// `certherd ARGS` on node 1, which must succeed.
+fn run(bed: &Bed, args: &[&str]) -> Ran {
+    bed.node(1).certherd(args).expect_status(0).run()
 }
 
 /// The deploy table's node names (first column of rows that name a node).
-fn table_nodes(out: &std::process::Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stdout)
+fn table_nodes(ran: &Ran) -> Vec<String> {
+    ran.stdout()
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|w| w.starts_with("node"))
@@ -153,8 +154,10 @@ fn a_lineage_not_on_a_peers_list_never_reaches_it() {
     // SHARED: DNS at nodes 2 and 3, served by every node.
     bed.dns(SHARED, &[2, 3]).unwrap();
     enable_tls(&bed, SHARED);
-    let out = certbot_with_deploy(&bed, &[SHARED]);
-    assert!(out.status.success(), "certbot {SHARED}:\n{}", text(&out));
+    bed.node(1)
+        .certbot_certonly_with_deploy(&[SHARED])
+        .expect_status(0)
+        .run();
     for n in 1..=3 {
         assert_eq!(
             served_serial(&bed, n, SHARED),
@@ -177,8 +180,10 @@ fn a_lineage_not_on_a_peers_list_never_reaches_it() {
     for n in 1..=2 {
         bed.add_tls_vhost(n, PRIVATE, PRIVATE).unwrap();
     }
-    let out = certbot_with_deploy(&bed, &[PRIVATE]);
-    assert!(out.status.success(), "certbot {PRIVATE}:\n{}", text(&out));
+    bed.node(1)
+        .certbot_certonly_with_deploy(&[PRIVATE])
+        .expect_status(0)
+        .run();
     for n in 1..=2 {
         assert_eq!(
             served_serial(&bed, n, PRIVATE),
@@ -189,16 +194,17 @@ fn a_lineage_not_on_a_peers_list_never_reaches_it() {
 
     // Every way a lineage travels, PRIVATE named explicitly and not.
     let deploy = run(&bed, &["deploy", "--lineage", PRIVATE]);
-    assert_eq!(
-        table_nodes(&deploy),
-        ["node1", "node2"],
-        "{}",
-        text(&deploy)
+    deploy.ensure(
+        table_nodes(&deploy) == ["node1", "node2"],
+        "the deploy's table names node1 and node2, nothing else",
     );
     let sync = run(&bed, &["sync", PRIVATE]);
-    assert_eq!(table_nodes(&sync), ["node1", "node2"], "{}", text(&sync));
+    sync.ensure(
+        table_nodes(&sync) == ["node1", "node2"],
+        "sync's table names node1 and node2, nothing else",
+    );
     let sync_all = run(&bed, &["sync", "--format", "json"]);
-    let json: serde_json::Value = serde_json::from_slice(&sync_all.stdout).unwrap();
+    let json: serde_json::Value = sync_all.json();
     for l in json["lineages"].as_array().unwrap() {
         let nodes: Vec<&str> = l["nodes"]
             .as_array()
@@ -211,7 +217,10 @@ fn a_lineage_not_on_a_peers_list_never_reaches_it() {
         } else {
             &["node1", "node2", "node3"]
         };
-        assert_eq!(nodes, want, "{l:#}");
+        sync_all.ensure(
+            nodes == want,
+            format!("{} went to {want:?}, not {nodes:?}", l["lineage"]),
+        );
     }
 
     // watch: a renewal of PRIVATE (its stored deploy hook runs too) reaches node 2, not node 3.
@@ -256,18 +265,16 @@ fn a_lineage_not_on_a_peers_list_never_reaches_it() {
     assert!(!sshd_log.contains(PRIVATE), "{sshd_log}");
 
     // status: OK, exit 0; node 3 has a row for SHARED and none for PRIVATE.
-    let (code, json) = status_json(&bed);
-    assert_eq!(code, Some(0), "{json:#}");
-    let rows: Vec<(String, String)> = json["rows"]
-        .as_array()
-        .unwrap()
+    let ran = bed
+        .node(1)
+        .certherd(["status", "--format", "json"])
+        .expect_status(0)
+        .run();
+    let report: StatusReport = ran.json();
+    let rows: Vec<(String, String)> = report
+        .rows
         .iter()
-        .map(|r| {
-            (
-                r["node"].as_str().unwrap().to_owned(),
-                r["lineage"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|r| (r.node.clone(), r.lineage.clone()))
         .collect();
     let want: Vec<(String, String)> = [
         ("node1", PRIVATE),
@@ -281,7 +288,10 @@ fn a_lineage_not_on_a_peers_list_never_reaches_it() {
     .collect();
     let mut got = rows.clone();
     got.sort();
-    assert_eq!(got, want, "{json:#}");
+    ran.ensure(
+        got == want,
+        format!("status rows {got:?}, expected {want:?}"),
+    );
 }
 
 /// A pattern that is not a lineage glob (a path, upper case, a character class) is a config
@@ -298,13 +308,15 @@ fn a_bad_lineage_pattern_is_a_config_error_naming_key_and_value() {
     );
     let before = snapshot(&bed);
     for (args, code) in [(&["sync"][..], 2), (&["status"][..], 3)] {
-        let out = bed.certherd(1, args).output().unwrap();
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-        assert!(
-            err.contains("peers[1].lineages[1]") && err.contains("\"../etc/*\""),
-            "{args:?}: {err}"
+        let ran = bed
+            .node(1)
+            .certherd(args)
+            .expect_status(code)
+            .stderr_has(["peers[1].lineages[1]", "\"../etc/*\""])
+            .run();
+        ran.ensure(
+            ran.stderr().trim_end().lines().count() == 1,
+            format!("{args:?}: one line on stderr"),
         );
     }
     assert!(snapshot(&bed) == before, "a node changed");

@@ -30,12 +30,8 @@ fn renew_section(bed: &Bed) -> String {
 fn as_agent(bed: &Bed, script: &str) {
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", script]);
-    let out = bed.as_agent(&mut cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "the agent's account could not run `{script}`:\n{}",
-        text(&out)
-    );
+    bed.as_agent(&mut cmd);
+    bed.node(1).command(cmd).expect_status(0).run();
 }
 
 fn uid_in(path: &Path) -> String {
@@ -62,26 +58,19 @@ fn planted_certbot_hooks_run_as_the_agent_never_as_root() {
 
     // Issued by root through `certherd issue`.
     let issued = bed
-        .certherd(
-            1,
-            &[
-                "issue",
-                "--certbot",
-                &certbot_program_arg(),
-                "-d",
-                "site.test",
-                "--",
-            ],
-        )
+        .node(1)
+        .certherd([
+            "issue",
+            "--certbot",
+            &certbot_program_arg(),
+            "-d",
+            "site.test",
+            "--",
+        ])
         .args(bed.certbot_common_args())
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
-    assert!(
-        issued.status.success(),
-        "certherd issue:\n{}",
-        text(&issued)
-    );
+        .expect_status(0)
+        .run();
 
     // The compromised agent plants a directory hook and a renew_hook, each writing `id -u`.
     let proof = bed.root().join("proof");
@@ -114,27 +103,29 @@ fn planted_certbot_hooks_run_as_the_agent_never_as_root() {
     );
 
     // Root runs the timer's command, a forced renewal.
-    let out = bed
-        .certherd(1, &["renew", "--", "--force-renewal"])
+    let renewed = bed
+        .node(1)
+        .certherd(["renew", "--", "--force-renewal"])
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "certherd renew:\n{}", text(&out));
+        .expect_status(0)
+        .run();
     for hook in [&dir_hook, &renew_hook] {
-        assert_eq!(
-            uid_in(hook),
-            agent_uid.to_string(),
-            "{} ran as uid {} (0 is root: an agent bug became root)",
-            hook.display(),
-            uid_in(hook)
+        renewed.ensure(
+            uid_in(hook) == agent_uid.to_string(),
+            format!(
+                "{} ran as uid {} (0 is root: an agent bug became root)",
+                hook.display(),
+                uid_in(hook)
+            ),
         );
     }
     // certbot ran as the account both times, so its tree is the account's (a root-owned file
     // there would mean root ran certbot over the tree), and one line said so.
-    assert!(
-        stderr(&issued).contains(&format!("running as {}", bed.agent_user())),
-        "one line says certherd left root:\n{}",
-        text(&issued)
+    issued.ensure(
+        issued
+            .stderr()
+            .contains(&format!("running as {}", bed.agent_user())),
+        "one line says certherd left root",
     );
     for rel in [
         "renewal/site.test.conf",
@@ -165,16 +156,13 @@ fn planted_certbot_hooks_run_as_the_agent_never_as_root() {
 fn root_owned_letsencrypt_dir_stays_root_and_doctor_warns() {
     let bed = bed(1, false);
     std::os::unix::fs::chown(bed.letsencrypt_dir(1), Some(0), Some(0)).unwrap();
-    let out = bed.certherd(1, &["doctor"]).output().unwrap();
-    let all = text(&out);
-    assert!(
+    let ran = bed.node(1).certherd(["doctor"]).any_status().run();
+    let all = ran.both();
+    ran.ensure(
         all.contains("WARN") && all.contains("belongs to root, so certbot runs as root here"),
-        "{all}"
+        "doctor warns that certbot runs as root here",
     );
-    assert!(
-        !all.contains("running as"),
-        "no drop for a root-owned dir: {all}"
-    );
+    ran.ensure(!all.contains("running as"), "no drop for a root-owned dir");
 }
 
 /// Guarantee 10. The top level of the letsencrypt dir root's again (a config-management run or
@@ -190,17 +178,12 @@ fn an_account_owned_hook_dir_under_a_root_owned_top_never_runs_as_root() {
     bed.dns("site.test", &[1]).unwrap();
     bed.write_config(1, &[], &renew_section(&bed)).unwrap();
     let le = bed.letsencrypt_dir(1);
-    let issued = bed
-        .certherd(1, &["issue", "-d", "site.test", "--"])
+    bed.node(1)
+        .certherd(["issue", "-d", "site.test", "--"])
         .args(bed.certbot_common_args())
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
-    assert!(
-        issued.status.success(),
-        "certherd issue:\n{}",
-        text(&issued)
-    );
+        .expect_status(0)
+        .run();
 
     let proof = bed.root().join("proof");
     std::fs::create_dir(&proof).unwrap();
@@ -218,29 +201,32 @@ fn an_account_owned_hook_dir_under_a_root_owned_top_never_runs_as_root() {
     std::os::unix::fs::chown(&le, Some(0), Some(0)).unwrap();
     assert_eq!(std::fs::metadata(&hooks).unwrap().uid(), agent_uid);
 
-    let out = bed
-        .certherd(1, &["renew", "--", "--force-renewal"])
+    // Its exit status is checked below, after what matters most: the hook never ran as root.
+    let ran = bed
+        .node(1)
+        .certherd(["renew", "--", "--force-renewal"])
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
+        .any_status()
+        .run();
     let recorded = std::fs::read_to_string(&record).unwrap_or_default();
-    assert!(
+    ran.ensure(
         !recorded.lines().any(|l| l.trim() == "0"),
-        "the account's hook ran as root:\n{recorded}\n{}",
-        text(&out)
+        format!("the account's hook ran as root:\n{recorded}"),
     );
-    let said = stderr(&out);
-    assert!(
+    let said = ran.stderr();
+    ran.ensure(
         said.contains(&format!(
             "running as {} (uid {agent_uid}, gid {}), the owner of {}",
             bed.agent_user(),
             bed.agent_uid_gid().1,
             le.join("renewal").display()
         )) || said.contains(&format!("the owner of {}", hooks.display())),
-        "{}",
-        text(&out)
+        "one line says it runs as the account, the owner of the renewal or hook dir",
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(said.contains("Permission denied"), "{}", text(&out));
+    ran.ensure(ran.code() == Some(1), "exit status 1");
+    ran.ensure(
+        said.contains("Permission denied"),
+        "stderr says Permission denied",
+    );
     assert!(recorded.is_empty(), "the hook ran: {recorded}");
 }

@@ -19,7 +19,6 @@ use common::*;
 use certherd_testbed::Vrrp;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::Output;
 use std::time::Duration;
 
 const LINEAGE: &str = "site.test";
@@ -152,26 +151,21 @@ fn wait_backup(bed: &Bed, n: usize, count: usize, context: &str) {
     );
 }
 
-fn renew(bed: &Bed, n: usize, force: bool) -> Output {
+/// `certherd renew` on node `n` (forced or not), not run yet.
+fn renew(bed: &Bed, n: usize, force: bool) -> Exec<'_> {
     let args: &[&str] = if force {
         &["renew", "--jitter", "0s", "--", "--force-renewal"]
     } else {
         &["renew", "--jitter", "0s"]
     };
-    bed.certherd(n, args)
+    bed.node(n)
+        .certherd(args)
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap()
 }
 
-fn sync(bed: &Bed, from: usize) -> String {
-    let out = bed.certherd(from, &["sync"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "sync from node {from}:\n{}",
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `certherd sync` from node `from`, not run yet.
+fn sync(bed: &Bed, from: usize) -> Exec<'_> {
+    bed.node(from).certherd(["sync"])
 }
 
 /// The ACME account certbot's renewal config on node `n` names (`account = <id>`).
@@ -223,8 +217,10 @@ fn keepalived_vip_moves_the_primary_both_ways() {
     bed.dns(LINEAGE, &[3, 2, 1]).unwrap();
     enable_tls(&bed, LINEAGE);
     configure(&bed, vip);
-    let out = certbot_with_deploy(&bed, &[LINEAGE]);
-    assert!(out.status.success(), "issue:\n{}", text(&out));
+    bed.node(1)
+        .certbot_certonly_with_deploy(&[LINEAGE])
+        .expect_status(0)
+        .run();
     let account = renewal_account(&bed, 1);
     assert_eq!(
         account_dirs(&bed, 2),
@@ -264,8 +260,7 @@ fn keepalived_vip_moves_the_primary_both_ways() {
     bed.link_down(1).unwrap();
     wait_vip(&bed, 2, vip, "node 1's link down");
     wait_notify_renew(&bed, 2, 1, "node 2 became MASTER");
-    let out = renew(&bed, 2, true);
-    assert!(out.status.success(), "renew on node 2:\n{}", text(&out));
+    renew(&bed, 2, true).expect_status(0).run();
     assert_eq!(version(&bed, 2), cert(2), "node 2 renewed the same lineage");
     assert_eq!(renewal_account(&bed, 2), account, "the same ACME account");
     assert_eq!(
@@ -276,7 +271,12 @@ fn keepalived_vip_moves_the_primary_both_ways() {
     let v2 = installed_serial(&bed, 2, LINEAGE);
     for n in [2, 3] {
         assert_eq!(version(&bed, n), cert(2), "node {n}");
-        assert_eq!(served_serial(&bed, n, LINEAGE), v2, "node {n} serves v2");
+        // Settled: the renewal's reload may have just happened (nginx's reload overlap).
+        assert_eq!(
+            settled_serial(&bed, n, LINEAGE, &v2),
+            v2,
+            "node {n} serves v2"
+        );
     }
     assert_eq!(version(&bed, 1), cert(1), "node 1 was unreachable");
 
@@ -285,53 +285,61 @@ fn keepalived_vip_moves_the_primary_both_ways() {
     wait_backup(&bed, 1, 2, "node 1's link up");
     wait_vip(&bed, 2, vip, "node 1 back");
     let before = certbot_log(&bed, 1);
-    let out = renew(&bed, 1, true);
-    assert!(
-        out.status.success() && stderr(&out).contains("not the primary"),
-        "renew on node 1 without the VIP:\n{}",
-        text(&out)
-    );
+    // renew on node 1 without the VIP
+    renew(&bed, 1, true)
+        .expect_status(0)
+        .stderr_has(["not the primary"])
+        .run();
     assert_eq!(certbot_log(&bed, 1), before, "certbot ran on node 1");
     assert_eq!(version(&bed, 1), cert(1));
     // `sync` from the VIP holder catches node 1 up.
-    sync(&bed, 2);
+    sync(&bed, 2).expect_status(0).run();
     assert_every_node_consistent(&bed, LINEAGE, &[2, 2, 2], "after sync from node 2");
-    assert_eq!(served_serial(&bed, 1, LINEAGE), v2, "node 1 serves v2");
+    assert_eq!(
+        settled_serial(&bed, 1, LINEAGE, &v2),
+        v2,
+        "node 1 serves v2"
+    );
 
     // Fail back: node 2's cable this time; node 1 takes the VIP and renews.
     bed.link_down(2).unwrap();
     wait_vip(&bed, 1, vip, "node 2's link down");
     wait_notify_renew(&bed, 1, 2, "node 1 MASTER again");
-    let out = renew(&bed, 1, true);
-    assert!(out.status.success(), "renew on node 1:\n{}", text(&out));
+    renew(&bed, 1, true).expect_status(0).run();
     assert_eq!(renewal_account(&bed, 1), account, "the same ACME account");
     let v3 = installed_serial(&bed, 1, LINEAGE);
     assert_ne!(v3, v2);
     for n in [1, 3] {
         assert_eq!(version(&bed, n), cert(3), "node {n}");
-        assert_eq!(served_serial(&bed, n, LINEAGE), v3, "node {n} serves v3");
+        assert_eq!(
+            settled_serial(&bed, n, LINEAGE, &v3),
+            v3,
+            "node {n} serves v3"
+        );
     }
     bed.link_up(2).unwrap();
     wait_backup(&bed, 2, 2, "node 2's link up");
     wait_vip(&bed, 1, vip, "node 2 back");
-    let out = renew(&bed, 2, false);
-    assert!(
-        out.status.success() && stderr(&out).contains("not the primary"),
-        "renew on node 2 without the VIP:\n{}",
-        text(&out)
-    );
-    sync(&bed, 1);
+    // renew on node 2 without the VIP
+    renew(&bed, 2, false)
+        .expect_status(0)
+        .stderr_has(["not the primary"])
+        .run();
+    sync(&bed, 1).expect_status(0).run();
     // `sync` both ways: from either side there is nothing left to do.
     for from in [1, 2] {
-        let table = sync(&bed, from);
-        assert!(
-            !table.contains(" ok ") && !table.contains("FAILED"),
-            "sync from node {from} found work:\n{table}"
-        );
+        sync(&bed, from)
+            .expect_status(0)
+            .stdout_lacks([" ok ", "FAILED"])
+            .run();
     }
     assert_every_node_consistent(&bed, LINEAGE, &[3, 3, 3], "after fail-back");
     for n in 1..=3 {
-        assert_eq!(served_serial(&bed, n, LINEAGE), v3, "node {n} serves v3");
+        assert_eq!(
+            settled_serial(&bed, n, LINEAGE, &v3),
+            v3,
+            "node {n} serves v3"
+        );
     }
     assert_eq!(account_dirs(&bed, 1), vec![account.clone()]);
     assert_eq!(account_dirs(&bed, 2), vec![account]);
