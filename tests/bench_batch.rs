@@ -135,22 +135,27 @@ fn many_lineages_sync_against_rsync() {
             let running = running.clone();
             std::thread::spawn(move || sample_agents(running))
         };
+        // exec (no node's logs read after the run): the timing is certherd's alone.
         let began = Instant::now();
-        let out = bed.certherd(1, &["-v", "sync"]).output().unwrap();
+        let ran = exec(bed.certherd(1, &["-v", "sync"])).any_status().run();
         ours.push(began.elapsed());
         running.store(false, std::sync::atomic::Ordering::Relaxed);
         let (a, p) = sampler.join().unwrap();
         agent_peak = agent_peak.max(a);
         sync_sampled = sync_sampled.max(p);
         // Where the time went: each node's session (connection, exchange) for one lineage.
-        for line in stderr(&out)
+        for line in ran
+            .stderr()
             .lines()
             .filter(|l| l.contains("exchange") || l.contains("no ssh"))
             .take(4)
         {
             eprintln!("round {round}: {line}");
         }
-        assert!(out.status.success(), "round {round}: sync:\n{}", text(&out));
+        ran.ensure(
+            ran.code() == Some(0),
+            format!("round {round}: sync succeeds"),
+        );
         for l in [&names[0], &names[lineages - 1]] {
             assert_eq!(
                 installed_serial(&bed, peers + 1, l),
@@ -161,12 +166,11 @@ fn many_lineages_sync_against_rsync() {
 
         wipe_peers(&bed);
         let began = Instant::now();
-        let out = seed_script(&bed, &plain).output().unwrap();
+        let ran = exec(seed_script(&bed, &plain)).any_status().run();
         seed.push(began.elapsed());
-        assert!(
-            out.status.success(),
-            "round {round}: rsync script:\n{}",
-            text(&out)
+        ran.ensure(
+            ran.code() == Some(0),
+            format!("round {round}: the rsync script succeeds"),
         );
         assert_eq!(
             installed_serial(&bed, peers + 1, &names[0]),
@@ -186,8 +190,7 @@ fn many_lineages_sync_against_rsync() {
     // full sync, so a reader sees whether certherd is that largest child.
     wipe_peers(&bed);
     let before = children_maxrss();
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "sync:\n{}", text(&out));
+    exec(bed.certherd(1, &["sync"])).run();
     let sync_peak = children_maxrss();
     eprintln!(
         "peak RSS: certherd sync {} KiB (largest child so far: {} KiB before that sync; sampled VmHWM of sync {sync_sampled} KiB), every agent at most {agent_peak} KiB",
@@ -198,21 +201,14 @@ fn many_lineages_sync_against_rsync() {
     let mut status_times = Vec::new();
     for _ in 0..3 {
         let began = Instant::now();
-        let out = bed
-            .certherd(1, &["status", "--format", "json"])
-            .output()
-            .unwrap();
+        let ran = exec(bed.certherd(1, &["status", "--format", "json"]))
+            .any_status()
+            .run();
         status_times.push(began.elapsed());
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "status printed no JSON ({e}), exit {:?}:\n{}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        assert!(
+        let json: serde_json::Value = ran.json();
+        ran.ensure(
             json.to_string().contains(&names[lineages - 1]),
-            "status names every lineage"
+            "status names every lineage",
         );
     }
 

@@ -4,6 +4,9 @@
 //!
 //! Proves no guarantee of docs/GUARANTEES.md (it checks the benchmark runner, not the product).
 
+mod common;
+use common::exec;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,10 +30,7 @@ fn bench_binary() -> PathBuf {
     if profile_dir.file_name() == Some("release".as_ref()) {
         build.arg("--release");
     }
-    let status = build
-        .status()
-        .expect("run cargo build --bin certherd-bench");
-    assert!(status.success(), "cargo build --bin certherd-bench failed");
+    exec(build).run();
     profile_dir.join("certherd-bench")
 }
 
@@ -40,18 +40,16 @@ fn bench_smoke_writes_every_table() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("BENCHMARKS.md");
     let json = dir.join("bench.json");
-    let run = Command::new(bench_binary())
+    let mut bench = Command::new(bench_binary());
+    bench
         .arg("--smoke")
         .arg("--certherd")
         .arg(env!("CARGO_BIN_EXE_certherd"))
         .arg("--out")
         .arg(&out)
         .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run certherd-bench");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "certherd-bench failed:\n{stderr}");
+        .arg(&json);
+    exec(bench).run();
     let report = std::fs::read_to_string(&out).expect("the report was written");
 
     for heading in [

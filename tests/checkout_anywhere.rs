@@ -34,13 +34,12 @@ impl PrivateCheckout {
         std::fs::create_dir(&parent).unwrap();
         std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700)).unwrap();
         let checkout = parent.join("certherd");
-        let out = Command::new("git")
+        let mut clone = Command::new("git");
+        clone
             .args(["clone", "--quiet", "--no-hardlinks"])
             .arg(env!("CARGO_MANIFEST_DIR"))
-            .arg(&checkout)
-            .output()
-            .expect("run git clone");
-        assert!(out.status.success(), "git clone:\n{}", text(&out));
+            .arg(&checkout);
+        exec(clone).run();
         let bin = checkout.join("target/release/certherd");
         std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
         std::fs::copy(certherd_bin(), &bin).unwrap();
@@ -98,23 +97,25 @@ fn issue_from_a_binary_the_account_cannot_reach_refuses_up_front() {
 
     // Run as root, as an operator would: certherd becomes the letsencrypt dir's owner, then
     // finds that certbot (as that account) could never run its hooks.
-    let out = Command::new(&checkout.bin)
+    let mut issue = Command::new(&checkout.bin);
+    issue
         .arg("--config")
         .arg(bed.config_path(1))
-        .args(["issue", "-d", "site.test"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let all = stderr(&out);
+        .args(["issue", "-d", "site.test"]);
+    let ran = bed.node(1).command(issue).expect_status(2).run();
+    let all = ran.stderr();
     let errors: Vec<&str> = all.lines().filter(|l| l.contains("error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line: {all}");
+    ran.ensure(errors.len() == 1, "one error line on stderr");
     let err = errors[0];
     for part in [
         &format!("{account} (uid "),
         &format!("cannot run {}", checkout.bin.display()),
         "install the package",
     ] {
-        assert!(err.contains(part), "{part:?} not in: {err}");
+        ran.ensure(
+            err.contains(part),
+            format!("{part:?} in the error line {err:?}"),
+        );
     }
     // Nothing was sent: the pre-flight's self-check never asked node 2 for a token.
     let log = std::fs::read_to_string(bed.access_log(2)).unwrap_or_default();

@@ -63,8 +63,9 @@ fn assert_haproxy_serves_current(bed: &Bed, context: &str) {
 }
 
 fn renew(bed: &Bed) {
-    let out = bed.certbot(&["renew", "--force-renewal", "--no-random-sleep-on-renew"]);
-    assert!(out.status.success(), "certbot renew:\n{}", text(&out));
+    bed.node(1)
+        .certbot(["renew", "--force-renewal", "--no-random-sleep-on-renew"])
+        .run();
 }
 
 #[test]
@@ -76,8 +77,9 @@ fn haproxy_serves_each_new_certificate_on_every_node_and_a_failing_check_rolls_b
     enable_tls(&bed, "site.test");
 
     // Issuance: certbot's deploy hook pushes; every node's action writes and reloads HAProxy.
-    let out = certbot_with_deploy(&bed, &["site.test"]);
-    assert!(out.status.success(), "certbot:\n{}", text(&out));
+    bed.node(1)
+        .certbot_certonly_with_deploy(&["site.test"])
+        .run();
     assert_haproxy_serves_current(&bed, "after issuance");
     let first = current_serial(&bed, "site.test");
 
@@ -88,8 +90,9 @@ fn haproxy_serves_each_new_certificate_on_every_node_and_a_failing_check_rolls_b
 
     // A lineage no glob matches: nothing is written in any certs directory.
     bed.dns("other.test", &[2, 3]).unwrap();
-    let out = certbot_with_deploy(&bed, &["other.test"]);
-    assert!(out.status.success(), "certbot other.test:\n{}", text(&out));
+    bed.node(1)
+        .certbot_certonly_with_deploy(&["other.test"])
+        .run();
     for n in 1..=bed.nodes() {
         assert_eq!(
             installed_serial(&bed, n, "other.test"),
@@ -116,31 +119,36 @@ fn haproxy_serves_each_new_certificate_on_every_node_and_a_failing_check_rolls_b
     let good = std::fs::read_to_string(&conf).unwrap();
     std::fs::write(&conf, format!("{good}\nthis_is_not_a_keyword on\n")).unwrap();
     renew(&bed);
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", "site.test", "--format", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&out)));
+    let ran = bed
+        .node(1)
+        .certherd(["deploy", "--lineage", "site.test", "--format", "json"])
+        .expect_status(1)
+        .run();
+    let report: serde_json::Value = ran.json();
     let row = |name: &str| {
         report["nodes"]
             .as_array()
-            .unwrap_or_else(|| panic!("no nodes in {report}"))
+            .unwrap_or_else(|| ran.fail("no nodes in the report"))
             .iter()
             .find(|n| n["node"] == name)
-            .unwrap_or_else(|| panic!("no row {name} in {report}"))
+            .unwrap_or_else(|| ran.fail(&format!("no row {name} in the report")))
             .clone()
     };
     let node3 = row("node3");
-    assert_eq!(node3["install"], "action_test_failed", "{node3}");
-    assert_eq!(node3["error_kind"], "action_test_failed", "{node3}");
-    assert_eq!(node3["ok"], false, "{node3}");
-    assert!(
+    ran.ensure(
+        node3["install"] == "action_test_failed",
+        format!("{node3}: install action_test_failed"),
+    );
+    ran.ensure(
+        node3["error_kind"] == "action_test_failed",
+        format!("{node3}: error_kind action_test_failed"),
+    );
+    ran.ensure(node3["ok"] == false, format!("{node3}: not ok"));
+    ran.ensure(
         node3["error"]
             .as_str()
             .is_some_and(|e| e.contains("previous combined PEM restored")),
-        "{node3}"
+        format!("{node3}: the error says the previous combined PEM was restored"),
     );
     let pem3 = bed.haproxy_certs(3).join("site.test.pem");
     assert!(
@@ -151,7 +159,7 @@ fn haproxy_serves_each_new_certificate_on_every_node_and_a_failing_check_rolls_b
     assert_eq!(bed.haproxy_serial(3, "site.test"), served_before);
     assert_ne!(served_before, current_serial(&bed, "site.test"));
     for name in ["node1", "node2"] {
-        assert_eq!(row(name)["ok"], true, "{}", row(name));
+        ran.ensure(row(name)["ok"] == true, format!("{}: ok", row(name)));
     }
     let serial = current_serial(&bed, "site.test");
     for n in 1..=2 {
@@ -160,11 +168,9 @@ fn haproxy_serves_each_new_certificate_on_every_node_and_a_failing_check_rolls_b
 
     // Fixed: the next deploy brings node3's HAProxy up to date too.
     std::fs::write(&conf, good).unwrap();
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", "site.test"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    bed.node(1)
+        .certherd(["deploy", "--lineage", "site.test"])
+        .run();
     assert_haproxy_serves_current(&bed, "after the fix");
     drop(haproxies);
 }

@@ -49,16 +49,12 @@ struct Sync {
     lineages: Vec<Deployment>,
 }
 
-fn json<T: serde::de::DeserializeOwned>(out: &std::process::Output) -> T {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}):\n{}", text(out)))
-}
-
-fn node<'a>(d: &'a Deployment, name: &str) -> &'a Node {
+/// The row of `name` in `d`, a report of `ran` (whose transcript a missing row prints).
+fn node<'a>(ran: &Ran, d: &'a Deployment, name: &str) -> &'a Node {
     d.nodes
         .iter()
         .find(|n| n.node == name)
-        .unwrap_or_else(|| panic!("no row for {name} in {d:?}"))
+        .unwrap_or_else(|| ran.fail(&format!("no row for {name} in {d:?}")))
 }
 
 #[test]
@@ -66,34 +62,59 @@ fn deploy_and_sync_report_typed_rows_as_json() {
     let bed = issued_bed();
 
     // A re-run: this node reloads, every peer is already current.
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", "site.test", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let d: Deployment = json(&out);
-    assert!(d.ok, "{d:?}");
-    assert_eq!((d.lineage.as_str(), d.version), ("site.test", 1));
-    assert!(d.not_after > 0);
+    let ran = bed
+        .node(1)
+        .certherd(["deploy", "--lineage", "site.test", "--format", "json"])
+        .run();
+    let d: Deployment = ran.json();
+    ran.ensure(d.ok, "ok: true");
+    ran.ensure(
+        (d.lineage.as_str(), d.version) == ("site.test", 1),
+        "lineage site.test, version 1",
+    );
+    ran.ensure(d.not_after > 0, "a not_after");
     let names: Vec<&str> = d.nodes.iter().map(|n| n.node.as_str()).collect();
-    assert_eq!(names, ["node1", "node2", "node3"], "this node first");
-    assert_eq!(node(&d, "node1").install, "ok");
-    assert!(node(&d, "node1").ssh.is_none(), "this node needs no ssh");
-    assert!(node(&d, "node2").ssh.is_some() && node(&d, "node3").ssh.is_some());
+    ran.ensure(
+        names == ["node1", "node2", "node3"],
+        "rows node1, node2, node3: this node first",
+    );
+    ran.ensure(node(&ran, &d, "node1").install == "ok", "node1 install ok");
+    ran.ensure(
+        node(&ran, &d, "node1").ssh.is_none(),
+        "this node needs no ssh",
+    );
+    ran.ensure(
+        node(&ran, &d, "node2").ssh.is_some() && node(&ran, &d, "node3").ssh.is_some(),
+        "node2 and node3 say how they were reached",
+    );
     for n in &d.nodes {
-        assert!(n.ok && !n.optional && n.error.is_none(), "{n:?}");
-        assert_eq!((n.served.as_str(), n.after), ("new", Some(1)), "{n:?}");
-        assert_eq!(n.checked.as_deref(), Some("site.test"), "{n:?}");
-        assert!(n.served_fingerprint.is_some(), "{n:?}");
-        assert!(n.split_brain.is_none(), "no split brain here: {n:?}");
-        assert!(n.elapsed_ms < 60_000, "{n:?}");
+        ran.ensure(
+            n.ok && !n.optional && n.error.is_none(),
+            format!("{n:?}: ok, required, no error"),
+        );
+        ran.ensure(
+            (n.served.as_str(), n.after) == ("new", Some(1)),
+            format!("{n:?}: serves the new version 1"),
+        );
+        ran.ensure(
+            n.checked.as_deref() == Some("site.test"),
+            format!("{n:?}: checked site.test"),
+        );
+        ran.ensure(
+            n.served_fingerprint.is_some(),
+            format!("{n:?}: a served fingerprint"),
+        );
+        ran.ensure(
+            n.split_brain.is_none(),
+            format!("no split brain here: {n:?}"),
+        );
+        ran.ensure(n.elapsed_ms < 60_000, format!("{n:?}: under 60 s"));
     }
     for peer in ["node2", "node3"] {
-        let n = node(&d, peer);
-        assert_eq!(
-            (n.install.as_str(), n.before),
-            ("unchanged", Some(1)),
-            "{n:?}"
+        let n = node(&ran, &d, peer);
+        ran.ensure(
+            (n.install.as_str(), n.before) == ("unchanged", Some(1)),
+            format!("{n:?}: unchanged, on version 1 before"),
         );
     }
 
@@ -102,60 +123,65 @@ fn deploy_and_sync_report_typed_rows_as_json() {
     let good = std::fs::read_to_string(&acme).unwrap();
     std::fs::write(&acme, format!("{good}\nthis_is_not_a_directive on;\n")).unwrap();
     // certbot's own deploy hook fails on node3 too; the run below reads the same outcome.
-    let renewed = bed.certbot(&["renew", "--force-renewal", "--no-random-sleep-on-renew"]);
-    assert!(renewed.status.success(), "{}", text(&renewed));
-    let out = bed
-        .certherd(1, &["deploy", "--lineage", "site.test", "--format", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let d: Deployment = json(&out);
-    assert!(!d.ok, "{d:?}");
-    assert_eq!(d.version, 2);
-    let broken = node(&d, "node3");
-    assert!(!broken.ok, "{broken:?}");
-    assert_eq!(broken.install, "test_failed", "{broken:?}");
-    assert_eq!(
-        broken.error_kind.as_deref(),
-        Some("test_failed"),
-        "{broken:?}"
+    bed.node(1)
+        .certbot(["renew", "--force-renewal", "--no-random-sleep-on-renew"])
+        .run();
+    let ran = bed
+        .node(1)
+        .certherd(["deploy", "--lineage", "site.test", "--format", "json"])
+        .expect_status(1)
+        .run();
+    let d: Deployment = ran.json();
+    ran.ensure(!d.ok, "ok: false");
+    ran.ensure(d.version == 2, "version 2");
+    let broken = node(&ran, &d, "node3");
+    ran.ensure(!broken.ok, format!("{broken:?}: not ok"));
+    ran.ensure(
+        broken.install == "test_failed",
+        format!("{broken:?}: install test_failed"),
     );
-    assert_eq!(broken.served, "old", "still on its previous certificate");
-    assert!(
+    ran.ensure(
+        broken.error_kind.as_deref() == Some("test_failed"),
+        format!("{broken:?}: error_kind test_failed"),
+    );
+    ran.ensure(
+        broken.served == "old",
+        "node3 still on its previous certificate",
+    );
+    ran.ensure(
         broken
             .error
             .as_deref()
             .is_some_and(|e| e.contains("this_is_not_a_directive")),
-        "{broken:?}"
+        format!("{broken:?}: the error names this_is_not_a_directive"),
     );
     for peer in ["node1", "node2"] {
-        let n = node(&d, peer);
-        assert!(n.ok, "{n:?}");
-        assert_eq!((n.served.as_str(), n.after), ("new", Some(2)), "{n:?}");
+        let n = node(&ran, &d, peer);
+        ran.ensure(n.ok, format!("{n:?}: ok"));
+        ran.ensure(
+            (n.served.as_str(), n.after) == ("new", Some(2)),
+            format!("{n:?}: serves the new version 2"),
+        );
     }
 
     // Fixed, `sync` catches node3 up; a second `sync` has nothing to do anywhere.
     std::fs::write(&acme, &good).unwrap();
-    let out = bed
-        .certherd(1, &["sync", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let s: Sync = json(&out);
-    assert!(s.ok && s.lineages.len() == 1, "{s:?}");
-    let n = node(&s.lineages[0], "node3");
-    assert_eq!((n.install.as_str(), n.after), ("ok", Some(2)), "{n:?}");
-    assert_eq!(n.served, "new", "{n:?}");
+    let ran = bed.node(1).certherd(["sync", "--format", "json"]).run();
+    let s: Sync = ran.json();
+    ran.ensure(s.ok && s.lineages.len() == 1, "ok, one lineage");
+    let n = node(&ran, &s.lineages[0], "node3");
+    ran.ensure(
+        (n.install.as_str(), n.after) == ("ok", Some(2)),
+        format!("{n:?}: installed version 2"),
+    );
+    ran.ensure(n.served == "new", format!("{n:?}: serves the new one"));
 
-    let out = bed
-        .certherd(1, &["sync", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let s: Sync = json(&out);
-    assert!(s.ok, "{s:?}");
+    let ran = bed.node(1).certherd(["sync", "--format", "json"]).run();
+    let s: Sync = ran.json();
+    ran.ensure(s.ok, "ok: true");
+    ran.ensure(!s.lineages.is_empty(), "a lineage");
     for n in &s.lineages[0].nodes {
-        assert_eq!(n.install, "unchanged", "{n:?}");
+        ran.ensure(n.install == "unchanged", format!("{n:?}: unchanged"));
     }
 
     // Every push left one receipt per node where something happened in node 1's deploy log:

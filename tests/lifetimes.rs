@@ -36,43 +36,41 @@ fn reload_node3_until_it_serves(bed: &Bed, serial: &str) {
     );
 }
 
-/// `status --format FORMAT [extra]` on node 1: exit code and stdout.
-fn status(bed: &Bed, format: &str, extra: &[&str]) -> (Option<i32>, String) {
-    let out = bed
-        .certherd(1, &[&["status", "--format", format][..], extra].concat())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+/// `status --format FORMAT [extra]` on node 1 (the caller says which exit status it expects).
+fn status<'a>(bed: &'a Bed, format: &str, extra: &[&str]) -> Exec<'a> {
+    bed.node(1)
+        .certherd([&["status", "--format", format][..], extra].concat())
 }
 
 /// Version `v` valid from `lived` ago for `lifetime` in all, pushed to every node by `sync`.
 fn install(bed: &Bed, v: u32, lifetime: i64, lived: i64) {
     let t = now();
     make_version_valid(bed, LINEAGE, v, Some((t - lived, t - lived + lifetime)));
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "sync of version {v}:\n{}", text(&out));
+    bed.node(1).certherd(["sync"]).run();
 }
 
-/// The exit code and every row's state, after checking the JSON carries each row's lifetime
-/// and share left.
-fn judged(bed: &Bed, extra: &[&str], lifetime: i64) -> (Option<i32>, Vec<String>) {
-    let (code, json) = status(bed, "json", extra);
-    let report: serde_json::Value =
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("status JSON: {e}: {json}"));
-    let rows = report["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 3, "{json}");
-    for r in rows {
-        assert_eq!(r["lifetime"].as_i64(), Some(lifetime), "{r}");
-        assert!(r["left_share"].as_f64().is_some(), "{r}");
+/// `status --format json [extra]`, which must exit `code`: the run and every row's state, after
+/// checking the JSON carries each row's lifetime and share left.
+fn judged(bed: &Bed, extra: &[&str], lifetime: i64, code: i32) -> (Ran, Vec<String>) {
+    let ran = status(bed, "json", extra).expect_status(code).run();
+    let report: serde_json::Value = ran.json();
+    let rows = report["rows"].as_array().cloned().unwrap_or_default();
+    ran.ensure(rows.len() == 3, "3 rows expected");
+    for r in &rows {
+        ran.ensure(
+            r["lifetime"].as_i64() == Some(lifetime),
+            format!("{r}: lifetime {lifetime}"),
+        );
+        ran.ensure(
+            r["left_share"].as_f64().is_some(),
+            format!("{r}: a left_share"),
+        );
     }
     let states = rows
         .iter()
-        .map(|r| r["state"].as_str().unwrap().to_owned())
+        .map(|r| r["state"].as_str().unwrap_or("<none>").to_owned())
         .collect();
-    (code, states)
+    (ran, states)
 }
 
 #[test]
@@ -80,75 +78,74 @@ fn expiry_is_judged_by_each_certificates_own_lifetime() {
     let bed = bed(3, false);
     make_version_valid(&bed, LINEAGE, 1, Some((now() - HOUR, now() + 159 * HOUR)));
     enable_tls(&bed, LINEAGE);
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "sync:\n{}", text(&out));
+    bed.node(1).certherd(["sync"]).run();
 
     // A fresh 160-hour certificate is OK (a fixed 21d/7d called it CRITICAL from birth).
     let short = 160 * HOUR;
-    assert_eq!(
-        judged(&bed, &[], short),
-        (Some(0), vec!["ok".into(); 3]),
-        "fresh 160 h"
-    );
+    let (ran, states) = judged(&bed, &[], short, 0);
+    ran.ensure(states == ["ok"; 3], "fresh 160 h: every row ok");
     // 30 hours left: below 25 % (40 h), above 8 % (12.8 h): WARNING.
     install(&bed, 2, short, 130 * HOUR);
-    assert_eq!(
-        judged(&bed, &[], short),
-        (Some(1), vec!["warning".into(); 3]),
-        "160 h with 30 h left"
+    let (ran, states) = judged(&bed, &[], short, 1);
+    ran.ensure(
+        states == ["warning"; 3],
+        "160 h with 30 h left: every row warning",
     );
     // 9.5 hours left: CRITICAL, and the plugin line says hours, not "0d".
     install(&bed, 3, short, 150 * HOUR + HOUR / 2);
-    assert_eq!(
-        judged(&bed, &[], short),
-        (Some(2), vec!["critical".into(); 3]),
-        "160 h with 9.5 h left"
+    let (ran, states) = judged(&bed, &[], short, 2);
+    ran.ensure(
+        states == ["critical"; 3],
+        "160 h with 9.5 h left: every row critical",
     );
-    let (_, nagios) = status(&bed, "nagios", &[]);
-    assert!(
-        nagios.contains("CRITICAL: node1/life.test: expires in 9h"),
-        "{nagios}"
-    );
-    assert!(nagios.contains("'node1/life.test_left'=5.9"), "{nagios}");
+    status(&bed, "nagios", &[])
+        .any_status()
+        .stdout_has([
+            "CRITICAL: node1/life.test: expires in 9h",
+            "'node1/life.test_left'=5.9",
+        ])
+        .run();
 
     // A 90-day certificate keeps today's behaviour: 20 days left WARNING, 6 days CRITICAL.
     let classic = 90 * DAY;
     install(&bed, 4, classic, 70 * DAY);
-    assert_eq!(
-        judged(&bed, &[], classic),
-        (Some(1), vec!["warning".into(); 3]),
-        "90 d with 20 d left"
+    let (ran, states) = judged(&bed, &[], classic, 1);
+    ran.ensure(
+        states == ["warning"; 3],
+        "90 d with 20 d left: every row warning",
     );
     install(&bed, 5, classic, 84 * DAY);
-    assert_eq!(
-        judged(&bed, &[], classic),
-        (Some(2), vec!["critical".into(); 3]),
-        "90 d with 6 d left"
+    let (ran, states) = judged(&bed, &[], classic, 2);
+    ran.ensure(
+        states == ["critical"; 3],
+        "90 d with 6 d left: every row critical",
     );
     // Absolute thresholds still work: with --warn 5d --crit 2d, 6 days left is OK.
-    assert_eq!(
-        judged(&bed, &["--warn", "5d", "--crit", "2d"], classic),
-        (Some(0), vec!["ok".into(); 3]),
-        "--warn 5d --crit 2d"
-    );
+    let (ran, states) = judged(&bed, &["--warn", "5d", "--crit", "2d"], classic, 0);
+    ran.ensure(states == ["ok"; 3], "--warn 5d --crit 2d: every row ok");
     // And the share form of the flags: --warn 10% --crit 5% (9 and 4.5 days): WARNING.
-    assert_eq!(
-        judged(&bed, &["--warn", "10%", "--crit", "5%"], classic),
-        (Some(1), vec!["warning".into(); 3]),
-        "--warn 10% --crit 5%"
+    let (ran, states) = judged(&bed, &["--warn", "10%", "--crit", "5%"], classic, 1);
+    ran.ensure(
+        states == ["warning"; 3],
+        "--warn 10% --crit 5%: every row warning",
     );
     // The Influx and Prometheus outputs carry the lifetime and the share left too.
-    let (_, influx) = status(&bed, "influx", &[]);
-    assert!(influx.contains(&format!("lifetime={classic}i")), "{influx}");
-    assert!(influx.contains("left_share=0.06"), "{influx}");
-    let (_, prom) = status(&bed, "prometheus", &[]);
-    assert!(
-        prom.contains(&format!(
-            "certherd_certificate_lifetime_seconds{{node=\"node3\",lineage=\"{LINEAGE}\"}} {classic}"
-        )),
-        "{prom}"
-    );
-    assert!(prom.contains("certherd_certificate_left_ratio{"), "{prom}");
+    status(&bed, "influx", &[])
+        .any_status()
+        .stdout_has([
+            format!("lifetime={classic}i"),
+            "left_share=0.06".to_string(),
+        ])
+        .run();
+    status(&bed, "prometheus", &[])
+        .any_status()
+        .stdout_has([
+            format!(
+                "certherd_certificate_lifetime_seconds{{node=\"node3\",lineage=\"{LINEAGE}\"}} {classic}"
+            ),
+            "certherd_certificate_left_ratio{".to_string(),
+        ])
+        .run();
 }
 
 #[test]
@@ -156,9 +153,9 @@ fn a_node_serving_nothing_or_an_expired_certificate_is_critical() {
     let bed = bed(3, false);
     make_version_valid(&bed, LINEAGE, 1, Some((now() - DAY, now() + 89 * DAY)));
     enable_tls(&bed, LINEAGE);
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "sync:\n{}", text(&out));
-    assert_eq!(status(&bed, "json", &[]).0, Some(0), "all fresh");
+    bed.node(1).certherd(["sync"]).run();
+    // All fresh.
+    status(&bed, "json", &[]).expect_status(0).run();
 
     // Node 3 serves an expired certificate for the name (its vhost points at other files).
     let dir = bed.root().join("expired");
@@ -190,35 +187,42 @@ fn a_node_serving_nothing_or_an_expired_certificate_is_critical() {
     // Healed: OK again.
     std::fs::write(&conf, &good).unwrap();
     reload_node3_until_it_serves(&bed, &installed_serial(&bed, 3, LINEAGE));
-    assert_eq!(status(&bed, "json", &[]).0, Some(0), "healed");
+    // Healed.
+    status(&bed, "json", &[]).expect_status(0).run();
 }
 
 /// `status` exits 2 naming node 3 and `why`, in table, JSON and Nagios; nodes 1 and 2 stay OK.
 fn expect_node3_critical(bed: &Bed, why: &str) {
-    let (code, json) = status(bed, "json", &[]);
-    assert_eq!(code, Some(2), "{json}");
-    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
-    for r in report["rows"].as_array().unwrap() {
-        let node = r["node"].as_str().unwrap();
-        let (state, problem) = (r["state"].as_str().unwrap(), &r["serving_problem"]);
+    let ran = status(bed, "json", &[]).expect_status(2).run();
+    let report: serde_json::Value = ran.json();
+    let rows = report["rows"].as_array().cloned().unwrap_or_default();
+    ran.ensure(!rows.is_empty(), "status rows expected");
+    for r in &rows {
+        let node = r["node"].as_str().unwrap_or("<none>");
+        let (state, problem) = (
+            r["state"].as_str().unwrap_or("<none>"),
+            &r["serving_problem"],
+        );
         if node == "node3" {
-            assert_eq!(state, "critical", "{r}");
-            assert!(problem.as_str().unwrap_or("").contains(why), "{r}");
+            ran.ensure(state == "critical", format!("{r}: critical"));
+            ran.ensure(
+                problem.as_str().unwrap_or("").contains(why),
+                format!("{r}: serving_problem names {why:?}"),
+            );
         } else {
-            assert_eq!(state, "ok", "{r}");
-            assert!(problem.is_null(), "{r}");
+            ran.ensure(state == "ok", format!("{r}: ok"));
+            ran.ensure(problem.is_null(), format!("{r}: no serving_problem"));
         }
     }
-    let (code, table) = status(bed, "table", &[]);
-    assert_eq!(code, Some(2), "{table}");
-    assert!(
-        table.contains(&format!("node3: critical: {why}")),
-        "{table}"
-    );
-    let (code, nagios) = status(bed, "nagios", &[]);
-    assert_eq!(code, Some(2), "{nagios}");
-    assert!(
-        nagios.starts_with(&format!("CERTHERD CRITICAL - node3/{LINEAGE} {why}")),
-        "{nagios}"
+    status(bed, "table", &[])
+        .expect_status(2)
+        .stdout_has([format!("node3: critical: {why}")])
+        .run();
+    let nagios = status(bed, "nagios", &[]).expect_status(2).run();
+    nagios.ensure(
+        nagios
+            .stdout()
+            .starts_with(&format!("CERTHERD CRITICAL - node3/{LINEAGE} {why}")),
+        format!("stdout starts with CERTHERD CRITICAL - node3/{LINEAGE} {why}"),
     );
 }

@@ -23,11 +23,9 @@ fn a_renewal_seen_by_the_deploy_hook_and_by_watch_is_deployed_once() {
     .unwrap();
     enable_tls(&bed, "site.test");
     // Issued as `certherd issue` does it: certbot stores the deploy hook for its renewals.
-    let deploy_hook = bed.hook_command("deploy");
-    let mut args = bed.certonly_args(Some(&deploy_hook));
-    args.extend(["-d".into(), "site.test".into()]);
-    let out = bed.certbot(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.status.success(), "certonly:\n{}", text(&out));
+    bed.node(1)
+        .certbot_certonly_with_deploy(&["site.test"])
+        .run();
     reload_nginx(&bed, 1);
 
     let err = bed.root().join("watch.err");
@@ -45,8 +43,9 @@ fn a_renewal_seen_by_the_deploy_hook_and_by_watch_is_deployed_once() {
 
     let before = hook.bodies().len();
     for round in 1..=3 {
-        let out = bed.certbot(&["renew", "--force-renewal", "--no-random-sleep-on-renew"]);
-        assert!(out.status.success(), "renewal {round}:\n{}", text(&out));
+        bed.node(1)
+            .certbot(["renew", "--force-renewal", "--no-random-sleep-on-renew"])
+            .run();
         let want = current_serial(&bed, "site.test");
         assert!(
             wait_until(Duration::from_secs(20), || {

@@ -212,43 +212,42 @@ impl Node {
         }
     }
 
-    /// Runs one checklist block here; panics with its output when it fails.
-    fn run(&self, bed: &Bed, shims: &Path, role: &str) -> String {
+    /// Runs one checklist block here; panics with its transcript when it fails.
+    fn run(&self, bed: &Bed, shims: &Path, role: &str) -> Ran {
         self.run_script(bed, shims, role, &block(role))
     }
 
     /// Runs `script` (substituted) with `/bin/sh -ec` inside this node's namespace.
-    fn run_script(&self, bed: &Bed, shims: &Path, role: &str, script: &str) -> String {
+    fn run_script(&self, bed: &Bed, shims: &Path, role: &str, script: &str) -> Ran {
         let script = self.subst(script);
         let path = format!(
             "{}:{}:/usr/sbin:/usr/bin:/sbin:/bin",
             self.root.join("usr/local/bin").display(),
             shims.display()
         );
-        let out = certherd_testbed::run_measured(
-            bed.command_on(self.n, "/bin/sh")
-                .arg("-ec")
-                .arg(&script)
-                .current_dir(&self.work)
-                .env("PATH", path)
-                .env("CERTHERD_CONFIG", self.config())
-                .env("QS_LOG", self.root.join("systemctl.log"))
-                .env("QS_UNITS", self.root.join("lib/systemd/system"))
-                .env("QS_SSHD_PID", bed.sshd_pid_file(self.n))
-                .env("QS_SSHD_CONF", bed.sshd_conf(self.n)),
-            None,
-            Duration::from_secs(120),
-            &mut || {},
-        )
-        .unwrap()
-        .output;
-        assert!(
-            out.status.success(),
-            "docs/SETUP.md block `{role}` failed on node {}:\n--- script\n{script}\n{}",
-            self.n,
-            text(&out)
+        let mut sh = bed.command_on(self.n, "/bin/sh");
+        sh.arg("-ec")
+            .arg(&script)
+            .current_dir(&self.work)
+            .env("PATH", path)
+            .env("CERTHERD_CONFIG", self.config())
+            .env("QS_LOG", self.root.join("systemctl.log"))
+            .env("QS_UNITS", self.root.join("lib/systemd/system"))
+            .env("QS_SSHD_PID", bed.sshd_pid_file(self.n))
+            .env("QS_SSHD_CONF", bed.sshd_conf(self.n));
+        let ran = bed
+            .node(self.n)
+            .command(sh)
+            .any_status()
+            .run_within(Duration::from_secs(120));
+        ran.ensure(
+            ran.code() == Some(0),
+            format!(
+                "docs/SETUP.md block `{role}` succeeds on node {}:\n--- script\n{script}",
+                self.n
+            ),
         );
-        text(&out)
+        ran
     }
 
     fn config(&self) -> PathBuf {
@@ -462,8 +461,11 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
     )
     .unwrap();
     // 5. Last: sync (nothing yet) and doctor.
-    let out = nodes[0].run(&bed, &shim_dir, "primary-last");
-    assert!(!out.contains("FAIL"), "{out}");
+    let ran = nodes[0].run(&bed, &shim_dir, "primary-last");
+    ran.ensure(
+        !ran.both().contains("FAIL"),
+        "no FAIL in the block's output",
+    );
 
     for node in &nodes {
         // certbot.timer disabled where it exists (node 1), and the block went on where not.
@@ -493,11 +495,15 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
     let extra: Vec<String> = certbot_args(&bed, &nodes[0]);
     let mut extra_args = vec!["--".to_string()];
     extra_args.extend(extra);
-    let out = certherd_as_documented(&bed, &nodes[0], &["issue", "-d", "site.test"], &extra_args)
+    bed.node(1)
+        .command(certherd_as_documented(
+            &bed,
+            &nodes[0],
+            &["issue", "-d", "site.test"],
+            &extra_args,
+        ))
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "certherd issue: {}", text(&out));
+        .run();
     for node in &nodes {
         let live = node.letsencrypt().join("live/site.test/cert.pem");
         assert!(live.exists(), "node {} has the certificate", node.n);
@@ -518,24 +524,24 @@ fn readme_checklist_sets_up_nodes_that_issue_and_renew() {
 
     // Renew where [renew] says: a peer's timer does nothing, the primary's renews, and the new
     // version reaches every node.
-    let out = certherd_as_documented(&bed, &nodes[1], &["renew"], &[])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && stderr(&out).contains("not the primary"),
-        "renew on a peer: {}",
-        text(&out)
-    );
+    bed.node(2)
+        .command(certherd_as_documented(&bed, &nodes[1], &["renew"], &[]))
+        .stderr_has(["not the primary"])
+        .run();
     // Renew where [renew] says: the new version reaches and is served by every node.
-    let out = certherd_as_documented(&bed, &nodes[0], &["renew", "--", "--force-renewal"], &[])
+    bed.node(1)
+        .command(certherd_as_documented(
+            &bed,
+            &nodes[0],
+            &["renew", "--", "--force-renewal"],
+            &[],
+        ))
         .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "certherd renew: {}", text(&out));
-    let out = certherd_as_documented(&bed, &nodes[0], &["status"], &[])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "status: {}", text(&out));
+        .run();
+    bed.node(1)
+        .command(certherd_as_documented(&bed, &nodes[0], &["status"], &[]))
+        .expect_status(0)
+        .run();
     for node in &nodes {
         let link = std::fs::read_link(node.letsencrypt().join("live/site.test/cert.pem")).unwrap();
         assert_eq!(

@@ -59,17 +59,18 @@ fn the_apache_block_sets_up_a_node_that_serves_tokens_and_reloads_through_sudo()
     );
 
     // doctor names the missing snippet on node 2 (Apache's 403 for a path nothing allows).
-    let doctor = text(
-        &bed.certherd(1, &["doctor", "-d", "before.test"])
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        doctor
-            .lines()
+    // Its exit status is not the claim: what it names is.
+    let doctor = bed
+        .node(1)
+        .certherd(["doctor", "-d", "before.test"])
+        .any_status()
+        .run();
+    let said = doctor.both();
+    doctor.ensure(
+        said.lines()
             .any(|l| l.starts_with("FAIL") && l.contains("node2") && l.contains("403"))
-            && doctor.contains("a2enconf certherd-acme"),
-        "doctor before the block:\n{doctor}"
+            && said.contains("a2enconf certherd-acme"),
+        "doctor before the block: a FAIL line naming node2 and 403, and a2enconf certherd-acme",
     );
 
     // The contrib files as the block installs them, with the bed's names.
@@ -102,14 +103,13 @@ fn the_apache_block_sets_up_a_node_that_serves_tokens_and_reloads_through_sudo()
             &bed.apache_sudoers().to_string_lossy(),
         )
         .replace("/etc/apache2", &tree.to_string_lossy());
-    let out = Command::new("/bin/sh")
-        .args(["-e", "-c", &script])
+    let mut sh = Command::new("/bin/sh");
+    sh.args(["-e", "-c", &script])
         .current_dir(&work)
         .env("APACHE_CONFDIR", &tree)
-        .env("APACHE_STATE_DIRECTORY", tree.join("state"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the block:\n{script}\n{}", text(&out));
+        .env("APACHE_STATE_DIRECTORY", tree.join("state"));
+    // The transcript shows the block itself: it is sh's argument.
+    bed.node(2).command(sh).run();
 
     let after = get(&bed, 2, "/.well-known/acme-challenge/probe");
     assert_eq!(
@@ -117,28 +117,24 @@ fn the_apache_block_sets_up_a_node_that_serves_tokens_and_reloads_through_sudo()
         "probe.thumbprint\n 200".trim(),
         "the token after the block"
     );
-    let doctor = text(&bed.certherd(2, &["doctor"]).output().unwrap());
+    let doctor = bed.node(2).certherd(["doctor"]).any_status().run();
+    let said = doctor.both();
     for what in ["reload.test", "reload.reload"] {
-        assert!(
-            doctor
-                .lines()
+        doctor.ensure(
+            said.lines()
                 .any(|l| l.starts_with(&format!("ok    {what} as ")) && l.contains("apache2ctl")),
-            "node 2's {what} does not pass through sudo after the block:\n{doctor}"
+            format!("node 2's {what} passes through sudo after the block"),
         );
     }
     bed.dns("checklist-apache.test", &[2]).unwrap();
-    let out = certbot_with_deploy(&bed, &["checklist-apache.test"]);
-    assert!(
-        out.status.success(),
-        "issuance through node 2:\n{}",
-        text(&out)
-    );
+    let issued = bed
+        .node(1)
+        .certbot_certonly_with_deploy(&["checklist-apache.test"])
+        .run();
     // node 2's agent installed it (and its `[reload]` ran through sudo; no TLS vhost here)
     let lineage = "checklist-apache.test";
-    assert_eq!(
-        installed_serial(&bed, 2, lineage),
-        current_serial(&bed, lineage),
-        "node 2 did not take the certificate:\n{}",
-        text(&out)
+    issued.ensure(
+        installed_serial(&bed, 2, lineage) == current_serial(&bed, lineage),
+        "node 2 took the certificate",
     );
 }

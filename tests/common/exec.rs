@@ -21,6 +21,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use certherd_testbed::Bed;
 
@@ -294,6 +295,12 @@ impl<'a> Exec<'a> {
                 (shown, bed.certbot(&refs))
             }
         };
+        self.judge(shown, output)
+    }
+
+    /// Checks `output` (of the command `shown`) against every expectation: the end of
+    /// [`Exec::run`] and [`Exec::run_within`].
+    fn judge(&self, shown: String, output: Output) -> Ran {
         let ran = Ran {
             shown,
             logs: self
@@ -517,5 +524,25 @@ fn collect_logs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
             Ok(t) if t.is_file() && path.extension() == Some(OsStr::new("log")) => out.push(path),
             _ => {}
         }
+    }
+}
+
+impl Exec<'_> {
+    /// [`Exec::run`] with a time limit: after `limit` the command and everything it started are
+    /// killed (the bed's watchdog, `run_measured`), and the transcript says so. For a command
+    /// that may hang (certbot with hooks, a setup block), where a hang must fail the test rather
+    /// than stall the run.
+    pub fn run_within(mut self, limit: Duration) -> Ran {
+        let stdin = self.stdin.take();
+        let Job::Command(ref mut cmd) = self.job else {
+            panic!("a certbot run is bounded by the bed already: use .run()")
+        };
+        let mut shown = command_line(cmd);
+        let measured = certherd_testbed::run_measured(cmd, stdin.as_deref(), limit, &mut || {})
+            .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+        if measured.timed_out {
+            shown.push_str(&format!("   [killed: still running after {limit:?}]"));
+        }
+        self.judge(shown, measured.output)
     }
 }
