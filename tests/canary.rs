@@ -10,6 +10,8 @@
 //!   rollout stops, the other peers and the primary keep serving the old certificate (checked
 //!   over TLS) with nothing of the new version left on their disks, exit 1, the failure names
 //!   node2. Fixed, `sync --canary 1` brings every node to the new version.
+//! - `sync --canary 1` with the canary serving another lineage's certificate for one lineage (a
+//!   config `nginx -t` accepts): the check over TLS stops the rollout the same way.
 //!
 //! Proves guarantee 3 of docs/GUARANTEES.md (every node gets every lineage; `sync` catches up)
 //! and guarantee 5 (a failing node leaves the fleet on what it served) for the fleet-wide gate.
@@ -216,5 +218,60 @@ fn a_failing_canary_stops_the_rollout_and_a_healthy_one_lets_it_through() {
     }
     for n in 1..=NODES {
         assert_serves(&bed, n, &v2, "after a healthy canary");
+    }
+}
+
+/// (d) the canary commits and reloads fine but serves another certificate for a lineage (its
+/// vhost names another lineage's files: `nginx -t` cannot see that): the check over TLS stops
+/// the rollout, the other peers and the primary keep the old pair; fixed, one sync completes.
+#[test]
+fn a_canary_serving_the_wrong_certificate_stops_the_rollout() {
+    let (bed, v1) = serving_bed();
+    let tls = bed.nginx_tls_conf(2);
+    let good = std::fs::read_to_string(&tls).unwrap();
+    let wrong = good.replace("/live/c0.test/", "/live/c1.test/");
+    assert_ne!(wrong, good, "node2's vhost for c0.test names live/c0.test/");
+    std::fs::write(&tls, &wrong).unwrap();
+    reload_nginx(&bed, 2);
+    let v2 = renew_all(&bed, 2);
+    let (code, json, err) = sync(&bed, &["--canary", "1"]);
+
+    assert_eq!(
+        code,
+        Some(1),
+        "a canary serving the wrong certificate: {err}\n{json:#}"
+    );
+    assert!(
+        err.contains("canary node2"),
+        "the failure names the canary: {err}"
+    );
+    for (i, l) in LINEAGES.iter().enumerate() {
+        for n in [3, 4] {
+            assert_untouched(&bed, n, l, 2, "after a canary served the wrong certificate");
+        }
+        for n in [1, 3, 4] {
+            assert_still_serves(
+                &bed,
+                n,
+                l,
+                &v1[i],
+                "after a canary served the wrong certificate",
+            );
+        }
+        for node in ["node1", "node3", "node4"] {
+            let r = row(&json, l, node);
+            assert!(
+                error_of(r).contains("rollout stopped: canary node2"),
+                "{l} on {node}: {r:#}"
+            );
+        }
+    }
+
+    std::fs::write(&tls, &good).unwrap();
+    reload_nginx(&bed, 2);
+    let (code, json, err) = sync(&bed, &["--canary", "1"]);
+    assert_eq!(code, Some(0), "sync after the fix: {err}\n{json:#}");
+    for n in 1..=NODES {
+        assert_serves(&bed, n, &v2, "after the fix");
     }
 }
