@@ -292,7 +292,7 @@ fn doctor_with_system(bed: &Bed, units: &Path, spool: &Path) -> (Option<i32>, St
     )
 }
 
-/// Guarantee 10. certbot's schedulers other than Debian's timer, each running `certbot renew`
+/// Guarantee 11. certbot's schedulers other than Debian's timer, each running `certbot renew`
 /// as root over the agent's files: the snap's `snap.certbot.renew.timer` (its unit file and the
 /// `timers.target.wants/` link that enables it, where systemd has them) and a certbot line in
 /// root's crontab. On a node holding a renewal config, doctor FAILs naming each, with its fix.

@@ -181,7 +181,7 @@ fn hung_reload_is_killed_with_its_children_and_reported() {
     cluster.assert_versions(&[2, 2, 2], "after sync");
 }
 
-/// Guarantee 10. Node 3's config test is a root-owned script behind its own sudoers line that
+/// Guarantee 11. Node 3's config test is a root-owned script behind its own sudoers line that
 /// hangs as root with a child (`Fault::HungConfigTestAsRoot`). SIGKILL to `sudo` would leave
 /// both running (the account may not signal root's processes); the timeout sends SIGTERM first,
 /// which sudo relays: deploy exits 1 naming node3 and the timeout, node3 is `test_failed` and

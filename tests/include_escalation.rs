@@ -20,7 +20,7 @@
 //! `options-ssl-apache.conf` with a piped `CustomLog` the account added runs the account's
 //! program as root when Apache starts, until the checklist's move.
 //!
-//! Proves Guarantee 10 of docs/GUARANTEES.md (an agent bug never becomes root).
+//! Proves Guarantee 11 of docs/GUARANTEES.md (an agent bug never becomes root).
 
 mod common;
 use common::*;

@@ -1,4 +1,4 @@
-//! One renewal, one deploy (issue 19, item 3; guarantee 11): with `watch` running on the primary
+//! One renewal, one deploy (issue 19, item 3; "not a guarantee, but tested" in docs/GUARANTEES.md): with `watch` running on the primary
 //! and certbot's stored deploy hook, both see every renewal; whichever comes first deploys it,
 //! under the lineage's lock, and the other finds it recorded and does nothing. Counted by the
 //! webhook's events (`on_success`): one per renewal. Before, each renewal was deployed twice

@@ -292,7 +292,7 @@ impl Drop for DefaultControlDirs {
     }
 }
 
-/// Guarantee 10. `/tmp/certherd-<uid>`, the old default control directory of the agent's
+/// Guarantee 11. `/tmp/certherd-<uid>`, the old default control directory of the agent's
 /// account, created first by another account (`nobody`, 0755): root's `certherd issue` (auth on
 /// both peers that DNS names, then deploy) and `certherd renew` still reach every peer, through
 /// `/run/certherd-<uid>`, which root makes when it drops to the account and which no other user

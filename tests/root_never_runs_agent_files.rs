@@ -8,7 +8,7 @@
 //! dir's owner before it started certbot. Issuance (`certherd issue` started as root) goes the
 //! same way, so everything certbot wrote is the account's.
 //!
-//! Proves Guarantee 10 of docs/GUARANTEES.md (an agent bug never becomes root), and Guarantee 8's
+//! Proves Guarantee 11 of docs/GUARANTEES.md (an agent bug never becomes root), and Guarantee 8's
 //! premise: certbot's files on a primary stay writable by the agent's account.
 
 mod common;
@@ -165,7 +165,7 @@ fn root_owned_letsencrypt_dir_stays_root_and_doctor_warns() {
     ran.ensure(!all.contains("running as"), "no drop for a root-owned dir");
 }
 
-/// Guarantee 10. The top level of the letsencrypt dir root's again (a config-management run or
+/// Guarantee 11. The top level of the letsencrypt dir root's again (a config-management run or
 /// a restore chowned it back), `renewal-hooks/deploy/` still the account's, holding a script the
 /// account planted that records `id -u`: root's `certherd renew` looks at the whole tree, not
 /// only its top, so it becomes the account (naming the hook directory as what it owns) and the
