@@ -519,3 +519,16 @@ fn collect_logs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+impl Ran {
+    /// The transcript of a command a test started itself on node `n` of `bed` (a background
+    /// run it may kill by PID, e.g. `Cluster::spawn_deploy`), once `output` is in.
+    pub fn of_output(bed: &Bed, n: usize, cmd: &Command, output: Output) -> Ran {
+        Ran {
+            shown: command_line(cmd),
+            node: Some(n),
+            logs: node_logs(bed, n),
+            output,
+        }
+    }
+}
