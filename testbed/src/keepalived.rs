@@ -234,19 +234,21 @@ impl Bed {
             if text.contains("Entering BACKUP STATE") || text.contains("Entering MASTER STATE") {
                 return Ok(());
             }
-            if !self.running(&key) {
-                return Err(BedError::Setup(format!(
-                    "keepalived on node {node} exited; log {}:\n{}",
-                    log.display(),
-                    proc::log_tail(&log, 20)
-                )));
+            if let Some(status) = self.exit_status(&key) {
+                return Err(BedError::Exited {
+                    what: format!("keepalived on node {node}"),
+                    status,
+                    log: log.clone(),
+                    log_tail: proc::log_tail(&log, 20),
+                });
             }
             if Instant::now() >= deadline {
-                return Err(BedError::Setup(format!(
-                    "keepalived on node {node} entered no state in {START_TIMEOUT:?}; log {}:\n{}",
-                    log.display(),
-                    proc::log_tail(&log, 20)
-                )));
+                return Err(BedError::Timeout {
+                    what: format!("keepalived on node {node} (entering a VRRP state)"),
+                    waited: START_TIMEOUT,
+                    log: log.clone(),
+                    log_tail: proc::log_tail(&log, 20),
+                });
             }
             std::thread::sleep(proc::POLL);
         }

@@ -393,6 +393,12 @@ impl Bed {
         }
     }
 
+    /// How the daemon `key` ended, once it has (a daemon never started counts as running: the
+    /// caller asks about one it just started).
+    fn exit_status(&self, key: &str) -> Option<std::process::ExitStatus> {
+        self.lock().get_mut(key).and_then(|d| d.exited())
+    }
+
     fn running(&self, key: &str) -> bool {
         self.lock()
             .get_mut(key)
