@@ -99,7 +99,9 @@ lookup() {
 : >"$logs/chosen"
 if [ ${#names[@]} -gt 0 ]; then
     for n in "${names[@]}"; do
-        echo "- - $(lookup "$n")" >>"$logs/chosen"
+        # `lookup` exits in its own subshell: stop here too, or the name would run as nothing.
+        line=$(lookup "$n") || exit 2
+        echo "- - $line" >>"$logs/chosen"
     done
 else
     sed 's/^/- - /' "$logs/all" >>"$logs/chosen"
@@ -107,7 +109,8 @@ fi
 for p in ${passes[@]+"${passes[@]}"}; do
     read -r label assignment list <<<"$p"
     for n in ${list//,/ }; do
-        echo "$label $assignment $(lookup "$n")" >>"$logs/chosen"
+        line=$(lookup "$n") || exit 2
+        echo "$label $assignment $line" >>"$logs/chosen"
     done
 done
 # Longest first, so the lanes end together: the seconds each binary took in a full run on the
