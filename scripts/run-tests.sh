@@ -14,7 +14,8 @@
 # lanes of its own would wait for the first one's slowest binary); the table names it LABEL.
 # VALUE holds no blank.
 #
-# Arguments after `--` go to every test binary (default: --test-threads=3). The environment
+# Arguments after `--` go to every test binary (default: --test-threads=N, N from `threads`
+# below, or CERTHERD_TEST_THREADS for every binary). The environment
 # (CERTHERD_BIN, CERTHERD_BED_CERTBOT, ...) passes through. Used by scripts/test.sh; on its own
 # it is the fast loop: `scripts/run-tests.sh lib:certherd deploy_json` (docs/TESTING.md).
 set -euo pipefail
@@ -45,7 +46,6 @@ done
 case "$lanes" in
     ''|*[!0-9]*|0) echo "run-tests.sh: --lanes $lanes: expected a whole number of at least 1" >&2; exit 2 ;;
 esac
-[ ${#extra[@]} -gt 0 ] || extra=(--test-threads="${CERTHERD_TEST_THREADS:-3}")
 
 logs=$(mktemp -d /tmp/certherd-tests.XXXXXX)
 # Build every test binary once, up front: the lanes then only run them.
@@ -99,7 +99,9 @@ lookup() {
 : >"$logs/chosen"
 if [ ${#names[@]} -gt 0 ]; then
     for n in "${names[@]}"; do
-        echo "- - $(lookup "$n")" >>"$logs/chosen"
+        # `lookup` exits in its own subshell: stop here too, or the name would run as nothing.
+        line=$(lookup "$n") || exit 2
+        echo "- - $line" >>"$logs/chosen"
     done
 else
     sed 's/^/- - /' "$logs/all" >>"$logs/chosen"
@@ -107,14 +109,16 @@ fi
 for p in ${passes[@]+"${passes[@]}"}; do
     read -r label assignment list <<<"$p"
     for n in ${list//,/ }; do
-        echo "$label $assignment $(lookup "$n")" >>"$logs/chosen"
+        line=$(lookup "$n") || exit 2
+        echo "$label $assignment $line" >>"$logs/chosen"
     done
 done
 # Longest first, so the lanes end together: the seconds each binary took in a full run on the
-# 2-core machine (2 lanes, 2026-12-06); anything not named here took under 10 s.
+# 2-core machine (2 lanes, 2026-12-06); anything not named here took under 10 s. crash: its
+# walks in slices side by side (8 threads), 136 s alone in its lane at load 7 (was 458 s).
 weight() {
     case "$1" in
-        crash) echo 235 ;;
+        crash) echo 140 ;;
         vrrp) echo 103 ;;
         operate) echo 98 ;;
         bench_smoke) echo 65 ;;
@@ -140,24 +144,36 @@ while read -r pass env pkg kind name exe dir; do
     echo "$(weight "$name") $pass $env $pkg $kind $name $exe $dir"
 done <"$logs/chosen" | sort -k1,1nr | cut -d' ' -f2- >"$logs/order"
 
+# How many tests of one binary run at once, unless `--` or CERTHERD_TEST_THREADS says: 3, and
+# more for a binary whose tests are slices of one long walk, each on its own bed, that mostly
+# wait on ssh, nginx and the agent (crash: 8 slices; with 3 threads its walks set the whole
+# run's wall time).
+threads() {
+    case "$1" in
+        crash) echo 8 ;;
+        *) echo 3 ;;
+    esac
+}
+
 # Runs one test binary as `cargo test` would (from its package's directory, CARGO set), but
 # without cargo: cargo would hold the build directory's lock and run the lanes one at a time.
 # PASS/ENV: "-" for the plain run, else a --pass's label and its VAR=VALUE.
 run_one() {
-    local pass=$1 env=$2 pkg=$3 kind=$4 name=$5 exe=$6 dir=$7 log start rc what label=
+    local pass=$1 env=$2 pkg=$3 kind=$4 name=$5 exe=$6 dir=$7 log start rc what label= args=$EXTRA
+    [ -n "$args" ] || args="--test-threads=${CERTHERD_TEST_THREADS:-$(threads "$name")}"
     [ "$pass" = - ] || label=" [$pass]"
     what="$pkg $kind $name$label"
     [ "$env" = - ] && env=
     log="$LOGS/$pass.$pkg.$kind.$name.log"
     start=$(date +%s%N)
     rc=0
-    # shellcheck disable=SC2086 # EXTRA is a list of words, ENV one VAR=VALUE or nothing
-    (cd "$dir" && exec env $env "$exe" $EXTRA) >"$log" 2>&1 || rc=$?
+    # shellcheck disable=SC2086 # ARGS is a list of words, ENV one VAR=VALUE or nothing
+    (cd "$dir" && exec env $env "$exe" $args) >"$log" 2>&1 || rc=$?
     local ms=$((($(date +%s%N) - start) / 1000000))
     printf '%s\t%s\t%d.%d\t%s\n' "$rc" "$what" "$((ms / 1000))" "$((ms % 1000 / 100))" "$log" >>"$LOGS/results"
     if [ "$rc" = 0 ]; then echo "ok      $name$label ($((ms / 1000)) s)"; else echo "FAILED  $name$label (exit $rc)"; fi
 }
-export -f run_one
+export -f run_one threads
 export LOGS="$logs" EXTRA="${extra[*]}" CARGO="${CARGO:-$(command -v cargo)}"
 : >"$logs/results"
 echo "run-tests.sh: $(wc -l <"$logs/order") test binaries in $lanes lanes (logs in $logs)"

@@ -9,6 +9,11 @@
 //! served, with no temp file or marker left, and that `status` said "pending" (exit 1) before and
 //! exit 0 after.
 //!
+//! The long walks are cut into slices, each a test on its own bed, so they run side by side
+//! (cargo runs a binary's tests in threads; scripts/run-tests.sh gives this binary more of them):
+//! `every_crash_point_is_walked_once` checks that the slices together are every point exactly
+//! once, 47 in all.
+//!
 //! Proves Guarantee 6 of docs/GUARANTEES.md (the list there names each test).
 
 mod common;
@@ -18,6 +23,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
+use common::status::StatusReport;
 use common::*;
 use security::split_brain::*;
 use security::*;
@@ -97,6 +103,15 @@ fn arm_agent(bed: &Bed, n: usize, point: &str, hits: &Path) -> String {
             agent_command(bed, n)
         ),
     )
+}
+
+/// Asserts (with `ran`'s transcript) that the crash build stopped at `point` last.
+fn stopped_at(ran: &Ran, hits: &Path, point: &str) {
+    let last = last_hit(hits);
+    ran.ensure(
+        last.as_deref() == Some(point),
+        format!("the crash build did not stop at {point} (last point hit: {last:?})"),
+    );
 }
 
 /// The last point a crash build stopped at.
@@ -185,31 +200,37 @@ fn observe(bed: &Bed, n: usize, old: u32, new: u32, context: &str) -> String {
     }
 }
 
-/// `certherd status --format json` from node 1: (exit code, node `n`'s row).
-fn status_row(bed: &Bed, n: usize) -> (Option<i32>, serde_json::Value) {
-    let (code, report) = status_json(bed);
-    let row = report["rows"]
-        .as_array()
-        .and_then(|rows| {
-            rows.iter()
-                .find(|r| r["node"] == format!("node{n}") && r["lineage"] == LINEAGE)
-        })
-        .cloned()
-        .unwrap_or_else(|| panic!("no row for node{n}: {report}"));
-    (code, row)
+/// `certherd status --format json` from node 1: the run, and whether node `n`'s row says
+/// (pending, drift).
+fn status_of(bed: &Bed, n: usize) -> (Ran, bool, bool) {
+    let ran = bed
+        .node(1)
+        .certherd(["status", "--format", "json"])
+        .any_status()
+        .run();
+    let report: StatusReport = ran.json();
+    let row = report.row(&format!("node{n}"), LINEAGE);
+    let (pending, drift) = (row.pending, row.drift);
+    (ran, pending, drift)
 }
 
 /// `sync` from node 1 repairs everything: every node consistent on `v` and serving it, no marker
 /// anywhere, `status` exit 0.
 fn sync_repairs(bed: &Bed, v: u32, context: &str) {
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "{context}: sync: {}", text(&out));
+    let sync = bed.node(1).certherd(["sync"]).any_status().run();
+    let code = sync.code();
+    sync.ensure(
+        code == Some(0),
+        format!("{context}: sync exited {code:?}, expected 0"),
+    );
     assert_all_consistent(bed, &[v, v, v], &format!("{context}, after sync"));
     // sync reloaded nodes: asked once nginx's overlap is over (see `settled_serial`), one wait
-    // for all three.
+    // for all three. 20 s, not settled_serial's 5: the walks' slices run side by side, eight
+    // beds on two cores, and a reload's new workers can take seconds to start there; the limit
+    // only matters when the node never serves `v`, which the check after it then names.
     let want = serial_of(bed, v);
     for n in 1..=3 {
-        wait_until(Duration::from_secs(5), || {
+        wait_until(Duration::from_secs(20), || {
             served_serial(bed, n, LINEAGE) == want
         });
     }
@@ -230,31 +251,95 @@ fn sync_repairs(bed: &Bed, v: u32, context: &str) {
             "{context}: node {n} staged files {staged:?}"
         );
     }
-    let (code, row) = status_row(bed, 2);
-    assert_eq!(code, Some(0), "{context}: status after sync: {row}");
-    assert_eq!(row["pending"], false, "{context}: {row}");
+    let (status, pending, _) = status_of(bed, 2);
+    status.ensure(
+        status.code() == Some(0),
+        format!("{context}: status after sync, expected exit 0"),
+    );
+    status.ensure(
+        !pending,
+        format!("{context}: node 2 still pending after sync"),
+    );
 }
 
-/// Guarantee 6: node 2's agent killed at each of its install and rollback points.
+/// How many tests each long walk is cut into: each slice runs on its own bed, beside the others.
+const AGENT_SLICES: usize = 2;
+const SPLIT_BRAIN_SLICES: usize = 3;
+
+/// Slice `i` (0-based) of `of` nearly equal, consecutive slices of `points`: together the slices
+/// are `points`, in order, each point once.
+fn slice<'a>(points: &'a [&'a str], i: usize, of: usize) -> &'a [&'a str] {
+    let size = points.len().div_ceil(of);
+    let start = (i * size).min(points.len());
+    &points[start..((i + 1) * size).min(points.len())]
+}
+
+/// The kill rounds a test makes its deploys or syncs meet: every point of every walk, walked by
+/// exactly one test (a point left out here would be a crash point no test kills at).
 #[test]
-fn agent_killed_at_every_crash_point_is_repaired_by_sync() {
+fn every_crash_point_is_walked_once() {
+    let mut walked: Vec<&str> = Vec::new();
+    for i in 0..AGENT_SLICES {
+        walked.extend(slice(&AGENT_POINTS, i, AGENT_SLICES));
+    }
+    walked.extend(ROLLBACK_POINTS);
+    walked.extend(BATCH_POINTS);
+    for i in 0..SPLIT_BRAIN_SLICES {
+        walked.extend(slice(&SPLIT_BRAIN_POINTS, i, SPLIT_BRAIN_SLICES));
+    }
+    walked.extend(PRIMARY_POINTS);
+    let all: Vec<&str> = AGENT_POINTS
+        .iter()
+        .chain(&ROLLBACK_POINTS)
+        .chain(&BATCH_POINTS)
+        .chain(&SPLIT_BRAIN_POINTS)
+        .chain(&PRIMARY_POINTS)
+        .copied()
+        .collect();
+    eprintln!("crash points walked: {} of {}", walked.len(), all.len());
+    assert_eq!(
+        walked, all,
+        "the slices must be every point, in order, once"
+    );
+    assert_eq!(
+        all.len(),
+        47,
+        "14 install + 5 rollback + 3 batch + 22 split brain + 3 primary"
+    );
+}
+
+/// Guarantee 6: node 2's agent killed at each of its install points, first half.
+#[test]
+fn agent_killed_at_every_crash_point_is_repaired_by_sync_1_of_2() {
+    agent_walk(slice(&AGENT_POINTS, 0, AGENT_SLICES));
+}
+
+/// Guarantee 6: node 2's agent killed at each of its install points, second half.
+#[test]
+fn agent_killed_at_every_crash_point_is_repaired_by_sync_2_of_2() {
+    agent_walk(slice(&AGENT_POINTS, 1, AGENT_SLICES));
+}
+
+/// Guarantee 6: node 2's agent killed at each of its rollback points (the config test failed).
+#[test]
+fn agent_killed_at_every_rollback_point_is_repaired_by_sync() {
+    agent_walk(&ROLLBACK_POINTS);
+}
+
+/// One bed; node 2's agent killed at each of `points` (install or rollback points) in turn.
+fn agent_walk(points: &[&str]) {
     let bed = tls_bed_with(3, &crashpoint_bin());
     let hits = bed.root().join("crash-hits");
     // The agent runs as its own account: it must be able to record where it stopped (it aborts
     // loudly when it cannot, which the test would read as "did not stop there").
     std::fs::write(&hits, "").unwrap();
     bed.chown_to_agent(&hits).unwrap();
-    let points: Vec<&str> = AGENT_POINTS
-        .iter()
-        .chain(&ROLLBACK_POINTS)
-        .copied()
-        .collect();
     let nginx_test = bed
         .config(2)
         .get("reload.test")
         .unwrap()
         .expect("the README's [reload] has a test command");
-    walk(&bed, &points, |point, v| {
+    walk(&bed, points, |point, v| {
         let rollback = point.starts_with("rollback-");
         let original = arm_agent(&bed, 2, point, &hits);
         if rollback {
@@ -263,10 +348,13 @@ fn agent_killed_at_every_crash_point_is_repaired_by_sync() {
                 .unwrap();
         }
 
-        let out = bed
-            .certherd(1, &["deploy", "--lineage", LINEAGE])
-            .output()
-            .unwrap();
+        // Any status here: the forced command and the config test are put back before a
+        // failed expectation can leave them armed for the next round.
+        let deploy = bed
+            .node(1)
+            .certherd(["deploy", "--lineage", LINEAGE])
+            .any_status()
+            .run();
 
         restore_forced_command(&bed, 2, &original);
         if rollback {
@@ -274,25 +362,26 @@ fn agent_killed_at_every_crash_point_is_repaired_by_sync() {
                 .set("reload.test", nginx_test.clone())
                 .unwrap();
         }
-        assert_eq!(
-            last_hit(&hits).as_deref(),
-            Some(point),
-            "the agent did not stop at {point}: {}",
-            text(&out)
+        stopped_at(&deploy, &hits, point);
+        deploy.ensure(
+            deploy.code() == Some(1),
+            format!("{point}: exit {:?}, expected 1", deploy.code()),
         );
-        assert_eq!(out.status.code(), Some(1), "{point}: {}", text(&out));
-        assert!(stderr(&out).contains("node2"), "{point}: {}", text(&out));
+        deploy.ensure(
+            deploy.stderr().contains("node2"),
+            format!("{point}: stderr does not name node2"),
+        );
         let state = observe(&bed, 2, v - 1, v, point);
         assert_consistent(&bed, 3, v, &format!("{point}: the others move on"));
         if state.starts_with("pending") {
-            let (code, row) = status_row(&bed, 2);
-            assert_eq!(
-                code,
-                Some(1),
-                "{point}: status with a pending install: {row}"
+            let (status, pending, drift) = status_of(&bed, 2);
+            let code = status.code();
+            status.ensure(
+                code == Some(1),
+                format!("{point}: status with a pending install: exit {code:?}, expected 1"),
             );
-            assert_eq!(row["pending"], true, "{point}: {row}");
-            assert_eq!(row["drift"], true, "{point}: {row}");
+            status.ensure(pending, format!("{point}: node 2's row is not pending"));
+            status.ensure(drift, format!("{point}: node 2's row shows no drift"));
         }
         sync_repairs(&bed, v, point);
         state
@@ -318,16 +407,17 @@ fn agent_killed_inside_a_batch_commit_is_repaired_by_sync() {
     bed.chown_to_agent(&hits).unwrap();
     walk(&bed, &BATCH_POINTS, |point, v| {
         let original = arm_agent(&bed, 2, point, &hits);
-        let out = bed.certherd(1, &["sync"]).output().unwrap();
+        let sync = bed.node(1).certherd(["sync"]).any_status().run();
         restore_forced_command(&bed, 2, &original);
-        assert_eq!(
-            last_hit(&hits).as_deref(),
-            Some(point),
-            "the agent did not stop at {point}: {}",
-            text(&out)
+        stopped_at(&sync, &hits, point);
+        sync.ensure(
+            sync.code() == Some(1),
+            format!("{point}: exit {:?}, expected 1", sync.code()),
         );
-        assert_eq!(out.status.code(), Some(1), "{point}: {}", text(&out));
-        assert!(stderr(&out).contains("node2"), "{point}: {}", text(&out));
+        sync.ensure(
+            sync.stderr().contains("node2"),
+            format!("{point}: stderr does not name node2"),
+        );
         let state = observe(&bed, 2, v - 1, v, point);
         assert!(
             state.starts_with("pending"),
@@ -347,7 +437,24 @@ fn agent_killed_inside_a_batch_commit_is_repaired_by_sync() {
 /// every node to the primary's version N, node 2's own kept whole aside, its certbot counting
 /// from N like the primary's.
 #[test]
-fn agent_killed_while_resolving_a_split_brain_never_mismatches_a_pair() {
+fn agent_killed_while_resolving_a_split_brain_never_mismatches_a_pair_1_of_3() {
+    split_brain_walk(slice(&SPLIT_BRAIN_POINTS, 0, SPLIT_BRAIN_SLICES));
+}
+
+/// [`agent_killed_while_resolving_a_split_brain_never_mismatches_a_pair_1_of_3`], the next slice.
+#[test]
+fn agent_killed_while_resolving_a_split_brain_never_mismatches_a_pair_2_of_3() {
+    split_brain_walk(slice(&SPLIT_BRAIN_POINTS, 1, SPLIT_BRAIN_SLICES));
+}
+
+/// [`agent_killed_while_resolving_a_split_brain_never_mismatches_a_pair_1_of_3`], the last slice.
+#[test]
+fn agent_killed_while_resolving_a_split_brain_never_mismatches_a_pair_3_of_3() {
+    split_brain_walk(slice(&SPLIT_BRAIN_POINTS, 2, SPLIT_BRAIN_SLICES));
+}
+
+/// One bed; `sync` resolving node 2's split brain killed at each of `points` in turn.
+fn split_brain_walk(points: &[&str]) {
     let bed = tls_bed_with(3, &crashpoint_bin());
     let hits = bed.root().join("crash-hits");
     std::fs::write(&hits, "").unwrap();
@@ -357,19 +464,20 @@ fn agent_killed_while_resolving_a_split_brain_never_mismatches_a_pair() {
         .get("reload.test")
         .unwrap()
         .expect("the README's [reload] has a test command");
-    walk(&bed, &SPLIT_BRAIN_POINTS, |point, v| {
+    walk(&bed, points, |point, v| {
         let own_key = peer_own_version(&bed, 2, v);
         let own_serial = installed_serial(&bed, 2, LINEAGE);
         let fp = |n: usize| {
-            let out = std::process::Command::new("openssl")
+            let mut openssl = std::process::Command::new("openssl");
+            openssl
                 .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
                 .arg(
                     bed.letsencrypt_dir(n)
                         .join(format!("archive/{LINEAGE}/cert{v}.pem")),
-                )
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout)
+                );
+            exec(openssl)
+                .run()
+                .stdout()
                 .trim()
                 .rsplit('=')
                 .next()
@@ -379,21 +487,16 @@ fn agent_killed_while_resolving_a_split_brain_never_mismatches_a_pair() {
         };
         let (primary_fp, own_fp) = (fp(1), fp(2));
 
-        let out = bed
-            .certherd(1, &["deploy", "--lineage", LINEAGE])
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{point}: deploy: {}",
-            text(&out)
-        );
-        let said = text(&out);
+        let deploy = bed
+            .node(1)
+            .certherd(["deploy", "--lineage", LINEAGE])
+            .expect_status(1)
+            .run();
+        let said = deploy.both();
         for word in ["node2", "split brain", LINEAGE, &primary_fp, &own_fp] {
-            assert!(
+            deploy.ensure(
                 said.contains(word),
-                "{point}: deploy does not say {word:?}: {said}"
+                format!("{point}: deploy does not say {word:?}"),
             );
         }
         assert_eq!(
@@ -411,20 +514,18 @@ fn agent_killed_while_resolving_a_split_brain_never_mismatches_a_pair() {
                 .set("reload.test", vec!["/bin/false"])
                 .unwrap();
         }
-        let out = bed.certherd(1, &["sync"]).output().unwrap();
+        let sync = bed.node(1).certherd(["sync"]).any_status().run();
         restore_forced_command(&bed, 2, &original);
         if rollback {
             bed.config(2)
                 .set("reload.test", nginx_test.clone())
                 .unwrap();
         }
-        assert_eq!(
-            last_hit(&hits).as_deref(),
-            Some(point),
-            "the agent did not stop at {point}: {}",
-            text(&out)
+        stopped_at(&sync, &hits, point);
+        sync.ensure(
+            sync.code() == Some(1),
+            format!("{point}: exit {:?}, expected 1", sync.code()),
         );
-        assert_eq!(out.status.code(), Some(1), "{point}: {}", text(&out));
         let pairs = assert_no_mismatched_pair(&bed, 2, point);
         let kept = assert_key_kept(&bed, 2, v, &own_key, point);
         assert_consistent(&bed, 3, v, &format!("{point}: the others move on"));
@@ -539,15 +640,20 @@ fn primary_killed_at_every_crash_point_is_repaired_by_sync() {
     std::fs::write(&hits, "").unwrap();
     bed.chown_to_agent(&hits).unwrap();
     walk(&bed, &PRIMARY_POINTS, |point, v| {
-        let out = bed
-            .certherd(1, &["deploy", "--lineage", LINEAGE])
+        let deploy = bed
+            .node(1)
+            .certherd(["deploy", "--lineage", LINEAGE])
             .env("CERTHERD_CRASHPOINT", point)
             .env("CERTHERD_CRASHPOINT_HIT", &hits)
-            .output()
-            .unwrap();
+            .any_status()
+            .run();
 
-        assert_eq!(out.status.signal(), Some(9), "{point}: {}", text(&out));
-        assert_eq!(last_hit(&hits).as_deref(), Some(point), "{}", text(&out));
+        let signal = deploy.output.status.signal();
+        deploy.ensure(
+            signal == Some(9),
+            format!("{point}: ended by {signal:?}, expected SIGKILL"),
+        );
+        stopped_at(&deploy, &hits, point);
         // The agents the dead primary started finish (or give up) on their own.
         assert!(
             wait_until(Duration::from_secs(30), || !agents_running(&bed)),

@@ -10,6 +10,7 @@
 //! StrictModes then checks the authorized_keys path only up to there, never `/tmp` (1777).
 //! A leftover of a bed that died without `Drop` is replaced by the next bed with that index.
 
+use crate::BedError;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -40,24 +41,24 @@ pub(crate) fn contrib(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-pub(crate) fn read_contrib(rel: &str) -> Result<String, String> {
+pub(crate) fn read_contrib(rel: &str) -> Result<String, BedError> {
     let p = contrib(rel);
-    fs::read_to_string(&p).map_err(|e| format!("read {}: {e}", p.display()))
+    fs::read_to_string(&p).map_err(BedError::io("read", &p))
 }
 
 /// Serialises useradd/userdel of parallel beds (they fail, not wait, on a busy /etc/passwd lock).
-fn accounts_lock() -> Result<Flock<File>, String> {
-    fs::create_dir_all(LOCK_DIR).map_err(|e| format!("cannot create {LOCK_DIR}: {e}"))?;
+fn accounts_lock() -> Result<Flock<File>, BedError> {
+    fs::create_dir_all(LOCK_DIR)
+        .map_err(|e| BedError::Setup(format!("cannot create {LOCK_DIR}: {e}")))?;
     let path = Path::new(LOCK_DIR).join("accounts.lock");
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(BedError::io("open", &path))?;
     let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o666));
-    Flock::lock(f, FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("flock {}: {e}", path.display()))
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| BedError::io("flock", &path)(e.into()))
 }
 
 fn exists(name: &str) -> bool {
@@ -66,7 +67,7 @@ fn exists(name: &str) -> bool {
 
 impl Account {
     /// Creates bed `index`'s account with `home` as its home directory (which must exist).
-    pub fn create(index: u8, home: &Path) -> Result<Account, String> {
+    pub fn create(index: u8, home: &Path) -> Result<Account, BedError> {
         let name = format!("certherd-b{index}");
         let _lock = accounts_lock()?;
         if exists(&name) {
@@ -93,7 +94,7 @@ impl Account {
             ACCOUNT_TIMEOUT,
         )?;
         let user = nix::unistd::User::from_name(&name)
-            .map_err(|e| format!("getpwnam {name}: {e}"))?
+            .map_err(|e| BedError::Setup(format!("getpwnam {name}: {e}")))?
             .ok_or_else(|| format!("useradd {name}: the account does not exist afterwards"))?;
         Ok(Account {
             uid: user.uid.as_raw(),
@@ -105,7 +106,7 @@ impl Account {
 
     /// Writes the bed's sudoers file: the shipped line once per node, with the account's name and
     /// that node's nginx.conf substituted; checked with `visudo -c` before sudo sees it.
-    pub fn write_sudoers(&self, nginx_confs: &[PathBuf]) -> Result<(), String> {
+    pub fn write_sudoers(&self, nginx_confs: &[PathBuf]) -> Result<(), BedError> {
         let shipped = read_contrib("sudoers/certherd")?;
         let mut text = String::from("# certherd test bed: contrib/sudoers/certherd per node\n");
         for conf in nginx_confs {
@@ -127,24 +128,25 @@ impl Account {
                 .unwrap_or_default()
                 .to_string_lossy()
         ));
-        fs::write(&tmp, &text).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+        fs::write(&tmp, &text).map_err(BedError::io("write", &tmp))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o440))
-            .map_err(|e| format!("chmod {}: {e}", tmp.display()))?;
+            .map_err(BedError::io("chmod", &tmp))?;
         if let Err(e) = run_ok(
             Command::new("/usr/sbin/visudo").arg("-cqf").arg(&tmp),
             ACCOUNT_TIMEOUT,
         ) {
             let _ = fs::remove_file(&tmp);
-            return Err(format!("visudo -c on the bed's sudoers:\n{text}{e}"));
+            return Err(BedError::Setup(format!(
+                "visudo -c on the bed's sudoers:\n{text}{e}"
+            )));
         }
-        fs::rename(&tmp, &self.sudoers)
-            .map_err(|e| format!("rename to {}: {e}", self.sudoers.display()))
+        fs::rename(&tmp, &self.sudoers).map_err(BedError::io("rename to", &self.sudoers))
     }
 
     /// Gives `path` (not following a symlink) to the account.
-    pub fn chown(&self, path: &Path) -> Result<(), String> {
+    pub fn chown(&self, path: &Path) -> Result<(), BedError> {
         std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid))
-            .map_err(|e| format!("chown {} {}: {e}", self.name, path.display()))
+            .map_err(|e| BedError::Setup(format!("chown {} {}: {e}", self.name, path.display())))
     }
 
     /// Removes the sudoers file and the account (bounded); errors are printed, not returned.

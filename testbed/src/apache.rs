@@ -18,6 +18,7 @@
 //! The daemon runs in the foreground (`-DFOREGROUND`), started and stopped by the bed by PID;
 //! `graceful` is apache2ctl's `apache2 -k graceful`, SIGUSR1 to the PID in the tree's pid file.
 
+use crate::BedError;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -51,7 +52,7 @@ pub(crate) fn sudoers_path(index: u8) -> PathBuf {
 }
 
 /// docs/APACHE.md's `[reload]` section with `apache2ctl` run on the node's tree.
-pub(crate) fn reload_section(n: &NodePaths) -> Result<String, String> {
+pub(crate) fn reload_section(n: &NodePaths) -> Result<String, BedError> {
     let doc = read_contrib("../docs/APACHE.md")?;
     let start = doc
         .find("\n[reload]")
@@ -63,9 +64,9 @@ pub(crate) fn reload_section(n: &NodePaths) -> Result<String, String> {
         .map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l).trim_end()))
         .collect();
     if !section.contains(&format!("\"{APACHE2CTL}\"")) {
-        return Err(format!(
+        return Err(BedError::Setup(format!(
             "docs/APACHE.md's [reload] does not run {APACHE2CTL}:\n{section}"
-        ));
+        )));
     }
     Ok(section.replace(
         &format!("\"{APACHE2CTL}\""),
@@ -127,7 +128,7 @@ fn apache2_conf(n: &NodePaths) -> String {
 }
 
 /// contrib/apache/certherd-acme.conf with the node's webroot for `/var/lib/certherd/webroot`.
-fn acme_snippet(n: &NodePaths) -> Result<String, String> {
+fn acme_snippet(n: &NodePaths) -> Result<String, BedError> {
     let shipped = read_contrib("apache/certherd-acme.conf")?;
     if !shipped.contains("/var/lib/certherd/webroot") {
         return Err("contrib/apache/certherd-acme.conf names no /var/lib/certherd/webroot".into());
@@ -144,7 +145,7 @@ fn debian_script(n: &NodePaths, program: &str) -> Command {
     cmd
 }
 
-fn spawn(n: &NodePaths) -> Result<Daemon, String> {
+fn spawn(n: &NodePaths) -> Result<Daemon, BedError> {
     Daemon::spawn(
         &format!("apache2 node{}", n.i),
         n.command(APACHE2)
@@ -165,7 +166,7 @@ impl Bed {
     /// tree written (see the module docs), the ACME snippet enabled with `a2enconf`, Apache
     /// started and answering on the node's :80, the bed's Apache sudoers lines written and the
     /// node's certherd.toml given docs/APACHE.md's `[reload]`.
-    pub fn use_apache(&self, node: usize) -> Result<(), String> {
+    pub fn use_apache(&self, node: usize) -> Result<(), BedError> {
         self.apache_node(node, true)
     }
 
@@ -173,7 +174,7 @@ impl Bed {
     /// a fresh Apache node before docs/APACHE.md's block ran on it (which installs both: as
     /// root, with `APACHE_CONFDIR` = [`Bed::apache_dir`] for `/etc/apache2`, and the sudoers
     /// file at [`Bed::apache_sudoers`], which the bed removes when it drops).
-    pub fn use_fresh_apache(&self, node: usize) -> Result<(), String> {
+    pub fn use_fresh_apache(&self, node: usize) -> Result<(), BedError> {
         self.apache_node(node, false)
     }
 
@@ -197,7 +198,7 @@ impl Bed {
             )
     }
 
-    fn apache_node(&self, node: usize, configured: bool) -> Result<(), String> {
+    fn apache_node(&self, node: usize, configured: bool) -> Result<(), BedError> {
         let n = self.node(node).clone();
         let t = tree(&n);
         for d in [
@@ -231,8 +232,7 @@ impl Bed {
         self.stop_key(&key_nginx(n.i));
         self.start_apache(node)?;
         // The node's [reload]: the config already written names nginx; it gets Apache's.
-        let config = fs::read_to_string(&n.config)
-            .map_err(|e| format!("read {}: {e}", n.config.display()))?;
+        let config = fs::read_to_string(&n.config).map_err(BedError::io("read", &n.config))?;
         let nginx = self.nginx_reload_section(node)?;
         if config.contains(&nginx) {
             write(&n.config, &config.replacen(&nginx, &reload_section(&n)?, 1))?;
@@ -243,7 +243,7 @@ impl Bed {
     /// Node `node`'s Apache answers the ACME path with contrib/apache/certherd-acme-fallback.conf
     /// (the local token, else a 302 to `primary`) instead of certherd-acme.conf, switched with
     /// Debian's `a2disconf`/`a2enconf` as docs/APACHE.md does; then graceful.
-    pub fn apache_acme_fallback(&self, node: usize, primary: &str) -> Result<(), String> {
+    pub fn apache_acme_fallback(&self, node: usize, primary: &str) -> Result<(), BedError> {
         let n = self.node(node);
         let shipped = read_contrib("apache/certherd-acme-fallback.conf")?;
         write(
@@ -280,7 +280,7 @@ impl Bed {
     }
 
     /// Starts the node's Apache again (no-op if running); waits until port 80 accepts.
-    pub fn start_apache(&self, node: usize) -> Result<(), String> {
+    pub fn start_apache(&self, node: usize) -> Result<(), BedError> {
         let n = self.node(node).clone();
         let key = key_apache(n.i);
         if self.running(&key) {
@@ -293,7 +293,7 @@ impl Bed {
     /// Node `node`'s TLS vhost: contrib/apache/certherd-tls.conf.example for `lineage` on the
     /// node's :443 (with its `Listen`) in `sites-enabled/certherd-tls.conf`. Apache refuses to
     /// start without the pair, so call it once `live/<lineage>/` is there; then graceful.
-    pub fn apache_tls(&self, node: usize, lineage: &str) -> Result<(), String> {
+    pub fn apache_tls(&self, node: usize, lineage: &str) -> Result<(), BedError> {
         let n = self.node(node);
         let shipped = read_contrib("apache/certherd-tls.conf.example")?;
         let live = n.letsencrypt.join("live").join(lineage);
@@ -310,7 +310,7 @@ impl Bed {
     }
 
     /// `apache2ctl graceful` on the node's tree, as root (what the agent runs through sudo).
-    pub fn apache_graceful(&self, node: usize) -> Result<(), String> {
+    pub fn apache_graceful(&self, node: usize) -> Result<(), BedError> {
         run_ok(
             debian_script(self.node(node), APACHE2CTL).arg("graceful"),
             Duration::from_secs(30),
@@ -320,7 +320,7 @@ impl Bed {
 
     /// The shipped lines once per Apache node: the bed's account, `apache2ctl` on the node's
     /// tree; `visudo -c` before sudo sees them.
-    fn write_apache_sudoers(&self) -> Result<(), String> {
+    fn write_apache_sudoers(&self) -> Result<(), BedError> {
         let shipped = read_contrib("sudoers/certherd-apache")?;
         let mut text =
             String::from("# certherd test bed: contrib/sudoers/certherd-apache per Apache node\n");
@@ -338,17 +338,19 @@ impl Bed {
         }
         let path = sudoers_path(self.index);
         let tmp = path.with_file_name(format!(".certherd-bed-{}-apache.tmp", self.index));
-        fs::write(&tmp, &text).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+        fs::write(&tmp, &text).map_err(BedError::io("write", &tmp))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o440))
-            .map_err(|e| format!("chmod {}: {e}", tmp.display()))?;
+            .map_err(BedError::io("chmod", &tmp))?;
         if let Err(e) = run_ok(
             Command::new("/usr/sbin/visudo").arg("-cqf").arg(&tmp),
             Duration::from_secs(30),
         ) {
             let _ = fs::remove_file(&tmp);
-            return Err(format!("visudo -c on the bed's Apache sudoers:\n{text}{e}"));
+            return Err(BedError::Setup(format!(
+                "visudo -c on the bed's Apache sudoers:\n{text}{e}"
+            )));
         }
-        fs::rename(&tmp, &path).map_err(|e| format!("rename to {}: {e}", path.display()))
+        fs::rename(&tmp, &path).map_err(BedError::io("rename to", &path))
     }
 }
 

@@ -17,6 +17,7 @@
 //! to chunks read after the change. Only loopback addresses; every thread ends when the proxy is
 //! dropped (listeners woken, every socket shut down, bounded joins).
 
+use crate::BedError;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -91,7 +92,7 @@ impl DelayProxy {
     /// Listens on every `listen` address and forwards each connection to its `target`, adding
     /// `one_way` in each direction. Fails (and stops what it started) when an address is busy
     /// or not a loopback address.
-    pub fn start(pairs: &[(SocketAddr, SocketAddr)], one_way: Duration) -> Result<Self, String> {
+    pub fn start(pairs: &[(SocketAddr, SocketAddr)], one_way: Duration) -> Result<Self, BedError> {
         let shared = Arc::new(Shared {
             delay_us: AtomicU64::new(one_way.as_micros() as u64),
             stop: AtomicBool::new(false),
@@ -107,17 +108,18 @@ impl DelayProxy {
         };
         for &(listen, target) in pairs {
             if !listen.ip().is_loopback() || !target.ip().is_loopback() {
-                return Err(format!(
+                return Err(BedError::Setup(format!(
                     "delay proxy: only loopback addresses ({listen} -> {target})"
-                ));
+                )));
             }
-            let listener = TcpListener::bind(listen)
-                .map_err(|e| format!("delay proxy: cannot listen on {listen}: {e}"))?;
+            let listener = TcpListener::bind(listen).map_err(|e| {
+                BedError::Setup(format!("delay proxy: cannot listen on {listen}: {e}"))
+            })?;
             let shared = proxy.shared.clone();
             let h = std::thread::Builder::new()
                 .name(format!("delay-accept-{listen}"))
                 .spawn(move || accept_loop(listener, target, shared))
-                .map_err(|e| format!("delay proxy: cannot start a thread: {e}"))?;
+                .map_err(|e| BedError::Setup(format!("delay proxy: cannot start a thread: {e}")))?;
             proxy.listeners.push(listen);
             proxy.acceptors.push(h);
         }

@@ -3,6 +3,7 @@
 //! API (`/set-txt`, `/clear-txt`). certherd is then only the deploy hook, as it is for users
 //! who obtain wildcard certificates through their DNS provider.
 
+use crate::BedError;
 use std::path::PathBuf;
 
 use super::node::write;
@@ -26,7 +27,7 @@ opener.open(req, timeout=5).read()
 
 impl Bed {
     /// Writes the DNS-01 hook script (once) and returns its path.
-    pub fn dns01_hook(&self) -> Result<PathBuf, String> {
+    pub fn dns01_hook(&self) -> Result<PathBuf, BedError> {
         let path = self.root.join("dns01-hook.py");
         let url = format!("http://{}:{}", self.ca_ip(), pebble::CHALL_MGMT_PORT);
         write(
@@ -34,13 +35,13 @@ impl Bed {
             &HOOK.replacen("import json", &format!("URL = {url:?}\nimport json"), 1),
         )?;
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+            .map_err(BedError::io("chmod", &path))?;
         Ok(path)
     }
 
     /// certbot arguments for `certonly` through DNS-01 with the bed's hook, and certherd (node
     /// 1's config) as the deploy hook: append `-d NAME…` and pass to [`Bed::certbot`].
-    pub fn dns01_certonly_args(&self) -> Result<Vec<String>, String> {
+    pub fn dns01_certonly_args(&self) -> Result<Vec<String>, BedError> {
         let hook = self.dns01_hook()?;
         Ok(vec![
             "certonly".into(),
@@ -61,7 +62,7 @@ impl Bed {
     }
 
     /// Sets a TXT record in challtestsrv directly (`name` without the trailing dot).
-    pub fn set_txt(&self, name: &str, value: &str) -> Result<(), String> {
+    pub fn set_txt(&self, name: &str, value: &str) -> Result<(), BedError> {
         pebble::mgmt_post(
             self.ca_ip(),
             "/set-txt",
@@ -70,7 +71,7 @@ impl Bed {
     }
 
     /// Removes every TXT record of `name` from challtestsrv.
-    pub fn clear_txt(&self, name: &str) -> Result<(), String> {
+    pub fn clear_txt(&self, name: &str) -> Result<(), BedError> {
         pebble::mgmt_post(
             self.ca_ip(),
             "/clear-txt",

@@ -9,6 +9,7 @@
 //! `systemctl reload haproxy` replaced by what Debian's unit's `ExecReload` runs after its check:
 //! `kill -USR2 <master pid>` (the master re-reads the config and every certificate, same PID).
 
+use crate::BedError;
 use std::fs;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
@@ -93,7 +94,7 @@ impl Bed {
 
     /// Starts one HAProxy per node (see the module docs) and writes the bed's HAProxy sudoers
     /// file; waits until each accepts connections. Fails loudly when haproxy is missing.
-    pub fn start_haproxy(&self) -> Result<Haproxies, String> {
+    pub fn start_haproxy(&self) -> Result<Haproxies, BedError> {
         let mut pids = Vec::new();
         for n in 1..=self.nodes() {
             let dir = self.haproxy_dir(n);
@@ -113,12 +114,10 @@ impl Bed {
                     .arg(&crt),
                 Duration::from_secs(20),
             )?;
-            let read = |p: &PathBuf| {
-                fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))
-            };
+            let read = |p: &PathBuf| fs::read_to_string(p).map_err(BedError::io("read", &p));
             write(&default, &format!("{}{}", read(&crt)?, read(&key)?))?;
             fs::set_permissions(&default, fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("chmod {}: {e}", default.display()))?;
+                .map_err(BedError::io("chmod", &default))?;
             write(
                 &self.haproxy_conf(n),
                 &format!(
@@ -155,7 +154,7 @@ impl Bed {
 
     /// The shipped lines once per node: the bed's account, the node's haproxy.cfg, and the
     /// master's SIGUSR2 for `systemctl reload haproxy`; `visudo -c` before sudo sees them.
-    fn write_haproxy_sudoers(&self, h: &Haproxies) -> Result<(), String> {
+    fn write_haproxy_sudoers(&self, h: &Haproxies) -> Result<(), BedError> {
         let shipped = read_contrib("sudoers/certherd-haproxy")?;
         let mut text =
             String::from("# certherd test bed: contrib/sudoers/certherd-haproxy per node\n");
@@ -182,19 +181,19 @@ impl Bed {
         let tmp = h
             .sudoers
             .with_file_name(format!(".certherd-bed-{}-haproxy.tmp", self.index));
-        fs::write(&tmp, &text).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+        fs::write(&tmp, &text).map_err(BedError::io("write", &tmp))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o440))
-            .map_err(|e| format!("chmod {}: {e}", tmp.display()))?;
+            .map_err(BedError::io("chmod", &tmp))?;
         if let Err(e) = run_ok(
             Command::new("/usr/sbin/visudo").arg("-cqf").arg(&tmp),
             Duration::from_secs(30),
         ) {
             let _ = fs::remove_file(&tmp);
-            return Err(format!(
+            return Err(BedError::Setup(format!(
                 "visudo -c on the bed's HAProxy sudoers:\n{text}{e}"
-            ));
+            )));
         }
-        fs::rename(&tmp, &h.sudoers).map_err(|e| format!("rename to {}: {e}", h.sudoers.display()))
+        fs::rename(&tmp, &h.sudoers).map_err(BedError::io("rename to", &h.sudoers))
     }
 
     /// The serial of the certificate node `node`'s HAProxy serves for `sni`, read independently

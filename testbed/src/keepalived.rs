@@ -21,6 +21,7 @@
 //! first election, and a node that comes back does not take the VIP back (the README's Failover
 //! set-up); with [`Vrrp::preempt`] a higher priority takes it over from a MASTER (a flap).
 
+use crate::BedError;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -55,16 +56,16 @@ fn dir(bed: &Bed, node: usize) -> PathBuf {
 }
 
 /// A single-quoted shell word; the bed's paths never hold a quote, refused anyway.
-fn sq(p: &Path) -> Result<String, String> {
+fn sq(p: &Path) -> Result<String, BedError> {
     let s = p.to_string_lossy();
     if s.contains('\'') {
-        return Err(format!("path with a quote: {s}"));
+        return Err(BedError::Setup(format!("path with a quote: {s}")));
     }
     Ok(format!("'{s}'"))
 }
 
 /// The stand-in `systemctl` for node `node` (TEST BED ONLY).
-fn shim(bed: &Bed, node: usize) -> Result<String, String> {
+fn shim(bed: &Bed, node: usize) -> Result<String, BedError> {
     let d = sq(&dir(bed, node))?;
     let bin = sq(bed.certherd_bin())?;
     let cfg = sq(&bed.config_path(node))?;
@@ -165,11 +166,11 @@ fn config(bed: &Bed, node: usize, peers: &[usize], v: &Vrrp, notify: &Path) -> S
 /// keepalived on namespaced beds.
 impl Bed {
     /// `198.18.B.<last>`: a free address on the bed's bridge for a VIP (`last` in 100..=253).
-    pub fn vip(&self, last: u8) -> Result<Ipv4Addr, String> {
+    pub fn vip(&self, last: u8) -> Result<Ipv4Addr, BedError> {
         if self.net.is_none() || !(100..=253).contains(&last) {
-            return Err(format!(
+            return Err(BedError::Setup(format!(
                 "vip({last}): a VIP is 198.18.B.100..=253 on a namespaced bed"
-            ));
+            )));
         }
         Ok(super::netns::node_ip(self.index, last as usize))
     }
@@ -188,21 +189,20 @@ impl Bed {
     /// Starts keepalived in node `node`'s namespace with one VRRP instance for `v`, unicast to
     /// the `peers`' addresses, notify = the shipped script; waits (bounded) until it entered its
     /// first state. A namespaced bed only.
-    pub fn start_keepalived(&self, node: usize, peers: &[usize], v: &Vrrp) -> Result<(), String> {
+    pub fn start_keepalived(&self, node: usize, peers: &[usize], v: &Vrrp) -> Result<(), BedError> {
         let ns = self.netns(node)?;
         let notify_dir = self.root().join("keepalived-notify");
         let notify = notify_dir.join("notify-certherd.sh");
         if !notify.exists() {
             mkdir(&notify_dir, 0o755)?;
             let shipped = contrib("keepalived/notify-certherd.sh");
-            let text = fs::read_to_string(&shipped)
-                .map_err(|e| format!("read {}: {e}", shipped.display()))?;
+            let text = fs::read_to_string(&shipped).map_err(BedError::io("read", &shipped))?;
             write_mode(&notify, &text, 0o755)?;
             if fs::read(&notify).ok() != fs::read(&shipped).ok() {
-                return Err(format!(
+                return Err(BedError::Setup(format!(
                     "{} differs from the shipped script",
                     notify.display()
-                ));
+                )));
             }
         }
         let d = dir(self, node);
@@ -234,19 +234,21 @@ impl Bed {
             if text.contains("Entering BACKUP STATE") || text.contains("Entering MASTER STATE") {
                 return Ok(());
             }
-            if !self.running(&key) {
-                return Err(format!(
-                    "keepalived on node {node} exited; log {}:\n{}",
-                    log.display(),
-                    proc::log_tail(&log, 20)
-                ));
+            if let Some(status) = self.exit_status(&key) {
+                return Err(BedError::Exited {
+                    what: format!("keepalived on node {node}"),
+                    status,
+                    log: log.clone(),
+                    log_tail: proc::log_tail(&log, 20),
+                });
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "keepalived on node {node} entered no state in {START_TIMEOUT:?}; log {}:\n{}",
-                    log.display(),
-                    proc::log_tail(&log, 20)
-                ));
+                return Err(BedError::Timeout {
+                    what: format!("keepalived on node {node} (entering a VRRP state)"),
+                    waited: START_TIMEOUT,
+                    log: log.clone(),
+                    log_tail: proc::log_tail(&log, 20),
+                });
             }
             std::thread::sleep(proc::POLL);
         }

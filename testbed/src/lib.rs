@@ -19,7 +19,7 @@
 //! let bed = Bed::start(BedOptions { nodes: 3, ca: true, certherd: "target/debug/certherd".into() })?;
 //! bed.dns("site.test", &[2, 3])?;
 //! let out = bed.certbot(&["certonly", "--manual", "-d", "site.test"]);
-//! # Ok::<(), String>(())
+//! # Ok::<(), certherd_testbed::BedError>(())
 //! ```
 //!
 //! With `BedOptions.netns` every node is its own network namespace on a bridge the bed creates
@@ -35,6 +35,7 @@ mod config_edit;
 pub mod delay;
 pub mod demo;
 mod dns01;
+mod error;
 mod haproxy;
 mod holders;
 mod keepalived;
@@ -47,6 +48,7 @@ mod slot;
 mod vhost;
 
 pub use config_edit::{ConfigEditError, ConfigFile};
+pub use error::BedError;
 pub use haproxy::{Haproxies, HAPROXY_PORT};
 pub use keepalived::Vrrp;
 pub use netns::MAX_NETNS_NODES;
@@ -168,18 +170,18 @@ pub struct Bed {
 impl Bed {
     /// Starts a bed: directories, keys, configs, one sshd and one nginx per node, and the CA if
     /// asked. The error says what failed, with the failing daemon's log tail.
-    pub fn start(opts: BedOptions) -> Result<Bed, String> {
+    pub fn start(opts: BedOptions) -> Result<Bed, BedError> {
         if opts.nodes == 0 || opts.nodes > MAX_NODES {
-            return Err(format!(
-                "nodes must be in 1..={MAX_NODES}, got {}",
+            return Err(BedError::Setup(format!(
+                "nodes: {}: expected 1..={MAX_NODES}",
                 opts.nodes
-            ));
+            )));
         }
         let certherd = if opts.certherd.is_absolute() {
             opts.certherd.clone()
         } else {
             std::env::current_dir()
-                .map_err(|e| format!("current dir: {e}"))?
+                .map_err(BedError::io("read the current dir", "."))?
                 .join(&opts.certherd)
         };
         let slot = Slot::acquire(opts.nodes, opts.ca)?;
@@ -225,7 +227,7 @@ impl Bed {
         Ok(bed)
     }
 
-    fn setup(&self, t0: Instant) -> Result<(), String> {
+    fn setup(&self, t0: Instant) -> Result<(), BedError> {
         mkdir(&self.root, 0o755)?;
         mkdir(&self.root.join("ssh"), 0o700)?;
         mkdir(&self.ssh_dir().join("cm"), 0o700)?;
@@ -235,7 +237,7 @@ impl Bed {
             }
         }
         mkdir(&self.root.join("certbot"), 0o755)?;
-        fs::create_dir_all("/run/sshd").map_err(|e| format!("mkdir /run/sshd: {e}"))?;
+        fs::create_dir_all("/run/sshd").map_err(BedError::io("mkdir", "/run/sshd"))?;
 
         // Keys: the client key and every host key, generated in parallel.
         let t = Duration::from_secs(20);
@@ -264,11 +266,11 @@ impl Bed {
                     h.join()
                         .unwrap_or_else(|_| Err("ssh-keygen thread panicked".into()))
                 })
-                .collect::<Result<Vec<_>, String>>()
+                .collect::<Result<Vec<_>, BedError>>()
         })?;
-        let read_pub = |k: &Path| -> Result<String, String> {
+        let read_pub = |k: &Path| -> Result<String, BedError> {
             let p = k.with_extension("pub");
-            let text = fs::read_to_string(&p).map_err(|e| format!("read {}: {e}", p.display()))?;
+            let text = fs::read_to_string(&p).map_err(BedError::io("read", &p))?;
             // "ssh-ed25519 AAAA... comment" -> "ssh-ed25519 AAAA..."
             Ok(text
                 .split_whitespace()
@@ -376,7 +378,7 @@ impl Bed {
         }
     }
 
-    fn wait_daemon(&self, key: &str, addr: SocketAddr, deadline: Instant) -> Result<(), String> {
+    fn wait_daemon(&self, key: &str, addr: SocketAddr, deadline: Instant) -> Result<(), BedError> {
         let mut map = self.lock();
         let d = map
             .get_mut(key)
@@ -389,6 +391,12 @@ impl Bed {
         if let Some(d) = d {
             stop_all(vec![d], STOP_GRACE);
         }
+    }
+
+    /// How the daemon `key` ended, once it has (a daemon never started counts as running: the
+    /// caller asks about one it just started).
+    fn exit_status(&self, key: &str) -> Option<std::process::ExitStatus> {
+        self.lock().get_mut(key).and_then(|d| d.exited())
     }
 
     fn running(&self, key: &str) -> bool {
@@ -468,7 +476,7 @@ impl Bed {
     /// Gives every node a TLS server on its :443 that uses `live/<lineage>/`, and reloads the
     /// nodes that already hold the certificate; the others pick it up when certherd installs it
     /// (their `[reload]` runs `nginx -t` and the reload). Used by the demo, tests and benchmarks.
-    pub fn enable_tls(&self, lineage: &str) -> Result<(), String> {
+    pub fn enable_tls(&self, lineage: &str) -> Result<(), BedError> {
         for n in 1..=self.nodes() {
             let live = self.letsencrypt_dir(n).join("live").join(lineage);
             write(
@@ -487,21 +495,25 @@ impl Bed {
     }
 
     /// `nginx -s reload` for one node's nginx.
-    pub fn reload_nginx(&self, node: usize) -> Result<(), String> {
+    pub fn reload_nginx(&self, node: usize) -> Result<(), BedError> {
         let out = Command::new("/usr/sbin/nginx")
             .arg("-s")
             .arg("reload")
             .arg("-c")
             .arg(self.nginx_conf(node))
             .output()
-            .map_err(|e| format!("nginx -s reload: {e}"))?;
+            .map_err(|source| BedError::Spawn {
+                what: format!("nginx -s reload on node {node}"),
+                source,
+            })?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!(
-                "nginx -s reload on node {node}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
+            Err(BedError::Command {
+                what: format!("nginx -s reload on node {node}"),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
         }
     }
 
@@ -547,7 +559,12 @@ impl Bed {
     /// `[ssh]`, `[check]`, `[reload]`, then `extra` verbatim, then one `[[peers]]` table per
     /// `PeerSpec`. Because `extra` comes after `[reload]`, top-level keys in it would land inside
     /// `[reload]`: give `extra` its own section header(s) (e.g. `[alert]\n...` or `[renew]\n...`).
-    pub fn write_config(&self, node: usize, peers: &[PeerSpec], extra: &str) -> Result<(), String> {
+    pub fn write_config(
+        &self,
+        node: usize,
+        peers: &[PeerSpec],
+        extra: &str,
+    ) -> Result<(), BedError> {
         let n = self.node(node);
         let ssh = self.ssh_dir();
         let mut t = String::new();
@@ -580,11 +597,11 @@ impl Bed {
         }
         for p in peers {
             if p.node < 1 || p.node > self.nodes.len() {
-                return Err(format!(
-                    "peer node {} out of range 1..={}",
+                return Err(BedError::Setup(format!(
+                    "peer node {}: expected 1..={}",
                     p.node,
                     self.nodes.len()
-                ));
+                )));
             }
             let ip = self.ip(p.node);
             t.push_str(&format!(
@@ -608,14 +625,14 @@ impl Bed {
     /// contrib/sudoers/certherd allows), with the node's nginx.conf substituted. The agent runs it
     /// as the bed's account, so only exactly the sudoers lines work.
     /// On a node that runs Apache ([`Bed::use_apache`]), docs/APACHE.md's instead.
-    pub fn reload_section(&self, node: usize) -> Result<String, String> {
+    pub fn reload_section(&self, node: usize) -> Result<String, BedError> {
         if apache::uses_apache(self.node(node)) {
             return apache::reload_section(self.node(node));
         }
         self.nginx_reload_section(node)
     }
 
-    fn nginx_reload_section(&self, node: usize) -> Result<String, String> {
+    fn nginx_reload_section(&self, node: usize) -> Result<String, BedError> {
         let readme = account::read_contrib("../README.md")?;
         let start = readme
             .find("\n[reload]")
@@ -678,15 +695,17 @@ impl Bed {
 
     /// Gives a path the bed created as root (a directory a test made) to the agent's account,
     /// as the checklist does for the webroot and the letsencrypt dir.
-    pub fn chown_to_agent(&self, path: &Path) -> Result<(), String> {
+    pub fn chown_to_agent(&self, path: &Path) -> Result<(), BedError> {
         self.account.chown(path)
     }
 
     /// Makes `name` resolve (in challtestsrv, pebble's DNS) to these nodes' IPs, in this order.
     /// pebble validates against the first address only.
-    pub fn dns(&self, name: &str, nodes: &[usize]) -> Result<(), String> {
+    pub fn dns(&self, name: &str, nodes: &[usize]) -> Result<(), BedError> {
         if !self.ca {
-            return Err("dns(): this bed has no CA (BedOptions.ca = false)".into());
+            return Err(BedError::Setup(
+                "dns(): this bed has no CA (BedOptions.ca = false)".into(),
+            ));
         }
         let host = format!("{}.", name.trim_end_matches('.'));
         let addrs: Vec<String> = nodes.iter().map(|&i| self.ip(i).to_string()).collect();
@@ -852,7 +871,7 @@ impl Bed {
     }
 
     /// Starts the node's sshd again (no-op if running); waits until port 22 accepts.
-    pub fn start_sshd(&self, node: usize) -> Result<(), String> {
+    pub fn start_sshd(&self, node: usize) -> Result<(), BedError> {
         let n = self.node(node).clone();
         let key = key_sshd(n.i);
         if self.running(&key) {
@@ -867,7 +886,7 @@ impl Bed {
     }
 
     /// Starts the node's nginx again (no-op if running); waits until port 80 accepts.
-    pub fn start_nginx(&self, node: usize) -> Result<(), String> {
+    pub fn start_nginx(&self, node: usize) -> Result<(), BedError> {
         let n = self.node(node).clone();
         let key = key_nginx(n.i);
         if self.running(&key) {
@@ -1000,7 +1019,7 @@ impl Bed {
     /// with no forced command: a plain root shell, for baselines (`ssh host cmd`, rsync) that run
     /// their own commands. Idempotent; returns the private key's path. Use with
     /// [`Bed::ssh_args`] after replacing its `-i` value with this key and its `-l` with `root`.
-    pub fn enable_plain_login(&self) -> Result<PathBuf, String> {
+    pub fn enable_plain_login(&self) -> Result<PathBuf, BedError> {
         let key = self.ssh_dir().join("id_plain");
         if key.exists() {
             return Ok(key);
@@ -1021,13 +1040,11 @@ impl Bed {
             Duration::from_secs(20),
         )?;
         let pub_path = key.with_extension("pub");
-        let public = fs::read_to_string(&pub_path)
-            .map_err(|e| format!("read {}: {e}", pub_path.display()))?;
+        let public = fs::read_to_string(&pub_path).map_err(BedError::io("read", &pub_path))?;
         let line = format!("{}\n", public.trim());
         for n in &self.nodes {
             let ak = n.root_keys();
-            let mut text =
-                fs::read_to_string(&ak).map_err(|e| format!("read {}: {e}", ak.display()))?;
+            let mut text = fs::read_to_string(&ak).map_err(BedError::io("read", &ak))?;
             if !text.ends_with('\n') {
                 text.push('\n');
             }
@@ -1039,10 +1056,10 @@ impl Bed {
 
     /// Adds a line to the bed's known_hosts naming `node`'s host key under `addr` (ssh checks the
     /// key by the address it connects to, so a proxy in front of a node needs its own line).
-    pub fn add_known_host(&self, node: usize, addr: SocketAddr) -> Result<(), String> {
+    pub fn add_known_host(&self, node: usize, addr: SocketAddr) -> Result<(), BedError> {
         let n = self.node(node);
         let p = n.host_key.with_extension("pub");
-        let key = fs::read_to_string(&p).map_err(|e| format!("read {}: {e}", p.display()))?;
+        let key = fs::read_to_string(&p).map_err(BedError::io("read", &p))?;
         let key: Vec<&str> = key.split_whitespace().take(2).collect();
         let host = if addr.port() == 22 {
             addr.ip().to_string()
@@ -1050,8 +1067,7 @@ impl Bed {
             format!("[{}]:{}", addr.ip(), addr.port())
         };
         let path = self.known_hosts();
-        let mut text =
-            fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let mut text = fs::read_to_string(&path).map_err(BedError::io("read", &path))?;
         let line = format!("{host} {}\n", key.join(" "));
         if !text.lines().any(|l| format!("{l}\n") == line) {
             text.push_str(&line);
@@ -1067,18 +1083,17 @@ impl Bed {
         node: usize,
         peers: &[(PeerSpec, PeerAddrs)],
         extra: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), BedError> {
         self.write_config(node, &[], extra)?;
         let path = self.config_path(node);
-        let mut t =
-            fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let mut t = fs::read_to_string(&path).map_err(BedError::io("read", &path))?;
         for (p, a) in peers {
             if p.node < 1 || p.node > self.nodes.len() {
-                return Err(format!(
-                    "peer node {} out of range 1..={}",
+                return Err(BedError::Setup(format!(
+                    "peer node {}: expected 1..={}",
                     p.node,
                     self.nodes.len()
-                ));
+                )));
             }
             t.push_str(&format!(
                 "\n[[peers]]\nname = {}\n",

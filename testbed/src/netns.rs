@@ -15,6 +15,7 @@
 //! whatever carries those names when a bed starts is a leftover of a crashed run and is removed
 //! first; [`Net`]'s Drop removes veths, namespaces and the bridge, also when a test panicked.
 
+use crate::BedError;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
@@ -62,7 +63,7 @@ pub(crate) fn command_in(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Comm
     cmd
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
+fn ip(args: &[&str]) -> Result<(), BedError> {
     run_ok(Command::new(IP).args(args), IP_TIMEOUT).map(drop)
 }
 
@@ -81,11 +82,11 @@ pub(crate) struct Net {
 impl Net {
     /// Removes leftovers of bed `b` from a crashed run, then creates the bridge and one
     /// namespace + veth pair per node. On error, what was made is removed again (Drop).
-    pub fn create(b: u8, nodes: usize) -> Result<Net, String> {
+    pub fn create(b: u8, nodes: usize) -> Result<Net, BedError> {
         if nodes == 0 || nodes > MAX_NETNS_NODES {
-            return Err(format!(
+            return Err(BedError::Setup(format!(
                 "a namespaced bed has 1..={MAX_NETNS_NODES} nodes, got {nodes}"
-            ));
+            )));
         }
         remove_all(b);
         let net = Net { index: b, nodes };
@@ -172,10 +173,10 @@ impl Bed {
     /// that node's address. For redirects to a host name (the fallback to the primary, a ring)
     /// that the self-check resolves as production does, through the system's resolver. Removed
     /// with the namespace.
-    pub fn hosts_on(&self, node: usize, names: &[(&str, usize)]) -> Result<(), String> {
+    pub fn hosts_on(&self, node: usize, names: &[(&str, usize)]) -> Result<(), BedError> {
         let ns = self.netns(node)?;
         let dir = etc_dir(&ns);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(BedError::io("mkdir", &dir))?;
         let mut text = String::from("127.0.0.1 localhost\n");
         for (name, n) in names {
             text.push_str(&format!("{} {name}\n", self.ip(*n)));
@@ -189,7 +190,7 @@ impl Bed {
     }
 
     /// Node `node`'s network namespace (`certherd-bB-nI`), for `ip -n` / `ip netns exec`.
-    pub fn netns(&self, node: usize) -> Result<String, String> {
+    pub fn netns(&self, node: usize) -> Result<String, BedError> {
         let i = self.node(node).i;
         self.net
             .as_ref()
@@ -198,16 +199,16 @@ impl Bed {
     }
 
     /// Pulls node `node`'s cable: its bridge port goes down, its `eth0` loses carrier.
-    pub fn link_down(&self, node: usize) -> Result<(), String> {
+    pub fn link_down(&self, node: usize) -> Result<(), BedError> {
         self.set_link(node, "down")
     }
 
     /// Plugs node `node`'s cable back in.
-    pub fn link_up(&self, node: usize) -> Result<(), String> {
+    pub fn link_up(&self, node: usize) -> Result<(), BedError> {
         self.set_link(node, "up")
     }
 
-    fn set_link(&self, node: usize, state: &str) -> Result<(), String> {
+    fn set_link(&self, node: usize, state: &str) -> Result<(), BedError> {
         let i = self.node(node).i;
         if self.net.is_none() {
             return Err("link_up/link_down: this bed has no namespaces".into());
@@ -216,7 +217,7 @@ impl Bed {
     }
 
     /// The IPv4 addresses on node `node`'s `eth0`, as `ip -n NS -4 -o addr show dev eth0` lists them.
-    pub fn node_addrs(&self, node: usize) -> Result<Vec<Ipv4Addr>, String> {
+    pub fn node_addrs(&self, node: usize) -> Result<Vec<Ipv4Addr>, BedError> {
         let ns = self.netns(node)?;
         let out = run_ok(
             Command::new(IP).args(["-n", &ns, "-4", "-o", "addr", "show", "dev", "eth0"]),

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use super::account::{read_contrib, Account};
 use super::proc::Daemon;
+use crate::BedError;
 
 pub(crate) const NGINX: &str = "/usr/sbin/nginx";
 pub(crate) const SSHD: &str = "/usr/sbin/sshd";
@@ -86,14 +87,13 @@ impl NodePaths {
     }
 }
 
-pub(crate) fn mkdir(path: &Path, mode: u32) -> Result<(), String> {
-    fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", path.display()))
+pub(crate) fn mkdir(path: &Path, mode: u32) -> Result<(), BedError> {
+    fs::create_dir_all(path).map_err(BedError::io("mkdir", path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(BedError::io("chmod", path))
 }
 
-pub(crate) fn write(path: &Path, text: &str) -> Result<(), String> {
-    fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), BedError> {
+    fs::write(path, text).map_err(BedError::io("write", path))
 }
 
 /// The address `from=` admits in the bed's authorized_keys line (the shipped example names the
@@ -117,7 +117,7 @@ pub(crate) fn prepare(
     certherd: &Path,
     client_pubkey: &str,
     account: &Account,
-) -> Result<(), String> {
+) -> Result<(), BedError> {
     mkdir(&n.dir, 0o755)?;
     for d in [
         n.webroot.clone(),
@@ -148,7 +148,7 @@ fn authorized_keys_line(
     config: &Path,
     pubkey: &str,
     from: &str,
-) -> Result<String, String> {
+) -> Result<String, BedError> {
     let shipped = read_contrib("ssh/authorized_keys.example")?;
     let line = shipped
         .lines()
@@ -164,10 +164,9 @@ fn authorized_keys_line(
     Ok(format!("{options} {}\n", pubkey.trim()))
 }
 
-pub(crate) fn write_mode(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+pub(crate) fn write_mode(path: &Path, text: &str, mode: u32) -> Result<(), BedError> {
     write(path, text)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", path.display()))
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(BedError::io("chmod", path))
 }
 
 /// contrib/nginx/acme-challenge.conf of this source tree (the workspace root, one up from this
@@ -176,7 +175,7 @@ pub(crate) fn contrib_acme_snippet() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/nginx/acme-challenge.conf")
 }
 
-fn write_nginx_conf(n: &NodePaths) -> Result<(), String> {
+fn write_nginx_conf(n: &NodePaths) -> Result<(), BedError> {
     let d = n.nginx_dir.display();
     let acme = n.nginx_dir.join("acme.conf");
     let tls = n.nginx_dir.join("tls.conf");
@@ -239,7 +238,7 @@ fn write_nginx_conf(n: &NodePaths) -> Result<(), String> {
 
 /// sshd's own settings for the bed, then contrib/ssh/sshd-certherd.conf as shipped with the
 /// account's name and the node's authorized_keys path substituted (a `Match` block, so last).
-fn write_sshd_conf(n: &NodePaths, account: &str) -> Result<(), String> {
+fn write_sshd_conf(n: &NodePaths, account: &str) -> Result<(), BedError> {
     let s = n.sshd_dir.display();
     let shipped = read_contrib("ssh/sshd-certherd.conf")?;
     let block = shipped
@@ -289,7 +288,7 @@ fn write_sshd_conf(n: &NodePaths, account: &str) -> Result<(), String> {
     )
 }
 
-pub(crate) fn spawn_sshd(n: &NodePaths) -> Result<Daemon, String> {
+pub(crate) fn spawn_sshd(n: &NodePaths) -> Result<Daemon, BedError> {
     Daemon::spawn(
         &format!("sshd node{}", n.i),
         n.command(SSHD)
@@ -301,7 +300,7 @@ pub(crate) fn spawn_sshd(n: &NodePaths) -> Result<Daemon, String> {
     )
 }
 
-pub(crate) fn spawn_nginx(n: &NodePaths) -> Result<Daemon, String> {
+pub(crate) fn spawn_nginx(n: &NodePaths) -> Result<Daemon, BedError> {
     Daemon::spawn(
         &format!("nginx node{}", n.i),
         n.command(NGINX)

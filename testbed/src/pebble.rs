@@ -1,5 +1,6 @@
 //! The CA: pebble (ACME server) and pebble-challtestsrv (its DNS, managed over HTTP).
 
+use crate::BedError;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
@@ -32,9 +33,9 @@ pub(crate) fn paths(root: &Path) -> CaPaths {
 }
 
 /// Writes a small CA (EC P-256), a leaf for `IP:<ip>` signed by it, and pebble's config.
-pub(crate) fn prepare(root: &Path, ip: Ipv4Addr) -> Result<CaPaths, String> {
+pub(crate) fn prepare(root: &Path, ip: Ipv4Addr) -> Result<CaPaths, BedError> {
     let p = paths(root);
-    fs::create_dir_all(&p.dir).map_err(|e| format!("mkdir {}: {e}", p.dir.display()))?;
+    fs::create_dir_all(&p.dir).map_err(BedError::io("mkdir", &p.dir))?;
     let t = Duration::from_secs(20);
     let d = &p.dir;
     let ca_key = d.join("ca.key");
@@ -97,7 +98,7 @@ pub(crate) fn prepare(root: &Path, ip: Ipv4Addr) -> Result<CaPaths, String> {
              subjectAltName=IP:{ip},DNS:localhost\n"
         ),
     )
-    .map_err(|e| format!("write {}: {e}", ext.display()))?;
+    .map_err(BedError::io("write", &ext))?;
     run_ok(
         Command::new("openssl")
             .args(["x509", "-req", "-days", "825", "-set_serial", "2"])
@@ -126,11 +127,11 @@ pub(crate) fn prepare(root: &Path, ip: Ipv4Addr) -> Result<CaPaths, String> {
         }
     });
     fs::write(&p.config, serde_json::to_vec_pretty(&cfg).expect("json"))
-        .map_err(|e| format!("write {}: {e}", p.config.display()))?;
+        .map_err(BedError::io("write", &p.config))?;
     Ok(p)
 }
 
-pub(crate) fn spawn_challtestsrv(root: &Path, ip: Ipv4Addr) -> Result<Daemon, String> {
+pub(crate) fn spawn_challtestsrv(root: &Path, ip: Ipv4Addr) -> Result<Daemon, BedError> {
     let p = paths(root);
     Daemon::spawn(
         "pebble-challtestsrv",
@@ -148,7 +149,7 @@ pub(crate) fn spawn_challtestsrv(root: &Path, ip: Ipv4Addr) -> Result<Daemon, St
     )
 }
 
-pub(crate) fn spawn_pebble(root: &Path, ip: Ipv4Addr) -> Result<Daemon, String> {
+pub(crate) fn spawn_pebble(root: &Path, ip: Ipv4Addr) -> Result<Daemon, BedError> {
     let p = paths(root);
     Daemon::spawn(
         "pebble",
@@ -166,13 +167,17 @@ pub(crate) fn spawn_pebble(root: &Path, ip: Ipv4Addr) -> Result<Daemon, String> 
 }
 
 /// One HTTP/1.0 POST with a JSON body to challtestsrv's management API; Ok on 2xx.
-pub(crate) fn mgmt_post(ip: Ipv4Addr, path: &str, body: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn mgmt_post(
+    ip: Ipv4Addr,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<(), BedError> {
     let addr = SocketAddr::V4(SocketAddrV4::new(ip, CHALL_MGMT_PORT));
     let body = body.to_string();
     let what = format!("POST http://{addr}{path} {body}");
     let t = Duration::from_secs(5);
-    let mut s =
-        TcpStream::connect_timeout(&addr, t).map_err(|e| format!("{what}: connect: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, t)
+        .map_err(|e| BedError::Setup(format!("{what}: connect: {e}")))?;
     let _ = s.set_read_timeout(Some(t));
     let _ = s.set_write_timeout(Some(t));
     let req = format!(
@@ -180,7 +185,7 @@ pub(crate) fn mgmt_post(ip: Ipv4Addr, path: &str, body: &serde_json::Value) -> R
         body.len()
     );
     s.write_all(req.as_bytes())
-        .map_err(|e| format!("{what}: write: {e}"))?;
+        .map_err(|e| BedError::Setup(format!("{what}: write: {e}")))?;
     let mut resp = Vec::new();
     let deadline = Instant::now() + t;
     let mut chunk = [0u8; 4096];
@@ -188,7 +193,7 @@ pub(crate) fn mgmt_post(ip: Ipv4Addr, path: &str, body: &serde_json::Value) -> R
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => resp.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("{what}: read: {e}")),
+            Err(e) => return Err(BedError::Setup(format!("{what}: read: {e}"))),
         }
         if Instant::now() > deadline || resp.len() > 1 << 20 {
             break;
@@ -200,6 +205,9 @@ pub(crate) fn mgmt_post(ip: Ipv4Addr, path: &str, body: &serde_json::Value) -> R
     if code.starts_with('2') {
         Ok(())
     } else {
-        Err(format!("{what}: unexpected answer {:?}", resp.trim()))
+        Err(BedError::Setup(format!(
+            "{what}: unexpected answer {:?}",
+            resp.trim()
+        )))
     }
 }

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::BedError;
+
 /// Poll interval for every bounded wait.
 pub(crate) const POLL: Duration = Duration::from_millis(20);
 
@@ -32,21 +34,24 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     /// Spawns `cmd` with stdin from /dev/null and stdout+stderr appended to `log`.
-    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Daemon, String> {
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Daemon, BedError> {
         let out = OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
-            .map_err(|e| format!("{name}: cannot open log {}: {e}", log.display()))?;
+            .map_err(BedError::io("open the log of", log))?;
         let err = out
             .try_clone()
-            .map_err(|e| format!("{name}: cannot dup log fd: {e}"))?;
+            .map_err(BedError::io("dup the log fd of", log))?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| format!("{name}: cannot spawn {:?}: {e}", cmd.get_program()))?;
+            .map_err(|source| BedError::Spawn {
+                what: format!("{name} ({:?})", cmd.get_program()),
+                source,
+            })?;
         Ok(Daemon {
             name: name.to_string(),
             child,
@@ -65,27 +70,27 @@ impl Daemon {
 
     /// Waits (bounded by `deadline`) until `addr` accepts a TCP connection. Fails early, with the
     /// log tail, if the daemon exits first.
-    pub fn wait_tcp(&mut self, addr: SocketAddr, deadline: Instant) -> Result<(), String> {
+    pub fn wait_tcp(&mut self, addr: SocketAddr, deadline: Instant) -> Result<(), BedError> {
+        let start = Instant::now();
         loop {
-            if let Some(st) = self.exited() {
-                return Err(format!(
-                    "{} exited ({st}) before listening on {addr}; log {}:\n{}",
-                    self.name,
-                    self.log.display(),
-                    log_tail(&self.log, 20)
-                ));
+            if let Some(status) = self.exited() {
+                return Err(BedError::Exited {
+                    what: format!("{} (listening on {addr})", self.name),
+                    status,
+                    log: self.log.clone(),
+                    log_tail: log_tail(&self.log, 20),
+                });
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "{} (pid {}) not listening on {addr} in time; log {}:\n{}",
-                    self.name,
-                    self.pid(),
-                    self.log.display(),
-                    log_tail(&self.log, 20)
-                ));
+                return Err(BedError::Timeout {
+                    what: format!("{} (pid {}) listening on {addr}", self.name, self.pid()),
+                    waited: start.elapsed(),
+                    log: self.log.clone(),
+                    log_tail: log_tail(&self.log, 20),
+                });
             }
             thread::sleep(POLL);
         }
@@ -403,15 +408,18 @@ fn drain<R: Read + Send + 'static>(r: Option<R>) -> (Arc<Mutex<Vec<u8>>>, Arc<At
 }
 
 /// Runs a short helper (openssl, ssh-keygen, ...) bounded, failing with its stderr unless it exits 0.
-pub(crate) fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+pub(crate) fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<Output, BedError> {
     let what = format!("{cmd:?}");
-    let out = run_bounded(cmd, timeout).map_err(|e| format!("cannot run {what}: {e}"))?;
+    let out = run_bounded(cmd, timeout).map_err(|source| BedError::Spawn {
+        what: what.clone(),
+        source,
+    })?;
     if !out.status.success() {
-        return Err(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(BedError::Command {
+            what,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     Ok(out)
 }

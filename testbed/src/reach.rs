@@ -7,6 +7,7 @@
 //! manual-auth-hook command …", every agent with "Permission denied". So a binary that others
 //! cannot reach is placed in the bed's own directory (0755), and the bed runs that copy.
 
+use crate::BedError;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -35,15 +36,15 @@ pub(crate) fn runnable_by_anyone(bin: &Path) -> bool {
 /// `bin` itself when anyone can run it (the installed `/usr/bin/certherd`, a checkout under
 /// `/opt`), else a copy at `dir/certherd` (a hard link when the file's own mode allows it:
 /// instant and no extra space; a copy made 0755 otherwise, e.g. across file systems).
-pub(crate) fn place(bin: &Path, dir: &Path) -> Result<PathBuf, String> {
+pub(crate) fn place(bin: &Path, dir: &Path) -> Result<PathBuf, BedError> {
     if runnable_by_anyone(bin) {
         return Ok(bin.to_owned());
     }
     let src =
-        fs::canonicalize(bin).map_err(|e| format!("certherd binary {}: {e}", bin.display()))?;
-    fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        fs::canonicalize(bin).map_err(BedError::io("canonicalize the certherd binary", &bin))?;
+    fs::create_dir_all(dir).map_err(BedError::io("mkdir", &dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+        .map_err(BedError::io("chmod", &dir))?;
     let dest = dir.join("certherd");
     let _ = fs::remove_file(&dest);
     let own_mode = fs::metadata(&src)
@@ -51,16 +52,17 @@ pub(crate) fn place(bin: &Path, dir: &Path) -> Result<PathBuf, String> {
         .unwrap_or(0);
     let linked = own_mode & OTHERS_RX == OTHERS_RX && fs::hard_link(&src, &dest).is_ok();
     if !linked {
-        fs::copy(&src, &dest)
-            .map_err(|e| format!("copy {} to {}: {e}", src.display(), dest.display()))?;
+        fs::copy(&src, &dest).map_err(|e| {
+            BedError::Setup(format!("copy {} to {}: {e}", src.display(), dest.display()))
+        })?;
         fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("chmod {}: {e}", dest.display()))?;
+            .map_err(BedError::io("chmod", &dest))?;
     }
     if !runnable_by_anyone(&dest) {
-        return Err(format!(
+        return Err(BedError::Setup(format!(
             "placed certherd at {} for the agent's account, but others still cannot run it (is /tmp mounted noexec or closed?)",
             dest.display()
-        ));
+        )));
     }
     Ok(dest)
 }

@@ -6,6 +6,7 @@
 //! command line still names that bed's root dir, so recycled PIDs are never hit) and removes that
 //! bed's directory (unless `CERTHERD_KEEP_BED` is set).
 
+use crate::BedError;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
@@ -29,8 +30,9 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// Takes the lowest free index whose addresses are also free.
-    pub fn acquire(nodes: usize, ca: bool) -> Result<Slot, String> {
-        fs::create_dir_all(LOCK_DIR).map_err(|e| format!("cannot create {LOCK_DIR}: {e}"))?;
+    pub fn acquire(nodes: usize, ca: bool) -> Result<Slot, BedError> {
+        fs::create_dir_all(LOCK_DIR)
+            .map_err(|e| BedError::Setup(format!("cannot create {LOCK_DIR}: {e}")))?;
         let _ = fs::set_permissions(LOCK_DIR, fs::Permissions::from_mode(0o1777));
         let mut busy = Vec::new();
         for b in 1..=MAX_INDEX {
@@ -41,7 +43,7 @@ impl Slot {
                 .read(true)
                 .write(true)
                 .open(&path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                .map_err(BedError::io("open", &path))?;
             let lock = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
                 Ok(l) => l,
                 Err(_) => continue, // another live bed
@@ -61,7 +63,7 @@ impl Slot {
         }
         let more = busy.len().saturating_sub(3);
         busy.truncate(3);
-        Err(format!(
+        Err(BedError::Setup(format!(
             "no free test bed index in 1..={MAX_INDEX} (locks in {LOCK_DIR}); busy addresses: {}{}",
             busy.join("; "),
             if more > 0 {
@@ -69,7 +71,7 @@ impl Slot {
             } else {
                 String::new()
             }
-        ))
+        )))
     }
 
     /// Records a daemon PID so a later owner of this index can clean up after a crash.
@@ -139,11 +141,11 @@ fn reap(pids_path: &Path) {
 }
 
 /// Checks that every address the bed will listen on can be bound right now.
-fn ports_free(b: u8, nodes: usize, ca: bool) -> Result<(), String> {
-    let tcp = |ip: Ipv4Addr, port: u16| -> Result<(), String> {
+fn ports_free(b: u8, nodes: usize, ca: bool) -> Result<(), BedError> {
+    let tcp = |ip: Ipv4Addr, port: u16| -> Result<(), BedError> {
         TcpListener::bind(SocketAddrV4::new(ip, port))
             .map(drop)
-            .map_err(|e| format!("{ip}:{port}: {e}"))
+            .map_err(|e| BedError::Setup(format!("{ip}:{port}: {e}")))
     };
     for i in 1..=nodes {
         let ip = Ipv4Addr::new(127, 0, b, i as u8);
@@ -158,7 +160,7 @@ fn ports_free(b: u8, nodes: usize, ca: bool) -> Result<(), String> {
         }
         UdpSocket::bind(SocketAddrV4::new(ip, 8053))
             .map(drop)
-            .map_err(|e| format!("{ip}:8053/udp: {e}"))?;
+            .map_err(|e| BedError::Setup(format!("{ip}:8053/udp: {e}")))?;
     }
     Ok(())
 }

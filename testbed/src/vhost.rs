@@ -6,13 +6,14 @@
 use super::node::write;
 use super::proc::run_ok;
 use super::Bed;
+use crate::BedError;
 
 impl Bed {
     /// Replaces node `n`'s TLS config with a `default_server` that uses a self-signed
     /// certificate for `default.invalid` (made once per node), plus `extra` server blocks.
     /// With `reject`, the default server refuses unknown names with the TLS alert
     /// `unrecognized_name` (`ssl_reject_handshake on`) instead.
-    pub fn default_tls_server(&self, n: usize, reject: bool) -> Result<(), String> {
+    pub fn default_tls_server(&self, n: usize, reject: bool) -> Result<(), BedError> {
         let dir = self.node_dir(n);
         let (cert, key) = (dir.join("default-cert.pem"), dir.join("default-key.pem"));
         if !cert.exists() {
@@ -47,10 +48,14 @@ impl Bed {
 
     /// Appends to node `n`'s TLS config a vhost for `server_names` (nginx syntax, e.g.
     /// `*.wild.test wild.test`) that uses `live/<lineage>/`.
-    pub fn add_tls_vhost(&self, n: usize, server_names: &str, lineage: &str) -> Result<(), String> {
+    pub fn add_tls_vhost(
+        &self,
+        n: usize,
+        server_names: &str,
+        lineage: &str,
+    ) -> Result<(), BedError> {
         let path = self.nginx_tls_conf(n);
-        let mut conf =
-            std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let mut conf = std::fs::read_to_string(&path).map_err(BedError::io("read", &path))?;
         let live = self.letsencrypt_dir(n).join("live").join(lineage);
         conf.push_str(&format!(
             "server {{\n  listen {ip}:443 ssl;\n  server_name {server_names};\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {l}/privkey.pem;\n  location / {{ return 200 \"{lineage} node{n}\\n\"; }}\n}}\n",

@@ -17,7 +17,7 @@
 use std::cell::Cell;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde::Deserialize;
 
@@ -81,27 +81,29 @@ impl Cluster {
 
     /// `certherd deploy --lineage L --format json` on the primary, to its end.
     pub fn deploy(&self) -> Run<Deployment> {
-        Run::of(
-            self.deploy_command(&self.bed.config_path(1))
-                .output()
-                .unwrap(),
-        )
+        let cmd = self.deploy_command(&self.bed.config_path(1));
+        Run::of(self.bed.node(1).command(cmd).any_status().run())
     }
 
     /// The same deploy started in the background (a test acts while it runs).
-    pub fn spawn_deploy(&self) -> Running {
+    pub fn spawn_deploy(&self) -> Running<'_> {
         self.spawn_deploy_with(&self.bed.config_path(1))
     }
 
     /// A background deploy with another primary's config file (e.g. a second primary).
-    pub fn spawn_deploy_with(&self, config: &Path) -> Running {
-        Running(
-            self.deploy_command(config)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        )
+    pub fn spawn_deploy_with(&self, config: &Path) -> Running<'_> {
+        let mut command = self.deploy_command(config);
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Running {
+            bed: &self.bed,
+            command,
+            child,
+        }
     }
 
     fn deploy_command(&self, config: &Path) -> Command {
@@ -118,12 +120,8 @@ impl Cluster {
 
     /// `certherd sync --format json` on the primary.
     pub fn sync(&self) -> Run<SyncReport> {
-        Run::of(
-            self.bed
-                .certherd(1, &["sync", "--format", "json"])
-                .output()
-                .unwrap(),
-        )
+        let sync = self.bed.node(1).certherd(["sync", "--format", "json"]);
+        Run::of(sync.any_status().run())
     }
 
     /// The serial of version `v` (node 1's archive).
@@ -219,66 +217,74 @@ impl NodeAssert<'_> {
     }
 }
 
-/// A finished `deploy`/`sync`: its output and the typed report parsed from stdout.
+/// A finished `deploy`/`sync`: its [`Ran`] (the transcript every failure prints: command, exit
+/// status, stdout, stderr, the primary's logs) and the typed report parsed from its stdout.
+/// Derefs to the `Ran`, so `code()`, `stderr()`, `ensure()`, `fail()` and `.output` read as on
+/// any run.
 pub struct Run<T> {
-    pub output: Output,
+    pub ran: Ran,
     pub report: T,
 }
 
 impl<T: serde::de::DeserializeOwned> Run<T> {
-    /// Parses stdout as the JSON report; panics with the whole output when it is not.
-    pub fn of(output: Output) -> Run<T> {
-        let report = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}):\n{}", text(&output)));
-        Run { output, report }
+    /// Parses stdout as the JSON report; panics with the whole transcript when it is not.
+    pub fn of(ran: Ran) -> Run<T> {
+        let report = ran.json();
+        Run { ran, report }
+    }
+}
+
+impl<T> std::ops::Deref for Run<T> {
+    type Target = Ran;
+    fn deref(&self) -> &Ran {
+        &self.ran
+    }
+}
+
+impl<T> std::fmt::Display for Run<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.ran.fmt(f)
     }
 }
 
 impl<T> Run<T> {
-    /// The exit code.
-    pub fn code(&self) -> Option<i32> {
-        self.output.status.code()
-    }
-
-    /// stderr as text.
-    pub fn stderr(&self) -> String {
-        stderr(&self.output)
-    }
-
-    /// Asserts exit 0.
+    /// Asserts exit 0; panics with the transcript otherwise.
     pub fn succeeds(&self) -> &Self {
-        assert!(self.output.status.success(), "{}", text(&self.output));
+        let code = self.code();
+        self.ensure(code == Some(0), format!("exit status {code:?}, expected 0"));
         self
     }
 
-    /// Asserts exit 1 (some node failed) and that stderr names every one of `words`.
+    /// Asserts exit 1 (some node failed) and that stderr names every one of `words`; panics
+    /// with the transcript naming what was missing.
     pub fn fails_naming(&self, words: &[&str]) -> &Self {
-        assert_eq!(self.code(), Some(1), "{}", text(&self.output));
+        let code = self.code();
+        self.ensure(code == Some(1), format!("exit status {code:?}, expected 1"));
         let err = self.stderr();
-        for w in words {
-            assert!(
-                err.contains(w),
-                "{w:?} not in stderr: {}",
-                text(&self.output)
-            );
-        }
+        let missing: Vec<&&str> = words.iter().filter(|w| !err.contains(**w)).collect();
+        self.ensure(missing.is_empty(), format!("stderr lacks {missing:?}"));
         self
     }
 }
 
-/// A deploy running in the background.
-pub struct Running(Child);
+/// A deploy running in the background, on the primary (node 1) of `bed`.
+pub struct Running<'a> {
+    bed: &'a Bed,
+    command: Command,
+    child: Child,
+}
 
-impl Running {
-    /// Waits for its end and parses its report.
+impl Running<'_> {
+    /// Waits for its end and parses its report (the transcript shows the primary's logs).
     pub fn finish(self) -> Run<Deployment> {
-        Run::of(self.0.wait_with_output().unwrap())
+        let output = self.child.wait_with_output().unwrap();
+        Run::of(Ran::of_output(self.bed, 1, &self.command, output))
     }
 
     /// Kills it (by its PID, which this test started) and reaps it.
     pub fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }
 

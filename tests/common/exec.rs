@@ -546,3 +546,16 @@ impl Exec<'_> {
         self.judge(shown, measured.output)
     }
 }
+
+impl Ran {
+    /// The transcript of a command a test started itself on node `n` of `bed` (a background
+    /// run it may kill by PID, e.g. `Cluster::spawn_deploy`), once `output` is in.
+    pub fn of_output(bed: &Bed, n: usize, cmd: &Command, output: Output) -> Ran {
+        Ran {
+            shown: command_line(cmd),
+            node: Some(n),
+            logs: node_logs(bed, n),
+            output,
+        }
+    }
+}

@@ -318,7 +318,7 @@ impl Step {
     fn run(&self, bed: &Bed) -> Result<(), String> {
         let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
         match self {
-            Step::StartSshd(n) => bed.start_sshd(*n),
+            Step::StartSshd(n) => Ok(bed.start_sshd(*n)?),
             Step::Umount(target) => {
                 let ok = Command::new("umount")
                     .arg(target)
