@@ -10,6 +10,7 @@
 //! and the set-up half of Guarantee 7 (the agent's account may run exactly `[reload]`).
 
 mod common;
+use common::exec::Nodes;
 use common::*;
 
 use std::os::unix::fs::PermissionsExt;
@@ -17,11 +18,8 @@ use std::path::Path;
 use std::process::Command;
 
 fn doctor(bed: &Bed) -> (Option<i32>, String) {
-    let out = bed.certherd(1, &["doctor"]).output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let ran = bed.node(1).certherd(["doctor"]).any_status().run();
+    (ran.code(), ran.stdout())
 }
 
 /// The `FAIL` line containing `what` and its fix line, if doctor printed one.
@@ -133,16 +131,17 @@ fn each_local_failure_is_reported_with_its_fix_and_clears_when_fixed() {
     // Identity not readable by the account that runs doctor (the agent's account here): since
     // certbot runs as that account the identity is its own, so give it to root for this step.
     std::os::unix::fs::chown(&identity, Some(0), Some(0)).unwrap();
-    let out = Command::new("timeout")
+    let mut as_user = Command::new("timeout");
+    as_user
         .args(["60", "/usr/sbin/runuser", "-u", &user, "--"])
         .arg(bed.certherd_bin())
         .arg("--config")
         .arg(bed.config_path(1))
-        .arg("doctor")
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    let (line, fix) = failure(&report, "[ssh] identity").unwrap_or_else(|| panic!("{report}"));
+        .arg("doctor");
+    let ran = bed.node(1).command(as_user).any_status().run();
+    let report = ran.stdout();
+    let (line, fix) = failure(&report, "[ssh] identity")
+        .unwrap_or_else(|| ran.fail("doctor names the unreadable [ssh] identity"));
     assert!(line.contains("not readable by this account"), "{line}");
     assert!(
         fix.contains("run certherd as the account that owns it"),
@@ -268,7 +267,8 @@ fn each_local_failure_is_reported_with_its_fix_and_clears_when_fixed() {
 /// directories the test made (bind mounts in a private mount namespace: the machine's own are
 /// untouched, other tests see nothing).
 fn doctor_with_system(bed: &Bed, units: &Path, spool: &Path) -> (Option<i32>, String) {
-    let out = Command::new("unshare")
+    let mut unshare = Command::new("unshare");
+    unshare
         .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
         .arg(
             "mount --bind \"$1\" /etc/systemd/system && mount --bind \"$2\" /var/spool && shift 2 && exec \"$@\"",
@@ -279,17 +279,9 @@ fn doctor_with_system(bed: &Bed, units: &Path, spool: &Path) -> (Option<i32>, St
         .arg(bed.certherd_bin())
         .arg("--config")
         .arg(bed.config_path(1))
-        .arg("doctor")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+        .arg("doctor");
+    let ran = bed.node(1).command(unshare).any_status().run();
+    (ran.code(), ran.both())
 }
 
 /// Guarantee 11. certbot's schedulers other than Debian's timer, each running `certbot renew`

@@ -316,7 +316,12 @@ fn nagios_json_quiet_verbose_and_journal_outputs() {
     assert!(ok.summary.contains("1 lineage on 3 nodes"), "{ok:?}");
     // The default thresholds are shares of each certificate's own lifetime (25 %, 8 %): the
     // days fields follow the lifetime pebble gave it, the share fields are the flags.
-    let (_, json) = status_json(&bed);
+    let json: serde_json::Value = bed
+        .node(1)
+        .certherd(["status", "--format", "json"])
+        .any_status()
+        .run()
+        .json();
     let lifetime_days = json["rows"][0]["lifetime"].as_f64().unwrap() / 86400.0;
     let days = |share: f64| {
         let t = format!("{:.2}", lifetime_days * share);

@@ -109,8 +109,12 @@ fn wildcard_from_dns01_is_unused_until_a_vhost_uses_it_then_new() {
     }
     assert!(hook.bodies().is_empty(), "{:?}", hook.bodies());
 
-    let (code, json) = status_json(&bed);
-    assert_eq!(code, Some(0), "{json:#}");
+    let json: serde_json::Value = bed
+        .node(1)
+        .certherd(["status", "--format", "json"])
+        .expect_status(0)
+        .run()
+        .json();
     assert_eq!(json["state"], "ok", "{json:#}");
     for r in json["rows"].as_array().unwrap() {
         assert_eq!(r["served"], "new", "{r}");

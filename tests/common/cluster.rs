@@ -395,7 +395,8 @@ pub fn make_version_for(bed: &Bed, lineage: &str, name: &str, v: u32, valid: Opt
     let cert = archive.join(format!("cert{v}.pem"));
     match valid {
         None => {
-            let out = Command::new("openssl")
+            let mut openssl = Command::new("openssl");
+            openssl
                 .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
                 .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "30"])
                 .arg("-subj")
@@ -405,10 +406,8 @@ pub fn make_version_for(bed: &Bed, lineage: &str, name: &str, v: u32, valid: Opt
                 .arg("-keyout")
                 .arg(&key)
                 .arg("-out")
-                .arg(&cert)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "openssl req: {}", text(&out));
+                .arg(&cert);
+            super::exec::exec(openssl).run();
         }
         Some((not_before, not_after)) => {
             self_signed(name, not_before, not_after, &cert, &key);
@@ -476,17 +475,13 @@ open(cert_path, "wb").write(cert.public_bytes(serialization.Encoding.PEM))
 open(key_path, "wb").write(key.private_bytes(serialization.Encoding.PEM,
     serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 "#;
-    let out = Command::new("/usr/bin/python3")
+    // Debian's python3-cryptography.
+    let mut python = Command::new("/usr/bin/python3");
+    python
         .args(["-c", SCRIPT, name])
         .arg(not_before.to_string())
         .arg(not_after.to_string())
         .arg(cert)
-        .arg(key)
-        .output()
-        .expect("run /usr/bin/python3 (Debian's python3-cryptography)");
-    assert!(
-        out.status.success(),
-        "python3-cryptography certificate: {}",
-        text(&out)
-    );
+        .arg(key);
+    super::exec::exec(python).run();
 }

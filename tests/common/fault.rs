@@ -380,23 +380,22 @@ impl Step {
 
 /// `mount ARGS… TARGET`; fails the test loudly when the sandbox forbids it.
 fn mount(target: &Path, args: &[&str]) {
-    let out = Command::new("mount")
-        .args(args)
-        .arg(target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mount {args:?} {}: this fault needs mount(2) (root, CAP_SYS_ADMIN): {}",
-        target.display(),
-        text(&out)
+    let mut cmd = Command::new("mount");
+    cmd.args(args).arg(target);
+    let ran = super::exec::exec(cmd).any_status().run();
+    ran.ensure(
+        ran.code() == Some(0),
+        format!(
+            "mount {args:?} {}: this fault needs mount(2) (root, CAP_SYS_ADMIN)",
+            target.display()
+        ),
     );
 }
 
 /// Runs a set-up command, asserting it worked.
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+    // The transcript of a failure is the idiom's; `exec` takes the command by value.
+    super::exec::exec(std::mem::replace(cmd, Command::new("true"))).run();
 }
 
 fn read_pids(file: &Path) -> Vec<i32> {

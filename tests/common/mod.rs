@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::OnceLock;
 
 #[allow(unused_imports)]
@@ -92,10 +91,11 @@ fn answer(bin: &Path, args: &[&str]) -> Result<String, String> {
         .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
     if !out.status.success() {
         return Err(format!(
-            "`{} {}` failed:\n{}",
+            "`{} {}` failed, exit {:?}: {}",
             bin.display(),
             args.join(" "),
-            text(&out)
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -152,51 +152,16 @@ fn build_crashpoint_bin() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = root.join("target/crashpoints");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
+    let mut build = std::process::Command::new(cargo);
+    build
         .current_dir(root)
         .args(["build", "--features", "crashpoints", "--bin", "certherd"])
         .arg("--target-dir")
-        .arg(&target)
-        .output()
-        .expect("run cargo build --features crashpoints");
-    assert!(
-        out.status.success(),
-        "cargo build --features crashpoints failed:\n{}",
-        text(&out)
-    );
+        .arg(&target);
+    exec::exec(build).run();
     let bin = target.join("debug/certherd");
     assert!(bin.exists(), "{} missing after the build", bin.display());
     bin
-}
-
-/// Runs `certherd auth` on `node` with certbot's environment.
-pub fn auth(bed: &Bed, node: usize, domain: &str, token: &str, validation: &str) -> Output {
-    bed.certherd(node, &["auth"])
-        .env("CERTBOT_DOMAIN", domain)
-        .env("CERTBOT_TOKEN", token)
-        .env("CERTBOT_VALIDATION", validation)
-        .output()
-        .expect("run certherd auth")
-}
-
-/// Runs `certherd cleanup` on `node` with certbot's environment.
-pub fn cleanup(bed: &Bed, node: usize, domain: &str, token: &str) -> Output {
-    bed.certherd(node, &["cleanup"])
-        .env("CERTBOT_DOMAIN", domain)
-        .env("CERTBOT_TOKEN", token)
-        .output()
-        .expect("run certherd cleanup")
-}
-
-/// Runs certbot certonly with certherd's hooks for these names.
-pub fn certbot_certonly(bed: &Bed, domains: &[&str]) -> Output {
-    let mut args = bed.certonly_args(None);
-    for d in domains {
-        args.push("-d".into());
-        args.push(d.to_string());
-    }
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    bed.certbot(&args)
 }
 
 /// Every token file on every node.
@@ -257,21 +222,6 @@ fn walk(path: &Path, map: &mut BTreeMap<PathBuf, String>) {
             format!("file {mode:o} {:?}", std::fs::read(path).ok()),
         );
     }
-}
-
-/// stdout and stderr of a finished command, for assertion messages.
-pub fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// stderr alone.
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The certificate certbot wrote for a lineage on node 1, as `openssl x509 -text`.
@@ -408,25 +358,15 @@ pub fn live_links(bed: &Bed, n: usize, lineage: &str) -> Vec<String> {
         .collect()
 }
 
-/// certbot certonly with certherd's auth, cleanup and deploy hooks.
-pub fn certbot_with_deploy(bed: &Bed, domains: &[&str]) -> Output {
-    let mut args = bed.certonly_args(Some(&bed.hook_command("deploy")));
-    for d in domains {
-        args.push("-d".into());
-        args.push(d.to_string());
-    }
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    bed.certbot(&args)
-}
-
 /// A bed where site.test (DNS: nodes 2 and 3) was issued with certherd's three hooks and every
 /// node serves it over TLS.
 pub fn issued_bed() -> Bed {
     let bed = bed(3, true);
     bed.dns("site.test", &[2, 3]).unwrap();
     enable_tls(&bed, "site.test");
-    let out = certbot_with_deploy(&bed, &["site.test"]);
-    assert!(out.status.success(), "certbot failed:\n{}", text(&out));
+    exec::Nodes::node(&bed, 1)
+        .certbot_certonly_with_deploy(&["site.test"])
+        .run();
     bed
 }
 
@@ -475,18 +415,6 @@ pub fn agent_exchange(
         })
         .collect();
     (answers, out)
-}
-
-/// `certherd status --format json` run on node 1: its exit code and the parsed report (a
-/// report that does not parse fails the test with the output).
-pub fn status_json(bed: &Bed) -> (Option<i32>, serde_json::Value) {
-    let out = bed
-        .certherd(1, &["status", "--format", "json"])
-        .output()
-        .unwrap();
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("status JSON: {e}: {}", text(&out)));
-    (out.status.code(), report)
 }
 
 /// Sends SIGTERM to a child the test started and waits up to `limit` for it to exit; kills and
@@ -558,16 +486,12 @@ pub fn assert_node_consistent(bed: &Bed, lineage: &str, n: usize, v: u32, contex
         "{context}: node {n}: the key does not match the certificate"
     );
     // In the node's own namespace on a namespaced bed (nginx -t binds its listen addresses).
-    let test = bed
-        .command_on(n, "/usr/sbin/nginx")
-        .args(["-t", "-q", "-c"])
-        .arg(bed.nginx_conf(n))
-        .output()
-        .unwrap();
-    assert!(
-        test.status.success(),
-        "{context}: node {n} nginx -t: {}",
-        text(&test)
+    let mut test = bed.command_on(n, "/usr/sbin/nginx");
+    test.args(["-t", "-q", "-c"]).arg(bed.nginx_conf(n));
+    let ran = exec::Nodes::node(bed, n).command(test).any_status().run();
+    ran.ensure(
+        ran.code() == Some(0),
+        format!("{context}: node {n} nginx -t"),
     );
     let temps = certherd_temp_files(&bed.letsencrypt_dir(n));
     assert!(temps.is_empty(), "{context}: node {n} temp files {temps:?}");

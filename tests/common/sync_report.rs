@@ -3,16 +3,15 @@
 
 use certherd_testbed::Bed;
 
-use super::{stderr, text};
+use super::exec::Nodes;
 
 /// `certherd sync --format json ARGS…` on node 1: its exit code, report and stderr.
 pub fn sync(bed: &Bed, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     let mut argv = vec!["sync", "--format", "json"];
     argv.extend_from_slice(args);
-    let out = bed.certherd(1, &argv).output().unwrap();
-    let json = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("sync printed no JSON ({e}):\n{}", text(&out)));
-    (out.status.code(), json, stderr(&out))
+    let ran = bed.node(1).certherd(argv).any_status().run();
+    let json = ran.json();
+    (ran.code(), json, ran.stderr())
 }
 
 /// The row of `node` for `lineage` in a sync report.

@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::exec::{exec, Nodes};
 use crate::common::*;
 
 pub mod split_brain;
@@ -33,8 +34,7 @@ pub fn tls_bed_with(nodes: usize, certherd: &Path) -> Bed {
     let bed = bed_with(nodes, false, certherd);
     new_version(&bed, 1);
     enable_tls(&bed, LINEAGE);
-    let out = bed.certherd(1, &["sync"]).output().unwrap();
-    assert!(out.status.success(), "initial sync: {}", text(&out));
+    bed.node(1).certherd(["sync"]).run();
     let serial = current_serial(&bed, LINEAGE);
     for n in 1..=nodes {
         assert_eq!(
@@ -154,7 +154,13 @@ pub fn agent_session(bed: &Bed, n: usize, lines: &[serde_json::Value]) -> Vec<se
         input.push('\n');
     }
     let (answers, out) = agent_exchange(bed, n, input.as_bytes());
-    assert_eq!(answers.len(), lines.len() + 1, "{answers:?} {}", text(&out));
+    assert_eq!(
+        answers.len(),
+        lines.len() + 1,
+        "{answers:?}, exit {:?}, stderr {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(answers[0]["result"], "hello", "{}", answers[0]);
     answers[1..].to_vec()
 }
@@ -185,12 +191,9 @@ pub fn expired_pair(bed: &Bed) -> (String, String) {
     )
     .unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+        let mut openssl = Command::new("openssl");
+        openssl.args(args).current_dir(&dir);
+        exec(openssl).run();
     };
     run(&[
         "req",

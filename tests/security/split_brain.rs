@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::LINEAGE;
+use crate::common::exec::Nodes;
 use crate::common::*;
 
 /// Makes node `n`'s own version `v` of site.test as the agent's account (a fresh P-256 key and
@@ -32,15 +33,10 @@ pub fn peer_own_version(bed: &Bed, n: usize, v: u32) -> String {
         archive = le.join("archive").join(LINEAGE).display(),
         live = le.join("live").join(LINEAGE).display(),
     );
-    let out = bed
-        .as_agent(Command::new("sh").arg("-c").arg(&script))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "node {n}'s own version: {}",
-        text(&out)
-    );
+    let mut own = Command::new("sh");
+    own.arg("-c").arg(&script);
+    bed.as_agent(&mut own);
+    bed.node(n).command(own).run();
     reload_nginx(bed, n);
     std::fs::read_to_string(le.join(format!("archive/{LINEAGE}/privkey{v}.pem"))).unwrap()
 }
