@@ -23,7 +23,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::status::StatusReport;
 use common::*;
 use security::split_brain::*;
 use security::*;
@@ -203,12 +202,7 @@ fn observe(bed: &Bed, n: usize, old: u32, new: u32, context: &str) -> String {
 /// `certherd status --format json` from node 1: the run, and whether node `n`'s row says
 /// (pending, drift).
 fn status_of(bed: &Bed, n: usize) -> (Ran, bool, bool) {
-    let ran = bed
-        .node(1)
-        .certherd(["status", "--format", "json"])
-        .any_status()
-        .run();
-    let report: StatusReport = ran.json();
+    let (ran, report) = status_report(bed);
     let row = report.row(&format!("node{n}"), LINEAGE);
     let (pending, drift) = (row.pending, row.drift);
     (ran, pending, drift)

@@ -281,12 +281,7 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
         }),
         "doctor's nginx line is ok: none writable",
     );
-    let ran = bed
-        .node(1)
-        .certherd(["status", "--format", "json"])
-        .any_status()
-        .run();
-    let report: StatusReport = ran.json();
+    let (ran, report) = status_report(&bed);
     ran.ensure(report.exposed.is_empty(), "nothing exposed after the move");
 
     // Deploys run root's `nginx -t` and reload (node 1's own, through sudo) and succeed: the
@@ -345,12 +340,7 @@ fn an_account_writable_nginx_include_is_named_before_root_reads_it_and_the_check
         .unwrap_or_else(|| ran.fail(&format!("no command in the fix: {fix}")));
     // doctor's fix works as printed.
     shell(command).expect_status(0).run();
-    let ran = bed
-        .node(1)
-        .certherd(["status", "--format", "json"])
-        .any_status()
-        .run();
-    let report: StatusReport = ran.json();
+    let (ran, report) = status_report(&bed);
     ran.ensure(report.exposed.is_empty(), "nothing exposed after the fix");
     ran.ensure(
         ran.code() != Some(2),

@@ -10,7 +10,6 @@
 mod common;
 use common::cluster::make_version;
 use common::exec::Nodes;
-use common::status::StatusReport;
 use common::*;
 
 const LINEAGES: usize = 400;
@@ -30,12 +29,7 @@ fn status_over_many_lineages_gets_an_answer_for_every_row() {
 
     // The default server answers every name with its own certificate: each row is `unused`
     // (drift, WARNING), never `none`.
-    let ran = bed
-        .node(1)
-        .certherd(["status", "--format", "json"])
-        .any_status()
-        .run();
-    let report: StatusReport = ran.json();
+    let (ran, report) = status_report(&bed);
     assert_eq!(report.rows.len(), 2 * LINEAGES, "{ran}");
     let unanswered: Vec<_> = report
         .rows

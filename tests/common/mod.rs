@@ -263,7 +263,7 @@ pub mod sync_report;
 #[allow(unused_imports)]
 pub use exec::{exec, Exec, Nodes, Ran};
 #[allow(unused_imports)]
-pub use status::{StatusReport, StatusRow};
+pub use status::{status_report, StatusReport, StatusRow};
 
 /// Gives every node an nginx TLS server on :443 using `live/<lineage>/` (see `Bed::enable_tls`).
 pub fn enable_tls(bed: &Bed, lineage: &str) {

@@ -77,3 +77,16 @@ impl StatusReport {
         self.rows.iter().filter(move |r| r.node == node)
     }
 }
+
+/// `certherd status --format json` on node 1 of `bed`, whatever its exit code (the state is in
+/// the report): the run, for its transcript, and the typed report.
+pub fn status_report(bed: &certherd_testbed::Bed) -> (super::exec::Ran, StatusReport) {
+    use super::exec::Nodes;
+    let ran = bed
+        .node(1)
+        .certherd(["status", "--format", "json"])
+        .any_status()
+        .run();
+    let report = ran.json();
+    (ran, report)
+}
