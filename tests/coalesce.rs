@@ -188,13 +188,7 @@ fn a_queue_nobody_flushed_is_pushed_by_the_next_flush() {
     // certbot run by hand with `deploy --defer` and no --post-hook: queued, not pushed.
     let defer = bed.hook_command("deploy --defer");
     bed.node(1)
-        .certbot([
-            "renew",
-            "--force-renewal",
-            "--no-random-sleep-on-renew",
-            "--deploy-hook",
-            &defer,
-        ])
+        .certbot_renew(["--deploy-hook", &defer])
         .expect_status(0)
         .run();
     let new = current_serial(&bed, lineage);
@@ -235,13 +229,7 @@ fn a_queue_nobody_flushed_is_pushed_by_the_next_flush() {
     // with a warning; nothing is queued. (certbot renews with a hook that does nothing, and the
     // hook is then run by hand as certbot would.)
     bed.node(1)
-        .certbot([
-            "renew",
-            "--force-renewal",
-            "--no-random-sleep-on-renew",
-            "--deploy-hook",
-            "/bin/true",
-        ])
+        .certbot_renew(["--deploy-hook", "/bin/true"])
         .expect_status(0)
         .run();
     let live = bed.letsencrypt_dir(1).join("live").join(lineage);

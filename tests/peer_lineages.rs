@@ -81,13 +81,7 @@ fn watch_renewal(bed: &Bed, lineage: &str) -> String {
         read(&err)
     );
     bed.node(1)
-        .certbot([
-            "renew",
-            "--force-renewal",
-            "--no-random-sleep-on-renew",
-            "--cert-name",
-            lineage,
-        ])
+        .certbot_renew(["--cert-name", lineage])
         .expect_status(0)
         .run();
     let want = current_serial(bed, lineage);

@@ -19,15 +19,7 @@ fn dns01_certonly(bed: &Bed, domains: &[&str]) -> Ran {
 
 /// certbot's forced renewal of `lineage` (its deploy hook deploys), asserted to succeed.
 fn renew(bed: &Bed, lineage: &str) -> Ran {
-    bed.node(1)
-        .certbot([
-            "renew",
-            "--force-renewal",
-            "--no-random-sleep-on-renew",
-            "--cert-name",
-            lineage,
-        ])
-        .run()
+    bed.node(1).certbot_renew(["--cert-name", lineage]).run()
 }
 
 /// The deploy table's row of `node`: [NODE, BEFORE, AFTER, INSTALL, SERVED, TIME, CHECKED].

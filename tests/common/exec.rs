@@ -99,6 +99,16 @@ impl<'a> Node<'a> {
         self.certonly(None, domains)
     }
 
+    /// `certbot renew --force-renewal --no-random-sleep-on-renew EXTRA…` (node 1): a renewal now,
+    /// of every lineage or of the ones `extra` names (`--cert-name`).
+    pub fn certbot_renew<I: IntoIterator<Item = S>, S: Into<String>>(&self, extra: I) -> Exec<'a> {
+        let mut args: Vec<String> = ["renew", "--force-renewal", "--no-random-sleep-on-renew"]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra.into_iter().map(Into::into));
+        self.certbot(args)
+    }
+
     /// [`Node::certbot_certonly`] with certherd's deploy hook too.
     pub fn certbot_certonly_with_deploy(&self, domains: &[&str]) -> Exec<'a> {
         self.certonly(Some(&self.bed.hook_command("deploy")), domains)
