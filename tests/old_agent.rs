@@ -1,0 +1,142 @@
+//! A peer still on an agent from before the batch ops (issue 19): `sync` gives it one `install`
+//! per lineage over the same session while the other peers get the staged batch, and every node
+//! ends on the new version. The old agent is the real one behind a filter in its forced command
+//! that does what an agent of that age did: `hello` announces no `stage`, `commit` or `discard`,
+//! and a request for one of them is refused as an unknown op, with the words the agent uses.
+//! Node 2 is the old one; node 3 is current.
+//!
+//! Proves guarantee 3 of docs/GUARANTEES.md (every node gets every lineage) across agent
+//! versions.
+
+mod common;
+use common::cluster::make_version;
+use common::reloads::{count_tests_and_reloads, counts};
+use common::sync_report::{row, sync};
+use common::*;
+
+use std::os::unix::fs::PermissionsExt;
+
+const LINEAGES: [&str; 3] = ["o0.test", "o1.test", "o2.test"];
+
+/// The filter: passes every line between sshd and the real agent, except the batch ops.
+const OLD_AGENT: &str = r#"
+import json, subprocess, sys
+BATCH = ("stage", "commit", "discard")
+agent = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+for line in sys.stdin.buffer:
+    try:
+        op = json.loads(line).get("op")
+    except Exception:
+        op = None
+    if op in BATCH:
+        answer = {"result": "error", "kind": "unknown_op",
+                  "message": "unknown op %s: expected one of hello, put_token, ..." % op}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+        continue
+    agent.stdin.write(line)
+    agent.stdin.flush()
+    reply = agent.stdout.readline()
+    if not reply:
+        break
+    answer = json.loads(reply)
+    if answer.get("result") == "hello":
+        answer["ops"] = [o for o in answer["ops"] if o not in BATCH]
+        reply = (json.dumps(answer) + "\n").encode()
+    sys.stdout.buffer.write(reply)
+    sys.stdout.flush()
+agent.stdin.close()
+sys.exit(agent.wait())
+"#;
+
+/// Puts the filter in front of node `n`'s agent: a root-owned script (the account may not
+/// change what its forced command runs), named in the root-owned authorized_keys line.
+fn make_old(bed: &Bed, n: usize) {
+    let dir = bed.node_dir(n);
+    let script = dir.join("old-agent.py");
+    std::fs::write(&script, OLD_AGENT).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let agent = format!(
+        "{} agent --config {}",
+        bed.certherd_bin().display(),
+        bed.config_path(n).display()
+    );
+    let keys = dir.join("sshd").join("authorized_keys");
+    let line = std::fs::read_to_string(&keys).unwrap();
+    let forced = format!("command=\"{agent}\"");
+    assert!(line.contains(&forced), "{forced} not in {line}");
+    let old = format!("command=\"/usr/bin/python3 {} {agent}\"", script.display());
+    std::fs::write(&keys, line.replace(&forced, &old)).unwrap();
+    // sshd binds the forced command when the key authenticates: a kept master would go on
+    // running the current agent.
+    bed.close_control_masters();
+}
+
+#[test]
+fn an_agent_without_the_batch_ops_gets_one_install_per_lineage() {
+    let bed = bed(3, false);
+    for n in 1..=3 {
+        bed.default_tls_server(n, false).unwrap();
+        reload_nginx(&bed, n);
+    }
+    for l in LINEAGES {
+        make_version(&bed, l, 1);
+    }
+    let (code, json, err) = sync(&bed, &[]);
+    assert_eq!(code, Some(0), "first sync: {err}\n{json:#}");
+    for n in 1..=3 {
+        for l in LINEAGES {
+            bed.add_tls_vhost(n, l, l).unwrap();
+        }
+        reload_nginx(&bed, n);
+    }
+    make_old(&bed, 2);
+
+    let want: Vec<String> = LINEAGES
+        .iter()
+        .map(|l| {
+            make_version(&bed, l, 2);
+            current_serial(&bed, l)
+        })
+        .collect();
+    count_tests_and_reloads(&bed, 3);
+    let before: Vec<(usize, usize)> = (1..=3).map(|n| counts(&bed, n)).collect();
+    let (code, json, err) = sync(&bed, &[]);
+    assert_eq!(
+        code,
+        Some(0),
+        "sync with an old agent on node2: {err}\n{json:#}"
+    );
+    for l in LINEAGES {
+        for node in ["node2", "node3"] {
+            let r = row(&json, l, node);
+            assert_eq!(r["install"], "ok", "{l} on {node}: {r:#}");
+            assert_eq!(r["served"], "new", "{l} on {node}: {r:#}");
+        }
+    }
+    for n in 1..=3 {
+        for (l, serial) in LINEAGES.iter().zip(&want) {
+            assert_eq!(
+                &settled_serial(&bed, n, l, serial),
+                serial,
+                "{l} on node {n}"
+            );
+        }
+    }
+    // The old agent installed lineage by lineage (a test and a reload each); the current one
+    // took the batch with one of each.
+    let during = |n: usize| {
+        let ((t0, r0), (t1, r1)) = (before[n - 1], counts(&bed, n));
+        (t1 - t0, r1 - r0)
+    };
+    assert_eq!(
+        during(2),
+        (3, 3),
+        "node2 (old agent): (config tests, reloads)"
+    );
+    assert_eq!(
+        during(3),
+        (1, 1),
+        "node3 (current agent): (config tests, reloads)"
+    );
+}
