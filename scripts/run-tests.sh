@@ -100,7 +100,8 @@ lookup() {
 if [ ${#names[@]} -gt 0 ]; then
     for n in "${names[@]}"; do
         # `lookup` exits in its own subshell: stop here too, or the name would run as nothing.
-        line=$(lookup "$n") || exit 2
+        # A bad name changes nothing: no log directory is left behind either.
+        line=$(lookup "$n") || { rm -rf "$logs"; exit 2; }
         echo "- - $line" >>"$logs/chosen"
     done
 else
@@ -109,7 +110,7 @@ fi
 for p in ${passes[@]+"${passes[@]}"}; do
     read -r label assignment list <<<"$p"
     for n in ${list//,/ }; do
-        line=$(lookup "$n") || exit 2
+        line=$(lookup "$n") || { rm -rf "$logs"; exit 2; }
         echo "$label $assignment $line" >>"$logs/chosen"
     done
 done

@@ -249,6 +249,7 @@ impl<T> std::fmt::Display for Run<T> {
 
 impl<T> Run<T> {
     /// Asserts exit 0; panics with the transcript otherwise.
+    #[track_caller]
     pub fn succeeds(&self) -> &Self {
         let code = self.code();
         self.ensure(code == Some(0), format!("exit status {code:?}, expected 0"));
@@ -257,6 +258,7 @@ impl<T> Run<T> {
 
     /// Asserts exit 1 (some node failed) and that stderr names every one of `words`; panics
     /// with the transcript naming what was missing.
+    #[track_caller]
     pub fn fails_naming(&self, words: &[&str]) -> &Self {
         let code = self.code();
         self.ensure(code == Some(1), format!("exit status {code:?}, expected 1"));

@@ -290,6 +290,7 @@ impl<'a> Exec<'a> {
 
     /// Runs the command to its end and checks every expectation; panics with the transcript
     /// naming each one that was not met.
+    #[track_caller]
     pub fn run(mut self) -> Ran {
         let (shown, output) = match self.job {
             Job::Command(ref mut cmd) => {
@@ -310,6 +311,7 @@ impl<'a> Exec<'a> {
 
     /// Checks `output` (of the command `shown`) against every expectation: the end of
     /// [`Exec::run`] and [`Exec::run_within`].
+    #[track_caller]
     fn judge(&self, shown: String, output: Output) -> Ran {
         let ran = Ran {
             shown,
@@ -426,21 +428,25 @@ impl Ran {
 
     /// stdout parsed as JSON into `T` (typed rows: `StatusReport`, `Deployment`, …); panics
     /// with the transcript when it is not that.
+    #[track_caller]
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
-        serde_json::from_slice(&self.output.stdout).unwrap_or_else(|e| {
-            self.fail(&format!(
+        match serde_json::from_slice(&self.output.stdout) {
+            Ok(value) => value,
+            Err(e) => self.fail(&format!(
                 "stdout is not the JSON of a {} ({e})",
                 std::any::type_name::<T>()
-            ))
-        })
+            )),
+        }
     }
 
     /// Panics with `why` and the whole transcript.
+    #[track_caller]
     pub fn fail(&self, why: &str) -> ! {
         panic!("{why}\n{self}")
     }
 
     /// Panics with `why` and the transcript unless `ok`.
+    #[track_caller]
     pub fn ensure(&self, ok: bool, why: impl fmt::Display) -> &Self {
         if !ok {
             self.fail(&why.to_string());
@@ -542,6 +548,7 @@ impl Exec<'_> {
     /// killed (the bed's watchdog, `run_measured`), and the transcript says so. For a command
     /// that may hang (certbot with hooks, a setup block), where a hang must fail the test rather
     /// than stall the run.
+    #[track_caller]
     pub fn run_within(mut self, limit: Duration) -> Ran {
         let stdin = self.stdin.take();
         let Job::Command(ref mut cmd) = self.job else {

@@ -80,6 +80,7 @@ impl StatusReport {
 
 /// `certherd status --format json` on node 1 of `bed`, whatever its exit code (the state is in
 /// the report): the run, for its transcript, and the typed report.
+#[track_caller]
 pub fn status_report(bed: &certherd_testbed::Bed) -> (super::exec::Ran, StatusReport) {
     use super::exec::Nodes;
     let ran = bed
