@@ -62,17 +62,7 @@ fn issue_and_serve(bed: &Bed, lineage: &str) -> Ran {
 
 /// `certherd issue -d LINEAGE` on node 1 (certbot stores certherd's hooks for its renewals).
 fn issue<'a>(bed: &'a Bed, lineage: &str) -> Exec<'a> {
-    bed.node(1)
-        .certherd([
-            "issue",
-            "--certbot",
-            &certbot_program_arg(),
-            "-d",
-            lineage,
-            "--",
-        ])
-        .args(bed.certbot_common_args())
-        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+    bed.node(1).certherd_issue(&[lineage])
 }
 
 /// Every node serves `lineage`'s current certificate (settled past nginx's reload overlap).

@@ -75,18 +75,7 @@ fn two_names_on_two_different_nodes_via_certherd_issue() {
 
     let ran = bed
         .node(1)
-        .certherd([
-            "issue",
-            "--certbot",
-            &certbot_program_arg(),
-            "-d",
-            "a.test",
-            "-d",
-            "b.test",
-            "--",
-        ])
-        .args(bed.certbot_common_args())
-        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .certherd_issue(&["a.test", "b.test"])
         .expect_status(0)
         .run();
 
@@ -153,16 +142,7 @@ fn without_fan_out_auth_fails_naming_the_nodes_and_no_certificate_is_issued() {
     let runs_before = certbot_runs();
     let ran = bed
         .node(1)
-        .certherd([
-            "issue",
-            "--certbot",
-            &certbot_program_arg(),
-            "-d",
-            "site.test",
-            "--",
-        ])
-        .args(bed.certbot_common_args())
-        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .certherd_issue(&["site.test"])
         .expect_status(1)
         .stderr_has(["pre-flight failed"])
         .run();

@@ -59,16 +59,7 @@ fn planted_certbot_hooks_run_as_the_agent_never_as_root() {
     // Issued by root through `certherd issue`.
     let issued = bed
         .node(1)
-        .certherd([
-            "issue",
-            "--certbot",
-            &certbot_program_arg(),
-            "-d",
-            "site.test",
-            "--",
-        ])
-        .args(bed.certbot_common_args())
-        .env("REQUESTS_CA_BUNDLE", bed.ca_bundle())
+        .certherd_issue(&["site.test"])
         .expect_status(0)
         .run();
 

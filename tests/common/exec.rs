@@ -109,6 +109,23 @@ impl<'a> Node<'a> {
         self.certbot(args)
     }
 
+    /// `certherd issue --certbot <the bed's certbot> -d D… -- <the bed's certbot args>` with the
+    /// bed's CA trusted (node 1): issuance the way a user starts it.
+    pub fn certherd_issue(&self, domains: &[&str]) -> Exec<'a> {
+        let mut args = vec![
+            "issue".to_owned(),
+            "--certbot".to_owned(),
+            certherd_testbed::certbot_program().display().to_string(),
+        ];
+        for d in domains {
+            args.extend(["-d".to_owned(), d.to_string()]);
+        }
+        args.push("--".into());
+        self.certherd(args)
+            .args(self.bed.certbot_common_args())
+            .env("REQUESTS_CA_BUNDLE", self.bed.ca_bundle())
+    }
+
     /// [`Node::certbot_certonly`] with certherd's deploy hook too.
     pub fn certbot_certonly_with_deploy(&self, domains: &[&str]) -> Exec<'a> {
         self.certonly(Some(&self.bed.hook_command("deploy")), domains)
