@@ -95,21 +95,7 @@ fn a_renewal_run_of_several_lineages_tests_and_reloads_each_node_once() {
 
     // watch runs beside it, with a settle window far shorter than the run: it would deploy
     // each renewed lineage on its own if it did not wait for the run.
-    let watch_err = bed.root().join("watch.err");
-    let mut watch = bed
-        .certherd(1, &["watch", "--settle", "300ms"])
-        .stdout(std::fs::File::create(bed.root().join("watch.out")).unwrap())
-        .stderr(std::fs::File::create(&watch_err).unwrap())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            std::fs::read_to_string(&watch_err)
-                .unwrap_or_default()
-                .contains("watching")
-        }),
-        "watch did not start"
-    );
+    let (mut watch, _, watch_err) = start_watch(&bed, "300ms");
 
     let ran = bed
         .node(1)

@@ -28,18 +28,7 @@ fn a_renewal_seen_by_the_deploy_hook_and_by_watch_is_deployed_once() {
         .run();
     reload_nginx(&bed, 1);
 
-    let err = bed.root().join("watch.err");
-    let mut watch = bed
-        .certherd(1, &["watch", "--settle", "1s"])
-        .stdout(std::fs::File::create(bed.root().join("watch.out")).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || {
-        std::fs::read_to_string(&err)
-            .unwrap_or_default()
-            .contains("watching")
-    }));
+    let (mut watch, _, err) = start_watch(&bed, "1s");
 
     let before = hook.bodies().len();
     for round in 1..=3 {

@@ -232,19 +232,8 @@ fn watch_deploys_every_change_exactly_once() {
     reload_nginx(&bed, 1);
     bed.node(1).certherd(["sync"]).run();
 
-    let log = bed.root().join("watch.out");
-    let mut watch = bed
-        .certherd(1, &["watch", "--settle", "1s"])
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(bed.root().join("watch.err")).unwrap())
-        .spawn()
-        .unwrap();
-    // Let it set up its inotify watches before the first change.
-    assert!(wait_until(Duration::from_secs(10), || {
-        std::fs::read_to_string(bed.root().join("watch.err"))
-            .unwrap_or_default()
-            .contains("watching")
-    }));
+    // It sets up its inotify watches before the first change.
+    let (mut watch, log, _) = start_watch(&bed, "1s");
 
     let rounds = 20;
     for round in 1..=rounds {

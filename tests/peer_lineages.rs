@@ -67,19 +67,8 @@ fn record_requests(bed: &Bed, n: usize) -> PathBuf {
 /// stderr).
 fn watch_renewal(bed: &Bed, lineage: &str) -> String {
     use std::time::Duration;
-    let (out, err) = (bed.root().join("watch.out"), bed.root().join("watch.err"));
-    let mut watch = bed
-        .certherd(1, &["watch", "--settle", "1s"])
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut watch, out, err) = start_watch(bed, "1s");
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    assert!(
-        wait_until(Duration::from_secs(10), || read(&err).contains("watching")),
-        "watch did not start: {}",
-        read(&err)
-    );
     bed.node(1)
         .certbot_renew(["--cert-name", lineage])
         .expect_status(0)

@@ -417,6 +417,28 @@ pub fn agent_exchange(
     (answers, out)
 }
 
+/// `certherd watch --settle SETTLE` started on node 1 in the background, its stdout and stderr
+/// in `watch.out` and `watch.err` under the bed's root, once it says it is watching (bounded:
+/// it must set up its inotify watches before the test changes anything). Stop it by its PID
+/// with [`stop_on_sigterm`].
+pub fn start_watch(bed: &Bed, settle: &str) -> (std::process::Child, PathBuf, PathBuf) {
+    let (out, err) = (bed.root().join("watch.out"), bed.root().join("watch.err"));
+    let child = bed
+        .certherd(1, &["watch", "--settle", settle])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || read()
+            .contains("watching")),
+        "watch did not start: {}",
+        read()
+    );
+    (child, out, err)
+}
+
 /// Sends SIGTERM to a child the test started and waits up to `limit` for it to exit; kills and
 /// reaps it if it did not. Returns whether it stopped on SIGTERM by itself.
 pub fn stop_on_sigterm(child: &mut std::process::Child, limit: std::time::Duration) -> bool {
