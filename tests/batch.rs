@@ -17,7 +17,6 @@ use common::sync_report::{row, sync};
 use common::*;
 
 use certherd_testbed::Bed;
-use common::cluster::make_version;
 use common::reloads::{count_tests_and_reloads, counts};
 
 /// Lineages in the batch: enough that one reload per lineage would show at once.
@@ -30,13 +29,7 @@ fn names() -> Vec<String> {
 
 /// A new version of every lineage on node 1, as certbot renews: returns the serials.
 fn renew_all(bed: &Bed, v: u32) -> Vec<String> {
-    names()
-        .iter()
-        .map(|l| {
-            make_version(bed, l, v);
-            current_serial(bed, l)
-        })
-        .collect()
+    cluster::renew_all(bed, &names(), v)
 }
 
 /// Every lineage on node `n` serves the serial given (settled past nginx's reload overlap).
@@ -60,22 +53,9 @@ fn assert_serves(bed: &Bed, n: usize, serials: &[String], context: &str) {
 
 #[test]
 fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named() {
-    let bed = bed(NODES, false);
-    for n in 1..=NODES {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
-    let v1 = renew_all(&bed, 1);
     // Fresh peers get the files first (nothing of theirs names them yet), then a vhost per
     // lineage everywhere, so the next push is served.
-    let (code, json, err) = sync(&bed, &[]);
-    assert_eq!(code, Some(0), "first sync: {err}\n{json:#}");
-    for n in 1..=NODES {
-        for l in names() {
-            bed.add_tls_vhost(n, &l, &l).unwrap();
-        }
-        reload_nginx(&bed, n);
-    }
+    let (bed, v1) = cluster::serving_bed(NODES, &names());
     assert_serves(&bed, 2, &v1, "after the first sync");
     count_tests_and_reloads(&bed, NODES);
 

@@ -21,28 +21,13 @@ use common::sync_report::{row, sync};
 use common::*;
 
 use certherd_testbed::Bed;
-use common::cluster::make_version;
 
 const NODES: usize = 4;
 const LINEAGES: [&str; 3] = ["c0.test", "c1.test", "c2.test"];
 
 /// A bed whose nodes serve every lineage of [`LINEAGES`] on its own vhost, all on version 1.
 fn serving_bed() -> (Bed, Vec<String>) {
-    let bed = bed(NODES, false);
-    for n in 1..=NODES {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
-    let v1 = renew_all(&bed, 1);
-    // Fresh peers get the files first (nothing of theirs names them yet), then the vhosts.
-    let (code, json, err) = sync(&bed, &[]);
-    assert_eq!(code, Some(0), "first sync: {err}\n{json:#}");
-    for n in 1..=NODES {
-        for l in LINEAGES {
-            bed.add_tls_vhost(n, l, l).unwrap();
-        }
-        reload_nginx(&bed, n);
-    }
+    let (bed, v1) = cluster::serving_bed(NODES, &LINEAGES);
     for n in 1..=NODES {
         assert_serves(&bed, n, &v1, "set-up");
     }
@@ -51,13 +36,7 @@ fn serving_bed() -> (Bed, Vec<String>) {
 
 /// A new version of every lineage on node 1, as certbot renews: the serials, in order.
 fn renew_all(bed: &Bed, v: u32) -> Vec<String> {
-    LINEAGES
-        .iter()
-        .map(|l| {
-            make_version(bed, l, v);
-            current_serial(bed, l)
-        })
-        .collect()
+    cluster::renew_all(bed, &LINEAGES, v)
 }
 
 fn error_of(row: &serde_json::Value) -> &str {
@@ -109,6 +88,36 @@ fn assert_untouched(bed: &Bed, n: usize, lineage: &str, v: u32, context: &str) {
         markers.is_empty(),
         "{context}: node {n} markers {markers:?}"
     );
+}
+
+/// Canary node2 stopped the rollout (`sync` exited 1, `json` and `err` its report): the failure
+/// names it; nodes 3 and 4 kept nothing of version 2 and, with the primary, still serve the old
+/// pair (`v1`); their rows say the rollout stopped at node2.
+fn assert_stopped_by_canary_node2(
+    bed: &Bed,
+    (json, err): (&serde_json::Value, &str),
+    v1: &[String],
+    context: &str,
+) {
+    assert!(
+        err.contains("canary node2"),
+        "{context}: the failure names the canary: {err}"
+    );
+    for (i, l) in LINEAGES.iter().enumerate() {
+        for n in [3, 4] {
+            assert_untouched(bed, n, l, 2, context);
+        }
+        for n in [1, 3, 4] {
+            assert_still_serves(bed, n, l, &v1[i], context);
+        }
+        for node in ["node1", "node3", "node4"] {
+            let r = row(json, l, node);
+            assert!(
+                error_of(r).contains("rollout stopped: canary node2"),
+                "{context}: {l} on {node}: {r:#}"
+            );
+        }
+    }
 }
 
 /// (a) node3 cannot stage c1.test: no node switches it, every other lineage goes everywhere.
@@ -182,30 +191,16 @@ fn a_failing_canary_stops_the_rollout_and_a_healthy_one_lets_it_through() {
         Some(1),
         "a failing canary fails the sync: {err}\n{json:#}"
     );
-    // The others: untouched, still on the old pair over TLS; the primary did not reload.
+    // The others: untouched, still on the old pair over TLS; the primary did not reload. The
+    // canary's commit failed: it too still serves the old pair.
+    assert_stopped_by_canary_node2(&bed, (&json, &err), &v1, "after a failing canary");
     for (i, l) in LINEAGES.iter().enumerate() {
-        for n in [3, 4] {
-            assert_untouched(&bed, n, l, 2, "after a failing canary");
-        }
-        for n in [1, 2, 3, 4] {
-            assert_still_serves(&bed, n, l, &v1[i], "after a failing canary");
-        }
+        assert_still_serves(&bed, 2, l, &v1[i], "after a failing canary");
     }
-    assert!(
-        err.contains("canary node2"),
-        "the failure names the canary: {err}"
-    );
     assert_eq!(json["ok"], false, "{json:#}");
     for l in LINEAGES {
         let canary = row(&json, l, "node2");
         assert_eq!(canary["install"], "test_failed", "{l} on node2: {canary:#}");
-        for node in ["node1", "node3", "node4"] {
-            let r = row(&json, l, node);
-            assert!(
-                error_of(r).contains("rollout stopped: canary node2"),
-                "{l} on {node}: {r:#}"
-            );
-        }
     }
 
     // (c) fixed: the canary switches, serves the new version, then the others follow.
@@ -241,31 +236,12 @@ fn a_canary_serving_the_wrong_certificate_stops_the_rollout() {
         Some(1),
         "a canary serving the wrong certificate: {err}\n{json:#}"
     );
-    assert!(
-        err.contains("canary node2"),
-        "the failure names the canary: {err}"
+    assert_stopped_by_canary_node2(
+        &bed,
+        (&json, &err),
+        &v1,
+        "after a canary served the wrong certificate",
     );
-    for (i, l) in LINEAGES.iter().enumerate() {
-        for n in [3, 4] {
-            assert_untouched(&bed, n, l, 2, "after a canary served the wrong certificate");
-        }
-        for n in [1, 3, 4] {
-            assert_still_serves(
-                &bed,
-                n,
-                l,
-                &v1[i],
-                "after a canary served the wrong certificate",
-            );
-        }
-        for node in ["node1", "node3", "node4"] {
-            let r = row(&json, l, node);
-            assert!(
-                error_of(r).contains("rollout stopped: canary node2"),
-                "{l} on {node}: {r:#}"
-            );
-        }
-    }
 
     std::fs::write(&tls, &good).unwrap();
     reload_nginx(&bed, 2);

@@ -9,7 +9,7 @@
 //! versions.
 
 mod common;
-use common::cluster::make_version;
+use common::cluster::{renew_all, serving_bed};
 use common::reloads::{count_tests_and_reloads, counts};
 use common::sync_report::{row, sync};
 use common::*;
@@ -74,31 +74,10 @@ fn make_old(bed: &Bed, n: usize) {
 
 #[test]
 fn an_agent_without_the_batch_ops_gets_one_install_per_lineage() {
-    let bed = bed(3, false);
-    for n in 1..=3 {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
-    for l in LINEAGES {
-        make_version(&bed, l, 1);
-    }
-    let (code, json, err) = sync(&bed, &[]);
-    assert_eq!(code, Some(0), "first sync: {err}\n{json:#}");
-    for n in 1..=3 {
-        for l in LINEAGES {
-            bed.add_tls_vhost(n, l, l).unwrap();
-        }
-        reload_nginx(&bed, n);
-    }
+    let (bed, _) = serving_bed(3, &LINEAGES);
     make_old(&bed, 2);
 
-    let want: Vec<String> = LINEAGES
-        .iter()
-        .map(|l| {
-            make_version(&bed, l, 2);
-            current_serial(&bed, l)
-        })
-        .collect();
+    let want = renew_all(&bed, &LINEAGES, 2);
     count_tests_and_reloads(&bed, 3);
     let before: Vec<(usize, usize)> = (1..=3).map(|n| counts(&bed, n)).collect();
     let (code, json, err) = sync(&bed, &[]);

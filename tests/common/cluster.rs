@@ -365,6 +365,39 @@ impl Run<SyncReport> {
     }
 }
 
+/// A new version `v` of every lineage in `lineages` on node 1, as certbot renews: their
+/// serials, in order.
+pub fn renew_all<S: AsRef<str>>(bed: &Bed, lineages: &[S], v: u32) -> Vec<String> {
+    lineages
+        .iter()
+        .map(|l| {
+            make_version(bed, l.as_ref(), v);
+            current_serial(bed, l.as_ref())
+        })
+        .collect()
+}
+
+/// A bed of `nodes` nodes on which every node serves each of `lineages` on a vhost of its own,
+/// all on version 1 (made on node 1 and sent to fresh peers by one `sync`, before any vhost
+/// names them): the bed and version 1's serials.
+pub fn serving_bed<S: AsRef<str>>(nodes: usize, lineages: &[S]) -> (Bed, Vec<String>) {
+    let bed = bed(nodes, false);
+    for n in 1..=nodes {
+        bed.default_tls_server(n, false).unwrap();
+        reload_nginx(&bed, n);
+    }
+    let v1 = renew_all(&bed, lineages, 1);
+    let (code, json, err) = super::sync_report::sync(&bed, &[]);
+    assert_eq!(code, Some(0), "first sync: {err}\n{json:#}");
+    for n in 1..=nodes {
+        for l in lineages {
+            bed.add_tls_vhost(n, l.as_ref(), l.as_ref()).unwrap();
+        }
+        reload_nginx(&bed, n);
+    }
+    (bed, v1)
+}
+
 /// Makes version `v` of `lineage` on node 1 — a fresh P-256 key and a self-signed certificate
 /// for the name, valid for 30 days from now, in certbot's layout and modes — and points node
 /// 1's live links at it, the way certbot does on renewal.
