@@ -630,12 +630,13 @@ async fn this_node(
     (results, start.elapsed())
 }
 
-/// Every row of every lineage asked what it serves, [`checks_at_once`] at a time (lineage by lineage, so every node in turn), with ONE
-/// settle window for the whole batch, not one per lineage: every node answered its commit (its
-/// reload returned) before this runs, and nginx's old workers may take new connections for
-/// ~100 ms after that, so the first handshakes wait [`served::CONFIRM_AFTER`] once. An answer
-/// that is not the new version is asked again once the shared window ([`served::SETTLE`] from
-/// the start) is over; a node that does not answer at all gets the full check and its deadline.
+/// Every row of every lineage asked what it serves, [`checks_at_once`] at a time (lineage by
+/// lineage, so every node in turn), with ONE settle window for the whole batch, not one per
+/// lineage: every node answered its commit (its reload returned) before this runs, and nginx's
+/// old workers may take new connections for ~100 ms after that, so the first handshakes wait
+/// [`served::CONFIRM_AFTER`] once. An answer that is not the new version is asked again once the
+/// shared window ([`served::SETTLE`] from the start) is over; a node that does not answer at all
+/// gets the full check and its deadline.
 async fn check_served(deployments: &mut [Deployment], plans: &[Planned]) {
     tokio::time::sleep(served::CONFIRM_AFTER).await;
     let settled_at = tokio::time::Instant::now() + served::SETTLE;

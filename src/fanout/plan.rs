@@ -1,6 +1,6 @@
 //! What the primary knows about each lineage of a batch push ([`Planned`], read once from this
-//! node's files) and the bounded concurrency its served checks run with: shared by the push
-//! ([`super::batch`]) and its fleet-wide gate ([`super::rollout`]).
+//! node's files) and the bounded concurrency served checks run with: shared by the push
+//! ([`super::batch`]), its fleet-wide gate ([`super::rollout`]) and `status`.
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::served::{self, Versions};
 /// Served checks in flight at once per node checked (TLS handshakes): enough to hide a WAN
 /// round trip, far below a web server's connection limit (nginx's default `worker_connections`
 /// is 768 on Debian, the bed's 256).
-pub const CHECKS_PER_NODE: usize = 32;
+const CHECKS_PER_NODE: usize = 32;
 
 /// At most this many at once however many nodes: each in-flight handshake holds its buffers.
 const CHECKS_AT_MOST: usize = 512;
@@ -87,10 +87,10 @@ fn check_pool() -> Option<&'static tokio::runtime::Runtime> {
     .as_ref()
 }
 
-/// Runs `f` on every item, at most `at_once` at a time (on [`check_pool`]'s threads); results in item order (None:
-/// its task panicked). Each item's future is made only when a slot frees: made up front, 11,000
-/// served checks (1,000 lineages × 11 nodes) held 11,000 TLS-handshake state machines at once,
-/// tens of MiB before the first finished.
+/// Runs `f` on every item, at most `at_once` at a time, on [`check_pool`]'s threads; results in
+/// item order (None: its task panicked). Each item's future is made only when a slot frees: made
+/// up front, 11,000 served checks (1,000 lineages × 11 nodes) held 11,000 TLS-handshake state
+/// machines at once, tens of MiB before the first finished.
 pub async fn bounded<I, T, F, Fut>(items: Vec<I>, at_once: usize, f: F) -> Vec<Option<T>>
 where
     I: Send + 'static,
