@@ -128,7 +128,7 @@ weight() {
         certbot_box) echo 35 ;;
         warm) echo 29 ;;
         permissions) echo 28 ;;
-        apache | faults) echo 25 ;;
+        apache | faults | staging_limit) echo 25 ;;
         one_deploy) echo 23 ;;
         deploy_actions) echo 22 ;;
         hostile_agent) echo 20 ;;

@@ -7,17 +7,24 @@ use std::io::{BufReader, Write};
 
 use crate::config::Config;
 use crate::exec::Commands;
-use crate::lineage::batch::{Staged, MAX_STAGED};
+use crate::lineage::batch::Staged;
 use crate::lineage::{InstallError, Layout, OnSplitBrain};
 use crate::tokens::TokenStore;
 use crate::wire::{
     parse_request, read_line_limited, CommitOutcome, Committed, ErrorKind, Installed, LineError,
-    Request, Response, MAX_REQUEST_LINE, OPS, PROTOCOL_VERSION,
+    Request, Response, MAX_REQUEST_LINE, MAX_RESPONSE_LINE, OPS, PROTOCOL_VERSION,
 };
 
-/// Longest message per lineage in a `committed` answer: 256 of them stay well inside the
-/// response line limit.
+/// Longest message per lineage in a `committed` answer of a few lineages; a larger commit
+/// shortens each so that all of them take at most an eighth of the primary's response line
+/// limit (1,024 lineages: 128 characters each), beside the lineages' names and versions.
 const MAX_COMMIT_MESSAGE: usize = 1500;
+
+/// The message length each of `count` lineages of one `committed` answer gets (see
+/// [`MAX_COMMIT_MESSAGE`]).
+fn commit_message_budget(count: usize) -> usize {
+    (MAX_RESPONSE_LINE / 8 / count.max(1)).clamp(100, MAX_COMMIT_MESSAGE)
+}
 
 /// `sync` resolves a split brain, keeping the node's version aside; the others refuse it.
 fn split_brain_rule(resolve: bool) -> OnSplitBrain {
@@ -41,6 +48,9 @@ pub struct Agent {
     certbot: Vec<String>,
     /// Lineages staged in this session, waiting for `commit` (each holds its lineage lock).
     staged: RefCell<Vec<Staged>>,
+    /// Most lineages staged at once: what this process's file limit allows, announced in
+    /// `hello` so that the primary never sends more.
+    max_staged: usize,
 }
 
 impl Agent {
@@ -63,6 +73,7 @@ impl Agent {
             actions: config.deploy.clone(),
             certbot: config.renew.certbot_argv(),
             staged: RefCell::new(Vec::new()),
+            max_staged: crate::lineage::batch::staging_limit(),
         }
     }
 
@@ -90,6 +101,7 @@ impl Agent {
                 node: self.node.clone(),
                 ops: OPS.iter().map(|s| s.to_string()).collect(),
                 standby: Some(self.standby.standby),
+                max_staged: Some(self.max_staged as u32),
             },
             Request::PutToken {
                 token,
@@ -208,12 +220,13 @@ impl Agent {
                 format!("{lineage} is already staged in this session (expected each lineage once per commit)"),
             );
         }
-        if staged.len() >= MAX_STAGED {
+        if staged.len() >= self.max_staged {
             return Response::error(
                 ErrorKind::Invalid,
                 format!(
-                    "{} lineages already staged (expected at most {MAX_STAGED} per commit)",
-                    staged.len()
+                    "{} lineages already staged (expected at most {} per commit, as hello said)",
+                    staged.len(),
+                    self.max_staged
                 ),
             );
         }
@@ -261,6 +274,7 @@ impl Agent {
             pending,
             &self.commands,
         ));
+        let budget = commit_message_budget(outcomes.len());
         let lineages = outcomes
             .into_iter()
             .map(|(lineage, result)| {
@@ -284,7 +298,7 @@ impl Agent {
                     Ok(installed) => CommitOutcome::Installed(installed),
                     Err((kind, message)) => CommitOutcome::Error {
                         kind,
-                        message: crate::text::one_line(&message, MAX_COMMIT_MESSAGE),
+                        message: crate::text::one_line(&message, budget),
                     },
                 };
                 Committed { lineage, outcome }

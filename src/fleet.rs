@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Peer, SshConfig};
 use crate::ssh::{AgentChannel, Connection, PeerError, Warmed};
-use crate::wire::{Request, Response};
+use crate::wire::{Announced, Request, Response};
 
 /// What happened on one peer: `T` is the responses of a request fan-out, or what `warm` found.
 #[derive(Debug)]
@@ -61,13 +61,13 @@ pub async fn run(ssh: &SshConfig, peers: &[Peer], requests: &[Request]) -> Vec<P
 }
 
 /// Opens one agent session per peer in `peers` (concurrently, bounded by `[ssh] concurrency`),
-/// says `hello`, and hands the session and the ops the agent announced to `work`, which owns it
+/// says `hello`, and hands the session and what the agent announced to `work`, which owns it
 /// from there (a batch of many requests, streamed one by one). Results come back in `peers`
 /// order.
 pub async fn sessions<T, F, Fut>(ssh: &SshConfig, peers: &[Peer], work: F) -> Vec<PeerOutcome<T>>
 where
     T: Send + 'static,
-    F: Fn(Peer, AgentChannel, Vec<String>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Peer, AgentChannel, Announced) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<T, PeerError>> + Send + 'static,
 {
     sessions_telling(ssh, peers, work, |_, _| {}).await
@@ -84,7 +84,7 @@ pub async fn sessions_telling<T, F, Fut, U>(
 ) -> Vec<PeerOutcome<T>>
 where
     T: Send + 'static,
-    F: Fn(Peer, AgentChannel, Vec<String>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Peer, AgentChannel, Announced) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<T, PeerError>> + Send + 'static,
     U: Fn(&Peer, &PeerError) + Clone + Send + Sync + 'static,
 {
@@ -107,20 +107,17 @@ where
             let result = async {
                 let opened = async {
                     let mut agent = conn.agent().await?;
-                    let ops = match agent.hello().await? {
-                        Response::Hello { ops, .. } => ops,
-                        _ => Vec::new(),
-                    };
-                    Ok::<_, PeerError>((agent, ops))
+                    let announced = Announced::of(&agent.hello().await?);
+                    Ok::<_, PeerError>((agent, announced))
                 };
-                let (agent, ops) = match opened.await {
+                let (agent, announced) = match opened.await {
                     Ok(opened) => opened,
                     Err(e) => {
                         unreached(&peer, &e);
                         return Err(e);
                     }
                 };
-                work(peer.clone(), agent, ops).await
+                work(peer.clone(), agent, announced).await
             }
             .await;
             detail.exchange_ms = Some(millis(start.elapsed()));

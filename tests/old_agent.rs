@@ -9,12 +9,11 @@
 //! versions.
 
 mod common;
+use common::agent_filter::filter_agent;
 use common::cluster::{renew_all, serving_bed};
 use common::reloads::{count_tests_and_reloads, counts};
 use common::sync_report::{row, sync};
 use common::*;
-
-use std::os::unix::fs::PermissionsExt;
 
 const LINEAGES: [&str; 3] = ["o0.test", "o1.test", "o2.test"];
 
@@ -49,33 +48,10 @@ agent.stdin.close()
 sys.exit(agent.wait())
 "#;
 
-/// Puts the filter in front of node `n`'s agent: a root-owned script (the account may not
-/// change what its forced command runs), named in the root-owned authorized_keys line.
-fn make_old(bed: &Bed, n: usize) {
-    let dir = bed.node_dir(n);
-    let script = dir.join("old-agent.py");
-    std::fs::write(&script, OLD_AGENT).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let agent = format!(
-        "{} agent --config {}",
-        bed.certherd_bin().display(),
-        bed.config_path(n).display()
-    );
-    let keys = dir.join("sshd").join("authorized_keys");
-    let line = std::fs::read_to_string(&keys).unwrap();
-    let forced = format!("command=\"{agent}\"");
-    assert!(line.contains(&forced), "{forced} not in {line}");
-    let old = format!("command=\"/usr/bin/python3 {} {agent}\"", script.display());
-    std::fs::write(&keys, line.replace(&forced, &old)).unwrap();
-    // sshd binds the forced command when the key authenticates: a kept master would go on
-    // running the current agent.
-    bed.close_control_masters();
-}
-
 #[test]
 fn an_agent_without_the_batch_ops_gets_one_install_per_lineage() {
     let (bed, _) = serving_bed(3, &LINEAGES);
-    make_old(&bed, 2);
+    filter_agent(&bed, 2, OLD_AGENT);
 
     let want = renew_all(&bed, &LINEAGES, 2);
     count_tests_and_reloads(&bed, 3);

@@ -1,8 +1,9 @@
 //! The batch push behind `sync` (issue 19): work by node, not by lineage. Each peer gets ONE
 //! agent session carrying every lineage it receives — `stage` one by one (the files read from
 //! disk as they go out: memory does not grow with the number of lineages), then one `commit`
-//! per [`MAX_STAGED`] lineages: one config test and one reload on that node, however many
-//! lineages. This node tests and reloads once when it does not serve them all yet. The served
+//! per round (as many lineages as every agent at the gate holds staged: 1,024 where all are
+//! current, 256 beside an older one): one config test and one reload on that node, however
+//! many lineages. This node tests and reloads once when it does not serve them all yet. The served
 //! checks then run concurrently after one settle window, not one per lineage.
 //!
 //! Between the stages and the commits every session waits at the fleet-wide gate
@@ -22,12 +23,14 @@ use super::rollout::{rounds, Blocked, CommitSummary, Gate, Rollout, Seat};
 use super::NodeResult;
 use crate::config::{Config, Peer};
 use crate::error::Result;
-use crate::lineage::batch::MAX_STAGED;
+use crate::lineage::batch::LEGACY_MAX_STAGED;
 use crate::lineage::Layout;
 use crate::names::LineageName;
 use crate::served::{self, Check, Served};
 use crate::ssh::{AgentChannel, PeerError};
-use crate::wire::{CommitOutcome, ErrorKind, Installed, Request, Response, BATCH_OP, DISCARD_OP};
+use crate::wire::{
+    Announced, CommitOutcome, ErrorKind, Installed, Request, Response, BATCH_OP, DISCARD_OP,
+};
 
 /// One peer's answer per lineage it receives: plan index → installed, or why not.
 type PeerResults = Vec<(usize, std::result::Result<Installed, InstallFailure>)>;
@@ -103,7 +106,7 @@ pub async fn push_with(
                 .collect(),
         ));
         let teller = gate.teller();
-        let work = move |peer: Peer, agent, ops| {
+        let work = move |peer: Peer, agent, announced| {
             let list = mine.get(&peer.name).cloned().unwrap_or_default();
             let seat = seats.lock().ok().and_then(|mut s| s.remove(&peer.name));
             let (plans, root, config_path) = (plans.clone(), root.clone(), config_path.clone());
@@ -115,7 +118,7 @@ pub async fn push_with(
                     root: &root,
                     config_path: &config_path,
                 };
-                work.run(peer, agent, ops, list, seat).await
+                work.run(peer, agent, announced, list, seat).await
             }
         };
         crate::fleet::sessions_telling(&ssh, &peers, work, teller)
@@ -250,16 +253,20 @@ impl PeerWork<'_> {
         &self,
         peer: Peer,
         mut agent: AgentChannel,
-        ops: Vec<String>,
+        announced: Announced,
         list: Vec<usize>,
         seat: Option<Seat>,
     ) -> std::result::Result<PeerResults, PeerError> {
-        let batch = ops.iter().any(|o| o == BATCH_OP);
-        let discard = ops.iter().any(|o| o == DISCARD_OP);
+        let batch = announced.has(BATCH_OP);
+        let discard = announced.has(DISCARD_OP);
         let mut out = PeerResults::with_capacity(list.len());
         match seat {
             Some(mut seat) if batch => {
-                for (round, range) in rounds(self.plans.len()).into_iter().enumerate() {
+                let max_staged = announced
+                    .max_staged
+                    .map_or(LEGACY_MAX_STAGED, |n| n as usize);
+                let size = seat.round_size(max_staged).await;
+                for (round, range) in rounds(self.plans.len(), size).into_iter().enumerate() {
                     let share: Vec<usize> =
                         list.iter().copied().filter(|i| range.contains(i)).collect();
                     let step = Round {
@@ -278,7 +285,7 @@ impl PeerWork<'_> {
                 if let Some(seat) = &seat {
                     seat.ungated();
                 }
-                for chunk in list.chunks(MAX_STAGED) {
+                for chunk in list.chunks(LEGACY_MAX_STAGED) {
                     self.install_each(&mut agent, chunk, &mut out).await?;
                 }
             }

@@ -9,7 +9,7 @@ use super::batch;
 use super::certs::Deployment;
 use crate::config::Config;
 use crate::error::Result;
-use crate::lineage::batch::MAX_STAGED;
+use crate::lineage::batch::staging_limit;
 use crate::lineage::deployed::{Deployed, LOCK_WAIT};
 use crate::lineage::Layout;
 use crate::names::LineageName;
@@ -39,8 +39,9 @@ impl Pushed {
 }
 
 /// Pushes the current version of each lineage in `lineages` that is not deployed everywhere
-/// yet, in batches of at most [`MAX_STAGED`] (so the open lock files stay far below the file
-/// limit; a run renews a handful, a restore may change a thousand).
+/// yet, in batches of at most [`staging_limit`] (each holds its deploy lock, an open file, until
+/// the push is done; a run renews a handful, a restore may change a thousand, which goes as
+/// one batch where the file limit allows it).
 pub async fn push_once_all(config: &Config, lineages: &[LineageName]) -> Result<Pushed> {
     let layout = Layout::new(&config.letsencrypt_dir);
     let deployed = Deployed::new(&config.letsencrypt_dir);
@@ -48,7 +49,7 @@ pub async fn push_once_all(config: &Config, lineages: &[LineageName]) -> Result<
     names.sort();
     names.dedup();
     let mut pushed = Pushed::default();
-    for chunk in names.chunks(MAX_STAGED) {
+    for chunk in names.chunks(staging_limit()) {
         let mut locks = Vec::with_capacity(chunk.len());
         let mut todo = Vec::with_capacity(chunk.len());
         for lineage in chunk {

@@ -1,8 +1,10 @@
 //! Two phases across the fleet, and canaries (issue 19 item 4): the gate every peer session of a
 //! batch push ([`super::batch`]) waits at between its `stage`s and its `commit`.
 //!
-//! Each peer session stages its share of a round (at most [`MAX_STAGED`] lineages of the push),
-//! then reports to the gate what it staged and why the rest did not. The gate decides once every
+//! Each peer session first tells the gate how many lineages its agent holds staged at once
+//! (`hello`'s `max_staged`; 256 for an agent that does not say); the push goes in rounds of the
+//! smallest such limit at the gate (1,000 lineages: one round, where every agent is current).
+//! Each peer session stages its share of a round, then reports to the gate what it staged and why the rest did not. The gate decides once every
 //! peer has reported (or given up, or said nothing for the SSH request timeout): a lineage that a
 //! *required* peer could not stage is committed nowhere — every peer that staged it discards it,
 //! and this node does not reload for it — so a node that cannot take the files never leaves the
@@ -23,7 +25,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::plan::{bounded, checks_at_once, Planned, SERVE_DEADLINE};
@@ -48,12 +50,13 @@ impl Rollout {
     }
 }
 
-/// The rounds of a push of `count` lineages: plan indices, [`MAX_STAGED`] at a time, so that
-/// no peer ever holds more staged than its agent accepts.
-pub(super) fn rounds(count: usize) -> Vec<Range<usize>> {
+/// The rounds of a push of `count` lineages: plan indices, `size` at a time (the round size
+/// the gate agreed on), so that no peer ever holds more staged than its agent accepts.
+pub(super) fn rounds(count: usize, size: usize) -> Vec<Range<usize>> {
+    let size = size.max(1);
     (0..count)
-        .step_by(MAX_STAGED)
-        .map(|start| start..(start + MAX_STAGED).min(count))
+        .step_by(size)
+        .map(|start| start..(start + size).min(count))
         .collect()
 }
 
@@ -94,6 +97,8 @@ struct Report {
 enum Event {
     /// One stage answered: the peer is alive (the gate's silence bound starts again).
     Progress,
+    /// How many lineages the peer's agent holds staged at once.
+    Limit(usize, usize),
     /// An agent without batches: it installs on its own and waits at no gate.
     Ungated(usize),
     /// The peer will report no more (session failed or over), with why.
@@ -105,10 +110,25 @@ enum Event {
 pub(super) struct Seat {
     peer: usize,
     tx: mpsc::UnboundedSender<Event>,
+    /// The round size, once the gate agreed on it.
+    size: watch::Receiver<Option<usize>>,
     gone: bool,
 }
 
 impl Seat {
+    /// Tells the gate that this peer's agent holds at most `max_staged` lineages staged, and
+    /// waits for the round size the whole push keeps to (never more than `max_staged`). A gate
+    /// that ended without deciding gets no stage from this peer worth switching: its reports
+    /// will find the gate gone.
+    pub async fn round_size(&mut self, max_staged: usize) -> usize {
+        let max_staged = max_staged.clamp(1, MAX_STAGED);
+        let _ = self.tx.send(Event::Limit(self.peer, max_staged));
+        match self.size.wait_for(Option::is_some).await {
+            Ok(size) => size.map_or(max_staged, |s| s.min(max_staged)),
+            Err(_) => max_staged,
+        }
+    }
+
     /// One stage answered.
     pub fn progress(&self) {
         let _ = self.tx.send(Event::Progress);
@@ -165,6 +185,8 @@ struct Standing {
 pub(super) struct Gate {
     rx: mpsc::UnboundedReceiver<Event>,
     tx: Option<mpsc::UnboundedSender<Event>>,
+    /// The round size, for every seat, once agreed.
+    size: watch::Sender<Option<usize>>,
     peers: Vec<Peer>,
     /// Per peer (same order): the plans it receives.
     receives: Vec<Vec<usize>>,
@@ -190,6 +212,7 @@ impl Gate {
         Gate {
             rx,
             tx: Some(tx),
+            size: watch::Sender::new(None),
             standing: peers.iter().map(|_| Standing::default()).collect(),
             peers: peers.to_vec(),
             receives,
@@ -205,6 +228,7 @@ impl Gate {
         Some(Seat {
             peer,
             tx: self.tx.clone()?,
+            size: self.size.subscribe(),
             gone: false,
         })
     }
@@ -225,7 +249,8 @@ impl Gate {
         // Only seats and tellers keep the channel open from here.
         self.tx = None;
         let mut blocked = Blocked::new();
-        for (round, range) in rounds(plans.len()).into_iter().enumerate() {
+        let size = self.round_size().await;
+        for (round, range) in rounds(plans.len(), size).into_iter().enumerate() {
             let reports = self.collect(round).await;
             let mut held = self.blocked(&range, &reports);
             self.decide(reports, &held, &plans).await;
@@ -244,35 +269,80 @@ impl Gate {
         blocked
     }
 
+    /// The round size of this push, told to every seat: the smallest staging limit the peers at
+    /// the gate announced, once each has announced one, gone ungated or gone, or the fleet was
+    /// silent for the bound (a silent peer is given up on, as in a round).
+    async fn round_size(&mut self) -> usize {
+        let mut limits: Vec<Option<usize>> = self.peers.iter().map(|_| None).collect();
+        let mut deadline = Instant::now() + self.silence;
+        while let Some(event) = self
+            .next_event(&mut deadline, |p| limits[p].is_some())
+            .await
+        {
+            match event {
+                Event::Limit(p, n) => limits[p] = Some(n),
+                Event::Ungated(p) => self.standing[p].ungated = true,
+                Event::Gone(p, why) => {
+                    self.standing[p].gone.get_or_insert(why);
+                }
+                // No seat reports before it has its round size: nothing to answer yet.
+                Event::Progress | Event::Staged(..) => {}
+            }
+        }
+        let size = limits
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(MAX_STAGED)
+            .clamp(1, MAX_STAGED);
+        self.size.send_replace(Some(size));
+        size
+    }
+
+    /// The next event while some peer at the gate has not `answered` (and is neither ungated
+    /// nor gone); None once none is left, or once the fleet said nothing until `deadline`: then
+    /// every peer still waited for is gone, silent. Each event moves the deadline on.
+    async fn next_event(
+        &mut self,
+        deadline: &mut Instant,
+        answered: impl Fn(usize) -> bool,
+    ) -> Option<Event> {
+        let waiting = (0..self.peers.len())
+            .any(|p| !answered(p) && !self.standing[p].ungated && self.standing[p].gone.is_none());
+        if !waiting {
+            return None;
+        }
+        match tokio::time::timeout_at(*deadline, self.rx.recv()).await {
+            Ok(Some(event)) => {
+                *deadline = Instant::now() + self.silence;
+                Some(event)
+            }
+            Ok(None) | Err(_) => {
+                let why = format!(
+                    "no word at the fleet-wide gate within {:?} (the SSH request timeout)",
+                    self.silence
+                );
+                for (p, s) in self.standing.iter_mut().enumerate() {
+                    if !answered(p) && !s.ungated && s.gone.is_none() {
+                        s.gone = Some(why.clone());
+                    }
+                }
+                None
+            }
+        }
+    }
+
     /// Every peer's report for `round`, or its absence: gone, ungated, or silent too long.
     async fn collect(&mut self, round: usize) -> Vec<Option<Report>> {
         let mut reports: Vec<Option<Report>> = self.peers.iter().map(|_| None).collect();
         let mut deadline = Instant::now() + self.silence;
         loop {
-            let waiting = (0..self.peers.len()).any(|p| {
-                reports[p].is_none() && !self.standing[p].ungated && self.standing[p].gone.is_none()
-            });
-            if !waiting {
+            let answered: Vec<bool> = reports.iter().map(Option::is_some).collect();
+            let Some(event) = self.next_event(&mut deadline, |p| answered[p]).await else {
                 return reports;
-            }
-            let event = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(event)) => event,
-                Ok(None) | Err(_) => {
-                    let why = format!(
-                        "no word at the fleet-wide gate within {:?} (the SSH request timeout)",
-                        self.silence
-                    );
-                    for (p, s) in self.standing.iter_mut().enumerate() {
-                        if reports[p].is_none() && !s.ungated && s.gone.is_none() {
-                            s.gone = Some(why.clone());
-                        }
-                    }
-                    return reports;
-                }
             };
-            deadline = Instant::now() + self.silence;
             match event {
-                Event::Progress => {}
+                Event::Progress | Event::Limit(..) => {}
                 Event::Ungated(p) => self.standing[p].ungated = true,
                 Event::Gone(p, why) => {
                     self.standing[p].gone.get_or_insert(why);
@@ -517,20 +587,43 @@ mod tests {
         );
     }
 
-    /// Rounds cover every plan once, none larger than an agent accepts staged.
+    /// Rounds cover every plan once, none larger than the agreed size.
     #[test]
     fn rounds_cover_every_plan_within_the_staging_limit() {
-        assert!(rounds(0).is_empty());
-        assert_eq!(rounds(3), vec![0..3]);
-        assert_eq!(rounds(MAX_STAGED), vec![0..MAX_STAGED]);
-        let r = rounds(2 * MAX_STAGED + 1);
-        assert_eq!(
-            r,
-            vec![
-                0..MAX_STAGED,
-                MAX_STAGED..2 * MAX_STAGED,
-                2 * MAX_STAGED..2 * MAX_STAGED + 1
-            ]
+        assert!(rounds(0, 256).is_empty());
+        assert_eq!(rounds(3, 256), vec![0..3]);
+        assert_eq!(rounds(1000, MAX_STAGED), vec![0..1000]);
+        assert_eq!(rounds(513, 256), vec![0..256, 256..512, 512..513]);
+        assert_eq!(rounds(2, 0), vec![0..1, 1..2]);
+    }
+
+    /// The push goes in rounds of the smallest limit any peer announced; a peer that never
+    /// announces one (silent, an agent without batches, gone) does not hold the others, and
+    /// every seat learns the same size.
+    #[tokio::test]
+    async fn the_round_size_is_the_smallest_limit_at_the_gate() {
+        let peers = [peer("n2", false), peer("n3", true), peer("n4", false)];
+        let (mut gate, seats) = gate_with(&peers, Duration::from_secs(30));
+        let mut seats = seats.into_iter();
+        let (mut n2, mut n3, n4) = (
+            seats.next().unwrap(),
+            seats.next().unwrap(),
+            seats.next().unwrap(),
         );
+        let a = tokio::spawn(async move { n2.round_size(MAX_STAGED).await });
+        let b = tokio::spawn(async move { n3.round_size(256).await });
+        n4.ungated();
+        assert_eq!(gate.round_size().await, 256);
+        assert_eq!((a.await.unwrap(), b.await.unwrap()), (256, 256));
+
+        // One peer silent: the others' smallest, once the bound is over.
+        let (mut gate, seats) = gate_with(&peers[..2], Duration::from_millis(200));
+        let mut seats = seats.into_iter();
+        let mut n2 = seats.next().unwrap();
+        let _silent = seats.next().unwrap();
+        let a = tokio::spawn(async move { n2.round_size(700).await });
+        assert_eq!(gate.round_size().await, 700);
+        assert_eq!(a.await.unwrap(), 700);
+        assert!(gate.standing[1].gone.is_some());
     }
 }

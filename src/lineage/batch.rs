@@ -19,13 +19,52 @@ use crate::lockfile::Lock;
 use crate::names::LineageName;
 use crate::wire::{Installed, LineageFiles};
 
-/// Most lineages one session may hold staged: each holds its lineage lock (an open file) until
-/// the commit, and the agent's file limit is typically 1024. The primary commits in chunks of
-/// this size, so a node reloads once per this many lineages.
-pub const MAX_STAGED: usize = 256;
+/// Most lineages one session may hold staged: 1,000 lineages (the fleet size certherd is built
+/// for) go to a node in one commit, one config test and one reload. Each staged lineage holds
+/// its lineage lock (an open file) until the commit, so a process may stage this many only with
+/// a file limit to match: see [`staging_limit`]. Also bounded by the answer line: a `committed`
+/// answer for this many lineages stays inside the primary's response limit (the agent shortens
+/// each message to fit).
+pub const MAX_STAGED: usize = 1024;
+
+/// What a session could hold staged before agents announced their own limit in `hello`: a
+/// primary assumes it of an agent that does not say, and a process whose file limit cannot be
+/// raised keeps to it (1024 open files, the usual soft limit, leave room for it).
+pub const LEGACY_MAX_STAGED: usize = 256;
+
+/// Open files a process keeps for everything but staged locks: standard streams, the log, SSH
+/// sessions and the bounded served checks of a primary (up to 512 at once), a child's pipes.
+const FILES_BESIDE_STAGED: u64 = 1024;
+
+/// How many lineages this process may hold staged (or locked at once): raises its soft limit of
+/// open files toward the hard one, as far as [`MAX_STAGED`] needs and no further, and leaves
+/// [`FILES_BESIDE_STAGED`] for the rest. Where the limit cannot be raised (a hard limit of
+/// 1024), [`LEGACY_MAX_STAGED`], which such a limit has always held.
+pub fn staging_limit() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let wanted = MAX_STAGED as u64 + FILES_BESIDE_STAGED;
+    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < wanted && hard > soft => {
+            let raised = wanted.min(hard);
+            match setrlimit(Resource::RLIMIT_NOFILE, raised, hard) {
+                Ok(()) => raised,
+                Err(_) => soft,
+            }
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
+    };
+    limit_for(soft)
+}
+
+/// The staging limit a soft file limit of `soft` allows (see [`staging_limit`]).
+fn limit_for(soft: u64) -> usize {
+    let beside = soft.saturating_sub(FILES_BESIDE_STAGED);
+    (beside.min(MAX_STAGED as u64) as usize).max(LEGACY_MAX_STAGED)
+}
 
 /// Most config tests one commit runs to find the lineages that break the test: one bad lineage
-/// among [`MAX_STAGED`] takes about 2 × log2(256) = 16. Past it, every lineage still suspected
+/// among [`MAX_STAGED`] takes about 2 × log2(1024) = 20. Past it, every lineage still suspected
 /// is reported as failing.
 pub const MAX_TESTS: usize = 40;
 
@@ -317,6 +356,20 @@ mod tests {
 
     fn runs(log: &Path) -> usize {
         fs::read_to_string(log).map_or(0, |s| s.lines().count())
+    }
+
+    /// A process keeps the old 256 where its file limit cannot be raised, takes what a raised
+    /// limit leaves beside its other files, and never more than [`MAX_STAGED`].
+    #[test]
+    fn the_staging_limit_follows_the_file_limit() {
+        assert_eq!(limit_for(0), LEGACY_MAX_STAGED);
+        assert_eq!(limit_for(1024), LEGACY_MAX_STAGED);
+        assert_eq!(limit_for(1024 + 600), 600);
+        assert_eq!(limit_for(2048), MAX_STAGED);
+        assert_eq!(limit_for(1 << 20), MAX_STAGED);
+        // This test process: whatever its hard limit, a limit it can live with.
+        let n = staging_limit();
+        assert!((LEGACY_MAX_STAGED..=MAX_STAGED).contains(&n), "{n}");
     }
 
     fn files_for(lineages: &[LineageName], tag: &str) -> Vec<LineageFiles> {

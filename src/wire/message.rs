@@ -106,6 +106,35 @@ pub const OPS: &[&str] = &[
     "certbot_version",
 ];
 
+/// What an agent's `hello` announced that changes what a primary may send it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announced {
+    /// Ops it supports.
+    pub ops: Vec<String>,
+    /// Most lineages it holds staged in one session (None: an older agent that does not say).
+    pub max_staged: Option<u32>,
+}
+
+impl Announced {
+    /// What `hello`'s answer announced (nothing, for any other answer).
+    pub fn of(response: &Response) -> Self {
+        match response {
+            Response::Hello {
+                ops, max_staged, ..
+            } => Announced {
+                ops: ops.clone(),
+                max_staged: *max_staged,
+            },
+            _ => Announced::default(),
+        }
+    }
+
+    /// Whether it supports `op`.
+    pub fn has(&self, op: &str) -> bool {
+        self.ops.iter().any(|o| o == op)
+    }
+}
+
 /// The agent's answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -124,6 +153,11 @@ pub enum Response {
         /// primary's `[[peers]] standby`). Absent from older agents: unknown, not false.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         standby: Option<bool>,
+        /// Most lineages this agent holds staged in one session (its file limit decides).
+        /// Absent from older agents: they hold 256 (a primary assumes that of an agent that does
+        /// not say).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_staged: Option<u32>,
     },
     /// The op succeeded; `changed` says whether anything on disk changed.
     Done {

@@ -14,8 +14,8 @@ pub use framing::{
     read_line_limited, read_line_limited_async, LineError, MAX_REQUEST_LINE, MAX_RESPONSE_LINE,
 };
 pub use message::{
-    parse_request, CommitOutcome, Committed, ErrorKind, Request, Response, BATCH_OP, DISCARD_OP,
-    OPS, PROTOCOL_VERSION,
+    parse_request, Announced, CommitOutcome, Committed, ErrorKind, Request, Response, BATCH_OP,
+    DISCARD_OP, OPS, PROTOCOL_VERSION,
 };
 pub use payload::{
     ConfigExposure, Installed, LineageFiles, LineageStatus, RenewalBundle, SplitBrainKept,

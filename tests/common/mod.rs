@@ -251,6 +251,7 @@ pub fn challenge_hits(bed: &Bed, n: usize) -> usize {
         .count()
 }
 
+pub mod agent_filter;
 pub mod bench;
 pub mod cluster;
 pub mod exec;

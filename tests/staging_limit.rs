@@ -1,0 +1,96 @@
+//! 1,000 lineages, one reload (issue 19): a push goes to every node in rounds as large as every
+//! agent at the gate holds staged, and each agent says how many in `hello` (`max_staged`, from
+//! its file limit: 1,024 where the limit can be raised). Here 300 lineages, more than the 256 a
+//! session held before agents announced a limit: with every agent current they go in ONE round
+//! (one config test and one reload per node, counted from each node's own logs); once node 2
+//! says nothing of its limit, as an agent of the release before did, the whole push keeps to the
+//! 256 that agent holds (two rounds on every node, so the fleet-wide gate still decides each
+//! lineage for all of them at once), and every lineage still reaches every node.
+//!
+//! Proves guarantee 3 of docs/GUARANTEES.md (every node gets every lineage) at fleet size.
+
+mod common;
+use common::agent_filter::filter_agent;
+use common::cluster::make_version;
+use common::reloads::{count_tests_and_reloads, counts};
+use common::sync_report::{row, sync};
+use common::*;
+
+const LINEAGES: usize = 300;
+
+/// The filter: the agent's `hello` without `max_staged`, as the release before announced it.
+const UNANNOUNCED: &str = r#"
+import json, subprocess, sys
+agent = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+for line in sys.stdin.buffer:
+    agent.stdin.write(line)
+    agent.stdin.flush()
+    reply = agent.stdout.readline()
+    if not reply:
+        break
+    answer = json.loads(reply)
+    if answer.get("result") == "hello":
+        assert "max_staged" in answer, answer
+        del answer["max_staged"]
+        reply = (json.dumps(answer) + "\n").encode()
+    sys.stdout.buffer.write(reply)
+    sys.stdout.flush()
+agent.stdin.close()
+sys.exit(agent.wait())
+"#;
+
+/// Version `v` of every lineage made on the primary, synced: every row of both peers installed
+/// `v`. Returns each node's (config tests, reloads) during the sync.
+fn sync_version(bed: &Bed, names: &[String], v: u32) -> Vec<(usize, usize)> {
+    for l in names {
+        make_version(bed, l, v);
+    }
+    let before: Vec<(usize, usize)> = (1..=3).map(|n| counts(bed, n)).collect();
+    let (code, json, err) = sync(bed, &[]);
+    assert_eq!(code, Some(0), "sync of version {v}: {err}\n{json:#}");
+    for l in names {
+        for node in ["node2", "node3"] {
+            let r = row(&json, l, node);
+            assert_eq!(r["install"], "ok", "{l} on {node}: {r:#}");
+            assert_eq!(r["after"], v, "{l} on {node}: {r:#}");
+        }
+    }
+    (1..=3)
+        .map(|n| {
+            let ((t0, r0), (t1, r1)) = (before[n - 1], counts(bed, n));
+            (t1 - t0, r1 - r0)
+        })
+        .collect()
+}
+
+#[test]
+fn a_push_goes_in_rounds_of_the_smallest_staging_limit_at_the_gate() {
+    let bed = bed(3, false);
+    for n in 1..=3 {
+        bed.default_tls_server(n, false).unwrap();
+        reload_nginx(&bed, n);
+    }
+    count_tests_and_reloads(&bed, 3);
+    let names: Vec<String> = (0..LINEAGES).map(|i| format!("r{i:03}.test")).collect();
+
+    let during = sync_version(&bed, &names, 1);
+    for (n, d) in during.iter().enumerate().skip(1) {
+        assert_eq!(
+            *d,
+            (1, 1),
+            "node{} (current agent, {LINEAGES} lineages): (config tests, reloads)",
+            n + 1
+        );
+    }
+
+    filter_agent(&bed, 2, UNANNOUNCED);
+    let during = sync_version(&bed, &names, 2);
+    for (n, d) in during.iter().enumerate().skip(1) {
+        assert_eq!(
+            *d,
+            (2, 2),
+            "node{} beside an agent that announces no limit: (config tests, reloads)",
+            n + 1
+        );
+    }
+}
