@@ -129,6 +129,7 @@ weight() {
         warm) echo 29 ;;
         permissions) echo 28 ;;
         apache | faults | staging_limit) echo 25 ;;
+        slow_commit) echo 15 ;;
         one_deploy) echo 23 ;;
         deploy_actions) echo 22 ;;
         hostile_agent) echo 20 ;;

@@ -102,6 +102,7 @@ impl Agent {
                 ops: OPS.iter().map(|s| s.to_string()).collect(),
                 standby: Some(self.standby.standby),
                 max_staged: Some(self.max_staged as u32),
+                commit_progress: true,
             },
             Request::PutToken {
                 token,
@@ -170,7 +171,11 @@ impl Agent {
                 files,
                 resolve_split_brain,
             } => self.stage(&lineage, version, &files, resolve_split_brain),
-            Request::Commit { lineages } => self.commit(&lineages),
+            Request::Commit { lineages, progress } => {
+                // Stopped (joined) when the commit returns: the answer follows the last line.
+                let _working = progress.then(Heartbeat::start);
+                self.commit(&lineages)
+            }
             Request::Discard { lineages } => self.discard(Some(&lineages)),
         }
     }
@@ -357,7 +362,6 @@ impl Agent {
 
     fn serve_lines(&self) -> i32 {
         let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
-        let mut output = std::io::stdout().lock();
         loop {
             let (response, last) = match read_line_limited(&mut input, MAX_REQUEST_LINE) {
                 Ok(None) => return 0,
@@ -382,16 +386,62 @@ impl Agent {
                 )
             });
             text.push('\n');
-            if output
-                .write_all(text.as_bytes())
-                .and_then(|()| output.flush())
-                .is_err()
-            {
+            if write_line(text.as_bytes()).is_err() {
                 return 1;
             }
             if last {
                 return 2;
             }
+        }
+    }
+}
+
+/// Writes one whole line to stdout and flushes it, under stdout's lock: the answers and a
+/// commit's [`Heartbeat`] never interleave within a line.
+fn write_line(line: &[u8]) -> std::io::Result<()> {
+    let mut output = std::io::stdout().lock();
+    output.write_all(line)?;
+    output.flush()
+}
+
+/// How often a commit that asked for `progress` says `working`.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// While it lives, a thread writes a `working` line every [`HEARTBEAT`]: a commit whose config
+/// tests, halving search or `[[deploy]]` actions outlast the primary's request timeout does not
+/// look like a hung agent. Dropping it stops the thread and waits for it, so no `working` line
+/// follows the commit's answer.
+struct Heartbeat {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start() -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut line = serde_json::to_vec(&Response::Working).unwrap_or_default();
+            line.push(b'\n');
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(HEARTBEAT)
+            {
+                if write_line(&line).is_err() {
+                    return;
+                }
+            }
+        });
+        Heartbeat {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

@@ -414,6 +414,34 @@ impl AgentChannel {
         }
     }
 
+    /// How long one answer may take (`[ssh] request_timeout`).
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The answer to a request the agent works on at length (a `commit` with `progress`):
+    /// `working` lines in between each start the request timeout again, for at most `bound` in
+    /// all and at most four lines a second of it (a flood is a protocol error).
+    pub async fn receive_working(&mut self, bound: Duration) -> Result<Response, PeerError> {
+        let start = tokio::time::Instant::now();
+        let most = bound.as_secs().saturating_mul(4).saturating_add(16);
+        let mut lines = 0u64;
+        loop {
+            match self.receive().await? {
+                Response::Working if start.elapsed() > bound => {
+                    return Err(PeerError::Timeout(bound, "waiting for the agent's commit"))
+                }
+                Response::Working if lines >= most => {
+                    return Err(PeerError::Protocol(format!(
+                        "more than {most} working lines within {bound:?}"
+                    )))
+                }
+                Response::Working => lines += 1,
+                answer => return Ok(answer),
+            }
+        }
+    }
+
     /// Opens the conversation and checks the agent speaks our protocol.
     pub async fn hello(&mut self) -> Result<Response, PeerError> {
         self.send_hello().await?;

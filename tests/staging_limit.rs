@@ -18,7 +18,9 @@ use common::*;
 
 const LINEAGES: usize = 300;
 
-/// The filter: the agent's `hello` without `max_staged`, as the release before announced it.
+/// The filter: the agent's `hello` without `max_staged` (nor `commit_progress`, which came
+/// after), as the release before announced it. It passes one answer line per request, as that
+/// release wrote.
 const UNANNOUNCED: &str = r#"
 import json, subprocess, sys
 agent = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -32,6 +34,7 @@ for line in sys.stdin.buffer:
     if answer.get("result") == "hello":
         assert "max_staged" in answer, answer
         del answer["max_staged"]
+        answer.pop("commit_progress", None)
         reply = (json.dumps(answer) + "\n").encode()
     sys.stdout.buffer.write(reply)
     sys.stdout.flush()

@@ -32,6 +32,11 @@ use crate::wire::{
     Announced, CommitOutcome, ErrorKind, Installed, Request, Response, BATCH_OP, DISCARD_OP,
 };
 
+/// How many request timeouts a commit that says `working` may take in all: enough for every
+/// config test its halving search may run ([`crate::lineage::batch::MAX_TESTS`], 40), the
+/// tests before and after it and the reload, each within one.
+const COMMIT_BOUND: u32 = crate::lineage::batch::MAX_TESTS as u32 + 4;
+
 /// One peer's answer per lineage it receives: plan index → installed, or why not.
 type PeerResults = Vec<(usize, std::result::Result<Installed, InstallFailure>)>;
 
@@ -236,6 +241,8 @@ struct Round<'a> {
     round: usize,
     /// The agent announced `discard`.
     discard: bool,
+    /// The agent says `working` during a long commit.
+    progress: bool,
 }
 
 /// One peer's session: its lineages staged and committed in chunks, or installed one by one
@@ -274,6 +281,7 @@ impl PeerWork<'_> {
                         seat: &seat,
                         round,
                         discard,
+                        progress: announced.commit_progress,
                     };
                     if let Err(e) = self.stage_and_commit(step, &share, &mut out).await {
                         seat.gone(e.to_string());
@@ -323,6 +331,7 @@ impl PeerWork<'_> {
             seat,
             round,
             discard,
+            progress,
         } = step;
         let mut staged = Vec::with_capacity(share.len());
         let mut failed = HashMap::new();
@@ -375,7 +384,7 @@ impl PeerWork<'_> {
                 out.push((i, Err(InstallFailure::Peer(PeerError::Agent(why)))));
             }
         }
-        let results = self.commit(agent, &decision.commit).await;
+        let results = self.commit(agent, &decision.commit, progress).await;
         if let Some(tx) = decision.committed {
             let summary: CommitSummary = match &results {
                 Ok(results) => results
@@ -399,11 +408,14 @@ impl PeerWork<'_> {
         Ok(())
     }
 
-    /// One `commit` of `list` (staged in this session): each lineage's result.
+    /// One `commit` of `list` (staged in this session): each lineage's result. With
+    /// `progress` the agent says `working` while it tests, searches and reloads, and the
+    /// commit may take [`COMMIT_BOUND`] request timeouts in all.
     async fn commit(
         &self,
         agent: &mut AgentChannel,
         list: &[usize],
+        progress: bool,
     ) -> std::result::Result<PeerResults, PeerError> {
         if list.is_empty() {
             return Ok(Vec::new());
@@ -413,8 +425,16 @@ impl PeerWork<'_> {
                 .iter()
                 .map(|&i| self.plans[i].lineage.clone())
                 .collect(),
+            progress,
         };
-        let answers = match agent.request(&request).await? {
+        let answer = if progress {
+            agent.send(&request).await?;
+            let bound = agent.request_timeout().saturating_mul(COMMIT_BOUND);
+            agent.receive_working(bound).await?
+        } else {
+            agent.request(&request).await?
+        };
+        let answers = match answer {
             Response::Committed { lineages } => lineages,
             other => {
                 let e = unexpected(&other).to_string();

@@ -67,6 +67,12 @@ pub enum Request {
     Commit {
         /// The lineages to switch (each staged earlier in this session).
         lineages: Vec<LineageName>,
+        /// Send `working` lines while the commit runs (one a second), so that a primary can
+        /// tell a long commit (the halving search, many `[[deploy]]` actions) from a hung
+        /// agent. Only sent to an agent whose `hello` said `commit_progress` (an older one
+        /// refuses the unknown field).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        progress: bool,
     },
     /// Batch, abort: the named lineages staged in this session are dropped — what their
     /// `stage` wrote is removed under their lock, no link ever moved — and their locks
@@ -113,6 +119,8 @@ pub struct Announced {
     pub ops: Vec<String>,
     /// Most lineages it holds staged in one session (None: an older agent that does not say).
     pub max_staged: Option<u32>,
+    /// Whether it sends `working` lines during a long `commit`.
+    pub commit_progress: bool,
 }
 
 impl Announced {
@@ -120,10 +128,14 @@ impl Announced {
     pub fn of(response: &Response) -> Self {
         match response {
             Response::Hello {
-                ops, max_staged, ..
+                ops,
+                max_staged,
+                commit_progress,
+                ..
             } => Announced {
                 ops: ops.clone(),
                 max_staged: *max_staged,
+                commit_progress: *commit_progress,
             },
             _ => Announced::default(),
         }
@@ -158,7 +170,12 @@ pub enum Response {
         /// not say).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_staged: Option<u32>,
+        /// Whether it sends `working` lines during a `commit` that asks for them.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        commit_progress: bool,
     },
+    /// Before the answer to a `commit` that asked for `progress`: the agent is still at work.
+    Working,
     /// The op succeeded; `changed` says whether anything on disk changed.
     Done {
         /// Whether the node's state changed.

@@ -384,6 +384,16 @@ pub fn edit_config(bed: &Bed, n: usize, from: &str, to: &str) {
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
 
+/// Sets `[ssh] request_timeout` in node `n`'s config.
+pub fn set_request_timeout(bed: &Bed, n: usize, timeout: &str) {
+    edit_config(
+        bed,
+        n,
+        "connect_timeout = \"5s\"\n",
+        &format!("connect_timeout = \"5s\"\nrequest_timeout = \"{timeout}\"\n"),
+    );
+}
+
 /// Sends raw bytes to node `node`'s agent through its real sshd, the forced command and the
 /// bed's restricted key (what whoever holds the primary's key can do); returns every answer line
 /// parsed as JSON (a non-JSON line fails the test) and the session's output.

@@ -49,3 +49,15 @@ pub fn counts(bed: &Bed, n: usize) -> (usize, usize) {
         .count();
     (tests, reloads)
 }
+
+/// Makes every config test of node `n` (counted, see [`count_tests_and_reloads`]) take `secs`
+/// seconds longer, as `nginx -t` does on a node with thousands of vhosts.
+pub fn slow_tests(bed: &Bed, n: usize, secs: u32) {
+    let log = tests_log(bed, n);
+    edit_config(
+        bed,
+        n,
+        &format!("echo t >> {}", log.display()),
+        &format!("sleep {secs} && echo t >> {}", log.display()),
+    );
+}

@@ -46,16 +46,6 @@ pub fn tls_bed_with(nodes: usize, certherd: &Path) -> Bed {
     bed
 }
 
-/// Sets `[ssh] request_timeout` in node `n`'s config.
-pub fn set_request_timeout(bed: &Bed, n: usize, timeout: &str) {
-    edit_config(
-        bed,
-        n,
-        "connect_timeout = \"5s\"\n",
-        &format!("connect_timeout = \"5s\"\nrequest_timeout = \"{timeout}\"\n"),
-    );
-}
-
 /// Replaces node `n`'s `[reload]` line starting with `key = [` by `line`.
 pub fn set_reload_line(bed: &Bed, n: usize, key: &str, line: &str) {
     let path = bed.config_path(n);
