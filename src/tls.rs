@@ -173,18 +173,24 @@ pub async fn served_leaf(addr: &str, sni: &str, timeout: Duration) -> Result<Vec
 
 /// The one client config every check shares: building it (the provider's suites, the
 /// verifier) for each of 11,000 handshakes of a `status` was work and memory for nothing.
+///
+/// It never resumes a session: a resumed TLS 1.2 handshake carries no certificate, and rustls
+/// then reports the one of the session it resumed. Nodes of one pool often share their ticket
+/// key, and nginx keeps its session cache across a reload, so a check would see another node's
+/// certificate, or the one a node served before its reload: a canary passing on the old pair.
 fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
         std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .map_err(|e| e.to_string())?
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(LookOnly(provider)))
                 .with_no_client_auth();
+            config.resumption = rustls::client::Resumption::disabled();
             Ok(Arc::new(config))
         })
         .clone()
@@ -256,6 +262,57 @@ mod tests {
         assert!(sni_name("").is_none());
         assert!(sni_name("a b.test").is_none());
         assert!(sni_name("site.test.").is_none());
+    }
+
+    /// Two servers share their TLS 1.2 ticket key (as the nodes of a pool often do) and serve
+    /// different certificates for the same name: each check sees the one its own server sends,
+    /// also the second, which would accept the first one's ticket.
+    #[tokio::test]
+    async fn a_check_never_resumes_a_session() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::PrivateKeyDer;
+        use tokio::io::AsyncWriteExt;
+
+        let ticketer = rustls::crypto::ring::Ticketer::new().unwrap();
+        let (mut addrs, mut leaves) = (Vec::new(), Vec::new());
+        for tag in ["a", "b"] {
+            let (cert, key) = crate::pem::testing::pair(
+                &format!("resume-{tag}"),
+                &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+            );
+            let der = crate::pem::first_cert_der(&cert).unwrap();
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![CertificateDer::from(der.clone())], key)
+                .unwrap();
+            config.ticketer = ticketer.clone();
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.push(listener.local_addr().unwrap().to_string());
+            leaves.push(der);
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        if let Ok(mut tls) = acceptor.accept(tcp).await {
+                            let _ = tls.shutdown().await;
+                        }
+                    });
+                }
+            });
+        }
+        let t = Duration::from_secs(10);
+        for (i, server) in [0, 1, 0, 1].into_iter().enumerate() {
+            let leaf = served_leaf(&addrs[server], "site.test", t).await.unwrap();
+            assert!(
+                leaf == leaves[server],
+                "check {i}: server {server}'s certificate expected, got the other's"
+            );
+        }
     }
 
     #[test]
