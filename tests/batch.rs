@@ -13,6 +13,7 @@
 //! and guarantee 5 (a failing config test leaves the node on what it served) for batches.
 
 mod common;
+use common::cluster::pin_current_key;
 use common::sync_report::{row, sync};
 use common::*;
 
@@ -120,27 +121,7 @@ fn sync_tests_and_reloads_each_node_once_and_a_failing_node_or_lineage_is_named(
     // pair makes node 2's config test fail. It is found and named; every other lineage of the
     // batch is served there, and every other node takes b07 too.
     let bad = "b07.test";
-    let pinned = bed.node_dir(2).join("pinned-key.pem");
-    std::fs::copy(
-        bed.letsencrypt_dir(2)
-            .join("live")
-            .join(bad)
-            .join("privkey.pem"),
-        &pinned,
-    )
-    .unwrap();
-    let live = bed.letsencrypt_dir(2).join("live").join(bad);
-    let conf = std::fs::read_to_string(bed.nginx_tls_conf(2)).unwrap();
-    std::fs::write(
-        bed.nginx_tls_conf(2),
-        format!(
-            "{conf}server {{\n  listen {ip}:443 ssl;\n  server_name pinned.test;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {k};\n}}\n",
-            ip = bed.ip(2),
-            l = live.display(),
-            k = pinned.display()
-        ),
-    )
-    .unwrap();
+    pin_current_key(&bed, 2, bad);
     let reloads = counts(&bed, 2).1;
     reload_nginx(&bed, 2);
     // The master logs the signal after `nginx -s reload` returned: count from after it.

@@ -11,7 +11,7 @@
 //! node and the lineage).
 
 mod common;
-use common::cluster::{renew_all, serving_bed};
+use common::cluster::{pin_current_key, renew_all, serving_bed};
 use common::reloads::{count_tests_and_reloads, counts, slow_tests};
 use common::sync_report::{row, sync};
 use common::*;
@@ -26,20 +26,7 @@ fn a_commit_searching_longer_than_the_request_timeout_is_waited_for() {
     // On node 2 a vhost pins w5.test's certificate to its current key (a copy): w5's new pair
     // makes node 2's config test fail, and only the halving search finds which lineage it is.
     let bad = "w5.test";
-    let pinned = bed.node_dir(2).join("pinned-key.pem");
-    let live = bed.letsencrypt_dir(2).join("live").join(bad);
-    std::fs::copy(live.join("privkey.pem"), &pinned).unwrap();
-    let conf = std::fs::read_to_string(bed.nginx_tls_conf(2)).unwrap();
-    std::fs::write(
-        bed.nginx_tls_conf(2),
-        format!(
-            "{conf}server {{\n  listen {ip}:443 ssl;\n  server_name pinned.test;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {k};\n}}\n",
-            ip = bed.ip(2),
-            l = live.display(),
-            k = pinned.display()
-        ),
-    )
-    .unwrap();
+    pin_current_key(&bed, 2, bad);
     count_tests_and_reloads(&bed, 2);
     slow_tests(&bed, 2, 1);
     set_request_timeout(&bed, 1, "2s");

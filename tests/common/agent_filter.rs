@@ -8,8 +8,54 @@ use std::os::unix::fs::PermissionsExt;
 
 use certherd_testbed::Bed;
 
-/// Puts `script` (Python 3, given the real agent's argv) in front of node `n`'s agent.
-pub fn filter_agent(bed: &Bed, n: usize, script: &str) {
+/// The filter: passes every line between sshd and the real agent, one answer per request (as
+/// every agent before `working` lines wrote), except that the ops in `REFUSED` are refused as
+/// unknown, with the agent's words, and left out of `hello`'s ops, and the fields in `HIDDEN`
+/// are left out of `hello`.
+const FILTER: &str = r#"
+import json, subprocess, sys
+REFUSED = @REFUSED@
+HIDDEN = @HIDDEN@
+agent = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+for line in sys.stdin.buffer:
+    try:
+        op = json.loads(line).get("op")
+    except Exception:
+        op = None
+    if op in REFUSED:
+        answer = {"result": "error", "kind": "unknown_op",
+                  "message": "unknown op %s: expected one of hello, put_token, ..." % op}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+        continue
+    agent.stdin.write(line)
+    agent.stdin.flush()
+    reply = agent.stdout.readline()
+    if not reply:
+        break
+    answer = json.loads(reply)
+    if answer.get("result") == "hello":
+        answer["ops"] = [o for o in answer["ops"] if o not in REFUSED]
+        for field in HIDDEN:
+            assert field in answer, (field, answer)
+            del answer[field]
+        reply = (json.dumps(answer) + "\n").encode()
+    sys.stdout.buffer.write(reply)
+    sys.stdout.flush()
+agent.stdin.close()
+sys.exit(agent.wait())
+"#;
+
+/// Puts a filter in front of node `n`'s agent that makes it look like an older one: the ops in
+/// `refused` unknown to it, the fields in `hidden` missing from its `hello`.
+pub fn filter_agent(bed: &Bed, n: usize, refused: &[&str], hidden: &[&str]) {
+    let tuple = |items: &[&str]| {
+        let quoted: Vec<String> = items.iter().map(|i| format!("{i:?},")).collect();
+        format!("({})", quoted.concat())
+    };
+    let script = FILTER
+        .replace("@REFUSED@", &tuple(refused))
+        .replace("@HIDDEN@", &tuple(hidden));
     let dir = bed.node_dir(n);
     let path = dir.join("agent-filter.py");
     std::fs::write(&path, script).unwrap();

@@ -520,3 +520,24 @@ open(key_path, "wb").write(key.private_bytes(serialization.Encoding.PEM,
         .arg(key);
     super::exec::exec(python).run();
 }
+
+/// On node `n`, a vhost that pins `lineage`'s certificate to a copy of its current key: the
+/// node's config test passes as it is and fails once `lineage`'s live links name a new pair (a
+/// vhost option that rejects one lineage's new certificate), which only a halving search of a
+/// batch finds. The vhost is written, not loaded: the caller reloads when it needs to.
+pub fn pin_current_key(bed: &Bed, n: usize, lineage: &str) {
+    let live = bed.letsencrypt_dir(n).join("live").join(lineage);
+    let pinned = bed.node_dir(n).join("pinned-key.pem");
+    std::fs::copy(live.join("privkey.pem"), &pinned).unwrap();
+    let conf = std::fs::read_to_string(bed.nginx_tls_conf(n)).unwrap();
+    std::fs::write(
+        bed.nginx_tls_conf(n),
+        format!(
+            "{conf}server {{\n  listen {ip}:443 ssl;\n  server_name pinned.test;\n  ssl_certificate {l}/fullchain.pem;\n  ssl_certificate_key {k};\n}}\n",
+            ip = bed.ip(n),
+            l = live.display(),
+            k = pinned.display()
+        ),
+    )
+    .unwrap();
+}
