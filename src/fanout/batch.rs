@@ -3,8 +3,8 @@
 //! disk as they go out: memory does not grow with the number of lineages), then one `commit`
 //! per round (as many lineages as every agent at the gate holds staged: 1,024 where all are
 //! current, 256 beside an older one): one config test and one reload on that node, however
-//! many lineages. This node tests and reloads once when it does not serve them all yet. The served
-//! checks then run concurrently after one settle window, not one per lineage.
+//! many lineages. This node tests and reloads once when it does not serve them all yet. The
+//! served checks then run concurrently after one settle window, not one per lineage.
 //!
 //! Between the stages and the commits every session waits at the fleet-wide gate
 //! ([`super::rollout`]): a lineage a required peer could not stage is switched nowhere, and

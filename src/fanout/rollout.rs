@@ -4,11 +4,12 @@
 //! Each peer session first tells the gate how many lineages its agent holds staged at once
 //! (`hello`'s `max_staged`; 256 for an agent that does not say); the push goes in rounds of the
 //! smallest such limit at the gate (1,000 lineages: one round, where every agent is current).
-//! Each peer session stages its share of a round, then reports to the gate what it staged and why the rest did not. The gate decides once every
-//! peer has reported (or given up, or said nothing for the SSH request timeout): a lineage that a
-//! *required* peer could not stage is committed nowhere — every peer that staged it discards it,
-//! and this node does not reload for it — so a node that cannot take the files never leaves the
-//! fleet split between versions. Optional peers never block.
+//! Each peer session stages its share of a round, then reports to the gate what it staged and
+//! why the rest did not. The gate decides once every peer has reported (or given up, or said
+//! nothing for the SSH request timeout): a lineage that a *required* peer could not stage is
+//! committed nowhere — every peer that staged it discards it, and this node does not reload for
+//! it — so a node that cannot take the files never leaves the fleet split between versions.
+//! Optional peers never block.
 //!
 //! With canaries (`sync --canary N`, `[rollout] canary`), the first N peers at the gate (config
 //! order) commit first; the gate then asks each over TLS ([`crate::served`]) whether it serves
