@@ -114,31 +114,40 @@ for p in ${passes[@]+"${passes[@]}"}; do
         echo "$label $assignment $line" >>"$logs/chosen"
     done
 done
-# Longest first, so the lanes end together: the seconds each binary took in a full run on the
-# 2-core machine (2 lanes, 2026-12-06); anything not named here took under 10 s. crash: its
-# walks in slices side by side (8 threads), 136 s alone in its lane at load 7 (was 458 s).
+# Longest first, so the lanes end together: the seconds each binary took in the tests phase on
+# the 2-core machine (3 lanes beside other sessions' runs, certbot5 pass included; mean of two
+# runs, 2026-12-06, after the waits polled a TLS probe instead of openssl); anything not named
+# here took under 10 s. A binary of the certbot5 pass is weighed as its plain run. crash: its
+# walks in slices side by side (8 threads). coalesce and canary were missing (weight 5), so
+# they started last and ran past the other lanes. staging_limit
+# and slow_commit: from one full run at load 7-10, scaled to these.
 weight() {
     case "$1" in
-        crash) echo 140 ;;
-        vrrp) echo 103 ;;
-        operate) echo 98 ;;
-        bench_smoke) echo 65 ;;
-        batch) echo 64 ;;
-        vrrp_flap) echo 37 ;;
-        certbot_box) echo 35 ;;
-        warm) echo 29 ;;
-        permissions) echo 28 ;;
-        apache | faults | staging_limit) echo 25 ;;
-        slow_commit) echo 15 ;;
-        one_deploy) echo 23 ;;
-        deploy_actions) echo 22 ;;
-        hostile_agent) echo 20 ;;
-        quickstart | deploy) echo 19 ;;
-        quickstart_apache) echo 17 ;;
-        issue_paths | root_never_runs_agent_files) echo 16 ;;
-        issuance | deploy_hook | failover) echo 15 ;;
-        peer_lineages) echo 12 ;;
-        fallback | served) echo 11 ;;
+        operate) echo 141 ;;
+        vrrp) echo 132 ;;
+        crash) echo 122 ;;
+        bench_smoke) echo 95 ;;
+        batch) echo 79 ;;
+        coalesce) echo 43 ;;
+        staging_limit) echo 42 ;;
+        vrrp_flap) echo 40 ;;
+        certbot_box) echo 37 ;;
+        permissions) echo 36 ;;
+        apache) echo 32 ;;
+        faults | one_deploy | warm) echo 31 ;;
+        deploy_actions | quickstart) echo 30 ;;
+        canary | deploy) echo 29 ;;
+        status_scale | slow_commit) echo 24 ;;
+        hostile_agent) echo 23 ;;
+        failover | served) echo 22 ;;
+        issue_paths | quickstart_apache) echo 20 ;;
+        issuance) echo 19 ;;
+        deploy_hook | peer_lineages | root_never_runs_agent_files) echo 18 ;;
+        checkout_anywhere) echo 15 ;;
+        agent_verify | fallback) echo 14 ;;
+        holder_routes | lineage_names) echo 12 ;;
+        deploy_json | lifetimes) echo 11 ;;
+        include_escalation | output_formats) echo 10 ;;
         *) echo 5 ;;
     esac
 }

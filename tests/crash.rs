@@ -221,11 +221,12 @@ fn sync_repairs(bed: &Bed, v: u32, context: &str) {
     // sync reloaded nodes: asked once nginx's overlap is over (see `settled_serial`), one wait
     // for all three. 20 s, not settled_serial's 5: the walks' slices run side by side, eight
     // beds on two cores, and a reload's new workers can take seconds to start there; the limit
-    // only matters when the node never serves `v`, which the check after it then names.
+    // only matters when the node never serves `v`, which the check after it then names. The
+    // wait polls with the probe (no process started); the check is openssl's.
     let want = serial_of(bed, v);
     for n in 1..=3 {
         wait_until(Duration::from_secs(20), || {
-            served_serial(bed, n, LINEAGE) == want
+            probe::probe_serial(bed, n, LINEAGE).as_deref() == Some(want.as_str())
         });
     }
     std::thread::sleep(RELOAD_OVERLAP);

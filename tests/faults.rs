@@ -264,9 +264,13 @@ fn ssh_cut_mid_install_is_finished_by_sync() {
     let swapped = links_on(3);
     deploy.kill();
     assert!(swapped, "node2's install never reached the link swap");
-    let served = wait_until(Duration::from_secs(15), || {
-        served_serial(&cluster, 2, LINEAGE) == cluster.serial_of(3)
-    });
+    let served = wait_served(
+        &cluster,
+        2..=2,
+        LINEAGE,
+        &cluster.serial_of(3),
+        Duration::from_secs(15),
+    );
     assert!(
         served,
         "node2's agent did not finish after the primary died"

@@ -37,9 +37,7 @@ fn a_renewal_seen_by_the_deploy_hook_and_by_watch_is_deployed_once() {
             .run();
         let want = current_serial(&bed, "site.test");
         assert!(
-            wait_until(Duration::from_secs(20), || {
-                (1..=3).all(|n| served_serial(&bed, n, "site.test") == want)
-            }),
+            wait_served(&bed, 1..=3, "site.test", &want, Duration::from_secs(20)),
             "renewal {round} did not reach every node"
         );
         // One event, and none more once watch's settle window (1 s) has long passed.

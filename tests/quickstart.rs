@@ -634,11 +634,18 @@ fn assert_every_node_serves(bed: &Bed, nodes: &[Node], context: &str) {
             "node {}: no certificate ({context})",
             node.n
         );
-        let mut got = String::new();
-        let served = wait_until(Duration::from_secs(10), || {
-            got = served_serial(bed, node.n, "site.test");
-            got == want
-        });
+        let served = wait_served(
+            bed,
+            node.n..=node.n,
+            "site.test",
+            &want,
+            Duration::from_secs(10),
+        );
+        let got = if served {
+            want.clone()
+        } else {
+            served_serial(bed, node.n, "site.test")
+        };
         assert!(
             served,
             "node {} at {} serves {got:?}, its live/ names {want} ({context})",

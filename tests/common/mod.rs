@@ -257,6 +257,7 @@ pub mod cluster;
 pub mod exec;
 pub mod fault;
 pub mod influx;
+pub mod probe;
 pub mod reloads;
 pub mod status;
 pub mod sync_report;
@@ -278,17 +279,20 @@ pub fn reload_nginx(bed: &Bed, n: usize) {
 }
 
 /// The serial of the certificate node `n` serves for `sni`, read independently with
-/// `openssl s_client` (empty when nothing is served).
+/// `openssl s_client` (empty when nothing is served). The serial is taken from the PEM it
+/// prints (x509-parser, as `openssl x509 -serial` prints it): a second OpenSSL process for that
+/// cost as much CPU as the handshake. Every test compares it with a serial `openssl x509` read
+/// from a file ([`file_serial`]), so the two formats are checked against each other all along.
 pub fn served_serial(bed: &Bed, n: usize, sni: &str) -> String {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "openssl s_client -connect {}:443 -servername {sni} </dev/null 2>/dev/null | openssl x509 -noout -serial",
-            bed.ip(n)
-        ))
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("{}:443", bed.ip(n)))
+        .args(["-servername", sni])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .output()
         .unwrap();
-    serial_from(&out.stdout)
+    probe::pem_serial(&out.stdout).unwrap_or_default()
 }
 
 /// How long after a reload nginx may still hand a new connection the old certificate: its
@@ -301,12 +305,37 @@ pub const RELOAD_OVERLAP: std::time::Duration = std::time::Duration::from_millis
 /// [`served_serial`] once a reload node `n` may just have had is over: waits (bounded, 5 s) for
 /// `want`, then past nginx's [`RELOAD_OVERLAP`], and asks again. A node that did not reload when
 /// it should have, or did when it should not have, still shows the other serial here.
+///
+/// The wait polls with [`probe::probe_serial`] (no process started); the answer is openssl's.
 pub fn settled_serial(bed: &Bed, n: usize, sni: &str, want: &str) -> String {
     wait_until(std::time::Duration::from_secs(5), || {
-        served_serial(bed, n, sni) == want
+        probe::probe_serial(bed, n, sni).as_deref() == Some(want)
     });
     std::thread::sleep(RELOAD_OVERLAP);
     served_serial(bed, n, sni)
+}
+
+/// Waits (bounded by `limit` in all) until every node of `nodes` serves `want` for `sni` as
+/// [`served_serial`] (openssl) reads it, all of them in one pass: first polled with
+/// [`probe::probe_serial`], which starts no process, then asked of openssl until it agrees.
+/// Returns whether openssl saw it; a probe that never agrees only costs the wait, never the
+/// verdict.
+pub fn wait_served(
+    bed: &Bed,
+    nodes: std::ops::RangeInclusive<usize>,
+    sni: &str,
+    want: &str,
+    limit: std::time::Duration,
+) -> bool {
+    let start = std::time::Instant::now();
+    wait_until(limit, || {
+        nodes
+            .clone()
+            .all(|n| probe::probe_serial(bed, n, sni).as_deref() == Some(want))
+    });
+    wait_until(limit.saturating_sub(start.elapsed()), || {
+        nodes.clone().all(|n| served_serial(bed, n, sni) == want)
+    })
 }
 
 /// The serial of node 1's current certificate for `lineage`.
