@@ -369,6 +369,11 @@ impl AgentChannel {
         };
         let result = match tokio::time::timeout(self.timeout, write).await {
             Ok(Ok(())) => Ok(()),
+            // The agent (or its session) was gone before our line arrived: the same failure as
+            // reading nothing back, and worded so, whichever of the two happens first.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(PeerError::Agent(
+                "closed the connection without answering".into(),
+            )),
             Ok(Err(e)) => Err(PeerError::Agent(format!("sending request: {e}"))),
             Err(_) => Err(PeerError::Timeout(self.timeout, "sending to the agent")),
         };
