@@ -178,7 +178,7 @@ pub async fn served_leaf(addr: &str, sni: &str, timeout: Duration) -> Result<Vec
 /// then reports the one of the session it resumed. Nodes of one pool often share their ticket
 /// key, and nginx keeps its session cache across a reload, so a check would see another node's
 /// certificate, or the one a node served before its reload: a canary passing on the old pair.
-fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
         std::sync::OnceLock::new();
     CONFIG

@@ -7,13 +7,11 @@
 //! openssl is worth it: every served serial a test asserts is still openssl's.
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::Bed;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
 
 /// How long one probe may take: a node that is restarting answers nothing, and the caller polls
 /// again.
@@ -28,7 +26,10 @@ pub fn probe_serial(bed: &Bed, n: usize, sni: &str) -> Option<String> {
     sock.set_read_timeout(Some(PROBE_TIMEOUT)).ok()?;
     sock.set_write_timeout(Some(PROBE_TIMEOUT)).ok()?;
     let name = ServerName::try_from(sni.to_owned()).ok()?;
-    let mut conn = ClientConnection::new(config(), name).ok()?;
+    // The served check's own client config: any certificate accepted (the point is to see the
+    // wrong one too), the handshake's signatures checked, no session resumed.
+    let config = certherd::tls::client_config().ok()?;
+    let mut conn = ClientConnection::new(config, name).ok()?;
     while conn.is_handshaking() {
         conn.complete_io(&mut sock).ok()?;
     }
@@ -58,58 +59,4 @@ fn serial_hex(der: &[u8]) -> Option<String> {
         _ => raw,
     };
     Some(raw.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// One client config for every probe: any certificate is accepted (the point is to see the
-/// wrong one too), TLS 1.2 and 1.3 as nginx offers them.
-fn config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .expect("ring offers TLS 1.2 and 1.3")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(LookOnly(provider)))
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
-}
-
-/// Accepts any certificate; the handshake's signatures are still checked, as a real client's.
-#[derive(Debug)]
-struct LookOnly(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for LookOnly {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
