@@ -118,10 +118,7 @@ fn many_lineages_sync_against_rsync() {
     let peers = peers();
     let bed = bed(peers + 1, false);
     let plain = bed.enable_plain_login().unwrap();
-    for n in 1..=peers + 1 {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
+    default_tls_everywhere(&bed);
     let names: Vec<String> = (0..lineages).map(|i| format!("m{i:04}.test")).collect();
     for l in &names {
         make_version(&bed, l, 1);

@@ -103,10 +103,7 @@ fn a_renewal_run_of_many_lineages_against_one() {
         ),
     )
     .unwrap();
-    for n in 1..=NODES {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
+    default_tls_everywhere(&bed);
     let names: Vec<String> = (0..lineages).map(|i| format!("r{i:02}.test")).collect();
     let began = Instant::now();
     for l in &names {

@@ -38,10 +38,7 @@ fn bed_with_hook() -> (Bed, Webhook) {
         ),
     )
     .unwrap();
-    for n in 1..=NODES {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
+    default_tls_everywhere(&bed);
     for l in LINEAGES {
         bed.dns(l, &[2, 3]).unwrap();
     }

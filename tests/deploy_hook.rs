@@ -49,10 +49,7 @@ fn certonly(bed: &Bed, domain: &str, deploy_hook: Option<&str>) {
 #[test]
 fn a_renewal_deploys_exactly_once_from_either_hook() {
     let bed = bed(3, true);
-    for n in 1..=3 {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
+    default_tls_everywhere(&bed);
     for name in ["stored.test", "dironly.test"] {
         bed.dns(name, &[2, 3]).unwrap();
     }

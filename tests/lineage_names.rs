@@ -32,10 +32,7 @@ fn lineage_names_that_are_not_domains_reach_every_node_and_show_in_status() {
     }
 
     // Every node answers TLS with a default certificate until it has the lineages' files.
-    for n in 1..=3 {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
+    default_tls_everywhere(&bed);
     bed.node(1).certherd(["sync"]).run();
     for (lineage, _, _) in NAMES {
         let serial = installed_serial(&bed, 1, lineage);

@@ -52,10 +52,7 @@ fn with_webhook(bed: &Bed) -> Webhook {
 fn wildcard_from_dns01_is_unused_until_a_vhost_uses_it_then_new() {
     let bed = bed(3, true);
     let hook = with_webhook(&bed);
-    for n in 1..=3 {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
+    default_tls_everywhere(&bed);
 
     let out = dns01_certonly(&bed, &["*.wild.test", "wild.test"]);
     let all = out.both();

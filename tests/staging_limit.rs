@@ -42,36 +42,30 @@ fn sync_version(bed: &Bed, names: &[String], v: u32) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Every peer (node 2 on) ran `want` (config tests, reloads) during the sync `during` counts.
+fn peers_ran(during: &[(usize, usize)], want: (usize, usize), context: &str) {
+    for (n, d) in during.iter().enumerate().skip(1) {
+        assert_eq!(*d, want, "node{} {context}: (config tests, reloads)", n + 1);
+    }
+}
+
 #[test]
 fn a_push_goes_in_rounds_of_the_smallest_staging_limit_at_the_gate() {
     let bed = bed(3, false);
-    for n in 1..=3 {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
+    default_tls_everywhere(&bed);
     count_tests_and_reloads(&bed, 3);
     let names: Vec<String> = (0..LINEAGES).map(|i| format!("r{i:03}.test")).collect();
 
     let during = sync_version(&bed, &names, 1);
-    for (n, d) in during.iter().enumerate().skip(1) {
-        assert_eq!(
-            *d,
-            (1, 1),
-            "node{} (current agent, {LINEAGES} lineages): (config tests, reloads)",
-            n + 1
-        );
-    }
+    peers_ran(
+        &during,
+        (1, 1),
+        &format!("(current agent, {LINEAGES} lineages)"),
+    );
 
     // As the release before: no `max_staged` in `hello`, nor `commit_progress`, which came
     // after it.
     filter_agent(&bed, 2, &[], &["max_staged", "commit_progress"]);
     let during = sync_version(&bed, &names, 2);
-    for (n, d) in during.iter().enumerate().skip(1) {
-        assert_eq!(
-            *d,
-            (2, 2),
-            "node{} beside an agent that announces no limit: (config tests, reloads)",
-            n + 1
-        );
-    }
+    peers_ran(&during, (2, 2), "beside an agent that announces no limit");
 }

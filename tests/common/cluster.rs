@@ -382,10 +382,7 @@ pub fn renew_all<S: AsRef<str>>(bed: &Bed, lineages: &[S], v: u32) -> Vec<String
 /// names them): the bed and version 1's serials.
 pub fn serving_bed<S: AsRef<str>>(nodes: usize, lineages: &[S]) -> (Bed, Vec<String>) {
     let bed = bed(nodes, false);
-    for n in 1..=nodes {
-        bed.default_tls_server(n, false).unwrap();
-        reload_nginx(&bed, n);
-    }
+    default_tls_everywhere(&bed);
     let v1 = renew_all(&bed, lineages, 1);
     let (code, json, err) = super::sync_report::sync(&bed, &[]);
     assert_eq!(code, Some(0), "first sync: {err}\n{json:#}");

@@ -278,6 +278,15 @@ pub fn reload_nginx(bed: &Bed, n: usize) {
     bed.reload_nginx(n).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Every node of the bed answers TLS on :443 with the bed's default certificate (no lineage's
+/// yet), loaded: where a first push's served checks start from.
+pub fn default_tls_everywhere(bed: &Bed) {
+    for n in 1..=bed.nodes() {
+        bed.default_tls_server(n, false).unwrap();
+        reload_nginx(bed, n);
+    }
+}
+
 /// The serial of the certificate node `n` serves for `sni`, read independently with
 /// `openssl s_client` (empty when nothing is served). The serial is taken from the PEM it
 /// prints (x509-parser, as `openssl x509 -serial` prints it): a second OpenSSL process for that
